@@ -1,0 +1,59 @@
+import 'reflect-metadata';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { CliError, type CommandModule, EXIT } from './args.ts';
+
+/**
+ * `signet <command> ...`: each top-level command is a module in ./commands/<command>.ts
+ * exporting `run(argv)`, loaded on demand so a command's dependencies load only when used.
+ */
+const USAGE = `usage: signet <command> [options]
+
+commands:
+  start            initialise ./data if needed, then serve (the quick start)
+  init             create a data folder: config, partitions, issuers, secrets
+  serve            run the CA server with its partition process
+  hsm              operate a partition: init, serve, status, unseal, keys, user, audit, backup
+  issue            issue a certificate from a CSR
+  revoke           revoke a certificate
+  policy           lint policies, dry-run a CSR against one
+  apikey           create, list and revoke API keys
+  issuer           add or list issuers
+  audit            reconcile partition signatures with the database
+  ceremony         validate and run offline root ceremonies
+
+Run 'signet <command> --help' for a command's options.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    console.log(USAGE);
+    return command ? EXIT.ok : EXIT.usage;
+  }
+  if (!/^[a-z][a-z-]*$/.test(command)) {
+    console.error(`signet: unknown command '${command}'\n\n${USAGE}`);
+    return EXIT.usage;
+  }
+  const file = fileURLToPath(new URL(`./commands/${command}.ts`, import.meta.url));
+  if (!existsSync(file)) {
+    console.error(`signet: unknown command '${command}'\n\n${USAGE}`);
+    return EXIT.usage;
+  }
+  const module = (await import(file)) as CommandModule;
+  return module.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof CliError) {
+      console.error(`signet: ${error.message}`);
+      process.exitCode = error.exitCode;
+      return;
+    }
+    console.error('signet: unexpected error:', error instanceof Error ? error.message : error);
+    process.exitCode = EXIT.failed;
+  },
+);

@@ -1,0 +1,23 @@
+import { execFileSync } from 'node:child_process';
+
+/**
+ * Whether an external tool (openssl, certtool, pg_ctl...) is on this machine.
+ * Locally a missing tool skips the tests that need it; under CI=true (set by .ci/run,
+ * which installs every tool) a missing tool fails the run instead of skipping silently.
+ */
+export function hasTool(command: string, args: string[] = ['--version']): boolean {
+  try {
+    execFileSync(command, args, { stdio: 'ignore' });
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (process.env.CI === 'true') {
+        throw new Error(`${command} is required under CI=true but is not installed`);
+      }
+      console.warn(`skipping tests that need ${command}: not installed`);
+      return false;
+    }
+    // The tool exists but rejected the probe arguments: it is present.
+    return true;
+  }
+}
