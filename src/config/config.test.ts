@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from './config.ts';
+
+const minimal = `
+partitions:
+  issuing: { dir: hsm/issuing, socket: hsm/issuing.sock, pinFile: secrets/pin-issuing-ca }
+trustedRoots: [certs/dev-root.pem]
+`;
+
+describe('the service configuration', () => {
+  it('fills every default from a minimal file', () => {
+    const config = parseConfig(minimal);
+    expect(config.server).toMatchObject({ host: '127.0.0.1', port: 8080, bodyLimit: 65536 });
+    expect(config.partitions.issuing?.user).toBe('ca');
+    expect(config.crl.debounce).toBe('PT5S');
+    expect(config.policies.dir).toBe('policies');
+  });
+
+  it.each([
+    ['an unknown top-level key', `${minimal}\nsurprise: 1\n`, /surprise|Unrecognized key/],
+    ['an unknown nested key', `${minimal}\nserver: { prot: 1 }\n`, /server: .*prot/],
+    ['a port of the wrong type', `${minimal}\nserver: { port: "80a" }\n`, /server\.port/],
+    [
+      'a malformed duration',
+      `${minimal}\ncrl: { debounce: 5s }\n`,
+      /crl\.debounce: must be an ISO 8601 duration/,
+    ],
+    ['a missing trust anchor list', 'partitions: {}\n', /trustedRoots/],
+    ['duplicate keys', `${minimal}\nlog: { level: info }\nlog: { level: warn }\n`, /not valid YAML/],
+  ])('refuses %s and names the path', (_name, text, pattern) => {
+    expect(() => parseConfig(text)).toThrow(ConfigError);
+    expect(() => parseConfig(text)).toThrow(pattern);
+  });
+});

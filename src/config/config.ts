@@ -1,0 +1,157 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/**
+ * The service configuration, `DIR/signet.yaml` (DESIGN.md "Data folder"). Parsed strictly: an
+ * unknown key or a wrong type stops the service at start with the path of the mistake. Relative
+ * paths are relative to the data folder. Every key is documented in README.md "Configuration".
+ */
+
+const duration = z.string().regex(/^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$/, {
+  message: 'must be an ISO 8601 duration such as PT5S, PT1H or P1D',
+});
+
+const partitionSchema = z.strictObject({
+  /** Folder of the emulated partition. */
+  dir: z.string().min(1),
+  /** Unix socket the partition process listens on. */
+  socket: z.string().min(1),
+  /** File holding the unseal secret; absent means the partition is unsealed by an operator. */
+  unsealSecretFile: z.string().min(1).optional(),
+  /** The crypto user the server logs in as, and its PIN file. */
+  user: z.string().min(1).default('ca'),
+  pinFile: z.string().min(1),
+  /** Start the partition as a child of `signet serve` (embedded default), or connect to a running one. */
+  spawn: z.boolean().default(true),
+});
+
+const clientCertificateMapping = z.strictObject({
+  /** Match on the client certificate's subject (RFC 4514 string) or one of its SANs. */
+  subject: z.string().min(1).optional(),
+  san: z.string().min(1).optional(),
+  roles: z.array(z.enum(['issuer', 'revoker', 'auditor', 'admin'])).min(1),
+  policies: z.array(z.string().min(1)).default([]),
+});
+
+export const configSchema = z.strictObject({
+  server: z
+    .strictObject({
+      host: z.string().default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(8080),
+      /** Base URL clients reach this CA at; CRL, OCSP and caIssuers URLs in certificates derive from it. */
+      publicUrl: z.url().default('http://127.0.0.1:8080'),
+      /** Largest request body accepted, in bytes (413 beyond). */
+      bodyLimit: z
+        .number()
+        .int()
+        .min(1024)
+        .max(16 * 1024 * 1024)
+        .default(64 * 1024),
+      requestTimeout: duration.default('PT30S'),
+      tls: z
+        .strictObject({
+          cert: z.string().min(1),
+          key: z.string().min(1),
+          clientCa: z.string().min(1).optional(),
+          clients: z.array(clientCertificateMapping).default([]),
+        })
+        .optional(),
+      /** A separate listener for GET /metrics (e.g. for Prometheus on an internal port). */
+      metricsPort: z.number().int().min(0).max(65535).optional(),
+    })
+    .prefault({}),
+  database: z
+    .strictObject({
+      /** postgres://... selects PostgreSQL; absent means PGlite in DIR/db. DATABASE_URL wins. */
+      url: z.string().min(1).optional(),
+    })
+    .prefault({}),
+  partitions: z.record(z.string().regex(/^[a-z][a-z0-9-]*$/), partitionSchema),
+  /** The folder of issuance policies (policies/*.yaml). */
+  policies: z.strictObject({ dir: z.string().min(1) }).prefault({ dir: 'policies' }),
+  /** PEM files of the roots an issuer's chain must reach. */
+  trustedRoots: z.array(z.string().min(1)).min(1),
+  issuance: z
+    .strictObject({
+      backdate: duration.default('PT1M'),
+      /** A file of SPKI SHA-256 hashes (hex, one per line) refused at intake; reloaded with policies. */
+      keyBlocklist: z.string().min(1).optional(),
+      maxCsrBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(1024 * 1024)
+        .default(64 * 1024),
+    })
+    .prefault({}),
+  crl: z
+    .strictObject({
+      validity: duration.default('P1D'),
+      debounce: duration.default('PT5S'),
+    })
+    .prefault({}),
+  ocsp: z
+    .strictObject({
+      validity: duration.default('PT4H'),
+    })
+    .prefault({}),
+  rateLimit: z
+    .strictObject({
+      /** Requests per credential per minute before 429. */
+      perMinute: z.number().int().min(1).default(6000),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+});
+
+export type SignetConfig = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Resolves DESIGN.md's data folder: --data, else $SIGNET_DATA, else ./data. */
+export function resolveDataDir(flag?: string): string {
+  return path.resolve(flag ?? process.env.SIGNET_DATA ?? 'data');
+}
+
+export function parseConfig(text: string, file = 'signet.yaml'): SignetConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (error) {
+    throw new ConfigError(`${file}: not valid YAML: ${(error as Error).message}`);
+  }
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const where = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
+      return `${file}: ${where}: ${issue.message}`;
+    });
+    throw new ConfigError(problems.join('\n'));
+  }
+  return result.data;
+}
+
+export function loadConfig(dataDir: string): SignetConfig {
+  const file = path.join(dataDir, 'signet.yaml');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new ConfigError(`${file} does not exist: run 'signet init --data ${dataDir}' first`);
+    }
+    throw error;
+  }
+  return parseConfig(text, file);
+}
+
+/** A path from the config, resolved against the data folder. */
+export const resolveIn = (dataDir: string, p: string): string => path.resolve(dataDir, p);
