@@ -1,0 +1,939 @@
+import { isIP } from 'node:net';
+import { isAlias, isNode, parseDocument, visit } from 'yaml';
+import { z } from 'zod';
+import { type ConfigProblem, configInvalid } from './errors.ts';
+
+/**
+ * The ceremony configuration: one strict YAML file per ceremony, reviewed in advance and run
+ * unchanged (after Boulder's cmd/ceremony). `ceremony-type` selects the schema; each schema is
+ * strict (an unknown key is an error naming its path) and is followed by cross-field checks that
+ * also name the path. Checks that need the file system (inputs readable, outputs absent, the
+ * issuer's validity) live in validate.ts. Every key is documented in ceremonies/README.md.
+ */
+
+export const CEREMONY_TYPES = [
+  'root',
+  'key',
+  'intermediate',
+  'cross-certificate',
+  'crl',
+  'hierarchy',
+] as const;
+export type CeremonyType = (typeof CEREMONY_TYPES)[number];
+
+const KEY_USAGE_NAMES = [
+  'digitalSignature',
+  'nonRepudiation',
+  'keyEncipherment',
+  'dataEncipherment',
+  'keyAgreement',
+  'keyCertSign',
+  'cRLSign',
+] as const;
+export type ProfileKeyUsage = (typeof KEY_USAGE_NAMES)[number];
+
+const EKU_NAMES = [
+  'serverAuth',
+  'clientAuth',
+  'codeSigning',
+  'emailProtection',
+  'timeStamping',
+  'ocspSigning',
+];
+
+/** RFC 5280 §5.3.1 reason names (DESIGN.md "Revocation reasons"). */
+export const CRL_REASONS = [
+  'unspecified',
+  'keyCompromise',
+  'cACompromise',
+  'affiliationChanged',
+  'superseded',
+  'cessationOfOperation',
+  'privilegeWithdrawn',
+  'aACompromise',
+] as const;
+
+const nonEmpty = z.string().trim().min(1, { message: 'must not be empty' });
+const filePath = z
+  .string()
+  .min(1, { message: 'must not be empty' })
+  .refine((v) => !v.includes('\0'), {
+    message: 'must not contain NUL',
+  });
+const label = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
+  message: 'must be 1-64 of A-Z a-z 0-9 . _ - starting alphanumeric',
+});
+const partitionName = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, { message: 'must be a lowercase slug' });
+const httpUrl = z.url({ protocol: /^https?$/, message: 'must be an absolute http or https URL' });
+
+/** Exact instants: RFC 3339 in UTC with whole seconds, so the certificate says exactly what was reviewed. */
+const instant = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/, {
+    message: 'must be an RFC 3339 UTC time such as 2026-01-01T00:00:00Z',
+  })
+  .refine((v) => !Number.isNaN(Date.parse(v)) && new Date(v).toISOString().replace('.000Z', 'Z') === v, {
+    message: 'is not a valid date',
+  });
+
+const oid = z
+  .string()
+  .regex(/^[0-2](\.(0|[1-9]\d*))+$/, { message: 'must be a dotted OID such as 2.23.140.1.2.1' });
+
+// RFC 5280 §4.2.1.10 name constraint forms.
+const dnsConstraint = z
+  .string()
+  .regex(/^\.?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/, {
+    message: 'must be a lowercase DNS name (A-labels), optionally with a leading dot',
+  });
+const ipConstraint = z
+  .string()
+  .refine(isCidr, { message: 'must be an address range in CIDR form, e.g. 192.0.2.0/24' });
+const emailConstraint = z.string().regex(/^([^@\s]+@)?\.?[a-z0-9.-]+$/, {
+  message: 'must be a mailbox, a host or a .domain',
+});
+const uriConstraint = z
+  .string()
+  .regex(/^\.?[a-z0-9.-]+$/, { message: 'must be a host or a .domain (RFC 5280 §4.2.1.10)' });
+
+const nameSet = z.strictObject({
+  dns: z.array(dnsConstraint).default([]),
+  ip: z.array(ipConstraint).default([]),
+  email: z.array(emailConstraint).default([]),
+  uri: z.array(uriConstraint).default([]),
+});
+
+const subjectSchema = z.strictObject({
+  'common-name': nonEmpty.max(64),
+  organization: nonEmpty.max(64).optional(),
+  'organizational-unit': nonEmpty.max(64).optional(),
+  country: z
+    .string()
+    .regex(/^[A-Z]{2}$/, { message: 'must be an ISO 3166 two-letter code' })
+    .optional(),
+  state: nonEmpty.max(128).optional(),
+  locality: nonEmpty.max(128).optional(),
+});
+export type SubjectConfig = z.infer<typeof subjectSchema>;
+
+const keySchema = z.strictObject({
+  label,
+  type: z.enum(['ecdsa', 'rsa', 'ed25519']),
+  'ecdsa-curve': z.enum(['P-256', 'P-384']).optional(),
+  'rsa-mod-length': z.literal([2048, 3072, 4096]).optional(),
+});
+export type KeyConfig = z.infer<typeof keySchema>;
+
+const profileFields = {
+  'not-before': instant,
+  'not-after': instant,
+  'key-usages': z.array(z.enum(KEY_USAGE_NAMES)).min(1),
+  'extended-key-usages': z
+    .array(z.union([z.enum(EKU_NAMES as [string, ...string[]]), oid]))
+    .min(1)
+    .optional(),
+  'path-length': z.number().int().min(0).max(16).optional(),
+  'name-constraints': z
+    .strictObject({
+      critical: z.boolean().default(true),
+      permitted: nameSet.optional(),
+      excluded: nameSet.optional(),
+    })
+    .optional(),
+  'policy-oids': z.array(oid).default([]),
+  'crl-url': httpUrl.optional(),
+  'issuer-url': httpUrl.optional(),
+  'ocsp-url': httpUrl.optional(),
+};
+
+const profileSchema = z.strictObject({ subject: subjectSchema, ...profileFields });
+/** A cross-certificate copies its subject from the other CA's certificate. */
+const crossProfileSchema = z.strictObject(profileFields);
+export type CertificateProfile = z.infer<typeof profileSchema>;
+export type CrossProfile = z.infer<typeof crossProfileSchema>;
+
+const custodianSchema = z.strictObject({ name: nonEmpty, 'share-path': filePath });
+
+const partitionSchema = z.strictObject({
+  /** An unserved partition folder: the ceremony starts its own partition process. */
+  dir: filePath.optional(),
+  /** A served partition's socket. */
+  socket: filePath.optional(),
+  name: partitionName.default('root'),
+  user: nonEmpty.default('officer'),
+});
+const offlinePartitionSchema = z.strictObject({
+  ...partitionSchema.shape,
+  create: z
+    .strictObject({
+      threshold: z.number().int().min(2).max(255),
+      custodians: z.array(custodianSchema).min(2).max(255),
+    })
+    .optional(),
+});
+export type PartitionConfig = z.infer<typeof partitionSchema>;
+export type OfflinePartitionConfig = z.infer<typeof offlinePartitionSchema>;
+
+const participantsSchema = z.array(z.strictObject({ name: nonEmpty, role: nonEmpty })).min(1);
+
+const transcriptSchema = z.strictObject({
+  /** The JSON record; its markdown rendering and detached signature sit beside it (.md, .json.sig). */
+  path: filePath.refine((p) => p.endsWith('.json'), { message: 'must end in .json' }),
+  /** Label of a key this ceremony uses, when the default signer may not sign (digitalSignature). */
+  'signing-key': label.optional(),
+});
+
+const issuerSchema = z.strictObject({ 'key-label': label, 'certificate-path': filePath });
+
+const subjectKeySchema = z.strictObject({
+  'public-key-path': filePath.optional(),
+  'csr-path': filePath.optional(),
+});
+const hierarchySubjectKeySchema = z.strictObject({ ...subjectKeySchema.shape, key: keySchema.optional() });
+
+const crlProfileSchema = z.strictObject({
+  'this-update': instant,
+  'next-update': instant,
+  /** RFC 5280 §5.2.3: a non-negative integer of at most 20 octets; decimal string for large values. */
+  number: z.union([
+    z.number().int().min(0),
+    z.string().regex(/^\d{1,48}$/, { message: 'must be decimal digits' }),
+  ]),
+  /** An Issuing Distribution Point name (RFC 5280 §5.2.5); certificates in scope must list it as their CRL URL. */
+  'distribution-point-url': httpUrl.optional(),
+  'revoked-certificates': z
+    .array(
+      z.strictObject({
+        'certificate-path': filePath.optional(),
+        serial: z
+          .string()
+          .regex(/^(00)?[0-9a-fA-F]{1,40}$|^([0-9a-fA-F]{2}:)+[0-9a-fA-F]{2}$/, {
+            message: 'must be a hexadecimal serial number',
+          })
+          .optional(),
+        'revocation-date': instant,
+        reason: z.enum(CRL_REASONS).optional(),
+      }),
+    )
+    .default([]),
+});
+export type CrlProfile = z.infer<typeof crlProfileSchema>;
+
+const common = {
+  'policy-url': httpUrl,
+  description: z.string().optional(),
+  participants: participantsSchema,
+  transcript: transcriptSchema,
+};
+
+const rootSchema = z.strictObject({
+  'ceremony-type': z.literal('root'),
+  ...common,
+  'offline-partition': offlinePartitionSchema,
+  key: keySchema,
+  'certificate-profile': profileSchema,
+  outputs: z.strictObject({ 'public-key-path': filePath, 'certificate-path': filePath }),
+});
+
+const keyCeremonySchema = z.strictObject({
+  'ceremony-type': z.literal('key'),
+  ...common,
+  partition: partitionSchema,
+  key: keySchema,
+  outputs: z.strictObject({ 'public-key-path': filePath }),
+});
+
+const intermediateSchema = z.strictObject({
+  'ceremony-type': z.literal('intermediate'),
+  ...common,
+  'offline-partition': partitionSchema,
+  issuer: issuerSchema,
+  'subject-key': subjectKeySchema,
+  'certificate-profile': profileSchema,
+  outputs: z.strictObject({ 'certificate-path': filePath }),
+});
+
+const crossSchema = z.strictObject({
+  'ceremony-type': z.literal('cross-certificate'),
+  ...common,
+  'offline-partition': partitionSchema,
+  issuer: issuerSchema,
+  /** The other CA's certificate: its subject and public key are certified. */
+  'subject-certificate-path': filePath,
+  'certificate-profile': crossProfileSchema,
+  outputs: z.strictObject({ 'certificate-path': filePath }),
+});
+
+const crlSchema = z.strictObject({
+  'ceremony-type': z.literal('crl'),
+  ...common,
+  'offline-partition': partitionSchema,
+  issuer: issuerSchema,
+  'crl-profile': crlProfileSchema,
+  outputs: z.strictObject({ 'crl-path': filePath }),
+});
+
+const hierarchySchema = z.strictObject({
+  'ceremony-type': z.literal('hierarchy'),
+  ...common,
+  'offline-partition': offlinePartitionSchema,
+  /** Where intermediates' keys are created when an intermediate has `subject-key.key`. */
+  'online-partition': partitionSchema.optional(),
+  root: z.strictObject({
+    key: keySchema,
+    'certificate-profile': profileSchema,
+    outputs: z.strictObject({ 'public-key-path': filePath, 'certificate-path': filePath }),
+  }),
+  intermediates: z
+    .array(
+      z.strictObject({
+        'subject-key': hierarchySubjectKeySchema,
+        'certificate-profile': profileSchema,
+        outputs: z.strictObject({ 'certificate-path': filePath, 'public-key-path': filePath.optional() }),
+      }),
+    )
+    .min(1),
+  crl: z.strictObject({ 'crl-profile': crlProfileSchema, outputs: z.strictObject({ 'crl-path': filePath }) }),
+});
+
+export type RootCeremony = z.infer<typeof rootSchema>;
+export type KeyCeremony = z.infer<typeof keyCeremonySchema>;
+export type IntermediateCeremony = z.infer<typeof intermediateSchema>;
+export type CrossCeremony = z.infer<typeof crossSchema>;
+export type CrlCeremony = z.infer<typeof crlSchema>;
+export type HierarchyCeremony = z.infer<typeof hierarchySchema>;
+export type CeremonyConfig =
+  | RootCeremony
+  | KeyCeremony
+  | IntermediateCeremony
+  | CrossCeremony
+  | CrlCeremony
+  | HierarchyCeremony;
+
+const SCHEMAS: Record<CeremonyType, z.ZodType> = {
+  root: rootSchema,
+  key: keyCeremonySchema,
+  intermediate: intermediateSchema,
+  'cross-certificate': crossSchema,
+  crl: crlSchema,
+  hierarchy: hierarchySchema,
+};
+
+/**
+ * Parses and checks a ceremony configuration without reading any other file.
+ * Throws CeremonyError `ceremony.config_invalid` carrying every problem found.
+ */
+export function parseCeremonyConfig(text: string, file?: string): CeremonyConfig {
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false, strict: true });
+  if (doc.errors.length > 0) {
+    throw configInvalid(
+      doc.errors.map((e) => ({
+        path: '',
+        code: 'ceremony.config.yaml',
+        message: `not valid YAML: ${e.message}`,
+      })),
+      file,
+    );
+  }
+  // Anchors and aliases would let one reviewed line silently change several places: refuse them.
+  let alias = false;
+  visit(doc, {
+    Node(_, node) {
+      if (isAlias(node) || (isNode(node) && node.anchor !== undefined)) {
+        alias = true;
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  if (alias) {
+    throw configInvalid(
+      [{ path: '', code: 'ceremony.config.yaml', message: 'YAML anchors and aliases are not allowed' }],
+      file,
+    );
+  }
+  const raw: unknown = doc.toJS({ maxAliasCount: 0 });
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw configInvalid(
+      [{ path: '', code: 'ceremony.config.yaml', message: 'must be a YAML mapping' }],
+      file,
+    );
+  }
+  const type = (raw as Record<string, unknown>)['ceremony-type'];
+  if (type === undefined) {
+    throw configInvalid(
+      [
+        {
+          path: 'ceremony-type',
+          code: 'ceremony.config.required',
+          message: `is required: one of ${CEREMONY_TYPES.join(', ')}`,
+        },
+      ],
+      file,
+    );
+  }
+  if (typeof type !== 'string' || !(CEREMONY_TYPES as readonly string[]).includes(type)) {
+    throw configInvalid(
+      [
+        {
+          path: 'ceremony-type',
+          code: 'ceremony.config.invalid_value',
+          message: `must be one of ${CEREMONY_TYPES.join(', ')}`,
+        },
+      ],
+      file,
+    );
+  }
+  const result = SCHEMAS[type as CeremonyType].safeParse(raw, { reportInput: true });
+  if (!result.success) throw configInvalid(result.error.issues.flatMap(toProblems), file);
+  const config = result.data as CeremonyConfig;
+  const problems = crossFieldProblems(config);
+  if (problems.length > 0) throw configInvalid(problems, file);
+  return config;
+}
+
+const joinPath = (path: PropertyKey[]) => path.map(String).join('.');
+
+function toProblems(issue: z.core.$ZodIssue): ConfigProblem[] {
+  const path = joinPath(issue.path);
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return issue.keys.map((key) => ({
+        path: path ? `${path}.${key}` : key,
+        code: 'ceremony.config.unknown_key',
+        message: 'is not a known key',
+      }));
+    case 'invalid_type':
+      if (!('input' in issue) || issue.input === undefined) {
+        return [{ path, code: 'ceremony.config.required', message: 'is required' }];
+      }
+      return [{ path, code: 'ceremony.config.invalid_type', message: `must be ${issue.expected}` }];
+    case 'invalid_value':
+      return [
+        {
+          path,
+          code: 'ceremony.config.invalid_value',
+          message: `must be one of ${issue.values.map((v) => String(v)).join(', ')}`,
+        },
+      ];
+    case 'invalid_union':
+      return [{ path, code: 'ceremony.config.invalid_value', message: 'has no acceptable form' }];
+    default:
+      return [{ path, code: 'ceremony.config.invalid_value', message: issue.message }];
+  }
+}
+
+/** The partition key algorithm name (DESIGN.md "Key and algorithm names") for a key block. */
+export function keyAlgorithmOf(
+  key: KeyConfig,
+): 'ecdsa-p256' | 'ecdsa-p384' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096' | 'ed25519' {
+  if (key.type === 'ed25519') return 'ed25519';
+  if (key.type === 'ecdsa') return key['ecdsa-curve'] === 'P-256' ? 'ecdsa-p256' : 'ecdsa-p384';
+  return `rsa-${key['rsa-mod-length'] ?? 4096}` as 'rsa-4096';
+}
+
+/**
+ * The partition mechanism a key signs with; the issuer's key decides, never a request: P-256 with
+ * SHA-256, P-384 with SHA-384 (RFC 5480 §4, BR §7.1.3.2.2), RSA PKCS#1 v1.5 with SHA-256, Ed25519.
+ */
+export function mechanismForKey(
+  algorithm: string,
+): 'ecdsa-sha256' | 'ecdsa-sha384' | 'rsa-pkcs1-sha256' | 'ed25519' {
+  if (algorithm === 'ecdsa-p256') return 'ecdsa-sha256';
+  if (algorithm === 'ecdsa-p384') return 'ecdsa-sha384';
+  if (algorithm === 'ed25519') return 'ed25519';
+  if (/^rsa-\d+$/.test(algorithm)) return 'rsa-pkcs1-sha256';
+  throw new RangeError(`no signature mechanism for key algorithm ${algorithm}`);
+}
+
+function isCidr(value: string): boolean {
+  const slash = value.indexOf('/');
+  if (slash < 0) return false;
+  const address = value.slice(0, slash);
+  const bits = value.slice(slash + 1);
+  const version = isIP(address);
+  if (version === 0 || !/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (version === 4 ? 32 : 128);
+}
+
+function keyProblems(key: KeyConfig, at: string): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  if (key.type === 'rsa' && key['rsa-mod-length'] === undefined) {
+    problems.push({
+      path: `${at}.rsa-mod-length`,
+      code: 'ceremony.config.required',
+      message: 'is required with key type rsa',
+    });
+  }
+  if (key.type !== 'rsa' && key['rsa-mod-length'] !== undefined) {
+    problems.push({
+      path: `${at}.rsa-mod-length`,
+      code: 'ceremony.config.rsa_size_without_rsa',
+      message: `is only allowed with key type rsa, not ${key.type}`,
+    });
+  }
+  if (key.type === 'ecdsa' && key['ecdsa-curve'] === undefined) {
+    problems.push({
+      path: `${at}.ecdsa-curve`,
+      code: 'ceremony.config.required',
+      message: 'is required with key type ecdsa',
+    });
+  }
+  if (key.type !== 'ecdsa' && key['ecdsa-curve'] !== undefined) {
+    problems.push({
+      path: `${at}.ecdsa-curve`,
+      code: 'ceremony.config.curve_without_ecdsa',
+      message: `is only allowed with key type ecdsa, not ${key.type}`,
+    });
+  }
+  return problems;
+}
+
+/**
+ * Checks of a CA certificate profile that need no other file. `signerAlgorithm` is the key
+ * algorithm that will sign the certificate when the configuration alone says it.
+ */
+export function profileProblems(profile: CertificateProfile | CrossProfile, at: string): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  if (Date.parse(profile['not-after']) <= Date.parse(profile['not-before'])) {
+    problems.push({
+      path: `${at}.not-after`,
+      code: 'ceremony.config.validity_empty',
+      message: 'must be after not-before',
+    });
+  }
+  // RFC 5280 §4.2.1.3 / §4.2.1.9: a CA certificate asserts keyCertSign.
+  if (!profile['key-usages'].includes('keyCertSign')) {
+    problems.push({
+      path: `${at}.key-usages`,
+      code: 'ceremony.config.ca_without_key_cert_sign',
+      message: 'must include keyCertSign for a CA certificate (RFC 5280 §4.2.1.3)',
+    });
+  }
+  const seen = new Set<string>();
+  for (const usage of profile['key-usages']) {
+    if (seen.has(usage)) {
+      problems.push({
+        path: `${at}.key-usages`,
+        code: 'ceremony.config.duplicate',
+        message: `lists ${usage} twice`,
+      });
+    }
+    seen.add(usage);
+  }
+  const nc = profile['name-constraints'];
+  if (nc && !hasNames(nc.permitted) && !hasNames(nc.excluded)) {
+    // RFC 5280 §4.2.1.10: at least one of permittedSubtrees or excludedSubtrees MUST be present.
+    problems.push({
+      path: `${at}.name-constraints`,
+      code: 'ceremony.config.name_constraints_empty',
+      message: 'must list at least one permitted or excluded name (RFC 5280 §4.2.1.10)',
+    });
+  }
+  return problems;
+}
+
+function hasNames(set: z.infer<typeof nameSet> | undefined): boolean {
+  return !!set && set.dns.length + set.ip.length + set.email.length + set.uri.length > 0;
+}
+
+function crlProblems(profile: CrlProfile, at: string): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  if (Date.parse(profile['next-update']) <= Date.parse(profile['this-update'])) {
+    problems.push({
+      path: `${at}.next-update`,
+      code: 'ceremony.config.validity_empty',
+      message: 'must be after this-update',
+    });
+  }
+  // RFC 5280 §5.2.3: CRL numbers are at most 20 octets.
+  if (BigInt(profile.number) >= 2n ** 159n) {
+    problems.push({
+      path: `${at}.number`,
+      code: 'ceremony.config.invalid_value',
+      message: 'must fit in 20 octets',
+    });
+  }
+  profile['revoked-certificates'].forEach((entry, i) => {
+    const here = `${at}.revoked-certificates.${i}`;
+    if ((entry['certificate-path'] === undefined) === (entry.serial === undefined)) {
+      problems.push({
+        path: here,
+        code: 'ceremony.config.exactly_one',
+        message: 'must give exactly one of certificate-path and serial',
+      });
+    }
+    if (Date.parse(entry['revocation-date']) > Date.parse(profile['this-update'])) {
+      problems.push({
+        path: `${here}.revocation-date`,
+        code: 'ceremony.config.revoked_after_this_update',
+        message: 'must not be after this-update',
+      });
+    }
+  });
+  return problems;
+}
+
+function partitionProblems(p: PartitionConfig & { create?: unknown }, at: string): ConfigProblem[] {
+  if ((p.dir === undefined) === (p.socket === undefined)) {
+    return [
+      { path: at, code: 'ceremony.config.exactly_one', message: 'must give exactly one of dir and socket' },
+    ];
+  }
+  if (p.create !== undefined && p.dir === undefined) {
+    return [
+      {
+        path: `${at}.create`,
+        code: 'ceremony.config.create_needs_dir',
+        message: 'needs dir: a served partition already exists',
+      },
+    ];
+  }
+  return [];
+}
+
+function custodianProblems(p: OfflinePartitionConfig, at: string): ConfigProblem[] {
+  if (!p.create) return [];
+  const problems: ConfigProblem[] = [];
+  const { threshold, custodians } = p.create;
+  if (threshold > custodians.length) {
+    problems.push({
+      path: `${at}.create.threshold`,
+      code: 'ceremony.config.threshold_above_shares',
+      message: `must not exceed the number of custodians (${custodians.length})`,
+    });
+  }
+  const names = new Set<string>();
+  custodians.forEach((c, i) => {
+    if (names.has(c.name)) {
+      problems.push({
+        path: `${at}.create.custodians.${i}.name`,
+        code: 'ceremony.config.duplicate',
+        message: `${c.name} is listed twice`,
+      });
+    }
+    names.add(c.name);
+  });
+  return problems;
+}
+
+function subjectKeyProblems(
+  k: { 'public-key-path'?: string; 'csr-path'?: string; key?: KeyConfig },
+  at: string,
+): ConfigProblem[] {
+  const given = [k['public-key-path'], k['csr-path'], k.key].filter((v) => v !== undefined).length;
+  if (given !== 1) {
+    const options =
+      'key' in k || at.startsWith('intermediates')
+        ? 'public-key-path, csr-path and key'
+        : 'public-key-path and csr-path';
+    return [
+      { path: at, code: 'ceremony.config.exactly_one', message: `must give exactly one of ${options}` },
+    ];
+  }
+  return k.key ? keyProblems(k.key, `${at}.key`) : [];
+}
+
+/**
+ * Problems with the transcript's signer that the configuration alone shows. The signer must be
+ * allowed to sign (RFC 5280 §4.2.1.3 digitalSignature): by default the root (or issuer) key,
+ * whose profile must then carry digitalSignature; otherwise `transcript.signing-key` names another
+ * key: one this ceremony creates, or one already in the signing partition (checked when run).
+ */
+function transcriptSignerProblems(config: CeremonyConfig): ConfigProblem[] {
+  const named = config.transcript['signing-key'];
+  const at = 'transcript.signing-key';
+  const type = config['ceremony-type'];
+  if (type !== 'root' && type !== 'hierarchy') return [];
+  const root = type === 'root' ? config : config.root;
+  const rootSigns = root['certificate-profile']['key-usages'].includes('digitalSignature');
+  if (named === undefined) {
+    return rootSigns
+      ? []
+      : [
+          {
+            path: at,
+            code: 'ceremony.config.transcript_signer_missing',
+            message:
+              'is required when the root profile omits digitalSignature: the root key may not sign the transcript (RFC 5280 §4.2.1.3); name another key',
+          },
+        ];
+  }
+  if (named === root.key.label && !rootSigns) {
+    return [
+      {
+        path: at,
+        code: 'ceremony.config.transcript_signer_not_allowed',
+        message: 'names the root key, whose profile omits digitalSignature (RFC 5280 §4.2.1.3)',
+      },
+    ];
+  }
+  if (type === 'hierarchy') {
+    const owner = config.intermediates.find((i) => i['subject-key'].key?.label === named);
+    if (owner && !owner['certificate-profile']['key-usages'].includes('digitalSignature')) {
+      return [
+        {
+          path: at,
+          code: 'ceremony.config.transcript_signer_not_allowed',
+          message: `names ${named}, whose profile omits digitalSignature (RFC 5280 §4.2.1.3)`,
+        },
+      ];
+    }
+    if (owner) return [];
+  }
+  if (named !== root.key.label && config['offline-partition'].create) {
+    return [
+      {
+        path: at,
+        code: 'ceremony.config.transcript_signer_unknown',
+        message: 'names no key of this ceremony, and the offline partition is created empty',
+      },
+    ];
+  }
+  return [];
+}
+
+/** Outputs of a ceremony by their config path, in the order they are written. */
+export function outputPaths(config: CeremonyConfig): { at: string; path: string }[] {
+  const list: { at: string; path: string }[] = [];
+  const add = (at: string, path: string | undefined) => {
+    if (path !== undefined) list.push({ at, path });
+  };
+  switch (config['ceremony-type']) {
+    case 'root':
+      add(
+        'offline-partition.dir',
+        config['offline-partition'].create ? config['offline-partition'].dir : undefined,
+      );
+      for (const [i, c] of (config['offline-partition'].create?.custodians ?? []).entries()) {
+        add(`offline-partition.create.custodians.${i}.share-path`, c['share-path']);
+      }
+      add('outputs.public-key-path', config.outputs['public-key-path']);
+      add('outputs.certificate-path', config.outputs['certificate-path']);
+      break;
+    case 'key':
+      add('outputs.public-key-path', config.outputs['public-key-path']);
+      break;
+    case 'intermediate':
+    case 'cross-certificate':
+      add('outputs.certificate-path', config.outputs['certificate-path']);
+      break;
+    case 'crl':
+      add('outputs.crl-path', config.outputs['crl-path']);
+      break;
+    case 'hierarchy':
+      add(
+        'offline-partition.dir',
+        config['offline-partition'].create ? config['offline-partition'].dir : undefined,
+      );
+      for (const [i, c] of (config['offline-partition'].create?.custodians ?? []).entries()) {
+        add(`offline-partition.create.custodians.${i}.share-path`, c['share-path']);
+      }
+      add('root.outputs.public-key-path', config.root.outputs['public-key-path']);
+      add('root.outputs.certificate-path', config.root.outputs['certificate-path']);
+      config.intermediates.forEach((i, n) => {
+        add(`intermediates.${n}.outputs.public-key-path`, i.outputs['public-key-path']);
+        add(`intermediates.${n}.outputs.certificate-path`, i.outputs['certificate-path']);
+      });
+      add('crl.outputs.crl-path', config.crl.outputs['crl-path']);
+      break;
+  }
+  const t = config.transcript.path;
+  add('transcript.path', t);
+  add('transcript.path', transcriptMarkdownPath(t));
+  add('transcript.path', transcriptSignaturePath(t));
+  return list;
+}
+
+export const transcriptMarkdownPath = (jsonPath: string) => jsonPath.replace(/\.json$/, '.md');
+export const transcriptSignaturePath = (jsonPath: string) => `${jsonPath}.sig`;
+
+function crossFieldProblems(config: CeremonyConfig): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  switch (config['ceremony-type']) {
+    case 'root': {
+      const p = config['offline-partition'];
+      problems.push(
+        ...partitionProblems(p, 'offline-partition'),
+        ...custodianProblems(p, 'offline-partition'),
+      );
+      problems.push(...keyProblems(config.key, 'key'));
+      problems.push(...profileProblems(config['certificate-profile'], 'certificate-profile'));
+      break;
+    }
+    case 'key':
+      problems.push(...partitionProblems(config.partition, 'partition'), ...keyProblems(config.key, 'key'));
+      break;
+    case 'intermediate':
+      problems.push(...partitionProblems(config['offline-partition'], 'offline-partition'));
+      problems.push(...subjectKeyProblems(config['subject-key'], 'subject-key'));
+      problems.push(...profileProblems(config['certificate-profile'], 'certificate-profile'));
+      break;
+    case 'cross-certificate':
+      problems.push(...partitionProblems(config['offline-partition'], 'offline-partition'));
+      problems.push(...profileProblems(config['certificate-profile'], 'certificate-profile'));
+      break;
+    case 'crl':
+      problems.push(...partitionProblems(config['offline-partition'], 'offline-partition'));
+      problems.push(...crlProblems(config['crl-profile'], 'crl-profile'));
+      break;
+    case 'hierarchy': {
+      const p = config['offline-partition'];
+      problems.push(
+        ...partitionProblems(p, 'offline-partition'),
+        ...custodianProblems(p, 'offline-partition'),
+      );
+      if (config['online-partition'])
+        problems.push(...partitionProblems(config['online-partition'], 'online-partition'));
+      problems.push(...keyProblems(config.root.key, 'root.key'));
+      const rootProfile = config.root['certificate-profile'];
+      problems.push(...profileProblems(rootProfile, 'root.certificate-profile'));
+      const labels = new Map<string, string>([[config.root.key.label, 'root.key.label']]);
+      config.intermediates.forEach((inter, i) => {
+        const at = `intermediates.${i}`;
+        problems.push(...subjectKeyProblems(inter['subject-key'], `${at}.subject-key`));
+        const profile = inter['certificate-profile'];
+        problems.push(...profileProblems(profile, `${at}.certificate-profile`));
+        problems.push(
+          ...validityInsideProblems(profile, `${at}.certificate-profile`, rootProfile, 'the root'),
+        );
+        problems.push(
+          ...pathLengthProblems(profile, `${at}.certificate-profile`, rootProfile['path-length']),
+        );
+        const key = inter['subject-key'].key;
+        if (key) {
+          if (!config['online-partition']) {
+            problems.push({
+              path: `${at}.subject-key.key`,
+              code: 'ceremony.config.online_partition_missing',
+              message: 'needs online-partition: the partition the key is created in',
+            });
+          }
+          const first = labels.get(key.label);
+          if (first) {
+            problems.push({
+              path: `${at}.subject-key.key.label`,
+              code: 'ceremony.config.duplicate',
+              message: `repeats the label at ${first}`,
+            });
+          }
+          labels.set(key.label, `${at}.subject-key.key.label`);
+        } else if (inter.outputs['public-key-path'] !== undefined) {
+          problems.push({
+            path: `${at}.outputs.public-key-path`,
+            code: 'ceremony.config.public_key_output_without_key',
+            message: 'is only written for a key this ceremony creates (subject-key.key)',
+          });
+        }
+      });
+      const crl = config.crl['crl-profile'];
+      problems.push(...crlProblems(crl, 'crl.crl-profile'));
+      if (!rootProfile['key-usages'].includes('cRLSign')) {
+        problems.push({
+          path: 'root.certificate-profile.key-usages',
+          code: 'ceremony.config.crl_without_crl_sign',
+          message: 'must include cRLSign: this ceremony signs a CRL with the root key (RFC 5280 §4.2.1.3)',
+        });
+      }
+      if (Date.parse(crl['this-update']) < Date.parse(rootProfile['not-before'])) {
+        problems.push({
+          path: 'crl.crl-profile.this-update',
+          code: 'ceremony.config.crl_before_issuer',
+          message: "must not be before the root's not-before",
+        });
+      }
+      const dp = crl['distribution-point-url'];
+      if (dp) {
+        config.intermediates.forEach((inter, i) => {
+          // RFC 5280 §5.2.5 / §6.3.3(b): a CRL with an IDP name covers only certificates naming it.
+          if (inter['certificate-profile']['crl-url'] !== dp) {
+            problems.push({
+              path: `intermediates.${i}.certificate-profile.crl-url`,
+              code: 'ceremony.config.crl_url_mismatch',
+              message: `must be ${dp}, the root CRL's distribution point, or the CRL does not cover this certificate`,
+            });
+          }
+        });
+      }
+      crl['revoked-certificates'].forEach((entry, i) => {
+        if (entry['certificate-path'] !== undefined) {
+          problems.push({
+            path: `crl.crl-profile.revoked-certificates.${i}.certificate-path`,
+            code: 'ceremony.config.invalid_value',
+            message: "is not allowed in a hierarchy's first CRL: revoke by serial",
+          });
+        }
+      });
+      break;
+    }
+  }
+  problems.push(...transcriptSignerProblems(config));
+  // Two outputs at one path would make the second write fail halfway through the ceremony.
+  const seen = new Map<string, string>();
+  for (const { at, path } of outputPaths(config)) {
+    const first = seen.get(path);
+    if (first !== undefined && first !== at) {
+      problems.push({
+        path: at,
+        code: 'ceremony.config.duplicate_output',
+        message: `is the same file as ${first}`,
+      });
+    }
+    seen.set(path, at);
+  }
+  return problems;
+}
+
+/** RFC 5280 §6.1.3(a)(2): a certificate is valid only while its issuer is; require it by construction. */
+export function validityInsideProblems(
+  profile: { 'not-before': string; 'not-after': string },
+  at: string,
+  issuer: { 'not-before': string; 'not-after': string },
+  issuerName: string,
+): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  if (Date.parse(profile['not-before']) < Date.parse(issuer['not-before'])) {
+    problems.push({
+      path: `${at}.not-before`,
+      code: 'ceremony.config.validity_outside_issuer',
+      message: `must not be before ${issuerName}'s not-before (${issuer['not-before']})`,
+    });
+  }
+  if (Date.parse(profile['not-after']) > Date.parse(issuer['not-after'])) {
+    problems.push({
+      path: `${at}.not-after`,
+      code: 'ceremony.config.validity_outside_issuer',
+      message: `must not be after ${issuerName}'s not-after (${issuer['not-after']})`,
+    });
+  }
+  return problems;
+}
+
+/** RFC 5280 §4.2.1.9: pathLenConstraint bounds the CA certificates that may follow. */
+export function pathLengthProblems(
+  profile: { 'path-length'?: number | undefined },
+  at: string,
+  issuerPathLength: number | undefined,
+): ConfigProblem[] {
+  if (issuerPathLength === undefined) return [];
+  if (issuerPathLength === 0) {
+    return [
+      {
+        path: at,
+        code: 'ceremony.config.path_length_exceeded',
+        message: "cannot be a CA certificate: the issuer's path-length is 0 (RFC 5280 §4.2.1.9)",
+      },
+    ];
+  }
+  const own = profile['path-length'];
+  if (own !== undefined && own > issuerPathLength - 1) {
+    return [
+      {
+        path: `${at}.path-length`,
+        code: 'ceremony.config.path_length_exceeded',
+        message: `must be at most ${issuerPathLength - 1}, one less than the issuer's path-length (RFC 5280 §4.2.1.9)`,
+      },
+    ];
+  }
+  return [];
+}
