@@ -1,0 +1,459 @@
+import type { Clock } from '../lib/clock.ts';
+import {
+  type BuiltCrl,
+  buildCrl,
+  type CrlEntry,
+  type IssuingDistributionPointOptions,
+} from './crl-builder.ts';
+import { timeDerivedCrlNumber } from './crl-number.ts';
+import { wholeSeconds } from './der.ts';
+import { type IssuerFacts, readIssuerFacts } from './issuer.ts';
+import type { RevocationSigner } from './signing.ts';
+
+/**
+ * Keeps every issuer's full CRL fresh (RFC 5280 §5; issue #11):
+ *
+ * - a new CRL at the half-life of the current one (thisUpdate + (nextUpdate - thisUpdate) / 2),
+ *   so relying parties that fetch near nextUpdate always find a newer CRL, with room for retries;
+ * - a new CRL within `debounceMs` (default 5 s) of a revocation: revocations arriving while one is
+ *   pending share it, and a stream of revocations never postpones it past that first deadline;
+ * - an issuer that no longer issues keeps publishing until a CRL with thisUpdate after its last
+ *   certificate's expiry has been published (that CRL is the "one regularly scheduled CRL issued
+ *   beyond the revoked certificate's validity period" of RFC 5280 §3.3), then stops;
+ * - an entry leaves once a CRL past its certificate's expiry has listed it: each CRL asks for the
+ *   entries whose certificate expired no earlier than the previous CRL's thisUpdate (less a margin
+ *   for clock skew between nodes and revocations committed while a CRL was being built).
+ *
+ * Several nodes may run it against one database: numbers are taken atomically from the store,
+ * a CRL is saved only if no newer one is stored, and a node whose timer fires after another node
+ * published simply waits for the next half-life. Time and timers are injected.
+ */
+
+/** A CRL as stored and served (every node serves these same bytes). */
+export interface StoredCrl {
+  issuerId: string;
+  shard: number;
+  number: bigint;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  der: Uint8Array;
+  /** SHA-256 of `der`, lowercase hex: the ETag. */
+  sha256: string;
+}
+
+/**
+ * Where CRLs and CRL numbers live (the db layer's crls and crl_numbers tables). Every method is
+ * atomic on its own; several nodes may call them at once.
+ */
+export interface CrlStore {
+  /** The latest full CRL saved for this issuer and shard. */
+  getCurrent(issuerId: string, shard: number): Promise<StoredCrl | null | undefined>;
+  /**
+   * Hands out the next CRL number: sets the stored last number to max(last + 1, atLeast) and
+   * returns it, atomically (an UPDATE ... RETURNING, or an INSERT for the first). See crl-number.ts
+   * for why both terms.
+   */
+  takeCrlNumber(issuerId: string, shard: number, atLeast: bigint): Promise<bigint>;
+  /**
+   * Makes `crl` the current CRL unless the stored one has a greater or equal number (another node
+   * published a newer one meanwhile). Answers whether it was saved.
+   */
+  saveCrl(crl: StoredCrl): Promise<boolean>;
+}
+
+/** The certificates repository's CRL cursor (src/db/certificates.repository.ts). */
+export interface RevokedEntrySource {
+  /**
+   * Every revoked certificate of the issuer and shard, page by page, leaving out those whose
+   * notAfter is before `expiredBefore`.
+   */
+  streamRevokedForCrl(
+    issuerId: string,
+    options?: { shard?: number; expiredBefore?: Date; pageSize?: number },
+  ): AsyncIterable<CrlEntry>;
+}
+
+/** An issuer as the scheduler needs it. */
+export interface CrlIssuer {
+  id: string;
+  /** The issuer certificate, DER. */
+  certificate: Uint8Array;
+  /** The issuer's key handle with purpose 'crl'. */
+  signer: RevocationSigner;
+  /** False once the issuer issues no more certificates (disabled, retired). */
+  issuing: boolean;
+  /** The latest notAfter of the certificates it issued; null when it issued none. */
+  lastCertificateExpiry: Date | null;
+  issuingDistributionPoint?: IssuingDistributionPointOptions;
+}
+
+export interface CrlIssuerSource {
+  /** Every issuer that may need a CRL: active ones and those that stopped issuing. */
+  listCrlIssuers(): Promise<CrlIssuer[]>;
+}
+
+export interface Timers {
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+const realTimers: Timers = {
+  setTimeout(callback, ms) {
+    const handle = setTimeout(callback, ms);
+    // The scheduler never keeps a process alive on its own: `serve` has its HTTP server for that.
+    handle.unref();
+    return handle;
+  },
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+export interface CrlSchedulerOptions {
+  issuers: CrlIssuerSource;
+  entries: RevokedEntrySource;
+  store: CrlStore;
+  clock: Clock;
+  timers?: Timers;
+  /** nextUpdate - thisUpdate. Default 24 h (signet.yaml crl.validity). */
+  validityMs?: number;
+  /** Longest wait between a revocation and the CRL that lists it. Default 5 s (crl.debounce). */
+  debounceMs?: number;
+  /** How often the issuer list is read again (new issuers, issuers that stopped). Default 60 s. */
+  rescanMs?: number;
+  /** First retry delay after a failure, doubled up to `maxRetryMs`. Defaults 5 s and 5 min. */
+  retryMs?: number;
+  maxRetryMs?: number;
+  /** How long entries stay past the point RFC 5280 §3.3 allows removing them. Default 1 h. */
+  removalMarginMs?: number;
+  pageSize?: number;
+  onPublished?: (crl: StoredCrl) => void;
+  /** Failures are retried; this hook logs them (never with key material: there is none here). */
+  onError?: (error: unknown, issuerId: string) => void;
+}
+
+export interface IssuerScheduleStatus {
+  issuerId: string;
+  nextRunAt: Date | null;
+  pendingRevocation: boolean;
+  consecutiveFailures: number;
+  lastPublished: { number: bigint; thisUpdate: Date; nextUpdate: Date } | null;
+}
+
+export interface CrlScheduler {
+  /** Reads the issuers and schedules each (a missing or stale CRL is made right away). */
+  start(): Promise<void>;
+  /** Cancels every timer and waits for CRLs being made. */
+  stop(): Promise<void>;
+  /** A certificate of this issuer was revoked (or its reason changed): a CRL within the debounce delay. */
+  notifyRevocation(issuerId: string): void;
+  /** Makes and saves a CRL now, whatever the schedule; undefined if the issuer needs none or is unknown. */
+  publishNow(issuerId: string): Promise<StoredCrl | undefined>;
+  /** Reads the issuer list again. */
+  refresh(): Promise<void>;
+  status(): IssuerScheduleStatus[];
+}
+
+interface IssuerState {
+  id: string;
+  issuer: CrlIssuer | undefined;
+  facts: IssuerFacts | undefined;
+  timer: unknown;
+  dueAt: number | undefined;
+  /** A revocation was notified and no CRL has started since. */
+  dirty: boolean;
+  /** The latest time the CRL for the first pending revocation may start (notification + debounce). */
+  revocationDeadline: number | undefined;
+  /** A run is queued on `chain` and has not started: later triggers join it. */
+  queued: boolean;
+  chain: Promise<unknown>;
+  failures: number;
+  lastPublished: StoredCrl | undefined;
+}
+
+const HOUR = 3_600_000;
+
+/** When the current CRL is half-way through its validity. */
+export function halfLife(crl: Pick<StoredCrl, 'thisUpdate' | 'nextUpdate'>): number {
+  const start = crl.thisUpdate.getTime();
+  return start + Math.floor((crl.nextUpdate.getTime() - start) / 2);
+}
+
+/**
+ * Whether an issuer still needs CRLs: while it issues, and afterwards until a CRL with thisUpdate
+ * after its last certificate's expiry exists (RFC 5280 §3.3 asks each entry to appear on one).
+ */
+export function needsCrl(
+  issuer: Pick<CrlIssuer, 'issuing' | 'lastCertificateExpiry'>,
+  current: Pick<StoredCrl, 'thisUpdate'> | null | undefined,
+): boolean {
+  if (issuer.issuing) return true;
+  if (issuer.lastCertificateExpiry === null) return false;
+  return !current || current.thisUpdate.getTime() <= issuer.lastCertificateExpiry.getTime();
+}
+
+export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
+  const {
+    issuers,
+    entries,
+    store,
+    clock,
+    timers = realTimers,
+    validityMs = 24 * HOUR,
+    debounceMs = 5_000,
+    rescanMs = 60_000,
+    retryMs = 5_000,
+    maxRetryMs = 5 * 60_000,
+    removalMarginMs = HOUR,
+    pageSize = 5_000,
+    onPublished,
+    onError,
+  } = options;
+  // Configuration mistakes fail here, not at the first tick (STYLE.md).
+  for (const [name, value] of Object.entries({
+    validityMs,
+    debounceMs,
+    rescanMs,
+    retryMs,
+    maxRetryMs,
+    removalMarginMs,
+  })) {
+    if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a non-negative number`);
+  }
+  if (validityMs < 2_000) throw new RangeError('validityMs must be at least 2 seconds');
+
+  const states = new Map<string, IssuerState>();
+  let started = false;
+  let stopped = false;
+  let rescanTimer: unknown;
+
+  const SHARD = 0;
+  const now = () => clock.now().getTime();
+
+  function stateOf(id: string): IssuerState {
+    let state = states.get(id);
+    if (!state) {
+      state = {
+        id,
+        issuer: undefined,
+        facts: undefined,
+        timer: undefined,
+        dueAt: undefined,
+        dirty: false,
+        revocationDeadline: undefined,
+        queued: false,
+        chain: Promise.resolve(),
+        failures: 0,
+        lastPublished: undefined,
+      };
+      states.set(id, state);
+    }
+    return state;
+  }
+
+  /** Sets the timer to `at` unless it is already due earlier (or `force`: replace it). */
+  function schedule(state: IssuerState, at: number | undefined, { force = false } = {}): void {
+    if (stopped) return;
+    if (at === undefined) {
+      if (force) clear(state);
+      return;
+    }
+    if (!force && state.dueAt !== undefined && state.dueAt <= at) return;
+    clear(state);
+    state.dueAt = at;
+    state.timer = timers.setTimeout(
+      () => {
+        state.timer = undefined;
+        state.dueAt = undefined;
+        void trigger(state);
+      },
+      Math.max(0, at - now()),
+    );
+  }
+
+  function clear(state: IssuerState): void {
+    if (state.timer !== undefined) timers.clearTimeout(state.timer);
+    state.timer = undefined;
+    state.dueAt = undefined;
+  }
+
+  /** Queues one run per issuer at a time; triggers that arrive before it starts share it. */
+  function trigger(state: IssuerState, force = false): Promise<StoredCrl | undefined> {
+    if (state.queued && !force) return state.chain.then(() => state.lastPublished);
+    state.queued = true;
+    const run = state.chain.then(() => {
+      state.queued = false;
+      return runOnce(state, force);
+    });
+    state.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  async function runOnce(state: IssuerState, force: boolean): Promise<StoredCrl | undefined> {
+    if (stopped) return undefined;
+    // Revocations notified before this point were committed before it, so the entries read below
+    // include them; later ones set `dirty` again and get their own run.
+    const wasDirty = state.dirty;
+    state.dirty = false;
+    state.revocationDeadline = undefined;
+    let next: number | undefined;
+    let published: StoredCrl | undefined;
+    try {
+      if (!state.issuer) await refresh();
+      const issuer = state.issuer;
+      if (!issuer) return undefined;
+      const current = (await store.getCurrent(issuer.id, SHARD)) ?? undefined;
+      if (!needsCrl(issuer, current)) {
+        next = undefined;
+        return undefined;
+      }
+      if (!force && !wasDirty && current && now() < halfLife(current)) {
+        // Fresh: made by another node, or this timer was early (a restart).
+        next = halfLife(current);
+        return undefined;
+      }
+      published = await publish(state, issuer, current);
+      state.failures = 0;
+      next = halfLife(published);
+      return published;
+    } catch (error) {
+      // Still owed, but on the retry schedule: a deadline already passed must not spin.
+      state.dirty ||= wasDirty;
+      state.failures += 1;
+      next = now() + Math.min(maxRetryMs, retryMs * 2 ** Math.min(state.failures - 1, 20));
+      onError?.(error, state.id);
+      if (force) throw error;
+      return undefined;
+    } finally {
+      // A revocation notified while this run was under way keeps its own deadline.
+      if (state.dirty && state.revocationDeadline !== undefined) {
+        next = Math.min(next ?? Number.POSITIVE_INFINITY, state.revocationDeadline);
+      }
+      schedule(state, next, { force: true });
+    }
+  }
+
+  async function publish(
+    state: IssuerState,
+    issuer: CrlIssuer,
+    current: StoredCrl | undefined,
+  ): Promise<StoredCrl> {
+    state.facts ??= readIssuerFacts(issuer.certificate);
+    const thisUpdate = wholeSeconds(clock.now());
+    const number = await store.takeCrlNumber(issuer.id, SHARD, timeDerivedCrlNumber(thisUpdate));
+    if (current && number <= current.number) {
+      throw new Error(
+        `the CRL number store answered ${number}, not above the current CRL's ${current.number}`,
+      );
+    }
+    const expiredBefore = current ? new Date(current.thisUpdate.getTime() - removalMarginMs) : undefined;
+    const built: BuiltCrl = await buildCrl({
+      issuer: state.facts,
+      signer: issuer.signer,
+      number,
+      thisUpdate,
+      nextUpdate: new Date(thisUpdate.getTime() + validityMs),
+      entries: entries.streamRevokedForCrl(issuer.id, {
+        shard: SHARD,
+        pageSize,
+        ...(expiredBefore ? { expiredBefore } : {}),
+      }),
+      ...(issuer.issuingDistributionPoint
+        ? { issuingDistributionPoint: issuer.issuingDistributionPoint }
+        : {}),
+    });
+    const stored: StoredCrl = {
+      issuerId: issuer.id,
+      shard: SHARD,
+      number: built.number,
+      thisUpdate: built.thisUpdate,
+      nextUpdate: built.nextUpdate,
+      der: built.der,
+      sha256: built.sha256,
+    };
+    // Not saved means a CRL with a greater number was saved meanwhile: its number was taken after
+    // ours, so its entries were read after every revocation that led to this run. It stands.
+    if (await store.saveCrl(stored)) {
+      state.lastPublished = stored;
+      onPublished?.(stored);
+      return stored;
+    }
+    const newer = await store.getCurrent(issuer.id, SHARD);
+    return newer ?? stored;
+  }
+
+  async function refresh(): Promise<void> {
+    const list = await issuers.listCrlIssuers();
+    const seen = new Set<string>();
+    for (const issuer of list) {
+      seen.add(issuer.id);
+      const state = stateOf(issuer.id);
+      if (state.issuer?.certificate !== issuer.certificate) state.facts = undefined;
+      state.issuer = issuer;
+      // A first look (or a look after a failure) happens now: runOnce decides whether a CRL is due.
+      if (started && state.dueAt === undefined && !state.queued) schedule(state, now());
+    }
+    for (const [id, state] of states) {
+      if (!seen.has(id)) {
+        clear(state);
+        states.delete(id);
+      }
+    }
+  }
+
+  function scheduleRescan(): void {
+    if (stopped) return;
+    rescanTimer = timers.setTimeout(() => {
+      refresh()
+        .catch((error) => onError?.(error, '*'))
+        .finally(scheduleRescan);
+    }, rescanMs);
+  }
+
+  return {
+    async start() {
+      if (started) return;
+      started = true;
+      await refresh();
+      scheduleRescan();
+    },
+
+    async stop() {
+      stopped = true;
+      if (rescanTimer !== undefined) timers.clearTimeout(rescanTimer);
+      for (const state of states.values()) clear(state);
+      await Promise.all([...states.values()].map((state) => state.chain));
+    },
+
+    notifyRevocation(issuerId) {
+      if (stopped) return;
+      const state = stateOf(issuerId);
+      state.dirty = true;
+      // Debounced from the first notification: later ones share its CRL and never postpone it.
+      state.revocationDeadline ??= now() + debounceMs;
+      schedule(state, state.revocationDeadline);
+    },
+
+    async publishNow(issuerId) {
+      const state = stateOf(issuerId);
+      state.dirty = true;
+      return trigger(state, true);
+    },
+
+    refresh,
+
+    status() {
+      return [...states.values()].map((state) => ({
+        issuerId: state.id,
+        nextRunAt: state.dueAt === undefined ? null : new Date(state.dueAt),
+        pendingRevocation: state.dirty,
+        consecutiveFailures: state.failures,
+        lastPublished: state.lastPublished
+          ? {
+              number: state.lastPublished.number,
+              thisUpdate: state.lastPublished.thisUpdate,
+              nextUpdate: state.lastPublished.nextUpdate,
+            }
+          : null,
+      }));
+    },
+  };
+}

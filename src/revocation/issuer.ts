@@ -1,0 +1,84 @@
+import { createHash } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { Certificate, id_ce_subjectKeyIdentifier, SubjectKeyIdentifier } from '@peculiar/asn1-x509';
+import { readChildren, readTlv, slice, TAG } from './der.ts';
+
+/** The CertID hash algorithms an OCSP responder recognises (RFC 6960 §4.1.1; SHA-1 is what most clients send). */
+export const CERT_ID_HASHES = ['sha1', 'sha256', 'sha384', 'sha512'] as const;
+export type CertIdHash = (typeof CERT_ID_HASHES)[number];
+
+export const CERT_ID_HASH_OIDS: Readonly<Record<CertIdHash, string>> = {
+  sha1: '1.3.14.3.2.26',
+  sha256: '2.16.840.1.101.3.4.2.1',
+  sha384: '2.16.840.1.101.3.4.2.2',
+  sha512: '2.16.840.1.101.3.4.2.3',
+};
+
+/** What CRLs and OCSP responses need from an issuer certificate, read once. */
+export interface IssuerFacts {
+  certificate: Uint8Array;
+  /** The subject Name exactly as encoded in the certificate: a CRL's issuer must match it byte for byte. */
+  subject: Uint8Array;
+  /** SubjectPublicKeyInfo, DER. */
+  spki: Uint8Array;
+  /** The subjectPublicKey BIT STRING's value without the unused-bits octet. */
+  publicKey: Uint8Array;
+  /**
+   * The keyIdentifier for the AKI of a CRL (RFC 5280 §5.2.1): the issuer's subjectKeyIdentifier,
+   * else the SHA-1 of the public key (method 1 of §4.2.1.2).
+   */
+  keyIdentifier: Uint8Array;
+  /** RFC 6960 §4.1.1 issuerNameHash and issuerKeyHash per hash algorithm. */
+  nameHash: Readonly<Record<CertIdHash, Uint8Array>>;
+  keyHash: Readonly<Record<CertIdHash, Uint8Array>>;
+  notAfter: Date;
+}
+
+function hashAll(data: Uint8Array): Record<CertIdHash, Uint8Array> {
+  const out = {} as Record<CertIdHash, Uint8Array>;
+  for (const name of CERT_ID_HASHES) out[name] = createHash(name).update(data).digest();
+  return out;
+}
+
+/** Reads an issuer certificate (DER). Throws a plain Error for anything that is not an X.509 certificate. */
+export function readIssuerFacts(certificate: Uint8Array): IssuerFacts {
+  const der = new Uint8Array(certificate);
+  let subject: Uint8Array;
+  let spki: Uint8Array;
+  let parsed: Certificate;
+  try {
+    const outer = readTlv(der);
+    if (outer.tag !== TAG.sequence || outer.end !== der.byteLength) throw new Error('not a DER SEQUENCE');
+    const [tbs] = readChildren(der, outer);
+    if (!tbs || tbs.tag !== TAG.sequence) throw new Error('no tbsCertificate');
+    const fields = readChildren(der, tbs);
+    // TBSCertificate: [0] version (optional), serialNumber, signature, issuer, validity, subject, spki.
+    const base = fields[0]?.tag === 0xa0 ? 1 : 0;
+    const subjectTlv = fields[base + 4];
+    const spkiTlv = fields[base + 5];
+    if (!subjectTlv || !spkiTlv || subjectTlv.tag !== TAG.sequence || spkiTlv.tag !== TAG.sequence) {
+      throw new Error('tbsCertificate lacks subject or subjectPublicKeyInfo');
+    }
+    subject = slice(der, subjectTlv).slice();
+    spki = slice(der, spkiTlv).slice();
+    parsed = AsnConvert.parse(der, Certificate);
+  } catch (error) {
+    throw new Error('issuer certificate is not a DER X.509 certificate', { cause: error });
+  }
+  const tbs = parsed.tbsCertificate;
+  const publicKey = new Uint8Array(tbs.subjectPublicKeyInfo.subjectPublicKey);
+  const skiExtension = tbs.extensions?.find((extension) => extension.extnID === id_ce_subjectKeyIdentifier);
+  const keyIdentifier = skiExtension
+    ? new Uint8Array(AsnConvert.parse(skiExtension.extnValue.buffer, SubjectKeyIdentifier).buffer)
+    : new Uint8Array(createHash('sha1').update(publicKey).digest());
+  return {
+    certificate: der,
+    subject,
+    spki,
+    publicKey,
+    keyIdentifier,
+    nameHash: hashAll(subject),
+    keyHash: hashAll(publicKey),
+    notAfter: tbs.validity.notAfter.getTime(),
+  };
+}
