@@ -1,0 +1,83 @@
+import { Hono } from 'hono';
+import { apikeysRoutes } from './apikeys.routes.ts';
+import { auditRoutes } from './audit.routes.ts';
+import { certificatesRoutes } from './certificates.routes.ts';
+import type { AppDeps } from './deps.ts';
+import type { ApiEnv } from './env.ts';
+import { methodNotAllowed, onError, onNotFound } from './errors.ts';
+import { healthRoutes } from './health.routes.ts';
+import { issuersRoutes } from './issuers.routes.ts';
+import { createAuthorizer, type PrincipalResolver } from './middleware/auth.ts';
+import { bodyLimit } from './middleware/body-limit.ts';
+import { idempotency } from './middleware/idempotency.ts';
+import { requestLogging } from './middleware/logging.ts';
+import { RateLimiter } from './middleware/rate-limit.ts';
+import { requestId } from './middleware/request-id.ts';
+import { responseHeaders } from './middleware/response-headers.ts';
+import { requestTimeout } from './middleware/timeout.ts';
+import { policiesRoutes } from './policies.routes.ts';
+import type { RouteContext } from './routes.ts';
+
+export interface CreateAppExtras {
+  /** Extra ways to authenticate (mTLS client certificates), tried before API keys. */
+  resolvers?: PrincipalResolver[];
+}
+
+/**
+ * Signet's HTTP API. Every route is thin: authenticate and authorise (guard), validate (zod),
+ * call a use case, render. Every error, from any layer, leaves through `onError` as an RFC 9457
+ * problem; unknown routes are 404 problems and known routes with another method 405.
+ */
+export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<ApiEnv> {
+  const { clock, logger, options = {} } = deps;
+  const limiter = new RateLimiter({ perMinute: options.rateLimitPerMinute ?? 6000, clock });
+  const guard = createAuthorizer({
+    apiKeys: deps.apiKeys,
+    audit: deps.audit,
+    clock,
+    limiter,
+    resolvers: extras.resolvers ?? [],
+  });
+  const context: RouteContext = {
+    deps,
+    guard,
+    idempotent: idempotency({
+      store: deps.idempotency,
+      clock,
+      ...(options.idempotencyTtlMs ? { ttlMs: options.idempotencyTtlMs } : {}),
+    }),
+  };
+
+  const app = new Hono<ApiEnv>();
+  app.use(requestId(), requestLogging({ logger }), responseHeaders());
+  app.use(bodyLimit({ maxBytes: options.bodyLimit ?? 64 * 1024 }));
+  app.use(requestTimeout({ ms: options.requestTimeoutMs ?? 30_000 }));
+
+  for (const routes of [
+    healthRoutes,
+    certificatesRoutes,
+    policiesRoutes,
+    apikeysRoutes,
+    issuersRoutes,
+    auditRoutes,
+  ]) {
+    app.route('/', routes(context));
+  }
+
+  // 405 with Allow (RFC 9110 §15.5.6) for a known path asked with another method.
+  const methodsByPath = new Map<string, Set<string>>();
+  for (const { method, path } of app.routes) {
+    if (method === 'ALL') continue;
+    const methods = methodsByPath.get(path) ?? new Set<string>();
+    methods.add(method);
+    if (method === 'GET') methods.add('HEAD');
+    methodsByPath.set(path, methods);
+  }
+  for (const [path, methods] of methodsByPath) {
+    app.all(path, (c) => methodNotAllowed(c, [...methods]));
+  }
+
+  app.onError(onError);
+  app.notFound(onNotFound);
+  return app;
+}

@@ -1,0 +1,197 @@
+import { type Context, Hono } from 'hono';
+import type { IssuedCertificate } from '../ca/types.ts';
+import { AppError } from '../lib/errors.ts';
+import { InvalidSerialError, normalizeSerial } from '../lib/serial.ts';
+import type { San } from '../x509/types.ts';
+import type { CertificateView } from './deps.ts';
+import type { ApiEnv, Principal } from './env.ts';
+import { apiErrors } from './errors.ts';
+import { isJsonType, iso, mediaType, negotiate, readJson, readQuery, toPem } from './http.ts';
+import { mayUsePolicy, refuse } from './middleware/auth.ts';
+import { type RouteContext, requesterOf } from './routes.ts';
+import { issueBodySchema, listCertificatesQuerySchema, rawIssueQuerySchema } from './schemas.ts';
+
+export const PKCS10 = 'application/pkcs10';
+export const PEM_CHAIN = 'application/pem-certificate-chain';
+export const PKIX_CERT = 'application/pkix-cert';
+export const PEM_FILE = 'application/x-pem-file';
+
+/** What an issuance request asks for, whichever way its body came. */
+export interface IssuanceRequest {
+  csr: string | Uint8Array;
+  policy: string;
+  overrides: { sans?: San[]; validity?: string };
+}
+
+/**
+ * Reads an issuance (or evaluation) request: a JSON body, or a raw PKCS#10 body (RFC 5967
+ * application/pkcs10, PEM or DER) with the policy in the query. `policyFromPath` is the name in
+ * /v1/policies/{name}/evaluate; a body naming another policy is a 400.
+ */
+export async function readIssuanceRequest(
+  c: Context<ApiEnv>,
+  policyFromPath?: string,
+): Promise<IssuanceRequest> {
+  const type = c.req.header('content-type');
+  if (isJsonType(type)) {
+    const body = await readJson(
+      c,
+      policyFromPath === undefined ? issueBodySchema : issueBodySchema.partial({ policy: true }),
+    );
+    const policy = policyFromPath ?? body.policy;
+    if (policy === undefined) throw apiErrors.invalidBody([{ path: 'policy', message: 'required' }]);
+    if (policyFromPath !== undefined && body.policy !== undefined && body.policy !== policyFromPath) {
+      throw apiErrors.invalidBody([
+        { path: 'policy', message: `does not match the policy in the path ('${policyFromPath}')` },
+      ]);
+    }
+    return {
+      csr: body.csr,
+      policy,
+      overrides: {
+        ...(body.sans ? { sans: body.sans } : {}),
+        ...(body.validity ? { validity: body.validity } : {}),
+      },
+    };
+  }
+  if (mediaType(type) === PKCS10) {
+    const query =
+      policyFromPath === undefined
+        ? readQuery(c, rawIssueQuerySchema)
+        : readQuery(c, rawIssueQuerySchema.partial({ policy: true }));
+    const bytes = new Uint8Array(await c.req.arrayBuffer());
+    if (bytes.length === 0)
+      throw apiErrors.invalidBody([{ path: '(body)', message: 'the PKCS#10 body is empty' }]);
+    // PEM is text starting with a dash; DER starts with a SEQUENCE tag (0x30).
+    const csr = bytes[0] === 0x2d ? new TextDecoder().decode(bytes) : bytes;
+    const policy = policyFromPath ?? query.policy;
+    if (policy === undefined) throw apiErrors.invalidQuery([{ path: 'policy', message: 'required' }]);
+    return { csr, policy, overrides: query.validity ? { validity: query.validity } : {} };
+  }
+  throw apiErrors.unsupportedMediaType(['application/json', PKCS10]);
+}
+
+export function issuedJson(issued: IssuedCertificate) {
+  return {
+    serialNumber: issued.serialNumber,
+    certificate: issued.certificatePem,
+    chain: issued.chainPem,
+    notBefore: issued.notBefore.toISOString(),
+    notAfter: issued.notAfter.toISOString(),
+    policy: issued.policy,
+    issuer: issued.issuer,
+  };
+}
+
+export function certificateJson(view: CertificateView) {
+  return {
+    serialNumber: view.serialNumber,
+    issuer: view.issuer,
+    policy: view.policy,
+    subject: view.subject,
+    sans: view.sans,
+    notBefore: view.notBefore.toISOString(),
+    notAfter: view.notAfter.toISOString(),
+    status: view.status,
+    requester: view.requester,
+    revokedAt: iso(view.revokedAt),
+    revocationReason: view.revocationReason,
+    certificate: toPem('CERTIFICATE', view.certificateDer),
+  };
+}
+
+/** The issuer role reads only its own certificates; revoker, auditor and admin read all. */
+const readsOnlyOwn = (principal: Principal) => !principal.roles.some((role) => role !== 'issuer');
+
+export function parseSerialParam(text: string): string {
+  try {
+    return normalizeSerial(text);
+  } catch (error) {
+    if (error instanceof InvalidSerialError)
+      throw new AppError(error.code, 'invalid', `Bad serial: ${error.message}.`);
+    throw error;
+  }
+}
+
+export function certificatesRoutes({ deps, guard, idempotent }: RouteContext): Hono<ApiEnv> {
+  const { ca, certificates, audit, clock } = deps;
+  const app = new Hono<ApiEnv>();
+
+  app.post(
+    '/v1/certificates',
+    guard({ action: 'certificate.issue', roles: ['issuer'] }),
+    idempotent,
+    async (c) => {
+      const principal = c.get('principal')!;
+      const request = await readIssuanceRequest(c);
+      if (!mayUsePolicy(principal, request.policy)) {
+        return refuse(
+          c,
+          audit,
+          clock,
+          'certificate.issue',
+          apiErrors.policyNotBound(request.policy),
+          request.policy,
+        );
+      }
+      const issued = await ca.issue({
+        csr: request.csr,
+        policy: request.policy,
+        overrides: request.overrides,
+        requester: requesterOf(principal),
+      });
+      c.header('location', `/v1/certificates/${issued.serialNumber}`);
+      if (negotiate(c.req.header('accept'), ['application/json', PEM_CHAIN]) === PEM_CHAIN) {
+        c.header('content-type', PEM_CHAIN);
+        return c.body(
+          [issued.certificatePem, ...issued.chainPem]
+            .map((pem) => (pem.endsWith('\n') ? pem : `${pem}\n`))
+            .join(''),
+          201,
+        );
+      }
+      return c.json(issuedJson(issued), 201);
+    },
+  );
+
+  app.get(
+    '/v1/certificates',
+    guard({ action: 'certificate.list', roles: ['issuer', 'revoker', 'auditor'] }),
+    async (c) => {
+      const principal = c.get('principal')!;
+      const query = readQuery(c, listCertificatesQuerySchema);
+      const page = await certificates.list({
+        ...query,
+        ...(readsOnlyOwn(principal) ? { requester: principal.id } : {}),
+        now: clock.now(),
+      });
+      return c.json({ items: page.items.map(certificateJson), nextCursor: page.nextCursor });
+    },
+  );
+
+  app.get(
+    '/v1/certificates/:serial',
+    guard({ action: 'certificate.read', roles: ['issuer', 'revoker', 'auditor'] }),
+    async (c) => {
+      const principal = c.get('principal')!;
+      const serial = parseSerialParam(c.req.param('serial'));
+      const view = await certificates.get(serial, clock.now());
+      // Another caller's certificate answers as absent, so serials of others are not confirmed.
+      if (!view || (readsOnlyOwn(principal) && view.requester !== principal.id)) {
+        throw apiErrors.notFound(`No certificate with serial ${serial}.`, 'certificate.not_found');
+      }
+      const format = negotiate(c.req.header('accept'), ['application/json', PKIX_CERT, PEM_FILE]);
+      if (format === PKIX_CERT) {
+        c.header('content-type', PKIX_CERT);
+        return c.body(Buffer.from(view.certificateDer));
+      }
+      if (format === PEM_FILE) {
+        c.header('content-type', PEM_FILE);
+        return c.body(toPem('CERTIFICATE', view.certificateDer));
+      }
+      return c.json(certificateJson(view));
+    },
+  );
+
+  return app;
+}

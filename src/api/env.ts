@@ -1,0 +1,26 @@
+import type { Logger } from 'pino';
+
+/** The four API roles of DESIGN.md "Roles"; `admin` holds every ability of the others. */
+export const ROLES = ['issuer', 'revoker', 'auditor', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** An authenticated caller: an API key or (later) an mTLS client certificate. */
+export interface Principal {
+  /** Stable id recorded in audit events and with issued certificates (`apikey:<id>`, `mtls:<subject>`). */
+  id: string;
+  kind: 'apikey' | 'mtls';
+  roles: Role[];
+  /** Policies this credential may issue under; '*' for every policy (admin). */
+  policies: string[] | '*';
+}
+
+/** Per-request values set by the middleware; every route handler may read them. */
+export interface ApiVariables {
+  requestId: string;
+  logger: Logger;
+  principal: Principal | undefined;
+}
+
+export interface ApiEnv {
+  Variables: ApiVariables;
+}

@@ -1,0 +1,236 @@
+import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { z } from 'zod';
+import { StorageError, sqlState } from '../db/errors.ts';
+import { HsmError } from '../hsm/types.ts';
+import { AppError, type ErrorCategory, isAppError } from '../lib/errors.ts';
+import type { ApiEnv } from './env.ts';
+import { problemResponse, STATUS_BY_CATEGORY, TITLE_BY_CATEGORY } from './problem.ts';
+
+/**
+ * Errors raised by the HTTP edge itself, each with a stable dotted code listed in openapi.yaml.
+ * Errors from the domain (csr.*, policy.*, hsm.*, ...) arrive as AppError and render the same way.
+ */
+export const apiErrors = {
+  credentialMissing: () =>
+    new AppError(
+      'auth.credential_missing',
+      'unauthenticated',
+      'This endpoint needs a credential: send Authorization: Bearer <api key>.',
+    ),
+  credentialInvalid: () =>
+    new AppError(
+      'auth.credential_invalid',
+      'unauthenticated',
+      'The credential is not valid (unknown, malformed or revoked).',
+    ),
+  keyExpired: () => new AppError('auth.key_expired', 'forbidden', 'The API key has expired.'),
+  roleForbidden: (needed: readonly string[]) =>
+    new AppError(
+      'auth.role_forbidden',
+      'forbidden',
+      `This endpoint needs one of the roles: ${needed.join(', ')}.`,
+    ),
+  policyNotBound: (policy: string) =>
+    new AppError(
+      'auth.policy_not_bound',
+      'forbidden',
+      `The credential is not bound to the policy '${policy}'.`,
+    ),
+  invalidBody: (issues: { path: string; message: string }[]) =>
+    new AppError('request.invalid_body', 'invalid', 'The request body does not match the schema.', {
+      errors: issues,
+    }),
+  invalidQuery: (issues: { path: string; message: string }[]) =>
+    new AppError('request.invalid_query', 'invalid', 'The query parameters are not valid.', {
+      errors: issues,
+    }),
+  invalidJson: () => new AppError('request.invalid_json', 'invalid', 'The request body is not valid JSON.'),
+  bodyTooLarge: (limit: number) =>
+    new AppError('request.body_too_large', 'too_large', `The request body is larger than ${limit} bytes.`),
+  rateLimited: () =>
+    new AppError('request.rate_limited', 'rate_limited', 'Too many requests for this credential.'),
+  notFound: (what: string, code = 'request.not_found') => new AppError(code, 'not_found', what),
+  /** 415 (RFC 9110 §15.5.16): not an ErrorCategory, only the edge knows media types. */
+  unsupportedMediaType: (accepted: string[]) =>
+    new AppError(
+      'request.unsupported_media_type',
+      'invalid',
+      `Send the body as one of: ${accepted.join(', ')}.`,
+      {
+        headers: { 'accept-post': accepted.join(', ') },
+      },
+    ),
+  timeout: () =>
+    new AppError(
+      'request.timeout',
+      'unavailable',
+      'The request took too long and was abandoned; retry later.',
+    ),
+} as const;
+
+export function methodNotAllowed(c: Context<ApiEnv>, allowed: string[]): Response {
+  return problemResponse(c, {
+    code: 'request.method_not_allowed',
+    status: 405 as ContentfulStatusCode,
+    title: 'Method not allowed',
+    detail: `${c.req.method} is not allowed here; use ${allowed.join(', ')}.`,
+    headers: { allow: allowed.join(', ') },
+  });
+}
+
+/** zod issues as `{ path, message }` pairs a client can show next to its fields. */
+export function zodIssues(error: z.ZodError): { path: string; message: string }[] {
+  return error.issues.map((issue) => ({
+    path: issue.path.length > 0 ? issue.path.map(String).join('.') : '(body)',
+    message: issue.message,
+  }));
+}
+
+/** Codes whose status is not their category's. */
+const STATUS_BY_CODE: Record<string, ContentfulStatusCode> = {
+  'request.unsupported_media_type': 415 as ContentfulStatusCode,
+};
+
+const RETRY_AFTER_SECONDS: Partial<Record<ErrorCategory, string>> = { unavailable: '5' };
+
+export function renderAppError(c: Context<ApiEnv>, error: AppError): Response {
+  const { details } = error;
+  const extra: Record<string, unknown> = {};
+  const headers: Record<string, string> = {};
+  if (details) {
+    for (const [name, value] of Object.entries(details)) {
+      // `retryAfter` becomes the header (RFC 9110 §10.2.3); everything else is an RFC 9457 extension member.
+      if (name === 'retryAfter') headers['retry-after'] = String(value);
+      else if (name === 'headers') Object.assign(headers, value as Record<string, string>);
+      else extra[name] = value;
+    }
+  }
+  const retry = RETRY_AFTER_SECONDS[error.category];
+  if (retry && !headers['retry-after']) headers['retry-after'] = retry;
+  if (error.category === 'unauthenticated') headers['www-authenticate'] = 'Bearer realm="signet"';
+  return problemResponse(c, {
+    code: error.code,
+    status: STATUS_BY_CODE[error.code] ?? STATUS_BY_CATEGORY[error.category],
+    title:
+      error.code === 'request.unsupported_media_type'
+        ? 'Unsupported media type'
+        : TITLE_BY_CATEGORY[error.category],
+    detail: error.message,
+    extra,
+    headers,
+  });
+}
+
+/** Storage errors a client can cause or should see; every other StorageError is internal. */
+const STORAGE_CATEGORY: Record<string, ErrorCategory> = {
+  'request.cursor_invalid': 'invalid',
+  'certificate.not_found': 'not_found',
+  'issuer.not_found': 'not_found',
+  'certificate.invalid_state': 'conflict',
+};
+
+/** Partition failures that mean "not now" rather than "broken": 503 hsm.unavailable. */
+const HSM_UNAVAILABLE = new Set([
+  'hsm.unavailable',
+  'hsm.sealed',
+  'hsm.not_logged_in',
+  'hsm.session_closed',
+  'hsm.protocol_error',
+  'hsm.device_error',
+]);
+
+/**
+ * Errors of the layers below that are not AppError: storage errors with a client-facing code,
+ * database connection failures (SQLSTATE class 08, 57P0x, 53300, ECONNREFUSED) and partition
+ * unavailability become their AppError; undefined for everything else (a 500).
+ */
+export function translateError(error: unknown): AppError | undefined {
+  if (error instanceof StorageError) {
+    const category = STORAGE_CATEGORY[error.code];
+    if (category)
+      return new AppError(
+        error.code,
+        category,
+        `${error.message[0]?.toUpperCase()}${error.message.slice(1)}.`,
+        undefined,
+        { cause: error },
+      );
+    if (error.code === 'db.locked')
+      return new AppError(
+        'db.unavailable',
+        'unavailable',
+        'The database is unavailable; retry later.',
+        undefined,
+        { cause: error },
+      );
+    return undefined;
+  }
+  if (error instanceof HsmError) {
+    if (HSM_UNAVAILABLE.has(error.code)) {
+      return new AppError(
+        'hsm.unavailable',
+        'unavailable',
+        'The signing partition is unavailable; retry later.',
+        undefined,
+        { cause: error },
+      );
+    }
+    return undefined;
+  }
+  const state = sqlState(error);
+  const errno =
+    (error as { code?: unknown; cause?: { code?: unknown } } | undefined)?.cause?.code ??
+    (error as { code?: unknown })?.code;
+  if ((state && /^(08|57P0|53300)/.test(state)) || errno === 'ECONNREFUSED' || errno === 'ECONNRESET') {
+    return new AppError(
+      'db.unavailable',
+      'unavailable',
+      'The database is unavailable; retry later.',
+      undefined,
+      { cause: error },
+    );
+  }
+  return undefined;
+}
+
+/**
+ * The one place errors become responses (STYLE.md). An AppError renders with its code and
+ * message; anything else is a 500 whose client sees only the request id, while the log line with
+ * that id carries the error.
+ */
+export const onError: ErrorHandler<ApiEnv> = (thrown, c) => {
+  const error = translateError(thrown) ?? thrown;
+  if (isAppError(error)) {
+    if (error.category === 'internal' || error.category === 'unavailable') {
+      c.get('logger')?.error({ err: error, code: error.code }, 'request failed');
+    }
+    return renderAppError(c, error);
+  }
+  if (error instanceof z.ZodError) return renderAppError(c, apiErrors.invalidBody(zodIssues(error)));
+  if (error instanceof HTTPException && error.status < 500) {
+    // hono raises these for malformed input it parses itself (e.g. a bad JSON body).
+    const status = error.status as ContentfulStatusCode;
+    return problemResponse(c, {
+      code: status === 413 ? 'request.body_too_large' : 'request.invalid',
+      status,
+      title: 'The request is invalid',
+      detail: 'The request could not be read.',
+    });
+  }
+  c.get('logger')?.error({ err: error }, 'internal error');
+  return renderAppError(
+    c,
+    new AppError(
+      'internal',
+      'internal',
+      'An internal error occurred; quote the request id when reporting it.',
+    ),
+  );
+};
+
+export const onNotFound: NotFoundHandler<ApiEnv> = (c) =>
+  renderAppError(c, apiErrors.notFound(`No resource at ${c.req.method} ${truncate(c.req.path)}.`));
+
+const truncate = (text: string) => (text.length > 128 ? `${text.slice(0, 128)}...` : text);

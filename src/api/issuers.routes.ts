@@ -1,0 +1,62 @@
+import { Hono } from 'hono';
+import { PEM_CHAIN, PEM_FILE, PKIX_CERT } from './certificates.routes.ts';
+import type { IssuerView } from './deps.ts';
+import type { ApiEnv } from './env.ts';
+import { apiErrors } from './errors.ts';
+import { negotiate, toPem } from './http.ts';
+import type { RouteContext } from './routes.ts';
+
+export const issuerJson = (issuer: IssuerView) => ({
+  id: issuer.id,
+  subject: issuer.subject,
+  parent: issuer.parent,
+  keyAlgorithm: issuer.keyAlgorithm,
+  status: issuer.status,
+  notBefore: issuer.notBefore.toISOString(),
+  notAfter: issuer.notAfter.toISOString(),
+  certificate: toPem('CERTIFICATE', issuer.certificateDer),
+});
+
+// Issuer certificates change only when an issuer is added: relying parties may cache them.
+const PUBLIC_CACHE = 'public, max-age=3600';
+
+export function issuersRoutes({ deps, guard }: RouteContext): Hono<ApiEnv> {
+  const { issuers } = deps;
+  const app = new Hono<ApiEnv>();
+  const notFound = (id: string) =>
+    apiErrors.notFound(`No issuer with id '${id.slice(0, 64)}'.`, 'issuer.not_found');
+
+  app.get('/v1/issuers', guard({ action: 'issuer.list', roles: 'authenticated' }), async (c) =>
+    c.json({ items: (await issuers.list()).map(issuerJson) }),
+  );
+
+  app.get('/v1/issuers/:id', guard({ action: 'issuer.read', roles: 'authenticated' }), async (c) => {
+    const issuer = await issuers.get(c.req.param('id'));
+    if (!issuer) throw notFound(c.req.param('id'));
+    return c.json(issuerJson(issuer));
+  });
+
+  /** Public: the AIA caIssuers target (RFC 5280 §4.2.2.1), DER by default (DESIGN.md). */
+  app.get('/v1/issuers/:id/certificate', async (c) => {
+    const issuer = await issuers.get(c.req.param('id'));
+    if (!issuer) throw notFound(c.req.param('id'));
+    c.header('cache-control', PUBLIC_CACHE);
+    if (negotiate(c.req.header('accept'), [PKIX_CERT, PEM_FILE]) === PEM_FILE) {
+      c.header('content-type', PEM_FILE);
+      return c.body(toPem('CERTIFICATE', issuer.certificateDer));
+    }
+    c.header('content-type', PKIX_CERT);
+    return c.body(Buffer.from(issuer.certificateDer));
+  });
+
+  /** Public: the issuer up to and including its root, as RFC 8555 §9.1 PEM chain. */
+  app.get('/v1/issuers/:id/chain', async (c) => {
+    const chain = await issuers.chain(c.req.param('id'));
+    if (!chain) throw notFound(c.req.param('id'));
+    c.header('cache-control', PUBLIC_CACHE);
+    c.header('content-type', PEM_CHAIN);
+    return c.body(chain.map((der) => toPem('CERTIFICATE', der)).join(''));
+  });
+
+  return app;
+}

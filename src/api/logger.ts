@@ -1,0 +1,45 @@
+import pino, { type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+
+/**
+ * Paths pino blanks out wherever they appear, as a second line of defence: the request logger
+ * never logs headers or bodies in the first place. Credentials, CSRs and key material must never
+ * reach a log line (issue #8 "never secrets").
+ */
+export const REDACTED_PATHS = [
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  '*.headers.authorization',
+  'cookie',
+  '*.cookie',
+  'key',
+  '*.key',
+  'secret',
+  '*.secret',
+  'apiKey',
+  '*.apiKey',
+  'csr',
+  '*.csr',
+  'body',
+  '*.body',
+  'pin',
+  '*.pin',
+];
+
+export interface LoggerConfig {
+  level?: LoggerOptions['level'];
+  /** Where JSON lines go; stdout when absent. Tests pass a stream they read back. */
+  destination?: DestinationStream;
+}
+
+/** The service logger: one JSON object per line, ISO times, secrets redacted. */
+export function createLogger({ level = 'info', destination }: LoggerConfig = {}): Logger {
+  const options: LoggerOptions = {
+    level,
+    base: { service: 'signet' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    formatters: { level: (label) => ({ level: label }) },
+  };
+  return destination ? pino(options, destination) : pino(options);
+}
