@@ -2,8 +2,21 @@
  * What the emulated partition keeps, and the seams between the partition's logic (partition.ts,
  * server.ts) and its custody (sealed file store, users and PINs, audit chain).
  * An in-memory store serves unit tests; the sealed file store is what `signet hsm serve` uses.
+ *
+ * How custody plugs in (see PartitionCustody at the end): `signet hsm serve --dir DIR` loads
+ * `src/hsm/custody/index.ts` and calls its `openPartitionCustody({ dir, name, clock })`; the
+ * result's vault, audit sink and PIN functions are handed to `EmulatedPartition.open`.
  */
-import type { KeyAlgorithm, KeyUsage, PartitionStatus, Role, SignPurpose } from './types.ts';
+import type {
+  Clock,
+  KeyAlgorithm,
+  KeyUsage,
+  PartitionStatus,
+  Role,
+  SignMechanism,
+  SignPurpose,
+  UnsealRequest,
+} from './types.ts';
 
 /** A key object as the partition holds it once unsealed. Only ever encrypted at rest. */
 export interface StoredKeyObject {
@@ -40,6 +53,8 @@ export interface PartitionStore {
   listUsers(): Promise<UserRecord[]>;
   getUser(name: string): Promise<UserRecord | undefined>;
   putUser(user: UserRecord): Promise<void>;
+  /** Optional: without it the partition answers deleteUser with CKR_FUNCTION_NOT_SUPPORTED. */
+  deleteUser?(name: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -54,6 +69,16 @@ export interface AuditEvent {
   purpose?: SignPurpose;
   /** SHA-256 (hex) of the data signed. */
   digest?: string;
+  /** The signature mechanism, for sign operations. */
+  mechanism?: SignMechanism;
+  /** Octets signed (the whole message for a multi-part signature). */
+  length?: number;
+  /** The name of the user an officer operation acted on (createUser, unlockUser, ...). */
+  subject?: string;
+  /** Connection (session) number within this run of the partition process. */
+  session?: number;
+  /** A short, secret-free note (why a multi-part operation was abandoned, ...). */
+  detail?: string;
   /** 'ok', or the failure's reason code (hsm.*). */
   result: string;
 }
@@ -68,5 +93,35 @@ export interface AuditSink {
 export interface PartitionVault {
   status(): Pick<PartitionStatus, 'state' | 'sealing'>;
   /** Opens the store with the unseal secret or M custodian shares; throws HsmError CKR_UNSEAL_FAILED otherwise. */
-  unseal(material: { secret?: Uint8Array; shares?: Uint8Array[] }): Promise<PartitionStore>;
+  unseal(material: UnsealRequest): Promise<PartitionStore>;
+  /**
+   * Optional: the store of a vault that is already unsealed when the partition starts (the
+   * in-memory vault of tests and benchmarks). The partition calls it once at start when
+   * `status().state` is 'unsealed'.
+   */
+  openUnsealed?(): Promise<PartitionStore>;
 }
+
+/** Checks a PIN against a user's stored hash; must compare in constant time. */
+export type PinVerifier = (user: UserRecord, pin: string) => Promise<boolean>;
+/** Makes the self-describing slow hash stored in UserRecord.pinHash. May throw HsmError CKR_PIN_LEN_RANGE. */
+export type PinHasher = (pin: string) => Promise<string>;
+
+/**
+ * Everything the partition logic needs from custody, for one partition folder. `signet hsm serve
+ * --dir DIR` obtains it from `openPartitionCustody` in src/hsm/custody/index.ts.
+ */
+export interface PartitionCustody {
+  vault: PartitionVault;
+  audit: AuditSink;
+  verifyPin: PinVerifier;
+  hashPin: PinHasher;
+  /** Consecutive failed logins that lock a user; the partition's default is 5. */
+  maxFailedLogins?: number;
+}
+
+export type OpenPartitionCustody = (options: {
+  dir: string;
+  name: string;
+  clock: Clock;
+}) => Promise<PartitionCustody>;

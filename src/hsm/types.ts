@@ -38,7 +38,13 @@ export type SignPurpose = (typeof SIGN_PURPOSES)[number];
 export const KEY_USAGES = ['sign', 'verify'] as const;
 export type KeyUsage = (typeof KEY_USAGES)[number];
 
-export type Role = 'officer' | 'user';
+export const ROLES = ['officer', 'user'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Injected time source (the project's `Clock`, redeclared here because src/hsm imports nothing else of src). */
+export interface Clock {
+  now(): Date;
+}
 
 /** How a caller names a key: by URI, by label or by id. Exactly one must be given. */
 export interface KeyRef {
@@ -70,7 +76,10 @@ export interface KeyInfo {
 export interface CreateKeyRequest {
   label: string;
   algorithm: KeyAlgorithm;
-  /** Default false. CA keys are always non-extractable. */
+  /**
+   * Default false. CA keys are always non-extractable. The emulated partition creates only
+   * non-extractable keys and refuses `true` (CKR_ATTRIBUTE_VALUE_INVALID); a PKCS#11 backend may honour it.
+   */
   extractable?: boolean;
   /** Default ['sign', 'verify']. */
   usages?: KeyUsage[];
@@ -87,6 +96,9 @@ export interface SignRequest {
   /** RSA-PSS salt length in octets; default: the hash length. */
   saltLength?: number;
 }
+
+/** The first step of a multi-part signature (C_SignInit); `signStream` drives all three steps. */
+export type SignInitRequest = Omit<SignRequest, 'data'>;
 
 export interface SignStreamRequest {
   key: KeyRef;
@@ -114,6 +126,25 @@ export interface PartitionStatus {
   user?: { name: string; role: Role };
 }
 
+export interface LoginRequest {
+  user: string;
+  pin: string;
+}
+
+/** Unseal material: the partition's unseal secret, or M custodian shares. */
+export interface UnsealRequest {
+  secret?: Uint8Array;
+  shares?: Uint8Array[];
+}
+
+/** A partition user as the officer sees it; never carries the PIN hash. */
+export interface UserInfo {
+  name: string;
+  role: Role;
+  failedLogins: number;
+  locked: boolean;
+}
+
 /**
  * A key manager (step-ca's kms.KeyManager, PKCS#11's C_* calls). The CA talks to one over the
  * partition socket (RemotePartition in client.ts); the partition process serves one backed by the
@@ -131,9 +162,37 @@ export interface KeyManager {
   /** Multi-part signing (C_SignInit / C_SignUpdate / C_SignFinal). Ed25519 gathers the whole message. */
   signStream(request: SignStreamRequest): Promise<Uint8Array>;
   destroyKey(request: KeyRef): Promise<void>;
-  /** Random bytes from the partition's generator (C_GenerateRandom). */
+  /**
+   * Asks for the private key (C_WrapKey / reading CKA_VALUE). Exists so that a caller that tries
+   * is refused by the partition itself: a non-extractable key fails with CKR_KEY_UNEXTRACTABLE.
+   * No backend in this project returns private key material in clear.
+   */
+  exportKey(request: KeyRef): Promise<Uint8Array>;
+  /** Random bytes from the partition's generator (C_GenerateRandom), 1 to 65536 at a time. */
   generateRandom(request: { length: number }): Promise<Uint8Array>;
   close(): Promise<void>;
+}
+
+/**
+ * Session control of a partition (C_Login / C_Logout, plus the emulated partition's unseal). Kept
+ * apart from KeyManager so a KeyManager can be handed to code that must not log in or out.
+ */
+export interface PartitionSessionControl {
+  /** CKR_PIN_INCORRECT (also for an unknown user), CKR_PIN_LOCKED, CKR_USER_ALREADY_LOGGED_IN. */
+  login(request: LoginRequest): Promise<{ user: string; role: Role }>;
+  logout(): Promise<void>;
+  /** CKR_UNSEAL_FAILED on wrong material; CKR_OPERATION_NOT_PERMITTED when already unsealed. */
+  unseal(request: UnsealRequest): Promise<PartitionStatus>;
+}
+
+/** User management (officer only). PINs are hashed inside the partition; none is ever returned. */
+export interface PartitionUserAdmin {
+  createUser(request: { name: string; role: Role; pin: string }): Promise<UserInfo>;
+  listUsers(): Promise<UserInfo[]>;
+  /** Clears the lock and the failed-login count. */
+  unlockUser(request: { name: string }): Promise<UserInfo>;
+  setUserPin(request: { name: string; pin: string }): Promise<void>;
+  deleteUser(request: { name: string }): Promise<void>;
 }
 
 /** PKCS#11-style return values that cross the socket as stable reasons. */
@@ -161,6 +220,12 @@ export const HSM_REASONS = {
   CKR_INTEGRITY_FAILED: 'hsm.integrity_failed',
   CKR_DEVICE_REMOVED: 'hsm.unavailable',
   CKR_PROTOCOL: 'hsm.protocol_error',
+  CKR_USER_ALREADY_LOGGED_IN: 'hsm.already_logged_in',
+  CKR_ATTRIBUTE_VALUE_INVALID: 'hsm.attribute_value_invalid',
+  CKR_MECHANISM_PARAM_INVALID: 'hsm.mechanism_param_invalid',
+  CKR_PIN_LEN_RANGE: 'hsm.pin_len_range',
+  CKR_TOKEN_NOT_PRESENT: 'hsm.not_initialized',
+  CKR_SESSION_CLOSED: 'hsm.session_closed',
 } as const;
 export type HsmReturnValue = keyof typeof HSM_REASONS;
 
@@ -176,4 +241,18 @@ export class HsmError extends Error {
     super(`${rv}: ${message}`, options);
     this.code = HSM_REASONS[rv];
   }
+
+  /** The message without the `CKR_...: ` prefix, as it crosses the socket. */
+  get reason(): string {
+    return this.message.slice(this.rv.length + 2);
+  }
+}
+
+export function isHsmReturnValue(value: unknown): value is HsmReturnValue {
+  return typeof value === 'string' && Object.hasOwn(HSM_REASONS, value);
+}
+
+/** True for an HsmError, optionally with the given return value. */
+export function isHsmError(error: unknown, rv?: HsmReturnValue): error is HsmError {
+  return error instanceof HsmError && (rv === undefined || error.rv === rv);
 }

@@ -1,0 +1,46 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { type CommandModule, EXIT } from '../args.ts';
+
+/**
+ * `signet hsm <subcommand> ...`: each subcommand is a module src/cli/hsm/<name>.ts exporting
+ * `run(argv)`, loaded on demand. serve, status and keys belong to the partition itself (issue #2);
+ * init, unseal, user, audit and backup come with custody (issues #3, #4) as their own modules.
+ */
+const SUBCOMMANDS: Record<string, string> = {
+  init: 'create a partition folder, its unseal secret or shares, and its users',
+  serve: 'run one partition process on a Unix socket',
+  status: 'show a partition: state, sealing, protocol version, keys',
+  unseal: 'unseal a served partition with its secret or custodian shares',
+  keys: 'list, create, destroy keys and print public keys',
+  user: 'manage partition users and PINs',
+  audit: "verify and read the partition's audit log",
+  backup: 'export or restore an encrypted partition backup',
+};
+
+const usage = () => `usage: signet hsm <subcommand> [options]
+
+subcommands:
+${Object.entries(SUBCOMMANDS)
+  .map(([name, text]) => `  ${name.padEnd(9)}${text}`)
+  .join('\n')}
+
+Run 'signet hsm <subcommand> --help' for its options.`;
+
+export async function run(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (!sub || sub === '--help' || sub === '-h' || sub === 'help') {
+    console.log(usage());
+    return sub ? EXIT.ok : EXIT.usage;
+  }
+  const known = Object.hasOwn(SUBCOMMANDS, sub);
+  const file = known ? fileURLToPath(new URL(`../hsm/${sub}.ts`, import.meta.url)) : undefined;
+  if (!file || !existsSync(file)) {
+    console.error(
+      `signet hsm: ${known ? `'${sub}' is not available in this build` : `unknown subcommand '${sub}'`}\n\n${usage()}`,
+    );
+    return EXIT.usage;
+  }
+  const module = (await import(file)) as CommandModule;
+  return module.run(rest);
+}

@@ -1,0 +1,148 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import {
+  createMemoryStore,
+  createMemoryVault,
+  hashPinScrypt,
+  MemoryAuditSink,
+  verifyPinScrypt,
+} from '../../hsm/memory-store.ts';
+import { EmulatedPartition } from '../../hsm/partition.ts';
+import { startPartitionServer } from '../../hsm/server.ts';
+import type { OpenPartitionCustody, PartitionCustody } from '../../hsm/store.ts';
+import { ROLES } from '../../hsm/types.ts';
+import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
+
+const USAGE = `usage: signet hsm serve (--dir DIR | --ephemeral FILE) [--socket PATH] [--name NAME]
+
+Runs one partition process. Clients reach it only through the Unix socket (mode 0600).
+
+  --dir DIR          the partition folder (from 'signet hsm init'); starts sealed
+  --ephemeral FILE   an in-memory partition for tests and benchmarks, provisioned from FILE
+                     ({"users": [{"name", "role", "pin"}], "unsealSecret"?: base64}); it forgets
+                     everything when it stops
+  --socket PATH      where to listen; default DIR/partition.sock
+  --name NAME        partition name in key URIs; default the folder's name
+  --exit-with-stdin  stop when standard input closes (how a parent process keeps its partition
+                     from outliving it)`;
+
+const ephemeralSpec = z.strictObject({
+  users: z.array(z.strictObject({ name: z.string(), role: z.enum(ROLES), pin: z.string().min(1) })).max(64),
+  unsealSecret: z.base64().optional(),
+});
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseCommandArgs(argv, {
+    dir: { type: 'string' },
+    ephemeral: { type: 'string' },
+    socket: { type: 'string' },
+    name: { type: 'string' },
+    'exit-with-stdin': { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return EXIT.ok;
+  }
+  if ((values.dir === undefined) === (values.ephemeral === undefined)) {
+    throw new UsageError('pass exactly one of --dir DIR and --ephemeral FILE');
+  }
+  const name = values.name ?? (values.dir ? basename(resolve(values.dir)) : undefined);
+  if (!name) throw new UsageError('--name NAME is required with --ephemeral');
+  const socketPath = values.socket ?? (values.dir ? join(values.dir, 'partition.sock') : undefined);
+  if (!socketPath) throw new UsageError('--socket PATH is required with --ephemeral');
+  // sockaddr_un.sun_path holds 108 octets, the terminating NUL included (unix(7)).
+  if (Buffer.byteLength(socketPath) > 107)
+    throw new UsageError(`socket path ${socketPath} is too long; pass a shorter --socket`);
+
+  const log = (line: string) => process.stderr.write(`signet hsm [${name}]: ${line}\n`);
+  const custody = values.ephemeral
+    ? await ephemeralCustody(values.ephemeral)
+    : await dirCustody(values.dir!, name);
+  let partition: EmulatedPartition;
+  try {
+    partition = await EmulatedPartition.open({ name, ...custody, log });
+  } catch (error) {
+    throw new CliError(`cannot open partition ${name}: ${(error as Error).message}`, EXIT.failed, {
+      cause: error,
+    });
+  }
+  const server = await startPartitionServer({ partition, socketPath, log }).catch(async (error: Error) => {
+    await partition.close();
+    throw new CliError(`cannot serve on ${socketPath}: ${error.message}`, EXIT.failed, { cause: error });
+  });
+  log(`serving on ${socketPath} (${partition.state})`);
+
+  return new Promise<number>((done) => {
+    let stopping = false;
+    const stop = (why: string) => {
+      if (stopping) return;
+      stopping = true;
+      log(`stopping (${why})`);
+      void (async () => {
+        await server.close();
+        await partition.close();
+        process.stdin.destroy();
+        done(EXIT.ok);
+      })();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    if (values['exit-with-stdin']) {
+      process.stdin.on('end', () => stop('stdin closed'));
+      process.stdin.on('error', () => stop('stdin closed'));
+      process.stdin.resume();
+    }
+  });
+}
+
+async function ephemeralCustody(file: string): Promise<PartitionCustody> {
+  let spec: z.infer<typeof ephemeralSpec>;
+  try {
+    spec = ephemeralSpec.parse(JSON.parse(readFileSync(file, 'utf8')));
+  } catch (error) {
+    throw new CliError(`cannot read the ephemeral partition spec ${file}: ${(error as Error).message}`);
+  }
+  const users = await Promise.all(
+    spec.users.map(async (u) => ({
+      name: u.name,
+      role: u.role,
+      pinHash: await hashPinScrypt(u.pin),
+      failedLogins: 0,
+      locked: false,
+    })),
+  );
+  const store = createMemoryStore({ users });
+  return {
+    vault: createMemoryVault({
+      store,
+      ...(spec.unsealSecret ? { secret: Buffer.from(spec.unsealSecret, 'base64') } : {}),
+    }),
+    audit: new MemoryAuditSink(10_000),
+    verifyPin: verifyPinScrypt,
+    hashPin: hashPinScrypt,
+  };
+}
+
+/**
+ * The sealed file store, users and audit chain of a partition folder come from custody
+ * (issues #3, #4): src/hsm/custody/index.ts exporting `openPartitionCustody` (store.ts).
+ */
+async function dirCustody(dir: string, name: string): Promise<PartitionCustody> {
+  const module = fileURLToPath(new URL('../../hsm/custody/index.ts', import.meta.url));
+  if (!existsSync(module)) {
+    throw new CliError(
+      'partition folders need the sealed file store (issue #3), which this build lacks; use --ephemeral',
+    );
+  }
+  const { openPartitionCustody } = (await import(module)) as { openPartitionCustody: OpenPartitionCustody };
+  try {
+    return await openPartitionCustody({ dir, name, clock: { now: () => new Date() } });
+  } catch (error) {
+    throw new CliError(`cannot open partition folder ${dir}: ${(error as Error).message}`, EXIT.failed, {
+      cause: error,
+    });
+  }
+}
