@@ -1,0 +1,267 @@
+import { createHash } from 'node:crypto';
+import type { AuditEventInput, AuditRepository } from '../db/audit.repository.ts';
+import type { CertificateReservation, CertificatesRepository } from '../db/certificates.repository.ts';
+import { HsmError } from '../hsm/types.ts';
+import { createBatcher } from '../lib/batcher.ts';
+import type { Clock } from '../lib/clock.ts';
+import { AppError } from '../lib/errors.ts';
+import { lintCertificate, MisissuanceError, signCertificate } from '../lint/token.ts';
+import { evaluate } from '../policy/evaluate.ts';
+import type { PolicyRegistry } from '../policy/registry.ts';
+import type { Evaluation } from '../policy/types.ts';
+import type { KeyBlocklist } from '../x509/blocklist.ts';
+import { buildTbsCertificate, generateSerial } from '../x509/certificate.ts';
+import { parseCsr } from '../x509/csr.ts';
+import { certificateToPem } from '../x509/pem.ts';
+import type { CertificateTemplate, ParsedCsr } from '../x509/types.ts';
+import type { IssuerSet, LoadedIssuer } from './issuers.ts';
+import type { CertificateAuthority, EvaluationResult, IssuedCertificate, IssueInput } from './types.ts';
+
+/**
+ * The issuing core (DESIGN.md "ca/"): CSR intake -> policy -> TBS -> lint -> token -> reserve the
+ * serial as pending with the TBS hash -> sign in the partition -> store -> return. Nothing signs
+ * without a passing lint (the token), and nothing is returned that is not stored. Database writes
+ * of concurrent issuances share transactions (group commit).
+ */
+export interface CertificateAuthorityOptions {
+  clock: Clock;
+  policies: PolicyRegistry;
+  issuers: IssuerSet;
+  certificates: CertificatesRepository;
+  audit: AuditRepository;
+  blocklist?: KeyBlocklist;
+  maxCsrBytes?: number;
+  /** Where misissuance and internal failures are reported (never to the client). */
+  onInternalError?: (message: string, error: unknown) => void;
+}
+
+/** How many fresh serials an issuance tries before giving up on collisions (2^-136 each: never). */
+const SERIAL_ATTEMPTS = 3;
+
+export function createCertificateAuthority(options: CertificateAuthorityOptions): CertificateAuthority {
+  const { clock, policies, issuers, certificates, audit } = options;
+
+  const reservations = createBatcher<CertificateReservation, boolean>({
+    flush: async (items) => {
+      const { collided } = await certificates.reservePendingMany(items);
+      const taken = new Set(collided);
+      return items.map((item) => !taken.has(item.serial));
+    },
+  });
+  const stores = createBatcher<{ serial: string; der: Uint8Array }, boolean>({
+    flush: async (items) => {
+      const { notStored } = await certificates.markIssuedMany(items);
+      const failed = new Set(notStored);
+      return items.map((item) => !failed.has(item.serial));
+    },
+  });
+  const auditLog = createBatcher<AuditEventInput, void>({
+    flush: async (events) => {
+      await audit.append(events);
+      return events.map(() => undefined);
+    },
+  });
+
+  function intake(input: IssueInput): { csr: ParsedCsr; evaluation: Evaluation } {
+    const csr = parseCsr(input.csr, {
+      ...(options.maxCsrBytes ? { maxBytes: options.maxCsrBytes } : {}),
+      ...(options.blocklist ? { blocklist: options.blocklist } : {}),
+    });
+    const policy = policies.get(input.policy);
+    if (!policy) {
+      throw new AppError(
+        'policy.unknown',
+        'invalid',
+        `there is no policy named ${JSON.stringify(input.policy)}`,
+      );
+    }
+    const evaluation = evaluate({
+      policy,
+      csr,
+      ...(input.overrides ? { overrides: input.overrides } : {}),
+      requester: { id: input.requester.id, policies: input.requester.policies },
+    });
+    return { csr, evaluation };
+  }
+
+  async function refuse(
+    input: IssueInput,
+    evaluation: Extract<Evaluation, { allowed: false }>,
+  ): Promise<never> {
+    const unbound = evaluation.violations.some((v) => v.code === 'policy.requester_not_bound');
+    await auditLog.submit({
+      actor: input.requester.id,
+      action: 'certificate.issue',
+      target: `policy:${input.policy}`,
+      decision: 'denied',
+      details: { policy: input.policy, violations: evaluation.violations.map((v) => v.code) },
+    });
+    if (unbound) {
+      throw new AppError(
+        'policy.requester_not_bound',
+        'forbidden',
+        `this credential may not use policy ${input.policy}`,
+        { violations: evaluation.violations },
+      );
+    }
+    throw new AppError(
+      'policy.refused',
+      'forbidden',
+      `policy ${input.policy} refused the request: ${evaluation.violations.map((v) => v.message).join(' ')}`,
+      { violations: evaluation.violations },
+    );
+  }
+
+  function issuerFor(template: CertificateTemplate): LoadedIssuer {
+    const issuer = issuers.get(template.issuer);
+    if (!issuer) {
+      throw new AppError(
+        'ca.issuer_unavailable',
+        'unavailable',
+        `issuer ${template.issuer} named by policy ${template.policy} is not available on this server`,
+      );
+    }
+    return issuer;
+  }
+
+  async function signAndStore(input: IssueInput, csr: ParsedCsr, template: CertificateTemplate) {
+    const issuer = issuerFor(template);
+    for (let attempt = 0; attempt < SERIAL_ATTEMPTS; attempt++) {
+      // A new serial is a new TBS: a collision goes back through building and linting.
+      const built = buildTbsCertificate(template, issuer.context, { serial: generateSerial(), clock });
+      const lint = lintCertificate(built.der, { issuer: issuer.context, profile: 'leaf' });
+      if (!lint.ok) {
+        const errors = lint.findings.filter((f) => f.severity === 'error');
+        await auditLog.submit({
+          actor: input.requester.id,
+          action: 'certificate.issue',
+          target: `policy:${input.policy}`,
+          decision: 'denied',
+          details: { policy: input.policy, lint: errors.map((f) => f.rule) },
+        });
+        throw new AppError(
+          'ca.lint_failed',
+          'forbidden',
+          `the certificate would break issuance rules: ${errors.map((f) => `${f.rule}: ${f.message}`).join('; ')}`,
+          { findings: errors },
+        );
+      }
+      const reserved = await reservations.submit({
+        serial: built.serialNumber,
+        issuerId: issuer.id,
+        policy: template.policy,
+        requester: input.requester.id,
+        subject: subjectText(template),
+        sans: template.sans,
+        notBefore: built.notBefore,
+        notAfter: built.notAfter,
+        tbsSha256: sha256(built.der),
+        csrSha256: Buffer.from(csr.sha256, 'hex'),
+        spkiSha256: sha256(template.publicKey),
+      });
+      if (!reserved) continue;
+
+      let der: Uint8Array;
+      try {
+        der = await signCertificate(lint.token, { crypto: issuer.crypto, key: issuer.keys.certificate });
+      } catch (error) {
+        await settleFailedSignature(built.serialNumber, error);
+        throw translateSigningError(error, issuer.id);
+      }
+      if (!(await stores.submit({ serial: built.serialNumber, der }))) {
+        throw new Error(`certificate ${built.serialNumber} was signed but could not be stored`);
+      }
+      return { issuer, der, built };
+    }
+    throw new Error(`no free serial after ${SERIAL_ATTEMPTS} attempts`);
+  }
+
+  /**
+   * A refusal from the partition means nothing was signed: the reservation is marked failed.
+   * A lost connection or timeout may or may not have produced a signature: the row stays pending
+   * for `signet audit reconcile`, which compares it with the partition's audit log.
+   */
+  async function settleFailedSignature(serial: string, error: unknown): Promise<void> {
+    const definite =
+      (error instanceof HsmError && error.rv !== 'CKR_DEVICE_REMOVED') ||
+      (error instanceof Error && error.cause instanceof HsmError && error.cause.rv !== 'CKR_DEVICE_REMOVED');
+    if (!definite || error instanceof MisissuanceError) return;
+    try {
+      await certificates.markFailed(
+        serial,
+        error instanceof Error ? error.message.slice(0, 200) : 'signing failed',
+      );
+    } catch (markError) {
+      options.onInternalError?.(`could not mark ${serial} failed`, markError);
+    }
+  }
+
+  return {
+    async issue(input) {
+      const { csr, evaluation } = intake(input);
+      if (!evaluation.allowed) return refuse(input, evaluation);
+      const { issuer, der, built } = await signAndStore(input, csr, evaluation.template);
+      await auditLog.submit({
+        actor: input.requester.id,
+        action: 'certificate.issue',
+        target: `certificate:${built.serialNumber}`,
+        decision: 'allowed',
+        details: { policy: input.policy, issuer: issuer.id },
+      });
+      const issued: IssuedCertificate = {
+        serialNumber: built.serialNumber,
+        certificateDer: der,
+        certificatePem: certificateToPem(der),
+        chainPem: issuer.chainPem,
+        notBefore: built.notBefore,
+        notAfter: built.notAfter,
+        policy: input.policy,
+        issuer: issuer.id,
+      };
+      return issued;
+    },
+
+    async evaluate(input): Promise<EvaluationResult> {
+      const { evaluation } = intake(input);
+      return {
+        allowed: evaluation.allowed,
+        policy: input.policy,
+        decisions: evaluation.decisions.map((d) => ({
+          field: d.field,
+          value: d.value,
+          allowed: d.outcome === 'allowed' || d.outcome === 'ignored',
+          rule: d.rule,
+          message: d.reason,
+        })),
+        violations: evaluation.allowed ? [] : evaluation.violations,
+      };
+    },
+  };
+}
+
+function translateSigningError(error: unknown, issuerId: string): Error {
+  if (error instanceof MisissuanceError) return error;
+  const hsm = error instanceof HsmError ? error : error instanceof Error ? error.cause : undefined;
+  if (hsm instanceof HsmError && (hsm.rv === 'CKR_DEVICE_REMOVED' || hsm.rv === 'CKR_TOKEN_SEALED')) {
+    return new AppError(
+      'hsm.unavailable',
+      'unavailable',
+      'the key partition is unavailable; try again later',
+      undefined,
+      {
+        cause: error,
+      },
+    );
+  }
+  return new Error(`signing for issuer ${issuerId} failed`, { cause: error });
+}
+
+const sha256 = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());
+
+/** RFC 4514-ish text of the template's subject, for display and search. */
+function subjectText(template: CertificateTemplate): string {
+  return template.subject
+    .map((a) => `${a.type}=${a.value.replace(/([,+"\\<>;=])/g, '\\$1')}`)
+    .reverse()
+    .join(',');
+}

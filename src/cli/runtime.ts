@@ -1,0 +1,175 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import { createCertificateAuthority } from '../ca/ca.ts';
+import { type IssuerSet, loadIssuers } from '../ca/issuers.ts';
+import type { CertificateAuthority } from '../ca/types.ts';
+import { loadConfig, resolveIn, type SignetConfig } from '../config/config.ts';
+import { createApiKeysRepository } from '../db/api-keys.repository.ts';
+import { createAuditRepository } from '../db/audit.repository.ts';
+import { createCertificatesRepository } from '../db/certificates.repository.ts';
+import { createCrlsRepository } from '../db/crls.repository.ts';
+import { type Database, openDatabase } from '../db/database.ts';
+import { createIdempotencyRepository } from '../db/idempotency.repository.ts';
+import { createIssuersRepository } from '../db/issuers.repository.ts';
+import { createReplayGuardRepository } from '../db/replay-guard.repository.ts';
+import { RemotePartition } from '../hsm/client.ts';
+import { type PartitionProcess, startPartitionProcess } from '../hsm/process.ts';
+import type { KeyManager } from '../hsm/types.ts';
+import { type Clock, systemClock } from '../lib/clock.ts';
+import { createPolicyRegistry, type PolicyRegistry } from '../policy/registry.ts';
+import { createKeyBlocklist } from '../x509/blocklist.ts';
+import { decodePemBlocks } from '../x509/pem.ts';
+
+/**
+ * The composition root: everything `signet serve` (and the local CLI commands) run on, opened in
+ * order and closed in reverse. Fails at start, with a message naming what is wrong, rather than
+ * serving half a CA.
+ */
+export interface Runtime {
+  dataDir: string;
+  config: SignetConfig;
+  clock: Clock;
+  database: Database;
+  repositories: {
+    certificates: ReturnType<typeof createCertificatesRepository>;
+    issuers: ReturnType<typeof createIssuersRepository>;
+    audit: ReturnType<typeof createAuditRepository>;
+    apiKeys: ReturnType<typeof createApiKeysRepository>;
+    idempotency: ReturnType<typeof createIdempotencyRepository>;
+    crls: ReturnType<typeof createCrlsRepository>;
+    replayGuard: ReturnType<typeof createReplayGuardRepository>;
+  };
+  partitions: Map<string, RemotePartition>;
+  policies: PolicyRegistry;
+  issuers: IssuerSet;
+  ca: CertificateAuthority;
+  trustedRoots: Uint8Array[];
+  close(): Promise<void>;
+}
+
+export interface OpenRuntimeOptions {
+  dataDir: string;
+  logger: Logger;
+  clock?: Clock;
+  /** DATABASE_URL, when set, selects PostgreSQL over the embedded PGlite. */
+  databaseUrl?: string;
+}
+
+export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime> {
+  const { dataDir, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const config = loadConfig(dataDir);
+  const closers: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const closer of closers.reverse()) {
+      try {
+        await closer();
+      } catch (error) {
+        logger.warn({ err: error }, 'error while shutting down');
+      }
+    }
+  };
+
+  try {
+    const url = options.databaseUrl ?? config.database.url;
+    const database = await openDatabase(url ? { url } : { dataDir });
+    closers.push(() => database.close());
+    logger.info({ database: database.description }, 'database open');
+
+    const repositories = {
+      certificates: createCertificatesRepository({ db: database.db, clock }),
+      issuers: createIssuersRepository({ db: database.db, clock }),
+      audit: createAuditRepository({ db: database.db, clock, nodeId: nodeId() }),
+      apiKeys: createApiKeysRepository({ db: database.db, clock }),
+      idempotency: createIdempotencyRepository({ db: database.db, clock }),
+      crls: createCrlsRepository({ db: database.db }),
+      replayGuard: createReplayGuardRepository({ db: database.db, clock }),
+    };
+
+    const partitions = new Map<string, RemotePartition>();
+    for (const [name, partition] of Object.entries(config.partitions)) {
+      const socketPath = resolveIn(dataDir, partition.socket);
+      if (partition.spawn) {
+        const child: PartitionProcess = await startPartitionProcess({
+          dir: resolveIn(dataDir, partition.dir),
+          socketPath,
+          name,
+          onLog: (line) => logger.info({ partition: name }, line),
+        });
+        closers.push(() => child.stop());
+        logger.info({ partition: name, socket: socketPath }, 'partition process started');
+      }
+      const pin = readFileSync(resolveIn(dataDir, partition.pinFile), 'utf8').replace(/\r?\n$/, '');
+      const secret = partition.unsealSecretFile
+        ? readFileSync(resolveIn(dataDir, partition.unsealSecretFile))
+        : undefined;
+      const client = await RemotePartition.connect({
+        socketPath,
+        // Sessions do not survive a reconnect: unseal if the partition restarted sealed, then log in.
+        onConnect: async (p) => {
+          const status = await p.status();
+          if (status.state === 'sealed' && secret) await p.unseal({ secret: unsealSecretBytes(secret) });
+          await p.login({ user: partition.user, pin });
+        },
+      });
+      closers.push(() => client.close());
+      partitions.set(name, client);
+    }
+
+    const policies = await createPolicyRegistry({ dir: resolveIn(dataDir, config.policies.dir) });
+    const trustedRoots = config.trustedRoots.flatMap((file) =>
+      decodePemBlocks(readFileSync(resolveIn(dataDir, file), 'utf8'))
+        .filter((block) => block.label === 'CERTIFICATE')
+        .map((block) => block.der),
+    );
+    const issuers = await loadIssuers({
+      issuers: repositories.issuers,
+      partitions: partitions as ReadonlyMap<string, KeyManager>,
+      trustedRoots,
+      clock,
+    });
+    logger.info({ issuers: issuers.list().map((i) => i.id) }, 'issuers loaded');
+
+    const blocklist = config.issuance.keyBlocklist
+      ? createKeyBlocklist(resolveIn(dataDir, config.issuance.keyBlocklist))
+      : undefined;
+    const ca = createCertificateAuthority({
+      clock,
+      policies,
+      issuers,
+      certificates: repositories.certificates,
+      audit: repositories.audit,
+      maxCsrBytes: config.issuance.maxCsrBytes,
+      ...(blocklist ? { blocklist } : {}),
+      onInternalError: (message, error) => logger.error({ err: error }, message),
+    });
+
+    return {
+      dataDir,
+      config,
+      clock,
+      database,
+      repositories,
+      partitions,
+      policies,
+      issuers,
+      ca,
+      trustedRoots,
+      close,
+    };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+/** Unseal secret files hold the secret as text (base64url or hex) or as raw bytes; the partition decides. */
+function unsealSecretBytes(file: Buffer): Uint8Array {
+  return new Uint8Array(Buffer.from(file.toString('utf8').trim(), 'utf8'));
+}
+
+/** Each CA node writes its own audit hash chain (DESIGN.md "Storage"). */
+export function nodeId(): string {
+  return process.env.SIGNET_NODE_ID ?? hostname();
+}
