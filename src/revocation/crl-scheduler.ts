@@ -149,6 +149,8 @@ export interface CrlScheduler {
   publishNow(issuerId: string): Promise<StoredCrl | undefined>;
   /** Reads the issuer list again. */
   refresh(): Promise<void>;
+  /** Resolves once every CRL run started or queued so far has finished. */
+  idle(): Promise<void>;
   status(): IssuerScheduleStatus[];
 }
 
@@ -224,6 +226,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
   let started = false;
   let stopped = false;
   let rescanTimer: unknown;
+  let rescanning: Promise<void> = Promise.resolve();
 
   const SHARD = 0;
   const now = () => clock.now().getTime();
@@ -402,7 +405,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
   function scheduleRescan(): void {
     if (stopped) return;
     rescanTimer = timers.setTimeout(() => {
-      refresh()
+      rescanning = refresh()
         .catch((error) => onError?.(error, '*'))
         .finally(scheduleRescan);
     }, rescanMs);
@@ -439,6 +442,16 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     },
 
     refresh,
+
+    async idle() {
+      await rescanning;
+      // A run may queue another (a revocation during it): wait until nothing is queued.
+      for (;;) {
+        const chains = [...states.values()].map((state) => state.chain);
+        await Promise.all(chains);
+        if ([...states.values()].every((state, i) => state.chain === chains[i] && !state.queued)) return;
+      }
+    },
 
     status() {
       return [...states.values()].map((state) => ({

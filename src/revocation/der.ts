@@ -59,6 +59,28 @@ export function tlv(tag: number, ...contents: Uint8Array[]): Uint8Array {
   return concatBytes([header(tag, length), ...contents]);
 }
 
+/** DER OBJECT IDENTIFIER from dotted text (X.690 §8.19). */
+export function encodeOid(dotted: string): Uint8Array {
+  const arcs = dotted.split('.').map((arc) => {
+    if (!/^\d+$/.test(arc)) throw new RangeError(`invalid OID ${dotted}`);
+    return BigInt(arc);
+  });
+  if (arcs.length < 2 || arcs[0]! > 2n || (arcs[0]! < 2n && arcs[1]! > 39n))
+    throw new RangeError(`invalid OID ${dotted}`);
+  const out: number[] = [];
+  for (const arc of [arcs[0]! * 40n + arcs[1]!, ...arcs.slice(2)]) {
+    const groups: number[] = [];
+    let rest = arc;
+    do {
+      groups.unshift(Number(rest & 0x7fn));
+      rest >>= 7n;
+    } while (rest > 0n);
+    for (let i = 0; i < groups.length - 1; i++) groups[i]! |= 0x80;
+    out.push(...groups);
+  }
+  return tlv(TAG.oid, Uint8Array.from(out));
+}
+
 /** DER INTEGER of a non-negative bigint (X.690 §8.3: minimal two's complement). */
 export function encodeUnsignedInteger(value: bigint): Uint8Array {
   if (value < 0n) throw new RangeError('negative INTEGER');

@@ -1,0 +1,568 @@
+import { id_pkix_ocsp_basic, id_pkix_ocsp_nonce, OCSPRequest } from '@peculiar/asn1-ocsp';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import type { Extension } from '@peculiar/asn1-x509';
+import type { Clock } from '../lib/clock.ts';
+import {
+  concatBytes,
+  contextConstructed,
+  encodeEnumerated,
+  encodeGeneralizedTime,
+  encodeOid,
+  readChildren,
+  readTlv,
+  slice,
+  TAG,
+  tlv,
+  wholeSeconds,
+} from './der.ts';
+import { CERT_ID_HASH_OIDS, type CertIdHash, type IssuerFacts, readIssuerFacts } from './issuer.ts';
+import { REASON_CODES, type RevocationReason } from './reasons.ts';
+import { serialFromIntegerContent } from './serial.ts';
+import { type RevocationSigner, type SignatureScheme, signatureSchemeFor, signWith } from './signing.ts';
+
+/**
+ * The OCSP responder (RFC 6960, profiled by RFC 5019): request bytes in, DER OCSPResponse out,
+ * always. Whatever goes wrong becomes an OCSP status, never an exception, JSON or an HTTP 500:
+ *
+ *   malformedRequest  unparsable DER, trailing bytes, version other than v1, no or too many
+ *                     CertIDs, a nonce outside 1..128 octets (RFC 9654 §2.1), duplicate or
+ *                     unknown critical extensions (RFC 6960 §4.4)
+ *   unauthorized      a CertID whose issuer this responder does not serve, or CertIDs of several
+ *                     issuers in one request (RFC 6960 §2.3: "not capable of responding
+ *                     authoritatively"; one response carries one signature, and each issuer signs
+ *                     its own)
+ *   tryLater          the partition is unreachable, sealed or logged out, the database is down,
+ *                     or an answer takes longer than `timeoutMs`
+ *   internalError     anything else; details go to `onError`, never into the response
+ *
+ * A successful response is a BasicOCSPResponse signed by the issuer's own key (purpose 'ocsp'),
+ * responderID byKey (RFC 6960 §4.2.2.3, SHA-1 of the issuer's public key), no certificates,
+ * producedAt/thisUpdate/nextUpdate in whole seconds, one SingleResponse per CertID echoing it
+ * as sent (SHA-1 and SHA-256 alike), and the request's nonce echoed (RFC 9654). A serial the
+ * issuer never issued (or whose certificate is not yet or no longer stored) is `unknown`, never
+ * `good`.
+ */
+
+export type OcspResponseStatusName =
+  | 'successful'
+  | 'malformedRequest'
+  | 'internalError'
+  | 'tryLater'
+  | 'unauthorized';
+
+/** RFC 6960 §4.2.1 OCSPResponseStatus. */
+const STATUS_CODES: Readonly<Record<OcspResponseStatusName, number>> = {
+  successful: 0,
+  malformedRequest: 1,
+  internalError: 2,
+  tryLater: 3,
+  unauthorized: 6,
+};
+
+/** An error OCSPResponse: SEQUENCE { responseStatus ENUMERATED } without responseBytes. */
+export const errorResponse = (status: Exclude<OcspResponseStatusName, 'successful'>): Uint8Array =>
+  tlv(TAG.sequence, encodeEnumerated(STATUS_CODES[status]));
+
+export interface OcspIssuer {
+  /** The issuer id (slug). */
+  id: string;
+  /** The issuer certificate, DER. */
+  certificate: Uint8Array;
+  /** The issuer's key handle with purpose 'ocsp' (or the delegated responder's key). */
+  signer: RevocationSigner;
+  /**
+   * A delegated responder's certificate (issued by this issuer, EKU id-kp-OCSPSigning, RFC 6960
+   * §4.2.2.2) when `signer` holds its key: it is sent in `certs` and names the responder.
+   */
+  responderCertificate?: Uint8Array;
+}
+
+export interface CertIdLookup {
+  hash: CertIdHash;
+  issuerNameHash: Uint8Array;
+  issuerKeyHash: Uint8Array;
+}
+
+/** Finds the issuer a CertID names (by issuerNameHash and issuerKeyHash). */
+export interface OcspIssuerDirectory {
+  find(certId: CertIdLookup): OcspIssuer | undefined | Promise<OcspIssuer | undefined>;
+}
+
+/** The certificates repository's `findStatus` (src/db/certificates.repository.ts). */
+export interface CertificateStatusRecord {
+  issuerId: string;
+  status: string;
+  revokedAt: Date | null;
+  revocationReason: RevocationReason | null;
+}
+
+export interface CertificateStatusSource {
+  /** The serial is canonical (lowercase hex of the INTEGER content octets). */
+  findStatus(serial: string): Promise<CertificateStatusRecord | null | undefined>;
+}
+
+export interface OcspResponderOptions {
+  issuers: OcspIssuerDirectory | readonly OcspIssuer[];
+  status: CertificateStatusSource;
+  clock: Clock;
+  /** nextUpdate - thisUpdate. Default 4 h (signet.yaml ocsp.validity). */
+  validityMs?: number;
+  /** CertIDs per request; RFC 5019 §2.1.1 clients send one. Default 20. */
+  maxCertIds?: number;
+  /** Default 16 KiB. */
+  maxRequestBytes?: number;
+  /** Longest wait for the status source and the signer before answering tryLater. Default 10 s. */
+  timeoutMs?: number;
+  /** Decides whether a failure is transient (tryLater) rather than internal. */
+  isTransient?: (error: unknown) => boolean;
+  /** Logs failures; the response never carries their details. */
+  onError?: (error: unknown, context: { stage: 'lookup' | 'status' | 'sign'; issuerId?: string }) => void;
+}
+
+export interface OcspAnswer {
+  der: Uint8Array;
+  status: OcspResponseStatusName;
+  /** Set on successful answers. */
+  issuerId?: string;
+  producedAt?: Date;
+  thisUpdate?: Date;
+  nextUpdate?: Date;
+  /** Whether a nonce was echoed: such a response is for one client and must not be cached. */
+  nonce: boolean;
+  /** Per CertID, in request order, on successful answers. */
+  certStatuses?: ('good' | 'revoked' | 'unknown')[];
+}
+
+export interface OcspResponder {
+  /** DER OCSPResponse for a DER OCSPRequest (POST body). Never throws. */
+  respond(request: Uint8Array): Promise<Uint8Array>;
+  /** The same with what an HTTP edge needs for RFC 5019 §6 caching headers. Never throws. */
+  answer(request: Uint8Array): Promise<OcspAnswer>;
+  /** For GET /ocsp/{path}: decodes the path (decodeOcspGetPath) and answers. Never throws. */
+  answerGetPath(path: string): Promise<OcspAnswer>;
+}
+
+/** Raised for requests that are not OCSP requests; the responder turns it into malformedRequest. */
+export class OcspMalformedError extends Error {
+  readonly code = 'ocsp.malformed_request';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'OcspMalformedError';
+  }
+}
+
+class OcspUnauthorizedError extends Error {}
+
+const BASIC_OID = encodeOid(id_pkix_ocsp_basic);
+const NONCE_OID = encodeOid(id_pkix_ocsp_nonce);
+
+const HASH_BY_OID = new Map<string, CertIdHash>(
+  (Object.entries(CERT_ID_HASH_OIDS) as [CertIdHash, string][]).map(([name, oid]) => [oid, name]),
+);
+const HASH_LENGTH: Readonly<Record<CertIdHash, number>> = { sha1: 20, sha256: 32, sha384: 48, sha512: 64 };
+
+/** RFC 9654 §2.1: Nonce ::= OCTET STRING (SIZE(1..128)). */
+export const MAX_NONCE_OCTETS = 128;
+/** A request path in a URL is short; anything longer than this is not an OCSP request (RFC 5019 §5). */
+const MAX_GET_PATH = 8192;
+
+/**
+ * Decodes the path of GET /ocsp/{path} (RFC 6960 Appendix A.1: the URL-encoding of the base64 of
+ * the DER request) into the request bytes. The path may hold `/` (base64), percent-escapes
+ * (`%2B`, `%2F`, `%3D`), and `+` that a proxy turned into a space (restored, as cfssl and Boulder
+ * do); base64url and missing padding are accepted. Leading slashes are dropped: a DER SEQUENCE in
+ * base64 starts with `M`. Throws OcspMalformedError.
+ */
+export function decodeOcspGetPath(path: string): Uint8Array {
+  if (typeof path !== 'string' || path.length === 0)
+    throw new OcspMalformedError('the request path is empty');
+  if (path.length > MAX_GET_PATH) throw new OcspMalformedError('the request path is too long');
+  let text: string;
+  try {
+    text = decodeURIComponent(path);
+  } catch (error) {
+    throw new OcspMalformedError('the request path is not valid percent-encoding', { cause: error });
+  }
+  text = text.replace(/^\/+/, '').replaceAll(' ', '+').replaceAll('-', '+').replaceAll('_', '/');
+  const match = /^([A-Za-z0-9+/]+)(={0,2})$/.exec(text);
+  if (!match) throw new OcspMalformedError('the request path is not base64');
+  const [, body, padding] = match as unknown as [string, string, string];
+  if (padding.length > 0 ? (body.length + padding.length) % 4 !== 0 : body.length % 4 === 1) {
+    throw new OcspMalformedError('the request path is not base64 of a whole number of octets');
+  }
+  const bytes = new Uint8Array(Buffer.from(body, 'base64'));
+  if (bytes.byteLength === 0) throw new OcspMalformedError('the request is empty');
+  return bytes;
+}
+
+interface ParsedCertId {
+  /** The CertID exactly as received, echoed in the SingleResponse. */
+  der: Uint8Array;
+  lookup: CertIdLookup | undefined;
+  serialContent: Uint8Array;
+}
+
+interface ParsedRequest {
+  certIds: ParsedCertId[];
+  /** The nonce extension's extnValue contents (the DER Nonce), echoed as is. */
+  nonce: Uint8Array | undefined;
+}
+
+/** RFC 6960 §4.4: an extension the responder does not understand is ignored unless critical. */
+function checkExtensions(extensions: readonly Extension[] | undefined, understood: readonly string[]): void {
+  const seen = new Set<string>();
+  for (const extension of extensions ?? []) {
+    // RFC 5280 §4.2 (which RFC 6960 §4.4 follows): one instance of an extension.
+    if (seen.has(extension.extnID))
+      throw new OcspMalformedError(`extension ${extension.extnID} appears twice`);
+    seen.add(extension.extnID);
+    if (extension.critical && !understood.includes(extension.extnID)) {
+      throw new OcspMalformedError(`critical extension ${extension.extnID} is not supported`);
+    }
+  }
+}
+
+/** Parses and checks a DER OCSPRequest (RFC 6960 §4.1.1). Throws OcspMalformedError. */
+export function parseOcspRequest(
+  bytes: Uint8Array,
+  { maxCertIds = 20, maxRequestBytes = 16 * 1024 }: { maxCertIds?: number; maxRequestBytes?: number } = {},
+): ParsedRequest {
+  if (!(bytes instanceof Uint8Array) || bytes.byteLength === 0)
+    throw new OcspMalformedError('the request is empty');
+  if (bytes.byteLength > maxRequestBytes) throw new OcspMalformedError('the request is too large');
+  let request: OCSPRequest;
+  let rawCertIds: Uint8Array[];
+  try {
+    const outer = readTlv(bytes);
+    if (outer.tag !== TAG.sequence) throw new Error('not a SEQUENCE');
+    if (outer.end !== bytes.byteLength) throw new Error('trailing bytes after the request');
+    request = AsnConvert.parse(bytes, OCSPRequest);
+    // The CertIDs as sent, to echo byte for byte: TBSRequest ::= SEQUENCE { [0] version OPTIONAL,
+    // [1] requestorName OPTIONAL, requestList SEQUENCE OF Request, [2] requestExtensions OPTIONAL }.
+    const tbsTlv = readChildren(bytes, outer)[0]!;
+    const list = readChildren(bytes, tbsTlv).find((child) => child.tag === TAG.sequence);
+    if (!list) throw new Error('no requestList');
+    rawCertIds = readChildren(bytes, list).map((single) => slice(bytes, readChildren(bytes, single)[0]!));
+  } catch (error) {
+    throw new OcspMalformedError('the request is not a DER OCSPRequest', { cause: error });
+  }
+  const tbs = request.tbsRequest;
+  if (tbs.version !== 0) throw new OcspMalformedError(`unsupported request version ${tbs.version}`);
+  if (tbs.requestList.length === 0) throw new OcspMalformedError('the request names no certificate');
+  if (tbs.requestList.length > maxCertIds) {
+    throw new OcspMalformedError(`the request names more than ${maxCertIds} certificates`);
+  }
+  checkExtensions(tbs.requestExtensions, [id_pkix_ocsp_nonce]);
+  let nonce: Uint8Array | undefined;
+  const nonceExtension = tbs.requestExtensions?.find((extension) => extension.extnID === id_pkix_ocsp_nonce);
+  if (nonceExtension) {
+    const value = new Uint8Array(nonceExtension.extnValue.buffer);
+    try {
+      const inner = readTlv(value);
+      if (inner.tag !== TAG.octetString || inner.end !== value.byteLength)
+        throw new Error('not an OCTET STRING');
+      const length = inner.end - inner.contentStart;
+      if (length < 1 || length > MAX_NONCE_OCTETS) throw new Error(`a nonce of ${length} octets`);
+    } catch (error) {
+      throw new OcspMalformedError(
+        `the nonce must be an OCTET STRING of 1 to ${MAX_NONCE_OCTETS} octets (RFC 9654)`,
+        {
+          cause: error,
+        },
+      );
+    }
+    nonce = value;
+  }
+  if (rawCertIds.length !== tbs.requestList.length)
+    throw new OcspMalformedError('the request list is inconsistent');
+  const certIds = tbs.requestList.map((single, index): ParsedCertId => {
+    checkExtensions(single.singleRequestExtensions, []);
+    const certId = single.reqCert;
+    const hash = HASH_BY_OID.get(certId.hashAlgorithm.algorithm);
+    const issuerNameHash = new Uint8Array(certId.issuerNameHash.buffer);
+    const issuerKeyHash = new Uint8Array(certId.issuerKeyHash.buffer);
+    const lookup =
+      hash &&
+      issuerNameHash.byteLength === HASH_LENGTH[hash] &&
+      issuerKeyHash.byteLength === HASH_LENGTH[hash]
+        ? { hash, issuerNameHash, issuerKeyHash }
+        : undefined;
+    return {
+      der: rawCertIds[index]!.slice(),
+      lookup,
+      serialContent: new Uint8Array(certId.serialNumber),
+    };
+  });
+  return { certIds, nonce };
+}
+
+const equalBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
+
+/** A directory over a fixed list of issuers, matching every supported CertID hash. */
+export function createOcspIssuerDirectory(issuers: readonly OcspIssuer[]): OcspIssuerDirectory {
+  const entries = issuers.map((issuer) => ({ issuer, facts: readIssuerFacts(issuer.certificate) }));
+  return {
+    find({ hash, issuerNameHash, issuerKeyHash }) {
+      // Not secret: a plain comparison. Both hashes must match (RFC 6960 §4.1.1): issuers may
+      // share a name across keys (rollover) or a key across names.
+      return entries.find(
+        ({ facts }) =>
+          equalBytes(facts.nameHash[hash], issuerNameHash) && equalBytes(facts.keyHash[hash], issuerKeyHash),
+      )?.issuer;
+    },
+  };
+}
+
+/** Partition, database or network failures that pass: answered tryLater. */
+const TRANSIENT_CODES = new Set([
+  'hsm.unavailable',
+  'hsm.sealed',
+  'hsm.not_logged_in',
+  'hsm.session_closed',
+  'hsm.protocol_error',
+  'hsm.device_error',
+  'db.unavailable',
+  'db.locked',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOENT',
+]);
+
+/**
+ * Default transient test, duck-typed on `code` along the cause chain (an HsmError, a StorageError,
+ * an AppError of category unavailable, a driver's SQLSTATE class 08 / 57P0x / 53300, a socket errno).
+ */
+export function isTransientFailure(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 6 && current && typeof current === 'object'; depth++) {
+    const { code, category, cause } = current as { code?: unknown; category?: unknown; cause?: unknown };
+    if (typeof code === 'string' && (TRANSIENT_CODES.has(code) || /^(08|57P0|53300)/.test(code))) return true;
+    if (category === 'unavailable') return true;
+    current = cause;
+  }
+  return false;
+}
+
+class TimeoutError extends Error {
+  readonly code = 'ETIMEDOUT';
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(`no answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+interface PreparedIssuer {
+  facts: IssuerFacts;
+  scheme: SignatureScheme;
+  /** [2] KeyHash (RFC 6960 §4.2.1). */
+  responderId: Uint8Array;
+  /** [0] EXPLICIT SEQUENCE OF Certificate, or nothing. */
+  certs: Uint8Array | undefined;
+}
+
+type CertStatusName = 'good' | 'revoked' | 'unknown';
+
+export function createOcspResponder(options: OcspResponderOptions): OcspResponder {
+  const {
+    status,
+    clock,
+    validityMs = 4 * 3_600_000,
+    maxCertIds = 20,
+    maxRequestBytes = 16 * 1024,
+    timeoutMs = 10_000,
+    isTransient = isTransientFailure,
+    onError,
+  } = options;
+  if (!Number.isFinite(validityMs) || validityMs < 1000)
+    throw new RangeError('validityMs must be at least 1 second');
+  if (!Number.isInteger(maxCertIds) || maxCertIds < 1)
+    throw new RangeError('maxCertIds must be a positive integer');
+  const directory: OcspIssuerDirectory = Array.isArray(options.issuers)
+    ? createOcspIssuerDirectory(options.issuers as readonly OcspIssuer[])
+    : (options.issuers as OcspIssuerDirectory);
+  const prepared = new WeakMap<OcspIssuer, PreparedIssuer>();
+
+  function prepare(issuer: OcspIssuer): PreparedIssuer {
+    let entry = prepared.get(issuer);
+    if (!entry) {
+      const facts = readIssuerFacts(issuer.certificate);
+      const responder = issuer.responderCertificate ? readIssuerFacts(issuer.responderCertificate) : facts;
+      entry = {
+        facts,
+        scheme: signatureSchemeFor(issuer.signer.key),
+        responderId: tlv(contextConstructed(2), tlv(TAG.octetString, responder.keyHash.sha1)),
+        certs: issuer.responderCertificate
+          ? tlv(contextConstructed(0), tlv(TAG.sequence, responder.certificate))
+          : undefined,
+      };
+      prepared.set(issuer, entry);
+    }
+    return entry;
+  }
+
+  function failure(status: Exclude<OcspResponseStatusName, 'successful'>): OcspAnswer {
+    return { der: errorResponse(status), status, nonce: false };
+  }
+
+  async function certStatus(issuer: OcspIssuer, certId: ParsedCertId) {
+    const serial = serialFromIntegerContent(certId.serialContent);
+    if (serial === undefined) return { name: 'unknown' as const };
+    const record = await status.findStatus(serial);
+    if (!record || record.issuerId !== issuer.id) return { name: 'unknown' as const };
+    if (record.status === 'good') return { name: 'good' as const };
+    if (record.status === 'revoked' && record.revokedAt && record.revocationReason) {
+      return { name: 'revoked' as const, revokedAt: record.revokedAt, reason: record.revocationReason };
+    }
+    // pending (a reservation whose certificate is not stored yet) or failed (never signed).
+    return { name: 'unknown' as const };
+  }
+
+  function singleResponse(
+    certId: ParsedCertId,
+    state: { name: CertStatusName; revokedAt?: Date; reason?: RevocationReason },
+    thisUpdate: Date,
+    nextUpdate: Date,
+  ): Uint8Array {
+    let certStatus: Uint8Array;
+    if (state.name === 'good')
+      certStatus = Uint8Array.of(0x80, 0x00); // [0] IMPLICIT NULL
+    else if (state.name === 'unknown')
+      certStatus = Uint8Array.of(0x82, 0x00); // [2] IMPLICIT NULL
+    else {
+      // [1] IMPLICIT RevokedInfo. The reason is left out for unspecified, as CRLs leave out
+      // reasonCode (RFC 5280 §5.3.1; CA/B Forum BR §7.3 asks OCSP to follow the CRL rules).
+      const code = REASON_CODES[state.reason!];
+      const parts = [encodeGeneralizedTime(wholeSeconds(state.revokedAt!))];
+      if (code !== 0) parts.push(tlv(contextConstructed(0), encodeEnumerated(code)));
+      certStatus = tlv(contextConstructed(1), ...parts);
+    }
+    return tlv(
+      TAG.sequence,
+      certId.der,
+      certStatus,
+      encodeGeneralizedTime(thisUpdate),
+      tlv(contextConstructed(0), encodeGeneralizedTime(nextUpdate)),
+    );
+  }
+
+  async function answer(request: Uint8Array): Promise<OcspAnswer> {
+    let parsed: ParsedRequest;
+    try {
+      parsed = parseOcspRequest(request, { maxCertIds, maxRequestBytes });
+    } catch {
+      return failure('malformedRequest');
+    }
+
+    let issuer: OcspIssuer | undefined;
+    try {
+      issuer = await withTimeout(findIssuer(parsed), timeoutMs);
+    } catch (error) {
+      if (error instanceof OcspUnauthorizedError) return failure('unauthorized');
+      onError?.(error, { stage: 'lookup' });
+      return failure(isTransient(error) ? 'tryLater' : 'internalError');
+    }
+    if (!issuer) return failure('unauthorized');
+
+    let states: Awaited<ReturnType<typeof certStatus>>[];
+    try {
+      states = await withTimeout(
+        Promise.all(parsed.certIds.map((certId) => certStatus(issuer, certId))),
+        timeoutMs,
+      );
+    } catch (error) {
+      onError?.(error, { stage: 'status', issuerId: issuer.id });
+      return failure(isTransient(error) ? 'tryLater' : 'internalError');
+    }
+
+    try {
+      const ready = prepare(issuer);
+      const producedAt = wholeSeconds(clock.now());
+      const nextUpdate = new Date(producedAt.getTime() + Math.floor(validityMs / 1000) * 1000);
+      const responses = parsed.certIds.map((certId, i) =>
+        singleResponse(certId, states[i]!, producedAt, nextUpdate),
+      );
+      const tbsParts = [
+        ready.responderId,
+        encodeGeneralizedTime(producedAt),
+        tlv(TAG.sequence, ...responses),
+      ];
+      if (parsed.nonce) {
+        // responseExtensions [1] EXPLICIT Extensions: the nonce, non-critical, value as received.
+        const extension = tlv(TAG.sequence, NONCE_OID, tlv(TAG.octetString, parsed.nonce));
+        tbsParts.push(tlv(contextConstructed(1), tlv(TAG.sequence, extension)));
+      }
+      // version v1 is the DEFAULT: DER leaves it out.
+      const tbs = tlv(TAG.sequence, ...tbsParts);
+      const signature = await withTimeout(signWith(issuer.signer, ready.scheme, tbs), timeoutMs);
+      const basicParts = [
+        tbs,
+        ready.scheme.algorithmIdentifier,
+        tlv(TAG.bitString, concatBytes([Uint8Array.of(0), signature])),
+      ];
+      if (ready.certs) basicParts.push(ready.certs);
+      const basic = tlv(TAG.sequence, ...basicParts);
+      const der = tlv(
+        TAG.sequence,
+        encodeEnumerated(STATUS_CODES.successful),
+        tlv(contextConstructed(0), tlv(TAG.sequence, BASIC_OID, tlv(TAG.octetString, basic))),
+      );
+      return {
+        der,
+        status: 'successful',
+        issuerId: issuer.id,
+        producedAt,
+        thisUpdate: producedAt,
+        nextUpdate,
+        nonce: parsed.nonce !== undefined,
+        certStatuses: states.map((state) => state.name),
+      };
+    } catch (error) {
+      onError?.(error, { stage: 'sign', issuerId: issuer.id });
+      return failure(isTransient(error) ? 'tryLater' : 'internalError');
+    }
+  }
+
+  async function findIssuer(parsed: ParsedRequest): Promise<OcspIssuer | undefined> {
+    let found: OcspIssuer | undefined;
+    for (const certId of parsed.certIds) {
+      if (!certId.lookup) throw new OcspUnauthorizedError();
+      const issuer = await directory.find(certId.lookup);
+      if (!issuer) throw new OcspUnauthorizedError();
+      if (found && found.id !== issuer.id) throw new OcspUnauthorizedError();
+      found = issuer;
+    }
+    return found;
+  }
+
+  async function safeAnswer(request: Uint8Array): Promise<OcspAnswer> {
+    try {
+      return await answer(request);
+    } catch (error) {
+      onError?.(error, { stage: 'sign' });
+      return failure('internalError');
+    }
+  }
+
+  return {
+    answer: safeAnswer,
+    async respond(request) {
+      return (await safeAnswer(request)).der;
+    },
+    async answerGetPath(path) {
+      let request: Uint8Array;
+      try {
+        request = decodeOcspGetPath(path);
+      } catch {
+        return failure('malformedRequest');
+      }
+      return safeAnswer(request);
+    },
+  };
+}

@@ -1,0 +1,188 @@
+import type { CrlEntry } from '../../../src/revocation/crl-builder.ts';
+import type {
+  CrlStore,
+  RevokedEntrySource,
+  StoredCrl,
+  Timers,
+} from '../../../src/revocation/crl-scheduler.ts';
+import type { RevocationReason } from '../../../src/revocation/reasons.ts';
+
+/** Timers driven by the test: `advance` moves the clock and fires what is due, in order. */
+export function manualTimers(clock: { now(): Date; advance(ms: number): void }) {
+  let nextId = 1;
+  const pending = new Map<number, { at: number; callback: () => void }>();
+  const timers: Timers & {
+    advance(ms: number): void;
+    pendingAt(): Date[];
+  } = {
+    setTimeout(callback, ms) {
+      const id = nextId++;
+      pending.set(id, { at: clock.now().getTime() + Math.max(0, ms), callback });
+      return id;
+    },
+    clearTimeout(handle) {
+      pending.delete(handle as number);
+    },
+    /** Fires due timers one at a time, moving the clock to each one's time. */
+    advance(ms) {
+      const end = clock.now().getTime() + ms;
+      for (;;) {
+        let first: [number, { at: number; callback: () => void }] | undefined;
+        for (const entry of pending) if (!first || entry[1].at < first[1].at) first = entry;
+        if (!first || first[1].at > end) break;
+        pending.delete(first[0]);
+        clock.advance(first[1].at - clock.now().getTime());
+        first[1].callback();
+      }
+      clock.advance(end - clock.now().getTime());
+    },
+    pendingAt: () =>
+      [...pending.values()].map((p) => new Date(p.at)).sort((a, b) => a.getTime() - b.getTime()),
+  };
+  return timers;
+}
+
+/** The crls + crl_numbers tables in memory, with snapshot/restore to play a database restored from backup. */
+export function memoryCrlStore() {
+  let current = new Map<string, StoredCrl>();
+  let lastNumbers = new Map<string, bigint>();
+  const saved: StoredCrl[] = [];
+  const key = (issuerId: string, shard: number) => `${issuerId}/${shard}`;
+  const store: CrlStore & {
+    saved: StoredCrl[];
+    snapshot(): () => void;
+  } = {
+    saved,
+    async getCurrent(issuerId, shard) {
+      return current.get(key(issuerId, shard)) ?? null;
+    },
+    /** max(last + 1, atLeast), as the db layer does in one UPDATE ... RETURNING. */
+    async takeCrlNumber(issuerId, shard, atLeast) {
+      const last = lastNumbers.get(key(issuerId, shard));
+      const next = last === undefined || atLeast > last ? atLeast : last + 1n;
+      lastNumbers.set(key(issuerId, shard), next);
+      return next;
+    },
+    async saveCrl(crl) {
+      const existing = current.get(key(crl.issuerId, crl.shard));
+      if (existing && existing.number >= crl.number) return false;
+      current.set(key(crl.issuerId, crl.shard), crl);
+      saved.push(crl);
+      return true;
+    },
+    /** Returns a function that puts the tables back as they are now. */
+    snapshot() {
+      const copyCurrent = new Map(current);
+      const copyNumbers = new Map(lastNumbers);
+      return () => {
+        current = new Map(copyCurrent);
+        lastNumbers = new Map(copyNumbers);
+      };
+    },
+  };
+  return store;
+}
+
+export interface MemoryCertificate {
+  serial: string;
+  issuerId: string;
+  notAfter: Date;
+  status: 'pending' | 'good' | 'revoked' | 'failed';
+  revokedAt: Date | null;
+  revocationReason: RevocationReason | null;
+  invalidityDate: Date | null;
+  spki?: Uint8Array;
+}
+
+/** The certificates repository's revocation surface in memory (same rules as src/db). */
+export function memoryCertificates(initial: MemoryCertificate[] = []) {
+  const rows = new Map(initial.map((row) => [row.serial, { ...row }]));
+  const repository: RevokedEntrySource & {
+    rows: typeof rows;
+    add(row: Partial<MemoryCertificate> & { serial: string; issuerId: string; notAfter: Date }): void;
+    findStatus(serial: string): Promise<MemoryCertificate | null>;
+    revoke(
+      serial: string,
+      request: { reason: RevocationReason; revokedAt: Date; invalidityDate?: Date | null },
+    ): Promise<{
+      outcome: 'revoked' | 'unchanged' | 'reason_updated';
+      revocation: {
+        serial: string;
+        issuerId: string;
+        revokedAt: Date;
+        reason: RevocationReason;
+        invalidityDate: Date | null;
+      };
+    }>;
+  } = {
+    rows,
+    add(row) {
+      rows.set(row.serial, {
+        status: 'good',
+        revokedAt: null,
+        revocationReason: null,
+        invalidityDate: null,
+        ...row,
+      });
+    },
+    async findStatus(serial) {
+      return rows.get(serial) ?? null;
+    },
+    async revoke(serial, request) {
+      const row = rows.get(serial);
+      if (!row || row.status === 'failed') {
+        throw Object.assign(new Error(`no certificate with serial ${serial}`), {
+          code: 'certificate.not_found',
+        });
+      }
+      if (row.status === 'revoked') {
+        const existing = {
+          serial,
+          issuerId: row.issuerId,
+          revokedAt: row.revokedAt!,
+          reason: row.revocationReason!,
+          invalidityDate: row.invalidityDate,
+        };
+        if (request.reason !== 'keyCompromise' || existing.reason === 'keyCompromise') {
+          return { outcome: 'unchanged', revocation: existing };
+        }
+        row.revocationReason = 'keyCompromise';
+        row.invalidityDate = request.invalidityDate ?? row.invalidityDate;
+        return {
+          outcome: 'reason_updated',
+          revocation: { ...existing, reason: 'keyCompromise', invalidityDate: row.invalidityDate },
+        };
+      }
+      row.status = 'revoked';
+      row.revokedAt = request.revokedAt;
+      row.revocationReason = request.reason;
+      row.invalidityDate = request.invalidityDate ?? null;
+      return {
+        outcome: 'revoked',
+        revocation: {
+          serial,
+          issuerId: row.issuerId,
+          revokedAt: request.revokedAt,
+          reason: request.reason,
+          invalidityDate: row.invalidityDate,
+        },
+      };
+    },
+    async *streamRevokedForCrl(issuerId, options = {}) {
+      const selected = [...rows.values()]
+        .filter((row) => row.issuerId === issuerId && row.status === 'revoked')
+        .filter((row) => !options.expiredBefore || row.notAfter.getTime() >= options.expiredBefore.getTime())
+        .sort((a, b) => (a.serial < b.serial ? -1 : 1));
+      for (const row of selected) {
+        const entry: CrlEntry = {
+          serial: row.serial,
+          revokedAt: row.revokedAt!,
+          reason: row.revocationReason!,
+          invalidityDate: row.invalidityDate,
+        };
+        yield entry;
+      }
+    },
+  };
+  return repository;
+}
