@@ -1,0 +1,290 @@
+import type { KeyObject } from 'node:crypto';
+import { type FileHandle, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AuditEvent, AuditSink } from '../store.ts';
+import { HsmError } from '../types.ts';
+import { fsyncDir } from './atomic-file.ts';
+import {
+  AUDIT_HEAD_FILE,
+  AUDIT_LOG_FILE,
+  type AuditHead,
+  type AuditRecord,
+  chainRecord,
+  encodeHeadSlot,
+  eventProblem,
+  genesisHash,
+  HEAD_SLOT_BYTES,
+  parseRecord,
+  readSlots,
+  recordHash,
+  serializeRecord,
+} from './audit-record.ts';
+import { type Clock, systemClock } from './codec.ts';
+
+export interface AuditLogOptions {
+  dir: string;
+  partitionId: string;
+  /** partition.json's auditKey (Ed25519 SPKI, base64): checks the head the log continues from. */
+  auditKey: string;
+  clock?: Clock;
+  /** Makes written records durable; tests substitute it to observe group commit. Default: fdatasync. */
+  sync?: (handle: FileHandle) => Promise<void>;
+}
+
+export interface AuditLogStats {
+  /** Records appended since open. */
+  records: number;
+  /** fdatasync calls on the log since open: fewer than records when commits were grouped. */
+  syncs: number;
+  lastSeq: number;
+  /** Sequence number of the last signed head. */
+  anchoredSeq: number;
+}
+
+interface Pending {
+  line: string;
+  record: AuditRecord;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+async function openHead(path: string): Promise<FileHandle> {
+  // Not 'a+': Linux ignores the position of pwrite on a file opened O_APPEND (pwrite(2), BUGS).
+  try {
+    return await open(path, 'r+');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    return open(path, 'wx+', 0o600);
+  }
+}
+
+function integrity(message: string): never {
+  throw new HsmError('CKR_INTEGRITY_FAILED', message);
+}
+
+/**
+ * The partition's append-only, hash-chained audit log (an AuditSink). `append` resolves only
+ * once the record is on disk (written, then fdatasync). Records appended while a sync runs wait
+ * and share the next one (group commit), so throughput follows the disk's sync rate times the
+ * number of operations in flight. After each group, when the partition is unsealed, the head is
+ * signed into audit.head so cutting records off the end is detected.
+ *
+ * A failed write or sync leaves the log's tail uncertain: the log then refuses every further
+ * append (and with it every operation) until the partition restarts and re-reads its tail.
+ */
+export class AuditLog implements AuditSink {
+  #pending: Pending[] = [];
+  #flushing: Promise<void> | undefined;
+  #failed: unknown;
+  #closed = false;
+  #signer: KeyObject | undefined;
+  #nextSeq: number;
+  #lastHash: string;
+  #size: number;
+  #headWrites = 0;
+  #badSlot: number | undefined;
+  #stats: AuditLogStats;
+
+  private constructor(
+    private readonly options: AuditLogOptions & { clock: Clock },
+    private readonly log: FileHandle,
+    private readonly head: FileHandle,
+    state: { nextSeq: number; lastHash: string; size: number; anchored: number; badSlot?: number },
+  ) {
+    this.#nextSeq = state.nextSeq;
+    this.#lastHash = state.lastHash;
+    this.#size = state.size;
+    this.#badSlot = state.badSlot;
+    this.#stats = { records: 0, syncs: 0, lastSeq: state.nextSeq - 1, anchoredSeq: state.anchored };
+  }
+
+  /**
+   * Opens the log for appending, after checking that its tail continues the last signed head:
+   * a log shorter than its head, or whose record at the head's position differs, was truncated or
+   * rewritten, and is refused (CKR_INTEGRITY_FAILED) rather than continued. A last line without
+   * its newline is a write a crash interrupted before it was acknowledged: it is cut off.
+   */
+  static async open(options: AuditLogOptions): Promise<AuditLog> {
+    const { dir, partitionId, auditKey } = options;
+    const opened: FileHandle[] = [];
+    try {
+      const log = await open(join(dir, AUDIT_LOG_FILE), 'a+', 0o600);
+      opened.push(log);
+      const head = await openHead(join(dir, AUDIT_HEAD_FILE));
+      opened.push(head);
+      const headBytes = await head.readFile();
+      let anchor: AuditHead | 'blank' = 'blank';
+      const slots = headBytes.length === 0 ? undefined : readSlots(headBytes, partitionId, auditKey);
+      if (slots) {
+        if (!slots.newest) {
+          integrity(`${AUDIT_HEAD_FILE} holds no correctly signed head: it was damaged or altered`);
+        }
+        anchor = slots.newest.head;
+      } else if ((await log.stat()).size > 0) {
+        integrity(
+          `${AUDIT_HEAD_FILE} is missing or empty while ${AUDIT_LOG_FILE} holds records: it was removed`,
+        );
+      }
+      const state = await AuditLog.#recover(log, partitionId, anchor);
+      if (!slots) {
+        await head.write(Buffer.alloc(2 * HEAD_SLOT_BYTES, 0x20), 0, 2 * HEAD_SLOT_BYTES, 0);
+        await head.sync();
+      }
+      await fsyncDir(dir);
+      const audit = new AuditLog({ ...options, clock: options.clock ?? systemClock }, log, head, {
+        ...state,
+        anchored: anchor === 'blank' ? 0 : anchor.seq,
+        badSlot: slots?.unreadable,
+      });
+      // Write next into the slot that does not hold the newest head.
+      audit.#headWrites = slots?.newest ? slots.newest.slot + 1 : 0;
+      return audit;
+    } catch (error) {
+      for (const handle of opened) await handle.close();
+      throw error;
+    }
+  }
+
+  static async #recover(
+    log: FileHandle,
+    partitionId: string,
+    anchor: AuditHead | 'blank',
+  ): Promise<{ nextSeq: number; lastHash: string; size: number }> {
+    let size = (await log.stat()).size;
+    const start = anchor === 'blank' ? 0 : anchor.offset;
+    if (anchor !== 'blank' && size <= start) {
+      integrity(
+        `${AUDIT_LOG_FILE} was truncated: it ends before record ${anchor.seq}, which the signed head names`,
+      );
+    }
+    const tail = Buffer.alloc(size - start);
+    if (tail.length > 0) await log.read(tail, 0, tail.length, start);
+    let text = tail.toString('utf8');
+    const lastNewline = text.lastIndexOf('\n');
+    if (lastNewline !== text.length - 1) {
+      // A torn final write: never acknowledged, since appends resolve only after the sync.
+      const keep = lastNewline + 1;
+      if (anchor !== 'blank' && keep === 0) {
+        integrity(`${AUDIT_LOG_FILE} was truncated inside record ${anchor.seq}, which the signed head names`);
+      }
+      size = start + Buffer.byteLength(text.slice(0, keep));
+      await log.truncate(size);
+      await log.sync();
+      text = text.slice(0, keep);
+    }
+    let lastHash = genesisHash(partitionId);
+    let nextSeq = 1;
+    const lines = text.split('\n').slice(0, -1);
+    lines.forEach((line, i) => {
+      const record = parseRecord(line);
+      const where = `${AUDIT_LOG_FILE} record at byte ${start}+ (line ${i + 1} after the signed head)`;
+      if (typeof record === 'string') integrity(`${where} is malformed: ${record}`);
+      if (recordHash(record) !== record.hash) integrity(`${AUDIT_LOG_FILE} record ${record.seq} was edited`);
+      if (i === 0 && anchor !== 'blank') {
+        if (record.seq !== anchor.seq || record.hash !== anchor.hash) {
+          integrity(
+            `${AUDIT_LOG_FILE} does not hold the record ${anchor.seq} its signed head names: it was rewritten`,
+          );
+        }
+      } else if (record.seq !== nextSeq || record.prevHash !== lastHash) {
+        integrity(
+          `${AUDIT_LOG_FILE} record ${record.seq} does not follow record ${nextSeq - 1}: the chain is broken`,
+        );
+      }
+      lastHash = record.hash;
+      nextSeq = record.seq + 1;
+    });
+    return { nextSeq, lastHash, size };
+  }
+
+  /** Sets (or clears) the key that signs heads: the partition's audit key, once unsealed. */
+  setSigner(key: KeyObject | undefined): void {
+    this.#signer = key;
+  }
+
+  stats(): AuditLogStats {
+    return { ...this.#stats };
+  }
+
+  append(event: AuditEvent): Promise<void> {
+    if (this.#closed) return Promise.reject(new HsmError('CKR_DEVICE_REMOVED', 'the audit log is closed'));
+    if (this.#failed !== undefined) {
+      return Promise.reject(
+        new HsmError('CKR_DEVICE_ERROR', 'the audit log failed an earlier write; restart the partition', {
+          cause: this.#failed,
+        }),
+      );
+    }
+    const problem = eventProblem(event);
+    if (problem) return Promise.reject(new HsmError('CKR_ARGUMENTS_BAD', problem));
+    const record = chainRecord(event, this.#nextSeq, this.#lastHash);
+    this.#nextSeq += 1;
+    this.#lastHash = record.hash;
+    return new Promise<void>((resolve, reject) => {
+      this.#pending.push({ line: serializeRecord(record), record, resolve, reject });
+      this.#flushing ??= this.#flush();
+    });
+  }
+
+  async #flush(): Promise<void> {
+    try {
+      while (this.#pending.length > 0) {
+        const group = this.#pending;
+        this.#pending = [];
+        try {
+          const data = Buffer.from(group.map((item) => item.line).join(''));
+          const lastOffset = this.#size + data.length - Buffer.byteLength(group[group.length - 1]!.line);
+          await this.log.write(data, 0, data.length, this.#size);
+          await (this.options.sync ?? ((handle) => handle.datasync()))(this.log);
+          this.#size += data.length;
+          this.#stats.syncs += 1;
+          this.#stats.records += group.length;
+          const last = group[group.length - 1]!.record;
+          this.#stats.lastSeq = last.seq;
+          if (this.#signer)
+            await this.#writeHead({
+              seq: last.seq,
+              hash: last.hash,
+              offset: lastOffset,
+              time: this.options.clock.now().toISOString(),
+            });
+        } catch (error) {
+          this.#failed = error;
+          const failure = new HsmError('CKR_DEVICE_ERROR', 'the audit log could not be written', {
+            cause: error,
+          });
+          for (const item of [...group, ...this.#pending]) item.reject(failure);
+          this.#pending = [];
+          return;
+        }
+        for (const item of group) item.resolve();
+      }
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+
+  async #writeHead(head: AuditHead): Promise<void> {
+    // Repair a slot a crash tore first; otherwise alternate, so the older head survives a torn write.
+    const slot = this.#badSlot ?? this.#headWrites % 2;
+    this.#badSlot = undefined;
+    this.#headWrites = slot + 1;
+    await this.head.write(
+      encodeHeadSlot(this.options.partitionId, head, this.#signer!),
+      0,
+      HEAD_SLOT_BYTES,
+      slot * HEAD_SLOT_BYTES,
+    );
+    await this.head.datasync();
+    this.#stats.anchoredSeq = head.seq;
+  }
+
+  /** Waits for pending appends, signs the head if it can, and closes the files. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    while (this.#flushing) await this.#flushing;
+    this.#closed = true;
+    await this.log.close();
+    await this.head.close();
+  }
+}
