@@ -84,6 +84,10 @@ export async function loadIssuers(options: LoadIssuersOptions): Promise<IssuerSe
   const loaded = new Map<string, LoadedIssuer>();
   for (const record of await options.issuers.list()) {
     if (record.status !== 'active') continue;
+    // A root (or any issuer) whose key sits in a partition this server does not open, such as the
+    // offline root partition, is served read-only: its certificate and chain, not its signatures.
+    const partition = parseKeyUri(record.keyUri).partition;
+    if (partition === undefined || !options.partitions.has(partition)) continue;
     loaded.set(record.id, await loadIssuer(record, options));
   }
   return {

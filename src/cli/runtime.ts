@@ -109,7 +109,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         // Sessions do not survive a reconnect: unseal if the partition restarted sealed, then log in.
         onConnect: async (p) => {
           const status = await p.status();
-          if (status.state === 'sealed' && secret) await p.unseal({ secret: unsealSecretBytes(secret) });
+          if (status.state === 'sealed' && secret) await p.unseal({ secret: new Uint8Array(secret) });
           await p.login({ user: partition.user, pin });
         },
       });
@@ -162,11 +162,6 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
     await close();
     throw error;
   }
-}
-
-/** Unseal secret files hold the secret as text (base64url or hex) or as raw bytes; the partition decides. */
-function unsealSecretBytes(file: Buffer): Uint8Array {
-  return new Uint8Array(Buffer.from(file.toString('utf8').trim(), 'utf8'));
 }
 
 /** Each CA node writes its own audit hash chain (DESIGN.md "Storage"). */

@@ -1,0 +1,57 @@
+import { resolveDataDir } from '../../config/config.ts';
+import { CliError, EXIT, parseCommandArgs } from '../args.ts';
+import { AlreadyInitialisedError, initDataDir } from '../init.ts';
+
+const USAGE = `usage: signet init [--data DIR] [--port N] [--public-url URL]
+
+Creates a data folder (default $SIGNET_DATA, else ./data): signet.yaml, the 'issuing' and 'root'
+partitions, the database, the dev-root and dev-intermediate issuers, the example policies, and
+secrets (mode 0600) under DIR/secrets. Refuses to touch a folder that is already initialised.`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseCommandArgs(argv, {
+    data: { type: 'string' },
+    port: { type: 'string' },
+    'public-url': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return EXIT.ok;
+  }
+  const dataDir = resolveDataDir(values.data);
+  const port = Number(values.port ?? process.env.SIGNET_PORT ?? 8080);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new CliError(`--port: ${values.port} is not a port`, EXIT.usage);
+  try {
+    const result = await initDataDir({
+      dataDir,
+      port,
+      publicUrl: values['public-url'] ?? `http://127.0.0.1:${port}`,
+      ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
+      log: (line) => console.log(`signet init: ${line}`),
+    });
+    printInitSummary(dataDir, result);
+    return EXIT.ok;
+  } catch (error) {
+    if (error instanceof AlreadyInitialisedError) throw new CliError(error.message);
+    throw error;
+  }
+}
+
+export function printInitSummary(
+  dataDir: string,
+  result: { configFile: string; adminKeyFile: string; unsealSecretFile: string; rootCertificateFile: string },
+): void {
+  console.log(`
+Initialised ${dataDir}
+  configuration     ${result.configFile}
+  admin API key     ${result.adminKeyFile}
+  root certificate  ${result.rootCertificateFile}
+  unseal secret     ${result.unsealSecretFile}
+
+WARNING: the unseal secret and the CA user's PIN are stored next to the data so the server can
+start by itself. That is fine for a laptop, not for production: keep unseal material offline.
+The crypto officers' PINs are in ${dataDir}/secrets/offline/: move them offline now; the server
+never reads them.`);
+}

@@ -1,0 +1,74 @@
+import { resolveDataDir } from '../../config/config.ts';
+import { CliError, EXIT, parseCommandArgs } from '../args.ts';
+import { serveDataDir } from '../serve.ts';
+
+const USAGE = `usage: signet serve [--data DIR] [--port N] [--host ADDR]
+                    [--tls-cert FILE --tls-key FILE [--client-ca FILE]]
+
+Runs the CA server on the data folder (default $SIGNET_DATA, else ./data) with its partition
+process. Listens on 127.0.0.1:8080 unless told otherwise (--port, SIGNET_PORT, signet.yaml).
+Ctrl-C stops both cleanly; SIGHUP reloads the policies.`;
+
+export const SERVE_OPTIONS = {
+  data: { type: 'string' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'client-ca': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export function parsePort(text: string | undefined): number | undefined {
+  const value = text ?? process.env.SIGNET_PORT;
+  if (value === undefined) return undefined;
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new CliError(`port ${value} is not a port`, EXIT.usage);
+  return port;
+}
+
+export async function serveUntilStopped(
+  dataDir: string,
+  values: { port?: string; host?: string; 'tls-cert'?: string; 'tls-key'?: string; 'client-ca'?: string },
+): Promise<number> {
+  if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) {
+    throw new CliError('--tls-cert and --tls-key go together', EXIT.usage);
+  }
+  const port = parsePort(values.port);
+  const serving = await serveDataDir({
+    dataDir,
+    ...(port === undefined ? {} : { port }),
+    ...(values.host ? { host: values.host } : {}),
+    ...(values['tls-cert'] && values['tls-key']
+      ? {
+          tls: {
+            cert: values['tls-cert'],
+            key: values['tls-key'],
+            ...(values['client-ca'] ? { clientCa: values['client-ca'] } : {}),
+          },
+        }
+      : {}),
+  });
+  console.log(`signet: serving ${serving.server.url} (data ${dataDir})`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      console.log('signet: stopping');
+      serving.stop().finally(resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  return EXIT.ok;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseCommandArgs(argv, SERVE_OPTIONS);
+  if (values.help) {
+    console.log(USAGE);
+    return EXIT.ok;
+  }
+  return serveUntilStopped(resolveDataDir(values.data), values);
+}

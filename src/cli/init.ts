@@ -1,0 +1,295 @@
+import { randomBytes, type webcrypto } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createApiKey } from '../api/auth/api-keys.ts';
+import { resolveIn } from '../config/config.ts';
+import { createApiKeysRepository } from '../db/api-keys.repository.ts';
+import { openDatabase } from '../db/database.ts';
+import { createIssuersRepository } from '../db/issuers.repository.ts';
+import { RemotePartition } from '../hsm/client.ts';
+import { initPartition } from '../hsm/custody/index.ts';
+import { formatKeyUri } from '../hsm/key-uri.ts';
+import { startPartitionProcess } from '../hsm/process.ts';
+import type { KeyAlgorithm } from '../hsm/types.ts';
+import { createPartitionCrypto, getCryptoKey } from '../hsm/webcrypto.ts';
+import { type Clock, systemClock } from '../lib/clock.ts';
+import { createIntermediateCertificate, createRootCertificate } from '../x509/ca-certificates.ts';
+import { createIssuerContext } from '../x509/issuer.ts';
+
+/**
+ * `signet init`: a data folder with everything the embedded default needs (DESIGN.md "Data
+ * folder"): signet.yaml, the `issuing` and `root` partitions, the PGlite database, the dev-root
+ * and dev-intermediate issuers, the shipped policies, and secrets (mode 0600) under secrets/.
+ * The officers' PINs go to secrets/offline/: the running server never reads them.
+ */
+export interface InitOptions {
+  dataDir: string;
+  publicUrl: string;
+  port: number;
+  clock?: Clock;
+  /** DATABASE_URL: initialise PostgreSQL instead of the embedded PGlite. */
+  databaseUrl?: string;
+  rootAlgorithm?: KeyAlgorithm;
+  intermediateAlgorithm?: KeyAlgorithm;
+  log?: (line: string) => void;
+}
+
+export interface InitResult {
+  configFile: string;
+  adminKeyFile: string;
+  unsealSecretFile: string;
+  rootCertificateFile: string;
+}
+
+const REPO_POLICIES = fileURLToPath(new URL('../../policies', import.meta.url));
+const DAY = 24 * 60 * 60;
+
+export class AlreadyInitialisedError extends Error {}
+
+const pin = () => randomBytes(18).toString('base64url');
+
+async function writeSecret(file: string, content: string): Promise<void> {
+  // 'wx': a secret is written once and never overwritten.
+  await writeFile(file, content, { mode: 0o600, flag: 'wx' });
+  await chmod(file, 0o600);
+}
+
+export async function initDataDir(options: InitOptions): Promise<InitResult> {
+  const { dataDir, publicUrl } = options;
+  const clock = options.clock ?? systemClock;
+  const log = options.log ?? (() => {});
+  const configFile = path.join(dataDir, 'signet.yaml');
+  if (existsSync(configFile))
+    throw new AlreadyInitialisedError(`${configFile} exists: ${dataDir} is already initialised`);
+
+  const secrets = path.join(dataDir, 'secrets');
+  const offline = path.join(secrets, 'offline');
+  await mkdir(offline, { recursive: true, mode: 0o700 });
+  await chmod(secrets, 0o700);
+  await mkdir(path.join(dataDir, 'hsm'), { recursive: true, mode: 0o700 });
+  await mkdir(path.join(dataDir, 'certs'), { recursive: true });
+
+  // The partitions: `issuing` (online, the CA's signing keys) and `root` (the dev root's key).
+  const partitions: Record<
+    string,
+    { socket: string; secretFile: string; caPinFile: string; caPin: string; officerPin: string }
+  > = {};
+  for (const name of ['root', 'issuing']) {
+    const officerPin = pin();
+    const caPin = pin();
+    const secretFile = path.join(secrets, `unseal-${name}`);
+    const caPinFile = path.join(secrets, `pin-${name}-ca`);
+    await initPartition({
+      dir: path.join(dataDir, 'hsm', name),
+      name,
+      sealing: { kind: 'secret' },
+      officerPin,
+      userPin: caPin,
+      clock,
+      saveSecrets: async (material) => writeSecret(secretFile, material.secret!),
+    });
+    await writeSecret(path.join(offline, `pin-${name}-officer`), `${officerPin}\n`);
+    await writeSecret(caPinFile, `${caPin}\n`);
+    partitions[name] = {
+      socket: path.join(dataDir, 'hsm', `${name}.sock`),
+      secretFile,
+      caPinFile,
+      caPin,
+      officerPin,
+    };
+    log(`created partition ${name} in ${path.join(dataDir, 'hsm', name)}`);
+  }
+
+  // Start both partitions, make the keys, sign the dev hierarchy through them.
+  const started = [];
+  const clients: RemotePartition[] = [];
+  try {
+    const open = async (name: string, user: 'officer' | 'ca') => {
+      const p = partitions[name]!;
+      const { readFile } = await import('node:fs/promises');
+      const secret = new Uint8Array(await readFile(p.secretFile));
+      const client = await RemotePartition.connect({
+        socketPath: p.socket,
+        onConnect: async (conn) => {
+          if ((await conn.status()).state === 'sealed') await conn.unseal({ secret });
+          await conn.login({ user, pin: user === 'officer' ? p.officerPin : p.caPin });
+        },
+      });
+      clients.push(client);
+      return client;
+    };
+    for (const name of ['root', 'issuing']) {
+      started.push(
+        await startPartitionProcess({
+          dir: path.join(dataDir, 'hsm', name),
+          socketPath: partitions[name]!.socket,
+          name,
+        }),
+      );
+    }
+    const rootOfficer = await open('root', 'officer');
+    const issuingOfficer = await open('issuing', 'officer');
+    const rootKey = await rootOfficer.createKey({
+      label: 'dev-root',
+      algorithm: options.rootAlgorithm ?? 'ecdsa-p384',
+      purposes: ['certificate', 'crl', 'ocsp', 'other'],
+    });
+    const intermediateKey = await issuingOfficer.createKey({
+      label: 'dev-intermediate',
+      algorithm: options.intermediateAlgorithm ?? 'ecdsa-p256',
+    });
+    log(`created keys ${rootKey.uri} and ${intermediateKey.uri}`);
+
+    const rootUser = await open('root', 'ca');
+    const rootCrypto = createPartitionCrypto(rootUser);
+    const rootSigningKey = await getCryptoKey(rootUser, { id: rootKey.id }, { purpose: 'certificate' });
+    const urls = (id: string) => ({
+      crlUrl: `${publicUrl}/crl/${id}.crl`,
+      ocspUrl: `${publicUrl}/ocsp`,
+      caIssuersUrl: `${publicUrl}/v1/issuers/${id}/certificate`,
+    });
+    const root = await createRootCertificate({
+      id: 'dev-root',
+      crypto: rootCrypto,
+      signingKey: rootSigningKey as unknown as webcrypto.CryptoKey,
+      publicKey: rootKey.publicKey,
+      subject: [
+        { type: 'O', value: 'Signet development' },
+        { type: 'CN', value: 'Signet Dev Root' },
+      ],
+      clock,
+      validitySeconds: 10 * 365 * DAY,
+      pathLength: 1,
+    });
+    const rootContext = createIssuerContext({ id: 'dev-root', certificate: root.der, ...urls('dev-root') });
+    const intermediate = await createIntermediateCertificate({
+      issuer: rootContext,
+      crypto: rootCrypto,
+      signingKey: rootSigningKey as unknown as webcrypto.CryptoKey,
+      publicKey: intermediateKey.publicKey,
+      subject: [
+        { type: 'O', value: 'Signet development' },
+        { type: 'CN', value: 'Signet Dev Intermediate' },
+      ],
+      clock,
+      validitySeconds: 5 * 365 * DAY,
+      pathLength: 0,
+      // The intermediate signs its own OCSP responses (RFC 6960 §4.2.2.2: the CA itself).
+      digitalSignature: true,
+    });
+    const rootCertificateFile = path.join(dataDir, 'certs', 'dev-root.pem');
+    await writeFile(rootCertificateFile, root.pem, { flag: 'wx' });
+    await writeFile(path.join(dataDir, 'certs', 'dev-intermediate.pem'), intermediate.pem, { flag: 'wx' });
+    log('signed the dev-root and dev-intermediate certificates');
+
+    // Policies: a copy of the shipped examples, for the operator to edit.
+    const policiesDir = path.join(dataDir, 'policies');
+    await mkdir(policiesDir, { recursive: true });
+    for (const file of await readdir(REPO_POLICIES)) {
+      if (file.endsWith('.yaml') || file === 'README.md') {
+        await copyFile(path.join(REPO_POLICIES, file), path.join(policiesDir, file));
+      }
+    }
+
+    // The database: issuers and the first admin API key.
+    const database = await openDatabase(options.databaseUrl ? { url: options.databaseUrl } : { dataDir });
+    const adminKeyFile = path.join(secrets, 'admin-api-key');
+    try {
+      const issuers = createIssuersRepository({ db: database.db, clock });
+      await issuers.upsert({
+        id: 'dev-root',
+        name: 'Signet Dev Root',
+        certificateDer: root.der,
+        keyUri: formatKeyUri('root', 'dev-root'),
+        status: 'active',
+        crlUrls: [urls('dev-root').crlUrl],
+        ocspUrls: [],
+        caIssuersUrls: [],
+      });
+      await issuers.upsert({
+        id: 'dev-intermediate',
+        name: 'Signet Dev Intermediate',
+        parentId: 'dev-root',
+        certificateDer: intermediate.der,
+        keyUri: formatKeyUri('issuing', 'dev-intermediate'),
+        status: 'active',
+        crlUrls: [urls('dev-intermediate').crlUrl],
+        ocspUrls: [urls('dev-intermediate').ocspUrl],
+        caIssuersUrls: [urls('dev-intermediate').caIssuersUrl],
+      });
+      const admin = await createApiKey(createApiKeysRepository({ db: database.db, clock }), {
+        roles: ['admin'],
+        description: 'created by signet init',
+        createdBy: 'cli:init',
+      });
+      await writeSecret(adminKeyFile, `${admin.key}\n`);
+    } finally {
+      await database.close();
+    }
+
+    await writeFile(configFile, configYaml(options), { flag: 'wx' });
+    log(`wrote ${configFile}`);
+    return {
+      configFile,
+      adminKeyFile,
+      unsealSecretFile: partitions.issuing!.secretFile,
+      rootCertificateFile: resolveIn(dataDir, rootCertificateFile),
+    };
+  } finally {
+    for (const client of clients) await client.close().catch(() => {});
+    for (const child of started) await child.stop().catch(() => {});
+  }
+}
+
+function configYaml(options: InitOptions): string {
+  return `# Signet service configuration, written by 'signet init'. Every key is documented in
+# README.md ("Configuration"). Relative paths are relative to this folder.
+
+server:
+  host: 127.0.0.1
+  port: ${options.port}
+  # The base URL clients reach this CA at; CRL, OCSP and caIssuers URLs derive from it.
+  publicUrl: ${options.publicUrl}
+  bodyLimit: 65536
+
+# The embedded default keeps its database (PGlite) in db/. Set DATABASE_URL=postgres://...
+# (or database.url) to use PostgreSQL, which production deployments use.
+database: {}
+
+# The online partition the server signs with. The unseal secret next to the data is fine for a
+# laptop, not for production: there, unseal with 'signet hsm unseal' and remove unsealSecretFile.
+partitions:
+  issuing:
+    dir: hsm/issuing
+    socket: hsm/issuing.sock
+    unsealSecretFile: secrets/unseal-issuing
+    user: ca
+    pinFile: secrets/pin-issuing-ca
+    spawn: true
+# The dev root's key lives in the separate partition hsm/root, which the server never opens.
+
+policies:
+  dir: policies
+
+trustedRoots:
+  - certs/dev-root.pem
+
+issuance:
+  backdate: PT1M
+
+crl:
+  validity: P1D
+  debounce: PT5S
+
+ocsp:
+  validity: PT4H
+
+rateLimit:
+  perMinute: 6000
+
+log:
+  level: info
+`;
+}

@@ -1,0 +1,99 @@
+import { readFileSync } from 'node:fs';
+import { createApp } from '../api/app.ts';
+import { createLogger } from '../api/logger.ts';
+import { type RunningServer, startServer } from '../api/server.ts';
+import { resolveIn } from '../config/config.ts';
+import { parseDuration } from '../lib/duration.ts';
+import { openRuntime, type Runtime } from './runtime.ts';
+
+export interface ServeOptions {
+  dataDir: string;
+  port?: number;
+  host?: string;
+  tls?: { cert: string; key: string; clientCa?: string };
+}
+
+export interface Serving {
+  runtime: Runtime;
+  server: RunningServer;
+  stop(): Promise<void>;
+}
+
+/** Opens the runtime and serves the API on it; `stop()` closes the listener, then the runtime. */
+export async function serveDataDir(options: ServeOptions): Promise<Serving> {
+  const logger = createLogger({ level: process.env.SIGNET_LOG_LEVEL as 'info' | undefined });
+  const runtime = await openRuntime({
+    dataDir: options.dataDir,
+    logger,
+    ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
+  });
+  try {
+    const { config } = runtime;
+    const firstPartition = [...runtime.partitions.values()][0];
+    const app = createApp({
+      clock: runtime.clock,
+      logger,
+      ca: runtime.ca,
+      apiKeys: runtime.repositories.apiKeys,
+      idempotency: runtime.repositories.idempotency,
+      certificates: runtime.repositories.certificates,
+      issuers: runtime.repositories.issuers,
+      policies: runtime.policies,
+      audit: runtime.repositories.audit,
+      readiness: {
+        database: () => runtime.database.ping(),
+        partition: async () => (firstPartition ? firstPartition.status() : { state: 'uninitialized' }),
+      },
+      options: {
+        bodyLimit: config.server.bodyLimit,
+        rateLimitPerMinute: config.rateLimit.perMinute,
+        requestTimeoutMs: durationMs(config.server.requestTimeout),
+      },
+    });
+    const tls = options.tls ?? config.server.tls;
+    const server = await startServer(app, {
+      host: options.host ?? config.server.host,
+      port: options.port ?? config.server.port,
+      ...(tls
+        ? {
+            tls: {
+              cert: readFileSync(resolveIn(options.dataDir, tls.cert)),
+              key: readFileSync(resolveIn(options.dataDir, tls.key)),
+              ...(tls.clientCa ? { clientCa: readFileSync(resolveIn(options.dataDir, tls.clientCa)) } : {}),
+            },
+          }
+        : {}),
+    });
+    const onHangup = () => {
+      runtime.policies.reload().then(
+        (result) =>
+          result.ok
+            ? logger.info({ policies: result.policies }, 'policies reloaded (SIGHUP)')
+            : logger.error(
+                { errors: result.errors },
+                'policy reload refused; the previous set stays in force',
+              ),
+        (error) => logger.error({ err: error }, 'policy reload failed'),
+      );
+    };
+    process.on('SIGHUP', onHangup);
+    return {
+      runtime,
+      server,
+      async stop() {
+        process.off('SIGHUP', onHangup);
+        await server.close(5000);
+        await runtime.close();
+      },
+    };
+  } catch (error) {
+    await runtime.close();
+    throw error;
+  }
+}
+
+function durationMs(text: string): number {
+  const result = parseDuration(text);
+  if (!result.ok) throw new Error(`invalid duration ${text}: ${result.reason}`);
+  return result.seconds * 1000;
+}
