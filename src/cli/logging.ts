@@ -1,0 +1,9 @@
+import { type Logger, pino } from 'pino';
+
+/** For local CLI commands: warnings and errors to stderr as JSON, nothing chatty. */
+export function quietLogger(): Logger {
+  return pino(
+    { level: process.env.SIGNET_LOG_LEVEL ?? 'warn', base: { service: 'signet-cli' } },
+    pino.destination(2),
+  );
+}
