@@ -41,11 +41,7 @@ export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<Api
   const context: RouteContext = {
     deps,
     guard,
-    idempotent: idempotency({
-      store: deps.idempotency,
-      clock,
-      ...(options.idempotencyTtlMs ? { ttlMs: options.idempotencyTtlMs } : {}),
-    }),
+    idempotent: idempotency({ store: deps.idempotency }),
   };
 
   const app = new Hono<ApiEnv>();

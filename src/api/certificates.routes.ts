@@ -1,13 +1,14 @@
 import { type Context, Hono } from 'hono';
 import type { IssuedCertificate } from '../ca/types.ts';
+import type { CertificateListFilter, CertificateSummary } from '../db/certificates.repository.ts';
 import { AppError } from '../lib/errors.ts';
 import { InvalidSerialError, normalizeSerial } from '../lib/serial.ts';
 import type { San } from '../x509/types.ts';
-import type { CertificateView } from './deps.ts';
+import { refuse } from './audit.ts';
 import type { ApiEnv, Principal } from './env.ts';
 import { apiErrors } from './errors.ts';
 import { isJsonType, iso, mediaType, negotiate, readJson, readQuery, toPem } from './http.ts';
-import { mayUsePolicy, refuse } from './middleware/auth.ts';
+import { mayUsePolicy } from './middleware/auth.ts';
 import { type RouteContext, requesterOf } from './routes.ts';
 import { issueBodySchema, listCertificatesQuerySchema, rawIssueQuerySchema } from './schemas.ts';
 
@@ -83,21 +84,54 @@ export function issuedJson(issued: IssuedCertificate) {
   };
 }
 
-export function certificateJson(view: CertificateView) {
+/** A stored certificate as clients see it; `certificate` (PEM) only when the DER is asked for. */
+export function certificateJson(record: CertificateSummary & { der?: Uint8Array | null }, now: Date) {
   return {
-    serialNumber: view.serialNumber,
-    issuer: view.issuer,
-    policy: view.policy,
-    subject: view.subject,
-    sans: view.sans,
-    notBefore: view.notBefore.toISOString(),
-    notAfter: view.notAfter.toISOString(),
-    status: view.status,
-    requester: view.requester,
-    revokedAt: iso(view.revokedAt),
-    revocationReason: view.revocationReason,
-    certificate: toPem('CERTIFICATE', view.certificateDer),
+    serialNumber: record.serial,
+    issuer: record.issuerId,
+    policy: record.policy,
+    subject: record.subject,
+    sans: record.sans,
+    notBefore: record.notBefore.toISOString(),
+    notAfter: record.notAfter.toISOString(),
+    status: publicStatus(record, now),
+    requester: record.requester,
+    revokedAt: iso(record.revokedAt),
+    revocationReason: record.revocationReason,
+    invalidityDate: iso(record.invalidityDate),
+    ...(record.der ? { certificate: toPem('CERTIFICATE', record.der) } : {}),
   };
+}
+
+/** The stored status as users see it: a good certificate past its notAfter is `expired`. */
+export function publicStatus(
+  record: Pick<CertificateSummary, 'status' | 'notAfter'>,
+  now: Date,
+): 'valid' | 'revoked' | 'expired' {
+  if (record.status === 'revoked') return 'revoked';
+  return record.notAfter.getTime() <= now.getTime() ? 'expired' : 'valid';
+}
+
+/** Only signed certificates are shown: pending reservations and failed ones are bookkeeping. */
+const isShown = (record: Pick<CertificateSummary, 'status'>) =>
+  record.status === 'good' || record.status === 'revoked';
+
+/** The API's status filter in terms of the stored status and notAfter. */
+function storedFilter(
+  status: 'valid' | 'revoked' | 'expired' | undefined,
+  expiresBefore: Date | undefined,
+  now: Date,
+): CertificateListFilter {
+  switch (status) {
+    case 'revoked':
+      return { status: 'revoked', ...(expiresBefore ? { expiresBefore } : {}) };
+    case 'valid':
+      return { status: 'good', expiresAfter: now, ...(expiresBefore ? { expiresBefore } : {}) };
+    case 'expired':
+      return { status: 'good', expiresBefore: expiresBefore && expiresBefore < now ? expiresBefore : now };
+    default:
+      return { status: ['good', 'revoked'], ...(expiresBefore ? { expiresBefore } : {}) };
+  }
 }
 
 /** The issuer role reads only its own certificates; revoker, auditor and admin read all. */
@@ -131,7 +165,7 @@ export function certificatesRoutes({ deps, guard, idempotent }: RouteContext): H
           clock,
           'certificate.issue',
           apiErrors.policyNotBound(request.policy),
-          request.policy,
+          `policy:${request.policy}`,
         );
       }
       const issued = await ca.issue({
@@ -160,12 +194,19 @@ export function certificatesRoutes({ deps, guard, idempotent }: RouteContext): H
     async (c) => {
       const principal = c.get('principal')!;
       const query = readQuery(c, listCertificatesQuerySchema);
+      const now = clock.now();
       const page = await certificates.list({
-        ...query,
+        ...storedFilter(query.status, query.expiresBefore, now),
+        ...(query.policy ? { policy: query.policy } : {}),
+        ...(query.issuer ? { issuerId: query.issuer } : {}),
+        ...(query.cursor ? { cursor: query.cursor } : {}),
         ...(readsOnlyOwn(principal) ? { requester: principal.id } : {}),
-        now: clock.now(),
+        limit: query.limit,
       });
-      return c.json({ items: page.items.map(certificateJson), nextCursor: page.nextCursor });
+      return c.json({
+        items: page.items.map((record) => certificateJson(record, now)),
+        nextCursor: page.nextCursor,
+      });
     },
   );
 
@@ -175,21 +216,25 @@ export function certificatesRoutes({ deps, guard, idempotent }: RouteContext): H
     async (c) => {
       const principal = c.get('principal')!;
       const serial = parseSerialParam(c.req.param('serial'));
-      const view = await certificates.get(serial, clock.now());
+      const record = await certificates.findBySerial(serial);
       // Another caller's certificate answers as absent, so serials of others are not confirmed.
-      if (!view || (readsOnlyOwn(principal) && view.requester !== principal.id)) {
+      if (
+        !record?.der ||
+        !isShown(record) ||
+        (readsOnlyOwn(principal) && record.requester !== principal.id)
+      ) {
         throw apiErrors.notFound(`No certificate with serial ${serial}.`, 'certificate.not_found');
       }
       const format = negotiate(c.req.header('accept'), ['application/json', PKIX_CERT, PEM_FILE]);
       if (format === PKIX_CERT) {
         c.header('content-type', PKIX_CERT);
-        return c.body(Buffer.from(view.certificateDer));
+        return c.body(Buffer.from(record.der));
       }
       if (format === PEM_FILE) {
         c.header('content-type', PEM_FILE);
-        return c.body(toPem('CERTIFICATE', view.certificateDer));
+        return c.body(toPem('CERTIFICATE', record.der));
       }
-      return c.json(certificateJson(view));
+      return c.json(certificateJson(record, clock.now()));
     },
   );
 

@@ -202,8 +202,10 @@ export function translateError(error: unknown): AppError | undefined {
  */
 export const onError: ErrorHandler<ApiEnv> = (thrown, c) => {
   const error = translateError(thrown) ?? thrown;
-  if (isAppError(error)) {
-    if (error.category === 'internal' || error.category === 'unavailable') {
+  // An internal AppError (misissuance, a failed lint after policy) is a 500 like any bug: its
+  // code and message are for the log, not the client.
+  if (isAppError(error) && error.category !== 'internal') {
+    if (error.category === 'unavailable') {
       c.get('logger')?.error({ err: error, code: error.code }, 'request failed');
     }
     return renderAppError(c, error);

@@ -1,19 +1,51 @@
+import { X509Certificate } from 'node:crypto';
+import { X509Certificate as PeculiarCertificate } from '@peculiar/x509';
 import { Hono } from 'hono';
+import type { IssuerRecord } from '../db/issuers.repository.ts';
+import { inspectPublicKey } from '../x509/keys.ts';
 import { PEM_CHAIN, PEM_FILE, PKIX_CERT } from './certificates.routes.ts';
-import type { IssuerView } from './deps.ts';
 import type { ApiEnv } from './env.ts';
 import { apiErrors } from './errors.ts';
 import { negotiate, toPem } from './http.ts';
 import type { RouteContext } from './routes.ts';
 
-export const issuerJson = (issuer: IssuerView) => ({
+/** What a certificate says about its issuer, read once per certificate (issuers are few). */
+const described = new WeakMap<
+  Uint8Array,
+  { subject: string; notBefore: string; notAfter: string; keyAlgorithm: string }
+>();
+
+function describe(der: Uint8Array) {
+  let facts = described.get(der);
+  if (!facts) {
+    const parsed = new PeculiarCertificate(der);
+    const spki = new X509Certificate(Buffer.from(der)).publicKey.export({ type: 'spki', format: 'der' });
+    let keyAlgorithm: string;
+    try {
+      keyAlgorithm = inspectPublicKey(Uint8Array.from(spki)).name;
+    } catch {
+      keyAlgorithm = 'unknown';
+    }
+    facts = {
+      subject: parsed.subject,
+      notBefore: parsed.notBefore.toISOString(),
+      notAfter: parsed.notAfter.toISOString(),
+      keyAlgorithm,
+    };
+    described.set(der, facts);
+  }
+  return facts;
+}
+
+export const issuerJson = (issuer: IssuerRecord) => ({
   id: issuer.id,
-  subject: issuer.subject,
-  parent: issuer.parent,
-  keyAlgorithm: issuer.keyAlgorithm,
+  name: issuer.name,
+  parent: issuer.parentId,
   status: issuer.status,
-  notBefore: issuer.notBefore.toISOString(),
-  notAfter: issuer.notAfter.toISOString(),
+  ...describe(issuer.certificateDer),
+  crlUrls: issuer.crlUrls,
+  ocspUrls: issuer.ocspUrls,
+  caIssuersUrls: issuer.caIssuersUrls,
   certificate: toPem('CERTIFICATE', issuer.certificateDer),
 });
 
@@ -51,11 +83,11 @@ export function issuersRoutes({ deps, guard }: RouteContext): Hono<ApiEnv> {
 
   /** Public: the issuer up to and including its root, as RFC 8555 §9.1 PEM chain. */
   app.get('/v1/issuers/:id/chain', async (c) => {
+    // IssuersRepository.chain throws IssuerNotFoundError for an unknown id: a 404 in onError.
     const chain = await issuers.chain(c.req.param('id'));
-    if (!chain) throw notFound(c.req.param('id'));
     c.header('cache-control', PUBLIC_CACHE);
     c.header('content-type', PEM_CHAIN);
-    return c.body(chain.map((der) => toPem('CERTIFICATE', der)).join(''));
+    return c.body(chain.map((issuer) => toPem('CERTIFICATE', issuer.certificateDer)).join(''));
   });
 
   return app;

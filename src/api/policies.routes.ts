@@ -1,12 +1,15 @@
+import path from 'node:path';
 import { Hono } from 'hono';
+import { AppError } from '../lib/errors.ts';
+import type { Policy } from '../policy/types.ts';
+import { recordAudit, refuse } from './audit.ts';
 import { readIssuanceRequest } from './certificates.routes.ts';
-import type { PolicySummary } from './deps.ts';
 import type { ApiEnv } from './env.ts';
 import { apiErrors } from './errors.ts';
-import { mayUsePolicy, refuse } from './middleware/auth.ts';
+import { mayUsePolicy } from './middleware/auth.ts';
 import { type RouteContext, requesterOf } from './routes.ts';
 
-const summaryJson = (policy: PolicySummary) => ({
+const summaryJson = (policy: Policy) => ({
   name: policy.name,
   description: policy.description,
   issuer: policy.issuer,
@@ -29,15 +32,30 @@ export function policiesRoutes({ deps, guard }: RouteContext): Hono<ApiEnv> {
   // Reload is registered before /:name/evaluate so that it is never read as a policy name.
   app.post('/v1/policies/reload', guard({ action: 'policy.reload', roles: ['admin'] }), async (c) => {
     const result = await policies.reload();
-    await audit.record({
-      at: clock.now(),
-      actor: c.get('principal')!.id,
+    if (!result.ok) {
+      // The old set stays in force (PolicyRegistry.reload); say which file and key are wrong.
+      const errors = result.errors.map((error) => ({
+        path: `${path.basename(error.file)}${error.line !== undefined ? `:${error.line}` : ''}${error.path ? ` ${error.path}` : ''}`,
+        message: error.message,
+      }));
+      await recordAudit(c, audit, clock, {
+        action: 'policy.reload',
+        decision: 'failed',
+        code: 'policy.load_failed',
+      });
+      throw new AppError(
+        'policy.load_failed',
+        'invalid',
+        'A policy file is invalid; the policies in force are unchanged.',
+        { errors },
+      );
+    }
+    await recordAudit(c, audit, clock, {
       action: 'policy.reload',
-      outcome: 'success',
-      requestId: c.get('requestId'),
-      details: { loaded: result.loaded },
+      decision: 'allowed',
+      details: { loaded: result.policies },
     });
-    return c.json({ loaded: result.loaded });
+    return c.json({ loaded: result.policies });
   });
 
   /** The dry run: every decision with its reason; signs nothing (issue #8). */
@@ -54,7 +72,7 @@ export function policiesRoutes({ deps, guard }: RouteContext): Hono<ApiEnv> {
           clock,
           'policy.evaluate',
           apiErrors.policyNotBound(request.policy),
-          request.policy,
+          `policy:${request.policy}`,
         );
       }
       const result = await ca.evaluate({

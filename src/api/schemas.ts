@@ -73,8 +73,8 @@ export const listCertificatesQuerySchema = z.strictObject({
 export const listAuditQuerySchema = z.strictObject({
   actor: z.string().min(1).max(256).optional(),
   action: z.string().min(1).max(128).optional(),
-  outcome: z.enum(['success', 'refused', 'failed']).optional(),
-  resource: z.string().min(1).max(256).optional(),
+  decision: z.enum(['allowed', 'denied', 'failed']).optional(),
+  target: z.string().min(1).max(256).optional(),
   since: timestampSchema.optional(),
   until: timestampSchema.optional(),
   cursor: z.string().min(1).max(512).optional(),

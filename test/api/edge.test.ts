@@ -1,42 +1,30 @@
-import { beforeEach, describe, expect, it } from 'vitest';
-import {
-  memoryApiKeys,
-  memoryAudit,
-  memoryIdempotency,
-  noCertificates,
-  noIssuers,
-  readyProbe,
-  scriptedCa,
-  staticPolicies,
-} from './helpers/fakes.ts';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { scriptedCa } from './helpers/fakes.ts';
 import { buildHarness, type Harness } from './helpers/harness.ts';
 
+// The edge alone: real database, repositories and policies; a scripted CA stands in for issuance
+// so that refusals, crashes and slow requests can be provoked on demand.
 const CSR = '-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n';
 
+let database: TestDatabase;
 let h: Harness;
 let ca: ReturnType<typeof scriptedCa>;
-let audit: ReturnType<typeof memoryAudit>;
+
+beforeAll(async () => {
+  database = await createTestDatabase('pglite');
+});
+afterAll(async () => {
+  await database?.destroy();
+});
 
 async function build(options: { bodyLimit?: number; rateLimitPerMinute?: number } = {}) {
+  await database.reset();
   ca = scriptedCa();
-  audit = memoryAudit();
-  h = await buildHarness(
-    ({ clock, logger }) => ({
-      clock,
-      logger,
-      ca,
-      apiKeys: memoryApiKeys(),
-      idempotency: memoryIdempotency(),
-      certificates: noCertificates,
-      issuers: noIssuers,
-      policies: staticPolicies(['web', 'other', 'refuse', 'boom', 'unknown']),
-      audit,
-      readiness: readyProbe,
-      options,
-    }),
-    ['web', 'refuse', 'boom', 'unknown'],
-  );
+  h = await buildHarness({ database, ca, options, issuerPolicies: ['web', 'refuse', 'boom', 'unknown'] });
 }
+
+const auditEvents = async () => (await h.deps.audit.list({})).items;
 
 describe('the HTTP edge', () => {
   beforeEach(async () => {
@@ -73,26 +61,49 @@ describe('the HTTP edge', () => {
 
   describe('authentication', () => {
     it.each([
-      ['no Authorization header', undefined, 401, 'auth.credential_missing'],
-      ['a scheme other than Bearer', 'Basic dXNlcjpwYXNz', 401, 'auth.credential_invalid'],
-      ['a malformed key', 'Bearer not-a-key', 401, 'auth.credential_invalid'],
-      [
-        'an unknown key of the right shape',
-        `Bearer sgk_0123456789abcdef_${'A'.repeat(43)}`,
-        401,
-        'auth.credential_invalid',
-      ],
-    ])('refuses %s with %i %s and leaves one audit record', async (_name, authorization, status, code) => {
-      const { response, body } = await h.call('GET', '/v1/policies', {
-        headers: authorization ? { authorization } : {},
-      });
-      expect(response.status).toBe(status);
-      expect(body.code).toBe(code);
-      expect(response.headers.get('www-authenticate')).toBe('Bearer realm="signet"');
-      expect(audit.events).toEqual([
-        expect.objectContaining({ actor: 'anonymous', action: 'policy.list', outcome: 'refused', code }),
-      ]);
-    });
+      {
+        name: 'no Authorization header',
+        authorization: undefined,
+        status: 401,
+        code: 'auth.credential_missing',
+      },
+      {
+        name: 'a scheme other than Bearer',
+        authorization: 'Basic dXNlcjpwYXNz',
+        status: 401,
+        code: 'auth.credential_invalid',
+      },
+      {
+        name: 'a malformed key',
+        authorization: 'Bearer not-a-key',
+        status: 401,
+        code: 'auth.credential_invalid',
+      },
+      {
+        name: 'an unknown key of the right shape',
+        authorization: `Bearer sgk_0123456789abcdef_${'A'.repeat(43)}`,
+        status: 401,
+        code: 'auth.credential_invalid',
+      },
+    ])(
+      'refuses $name with $status $code and leaves one audit record',
+      async ({ authorization, status, code }) => {
+        const { response, body } = await h.call('GET', '/v1/policies', {
+          headers: authorization ? { authorization } : {},
+        });
+        expect(response.status).toBe(status);
+        expect(body.code).toBe(code);
+        expect(response.headers.get('www-authenticate')).toBe('Bearer realm="signet"');
+        expect(await auditEvents()).toEqual([
+          expect.objectContaining({
+            actor: 'anonymous',
+            action: 'policy.list',
+            decision: 'denied',
+            details: expect.objectContaining({ code }),
+          }),
+        ]);
+      },
+    );
 
     it('refuses a key whose secret is wrong even when its id exists', async () => {
       const forged = `${h.keys.admin.slice(0, 21)}${'B'.repeat(43)}`;
@@ -130,11 +141,12 @@ describe('the HTTP edge', () => {
       expect(response.status).toBe(403);
       expect(body.code).toBe('auth.policy_not_bound');
       expect(ca.calls).toHaveLength(0);
-      expect(audit.events).toEqual([
+      expect(await auditEvents()).toEqual([
         expect.objectContaining({
           action: 'certificate.issue',
-          code: 'auth.policy_not_bound',
-          resource: 'other',
+          decision: 'denied',
+          target: 'policy:other',
+          details: expect.objectContaining({ code: 'auth.policy_not_bound' }),
         }),
       ]);
     });
@@ -159,20 +171,24 @@ describe('the HTTP edge', () => {
     });
 
     it.each([
-      ['a body that is not JSON', '{"csr": ', 'request.invalid_json'],
-      ['a missing csr', JSON.stringify({ policy: 'web' }), 'request.invalid_body'],
-      ['an unknown field', JSON.stringify({ csr: CSR, policy: 'web', admin: true }), 'request.invalid_body'],
-      [
-        'a bad SAN type',
-        JSON.stringify({ csr: CSR, policy: 'web', sans: [{ type: 'x400', value: 'a' }] }),
-        'request.invalid_body',
-      ],
-      [
-        'a validity in months',
-        JSON.stringify({ csr: CSR, policy: 'web', validity: 'P1M' }),
-        'request.invalid_body',
-      ],
-    ])('refuses %s with 400 %s naming the field', async (_name, raw, code) => {
+      { name: 'a body that is not JSON', code: 'request.invalid_json', raw: '{"csr": ' },
+      { name: 'a missing csr', code: 'request.invalid_body', raw: JSON.stringify({ policy: 'web' }) },
+      {
+        name: 'an unknown field',
+        code: 'request.invalid_body',
+        raw: JSON.stringify({ csr: CSR, policy: 'web', admin: true }),
+      },
+      {
+        name: 'a bad SAN type',
+        code: 'request.invalid_body',
+        raw: JSON.stringify({ csr: CSR, policy: 'web', sans: [{ type: 'x400', value: 'a' }] }),
+      },
+      {
+        name: 'a validity in months',
+        code: 'request.invalid_body',
+        raw: JSON.stringify({ csr: CSR, policy: 'web', validity: 'P1M' }),
+      },
+    ])('refuses $name with 400 $code', async ({ raw, code }) => {
       const { response, body } = await h.call('POST', '/v1/certificates', {
         key: h.keys.issuer,
         raw,

@@ -1,93 +1,88 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Clock } from '../../lib/clock.ts';
+import { randomBytes } from 'node:crypto';
+import { type ApiKeyInfo, type ApiKeysRepository, hashApiKeySecret } from '../../db/api-keys.repository.ts';
 import { AppError } from '../../lib/errors.ts';
-import type { ApiKeyRecord, ApiKeyStore } from '../deps.ts';
 import type { Principal, Role } from '../env.ts';
 
 /**
  * API keys look like `sgk_<id>_<secret>`: the id (16 hex digits) finds the stored record, the
  * secret (32 CSPRNG bytes, base64url) is checked against the stored SHA-256 of it in constant
- * time. A fast hash is enough because the secret has 256 bits of entropy: nothing to brute-force.
+ * time (ApiKeysRepository.verify). A fast hash is enough because the secret has 256 bits of
+ * entropy: there is nothing to brute-force.
  */
 export const API_KEY_PREFIX = 'sgk_';
 const KEY_FORMAT = /^sgk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 
 export interface NewApiKey {
   roles: Role[];
+  /** Policies an issuer key may use; '*' for all. */
   policies?: string[];
-  description?: string | null;
+  description?: string;
   expiresAt?: Date | null;
+  /** Who created it (principal id, `cli:init`). */
+  createdBy?: string | null;
 }
 
-export const hashSecret = (secret: string): string =>
-  createHash('sha256').update(secret, 'utf8').digest('hex');
-
-/** Makes a key, stores only its hash, and returns the key: the only time it is ever visible. */
+/**
+ * Makes a key, stores only its hash, and returns the key: the only time it is ever visible.
+ * `signet init` calls this for DIR/secrets/admin-api-key.
+ */
 export async function createApiKey(
-  store: ApiKeyStore,
-  { roles, policies = [], description = null, expiresAt = null }: NewApiKey,
-  clock: Clock,
-): Promise<{ id: string; key: string; record: Omit<ApiKeyRecord, 'revokedAt'> }> {
+  repository: Pick<ApiKeysRepository, 'create'>,
+  { roles, policies = [], description = '', expiresAt = null, createdBy = null }: NewApiKey,
+): Promise<{ id: string; key: string; info: ApiKeyInfo }> {
   if (roles.length === 0) throw new Error('createApiKey: at least one role is required');
   const id = randomBytes(8).toString('hex');
   const secret = randomBytes(32).toString('base64url');
-  const record = {
+  const info = await repository.create({
     id,
-    secretHash: hashSecret(secret),
-    roles: [...new Set(roles)],
-    policies: [...new Set(policies)],
+    secretSha256: hashApiKeySecret(secret),
+    roles,
+    policies,
     description,
-    createdAt: clock.now(),
     expiresAt,
-  };
-  await store.insert(record);
-  return { id, key: `${API_KEY_PREFIX}${id}_${secret}`, record };
+    createdBy,
+  });
+  return { id, key: `${API_KEY_PREFIX}${id}_${secret}`, info };
 }
 
-/** The principal of a stored key: admin may use every policy, '*' in the list means all. */
-export function principalOf(record: ApiKeyRecord): Principal {
-  const all = record.roles.includes('admin') || record.policies.includes('*');
-  return {
-    id: `apikey:${record.id}`,
-    kind: 'apikey',
-    roles: record.roles,
-    policies: all ? '*' : record.policies,
-  };
+/** The principal of a stored key: admin may use every policy, and '*' in the list means all. */
+export function principalOf(info: Pick<ApiKeyInfo, 'id' | 'roles' | 'policies'>): Principal {
+  const all = info.roles.includes('admin') || info.policies.includes('*');
+  return { id: `apikey:${info.id}`, kind: 'apikey', roles: info.roles, policies: all ? '*' : info.policies };
 }
 
 /**
  * Checks a presented key. Unknown id, wrong secret and revoked key all answer the same 401, so
  * a caller learns nothing about which ids exist; an expired but otherwise genuine key is a 403
- * (issue #8). The hash comparison is constant-time.
+ * (issue #8). The reason stays in `cause` for the logs.
  */
 export async function verifyApiKey(
-  store: ApiKeyStore,
+  repository: Pick<ApiKeysRepository, 'verify'>,
   presented: string,
-  clock: Clock,
-): Promise<ApiKeyRecord> {
-  const invalid = new AppError(
+): Promise<Principal> {
+  const match = KEY_FORMAT.exec(presented);
+  if (!match) throw invalidKey('malformed');
+  const verdict = await repository.verify(match[1]!, hashApiKeySecret(match[2]!));
+  if (verdict.ok) return principalOf(verdict.key);
+  if (verdict.reason === 'expired')
+    throw new AppError('auth.key_expired', 'forbidden', 'The API key has expired.');
+  throw invalidKey(verdict.reason);
+}
+
+const invalidKey = (reason: string) =>
+  new AppError(
     'auth.credential_invalid',
     'unauthenticated',
     'The API key is not valid (unknown, malformed or revoked).',
+    undefined,
+    {
+      cause: reason,
+    },
   );
-  const match = KEY_FORMAT.exec(presented);
-  if (!match) throw invalid;
-  const [, id, secret] = match as unknown as [string, string, string];
-  const record = await store.findById(id);
-  const expected = Buffer.from(record?.secretHash ?? '0'.repeat(64), 'hex');
-  const actual = Buffer.from(hashSecret(secret), 'hex');
-  // Compare even when the id is unknown, so timing does not reveal which ids exist.
-  const same = expected.length === actual.length && timingSafeEqual(expected, actual);
-  if (!record || !same || record.revokedAt !== null) throw invalid;
-  if (record.expiresAt !== null && record.expiresAt.getTime() <= clock.now().getTime()) {
-    throw new AppError('auth.key_expired', 'forbidden', 'The API key has expired.');
-  }
-  return record;
-}
 
-/** `Authorization: Bearer <token>` (RFC 6750 §2.1); undefined when absent. */
+/** `Authorization: Bearer <token>` (RFC 6750 §2.1); undefined when absent, null when another scheme. */
 export function bearerToken(header: string | undefined): string | undefined | null {
   if (header === undefined) return undefined;
   const match = /^Bearer +([^ ]+) *$/i.exec(header);
-  return match ? (match[1] as string) : null;
+  return match ? match[1]! : null;
 }

@@ -1,8 +1,9 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Clock } from '../../lib/clock.ts';
 import { AppError, isAppError } from '../../lib/errors.ts';
-import { bearerToken, principalOf, verifyApiKey } from '../auth/api-keys.ts';
-import type { ApiKeyStore, AuditLog } from '../deps.ts';
+import { refuse } from '../audit.ts';
+import { bearerToken, verifyApiKey } from '../auth/api-keys.ts';
+import type { AppDeps } from '../deps.ts';
 import type { ApiEnv, Principal, Role } from '../env.ts';
 import { apiErrors } from '../errors.ts';
 import type { RateLimiter } from './rate-limit.ts';
@@ -11,8 +12,8 @@ import type { RateLimiter } from './rate-limit.ts';
 export type PrincipalResolver = (c: Context<ApiEnv>) => Principal | undefined;
 
 export interface AuthorizerOptions {
-  apiKeys: ApiKeyStore;
-  audit: AuditLog;
+  apiKeys: AppDeps['apiKeys'];
+  audit: AppDeps['audit'];
   clock: Clock;
   limiter: RateLimiter;
   /** Tried before the Authorization header, e.g. the verified TLS client certificate. */
@@ -35,34 +36,6 @@ export const mayUsePolicy = (principal: Principal, policy: string): boolean =>
   principal.policies === '*' || principal.policies.includes(policy);
 
 /**
- * Records a refusal in the audit log, then throws it: a refused request leaves that one record
- * and nothing else (issue #8). A failure to write the audit record is logged, not hidden.
- */
-export async function refuse(
-  c: Context<ApiEnv>,
-  audit: AuditLog,
-  clock: Clock,
-  action: string,
-  error: AppError,
-  resource?: string,
-): Promise<never> {
-  try {
-    await audit.record({
-      at: clock.now(),
-      actor: c.get('principal')?.id ?? 'anonymous',
-      action,
-      outcome: 'refused',
-      code: error.code,
-      requestId: c.get('requestId'),
-      ...(resource !== undefined ? { resource } : {}),
-    });
-  } catch (auditError) {
-    c.get('logger')?.error({ err: auditError }, 'could not record a refusal in the audit log');
-  }
-  throw error;
-}
-
-/**
  * `guard({ action, roles })` middleware: authenticates (mTLS resolvers, then
  * `Authorization: Bearer <api key>`), rate-limits per credential, then checks the role.
  */
@@ -78,7 +51,7 @@ export function createAuthorizer({ apiKeys, audit, clock, limiter, resolvers = [
     const token = bearerToken(c.req.header('authorization'));
     if (token === undefined) throw apiErrors.credentialMissing();
     if (token === null) throw apiErrors.credentialInvalid();
-    return principalOf(await verifyApiKey(apiKeys, token, clock));
+    return verifyApiKey(apiKeys, token);
   }
 
   return function guard({ action, roles }: GuardOptions): MiddlewareHandler<ApiEnv> {

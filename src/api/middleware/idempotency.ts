@@ -1,18 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
-import type { Clock } from '../../lib/clock.ts';
 import { AppError } from '../../lib/errors.ts';
-import type { IdempotencyStore } from '../deps.ts';
+import type { AppDeps } from '../deps.ts';
 import type { ApiEnv } from '../env.ts';
-
-export interface IdempotencyOptions {
-  store: IdempotencyStore;
-  clock: Clock;
-  /** How long a key is remembered per credential (issue #8: 24 h). */
-  ttlMs?: number;
-  /** An in-flight record older than this belongs to a request that died with its process. */
-  staleAfterMs?: number;
-}
 
 export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
 export const REPLAYED_HEADER = 'Idempotent-Replayed';
@@ -24,20 +14,14 @@ const REPLAYED_HEADERS = ['content-type', 'location'];
 const KEY_PATTERN = /^"?([\x21\x23-\x7e]{1,255})"?$/;
 
 /**
- * Idempotency-Key (draft-ietf-httpapi-idempotency-key-header): per credential, a retry with the
- * same request replays the first 2xx response; the same key with another request is 422; a retry
- * while the first is still running is 409. Only successful responses are remembered: a failed
- * request releases the key so the retry runs again. Runs after authentication.
+ * Idempotency-Key (draft-ietf-httpapi-idempotency-key-header), per credential and kept 24 h in
+ * the database (so it survives restarts): a retry of the same request replays the first 2xx
+ * response; the same key with another request is 422; a retry while the first is still running
+ * is 409. Only successful responses are kept: a failed request releases the key so that its
+ * retry runs again. Runs after authentication.
  */
-export function idempotency({
-  store,
-  clock,
-  ttlMs = 24 * 60 * 60 * 1000,
-  staleAfterMs = 5 * 60 * 1000,
-}: IdempotencyOptions): MiddlewareHandler<ApiEnv> {
-  if (!store || !clock) throw new Error('idempotency: store and clock are required');
-  if (!(ttlMs > 0) || !(staleAfterMs > 0))
-    throw new Error('idempotency: ttlMs and staleAfterMs must be positive');
+export function idempotency({ store }: { store: AppDeps['idempotency'] }): MiddlewareHandler<ApiEnv> {
+  if (!store) throw new Error('idempotency: a store is required');
   return async function idempotencyMiddleware(c, next) {
     const header = c.req.header(IDEMPOTENCY_HEADER);
     if (header === undefined) return next();
@@ -49,33 +33,27 @@ export function idempotency({
         'The Idempotency-Key must be 1 to 255 printable ASCII characters.',
       );
     }
-    const key = match[1] as string;
+    const key = match[1]!;
     const principal = c.get('principal');
-    if (!principal) throw new Error('idempotency middleware runs after authentication');
+    if (!principal) throw new Error('the idempotency middleware runs after authentication');
+    const credentialId = principal.id;
 
-    const body = new Uint8Array(await c.req.arrayBuffer());
-    const fingerprint = createHash('sha256')
-      .update(`${c.req.method}\n${new URL(c.req.url).pathname}${new URL(c.req.url).search}\n`)
+    // The request as the server sees it: method, target, the headers that change the answer, body.
+    const url = new URL(c.req.url);
+    const requestHash = createHash('sha256')
+      .update(`${c.req.method}\n${url.pathname}${url.search}\n`)
       .update(`${c.req.header('content-type') ?? ''}\n${c.req.header('accept') ?? ''}\n`)
-      .update(body)
-      .digest('hex');
-    const now = clock.now();
-    const claim = await store.claim({
-      principal: principal.id,
-      key,
-      fingerprint,
-      now,
-      expiresAt: new Date(now.getTime() + ttlMs),
-      staleBefore: new Date(now.getTime() - staleAfterMs),
-    });
-    if (claim.state !== 'claimed' && claim.fingerprint !== fingerprint) {
+      .update(new Uint8Array(await c.req.arrayBuffer()))
+      .digest();
+    const begun = await store.begin({ credentialId, key, requestHash: Uint8Array.from(requestHash) });
+    if (begun.outcome === 'mismatch') {
       throw new AppError(
         'idempotency.key_reused',
         'unprocessable',
         'This Idempotency-Key was already used with a different request.',
       );
     }
-    if (claim.state === 'in_flight') {
+    if (begun.outcome === 'in_flight') {
       throw new AppError(
         'idempotency.in_flight',
         'conflict',
@@ -85,35 +63,28 @@ export function idempotency({
         },
       );
     }
-    if (claim.state === 'completed') {
-      const { status, headers, body: stored } = claim.response;
-      return new Response(Buffer.from(stored), {
-        status,
-        headers: { ...headers, [REPLAYED_HEADER]: 'true' },
-      });
+    if (begun.outcome === 'completed') {
+      const { status, headers, body } = begun.response;
+      return new Response(Buffer.from(body), { status, headers: { ...headers, [REPLAYED_HEADER]: 'true' } });
     }
 
     try {
       await next();
     } catch (error) {
-      await store.release({ principal: principal.id, key });
+      await store.release({ credentialId, key });
       throw error;
     }
     const response = c.res;
-    if (response.status >= 200 && response.status < 300) {
-      const headers: Record<string, string> = {};
-      for (const name of REPLAYED_HEADERS) {
-        const value = response.headers.get(name);
-        if (value !== null) headers[name] = value;
-      }
-      const body = new Uint8Array(await response.clone().arrayBuffer());
-      await store.complete({
-        principal: principal.id,
-        key,
-        response: { status: response.status, headers, body },
-      });
-    } else {
-      await store.release({ principal: principal.id, key });
+    if (response.status < 200 || response.status >= 300) {
+      await store.release({ credentialId, key });
+      return;
     }
+    const headers: Record<string, string> = {};
+    for (const name of REPLAYED_HEADERS) {
+      const value = response.headers.get(name);
+      if (value !== null) headers[name] = value;
+    }
+    const body = new Uint8Array(await response.clone().arrayBuffer());
+    await store.complete({ credentialId, key, response: { status: response.status, headers, body } });
   };
 }

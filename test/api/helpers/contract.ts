@@ -167,12 +167,12 @@ export class Contract {
 
   /** The JSON pointer of a response body's schema, through a components/responses $ref if any. */
   #schemaPointer(path: string, method: string, key: string, type: string, response: unknown): string {
-    const escape = (s: string) => s.replaceAll('~', '~0').replaceAll('/', '~1');
+    const esc = (s: string) => s.replaceAll('~', '~0').replaceAll('/', '~1');
     const ref = (response as Json).$ref;
     const base =
       typeof ref === 'string'
         ? ref.replace(/^#/, '')
-        : `/paths/${escape(path)}/${method.toLowerCase()}/responses/${escape(key)}`;
-    return `${base}/content/${escape(type)}/schema`;
+        : `/paths/${esc(path)}/${method.toLowerCase()}/responses/${esc(key)}`;
+    return `${base}/content/${esc(type)}/schema`;
   }
 }

@@ -1,12 +1,21 @@
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import type { Hono } from 'hono';
 import { createApp } from '../../../src/api/app.ts';
 import { createApiKey } from '../../../src/api/auth/api-keys.ts';
-import type { AppDeps } from '../../../src/api/deps.ts';
+import type { AppDeps, AppOptions } from '../../../src/api/deps.ts';
 import type { ApiEnv, Role } from '../../../src/api/env.ts';
 import { createLogger } from '../../../src/api/logger.ts';
-import { type Clock, fixedClock } from '../../../src/lib/clock.ts';
+import { createApiKeysRepository } from '../../../src/db/api-keys.repository.ts';
+import { createAuditRepository } from '../../../src/db/audit.repository.ts';
+import { createCertificatesRepository } from '../../../src/db/certificates.repository.ts';
+import { createIdempotencyRepository } from '../../../src/db/idempotency.repository.ts';
+import { createIssuersRepository } from '../../../src/db/issuers.repository.ts';
+import { fixedClock } from '../../../src/lib/clock.ts';
+import { createPolicyRegistry } from '../../../src/policy/registry.ts';
+import type { TestDatabase } from '../../helpers/database.ts';
 import { Contract } from './contract.ts';
+import { readyProbe } from './fakes.ts';
 
 /** Captures the JSON log lines an app writes, to check request ids and the absence of secrets. */
 export function logSink() {
@@ -25,6 +34,7 @@ export function logSink() {
 }
 
 export const contract = new Contract();
+export const SHIPPED_POLICIES = fileURLToPath(new URL('../../../policies', import.meta.url));
 
 export interface CallOptions {
   key?: string;
@@ -33,29 +43,63 @@ export interface CallOptions {
   headers?: Record<string, string>;
 }
 
+export type TestClock = ReturnType<typeof fixedClock>;
+
 export interface Harness {
   app: Hono<ApiEnv>;
   deps: AppDeps;
-  clock: Clock & { advance(ms: number): void };
+  clock: TestClock;
   keys: Record<Role, string>;
   logs: ReturnType<typeof logSink>;
   /** app.request, then the contract check; answers the response and its parsed body. */
+  // biome-ignore lint/suspicious/noExplicitAny: bodies were validated against openapi.yaml before a test reads them
   call(method: string, path: string, options?: CallOptions): Promise<{ response: Response; body: any }>;
   makeKey(roles: Role[], policies?: string[], expiresAt?: Date | null): Promise<string>;
 }
 
-export async function buildHarness(
-  makeDeps: (shared: { clock: Clock; logger: AppDeps['logger'] }) => Promise<AppDeps> | AppDeps,
-  policiesForIssuer: string[] = ['*'],
-): Promise<Harness> {
-  const clock = fixedClock('2026-03-01T12:00:00Z');
+export interface HarnessOptions {
+  database: TestDatabase;
+  /** The CA; a real one from the service runtime, or a stand-in for edge-only tests. */
+  ca: AppDeps['ca'];
+  clock?: TestClock;
+  options?: AppOptions;
+  /** Policies the `issuer` key is bound to. */
+  issuerPolicies?: string[];
+  policiesDir?: string;
+  overrides?: Partial<AppDeps>;
+}
+
+/** The app over real repositories on a real (migrated, emptied) database and the shipped policies. */
+export async function buildHarness({
+  database,
+  ca,
+  clock = fixedClock('2026-03-01T12:00:00Z'),
+  options = {},
+  issuerPolicies = ['web-server'],
+  policiesDir = SHIPPED_POLICIES,
+  overrides = {},
+}: HarnessOptions): Promise<Harness> {
   const logs = logSink();
-  const deps = await makeDeps({ clock, logger: logs.logger });
+  const { db } = database;
+  const deps: AppDeps = {
+    clock,
+    logger: logs.logger,
+    ca,
+    apiKeys: createApiKeysRepository({ db, clock }),
+    idempotency: createIdempotencyRepository({ db, clock }),
+    certificates: createCertificatesRepository({ db, clock }),
+    issuers: createIssuersRepository({ db, clock }),
+    policies: await createPolicyRegistry({ dir: policiesDir }),
+    audit: createAuditRepository({ db, clock, nodeId: 'test-node' }),
+    readiness: readyProbe,
+    options,
+    ...overrides,
+  };
   const app = createApp(deps);
   const makeKey = async (roles: Role[], policies: string[] = [], expiresAt: Date | null = null) =>
-    (await createApiKey(deps.apiKeys, { roles, policies, expiresAt }, clock)).key;
+    (await createApiKey(deps.apiKeys, { roles, policies, expiresAt, createdBy: 'test' })).key;
   const keys = {
-    issuer: await makeKey(['issuer'], policiesForIssuer),
+    issuer: await makeKey(['issuer'], issuerPolicies),
     revoker: await makeKey(['revoker']),
     auditor: await makeKey(['auditor']),
     admin: await makeKey(['admin']),

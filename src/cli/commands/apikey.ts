@@ -1,0 +1,146 @@
+import { ApiClientError, createApiClient, DEFAULT_API_URL } from '../../api/client.ts';
+import { CliError, EXIT, parseCommandArgs, readSecret, UsageError } from '../args.ts';
+
+/**
+ * `signet apikey create | list | revoke`: API keys are managed through the running server's API
+ * (DESIGN.md "CLI and a running server"), authenticated with an admin key from SIGNET_API_KEY or
+ * --api-key-file. The new key is printed once, to stdout, and never stored by this command.
+ */
+const USAGE = `usage: signet apikey <create|list|revoke> [options]
+
+  create --role ROLE [--role ROLE ...] [--policy NAME ...] [--expires-in P90D] [--description TEXT]
+         roles: issuer, revoker, auditor, admin; an issuer key needs at least one --policy (or '*')
+  list
+  revoke ID
+
+options for every subcommand:
+  --url URL            the server (default ${DEFAULT_API_URL})
+  --api-key-file FILE  an admin API key (else SIGNET_API_KEY)
+  --json               print the server's JSON answer`;
+
+const COMMON = {
+  url: { type: 'string' },
+  'api-key-file': { type: 'string' },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+interface ApiKeyJson {
+  id: string;
+  roles: string[];
+  policies: string[];
+  description: string | null;
+  createdAt: string;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  status: string;
+  key?: string;
+}
+
+function clientFor(values: { url?: string; 'api-key-file'?: string }) {
+  const apiKey = readSecret({
+    file: values['api-key-file'],
+    env: 'SIGNET_API_KEY',
+    what: 'an admin API key',
+  });
+  try {
+    return createApiClient({ url: values.url ?? DEFAULT_API_URL, apiKey });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+async function create(argv: string[]): Promise<number> {
+  const { values } = parseCommandArgs(argv, {
+    ...COMMON,
+    role: { type: 'string', multiple: true },
+    policy: { type: 'string', multiple: true },
+    'expires-in': { type: 'string' },
+    description: { type: 'string' },
+  });
+  if (values.help) return help();
+  if (!values.role || values.role.length === 0) throw new UsageError('at least one --role is required');
+  const client = clientFor(values);
+  const { body } = await client.request<ApiKeyJson>('POST', '/v1/apikeys', {
+    json: {
+      roles: values.role,
+      ...(values.policy ? { policies: values.policy } : {}),
+      ...(values['expires-in'] ? { expiresIn: values['expires-in'] } : {}),
+      ...(values.description ? { description: values.description } : {}),
+    },
+  });
+  if (values.json) {
+    console.log(JSON.stringify(body, null, 2));
+  } else {
+    console.log(body.key);
+    console.error(
+      `created API key ${body.id} (roles: ${body.roles.join(', ')}${body.policies.length ? `; policies: ${body.policies.join(', ')}` : ''}${
+        body.expiresAt ? `; expires ${body.expiresAt}` : ''
+      }). It is shown only this once: store it now.`,
+    );
+  }
+  return EXIT.ok;
+}
+
+async function list(argv: string[]): Promise<number> {
+  const { values } = parseCommandArgs(argv, COMMON);
+  if (values.help) return help();
+  const { body } = await clientFor(values).request<{ items: ApiKeyJson[] }>('GET', '/v1/apikeys');
+  if (values.json) {
+    console.log(JSON.stringify(body, null, 2));
+    return EXIT.ok;
+  }
+  const rows = body.items.map((k) => [
+    k.id,
+    k.status,
+    k.roles.join(','),
+    k.policies.join(',') || '-',
+    k.expiresAt ?? '-',
+    k.description ?? '',
+  ]);
+  const header = ['ID', 'STATUS', 'ROLES', 'POLICIES', 'EXPIRES', 'DESCRIPTION'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  for (const row of [header, ...rows])
+    console.log(
+      row
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    );
+  return EXIT.ok;
+}
+
+async function revoke(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs(argv, COMMON, { allowPositionals: true });
+  if (values.help) return help();
+  if (positionals.length !== 1) throw new UsageError('revoke takes exactly one key id');
+  const id = positionals[0]!;
+  await clientFor(values).request('DELETE', `/v1/apikeys/${encodeURIComponent(id)}`);
+  if (values.json) console.log(JSON.stringify({ id, status: 'revoked' }));
+  else console.error(`revoked API key ${id}`);
+  return EXIT.ok;
+}
+
+function help(): number {
+  console.log(USAGE);
+  return EXIT.ok;
+}
+
+const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = { create, list, revoke };
+
+export async function run(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (!sub || sub === '--help' || sub === '-h' || sub === 'help') {
+    console.log(USAGE);
+    return sub ? EXIT.ok : EXIT.usage;
+  }
+  const command = Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
+  if (!command) throw new UsageError(`unknown subcommand '${sub}'\n\n${USAGE}`);
+  try {
+    return await command(rest);
+  } catch (error) {
+    // The server refused (401/403/404/...) or could not be reached: one line, exit 1.
+    if (error instanceof ApiClientError) throw new CliError(error.message, EXIT.failed, { cause: error });
+    throw error;
+  }
+}
