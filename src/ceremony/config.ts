@@ -63,7 +63,10 @@ const filePath = z
 const label = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
   message: 'must be 1-64 of A-Z a-z 0-9 . _ - starting alphanumeric',
 });
-const partitionName = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, { message: 'must be a lowercase slug' });
+const partitionName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, { message: 'must be a lowercase slug' });
+const userName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,31}$/, { message: 'must be a partition user name' });
 const httpUrl = z.url({ protocol: /^https?$/, message: 'must be an absolute http or https URL' });
 
 /** Exact instants: RFC 3339 in UTC with whole seconds, so the certificate says exactly what was reviewed. */
@@ -154,22 +157,30 @@ export type CrossProfile = z.infer<typeof crossProfileSchema>;
 
 const custodianSchema = z.strictObject({ name: nonEmpty, 'share-path': filePath });
 
-const partitionSchema = z.strictObject({
+const partitionFields = {
   /** An unserved partition folder: the ceremony starts its own partition process. */
   dir: filePath.optional(),
   /** A served partition's socket. */
   socket: filePath.optional(),
-  name: partitionName.default('root'),
-  user: nonEmpty.default('officer'),
-});
+  /** The crypto officer, who creates keys. */
+  officer: userName.default('officer'),
+  /** The crypto user, who signs. */
+  user: userName.default('ca'),
+};
+const partitionSchema = z.strictObject({ ...partitionFields, name: partitionName });
 const offlinePartitionSchema = z.strictObject({
-  ...partitionSchema.shape,
+  ...partitionFields,
+  name: partitionName.default('root'),
   create: z
     .strictObject({
       threshold: z.number().int().min(2).max(255),
       custodians: z.array(custodianSchema).min(2).max(255),
     })
     .optional(),
+});
+const existingOfflinePartitionSchema = z.strictObject({
+  ...partitionFields,
+  name: partitionName.default('root'),
 });
 export type PartitionConfig = z.infer<typeof partitionSchema>;
 export type OfflinePartitionConfig = z.infer<typeof offlinePartitionSchema>;
@@ -199,8 +210,6 @@ const crlProfileSchema = z.strictObject({
     z.number().int().min(0),
     z.string().regex(/^\d{1,48}$/, { message: 'must be decimal digits' }),
   ]),
-  /** An Issuing Distribution Point name (RFC 5280 §5.2.5); certificates in scope must list it as their CRL URL. */
-  'distribution-point-url': httpUrl.optional(),
   'revoked-certificates': z
     .array(
       z.strictObject({
@@ -246,7 +255,7 @@ const keyCeremonySchema = z.strictObject({
 const intermediateSchema = z.strictObject({
   'ceremony-type': z.literal('intermediate'),
   ...common,
-  'offline-partition': partitionSchema,
+  'offline-partition': existingOfflinePartitionSchema,
   issuer: issuerSchema,
   'subject-key': subjectKeySchema,
   'certificate-profile': profileSchema,
@@ -256,7 +265,7 @@ const intermediateSchema = z.strictObject({
 const crossSchema = z.strictObject({
   'ceremony-type': z.literal('cross-certificate'),
   ...common,
-  'offline-partition': partitionSchema,
+  'offline-partition': existingOfflinePartitionSchema,
   issuer: issuerSchema,
   /** The other CA's certificate: its subject and public key are certified. */
   'subject-certificate-path': filePath,
@@ -267,7 +276,7 @@ const crossSchema = z.strictObject({
 const crlSchema = z.strictObject({
   'ceremony-type': z.literal('crl'),
   ...common,
-  'offline-partition': partitionSchema,
+  'offline-partition': existingOfflinePartitionSchema,
   issuer: issuerSchema,
   'crl-profile': crlProfileSchema,
   outputs: z.strictObject({ 'crl-path': filePath }),
@@ -840,19 +849,6 @@ function crossFieldProblems(config: CeremonyConfig): ConfigProblem[] {
           path: 'crl.crl-profile.this-update',
           code: 'ceremony.config.crl_before_issuer',
           message: "must not be before the root's not-before",
-        });
-      }
-      const dp = crl['distribution-point-url'];
-      if (dp) {
-        config.intermediates.forEach((inter, i) => {
-          // RFC 5280 §5.2.5 / §6.3.3(b): a CRL with an IDP name covers only certificates naming it.
-          if (inter['certificate-profile']['crl-url'] !== dp) {
-            problems.push({
-              path: `intermediates.${i}.certificate-profile.crl-url`,
-              code: 'ceremony.config.crl_url_mismatch',
-              message: `must be ${dp}, the root CRL's distribution point, or the CRL does not cover this certificate`,
-            });
-          }
         });
       }
       crl['revoked-certificates'].forEach((entry, i) => {

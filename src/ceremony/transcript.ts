@@ -46,8 +46,8 @@ export interface TranscriptCustodians {
   shares: number;
   /** Shares written when the partition was created, one per custodian. */
   created?: { custodian: string; path: string; sha256: string }[];
-  /** Shares presented to unseal: the SHA-256 of each share as read (never the share). */
-  used?: { sha256: string; custodian?: string }[];
+  /** Shares presented to unseal: each share's index and the SHA-256 of its file (never the share). */
+  used?: { index?: number; sha256: string; custodian?: string }[];
 }
 
 export interface TranscriptSigner {
@@ -214,7 +214,12 @@ export function renderTranscriptMarkdown(
   if (t.custodians.length > 0) {
     out.push('## Custodian shares', '');
     for (const c of t.custodians) {
-      out.push(`Partition \`${c.partition}\`: ${c.threshold} of ${c.shares} shares unseal it.`, '');
+      out.push(
+        c.threshold > 0
+          ? `Partition \`${c.partition}\`: ${c.threshold} of ${c.shares} shares unseal it.`
+          : `Partition \`${c.partition}\`: shares were presented but it did not report its sealing.`,
+        '',
+      );
       if (c.created)
         table(
           ['Custodian', 'Share file', 'SHA-256'],

@@ -334,18 +334,6 @@ describe('a bad ceremony configuration is refused with the path of the mistake',
       'ceremony.config.crl_without_crl_sign',
     ],
     [
-      'an intermediate CRL URL outside the root CRL distribution point',
-      'hierarchy',
-      (d: Record<string, unknown>) =>
-        edit(
-          (d.intermediates as Record<string, unknown>[])[0]!,
-          'certificate-profile.crl-url',
-          'http://crl.example.com/other.crl',
-        ) && d,
-      'intermediates.0.certificate-profile.crl-url',
-      'ceremony.config.crl_url_mismatch',
-    ],
-    [
       'a CRL whose next update is before this update',
       'crl',
       (d: Record<string, unknown>) => edit(d, 'crl-profile.next-update', '2026-01-01T00:00:00Z'),

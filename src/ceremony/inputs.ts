@@ -1,0 +1,146 @@
+import { readFile } from 'node:fs/promises';
+import {
+  BasicConstraintsExtension,
+  KeyUsageFlags,
+  KeyUsagesExtension,
+  Pkcs10CertificateRequest,
+  X509Certificate,
+} from '@peculiar/x509';
+import { inspectPublicKey } from '../x509/keys.ts';
+import { decodePem, PEM_LABEL } from '../x509/pem.ts';
+import type { ConfigProblem } from './errors.ts';
+import { resolvePath } from './outputs.ts';
+import { isoSeconds } from './transcript.ts';
+
+/**
+ * Input files a ceremony reads (issuer certificates, public keys, CSRs, certificates to revoke),
+ * loaded and checked during validation so that a bad input is refused before any partition is
+ * touched. A failure is a ConfigProblem at the path of the configuration key that named the file.
+ */
+
+export interface LoadedCertificate {
+  path: string;
+  der: Uint8Array;
+  certificate: X509Certificate;
+  /** SubjectPublicKeyInfo, DER. */
+  spki: Uint8Array;
+  /** Partition algorithm name of the certified key (`ecdsa-p384`, `rsa-4096`, ...). */
+  keyAlgorithm: string;
+  notBefore: string;
+  notAfter: string;
+  isCa: boolean;
+  pathLength?: number;
+  /** undefined when the certificate has no keyUsage extension. */
+  keyUsage?: number;
+  /** Lowercase hex of the serial's INTEGER content octets (DESIGN.md "Serials"). */
+  serial: string;
+}
+
+export interface LoadedPublicKey {
+  path: string;
+  spki: Uint8Array;
+  keyAlgorithm: string;
+  /** From a CSR: its subject DN, DER (for information; the profile decides the subject). */
+  csrSubject?: string;
+}
+
+export class InputProblem extends Error {
+  constructor(readonly problem: ConfigProblem) {
+    super(problem.message);
+  }
+}
+
+async function read(baseDir: string, path: string, at: string): Promise<Buffer> {
+  try {
+    return await readFile(resolvePath(baseDir, path));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new InputProblem({
+      path: at,
+      code: code === 'ENOENT' ? 'ceremony.config.input_missing' : 'ceremony.config.input_unreadable',
+      message: code === 'ENOENT' ? `${path} does not exist` : `cannot read ${path} (${code ?? 'error'})`,
+    });
+  }
+}
+
+const invalid = (at: string, message: string) =>
+  new InputProblem({ path: at, code: 'ceremony.config.input_invalid', message });
+
+function derOf(data: Buffer, labels: string[], at: string, path: string): Uint8Array {
+  const text = data.toString('latin1');
+  if (text.includes('-----BEGIN')) {
+    try {
+      return decodePem(text, labels).der;
+    } catch (error) {
+      throw invalid(at, `${path}: ${(error as Error).message}`);
+    }
+  }
+  return new Uint8Array(data);
+}
+
+function keyAlgorithm(spki: Uint8Array, at: string, path: string): string {
+  try {
+    return inspectPublicKey(spki).name;
+  } catch (error) {
+    throw invalid(at, `${path}: the public key is not acceptable: ${(error as Error).message}`);
+  }
+}
+
+export async function loadCertificate(baseDir: string, path: string, at: string): Promise<LoadedCertificate> {
+  const data = await read(baseDir, path, at);
+  const der = derOf(data, [PEM_LABEL.certificate], at, path);
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(der);
+  } catch {
+    throw invalid(at, `${path} is not an X.509 certificate`);
+  }
+  const spki = new Uint8Array(certificate.publicKey.rawData);
+  const basic = certificate.getExtension(BasicConstraintsExtension);
+  const ku = certificate.getExtension(KeyUsagesExtension);
+  return {
+    path,
+    der,
+    certificate,
+    spki,
+    keyAlgorithm: keyAlgorithm(spki, at, path),
+    notBefore: isoSeconds(certificate.notBefore),
+    notAfter: isoSeconds(certificate.notAfter),
+    isCa: basic?.ca === true,
+    ...(basic?.pathLength !== undefined ? { pathLength: basic.pathLength } : {}),
+    ...(ku ? { keyUsage: ku.usages } : {}),
+    serial: certificate.serialNumber.toLowerCase().replace(/^(00)+(?=.)/, ''),
+  };
+}
+
+export async function loadPublicKey(baseDir: string, path: string, at: string): Promise<LoadedPublicKey> {
+  const data = await read(baseDir, path, at);
+  const spki = derOf(data, [PEM_LABEL.publicKey], at, path);
+  return { path, spki, keyAlgorithm: keyAlgorithm(spki, at, path) };
+}
+
+/** A CSR proves possession of its key (RFC 2986 §3): its signature must verify. */
+export async function loadCsr(baseDir: string, path: string, at: string): Promise<LoadedPublicKey> {
+  const data = await read(baseDir, path, at);
+  const der = derOf(data, [PEM_LABEL.csr, PEM_LABEL.legacyCsr], at, path);
+  let csr: Pkcs10CertificateRequest;
+  try {
+    csr = new Pkcs10CertificateRequest(der);
+  } catch {
+    throw invalid(at, `${path} is not a PKCS#10 certificate request`);
+  }
+  let verified = false;
+  try {
+    verified = await csr.verify();
+  } catch {
+    verified = false;
+  }
+  if (!verified) throw invalid(at, `${path}: the CSR's signature does not verify (RFC 2986 §3)`);
+  const spki = new Uint8Array(csr.publicKey.rawData);
+  return { path, spki, keyAlgorithm: keyAlgorithm(spki, at, path), csrSubject: csr.subject };
+}
+
+export const hasKeyUsage = (c: LoadedCertificate, flag: KeyUsageFlags) =>
+  c.keyUsage === undefined ? false : (c.keyUsage & flag) !== 0;
+
+export { KeyUsageFlags };
