@@ -2,6 +2,7 @@ import { Hono } from 'hono';
 import { apikeysRoutes } from './apikeys.routes.ts';
 import { auditRoutes } from './audit.routes.ts';
 import { certificatesRoutes } from './certificates.routes.ts';
+import { crlRoutes } from './crl.routes.ts';
 import type { AppDeps } from './deps.ts';
 import type { ApiEnv } from './env.ts';
 import { methodNotAllowed, onError, onNotFound } from './errors.ts';
@@ -15,7 +16,9 @@ import { RateLimiter } from './middleware/rate-limit.ts';
 import { requestId } from './middleware/request-id.ts';
 import { responseHeaders } from './middleware/response-headers.ts';
 import { requestTimeout } from './middleware/timeout.ts';
+import { ocspRoutes } from './ocsp.routes.ts';
 import { policiesRoutes } from './policies.routes.ts';
+import { revocationsRoutes } from './revocations.routes.ts';
 import type { RouteContext } from './routes.ts';
 
 export interface CreateAppExtras {

@@ -7,6 +7,10 @@ import type { IdempotencyRepository } from '../db/idempotency.repository.ts';
 import type { IssuersRepository } from '../db/issuers.repository.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { PolicyRegistry } from '../policy/registry.ts';
+import type { CrlStore } from '../revocation/crl-scheduler.ts';
+import type { OcspResponder } from '../revocation/ocsp-responder.ts';
+import type { RevokeUseCase } from '../revocation/revoke.usecase.ts';
+import type { RevokeByKey } from '../revocation/revoke-by-key.ts';
 
 /**
  * What the HTTP edge needs from the rest of Signet: the real repositories (src/db), the policy
@@ -19,6 +23,15 @@ export interface ReadinessProbe {
   database(): Promise<void>;
   /** The issuing partition's state (KeyManager.status); only 'unsealed' is ready. */
   partition(): Promise<{ state: string }>;
+}
+
+/** Revocation (src/revocation): the use cases and what the public CRL and OCSP endpoints serve. */
+export interface RevocationDeps {
+  revoke: RevokeUseCase;
+  revokeByKey: RevokeByKey;
+  /** The current full CRL of an issuer's shard, as the CRL scheduler saved it. */
+  crls: Pick<CrlStore, 'getCurrent'>;
+  ocsp: Pick<OcspResponder, 'answer' | 'answerGetPath'>;
 }
 
 export interface AppOptions {
@@ -41,5 +54,7 @@ export interface AppDeps {
   policies: Pick<PolicyRegistry, 'get' | 'list' | 'reload'>;
   audit: Pick<AuditRepository, 'append' | 'list'>;
   readiness: ReadinessProbe;
+  /** Absent: the revocation endpoints answer 503 `revocation.unavailable`. */
+  revocation?: RevocationDeps;
   options?: AppOptions;
 }

@@ -80,3 +80,24 @@ export const listAuditQuerySchema = z.strictObject({
   cursor: z.string().min(1).max(512).optional(),
   limit: limitSchema,
 });
+
+export const revokeBodySchema = z.strictObject({
+  reason: z.enum([
+    'unspecified',
+    'keyCompromise',
+    'cACompromise',
+    'affiliationChanged',
+    'superseded',
+    'cessationOfOperation',
+    'privilegeWithdrawn',
+    'aACompromise',
+  ]),
+  invalidityDate: z.string().max(64).optional(),
+});
+
+export const revokeByKeyBodySchema = z.strictObject({
+  jws: z
+    .string()
+    .min(1)
+    .max(16 * 1024),
+});

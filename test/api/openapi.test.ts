@@ -41,6 +41,10 @@ describe('openapi.yaml', () => {
     for (const file of sourceFiles(SRC).filter((f) => !f.includes('/ceremony/'))) {
       const text = readFileSync(file, 'utf8');
       const patterns = [/new AppError\(\s*'([a-z][a-z0-9_.]*)',\s*'([a-z_]+)'/g];
+      // revoke-by-key.ts builds its codes as `revocation.${code}` through refuse('code', ...).
+      if (file.endsWith('revoke-by-key.ts')) {
+        for (const [, code] of text.matchAll(/refuse\(\s*'([a-z_]+)'/g)) found.add(`revocation.${code}`);
+      }
       if (text.includes('extends AppError')) patterns.push(/super\(\s*'([a-z][a-z0-9_.]*)',\s*'([a-z_]+)'/g);
       for (const pattern of patterns) {
         for (const [, code, category] of text.matchAll(pattern)) {

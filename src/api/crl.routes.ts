@@ -1,0 +1,64 @@
+import { type Context, Hono } from 'hono';
+import { AppError } from '../lib/errors.ts';
+import type { ApiEnv } from './env.ts';
+import { apiErrors } from './errors.ts';
+import { revocationUnavailable } from './revocations.routes.ts';
+import type { RouteContext } from './routes.ts';
+
+const ISSUER_ID = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
+const SHARD = /^(0|[1-9][0-9]{0,4})$/;
+
+/**
+ * Public CRLs (RFC 5280 §5) as DER `application/pkix-crl` (RFC 2585 §4.2): the bytes the CRL
+ * scheduler saved, with an ETag (their SHA-256), Last-Modified (thisUpdate) and a max-age that
+ * ends at nextUpdate, so caches never serve a CRL past its validity. Conditional GETs answer 304.
+ */
+export function crlRoutes({ deps }: RouteContext): Hono<ApiEnv> {
+  const app = new Hono<ApiEnv>();
+
+  async function serve(c: Context<ApiEnv>, issuerId: string, shardText: string) {
+    if (!ISSUER_ID.test(issuerId) || !SHARD.test(shardText))
+      throw apiErrors.notFound('No such CRL.', 'crl.not_found');
+    if (!deps.revocation) throw revocationUnavailable();
+    const shard = Number(shardText);
+    const issuer = await deps.issuers.get(issuerId);
+    if (!issuer || shard >= issuer.crlShards)
+      throw apiErrors.notFound(`No CRL ${issuerId}/${shard}.`, 'crl.not_found');
+    const crl = await deps.revocation.crls.getCurrent(issuerId, shard);
+    if (!crl) {
+      throw new AppError(
+        'crl.unavailable',
+        'unavailable',
+        `The CRL of ${issuerId} has not been published yet; retry shortly.`,
+      );
+    }
+    const now = deps.clock.now();
+    const etag = `"${crl.sha256}"`;
+    const maxAge = Math.max(0, Math.floor((crl.nextUpdate.getTime() - now.getTime()) / 1000));
+    const headers = {
+      etag,
+      'last-modified': crl.thisUpdate.toUTCString(),
+      'cache-control': `public, max-age=${maxAge}, no-transform`,
+      expires: crl.nextUpdate.toUTCString(),
+    };
+    // RFC 9110 §13.1.2: If-None-Match wins over If-Modified-Since.
+    const ifNoneMatch = c.req.header('if-none-match');
+    const ifModifiedSince = c.req.header('if-modified-since');
+    const notModified =
+      ifNoneMatch !== undefined
+        ? ifNoneMatch.split(',').some((tag: string) => {
+            const t = tag.trim();
+            return t === '*' || t === etag || t === `W/${etag}`;
+          })
+        : ifModifiedSince !== undefined &&
+          Date.parse(ifModifiedSince) >= Math.floor(crl.thisUpdate.getTime() / 1000) * 1000;
+    if (notModified) return c.body(null, 304, headers);
+    return c.body(Buffer.from(crl.der), 200, { ...headers, 'content-type': 'application/pkix-crl' });
+  }
+
+  app.get('/crl/:file{[a-z0-9-]+\\.crl}', (c) => serve(c, c.req.param('file').replace(/\.crl$/, ''), '0'));
+  app.get('/crl/:issuerId/:file{[0-9]+\\.crl}', (c) =>
+    serve(c, c.req.param('issuerId'), c.req.param('file').replace(/\.crl$/, '')),
+  );
+  return app;
+}

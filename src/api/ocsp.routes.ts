@@ -1,0 +1,63 @@
+import { Hono } from 'hono';
+import type { OcspAnswer } from '../revocation/ocsp-responder.ts';
+import { errorResponse } from '../revocation/ocsp-responder.ts';
+import type { ApiEnv } from './env.ts';
+import type { RouteContext } from './routes.ts';
+
+export const OCSP_REQUEST = 'application/ocsp-request';
+export const OCSP_RESPONSE = 'application/ocsp-response';
+
+/**
+ * OCSP over HTTP (RFC 6960 Appendix A, RFC 5019): every answer is a DER OCSPResponse with
+ * status 200, errors included (malformedRequest, unauthorized, tryLater, internalError), never
+ * JSON. Successful answers without a nonce are cacheable until nextUpdate (RFC 5019 §6).
+ */
+export function ocspRoutes({ deps }: RouteContext): Hono<ApiEnv> {
+  const app = new Hono<ApiEnv>();
+
+  function render(answer: OcspAnswer): Response {
+    const headers: Record<string, string> = { 'content-type': OCSP_RESPONSE };
+    const now = deps.clock.now();
+    if (answer.status === 'successful' && !answer.nonce && answer.nextUpdate && answer.thisUpdate) {
+      const maxAge = Math.max(0, Math.floor((answer.nextUpdate.getTime() - now.getTime()) / 1000));
+      headers['cache-control'] = `public, max-age=${maxAge}, no-transform, must-revalidate`;
+      headers['last-modified'] = answer.thisUpdate.toUTCString();
+      headers.expires = answer.nextUpdate.toUTCString();
+    } else {
+      headers['cache-control'] = 'no-store';
+    }
+    return new Response(Buffer.from(answer.der), { status: 200, headers });
+  }
+
+  const failed = (status: 'internalError' | 'tryLater' | 'malformedRequest'): Response =>
+    new Response(Buffer.from(errorResponse(status)), {
+      status: 200,
+      headers: { 'content-type': OCSP_RESPONSE, 'cache-control': 'no-store' },
+    });
+
+  app.post('/ocsp', async (c) => {
+    if (!deps.revocation) return failed('tryLater');
+    const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== OCSP_REQUEST) return failed('malformedRequest');
+    try {
+      return render(await deps.revocation.ocsp.answer(new Uint8Array(await c.req.arrayBuffer())));
+    } catch (error) {
+      c.get('logger').error({ err: error }, 'OCSP responder failed');
+      return failed('internalError');
+    }
+  });
+
+  // RFC 6960 §A.1: GET {url}/{url-encoding of base64 of DER request}; the base64 may hold '/'.
+  app.get('/ocsp/*', async (c) => {
+    if (!deps.revocation) return failed('tryLater');
+    const raw = new URL(c.req.url).pathname.slice('/ocsp/'.length);
+    try {
+      return render(await deps.revocation.ocsp.answerGetPath(raw));
+    } catch (error) {
+      c.get('logger').error({ err: error }, 'OCSP responder failed');
+      return failed('internalError');
+    }
+  });
+
+  return app;
+}
