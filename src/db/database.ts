@@ -1,0 +1,248 @@
+/**
+ * Opens Signet's database: embedded PGlite in the data folder (the default), or PostgreSQL when a
+ * URL is given (DATABASE_URL). Migrations from migrations/ are applied on every open, under a
+ * PostgreSQL advisory lock so that several nodes starting together migrate once.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { sql } from 'drizzle-orm';
+import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
+import { migrate as migrateNodePg } from 'drizzle-orm/node-postgres/migrator';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import pg from 'pg';
+import { acquireLockFile, type LockFile } from './lock-file.ts';
+import * as schema from './schema/index.ts';
+
+export type Schema = typeof schema;
+/** A database handle or a transaction on one: repositories accept either. */
+export type Db = PgDatabase<PgQueryResultHKT, Schema>;
+export type Dialect = 'pglite' | 'postgres';
+
+export type DatabaseTarget = { dataDir: string } | { url: string };
+
+export interface OpenDatabaseOptions {
+  /** Apply pending migrations (default true). */
+  migrate?: boolean;
+  /** PostgreSQL only: the pool size (default 10). */
+  poolSize?: number;
+  /** PostgreSQL only: errors of idle pooled connections (the pool drops them either way). */
+  onPoolError?: (error: Error) => void;
+  /** Where the migrations are (default: the repository's migrations/). */
+  migrationsFolder?: string;
+}
+
+export interface Database {
+  readonly db: Db;
+  readonly dialect: Dialect;
+  /** Where it lives, without credentials: `pglite:/data/db` or `postgres://host:port/name`. */
+  readonly description: string;
+  /** A cheap round trip, for readiness probes. */
+  ping(): Promise<void>;
+  /**
+   * Runs `fn` while holding the named advisory lock (e.g. `crl-writer:dev-intermediate`), which
+   * excludes every other holder of that name on every node sharing the database. With
+   * `wait: false` (the default) it returns `{ acquired: false }` at once if someone holds it.
+   */
+  withAdvisoryLock<T>(
+    name: string,
+    fn: () => Promise<T>,
+    options?: { wait?: boolean },
+  ): Promise<{ acquired: true; value: T } | { acquired: false }>;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_MIGRATIONS_FOLDER = fileURLToPath(new URL('../../migrations', import.meta.url));
+
+/** The name under which migrations are serialised across nodes. */
+const MIGRATION_LOCK = 'signet:migrations';
+/** How long a node waits for another node's migrations before giving up with an error. */
+const MIGRATION_LOCK_TIMEOUT = '120s';
+
+/** The PGlite folder and its lock file inside a Signet data folder (DESIGN.md "Data folder"). */
+export function embeddedPaths(dataDir: string): { dbDir: string; lockPath: string } {
+  return { dbDir: join(dataDir, 'db'), lockPath: join(dataDir, 'db.lock') };
+}
+
+export async function openDatabase(
+  target: DatabaseTarget,
+  options: OpenDatabaseOptions = {},
+): Promise<Database> {
+  if ('url' in target) return openPostgres(target.url, options);
+  return openPglite(target.dataDir, options);
+}
+
+async function openPglite(dataDir: string, options: OpenDatabaseOptions): Promise<Database> {
+  const { dbDir, lockPath } = embeddedPaths(dataDir);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const lock: LockFile = await acquireLockFile(lockPath);
+  let client: PGlite | undefined;
+  try {
+    client = await PGlite.create(dbDir);
+    const db = drizzlePglite({ client, schema }) as unknown as Db;
+    if (options.migrate !== false) {
+      await withPgliteAdvisoryLock(db, MIGRATION_LOCK, () =>
+        migratePglite(db as never, {
+          migrationsFolder: options.migrationsFolder ?? DEFAULT_MIGRATIONS_FOLDER,
+        }),
+      );
+    }
+    const pglite = client;
+    // One process and one connection: in-process callers are serialised by this map, and the
+    // lock file keeps other processes out, so advisory locks reduce to an in-process mutex.
+    const held = new Set<string>();
+    let closed = false;
+    return {
+      db,
+      dialect: 'pglite',
+      description: `pglite:${dbDir}`,
+      async ping() {
+        await db.execute(sql`select 1`);
+      },
+      async withAdvisoryLock(name, fn, { wait = false } = {}) {
+        while (held.has(name)) {
+          if (!wait) return { acquired: false };
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        held.add(name);
+        try {
+          return { acquired: true, value: await fn() };
+        } finally {
+          held.delete(name);
+        }
+      },
+      async close() {
+        if (closed) return;
+        closed = true;
+        try {
+          await pglite.close();
+        } finally {
+          await lock.release();
+        }
+      },
+    };
+  } catch (error) {
+    await client?.close().catch(() => {});
+    await lock.release();
+    throw new Error(`cannot open the embedded database in ${dbDir}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
+
+async function withPgliteAdvisoryLock<T>(db: Db, name: string, fn: () => Promise<T>): Promise<T> {
+  await db.execute(sql`select pg_advisory_lock(hashtextextended(${name}, 0))`);
+  try {
+    return await fn();
+  } finally {
+    await db.execute(sql`select pg_advisory_unlock(hashtextextended(${name}, 0))`);
+  }
+}
+
+/** `postgres://user@host:port/name` without the password, for messages and logs. */
+export function describePostgresUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    parsed.password = '';
+    parsed.search = '';
+    return parsed.toString();
+  } catch {
+    return 'postgres://(unparseable URL)';
+  }
+}
+
+async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<Database> {
+  const description = describePostgresUrl(url);
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: 10_000,
+  });
+  // Without a listener, an idle connection dropped by the server would crash the process.
+  pool.on('error', (error) => options.onPoolError?.(error));
+  const db = drizzleNodePg({ client: pool, schema }) as unknown as Db;
+  try {
+    if (options.migrate !== false) {
+      await withPostgresAdvisoryLock(
+        pool,
+        MIGRATION_LOCK,
+        async (client) => {
+          await migrateNodePg(drizzleNodePg({ client }), {
+            migrationsFolder: options.migrationsFolder ?? DEFAULT_MIGRATIONS_FOLDER,
+          });
+        },
+        { wait: true, lockTimeout: MIGRATION_LOCK_TIMEOUT },
+      );
+    } else {
+      await pool.query('select 1');
+    }
+  } catch (error) {
+    await pool.end().catch(() => {});
+    throw new Error(`cannot open the PostgreSQL database ${description}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  let closed = false;
+  return {
+    db,
+    dialect: 'postgres',
+    description,
+    async ping() {
+      await pool.query('select 1');
+    },
+    async withAdvisoryLock(name, fn, { wait = false } = {}) {
+      return withPostgresAdvisoryLock(pool, name, () => fn(), { wait });
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await pool.end();
+    },
+  };
+}
+
+/**
+ * Session-level advisory locks live on one connection: take a dedicated client from the pool,
+ * lock on it, run `fn`, unlock. If the connection dies, PostgreSQL drops the lock with it.
+ */
+async function withPostgresAdvisoryLock<T>(
+  pool: pg.Pool,
+  name: string,
+  fn: (client: pg.PoolClient) => Promise<T>,
+  { wait, lockTimeout }: { wait: boolean; lockTimeout?: string },
+): Promise<{ acquired: true; value: T } | { acquired: false }> {
+  const client = await pool.connect();
+  // A connection in an unknown state (a lock statement failed, or the unlock did) is closed, not
+  // returned to the pool, so that a lock can never linger on a pooled connection.
+  let reusable = true;
+  try {
+    try {
+      if (wait) {
+        if (lockTimeout) await client.query(`set lock_timeout = '${lockTimeout}'`);
+        await client.query('select pg_advisory_lock(hashtextextended($1, 0))', [name]);
+        if (lockTimeout) await client.query('reset lock_timeout');
+      } else {
+        const { rows } = await client.query<{ locked: boolean }>(
+          'select pg_try_advisory_lock(hashtextextended($1, 0)) as locked',
+          [name],
+        );
+        if (!rows[0]?.locked) return { acquired: false };
+      }
+    } catch (error) {
+      reusable = false;
+      throw error;
+    }
+    try {
+      return { acquired: true, value: await fn(client) };
+    } finally {
+      await client.query('select pg_advisory_unlock(hashtextextended($1, 0))', [name]).catch(() => {
+        reusable = false;
+      });
+    }
+  } finally {
+    client.release(!reusable);
+  }
+}

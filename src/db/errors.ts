@@ -1,0 +1,91 @@
+/**
+ * Errors of the storage layer that callers handle by type. Each has a stable dotted `code`; the
+ * HTTP edge decides the status. Everything else surfaces as a plain Error with `{ cause }`.
+ */
+
+export class StorageError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The embedded database folder is held by another process (or by this one, opened twice). */
+export class DatabaseLockedError extends StorageError {
+  constructor(
+    readonly lockPath: string,
+    readonly pid: number | undefined,
+    readonly hostname: string | undefined,
+    detail: string,
+  ) {
+    super('db.locked', `the database is in use: ${detail} (lock file ${lockPath})`);
+  }
+}
+
+/** The serial is already taken (by any issuer): build a new TBS with a new serial. */
+export class SerialCollisionError extends StorageError {
+  constructor(readonly serial: string) {
+    super('db.serial_collision', `serial ${serial} is already reserved`);
+  }
+}
+
+export class CertificateNotFoundError extends StorageError {
+  constructor(readonly serial: string) {
+    super('certificate.not_found', `no certificate with serial ${serial}`);
+  }
+}
+
+/** The certificate is not in a state that allows the operation (e.g. storing a second DER). */
+export class CertificateStateError extends StorageError {
+  constructor(
+    readonly serial: string,
+    message: string,
+  ) {
+    super('certificate.invalid_state', message);
+  }
+}
+
+export class IssuerNotFoundError extends StorageError {
+  constructor(readonly issuerId: string) {
+    super('issuer.not_found', `no issuer with id ${issuerId}`);
+  }
+}
+
+export class IssuerExistsError extends StorageError {
+  constructor(readonly issuerId: string) {
+    super('issuer.exists', `an issuer with id ${issuerId} already exists`);
+  }
+}
+
+export class ApiKeyExistsError extends StorageError {
+  constructor(readonly keyId: string) {
+    super('apikey.exists', `an API key with id ${keyId} already exists`);
+  }
+}
+
+/** A list cursor that this code did not hand out (or that was altered). */
+export class InvalidCursorError extends StorageError {
+  constructor() {
+    super('request.cursor_invalid', 'the cursor is not one this server handed out');
+  }
+}
+
+/** Postgres SQLSTATE 23505 (unique_violation); drizzle wraps driver errors, the code sits on `cause`. */
+export function isUniqueViolation(error: unknown): boolean {
+  return sqlState(error) === '23505';
+}
+
+/** The SQLSTATE of a driver error, looked up on the error and its causes. */
+export function sqlState(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

@@ -1,0 +1,8 @@
+/** The one schema of Signet's database; drizzle-kit generates migrations/ from it. */
+export * from './api-keys.table.ts';
+export * from './audit.table.ts';
+export * from './certificates.table.ts';
+export * from './crls.table.ts';
+export * from './idempotency.table.ts';
+export * from './issuers.table.ts';
+export * from './replay-guard.table.ts';
