@@ -25,6 +25,7 @@ import { type IssuerFacts, readIssuerFacts } from './issuer.ts';
 import { REASON_CODES, type RevocationReason } from './reasons.ts';
 import { normalizeSerial } from './serial.ts';
 import {
+  assertPurpose,
   type RevocationSigner,
   STREAM_CHUNK_BYTES,
   signatureSchemeFor,
@@ -202,6 +203,7 @@ export async function buildCrl(input: BuildCrlInput): Promise<BuiltCrl> {
   if (!(nextUpdate.getTime() > thisUpdate.getTime()))
     throw new Error('nextUpdate must be later than thisUpdate');
   if (input.number < 0n || input.number > CRL_NUMBER_MAX) throw new RangeError('CRL number out of range');
+  assertPurpose(input.signer.key, 'crl');
   const scheme = signatureSchemeFor(input.signer.key);
 
   const entryParts: Uint8Array[] = [];

@@ -40,6 +40,32 @@ function hashAll(data: Uint8Array): Record<CertIdHash, Uint8Array> {
   return out;
 }
 
+/** The subject and SubjectPublicKeyInfo of a DER certificate, exactly as encoded in it. */
+function rawSubjectAndSpki(der: Uint8Array): { subject: Uint8Array; spki: Uint8Array } {
+  const outer = readTlv(der);
+  if (outer.tag !== TAG.sequence || outer.end !== der.byteLength) throw new Error('not a DER SEQUENCE');
+  const [tbs] = readChildren(der, outer);
+  if (!tbs || tbs.tag !== TAG.sequence) throw new Error('no tbsCertificate');
+  const fields = readChildren(der, tbs);
+  // TBSCertificate: [0] version (optional), serialNumber, signature, issuer, validity, subject, spki.
+  const base = fields[0]?.tag === 0xa0 ? 1 : 0;
+  const subjectTlv = fields[base + 4];
+  const spkiTlv = fields[base + 5];
+  if (!subjectTlv || !spkiTlv || subjectTlv.tag !== TAG.sequence || spkiTlv.tag !== TAG.sequence) {
+    throw new Error('tbsCertificate lacks subject or subjectPublicKeyInfo');
+  }
+  return { subject: slice(der, subjectTlv).slice(), spki: slice(der, spkiTlv).slice() };
+}
+
+/** The SubjectPublicKeyInfo (DER) of a certificate. Throws a plain Error for anything else. */
+export function readCertificateSpki(certificate: Uint8Array): Uint8Array {
+  try {
+    return rawSubjectAndSpki(new Uint8Array(certificate)).spki;
+  } catch (error) {
+    throw new Error('not a DER X.509 certificate', { cause: error });
+  }
+}
+
 /** Reads an issuer certificate (DER). Throws a plain Error for anything that is not an X.509 certificate. */
 export function readIssuerFacts(certificate: Uint8Array): IssuerFacts {
   const der = new Uint8Array(certificate);
@@ -47,20 +73,7 @@ export function readIssuerFacts(certificate: Uint8Array): IssuerFacts {
   let spki: Uint8Array;
   let parsed: Certificate;
   try {
-    const outer = readTlv(der);
-    if (outer.tag !== TAG.sequence || outer.end !== der.byteLength) throw new Error('not a DER SEQUENCE');
-    const [tbs] = readChildren(der, outer);
-    if (!tbs || tbs.tag !== TAG.sequence) throw new Error('no tbsCertificate');
-    const fields = readChildren(der, tbs);
-    // TBSCertificate: [0] version (optional), serialNumber, signature, issuer, validity, subject, spki.
-    const base = fields[0]?.tag === 0xa0 ? 1 : 0;
-    const subjectTlv = fields[base + 4];
-    const spkiTlv = fields[base + 5];
-    if (!subjectTlv || !spkiTlv || subjectTlv.tag !== TAG.sequence || spkiTlv.tag !== TAG.sequence) {
-      throw new Error('tbsCertificate lacks subject or subjectPublicKeyInfo');
-    }
-    subject = slice(der, subjectTlv).slice();
-    spki = slice(der, spkiTlv).slice();
+    ({ subject, spki } = rawSubjectAndSpki(der));
     parsed = AsnConvert.parse(der, Certificate);
   } catch (error) {
     throw new Error('issuer certificate is not a DER X.509 certificate', { cause: error });

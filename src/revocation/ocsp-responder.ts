@@ -18,7 +18,13 @@ import {
 import { CERT_ID_HASH_OIDS, type CertIdHash, type IssuerFacts, readIssuerFacts } from './issuer.ts';
 import { REASON_CODES, type RevocationReason } from './reasons.ts';
 import { serialFromIntegerContent } from './serial.ts';
-import { type RevocationSigner, type SignatureScheme, signatureSchemeFor, signWith } from './signing.ts';
+import {
+  assertPurpose,
+  type RevocationSigner,
+  type SignatureScheme,
+  signatureSchemeFor,
+  signWith,
+} from './signing.ts';
 
 /**
  * The OCSP responder (RFC 6960, profiled by RFC 5019): request bytes in, DER OCSPResponse out,
@@ -388,10 +394,14 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
     ? createOcspIssuerDirectory(options.issuers as readonly OcspIssuer[])
     : (options.issuers as OcspIssuerDirectory);
   const prepared = new WeakMap<OcspIssuer, PreparedIssuer>();
+  // A fixed list is checked now: a wrong certificate or key handle fails at start, not per request.
+  if (Array.isArray(options.issuers))
+    for (const issuer of options.issuers as readonly OcspIssuer[]) prepare(issuer);
 
   function prepare(issuer: OcspIssuer): PreparedIssuer {
     let entry = prepared.get(issuer);
     if (!entry) {
+      assertPurpose(issuer.signer.key, 'ocsp');
       const facts = readIssuerFacts(issuer.certificate);
       const responder = issuer.responderCertificate ? readIssuerFacts(issuer.responderCertificate) : facts;
       entry = {

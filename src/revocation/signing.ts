@@ -68,8 +68,12 @@ export function signatureSchemeFor(key: webcrypto.CryptoKey): SignatureScheme {
     new Uint8Array(AsnConvert.serialize(provider.toAsnAlgorithm(alg)));
   switch (algorithm.name) {
     case 'ECDSA': {
-      const hash = CURVE_HASH[algorithm.namedCurve ?? ''];
-      if (!hash) throw new Error(`unsupported ECDSA curve ${String(algorithm.namedCurve)}`);
+      // The key's own hash when it declares one (a partition handle does: its mechanism), else the
+      // curve's strength.
+      const hash = hashName(algorithm.hash) ?? CURVE_HASH[algorithm.namedCurve ?? ''];
+      if (!hash || !HASH_LENGTH[hash] || !CURVE_HASH[algorithm.namedCurve ?? '']) {
+        throw new Error(`unsupported ECDSA key ${String(algorithm.namedCurve)} with ${String(hash)}`);
+      }
       const webAlgorithm = { name: 'ECDSA', hash, namedCurve: algorithm.namedCurve } as webcrypto.EcdsaParams;
       return {
         webAlgorithm,
@@ -83,7 +87,8 @@ export function signatureSchemeFor(key: webcrypto.CryptoKey): SignatureScheme {
       const hash = hashName(algorithm.hash);
       if (!hash || !HASH_LENGTH[hash]) throw new Error(`unsupported RSA hash ${String(hash)}`);
       const pss = algorithm.name === 'RSA-PSS';
-      const saltLength = HASH_LENGTH[hash]!;
+      const declared = (algorithm as { saltLength?: unknown }).saltLength;
+      const saltLength = typeof declared === 'number' ? declared : HASH_LENGTH[hash]!;
       const webAlgorithm = pss
         ? ({ name: 'RSA-PSS', saltLength } as webcrypto.RsaPssParams)
         : ({ name: 'RSASSA-PKCS1-v1_5' } as webcrypto.Algorithm);
@@ -104,6 +109,20 @@ export function signatureSchemeFor(key: webcrypto.CryptoKey): SignatureScheme {
       };
     default:
       throw new Error(`unsupported signing key algorithm ${String(algorithm.name)}`);
+  }
+}
+
+/**
+ * Refuses a key handle made for another purpose before anything is signed. Partition handles
+ * (src/hsm/webcrypto.ts) carry the purpose the partition records in its audit log; plain
+ * WebCrypto keys (tests, offline tools) carry none and pass.
+ */
+export function assertPurpose(key: webcrypto.CryptoKey, purpose: 'crl' | 'ocsp'): void {
+  const declared = (key as { purpose?: unknown }).purpose;
+  if (declared !== undefined && declared !== purpose) {
+    throw new Error(
+      `the signing key handle is for ${String(declared)} signatures; this needs a '${purpose}' handle`,
+    );
   }
 }
 

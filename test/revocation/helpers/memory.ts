@@ -91,7 +91,6 @@ export interface MemoryCertificate {
   revokedAt: Date | null;
   revocationReason: RevocationReason | null;
   invalidityDate: Date | null;
-  spki?: Uint8Array;
 }
 
 /** The certificates repository's revocation surface in memory (same rules as src/db). */

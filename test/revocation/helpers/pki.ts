@@ -167,6 +167,7 @@ export async function createLeaf(
     notAfter = new Date(Date.now() + 24 * 30 * HOUR),
     serial = randomSerial(),
     ocspSigning = false,
+    signingCrypto = crypto as webcrypto.Crypto,
   } = {},
 ): Promise<TestLeaf> {
   const keys = await generate(algorithm);
@@ -176,7 +177,7 @@ export async function createLeaf(
     new x509.ExtendedKeyUsageExtension([
       ocspSigning ? x509.ExtendedKeyUsage.ocspSigning : x509.ExtendedKeyUsage.serverAuth,
     ]),
-    await x509.AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey, false, crypto),
+    await x509.AuthorityKeyIdentifierExtension.create(issuer.certificate.publicKey, false, crypto),
   ];
   if (!ocspSigning)
     extensions.push(new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'www.example.com' }]));
@@ -192,7 +193,7 @@ export async function createLeaf(
       signingAlgorithm: keyParams(issuer.algorithm).sign,
       extensions,
     },
-    crypto,
+    signingCrypto,
   );
   const der = new Uint8Array(certificate.rawData);
   return {
