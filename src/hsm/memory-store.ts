@@ -128,11 +128,18 @@ function scryptAsync(
   );
 }
 
-export async function hashPinScrypt(pin: string): Promise<string> {
-  const salt = randomBytes(16);
-  const hash = await scryptAsync(pin, salt, SCRYPT.N, SCRYPT.r, SCRYPT.p, SCRYPT.keyLength);
-  return ['scrypt', SCRYPT.N, SCRYPT.r, SCRYPT.p, salt.toString('base64'), hash.toString('base64')].join('$');
+/** A PIN hasher with another scrypt cost N (a power of two); tests use a cheap one. */
+export function createScryptPinHasher({ N }: { N: number }): (pin: string) => Promise<string> {
+  if (!Number.isInteger(Math.log2(N)) || N < 2 || N > 2 ** 20)
+    throw new Error('scrypt N is a power of two up to 2^20');
+  return async (pin) => {
+    const salt = randomBytes(16);
+    const hash = await scryptAsync(pin, salt, N, SCRYPT.r, SCRYPT.p, SCRYPT.keyLength);
+    return ['scrypt', N, SCRYPT.r, SCRYPT.p, salt.toString('base64'), hash.toString('base64')].join('$');
+  };
 }
+
+export const hashPinScrypt = createScryptPinHasher({ N: SCRYPT.N });
 
 export async function verifyPinScrypt(user: UserRecord, pin: string): Promise<boolean> {
   const parts = user.pinHash.split('$');

@@ -1,5 +1,5 @@
 import { createPublicKey, webcrypto } from 'node:crypto';
-import { KEY_ALGORITHM_SPECS } from './mechanisms.ts';
+import { KEY_ALGORITHM_SPECS, MECHANISM_SPECS } from './mechanisms.ts';
 import {
   HsmError,
   type KeyAlgorithm,
@@ -30,7 +30,7 @@ type WebAlgorithm = {
 };
 
 /** A non-extractable CryptoKey-shaped handle on a partition key. */
-export class PartitionCryptoKey {
+export class PartitionCryptoKey implements webcrypto.CryptoKey {
   readonly type = 'private' as const;
   readonly extractable = false;
   readonly usages: ['sign'] = ['sign'];
@@ -105,7 +105,12 @@ export async function getCryptoKey(
   const info = await keyManager.findKey(keyRef);
   if (!info) throw new HsmError('CKR_KEY_HANDLE_INVALID', 'no such key');
   const mechanism = options.mechanism ?? KEY_ALGORITHM_SPECS[info.algorithm].defaultMechanism;
-  mechanismFor({ name: webAlgorithm(info, mechanism).name }, info.algorithm, mechanism); // rejects a mismatch now
+  if (MECHANISM_SPECS[mechanism]?.family !== KEY_ALGORITHM_SPECS[info.algorithm].family) {
+    throw new HsmError(
+      'CKR_KEY_TYPE_INCONSISTENT',
+      `mechanism ${mechanism} does not suit a ${info.algorithm} key`,
+    );
+  }
   return new PartitionCryptoKey(
     keyManager,
     info,
