@@ -202,6 +202,41 @@ describe('buildCrl', () => {
   });
 
   test.each([
+    { name: 'in order', serials: ['0a', '0b', '0c'], duplicate: false },
+    { name: 'out of order', serials: ['0c', '0a', '0b'], duplicate: false },
+    { name: 'out of order with a repeat far back', serials: ['0a', '0c', '0b', '0a'], duplicate: true },
+    { name: 'in order with a repeat', serials: ['0a', '0b', '0b'], duplicate: true },
+  ])('checks each serial appears once when entries come $name', async ({ serials, duplicate }) => {
+    const attempt = buildCrl({
+      issuer: intermediate.der,
+      signer: intermediate.signer,
+      number: 1n,
+      thisUpdate: NOW,
+      nextUpdate: new Date(NOW.getTime() + DAY),
+      entries: serials.map((serial) => ({ serial, revokedAt: NOW, reason: 'superseded' as const })),
+    });
+    if (duplicate) await expect(attempt).rejects.toThrow(/appears twice/);
+    else expect((await attempt).entryCount).toBe(serials.length);
+  });
+
+  test('finds a repeat that comes out of order after several writer buffers', async () => {
+    const serials = Array.from({ length: 8000 }, (_, i) => `1${i.toString(16).padStart(15, '0')}`);
+    const attempt = buildCrl({
+      issuer: intermediate.der,
+      signer: intermediate.signer,
+      number: 1n,
+      thisUpdate: NOW,
+      nextUpdate: new Date(NOW.getTime() + DAY),
+      entries: [...serials, '0f', serials[3]!].map((serial) => ({
+        serial,
+        revokedAt: NOW,
+        reason: 'superseded' as const,
+      })),
+    });
+    await expect(attempt).rejects.toThrow(`CRL entry ${serials[3]} appears twice`);
+  });
+
+  test.each([
     { name: 'nextUpdate not after thisUpdate', patch: { nextUpdate: NOW }, error: /nextUpdate/ },
     { name: 'a negative CRL number', patch: { number: -1n }, error: /range/ },
     { name: 'a CRL number over 20 octets', patch: { number: 1n << 160n }, error: /range/ },
