@@ -113,6 +113,8 @@ class Run {
   readonly rec: TranscriptRecorder;
   readonly partitions: CeremonyPartition[] = [];
   readonly keys = new Map<string, CeremonyKey>();
+  /** The key that signs the transcript unless the configuration names another, once it exists. */
+  defaultSigner: string | undefined;
   private readonly driver: PartitionDriver;
   readonly linter: CaLinter;
 
@@ -563,14 +565,14 @@ const ROOT_PURPOSES: SignPurpose[] = ['certificate', 'crl', 'other'];
 async function rootCeremony(
   run: Run,
   config: Extract<CeremonyConfig, { 'ceremony-type': 'root' }>,
-): Promise<string> {
+): Promise<void> {
   const p = config['offline-partition'];
   const offline = p.create ? await run.createOfflinePartition(p) : await run.openOfflineWithShares(p, true);
   const profile = config['certificate-profile'];
   const root = await run.createKey(offline, config.key, 'root', ROOT_PURPOSES, hasDigitalSignature(profile));
+  run.defaultSigner = root.info.label;
   await run.writePublicKey(config.outputs['public-key-path'], root.info.publicKey, 'root');
   await issueRoot(run, profile, root, config.outputs['certificate-path']);
-  return root.info.label;
 }
 
 async function issueRoot(
@@ -603,7 +605,7 @@ async function issueRoot(
 async function keyCeremony(
   run: Run,
   config: Extract<CeremonyConfig, { 'ceremony-type': 'key' }>,
-): Promise<string> {
+): Promise<void> {
   const p = config.partition;
   const { shares = [], secret, officerPin, userPin } = run.options.secrets;
   let unseal: UnsealRequest | undefined;
@@ -626,20 +628,20 @@ async function keyCeremony(
   const key = await run.createKey(
     partition,
     config.key,
-    'key',
+    'new',
     ['certificate', 'crl', 'ocsp', 'other'],
     true,
   );
+  run.defaultSigner = key.info.label;
   await run.writePublicKey(config.outputs['public-key-path'], key.info.publicKey, 'new');
   run.log(`KEY URI: ${key.info.uri}`);
   run.log(toPem(key.info.publicKey, PEM_LABEL.publicKey).trimEnd());
-  return key.info.label;
 }
 
 async function subordinateCeremony(
   run: Run,
   config: Extract<CeremonyConfig, { 'ceremony-type': 'intermediate' | 'cross-certificate' }>,
-): Promise<string> {
+): Promise<void> {
   const issuerCert = run.validated.inputs.issuer!;
   const offline = await run.openOfflineWithShares(config['offline-partition'], false);
   const issuerKey = await run.useIssuerKey(
@@ -648,6 +650,7 @@ async function subordinateCeremony(
     issuerCert.spki,
     issuerCert.keyUsage === undefined || hasKeyUsage(issuerCert, KeyUsageFlags.digitalSignature),
   );
+  run.defaultSigner = issuerKey.info.label;
   const issuer = createIssuerContext({ id: issuerKey.info.label, certificate: issuerCert.der });
   const profile = config['certificate-profile'];
   if (config['ceremony-type'] === 'intermediate') {
@@ -676,13 +679,12 @@ async function subordinateCeremony(
       path: config.outputs['certificate-path'],
     });
   }
-  return issuerKey.info.label;
 }
 
 async function crlCeremony(
   run: Run,
   config: Extract<CeremonyConfig, { 'ceremony-type': 'crl' }>,
-): Promise<string> {
+): Promise<void> {
   const issuerCert = run.validated.inputs.issuer!;
   const offline = await run.openOfflineWithShares(config['offline-partition'], false);
   const issuerKey = await run.useIssuerKey(
@@ -691,6 +693,7 @@ async function crlCeremony(
     issuerCert.spki,
     issuerCert.keyUsage === undefined || hasKeyUsage(issuerCert, KeyUsageFlags.digitalSignature),
   );
+  run.defaultSigner = issuerKey.info.label;
   const issuer = createIssuerContext({ id: issuerKey.info.label, certificate: issuerCert.der });
   await run.issueCrl({
     profile: config['crl-profile'],
@@ -698,13 +701,12 @@ async function crlCeremony(
     signer: issuerKey,
     path: config.outputs['crl-path'],
   });
-  return issuerKey.info.label;
 }
 
 async function hierarchyCeremony(
   run: Run,
   config: Extract<CeremonyConfig, { 'ceremony-type': 'hierarchy' }>,
-): Promise<string> {
+): Promise<void> {
   const { secrets } = run.options;
   // The online partition first: a label already taken there stops the ceremony before the root exists.
   let online: CeremonyPartition | undefined;
@@ -735,6 +737,7 @@ async function hierarchyCeremony(
     ROOT_PURPOSES,
     hasDigitalSignature(rootProfile),
   );
+  run.defaultSigner = root.info.label;
   await run.writePublicKey(config.root.outputs['public-key-path'], root.info.publicKey, 'root');
   const issuer = await issueRoot(run, rootProfile, root, config.root.outputs['certificate-path']);
   for (const [n, inter] of config.intermediates.entries()) {
@@ -773,7 +776,6 @@ async function hierarchyCeremony(
     signer: root,
     path: config.crl.outputs['crl-path'],
   });
-  return root.info.label;
 }
 
 // ---- Running and the transcript -------------------------------------------------------------------
@@ -800,25 +802,24 @@ export async function runCeremony(
       : `WARNING: network interfaces up: ${network.up.join(', ')} (allowed by --allow-network; recorded in the transcript)`,
   );
   const run = new Run(validated, options, clock, log, network);
-  let defaultSigner: string | undefined;
   let failure: unknown;
   try {
     switch (config['ceremony-type']) {
       case 'root':
-        defaultSigner = await rootCeremony(run, config);
+        await rootCeremony(run, config);
         break;
       case 'key':
-        defaultSigner = await keyCeremony(run, config);
+        await keyCeremony(run, config);
         break;
       case 'intermediate':
       case 'cross-certificate':
-        defaultSigner = await subordinateCeremony(run, config);
+        await subordinateCeremony(run, config);
         break;
       case 'crl':
-        defaultSigner = await crlCeremony(run, config);
+        await crlCeremony(run, config);
         break;
       case 'hierarchy':
-        defaultSigner = await hierarchyCeremony(run, config);
+        await hierarchyCeremony(run, config);
         break;
     }
   } catch (error) {
@@ -832,7 +833,7 @@ export async function runCeremony(
       : error;
   }
   try {
-    const result = await finishTranscript(run, defaultSigner, failure);
+    const result = await finishTranscript(run, run.defaultSigner, failure);
     if (failure) throw failure;
     return result;
   } finally {

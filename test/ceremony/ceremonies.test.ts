@@ -1,18 +1,27 @@
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { X509Certificate } from '@peculiar/x509';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { runCeremony } from '../../src/ceremony/run.ts';
+import { verifyTranscript } from '../../src/ceremony/transcript-signature.ts';
+import { validateCeremony } from '../../src/ceremony/validate.ts';
+import { fixedClock } from '../../src/lib/clock.ts';
+import { createIntermediateCertificate, createRootCertificate } from '../../src/x509/ca-certificates.ts';
+import { createIssuerContext } from '../../src/x509/issuer.ts';
 import { hasTool } from '../helpers/tools.ts';
 import {
   createOnlinePartition,
   EXAMPLES,
+  OFFICER_PIN,
   openssl,
   pinFiles,
   servePartition,
   signet,
   signLeaf,
   tempDir,
+  USER_PIN,
 } from './helpers.ts';
 
 const haveOpenssl = hasTool('openssl', ['version']);
@@ -110,27 +119,22 @@ describe.skipIf(!haveOpenssl)('the root, key, intermediate and CRL ceremonies fr
     expect(run.stdout).toContain(readFileSync(out('intermediate-pub.pem'), 'utf8').trim());
   });
 
-  it('refuses to create a key whose label already exists, and writes no output', () => {
+  it('refuses to create a key whose label already exists, and writes no output', async () => {
     const config = parse(readFileSync(join(EXAMPLES, 'key.yaml'), 'utf8'));
     config.outputs['public-key-path'] = 'again-pub.pem';
     config.transcript.path = 'transcripts/key-again.json';
-    writeFileSync(out('key-again.yaml'), stringify(config));
-    const run = signet([
-      'ceremony',
-      'run',
-      out('key-again.yaml'),
-      '--output-dir',
-      dir,
-      '--allow-network',
-      '--officer-pin-file',
-      pins.officer,
-      '--pin-file',
-      pins.user,
-      '--secret-file',
-      issuingSecret,
-    ]);
-    expect(run.status).toBe(1);
-    expect(run.stderr).toContain('[ceremony.key_exists]');
+    const validated = await validateCeremony({
+      text: stringify(config),
+      file: 'key-again.yaml',
+      baseDir: dir,
+    });
+    await expect(
+      runCeremony(validated, {
+        secrets: { officerPin: OFFICER_PIN, userPin: USER_PIN, secret: readFileSync(issuingSecret) },
+        allowNetwork: true,
+        log: () => {},
+      }),
+    ).rejects.toMatchObject({ code: 'ceremony.key_exists' });
     expect(existsSync(out('again-pub.pem'))).toBe(false);
     expect(existsSync(out('transcripts/key-again.json'))).toBe(false);
     // The failed attempt is recorded beside the configured transcript path.
@@ -244,6 +248,75 @@ describe.skipIf(!haveOpenssl)('the root, key, intermediate and CRL ceremonies fr
     }
   });
 
+  it('the cross-certificate ceremony certifies another root so that its hierarchy chains to this root', async () => {
+    // The other root (R2) and a CA under it, with fixed dates, from src/x509's CA builders and Node keys.
+    const clock = fixedClock('2026-03-01T00:00:00Z');
+    const r2 = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+      'sign',
+      'verify',
+    ])) as webcrypto.CryptoKeyPair;
+    const r2Cert = await createRootCertificate({
+      id: 'r2',
+      crypto: webcrypto,
+      signingKey: r2.privateKey,
+      publicKey: r2.publicKey,
+      subject: [
+        { type: 'O', value: 'Example Inc.' },
+        { type: 'CN', value: 'Example Root CA R2' },
+      ],
+      clock,
+      validitySeconds: 10 * 365 * 86_400,
+    });
+    writeFileSync(out('root-r2.pem'), r2Cert.pem);
+    const subKeys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+      'sign',
+      'verify',
+    ])) as webcrypto.CryptoKeyPair;
+    const sub = await createIntermediateCertificate({
+      issuer: createIssuerContext({ id: 'r2', certificate: r2Cert.der }),
+      crypto: webcrypto,
+      signingKey: r2.privateKey,
+      publicKey: subKeys.publicKey,
+      subject: [{ type: 'CN', value: 'Example R2 Issuing CA' }],
+      clock,
+      validitySeconds: 365 * 86_400,
+    });
+    writeFileSync(out('r2-issuing.pem'), sub.pem);
+
+    const validated = await validateCeremony({
+      text: readFileSync(join(EXAMPLES, 'cross-certificate.yaml')),
+      file: 'cross-certificate.yaml',
+      baseDir: dir,
+    });
+    await runCeremony(validated, {
+      secrets: {
+        userPin: USER_PIN,
+        shares: ['carol', 'dave'].map((c) => ({ source: c, bytes: readFileSync(out(`shares/${c}.share`)) })),
+      },
+      allowNetwork: true,
+      log: () => {},
+    });
+    const cross = new X509Certificate(readFileSync(out('root-r2-cross.pem')));
+    const r2Parsed = new X509Certificate(r2Cert.pem);
+    expect(cross.subject).toBe(r2Parsed.subject);
+    expect(Buffer.from(cross.publicKey.rawData).equals(Buffer.from(r2Parsed.publicKey.rawData))).toBe(true);
+    const verify = openssl([
+      'verify',
+      '-attime',
+      AT,
+      '-CAfile',
+      out('root.pem'),
+      '-untrusted',
+      out('root-r2-cross.pem'),
+      out('r2-issuing.pem'),
+    ]);
+    expect(verify.output).toContain('r2-issuing.pem: OK');
+    // Without the cross-certificate, R1 alone does not anchor R2's hierarchy.
+    expect(
+      openssl(['verify', '-attime', AT, '-CAfile', out('root.pem'), out('r2-issuing.pem')]).status,
+    ).not.toBe(0);
+  });
+
   it('refuses to run again over its outputs, before any partition is touched', () => {
     const before = treeHashes(out('root-partition'));
     const run = signet([
@@ -268,22 +341,23 @@ describe.skipIf(!haveOpenssl)('the root, key, intermediate and CRL ceremonies fr
     expect(treeHashes(out('root-partition'))).toEqual(before);
   });
 
-  it('the yearly CRL ceremony cannot unseal the offline partition with fewer shares than the threshold', () => {
+  it('the yearly CRL ceremony cannot unseal the offline partition with fewer shares than the threshold', async () => {
     const before = treeHashes(out('root-partition'));
-    const run = signet([
-      'ceremony',
-      'run',
-      join(EXAMPLES, 'crl.yaml'),
-      '--output-dir',
-      dir,
-      '--allow-network',
-      '--pin-file',
-      pins.user,
-      '--share-file',
-      out('shares/carol.share'),
-    ]);
-    expect(run.status).toBe(1);
-    expect(run.stderr).toContain('[ceremony.unseal_failed]');
+    const validated = await validateCeremony({
+      text: readFileSync(join(EXAMPLES, 'crl.yaml')),
+      file: 'crl.yaml',
+      baseDir: dir,
+    });
+    await expect(
+      runCeremony(validated, {
+        secrets: {
+          userPin: USER_PIN,
+          shares: [{ source: 'carol', bytes: readFileSync(out('shares/carol.share')) }],
+        },
+        allowNetwork: true,
+        log: () => {},
+      }),
+    ).rejects.toMatchObject({ code: 'ceremony.unseal_failed' });
     expect(existsSync(out('root-2027.crl'))).toBe(false);
     // Only the partition's own audit trail may record the refused attempt; no key or sealed object changes.
     const after = treeHashes(out('root-partition'));
@@ -339,27 +413,34 @@ describe.skipIf(!haveOpenssl)('the root, key, intermediate and CRL ceremonies fr
   });
 
   it('each transcript verifies with signet and with openssl against the key the verifier trusts', () => {
+    const check = signet([
+      'ceremony',
+      'verify-transcript',
+      out('transcripts/root.json'),
+      '--anchor',
+      out('root.pem'),
+      '--outputs-dir',
+      dir,
+    ]);
+    expect(check.stdout).toContain('signature valid');
+    expect(check.stdout).toMatch(/ok +root\.pem/);
+    expect(check.status).toBe(0);
     for (const [name, anchor, hash] of [
-      ['root', 'root.pem', 'sha384'],
-      ['intermediate', 'root.pem', 'sha384'],
-      ['crl-2027', 'root.pem', 'sha384'],
+      ['root', 'root-pub.pem', 'sha384'],
+      ['intermediate', 'root-pub.pem', 'sha384'],
+      ['crl-2027', 'root-pub.pem', 'sha384'],
       ['key', 'intermediate-pub.pem', 'sha256'],
     ] as const) {
       const transcript = out(`transcripts/${name}.json`);
-      const check = signet([
-        'ceremony',
-        'verify-transcript',
-        transcript,
-        '--anchor',
-        out(anchor),
-        '--outputs-dir',
-        dir,
-      ]);
-      expect(check.stdout).toContain('signature valid');
-      expect(check.status).toBe(0);
-      const pub = anchor.endsWith('pub.pem') ? out(anchor) : out('root-pub.pem');
+      const verified = verifyTranscript({
+        transcript: readFileSync(transcript),
+        signature: readFileSync(`${transcript}.sig`),
+        anchor: readFileSync(out(anchor)),
+      });
+      expect(verified.transcript.result).toBe('completed');
       expect(
-        openssl(['dgst', `-${hash}`, '-verify', pub, '-signature', `${transcript}.sig`, transcript]).output,
+        openssl(['dgst', `-${hash}`, '-verify', out(anchor), '-signature', `${transcript}.sig`, transcript])
+          .output,
       ).toContain('Verified OK');
     }
   });
