@@ -59,7 +59,7 @@ CREATE TABLE "certificates" (
 	"revocation_reason" text,
 	"invalidity_date" timestamp (3) with time zone,
 	"status_changed_at" timestamp (3) with time zone NOT NULL,
-	CONSTRAINT "certificates_serial_canonical" CHECK ("certificates"."serial" ~ '^[0-9a-f]{2,40}$' and length("certificates"."serial") % 2 = 0),
+	CONSTRAINT "certificates_serial_canonical" CHECK ("certificates"."serial" ~ '^[0-9a-f]{2,40}$' and length("certificates"."serial") % 2 = 0 and "certificates"."serial" !~ '^00([0-7]|$)'),
 	CONSTRAINT "certificates_status_known" CHECK ("certificates"."status" in ('pending', 'good', 'revoked', 'failed')),
 	CONSTRAINT "certificates_tbs_sha256_length" CHECK (octet_length("certificates"."tbs_sha256") = 32),
 	CONSTRAINT "certificates_csr_sha256_length" CHECK ("certificates"."csr_sha256" is null or octet_length("certificates"."csr_sha256") = 32),
@@ -129,6 +129,21 @@ CREATE TABLE "issuers" (
 	CONSTRAINT "issuers_crl_shards_range" CHECK ("issuers"."crl_shards" between 1 and 65536)
 );
 --> statement-breakpoint
+CREATE TABLE "ocsp_responders" (
+	"id" text PRIMARY KEY NOT NULL,
+	"issuer_id" text NOT NULL,
+	"certificate_der" "bytea" NOT NULL,
+	"key_uri" text NOT NULL,
+	"status" text DEFAULT 'active' NOT NULL,
+	"not_before" timestamp (3) with time zone NOT NULL,
+	"not_after" timestamp (3) with time zone NOT NULL,
+	"created_at" timestamp (3) with time zone NOT NULL,
+	"updated_at" timestamp (3) with time zone NOT NULL,
+	CONSTRAINT "ocsp_responders_id_slug" CHECK ("ocsp_responders"."id" ~ '^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$'),
+	CONSTRAINT "ocsp_responders_status_known" CHECK ("ocsp_responders"."status" in ('active', 'retired')),
+	CONSTRAINT "ocsp_responders_validity" CHECK ("ocsp_responders"."not_before" < "ocsp_responders"."not_after")
+);
+--> statement-breakpoint
 CREATE TABLE "replay_guard" (
 	"scope" text NOT NULL,
 	"jti" text NOT NULL,
@@ -140,6 +155,7 @@ ALTER TABLE "certificates" ADD CONSTRAINT "certificates_issuer_id_issuers_id_fk"
 ALTER TABLE "crl_numbers" ADD CONSTRAINT "crl_numbers_issuer_id_issuers_id_fk" FOREIGN KEY ("issuer_id") REFERENCES "public"."issuers"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "crls" ADD CONSTRAINT "crls_issuer_id_issuers_id_fk" FOREIGN KEY ("issuer_id") REFERENCES "public"."issuers"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "issuers" ADD CONSTRAINT "issuers_parent_id_issuers_id_fk" FOREIGN KEY ("parent_id") REFERENCES "public"."issuers"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "ocsp_responders" ADD CONSTRAINT "ocsp_responders_issuer_id_issuers_id_fk" FOREIGN KEY ("issuer_id") REFERENCES "public"."issuers"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 CREATE UNIQUE INDEX "audit_events_node_seq_key" ON "audit_events" USING btree ("node_id","seq");--> statement-breakpoint
 CREATE INDEX "audit_events_at_idx" ON "audit_events" USING btree ("at");--> statement-breakpoint
 CREATE INDEX "audit_events_actor_idx" ON "audit_events" USING btree ("actor","id");--> statement-breakpoint
@@ -154,4 +170,5 @@ CREATE INDEX "certificates_revoked_crl_idx" ON "certificates" USING btree ("issu
 CREATE INDEX "certificates_revoked_changed_idx" ON "certificates" USING btree ("issuer_id","crl_shard","status_changed_at") WHERE "certificates"."status" = 'revoked';--> statement-breakpoint
 CREATE INDEX "crls_next_update_idx" ON "crls" USING btree ("next_update");--> statement-breakpoint
 CREATE INDEX "idempotency_records_expires_idx" ON "idempotency_records" USING btree ("expires_at");--> statement-breakpoint
+CREATE INDEX "ocsp_responders_issuer_idx" ON "ocsp_responders" USING btree ("issuer_id","status","not_after");--> statement-breakpoint
 CREATE INDEX "replay_guard_expires_idx" ON "replay_guard" USING btree ("expires_at");

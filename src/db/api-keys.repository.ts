@@ -5,7 +5,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { and, asc, eq, isNull } from 'drizzle-orm';
-import { type Clock, systemClock } from './clock.ts';
+import { type Clock, systemClock } from '../lib/clock.ts';
 import type { Db } from './database.ts';
 import { ApiKeyExistsError, isUniqueViolation } from './errors.ts';
 import { API_KEY_ROLES, type ApiKeyRole, apiKeys } from './schema/index.ts';

@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { and, asc, desc, eq, gt, gte, lt, type SQL } from 'drizzle-orm';
-import { type Clock, systemClock } from './clock.ts';
+import { type Clock, systemClock } from '../lib/clock.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import type { Db } from './database.ts';
 import { AUDIT_DECISIONS, type AuditDecision, auditEvents, auditHeads } from './schema/index.ts';

@@ -24,8 +24,8 @@ import {
   type SQL,
   sql,
 } from 'drizzle-orm';
+import { type Clock, systemClock } from '../lib/clock.ts';
 import { normalizeSerial } from '../lib/serial.ts';
-import { type Clock, systemClock } from './clock.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import type { Db } from './database.ts';
 import { CertificateNotFoundError, CertificateStateError, SerialCollisionError } from './errors.ts';

@@ -52,7 +52,33 @@ export interface Database {
     fn: () => Promise<T>,
     options?: { wait?: boolean },
   ): Promise<{ acquired: true; value: T } | { acquired: false }>;
+  /**
+   * Sends `payload` to every listener of `channel` on every node (PostgreSQL NOTIFY), after the
+   * surrounding transaction commits. For cache invalidation (e.g. an OCSP response after a
+   * revocation). Payloads are at most 7999 bytes.
+   */
+  notify(channel: string, payload: string): Promise<void>;
+  /**
+   * Calls `handler(payload)` for each notification on `channel`. After the listening connection
+   * was lost and re-established, `handler(null)` says that notifications may have been missed:
+   * drop whatever they would have invalidated. Returns a function that stops listening.
+   */
+  listen(channel: string, handler: (payload: string | null) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
+}
+
+/** Channel names are SQL identifiers: keep them plain so they never need quoting. */
+const CHANNEL = /^[a-z_][a-z0-9_]{0,62}$/;
+
+function checkChannel(channel: string): void {
+  if (!CHANNEL.test(channel)) throw new TypeError(`channel ${JSON.stringify(channel)} must match ${CHANNEL}`);
+}
+
+/** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more. */
+function checkPayload(payload: string): void {
+  if (typeof payload !== 'string' || Buffer.byteLength(payload) >= 8000) {
+    throw new TypeError('a notification payload is a string under 8000 bytes');
+  }
 }
 
 export const DEFAULT_MIGRATIONS_FOLDER = fileURLToPath(new URL('../../migrations', import.meta.url));
@@ -113,6 +139,19 @@ async function openPglite(dataDir: string, options: OpenDatabaseOptions): Promis
         } finally {
           held.delete(name);
         }
+      },
+      async notify(channel, payload) {
+        checkChannel(channel);
+        checkPayload(payload);
+        await db.execute(sql`select pg_notify(${channel}, ${payload})`);
+      },
+      async listen(channel, handler) {
+        checkChannel(channel);
+        // One process holds the database, so the connection cannot be lost: no resync signal.
+        const unlisten = await pglite.listen(channel, (payload) => handler(payload));
+        return async () => {
+          if (!closed) await unlisten();
+        };
       },
       async close() {
         if (closed) return;
@@ -186,6 +225,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     });
   }
   let closed = false;
+  const listener = createPostgresListener(url, options.onPoolError);
   return {
     db,
     dialect: 'postgres',
@@ -196,10 +236,114 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     async withAdvisoryLock(name, fn, { wait = false } = {}) {
       return withPostgresAdvisoryLock(pool, name, () => fn(), { wait });
     },
+    async notify(channel, payload) {
+      checkChannel(channel);
+      checkPayload(payload);
+      await pool.query('select pg_notify($1, $2)', [channel, payload]);
+    },
+    async listen(channel, handler) {
+      checkChannel(channel);
+      return listener.add(channel, handler);
+    },
     async close() {
       if (closed) return;
       closed = true;
+      await listener.close();
       await pool.end();
+    },
+  };
+}
+
+/**
+ * LISTEN needs a connection of its own that stays open. One per database handle, opened on the
+ * first listen; if it drops, it is reopened with backoff, every channel is listened to again, and
+ * handlers get `null` because notifications sent meanwhile are lost.
+ */
+function createPostgresListener(url: string, onError: ((error: Error) => void) | undefined) {
+  const handlers = new Map<string, Set<(payload: string | null) => void>>();
+  let client: pg.Client | undefined;
+  let connecting: Promise<pg.Client> | undefined;
+  let closed = false;
+  let retryMs = 250;
+  let retryTimer: NodeJS.Timeout | undefined;
+
+  const dispatch = (channel: string, payload: string | null) => {
+    for (const handler of handlers.get(channel) ?? []) {
+      try {
+        handler(payload);
+      } catch (error) {
+        onError?.(error as Error);
+      }
+    }
+  };
+
+  function connect(): Promise<pg.Client> {
+    connecting ??= (async () => {
+      const next = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+      next.on('notification', (message) => dispatch(message.channel, message.payload ?? ''));
+      next.on('error', (error) => {
+        onError?.(error);
+        lost(next);
+      });
+      next.on('end', () => lost(next));
+      await next.connect();
+      for (const channel of handlers.keys()) await next.query(`listen ${channel}`);
+      client = next;
+      retryMs = 250;
+      return next;
+    })().finally(() => {
+      connecting = undefined;
+    });
+    return connecting;
+  }
+
+  function lost(which: pg.Client): void {
+    if (client !== which || closed) return;
+    client = undefined;
+    which.end().catch(() => {});
+    const reconnect = () => {
+      retryTimer = undefined;
+      if (closed || handlers.size === 0) return;
+      connect().then(
+        () => {
+          for (const channel of handlers.keys()) dispatch(channel, null);
+        },
+        (error: Error) => {
+          onError?.(error);
+          retryMs = Math.min(retryMs * 2, 30_000);
+          retryTimer = setTimeout(reconnect, retryMs);
+          retryTimer.unref();
+        },
+      );
+    };
+    retryTimer = setTimeout(reconnect, retryMs);
+    retryTimer.unref();
+  }
+
+  return {
+    async add(channel: string, handler: (payload: string | null) => void): Promise<() => Promise<void>> {
+      if (closed) throw new Error('the database is closed');
+      const isNew = !handlers.has(channel);
+      const set = handlers.get(channel) ?? new Set();
+      set.add(handler);
+      handlers.set(channel, set);
+      const current = client ?? (await connect());
+      if (isNew && current === client) await current.query(`listen ${channel}`);
+      return async () => {
+        set.delete(handler);
+        if (set.size === 0 && handlers.get(channel) === set) {
+          handlers.delete(channel);
+          await client?.query(`unlisten ${channel}`).catch(() => {});
+        }
+      };
+    },
+    async close() {
+      closed = true;
+      if (retryTimer) clearTimeout(retryTimer);
+      handlers.clear();
+      const current = client ?? (await connecting?.catch(() => undefined));
+      client = undefined;
+      await current?.end().catch(() => {});
     },
   };
 }

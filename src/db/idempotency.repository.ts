@@ -5,7 +5,7 @@
  * the first is still running is refused (409). Keys are scoped to the credential that sent them.
  */
 import { and, eq, lte } from 'drizzle-orm';
-import { type Clock, systemClock } from './clock.ts';
+import { type Clock, systemClock } from '../lib/clock.ts';
 import type { Db } from './database.ts';
 import { idempotencyRecords } from './schema/index.ts';
 import { checkStorableText } from './text.ts';

@@ -1,6 +1,6 @@
 /** Issuers: the CA certificates Signet signs with, each addressed by a slug (DESIGN.md "Issuers"). */
 import { asc, eq } from 'drizzle-orm';
-import { type Clock, systemClock } from './clock.ts';
+import { type Clock, systemClock } from '../lib/clock.ts';
 import type { Db } from './database.ts';
 import { IssuerExistsError, IssuerNotFoundError, isUniqueViolation } from './errors.ts';
 import { ISSUER_ID_PATTERN, ISSUER_STATUSES, type IssuerStatus, issuers } from './schema/index.ts';

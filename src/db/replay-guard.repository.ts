@@ -4,7 +4,7 @@
  * After expiry the JWS itself is refused, so the record can go.
  */
 import { lte, sql } from 'drizzle-orm';
-import { type Clock, systemClock } from './clock.ts';
+import { type Clock, systemClock } from '../lib/clock.ts';
 import type { Db } from './database.ts';
 import { replayGuard } from './schema/index.ts';
 import { checkStorableText } from './text.ts';

@@ -11,7 +11,7 @@ import {
 } from '../../src/db/database.ts';
 import { isUniqueViolation, sqlState } from '../../src/db/errors.ts';
 import { rowsOf } from '../../src/db/rows.ts';
-import { issuers } from '../../src/db/schema/index.ts';
+import { certificates, issuers } from '../../src/db/schema/index.ts';
 import { createEmptyPostgresDatabase, describeEachDatabase, postgresAvailable } from '../helpers/database.ts';
 import { issuerInput } from './builders.ts';
 
@@ -98,6 +98,35 @@ describeEachDatabase('a database', (getDatabase) => {
     expect(sqlState(error)).toBe('23514'); // check_violation
   });
 
+  test.each([
+    { serial: '0001', ok: false },
+    { serial: '00', ok: false },
+    { serial: 'ABCD', ok: false },
+    { serial: '0a1', ok: false },
+    { serial: '01'.repeat(21), ok: false },
+    { serial: '0080', ok: true },
+    { serial: '7f', ok: true },
+  ])('stores only canonical serials, even bypassing the repository: $serial ($ok)', async ({ serial, ok }) => {
+    const { db } = getDatabase();
+    await db.insert(issuers).values({ ...issuerInput(), createdAt: new Date(), updatedAt: new Date() });
+    const now = new Date();
+    const insert = db.insert(certificates).values({
+      serial,
+      issuerId: 'dev-intermediate',
+      policy: 'p',
+      requester: 'r',
+      subject: '',
+      notBefore: now,
+      notAfter: now,
+      status: 'pending',
+      tbsSha256: new Uint8Array(32),
+      createdAt: now,
+      statusChangedAt: now,
+    });
+    if (ok) await insert;
+    else expect(sqlState(await insert.catch((e: unknown) => e))).toBe('23514');
+  });
+
   test('answers ping', async () => {
     await expect(getDatabase().database.ping()).resolves.toBeUndefined();
   });
@@ -139,7 +168,80 @@ describeEachDatabase('a database', (getDatabase) => {
   });
 });
 
+describeEachDatabase('notifications', (getDatabase) => {
+  const received = () => {
+    const messages: (string | null)[] = [];
+    const next = (count: number) =>
+      new Promise<void>((resolve, reject) => {
+        const deadline = Date.now() + 10_000;
+        const poll = () => {
+          if (messages.length >= count) resolve();
+          else if (Date.now() > deadline) reject(new Error(`got ${JSON.stringify(messages)}`));
+          else setTimeout(poll, 10);
+        };
+        poll();
+      });
+    return { messages, next, handler: (payload: string | null) => messages.push(payload) };
+  };
+
+  test('a listener receives what is notified on its channel only, until it stops listening', async () => {
+    const { database } = getDatabase();
+    const ocsp = received();
+    const other = received();
+    const stop = await database.listen('ocsp_invalidate', ocsp.handler);
+    await database.listen('other_channel', other.handler);
+    await database.notify('ocsp_invalidate', 'dev-intermediate:01a2');
+    await ocsp.next(1);
+    expect(ocsp.messages).toEqual(['dev-intermediate:01a2']);
+    await stop();
+    await database.notify('ocsp_invalidate', 'after');
+    await database.notify('other_channel', 'marker');
+    await other.next(1);
+    expect(ocsp.messages).toEqual(['dev-intermediate:01a2']);
+  });
+
+  test('a notification sent inside a transaction arrives only after the commit', async () => {
+    const { database, db } = getDatabase();
+    const got = received();
+    await database.listen('tx_channel', got.handler);
+    await db.transaction(async (tx) => {
+      await tx.execute(sql`select pg_notify('tx_channel', 'in-tx')`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(got.messages).toEqual([]);
+    });
+    await got.next(1);
+    expect(got.messages).toEqual(['in-tx']);
+  });
+
+  test.each(['Bad-Channel', 'drop table x; --', ''])('the channel name %j is refused', async (channel) => {
+    await expect(getDatabase().database.listen(channel, () => {})).rejects.toBeInstanceOf(TypeError);
+    await expect(getDatabase().database.notify(channel, 'x')).rejects.toBeInstanceOf(TypeError);
+  });
+});
+
 describe.skipIf(!postgresAvailable())('openDatabase with a URL (PostgreSQL)', () => {
+  test('a listener whose connection is killed is told to resynchronise and keeps receiving', async () => {
+    const { url, drop } = await createEmptyPostgresDatabase();
+    const a = await openDatabase({ url });
+    const b = await openDatabase({ url });
+    try {
+      const messages: (string | null)[] = [];
+      await a.listen('ocsp_invalidate', (payload) => messages.push(payload));
+      await b.notify('ocsp_invalidate', 'first');
+      await expect.poll(() => messages, { timeout: 10_000 }).toEqual(['first']);
+      await b.db.execute(
+        sql`select pg_terminate_backend(pid) from pg_stat_activity where query like 'listen %' and datname = current_database()`,
+      );
+      await expect.poll(() => messages, { timeout: 15_000 }).toEqual(['first', null]);
+      await b.notify('ocsp_invalidate', 'second');
+      await expect.poll(() => messages, { timeout: 10_000 }).toEqual(['first', null, 'second']);
+    } finally {
+      await a.close();
+      await b.close();
+      await drop();
+    }
+  });
+
   test('several nodes starting together on an empty database migrate it exactly once', async () => {
     const { url, drop } = await createEmptyPostgresDatabase();
     try {

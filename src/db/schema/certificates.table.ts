@@ -65,9 +65,11 @@ export const certificates = pgTable(
     statusChangedAt: timestamptz('status_changed_at').notNull(),
   },
   (t) => [
+    // The canonical form of src/lib/serial.ts: lowercase hex octets, at most 20, positive and
+    // minimal (a leading 00 only before an octet with its high bit set).
     check(
       'certificates_serial_canonical',
-      sql`${t.serial} ~ '^[0-9a-f]{2,40}$' and length(${t.serial}) % 2 = 0`,
+      sql`${t.serial} ~ '^[0-9a-f]{2,40}$' and length(${t.serial}) % 2 = 0 and ${t.serial} !~ '^00([0-7]|$)'`,
     ),
     check('certificates_status_known', sql`${t.status} in ('pending', 'good', 'revoked', 'failed')`),
     check('certificates_tbs_sha256_length', sql`octet_length(${t.tbsSha256}) = 32`),

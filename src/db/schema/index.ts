@@ -5,4 +5,5 @@ export * from './certificates.table.ts';
 export * from './crls.table.ts';
 export * from './idempotency.table.ts';
 export * from './issuers.table.ts';
+export * from './ocsp-responders.table.ts';
 export * from './replay-guard.table.ts';
