@@ -106,26 +106,29 @@ describeEachDatabase('a database', (getDatabase) => {
     { serial: '01'.repeat(21), ok: false },
     { serial: '0080', ok: true },
     { serial: '7f', ok: true },
-  ])('stores only canonical serials, even bypassing the repository: $serial ($ok)', async ({ serial, ok }) => {
-    const { db } = getDatabase();
-    await db.insert(issuers).values({ ...issuerInput(), createdAt: new Date(), updatedAt: new Date() });
-    const now = new Date();
-    const insert = db.insert(certificates).values({
-      serial,
-      issuerId: 'dev-intermediate',
-      policy: 'p',
-      requester: 'r',
-      subject: '',
-      notBefore: now,
-      notAfter: now,
-      status: 'pending',
-      tbsSha256: new Uint8Array(32),
-      createdAt: now,
-      statusChangedAt: now,
-    });
-    if (ok) await insert;
-    else expect(sqlState(await insert.catch((e: unknown) => e))).toBe('23514');
-  });
+  ])(
+    'stores only canonical serials, even bypassing the repository: $serial ($ok)',
+    async ({ serial, ok }) => {
+      const { db } = getDatabase();
+      await db.insert(issuers).values({ ...issuerInput(), createdAt: new Date(), updatedAt: new Date() });
+      const now = new Date();
+      const insert = db.insert(certificates).values({
+        serial,
+        issuerId: 'dev-intermediate',
+        policy: 'p',
+        requester: 'r',
+        subject: '',
+        notBefore: now,
+        notAfter: now,
+        status: 'pending',
+        tbsSha256: new Uint8Array(32),
+        createdAt: now,
+        statusChangedAt: now,
+      });
+      if (ok) await insert;
+      else expect(sqlState(await insert.catch((e: unknown) => e))).toBe('23514');
+    },
+  );
 
   test('answers ping', async () => {
     await expect(getDatabase().database.ping()).resolves.toBeUndefined();
