@@ -1,10 +1,9 @@
-import { X509Certificate } from 'node:crypto';
+import { type webcrypto, X509Certificate } from 'node:crypto';
 import type { IssuerRecord, IssuersRepository } from '../db/issuers.repository.ts';
 import { parseKeyUri } from '../hsm/key-uri.ts';
 import type { KeyManager, SignPurpose } from '../hsm/types.ts';
 import { createPartitionCrypto, getCryptoKey, type PartitionCryptoKey } from '../hsm/webcrypto.ts';
 import type { Clock } from '../lib/clock.ts';
-import type { SigningCrypto } from '../lint/token.ts';
 import { equalBytes } from '../x509/der.ts';
 import { createIssuerContext, type IssuerContext } from '../x509/issuer.ts';
 import { certificateToPem } from '../x509/pem.ts';
@@ -18,7 +17,8 @@ export interface LoadedIssuer {
   id: string;
   name: string;
   context: IssuerContext;
-  crypto: SigningCrypto;
+  /** The partition facade: signs through the partition, everything else is Node's WebCrypto. */
+  crypto: webcrypto.Crypto;
   /** One non-extractable handle per purpose, so the partition's audit log says what each signature was for. */
   keys: Record<SignPurpose, PartitionCryptoKey>;
   keyManager: KeyManager;

@@ -20,6 +20,7 @@ import { type Clock, systemClock } from '../lib/clock.ts';
 import { createPolicyRegistry, type PolicyRegistry } from '../policy/registry.ts';
 import { createKeyBlocklist } from '../x509/blocklist.ts';
 import { decodePemBlocks } from '../x509/pem.ts';
+import { type RevocationRuntime, startRevocation } from './revocation.ts';
 
 /**
  * The composition root: everything `signet serve` (and the local CLI commands) run on, opened in
@@ -45,6 +46,8 @@ export interface Runtime {
   issuers: IssuerSet;
   ca: CertificateAuthority;
   trustedRoots: Uint8Array[];
+  /** Present when opened with `revocation: true` (signet serve). */
+  revocation?: RevocationRuntime;
   close(): Promise<void>;
 }
 
@@ -54,6 +57,8 @@ export interface OpenRuntimeOptions {
   clock?: Clock;
   /** DATABASE_URL, when set, selects PostgreSQL over the embedded PGlite. */
   databaseUrl?: string;
+  /** Start the CRL scheduler and OCSP responder (the server); local CLI commands do not. */
+  revocation?: boolean;
 }
 
 export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime> {
@@ -145,7 +150,24 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       onInternalError: (message, error) => logger.error({ err: error }, message),
     });
 
+    let revocation: RevocationRuntime | undefined;
+    if (options.revocation) {
+      revocation = await startRevocation({
+        config,
+        clock,
+        logger,
+        database,
+        issuers,
+        certificates: repositories.certificates,
+        crls: repositories.crls,
+        replayGuard: repositories.replayGuard,
+        nodeId: nodeId(),
+      });
+      closers.push(() => revocation!.stop());
+    }
+
     return {
+      ...(revocation ? { revocation } : {}),
       dataDir,
       config,
       clock,

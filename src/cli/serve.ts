@@ -25,6 +25,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
   const runtime = await openRuntime({
     dataDir: options.dataDir,
     logger,
+    revocation: true,
     ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
   });
   try {
@@ -40,6 +41,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
       issuers: runtime.repositories.issuers,
       policies: runtime.policies,
       audit: runtime.repositories.audit,
+      ...(runtime.revocation ? { revocation: runtime.revocation } : {}),
       readiness: {
         database: () => runtime.database.ping(),
         partition: async () => (firstPartition ? firstPartition.status() : { state: 'uninitialized' }),

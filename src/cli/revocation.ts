@@ -1,0 +1,122 @@
+import type { Logger } from 'pino';
+import type { IssuerSet } from '../ca/issuers.ts';
+import type { SignetConfig } from '../config/config.ts';
+import type { CertificatesRepository } from '../db/certificates.repository.ts';
+import type { CrlsRepository } from '../db/crls.repository.ts';
+import type { Database } from '../db/database.ts';
+import type { ReplayGuardRepository } from '../db/replay-guard.repository.ts';
+import type { Clock } from '../lib/clock.ts';
+import { parseDuration } from '../lib/duration.ts';
+import { type CrlScheduler, type CrlStore, createCrlScheduler } from '../revocation/crl-scheduler.ts';
+import { createOcspResponder, type OcspResponder } from '../revocation/ocsp-responder.ts';
+import { partitionSigner } from '../revocation/partition-signer.ts';
+import { createRevokeUseCase, type RevokeUseCase } from '../revocation/revoke.usecase.ts';
+import { createRevokeByKey, type RevokeByKey } from '../revocation/revoke-by-key.ts';
+
+/**
+ * Revocation as `signet serve` runs it: the revoke use case (which tells the CRL scheduler), the
+ * CRL scheduler (CRLs signed through the partition with purpose `crl`, stored so every node
+ * serves the same bytes, one writer per issuer through a PostgreSQL advisory lock), revocation
+ * by proof of key possession (jti replay guard in the database) and the OCSP responder (purpose
+ * `ocsp`).
+ */
+export interface RevocationRuntime {
+  revoke: RevokeUseCase;
+  revokeByKey: RevokeByKey;
+  crls: CrlStore & {
+    getCurrent(issuerId: string, shard: number): ReturnType<CrlsRepository['getLatest']>;
+  };
+  ocsp: OcspResponder;
+  scheduler: CrlScheduler;
+  stop(): Promise<void>;
+}
+
+export interface RevocationRuntimeOptions {
+  config: SignetConfig;
+  clock: Clock;
+  logger: Logger;
+  database: Pick<Database, 'withAdvisoryLock'>;
+  issuers: IssuerSet;
+  certificates: CertificatesRepository;
+  crls: CrlsRepository;
+  replayGuard: ReplayGuardRepository;
+  nodeId: string;
+}
+
+function durationMs(text: string): number {
+  const result = parseDuration(text);
+  if (!result.ok) throw new Error(`invalid duration ${text}: ${result.reason}`);
+  return result.seconds * 1000;
+}
+
+export async function startRevocation(options: RevocationRuntimeOptions): Promise<RevocationRuntime> {
+  const { config, clock, logger, issuers, certificates, crls } = options;
+  const store: RevocationRuntime['crls'] = {
+    allocateNumber: (issuerId, shard, opts) => crls.allocateNumber(issuerId, shard, opts),
+    save: (crl) => crls.save(crl),
+    getLatestInfo: (issuerId, shard, kind) => crls.getLatestInfo(issuerId, shard, kind),
+    getCurrent: (issuerId, shard) => crls.getLatest(issuerId, shard, 'full'),
+  };
+
+  const scheduler = createCrlScheduler({
+    issuers: {
+      listCrlIssuers: async () =>
+        issuers.list().map((issuer) => ({
+          id: issuer.id,
+          certificate: issuer.certificateDer,
+          signer: partitionSigner(issuer.crypto, issuer.keys.crl, 'crl'),
+          issuing: true,
+          // No certificate outlives its issuer: the issuer's notAfter bounds how long CRLs are owed.
+          lastCertificateExpiry: issuer.context.notAfter,
+        })),
+    },
+    entries: certificates,
+    store,
+    clock,
+    lock: (name, fn) => options.database.withAdvisoryLock(name, fn),
+    nodeId: options.nodeId,
+    validityMs: durationMs(config.crl.validity),
+    debounceMs: durationMs(config.crl.debounce),
+    onPublished: (crl) =>
+      logger.info(
+        { issuer: crl.issuerId, crlNumber: crl.crlNumber.toString(), entries: undefined },
+        'CRL published',
+      ),
+    onError: (error, issuerId) =>
+      logger.error({ err: error, issuer: issuerId }, 'CRL generation failed; will retry'),
+  });
+
+  const revoke = createRevokeUseCase({
+    certificates,
+    clock,
+    listeners: [(result) => scheduler.notifyRevocation(result.revocation.issuerId)],
+    onListenerError: (error) => logger.error({ err: error }, 'revocation listener failed'),
+  });
+  const revokeByKey = createRevokeByKey({
+    certificates,
+    consumeJti: (entry) => options.replayGuard.claim(entry),
+    revocations: revoke,
+    clock,
+  });
+  const ocsp = createOcspResponder({
+    issuers: issuers.list().map((issuer) => ({
+      id: issuer.id,
+      certificate: issuer.certificateDer,
+      signer: partitionSigner(issuer.crypto, issuer.keys.ocsp, 'ocsp'),
+    })),
+    status: certificates,
+    clock,
+    validityMs: durationMs(config.ocsp.validity),
+    onError: (error, context) => logger.warn({ err: error, ...context }, 'OCSP request failed'),
+  });
+
+  await scheduler.start();
+  return {
+    revoke,
+    revokeByKey,
+    crls: store,
+    ocsp,
+    scheduler,
+    stop: () => scheduler.stop(),
+  };
+}
