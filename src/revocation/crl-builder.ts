@@ -83,8 +83,8 @@ export interface BuiltCrl {
   thisUpdate: Date;
   nextUpdate: Date;
   entryCount: number;
-  /** SHA-256 of `der`, lowercase hex: a strong ETag for every node serving these bytes. */
-  sha256: string;
+  /** SHA-256 of `der`: a strong ETag for every node serving these bytes. */
+  sha256: Uint8Array;
 }
 
 const OID_CRL_REASON = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x15);
@@ -367,6 +367,6 @@ export async function buildCrl(input: BuildCrlInput): Promise<BuiltCrl> {
     thisUpdate,
     nextUpdate,
     entryCount: writer.count,
-    sha256: createHash('sha256').update(der).digest('hex'),
+    sha256: new Uint8Array(createHash('sha256').update(der).digest()),
   };
 }

@@ -29,37 +29,52 @@ import type { RevocationSigner } from './signing.ts';
  * published simply waits for the next half-life. Time and timers are injected.
  */
 
-/** A CRL as stored and served (every node serves these same bytes). */
-export interface StoredCrl {
-  issuerId: string;
-  shard: number;
-  number: bigint;
+/** What scheduling needs to know of the latest CRL (the crls table without its DER). */
+export interface CrlInfo {
+  crlNumber: bigint;
   thisUpdate: Date;
   nextUpdate: Date;
+}
+
+/** A full CRL as saved and served: every node serves these same bytes. */
+export interface PublishedCrl extends CrlInfo {
+  issuerId: string;
+  shard: number;
+  kind: 'full';
   der: Uint8Array;
-  /** SHA-256 of `der`, lowercase hex: the ETag. */
-  sha256: string;
+  /** SHA-256 of `der`: the ETag. */
+  sha256: Uint8Array;
+  generatedAt: Date;
+  /** The node that made it. */
+  generatedBy: string | null;
 }
 
 /**
- * Where CRLs and CRL numbers live (the db layer's crls and crl_numbers tables). Every method is
- * atomic on its own; several nodes may call them at once.
+ * Where CRLs and CRL numbers live: the crls repository of src/db (tables crls and crl_numbers).
+ * Every method is atomic on its own; several nodes may call them at once.
  */
 export interface CrlStore {
-  /** The latest full CRL saved for this issuer and shard. */
-  getCurrent(issuerId: string, shard: number): Promise<StoredCrl | null | undefined>;
   /**
-   * Hands out the next CRL number: sets the stored last number to max(last + 1, atLeast) and
-   * returns it, atomically (an UPDATE ... RETURNING, or an INSERT for the first). See crl-number.ts
-   * for why both terms.
+   * Hands out the next CRL number: max(last + 1, atLeast), stored before it is returned (one
+   * upsert). The scheduler passes the time-derived number as `atLeast` (crl-number.ts says why).
    */
-  takeCrlNumber(issuerId: string, shard: number, atLeast: bigint): Promise<bigint>;
+  allocateNumber(issuerId: string, shard: number, options?: { atLeast?: bigint }): Promise<bigint>;
   /**
-   * Makes `crl` the current CRL unless the stored one has a greater or equal number (another node
-   * published a newer one meanwhile). Answers whether it was saved.
+   * Makes `crl` the latest, unless one with a greater or equal number is stored (a node that
+   * allocated later published first): then 'stale', and nothing changes.
    */
-  saveCrl(crl: StoredCrl): Promise<boolean>;
+  save(crl: PublishedCrl): Promise<'saved' | 'stale'>;
+  getLatestInfo(issuerId: string, shard: number, kind: 'full'): Promise<CrlInfo | null>;
 }
+
+/**
+ * Runs `fn` under a named lock shared by every node (Database.withAdvisoryLock of src/db), so two
+ * nodes do not sign the same issuer's CRL at once. Answers { acquired: false } when held.
+ */
+export type CrlWriterLock = <T>(
+  name: string,
+  fn: () => Promise<T>,
+) => Promise<{ acquired: true; value: T } | { acquired: false }>;
 
 /** The certificates repository's CRL cursor (src/db/certificates.repository.ts). */
 export interface RevokedEntrySource {
@@ -112,6 +127,10 @@ export interface CrlSchedulerOptions {
   entries: RevokedEntrySource;
   store: CrlStore;
   clock: Clock;
+  /** Without it, nodes may both sign a CRL now and then; the store keeps the newer. */
+  lock?: CrlWriterLock;
+  /** Recorded as generatedBy. */
+  nodeId?: string;
   timers?: Timers;
   /** nextUpdate - thisUpdate. Default 24 h (signet.yaml crl.validity). */
   validityMs?: number;
@@ -125,7 +144,7 @@ export interface CrlSchedulerOptions {
   /** How long entries stay past the point RFC 5280 §3.3 allows removing them. Default 1 h. */
   removalMarginMs?: number;
   pageSize?: number;
-  onPublished?: (crl: StoredCrl) => void;
+  onPublished?: (crl: PublishedCrl) => void;
   /** Failures are retried; this hook logs them (never with key material: there is none here). */
   onError?: (error: unknown, issuerId: string) => void;
 }
@@ -135,7 +154,7 @@ export interface IssuerScheduleStatus {
   nextRunAt: Date | null;
   pendingRevocation: boolean;
   consecutiveFailures: number;
-  lastPublished: { number: bigint; thisUpdate: Date; nextUpdate: Date } | null;
+  lastPublished: CrlInfo | null;
 }
 
 export interface CrlScheduler {
@@ -146,7 +165,7 @@ export interface CrlScheduler {
   /** A certificate of this issuer was revoked (or its reason changed): a CRL within the debounce delay. */
   notifyRevocation(issuerId: string): void;
   /** Makes and saves a CRL now, whatever the schedule; undefined if the issuer needs none or is unknown. */
-  publishNow(issuerId: string): Promise<StoredCrl | undefined>;
+  publishNow(issuerId: string): Promise<CrlInfo | undefined>;
   /** Reads the issuer list again. */
   refresh(): Promise<void>;
   /** Resolves once every CRL run started or queued so far has finished. */
@@ -168,13 +187,13 @@ interface IssuerState {
   queued: boolean;
   chain: Promise<unknown>;
   failures: number;
-  lastPublished: StoredCrl | undefined;
+  lastPublished: CrlInfo | undefined;
 }
 
 const HOUR = 3_600_000;
 
 /** When the current CRL is half-way through its validity. */
-export function halfLife(crl: Pick<StoredCrl, 'thisUpdate' | 'nextUpdate'>): number {
+export function halfLife(crl: Pick<CrlInfo, 'thisUpdate' | 'nextUpdate'>): number {
   const start = crl.thisUpdate.getTime();
   return start + Math.floor((crl.nextUpdate.getTime() - start) / 2);
 }
@@ -185,7 +204,7 @@ export function halfLife(crl: Pick<StoredCrl, 'thisUpdate' | 'nextUpdate'>): num
  */
 export function needsCrl(
   issuer: Pick<CrlIssuer, 'issuing' | 'lastCertificateExpiry'>,
-  current: Pick<StoredCrl, 'thisUpdate'> | null | undefined,
+  current: Pick<CrlInfo, 'thisUpdate'> | null | undefined,
 ): boolean {
   if (issuer.issuing) return true;
   if (issuer.lastCertificateExpiry === null) return false;
@@ -198,6 +217,8 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     entries,
     store,
     clock,
+    lock,
+    nodeId,
     timers = realTimers,
     validityMs = 24 * HOUR,
     debounceMs = 5_000,
@@ -279,7 +300,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
   }
 
   /** Queues one run per issuer at a time; triggers that arrive before it starts share it. */
-  function trigger(state: IssuerState, force = false): Promise<StoredCrl | undefined> {
+  function trigger(state: IssuerState, force = false): Promise<CrlInfo | undefined> {
     if (state.queued && !force) return state.chain.then(() => state.lastPublished);
     state.queued = true;
     const run = state.chain.then(() => {
@@ -290,7 +311,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     return run;
   }
 
-  async function runOnce(state: IssuerState, force: boolean): Promise<StoredCrl | undefined> {
+  async function runOnce(state: IssuerState, force: boolean): Promise<CrlInfo | undefined> {
     if (stopped) return undefined;
     // Revocations notified before this point were committed before it, so the entries read below
     // include them; later ones set `dirty` again and get their own run.
@@ -298,12 +319,12 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     state.dirty = false;
     state.revocationDeadline = undefined;
     let next: number | undefined;
-    let published: StoredCrl | undefined;
+    let published: CrlInfo | undefined;
     try {
       if (!state.issuer) await refresh();
       const issuer = state.issuer;
       if (!issuer) return undefined;
-      const current = (await store.getCurrent(issuer.id, SHARD)) ?? undefined;
+      const current = (await store.getLatestInfo(issuer.id, SHARD, 'full')) ?? undefined;
       if (!needsCrl(issuer, current)) {
         next = undefined;
         return undefined;
@@ -313,7 +334,17 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
         next = halfLife(current);
         return undefined;
       }
-      published = await publish(state, issuer, current);
+      const outcome = lock
+        ? await lock(`crl-writer:${issuer.id}`, () => publish(state, issuer, current))
+        : { acquired: true as const, value: await publish(state, issuer, current) };
+      if (!outcome.acquired) {
+        // Another node is making this CRL now. Its entries may predate a revocation notified
+        // here, so a pending revocation keeps its claim; look again shortly.
+        state.dirty ||= wasDirty;
+        next = now() + retryMs;
+        return undefined;
+      }
+      published = outcome.value;
       state.failures = 0;
       next = halfLife(published);
       return published;
@@ -337,21 +368,23 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
   async function publish(
     state: IssuerState,
     issuer: CrlIssuer,
-    current: StoredCrl | undefined,
-  ): Promise<StoredCrl> {
+    current: CrlInfo | undefined,
+  ): Promise<CrlInfo> {
     state.facts ??= readIssuerFacts(issuer.certificate);
     const thisUpdate = wholeSeconds(clock.now());
-    const number = await store.takeCrlNumber(issuer.id, SHARD, timeDerivedCrlNumber(thisUpdate));
-    if (current && number <= current.number) {
+    const crlNumber = await store.allocateNumber(issuer.id, SHARD, {
+      atLeast: timeDerivedCrlNumber(thisUpdate),
+    });
+    if (current && crlNumber <= current.crlNumber) {
       throw new Error(
-        `the CRL number store answered ${number}, not above the current CRL's ${current.number}`,
+        `the CRL number store answered ${crlNumber}, not above the current CRL's ${current.crlNumber}`,
       );
     }
     const expiredBefore = current ? new Date(current.thisUpdate.getTime() - removalMarginMs) : undefined;
     const built: BuiltCrl = await buildCrl({
       issuer: state.facts,
       signer: issuer.signer,
-      number,
+      number: crlNumber,
       thisUpdate,
       nextUpdate: new Date(thisUpdate.getTime() + validityMs),
       entries: entries.streamRevokedForCrl(issuer.id, {
@@ -363,24 +396,26 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
         ? { issuingDistributionPoint: issuer.issuingDistributionPoint }
         : {}),
     });
-    const stored: StoredCrl = {
+    const crl: PublishedCrl = {
       issuerId: issuer.id,
       shard: SHARD,
-      number: built.number,
+      kind: 'full',
+      crlNumber: built.number,
       thisUpdate: built.thisUpdate,
       nextUpdate: built.nextUpdate,
       der: built.der,
       sha256: built.sha256,
+      generatedAt: clock.now(),
+      generatedBy: nodeId ?? null,
     };
-    // Not saved means a CRL with a greater number was saved meanwhile: its number was taken after
-    // ours, so its entries were read after every revocation that led to this run. It stands.
-    if (await store.saveCrl(stored)) {
-      state.lastPublished = stored;
-      onPublished?.(stored);
-      return stored;
+    // 'stale' means a CRL with a greater number was saved meanwhile: its number was allocated
+    // after ours, so its entries were read after every revocation that led to this run. It stands.
+    if ((await store.save(crl)) === 'saved') {
+      state.lastPublished = crl;
+      onPublished?.(crl);
+      return crl;
     }
-    const newer = await store.getCurrent(issuer.id, SHARD);
-    return newer ?? stored;
+    return (await store.getLatestInfo(issuer.id, SHARD, 'full')) ?? crl;
   }
 
   async function refresh(): Promise<void> {
@@ -461,7 +496,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
         consecutiveFailures: state.failures,
         lastPublished: state.lastPublished
           ? {
-              number: state.lastPublished.number,
+              crlNumber: state.lastPublished.crlNumber,
               thisUpdate: state.lastPublished.thisUpdate,
               nextUpdate: state.lastPublished.nextUpdate,
             }

@@ -83,7 +83,7 @@ describe('the CRL scheduler', () => {
     await advance(0);
     expect(store.saved).toHaveLength(1);
     const crl = store.saved[0]!;
-    expect(crl.number).toBe(timeDerivedCrlNumber(new Date(START)));
+    expect(crl.crlNumber).toBe(timeDerivedCrlNumber(new Date(START)));
     expect(crl.thisUpdate.toISOString()).toBe(START);
     expect(crl.nextUpdate.getTime() - crl.thisUpdate.getTime()).toBe(DAY);
     expect(timers.pendingAt()).toContainEqual(new Date(halfLife(crl)));
@@ -98,7 +98,7 @@ describe('the CRL scheduler', () => {
     expect(store.saved).toHaveLength(1);
     await advance(SECOND);
     expect(store.saved).toHaveLength(2);
-    expect(store.saved[1]!.number).toBeGreaterThan(store.saved[0]!.number);
+    expect(store.saved[1]!.crlNumber).toBeGreaterThan(store.saved[0]!.crlNumber);
     expect(store.saved[1]!.thisUpdate.getTime() - store.saved[0]!.thisUpdate.getTime()).toBe(12 * HOUR);
   });
 
@@ -216,7 +216,7 @@ describe('the CRL scheduler', () => {
       await first.advance(5 * SECOND);
     }
     await first.scheduler.stop();
-    const seen = first.store.saved.map((crl) => crl.number);
+    const seen = first.store.saved.map((crl) => crl.crlNumber);
     // Restart: a new scheduler on the same store, a few seconds later.
     first.clock.advance(3 * SECOND);
     const second = createCrlScheduler({
@@ -227,11 +227,11 @@ describe('the CRL scheduler', () => {
       timers: manualTimers(first.clock),
     });
     running.push(second);
-    seen.push((await second.publishNow(first.issuer.id))!.number);
+    seen.push((await second.publishNow(first.issuer.id))!.crlNumber);
     // Restore the database from the copy taken before any of these CRLs, then publish again.
     restore();
     first.clock.advance(SECOND);
-    seen.push((await second.publishNow(first.issuer.id))!.number);
+    seen.push((await second.publishNow(first.issuer.id))!.crlNumber);
     for (let i = 1; i < seen.length; i++) expect(seen[i]!).toBeGreaterThan(seen[i - 1]!);
   });
 
@@ -240,7 +240,7 @@ describe('the CRL scheduler', () => {
     const a = await scheduler.publishNow(issuer.id);
     clock.advance(-HOUR);
     const b = await scheduler.publishNow(issuer.id);
-    expect(b!.number).toBe(a!.number + 1n);
+    expect(b!.crlNumber).toBe(a!.crlNumber + 1n);
     expect(store.saved).toHaveLength(2);
   });
 
@@ -334,6 +334,30 @@ describe('the CRL scheduler', () => {
     expect(store.saved).toHaveLength(0);
     await advance(5 * SECOND);
     expect(store.saved).toHaveLength(1);
+    expect(scheduler.status()[0]!.consecutiveFailures).toBe(0);
+  });
+
+  test('leaves the CRL to the node holding the writer lock and looks again, a revocation still owed', async () => {
+    let held = true;
+    const { scheduler, store, advance, revoke, serialsIn } = setup({
+      retryMs: 5 * SECOND,
+      lock: async (_name, fn) => (held ? { acquired: false } : { acquired: true, value: await fn() }),
+    });
+    await scheduler.start();
+    await advance(0);
+    expect(store.saved).toHaveLength(0);
+    held = false;
+    await advance(5 * SECOND);
+    expect(store.saved).toHaveLength(1);
+    held = true;
+    revoke('0d');
+    await advance(5 * SECOND);
+    expect(store.saved).toHaveLength(1);
+    expect(scheduler.status()[0]!.pendingRevocation).toBe(true);
+    held = false;
+    await advance(5 * SECOND);
+    expect(store.saved).toHaveLength(2);
+    expect(serialsIn(store.saved[1]!.der)).toEqual(['0d']);
     expect(scheduler.status()[0]!.consecutiveFailures).toBe(0);
   });
 

@@ -230,16 +230,16 @@ describe.runIf(hasTool('openssl', ['version']))('a revocation reaches the CRL', 
     await scheduler.start();
     timers.advance(0);
     await scheduler.idle();
-    const before = (await store.getCurrent('ca', 0))!;
+    const before = (await store.getLatest('ca', 0, 'full'))!;
 
     await useCase.revoke({ serial: revoked.serial, reason: 'keyCompromise' });
     timers.advance(4_999);
     await scheduler.idle();
-    expect((await store.getCurrent('ca', 0))!.number).toBe(before.number);
+    expect((await store.getLatest('ca', 0, 'full'))!.crlNumber).toBe(before.crlNumber);
     timers.advance(1);
     await scheduler.idle();
-    const served = (await store.getCurrent('ca', 0))!;
-    expect(served.number).toBeGreaterThan(before.number);
+    const served = (await store.getLatest('ca', 0, 'full'))!;
+    expect(served.crlNumber).toBeGreaterThan(before.crlNumber);
     await scheduler.stop();
 
     const files = {

@@ -1,8 +1,8 @@
 import type { CrlEntry } from '../../../src/revocation/crl-builder.ts';
 import type {
   CrlStore,
+  PublishedCrl,
   RevokedEntrySource,
-  StoredCrl,
   Timers,
 } from '../../../src/revocation/crl-scheduler.ts';
 import type { RevocationReason } from '../../../src/revocation/reasons.ts';
@@ -44,38 +44,42 @@ export function manualTimers(clock: { now(): Date; advance(ms: number): void }) 
 
 /** The crls + crl_numbers tables in memory, with snapshot/restore to play a database restored from backup. */
 export function memoryCrlStore() {
-  let current = new Map<string, StoredCrl>();
+  let latest = new Map<string, PublishedCrl>();
   let lastNumbers = new Map<string, bigint>();
-  const saved: StoredCrl[] = [];
+  const saved: PublishedCrl[] = [];
   const key = (issuerId: string, shard: number) => `${issuerId}/${shard}`;
   const store: CrlStore & {
-    saved: StoredCrl[];
+    saved: PublishedCrl[];
+    getLatest(issuerId: string, shard: number, kind: 'full'): Promise<PublishedCrl | null>;
     snapshot(): () => void;
   } = {
     saved,
-    async getCurrent(issuerId, shard) {
-      return current.get(key(issuerId, shard)) ?? null;
-    },
-    /** max(last + 1, atLeast), as the db layer does in one UPDATE ... RETURNING. */
-    async takeCrlNumber(issuerId, shard, atLeast) {
+    /** max(last + 1, atLeast), as src/db does in one upsert. */
+    async allocateNumber(issuerId, shard, { atLeast = 1n } = {}) {
       const last = lastNumbers.get(key(issuerId, shard));
       const next = last === undefined || atLeast > last ? atLeast : last + 1n;
       lastNumbers.set(key(issuerId, shard), next);
       return next;
     },
-    async saveCrl(crl) {
-      const existing = current.get(key(crl.issuerId, crl.shard));
-      if (existing && existing.number >= crl.number) return false;
-      current.set(key(crl.issuerId, crl.shard), crl);
+    async save(crl) {
+      const existing = latest.get(key(crl.issuerId, crl.shard));
+      if (existing && existing.crlNumber >= crl.crlNumber) return 'stale';
+      latest.set(key(crl.issuerId, crl.shard), crl);
       saved.push(crl);
-      return true;
+      return 'saved';
+    },
+    async getLatest(issuerId, shard) {
+      return latest.get(key(issuerId, shard)) ?? null;
+    },
+    async getLatestInfo(issuerId, shard) {
+      return latest.get(key(issuerId, shard)) ?? null;
     },
     /** Returns a function that puts the tables back as they are now. */
     snapshot() {
-      const copyCurrent = new Map(current);
+      const copyLatest = new Map(latest);
       const copyNumbers = new Map(lastNumbers);
       return () => {
-        current = new Map(copyCurrent);
+        latest = new Map(copyLatest);
         lastNumbers = new Map(copyNumbers);
       };
     },
