@@ -1,6 +1,6 @@
-import { isIP } from 'node:net';
 import { isAlias, isNode, parseDocument, visit } from 'yaml';
 import { z } from 'zod';
+import { parseCidr } from '../x509/name-constraints.ts';
 import { type ConfigProblem, configInvalid } from './errors.ts';
 
 /**
@@ -53,7 +53,11 @@ export const CRL_REASONS = [
   'aACompromise',
 ] as const;
 
-const nonEmpty = z.string().trim().min(1, { message: 'must not be empty' });
+const nonEmpty = z
+  .string()
+  .trim()
+  .min(1, { message: 'must not be empty' })
+  .regex(/^[^\p{Cc}]*$/u, { message: 'must not contain control characters' });
 const filePath = z
   .string()
   .min(1, { message: 'must not be empty' })
@@ -67,7 +71,10 @@ const partitionName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, { message: '
 const userName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,31}$/, { message: 'must be a partition user name' });
-const httpUrl = z.url({ protocol: /^https?$/, message: 'must be an absolute http or https URL' });
+// Certificates carry URIs as IA5String (RFC 5280 §4.2.1.6): ASCII only, IDNs in their A-label form.
+const httpUrl = z
+  .url({ protocol: /^https?$/, message: 'must be an absolute http or https URL' })
+  .regex(/^[\x21-\x7e]+$/, { message: 'must be ASCII (write international names as A-labels)' });
 
 /** Exact instants: RFC 3339 in UTC with whole seconds, so the certificate says exactly what was reviewed. */
 const instant = z
@@ -89,9 +96,9 @@ const dnsConstraint = z
   .regex(/^\.?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/, {
     message: 'must be a lowercase DNS name (A-labels), optionally with a leading dot',
   });
-const ipConstraint = z
-  .string()
-  .refine(isCidr, { message: 'must be an address range in CIDR form, e.g. 192.0.2.0/24' });
+const ipConstraint = z.string().refine(isCidr, {
+  message: 'must be an address range in CIDR form without host bits, e.g. 192.0.2.0/24',
+});
 const emailConstraint = z.string().regex(/^([^@\s]+@)?\.?[a-z0-9.-]+$/, {
   message: 'must be a mailbox, a host or a .domain',
 });
@@ -456,13 +463,12 @@ export function mechanismForKey(
 }
 
 function isCidr(value: string): boolean {
-  const slash = value.indexOf('/');
-  if (slash < 0) return false;
-  const address = value.slice(0, slash);
-  const bits = value.slice(slash + 1);
-  const version = isIP(address);
-  if (version === 0 || !/^\d{1,3}$/.test(bits)) return false;
-  return Number(bits) <= (version === 4 ? 32 : 128);
+  try {
+    parseCidr(value);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function keyProblems(key: KeyConfig, at: string): ConfigProblem[] {

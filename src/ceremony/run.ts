@@ -1,3 +1,4 @@
+import type { webcrypto } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
@@ -422,7 +423,9 @@ class Run {
         detail.tbsSha256 = sha256Hex(tbs.der);
         const key = await getCryptoKey(user, { label: signer.info.label }, { purpose: 'certificate' });
         try {
-          return await signCertificate(tbs.token, { crypto: createPartitionCrypto(user), key: key as never });
+          // A PartitionCryptoKey is CryptoKey-shaped (the facade's contract); WebCrypto's type is nominal.
+          const cryptoKey = key as unknown as webcrypto.CryptoKey;
+          return await signCertificate(tbs.token, { crypto: createPartitionCrypto(user), key: cryptoKey });
         } catch (error) {
           if (error instanceof MisissuanceError) {
             throw new CeremonyError('ceremony.misissuance', error.message, {}, { cause: error });
@@ -622,7 +625,8 @@ async function keyCeremony(
   }
   const partition = await run.openPartition(p, 'key', unseal, {
     officer: requireSecret(officerPin, '--officer-pin-file (the partition officer PIN)'),
-    user: userPin,
+    // The new key signs this ceremony's transcript, which needs the crypto user.
+    user: requireSecret(userPin, '--pin-file (the partition user PIN)'),
   });
   // The new key has no certificate yet; it proves possession by signing this transcript.
   const key = await run.createKey(
@@ -780,6 +784,42 @@ async function hierarchyCeremony(
 
 // ---- Running and the transcript -------------------------------------------------------------------
 
+/** Refuses up front, before any partition is touched, when a secret the ceremony will need is missing. */
+function checkSecretsGiven(config: CeremonyConfig, secrets: CeremonySecrets): void {
+  const missing: string[] = [];
+  const unsealable = (secrets.shares?.length ?? 0) > 0 || secrets.secret !== undefined;
+  const type = config['ceremony-type'];
+  const creates =
+    (type === 'root' || type === 'hierarchy') && config['offline-partition'].create !== undefined;
+  if ((type === 'root' || type === 'hierarchy' || type === 'key') && secrets.officerPin === undefined) {
+    missing.push('--officer-pin-file');
+  }
+  if (secrets.userPin === undefined) missing.push('--pin-file');
+  if (!creates && !unsealable && !(type === 'key' && config.partition.socket !== undefined)) {
+    missing.push(type === 'key' ? '--secret-file or --share-file' : '--share-file (M of them)');
+  }
+  if (type === 'hierarchy' && config.intermediates.some((i) => i['subject-key'].key)) {
+    if (secrets.onlineOfficerPin === undefined) missing.push('--online-officer-pin-file');
+    const online = config['online-partition'];
+    if (online?.dir !== undefined && secrets.onlineSecret === undefined) missing.push('--online-secret-file');
+    const signer = config.transcript['signing-key'];
+    if (
+      signer &&
+      config.intermediates.some((i) => i['subject-key'].key?.label === signer) &&
+      !secrets.onlineUserPin
+    ) {
+      missing.push('--online-pin-file');
+    }
+  }
+  if (missing.length > 0) {
+    throw new CeremonyError(
+      'ceremony.secret_missing',
+      `this ${type} ceremony also needs ${missing.join(', ')}`,
+      { missing },
+    );
+  }
+}
+
 export async function runCeremony(
   validated: ValidatedCeremony,
   options: RunCeremonyOptions,
@@ -791,6 +831,7 @@ export async function runCeremony(
     `Ceremony: ${config['ceremony-type']} from ${validated.configFile} (SHA-256 ${validated.configSha256})`,
   );
   log(`Authorised by ${config['policy-url']}`);
+  checkSecretsGiven(config, options.secrets);
   log('Checking network interfaces ...');
   const network = checkNetwork({
     allowNetwork: options.allowNetwork ?? false,

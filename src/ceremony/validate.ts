@@ -1,7 +1,12 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { stat } from 'node:fs/promises';
+import { createSelfIssuerContext } from '../x509/issuer.ts';
+import { buildCaTbs, encodeSubject } from './certificates.ts';
 import {
   type CeremonyConfig,
+  type CertificateProfile,
   type CrlProfile,
+  type CrossProfile,
   outputPaths,
   parseCeremonyConfig,
   pathLengthProblems,
@@ -215,8 +220,70 @@ export async function validateCeremony({
     }
   }
 
+  for (const { at, profile } of certificateProfiles(config)) problems.push(...dryBuildProblems(profile, at));
+
   if (problems.length > 0) throw configInvalid(problems, file);
   return { config, configFile: file, configSha256: sha256Hex(bytes), baseDir, inputs };
+}
+
+function certificateProfiles(
+  config: CeremonyConfig,
+): { at: string; profile: CertificateProfile | CrossProfile }[] {
+  switch (config['ceremony-type']) {
+    case 'root':
+    case 'intermediate':
+    case 'cross-certificate':
+      return [{ at: 'certificate-profile', profile: config['certificate-profile'] }];
+    case 'hierarchy':
+      return [
+        { at: 'root.certificate-profile', profile: config.root['certificate-profile'] },
+        ...config.intermediates.map((i, n) => ({
+          at: `intermediates.${n}.certificate-profile`,
+          profile: i['certificate-profile'],
+        })),
+      ];
+    default:
+      return [];
+  }
+}
+
+let dryRunKey: Uint8Array | undefined;
+
+/**
+ * Builds each certificate's TBS once with a throwaway key, so that a value the encoders refuse
+ * (a name too long for its attribute, a constraint they cannot write) stops the ceremony here
+ * rather than halfway through it.
+ */
+function dryBuildProblems(profile: CertificateProfile | CrossProfile, at: string): ConfigProblem[] {
+  dryRunKey ??= new Uint8Array(
+    generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' }),
+  );
+  try {
+    const issuer = createSelfIssuerContext({
+      id: 'dry-run',
+      subject: [{ type: 'CN', value: 'dry run' }],
+      publicKey: dryRunKey,
+      notBefore: new Date(profile['not-before']),
+      notAfter: new Date(profile['not-after']),
+    });
+    const subject = 'subject' in profile ? encodeSubject(profile.subject) : issuer.subject;
+    buildCaTbs({
+      profile,
+      subject,
+      publicKey: dryRunKey,
+      issuer,
+      serial: new Uint8Array([0x40, 1, 2, 3, 4, 5, 6, 7, 8]),
+    });
+    return [];
+  } catch (error) {
+    return [
+      {
+        path: at,
+        code: 'ceremony.config.profile_unencodable',
+        message: `cannot be encoded: ${(error as Error).message}`,
+      },
+    ];
+  }
 }
 
 async function partitionExists(

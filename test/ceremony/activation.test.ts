@@ -62,25 +62,29 @@ describe.skipIf(!haveOpenssl)('verifyIntermediateForActivation', () => {
       '-out',
       file(`${name}.csr`),
     ]);
-    execFileSync('openssl', [
-      'x509',
-      '-req',
-      '-in',
-      file(`${name}.csr`),
-      '-CA',
-      file(`${issuer}.pem`),
-      '-CAkey',
-      file(`${issuer}.key`),
-      '-CAcreateserial',
-      '-days',
-      String(days),
-      '-out',
-      file(`${name}.pem`),
-      '-extfile',
-      extfile,
-      '-extensions',
-      'v3',
-    ]);
+    execFileSync(
+      'openssl',
+      [
+        'x509',
+        '-req',
+        '-in',
+        file(`${name}.csr`),
+        '-CA',
+        file(`${issuer}.pem`),
+        '-CAkey',
+        file(`${issuer}.key`),
+        '-CAcreateserial',
+        '-days',
+        String(days),
+        '-out',
+        file(`${name}.pem`),
+        '-extfile',
+        extfile,
+        '-extensions',
+        'v3',
+      ],
+      { stdio: 'pipe' },
+    );
   }
 
   const CA = ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign'];

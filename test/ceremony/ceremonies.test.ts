@@ -57,6 +57,14 @@ describe.skipIf(!haveOpenssl)('the root, key, intermediate and CRL ceremonies fr
     await createOnlinePartition(out('issuing-partition'), 'issuing', issuingSecret);
   });
 
+  it('validate lists what the root ceremony will write and touches nothing', () => {
+    const check = signet(['ceremony', 'validate', join(EXAMPLES, 'root.yaml'), '--output-dir', dir]);
+    expect(check.status).toBe(0);
+    expect(check.stdout).toContain('a valid root ceremony');
+    expect(check.stdout).toContain('shares/carol.share  (offline-partition.create.custodians.0.share-path)');
+    expect(existsSync(out('root-partition'))).toBe(false);
+  });
+
   it('the root ceremony creates the offline partition with one share file per custodian and a self-signed root', () => {
     const run = signet([
       'ceremony',

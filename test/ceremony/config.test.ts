@@ -242,6 +242,30 @@ describe('a bad ceremony configuration is refused with the path of the mistake',
       'ceremony.config.invalid_value',
     ],
     [
+      'a URL that is not ASCII',
+      'intermediate',
+      (d: Record<string, unknown>) =>
+        edit(d, 'certificate-profile.crl-url', 'http://crl.exämple.com/root.crl'),
+      'certificate-profile.crl-url',
+      'ceremony.config.invalid_value',
+    ],
+    [
+      'a control character in the subject',
+      'root',
+      (d: Record<string, unknown>) =>
+        edit(d, 'certificate-profile.subject.organization', 'Example\u0000Inc.'),
+      'certificate-profile.subject.organization',
+      'ceremony.config.invalid_value',
+    ],
+    [
+      'an IP constraint with host bits set',
+      'intermediate',
+      (d: Record<string, unknown>) =>
+        edit(d, 'certificate-profile.name-constraints.excluded.ip', ['192.0.2.1/24']),
+      'certificate-profile.name-constraints.excluded.ip.0',
+      'ceremony.config.invalid_value',
+    ],
+    [
       'a DNS constraint in upper case',
       'intermediate',
       (d: Record<string, unknown>) =>

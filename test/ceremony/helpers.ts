@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type webcrypto } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -140,7 +140,7 @@ export async function signLeaf(options: LeafOptions) {
   const key = await getCryptoKey(options.keys, { label: options.keyLabel }, { purpose: 'certificate' });
   const der = await signCertificate(lint.token, {
     crypto: createPartitionCrypto(options.keys),
-    key: key as never,
+    key: key as unknown as webcrypto.CryptoKey,
   });
   return { pem: certificateToPem(der), findings };
 }

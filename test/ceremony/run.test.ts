@@ -42,6 +42,28 @@ describe('running a ceremony', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  it('refuses before touching a partition when a secret it will need was not given', async () => {
+    const dir = tempDir('run-secrets');
+    const validated = await validateCeremony({ text: rootYaml(), file: 'root.yaml', baseDir: dir });
+    const driver: PartitionDriver = {
+      create: async () => {
+        throw new Error('the partition was touched');
+      },
+      open: async () => {
+        throw new Error('the partition was touched');
+      },
+    };
+    await expect(
+      runCeremony(validated, {
+        secrets: { officerPin: OFFICER_PIN },
+        partitions: driver,
+        allowNetwork: true,
+        log: () => {},
+      }),
+    ).rejects.toMatchObject({ code: 'ceremony.secret_missing', details: { missing: ['--pin-file'] } });
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
   it('never overwrites a file that appeared after validation', async () => {
     const dir = tempDir('run-overwrite');
     writeFileSync(join(dir, 'root.pem'), 'precious');

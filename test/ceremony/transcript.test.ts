@@ -167,7 +167,7 @@ describe('a signed transcript', () => {
       verifyTranscript({
         transcript: bytes,
         signature,
-        anchor: publicKey.export({ type: 'spki', format: 'pem' }) as never,
+        anchor: Buffer.from(publicKey.export({ type: 'spki', format: 'pem' })),
       }),
     ).toThrow(expect.objectContaining({ code: 'ceremony.transcript_algorithm_mismatch' }));
   });

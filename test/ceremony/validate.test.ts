@@ -284,6 +284,15 @@ describe.skipIf(!haveOpenssl)('validation against the file system, before any pa
       'ceremony.config.crl_before_issuer',
     ],
     [
+      'a profile the certificate encoders refuse',
+      'intermediate',
+      (d) => {
+        d['certificate-profile']['name-constraints'].permitted.email = ['jürgen@example.com'];
+      },
+      'certificate-profile',
+      'ceremony.config.profile_unencodable',
+    ],
+    [
       'a root over an existing partition folder',
       'root',
       () => {},
