@@ -15,8 +15,13 @@ const SUBCOMMANDS: Record<string, string> = {
   keys: 'list, create, destroy keys and print public keys',
   user: 'manage partition users and PINs',
   audit: "verify and read the partition's audit log",
-  backup: 'export or restore an encrypted partition backup',
+  backup: 'write an encrypted backup of a partition folder',
+  restore: 'restore a backup into a new folder (needs the unseal secret or shares)',
+  sync: 'bring keys created since into an existing clone, from a newer backup',
 };
+
+/** Subcommands served by another one's module, which gets the subcommand's name first. */
+const SHARED_MODULES: Record<string, string> = { restore: 'backup', sync: 'backup' };
 
 const usage = () => `usage: signet hsm <subcommand> [options]
 
@@ -34,7 +39,8 @@ export async function run(argv: string[]): Promise<number> {
     return sub ? EXIT.ok : EXIT.usage;
   }
   const known = Object.hasOwn(SUBCOMMANDS, sub);
-  const file = known ? fileURLToPath(new URL(`../hsm/${sub}.ts`, import.meta.url)) : undefined;
+  const moduleName = SHARED_MODULES[sub] ?? sub;
+  const file = known ? fileURLToPath(new URL(`../hsm/${moduleName}.ts`, import.meta.url)) : undefined;
   if (!file || !existsSync(file)) {
     console.error(
       `signet hsm: ${known ? `'${sub}' is not available in this build` : `unknown subcommand '${sub}'`}\n\n${usage()}`,
@@ -42,5 +48,5 @@ export async function run(argv: string[]): Promise<number> {
     return EXIT.usage;
   }
   const module = (await import(file)) as CommandModule;
-  return module.run(rest);
+  return module.run(SHARED_MODULES[sub] ? [sub, ...rest] : rest);
 }

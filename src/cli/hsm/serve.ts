@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { chmod, chown } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -10,7 +11,7 @@ import {
   verifyPinScrypt,
 } from '../../hsm/memory-store.ts';
 import { EmulatedPartition } from '../../hsm/partition.ts';
-import { startPartitionServer } from '../../hsm/server.ts';
+import { type PartitionOp, startPartitionServer } from '../../hsm/server.ts';
 import type { OpenPartitionCustody, PartitionCustody } from '../../hsm/store.ts';
 import { ROLES } from '../../hsm/types.ts';
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
@@ -24,7 +25,9 @@ Runs one partition process. Clients reach it only through the Unix socket (mode 
                      ({"users": [{"name", "role", "pin"}], "unsealSecret"?: base64}); it forgets
                      everything when it stops
   --socket PATH      where to listen; default DIR/partition.sock
-  --name NAME        partition name in key URIs; default the folder's name
+  --name NAME        partition name in key URIs; default the name the folder was created with
+  --socket-group G   also let group G (name or number) connect: the socket is created 0600,
+                     then given to G and opened to 0660 (the CA as another OS user, README)
   --exit-with-stdin  stop when standard input closes (how a parent process keeps its partition
                      from outliving it)`;
 
@@ -39,6 +42,7 @@ export async function run(argv: string[]): Promise<number> {
     ephemeral: { type: 'string' },
     socket: { type: 'string' },
     name: { type: 'string' },
+    'socket-group': { type: 'string' },
     'exit-with-stdin': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
@@ -49,7 +53,7 @@ export async function run(argv: string[]): Promise<number> {
   if ((values.dir === undefined) === (values.ephemeral === undefined)) {
     throw new UsageError('pass exactly one of --dir DIR and --ephemeral FILE');
   }
-  const name = values.name ?? (values.dir ? basename(resolve(values.dir)) : undefined);
+  const name = values.name ?? (values.dir ? await folderPartitionName(values.dir) : undefined);
   if (!name) throw new UsageError('--name NAME is required with --ephemeral');
   const socketPath = values.socket ?? (values.dir ? join(values.dir, 'partition.sock') : undefined);
   if (!socketPath) throw new UsageError('--socket PATH is required with --ephemeral');
@@ -69,10 +73,20 @@ export async function run(argv: string[]): Promise<number> {
       cause: error,
     });
   }
-  const server = await startPartitionServer({ partition, socketPath, log }).catch(async (error: Error) => {
-    await partition.close();
-    throw new CliError(`cannot serve on ${socketPath}: ${error.message}`, EXIT.failed, { cause: error });
-  });
+  const extensions = await custodyOps(partition, custody);
+  const server = await startPartitionServer({ partition, socketPath, log, extensions }).catch(
+    async (error: Error) => {
+      await partition.close();
+      throw new CliError(`cannot serve on ${socketPath}: ${error.message}`, EXIT.failed, { cause: error });
+    },
+  );
+  if (values['socket-group'] !== undefined) {
+    await shareSocket(socketPath, values['socket-group']).catch(async (error: Error) => {
+      await server.close();
+      await partition.close();
+      throw new CliError(`cannot share ${socketPath} with group ${values['socket-group']}: ${error.message}`);
+    });
+  }
   log(`serving on ${socketPath} (${partition.state})`);
 
   return new Promise<number>((done) => {
@@ -120,7 +134,7 @@ async function ephemeralCustody(file: string): Promise<PartitionCustody> {
       store,
       ...(spec.unsealSecret ? { secret: Buffer.from(spec.unsealSecret, 'base64') } : {}),
     }),
-    audit: new MemoryAuditSink(10_000),
+    audit: new MemoryAuditSink(1000),
     verifyPin: verifyPinScrypt,
     hashPin: hashPinScrypt,
   };
@@ -145,4 +159,51 @@ async function dirCustody(dir: string, name: string): Promise<PartitionCustody> 
       cause: error,
     });
   }
+}
+
+const CUSTODY_MODULE = fileURLToPath(new URL('../../hsm/custody/index.ts', import.meta.url));
+
+/** The name recorded in the folder's partition.json (a restored clone keeps it), else the folder's name. */
+async function folderPartitionName(dir: string): Promise<string> {
+  if (existsSync(CUSTODY_MODULE)) {
+    const { readHeader } = (await import(CUSTODY_MODULE)) as {
+      readHeader(dir: string): Promise<{ name: string }>;
+    };
+    const header = await readHeader(dir).catch(() => undefined);
+    if (header) return header.name;
+  }
+  return basename(resolve(dir));
+}
+
+/** Custody's own socket operations (changePin: a user changes their PIN), for every partition. */
+async function custodyOps(
+  partition: EmulatedPartition,
+  custody: PartitionCustody,
+): Promise<Record<string, PartitionOp<never>>> {
+  if (!existsSync(CUSTODY_MODULE)) return {};
+  const { createCustodyOps } = (await import(CUSTODY_MODULE)) as {
+    createCustodyOps(
+      partition: EmulatedPartition,
+      custody: PartitionCustody,
+    ): Record<string, PartitionOp<never>>;
+  };
+  return createCustodyOps(partition, custody);
+}
+
+/**
+ * Opens the socket to one group, for a CA that runs as another OS user (issue #4): connecting to
+ * a Unix socket needs write permission on it (unix(7)). It was created 0600, so this only widens
+ * access, to exactly that group.
+ */
+async function shareSocket(socketPath: string, group: string): Promise<void> {
+  let gid = /^[0-9]+$/.test(group) ? Number(group) : undefined;
+  if (gid === undefined) {
+    const line = readFileSync('/etc/group', 'utf8')
+      .split('\n')
+      .find((entry) => entry.split(':')[0] === group);
+    if (!line) throw new Error('no such group');
+    gid = Number(line.split(':')[2]);
+  }
+  await chown(socketPath, -1, gid);
+  await chmod(socketPath, 0o660);
 }

@@ -59,3 +59,4 @@ export const openPartitionCustody: OpenPartitionCustody = async ({ dir, name, cl
   };
   return custody;
 };
+export { changeOwnPin, createCustodyOps } from './ops.ts';

@@ -18,7 +18,8 @@ export interface PinHashParams {
 
 export const DEFAULT_PIN_HASH: PinHashParams = { ln: 15, r: 8, p: 1 };
 export const MIN_PIN_LENGTH = 8;
-export const MAX_PIN_LENGTH = 256;
+/** In octets of UTF-8, as the partition's login bounds it. */
+export const MAX_PIN_OCTETS = 256;
 const SALT_BYTES = 16;
 const HASH_BYTES = 32;
 
@@ -35,14 +36,12 @@ function pinBytes(pin: string | Uint8Array): Buffer {
   return typeof pin === 'string' ? Buffer.from(pin.normalize('NFC'), 'utf8') : Buffer.from(pin);
 }
 
-/** PKCS#11's CKR_PIN_LEN_RANGE: PINs are 8 to 256 characters. */
+/** PKCS#11's CKR_PIN_LEN_RANGE: a PIN has at least 8 characters and at most 256 octets. */
 export function checkPinPolicy(pin: string | Uint8Array): void {
-  const length = typeof pin === 'string' ? [...pin.normalize('NFC')].length : pin.length;
-  if (length < MIN_PIN_LENGTH || length > MAX_PIN_LENGTH) {
-    throw new HsmError(
-      'CKR_PIN_LEN_RANGE',
-      `a PIN must have between ${MIN_PIN_LENGTH} and ${MAX_PIN_LENGTH} characters`,
-    );
+  const characters = typeof pin === 'string' ? [...pin.normalize('NFC')].length : pin.length;
+  const octets = typeof pin === 'string' ? Buffer.byteLength(pin.normalize('NFC')) : pin.length;
+  if (characters < MIN_PIN_LENGTH || octets > MAX_PIN_OCTETS) {
+    throw new HsmError('CKR_PIN_LEN_RANGE', `a PIN has ${MIN_PIN_LENGTH} to ${MAX_PIN_OCTETS} characters`);
   }
 }
 

@@ -1,4 +1,4 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,3 +63,18 @@ export function makeKey(label: string, algorithm: 'ecdsa-p256' | 'ed25519' = 'ec
 }
 
 export const fixedClock = (iso = '2026-03-01T12:00:00.000Z') => ({ now: () => new Date(iso) });
+
+/** A private key as bytes in every encoding that could leak: DER, the raw secret, base64, hex. */
+export function keyForms(pkcs8: Uint8Array): Buffer[] {
+  const der = Buffer.from(pkcs8);
+  const jwk = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }).export({ format: 'jwk' });
+  const raw = [jwk.d, jwk.p, jwk.q]
+    .filter((v): v is string => typeof v === 'string')
+    .map((v) => Buffer.from(v, 'base64url'));
+  const forms: Buffer[] = [];
+  for (const bytes of [der, ...raw]) {
+    forms.push(bytes, Buffer.from(bytes.toString('base64')), Buffer.from(bytes.toString('base64url')));
+    forms.push(Buffer.from(bytes.toString('hex')), Buffer.from(bytes.toString('hex').toUpperCase()));
+  }
+  return forms;
+}

@@ -97,7 +97,7 @@ describe('initPartition', () => {
   test.each([
     ['a folder that is not empty', { dir: 'nonempty' }, /is not empty/],
     ['a bad partition name', { name: 'Issuing!' }, /partition name/],
-    ['a short officer PIN', { officerPin: '1234' }, /between 8 and 256/],
+    ['a short officer PIN', { officerPin: '1234' }, /8 to 256 characters/],
     [
       'a threshold above the share count',
       { sealing: { kind: 'shares', shares: 2, threshold: 3 } },
