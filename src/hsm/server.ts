@@ -27,6 +27,7 @@ import {
   type Role,
   SIGN_MECHANISMS,
   SIGN_PURPOSES,
+  type SignRequest,
 } from './types.ts';
 
 /**
@@ -245,13 +246,22 @@ async function clearStaleSocket(socketPath: string): Promise<void> {
 }
 
 const HIGH_WATER = 8 * 1024 * 1024;
+/**
+ * Frames are handled in slices of about this many milliseconds, with the answers so far written
+ * between slices. Handling a whole read (a hundred signatures) before answering any would leave
+ * client and partition waiting on each other in turn; slices keep both busy (issue #2 benchmark).
+ */
+const SLICE_MS = 1;
 
 class Connection {
   private readonly session: PartitionSession;
   private readonly reader = new FrameReader();
   private hello = false;
   private out: Buffer[] = [];
-  private flushScheduled = false;
+  /** Frames read but not yet handled, oldest first from `queueHead`. */
+  private queue: Buffer[] = [];
+  private queueHead = 0;
+  private pumpScheduled = false;
   private inFlight = 0;
   private readPaused = false;
   private ended = false;
@@ -286,7 +296,9 @@ class Connection {
     try {
       this.reader.push(
         chunk,
-        (payload) => this.onFrame(payload),
+        (payload) => {
+          this.queue.push(payload);
+        },
         (declared) =>
           this.refuse(
             0,
@@ -299,8 +311,38 @@ class Connection {
       this.socket.destroy();
       return;
     }
+    if (this.queue.length - this.queueHead >= this.maxInFlight) this.pauseReading();
+    this.schedule();
     this.watchFrame();
   }
+
+  private schedule(): void {
+    if (!this.pumpScheduled) {
+      this.pumpScheduled = true;
+      setImmediate(this.pump);
+    }
+  }
+
+  /** Writes the answers gathered so far, then handles the next slice of frames. */
+  private readonly pump = (): void => {
+    this.pumpScheduled = false;
+    this.flush();
+    if (this.queueHead < this.queue.length) {
+      const deadline = performance.now() + SLICE_MS;
+      do {
+        const payload = this.queue[this.queueHead++]!;
+        this.onFrame(payload);
+      } while (this.queueHead < this.queue.length && performance.now() < deadline);
+      if (this.queueHead === this.queue.length) {
+        this.queue = [];
+        this.queueHead = 0;
+      }
+      // Answers of this slice are pushed by its microtasks; the next pump writes them.
+      this.schedule();
+    }
+    this.maybeResume();
+    this.maybeFinish();
+  };
 
   /** A frame must finish within frameTimeoutMs of its first octet; a client that stalls mid-frame is cut off. */
   private watchFrame(): void {
@@ -315,6 +357,8 @@ class Connection {
     this.frameTimer = setTimeout(() => {
       this.refuse(0, new HsmError('CKR_PROTOCOL', 'frame not completed in time'));
       this.flush();
+      this.queue = [];
+      this.queueHead = 0;
       this.socket.end();
       setTimeout(() => this.socket.destroy(), 1000).unref();
     }, this.options.frameTimeoutMs ?? 30_000);
@@ -343,17 +387,14 @@ class Connection {
             : frame.refKind === KEY_REF_KIND.id
               ? { id: frame.ref }
               : { uri: frame.ref };
-        this.track(
-          id,
-          this.session.sign({
-            key: ref,
-            mechanism: frame.mechanism,
-            purpose: frame.purpose,
-            data: frame.data,
-            ...(frame.saltLength !== undefined ? { saltLength: frame.saltLength } : {}),
-          }),
-          (signature) => signature,
-        );
+        const request: SignRequest = {
+          key: ref,
+          mechanism: frame.mechanism,
+          purpose: frame.purpose,
+          data: frame.data,
+        };
+        if (frame.saltLength !== undefined) request.saltLength = frame.saltLength;
+        this.track(id, this.session.sign(request), (signature) => signature);
       } else if (kind === KIND.SIGN_UPDATE && this.hello) {
         const { handle, chunk } = readUpdateFrame(payload);
         this.track(id, this.session.signUpdate(handle, chunk), () => Buffer.alloc(0));
@@ -467,7 +508,14 @@ class Connection {
     promise.then(
       (value) => {
         this.inFlight--;
-        this.answer(id, STATUS.OK, encode(value));
+        let body: Uint8Array | string;
+        try {
+          body = encode(value);
+        } catch (error) {
+          this.refuse(id, error);
+          return;
+        }
+        this.answer(id, STATUS.OK, body);
       },
       (error: unknown) => {
         this.inFlight--;
@@ -490,23 +538,17 @@ class Connection {
   private answer(id: number, status: number, body: Uint8Array | string): void {
     if (this.socket.destroyed || !this.socket.writable) return;
     this.out.push(answerFrame(id, status, body));
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.schedule();
   }
 
-  /** Writes every answer gathered in this turn of the event loop at once. */
+  /** Writes every answer gathered since the last write at once. */
   private flush(): void {
-    this.flushScheduled = false;
     if (this.out.length > 0 && !this.socket.destroyed && this.socket.writable) {
       const data = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out);
       this.out = [];
       this.socket.write(data);
       if (this.socket.writableLength > HIGH_WATER) this.pauseReading();
     }
-    this.maybeResume();
-    this.maybeFinish();
   }
 
   private pauseReading(): void {
@@ -517,7 +559,12 @@ class Connection {
   }
 
   private maybeResume(): void {
-    if (this.readPaused && this.inFlight < this.maxInFlight / 2 && this.socket.writableLength <= HIGH_WATER) {
+    if (
+      this.readPaused &&
+      this.inFlight < this.maxInFlight / 2 &&
+      this.queue.length - this.queueHead < this.maxInFlight / 2 &&
+      this.socket.writableLength <= HIGH_WATER
+    ) {
       this.readPaused = false;
       this.socket.resume();
     }
@@ -525,6 +572,7 @@ class Connection {
 
   /** After the client half-closes, answer what is in flight, then close our side. */
   private maybeFinish(): void {
-    if (this.ended && this.inFlight === 0 && this.out.length === 0 && !this.flushScheduled) this.socket.end();
+    const idle = this.inFlight === 0 && this.out.length === 0 && this.queueHead === this.queue.length;
+    if (this.ended && idle && !this.pumpScheduled) this.socket.end();
   }
 }
