@@ -1,7 +1,8 @@
-import { constants, createHash, createPublicKey, type KeyObject, verify } from 'node:crypto';
+import { constants, createPublicKey, type KeyObject, verify } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { KeyUsageFlags, KeyUsagesExtension, X509Certificate } from '@peculiar/x509';
 import type { KeyManager, KeyRef, SignMechanism } from '../hsm/types.ts';
+import { ecdsaP1363ToDer } from '../x509/algorithms.ts';
 import { canonicalJson } from './canonical-json.ts';
 import { CeremonyError } from './errors.ts';
 import { resolvePath, sha256Hex } from './outputs.ts';
@@ -22,30 +23,7 @@ export async function signTranscriptBytes(
 ): Promise<Uint8Array> {
   const raw = await keys.sign({ key, mechanism, purpose: 'other', data });
   // The partition answers ECDSA in IEEE P1363 (r||s); openssl wants the DER form.
-  return mechanism.startsWith('ecdsa-') ? p1363ToDer(raw) : raw;
-}
-
-/** IEEE P1363 r||s to the DER SEQUENCE { r INTEGER, s INTEGER } of RFC 3279 §2.2.3. */
-export function p1363ToDer(signature: Uint8Array): Uint8Array {
-  if (signature.length === 0 || signature.length % 2 !== 0)
-    throw new Error('ECDSA signature has an odd length');
-  const half = signature.length / 2;
-  const integer = (bytes: Uint8Array) => {
-    let start = 0;
-    while (start < bytes.length - 1 && bytes[start] === 0) start++;
-    const body = bytes.subarray(start);
-    const pad = (body[0] ?? 0) & 0x80 ? [0] : [];
-    return Buffer.concat([Buffer.from([0x02, ...derLength(body.length + pad.length), ...pad]), body]);
-  };
-  const content = Buffer.concat([integer(signature.subarray(0, half)), integer(signature.subarray(half))]);
-  return Buffer.concat([Buffer.from([0x30, ...derLength(content.length)]), content]);
-}
-
-function derLength(n: number): number[] {
-  if (n < 0x80) return [n];
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
-  return [0x80 | bytes.length, ...bytes];
+  return mechanism.startsWith('ecdsa-') ? ecdsaP1363ToDer(raw) : raw;
 }
 
 export interface TrustAnchor {
@@ -225,5 +203,3 @@ export async function checkTranscriptOutputs(
   }
   return results;
 }
-
-export const spkiSha256 = (spki: Uint8Array) => createHash('sha256').update(spki).digest('hex');
