@@ -118,11 +118,9 @@ export interface PartitionCustody {
   hashPin: PinHasher;
   /** Consecutive failed logins that lock a user; the partition's default is 5. */
   maxFailedLogins?: number;
-  /** The partition name the folder records; serve uses it when no --name is given. */
-  name?: string;
 }
 
-/** `name`, when given (`serve --name`), must match the folder's; otherwise the folder's name is used. */
+/** `name`, when given, must match the name the folder records. */
 export type OpenPartitionCustody = (options: {
   dir: string;
   name?: string;
