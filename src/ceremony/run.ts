@@ -871,7 +871,14 @@ export async function runCeremony(
           { hsm: error.code },
           { cause: error },
         )
-      : error;
+      : error instanceof CeremonyError
+        ? error
+        : new CeremonyError(
+            'ceremony.failed',
+            `the ceremony stopped: ${(error as Error).message}`,
+            {},
+            { cause: error },
+          );
   }
   try {
     const result = await finishTranscript(run, run.defaultSigner, failure);
