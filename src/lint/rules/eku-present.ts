@@ -1,0 +1,17 @@
+import { ExtendedKeyUsage } from '@peculiar/asn1-x509';
+import { OID } from '../../x509/oids.ts';
+import type { LintRule } from '../types.ts';
+import { LEAF_ONLY } from '../types.ts';
+
+/** BR §7.1.2.7.10: subscriber certificates carry extKeyUsage naming their purposes (RFC 5280 §4.2.1.12). */
+export const rule: LintRule = {
+  id: 'eku-present',
+  citation: 'CA/B Forum BR §7.1.2.7.10; RFC 5280 §4.2.1.12',
+  severity: 'error',
+  profiles: LEAF_ONLY,
+  check(certificate) {
+    const extension = certificate.extension(OID.extKeyUsage);
+    if (!extension) return 'extKeyUsage is missing';
+    return certificate.decode(extension, ExtendedKeyUsage).length === 0 ? 'extKeyUsage is empty' : [];
+  },
+};

@@ -1,0 +1,42 @@
+import { AuthorityInfoAccessSyntax, CRLDistributionPoints } from '@peculiar/asn1-x509';
+import { OID } from '../../x509/oids.ts';
+import type { LintRule } from '../types.ts';
+
+/**
+ * RFC 5280 §4.2.1.13 and §4.2.2.1 (BR §7.1.2.7.7, §7.1.2.11.2): when the issuer publishes a CRL,
+ * an OCSP responder or its certificate, the certificate points at exactly those URLs, so
+ * relying parties can check its status and build its path.
+ */
+export const rule: LintRule = {
+  id: 'revocation-urls',
+  citation: 'RFC 5280 §4.2.1.13, §4.2.2.1; CA/B Forum BR §7.1.2.7.7, §7.1.2.11.2',
+  severity: 'error',
+  profiles: ['leaf', 'intermediate'],
+  check(certificate, { issuer }) {
+    const problems: string[] = [];
+    if (issuer.crlUrl) {
+      const extension = certificate.extension(OID.crlDistributionPoints);
+      const urls = extension
+        ? certificate
+            .decode(extension, CRLDistributionPoints)
+            .flatMap((point) => point.distributionPoint?.fullName ?? [])
+            .map((name) => name.uniformResourceIdentifier)
+        : [];
+      if (!urls.includes(issuer.crlUrl))
+        problems.push(`cRLDistributionPoints does not point at ${issuer.crlUrl}`);
+    }
+    const aia = certificate.extension(OID.authorityInfoAccess);
+    const access = aia ? certificate.decode(aia, AuthorityInfoAccessSyntax) : [];
+    const has = (method: string, url: string): boolean =>
+      access.some(
+        (item) => item.accessMethod === method && item.accessLocation.uniformResourceIdentifier === url,
+      );
+    if (issuer.ocspUrl && !has(OID.ocsp, issuer.ocspUrl)) {
+      problems.push(`authorityInfoAccess does not name the OCSP responder ${issuer.ocspUrl}`);
+    }
+    if (issuer.caIssuersUrl && !has(OID.caIssuers, issuer.caIssuersUrl)) {
+      problems.push(`authorityInfoAccess does not name caIssuers ${issuer.caIssuersUrl}`);
+    }
+    return problems;
+  },
+};
