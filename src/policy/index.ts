@@ -13,6 +13,7 @@ export {
   PolicyLoadError,
   type PolicyResult,
   parsePolicy,
+  parsePolicyValue,
   policyNameOf,
 } from './load.ts';
 export { createPolicyRegistry, type PolicyRegistry, type ReloadResult } from './registry.ts';

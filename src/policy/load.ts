@@ -153,6 +153,40 @@ export function parsePolicy({
   return { ok: true, policy: compiled.policy };
 }
 
+/**
+ * Validates a policy given as a plain value (already parsed from YAML or JSON) rather than as
+ * text. Errors name key paths but no lines.
+ */
+export function parsePolicyValue({
+  value,
+  file,
+  name,
+}: {
+  value: unknown;
+  file: string;
+  name: string;
+}): PolicyResult {
+  const errors: PolicyError[] = [];
+  if (!POLICY_NAME.test(name)) {
+    errors.push({ file, path: '', message: `'${printable(name)}' is not a policy name` });
+  }
+  const parsed = policySchema.safeParse(value, { reportInput: true });
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      for (const problem of describeIssue(issue))
+        errors.push({ file, path: formatKeyPath(problem.path), message: problem.message });
+    }
+    return { ok: false, errors };
+  }
+  const compiled = compilePolicy(parsed.data, { name, file, lines: {} });
+  if (!compiled.ok) {
+    for (const problem of compiled.problems)
+      errors.push({ file, path: formatKeyPath(problem.path), message: problem.message });
+  }
+  if (errors.length > 0 || !compiled.ok) return { ok: false, errors };
+  return { ok: true, policy: compiled.policy };
+}
+
 function sortErrors(errors: PolicyError[]): PolicyError[] {
   return errors.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
 }

@@ -3,7 +3,7 @@
  */
 
 import { stringify } from 'yaml';
-import { formatPolicyError, parsePolicy } from '../../src/policy/load.ts';
+import { formatPolicyError, parsePolicy, parsePolicyValue } from '../../src/policy/load.ts';
 import type { Policy, PolicyError, Requester } from '../../src/policy/types.ts';
 import type { ParsedCsr } from '../../src/x509/types.ts';
 
@@ -52,11 +52,19 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 export function policyYaml(patch: Patch = {}): string {
-  return stringify(merge(BASE_POLICY, patch));
+  return stringify(merge(BASE_POLICY, patch), { aliasDuplicateObjects: false });
 }
 
 export function aPolicy(patch: Patch = {}, name = 'test'): Policy {
   const result = parsePolicy({ text: policyYaml(patch), file: `policies/${name}.yaml`, name });
+  if (!result.ok)
+    throw new Error(`test policy is invalid:\n${result.errors.map(formatPolicyError).join('\n')}`);
+  return result.policy;
+}
+
+/** As aPolicy, without the YAML round trip (several times faster, for property tests). */
+export function aPolicyValue(patch: Patch = {}, name = 'test'): Policy {
+  const result = parsePolicyValue({ value: merge(BASE_POLICY, patch), file: `policies/${name}.yaml`, name });
   if (!result.ok)
     throw new Error(`test policy is invalid:\n${result.errors.map(formatPolicyError).join('\n')}`);
   return result.policy;
