@@ -17,7 +17,7 @@ import {
 } from './der.ts';
 import { CERT_ID_HASH_OIDS, type CertIdHash, type IssuerFacts, readIssuerFacts } from './issuer.ts';
 import { REASON_CODES, type RevocationReason } from './reasons.ts';
-import { serialFromIntegerContent } from './serial.ts';
+import { normalizeSerial, serialFromIntegerContent } from './serial.ts';
 import {
   assertPurpose,
   type RevocationSigner,
@@ -123,6 +123,13 @@ export interface OcspResponderOptions {
   isTransient?: (error: unknown) => boolean;
   /** Logs failures; the response never carries their details. */
   onError?: (error: unknown, context: { stage: 'lookup' | 'status' | 'sign'; issuerId?: string }) => void;
+  /**
+   * Keeps signed responses to requests without a nonce and answers the same request from memory
+   * (no database read, no partition signature) while they are younger than `maxAgeMs` (default a
+   * quarter of the validity). Off by default: whoever turns it on must call `invalidate(serial)`
+   * on every revocation, on every node (the revoke use case's listener, LISTEN/NOTIFY).
+   */
+  cache?: { maxEntries?: number; maxAgeMs?: number };
 }
 
 export interface OcspAnswer {
@@ -146,6 +153,10 @@ export interface OcspResponder {
   answer(request: Uint8Array): Promise<OcspAnswer>;
   /** For GET /ocsp/{path}: decodes the path (decodeOcspGetPath) and answers. Never throws. */
   answerGetPath(path: string): Promise<OcspAnswer>;
+  /** Forgets cached responses about this serial (any form `normalizeSerial` accepts). */
+  invalidate(serial: string): void;
+  /** Forgets every cached response (e.g. notifications may have been missed). */
+  clearCache(): void;
 }
 
 /** Raised for requests that are not OCSP requests; the responder turns it into malformedRequest. */
@@ -204,8 +215,10 @@ export function decodeOcspGetPath(path: string): Uint8Array {
 interface ParsedCertId {
   /** The CertID exactly as received, echoed in the SingleResponse. */
   der: Uint8Array;
+  /** Its canonical serial, when it is one a certificate can have. */
+  serial: string | undefined;
+  /** Undefined for a hash algorithm or hash lengths no issuer can match. */
   lookup: CertIdLookup | undefined;
-  serialContent: Uint8Array;
 }
 
 interface ParsedRequest {
@@ -295,8 +308,8 @@ export function parseOcspRequest(
         : undefined;
     return {
       der: rawCertIds[index]!.slice(),
+      serial: serialFromIntegerContent(new Uint8Array(certId.serialNumber)),
       lookup,
-      serialContent: new Uint8Array(certId.serialNumber),
     };
   });
   return { certIds, nonce };
@@ -394,6 +407,13 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
     ? createOcspIssuerDirectory(options.issuers as readonly OcspIssuer[])
     : (options.issuers as OcspIssuerDirectory);
   const prepared = new WeakMap<OcspIssuer, PreparedIssuer>();
+  const cacheMax = options.cache ? (options.cache.maxEntries ?? 10_000) : 0;
+  const cacheAgeMs = options.cache?.maxAgeMs ?? Math.floor(validityMs / 4);
+  if (options.cache && (!Number.isInteger(cacheMax) || cacheMax < 1 || !(cacheAgeMs >= 0))) {
+    throw new RangeError('cache.maxEntries must be a positive integer and cache.maxAgeMs non-negative');
+  }
+  /** Request CertIDs (hex) -> the answer; Map order is the LRU order. */
+  const cache = new Map<string, { answer: OcspAnswer; serials: (string | undefined)[]; until: number }>();
   // A fixed list is checked now: a wrong certificate or key handle fails at start, not per request.
   if (Array.isArray(options.issuers))
     for (const issuer of options.issuers as readonly OcspIssuer[]) prepare(issuer);
@@ -422,7 +442,7 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
   }
 
   async function certStatus(issuer: OcspIssuer, certId: ParsedCertId) {
-    const serial = serialFromIntegerContent(certId.serialContent);
+    const serial = certId.serial;
     if (serial === undefined) return { name: 'unknown' as const };
     const record = await status.findStatus(serial);
     if (!record || record.issuerId !== issuer.id) return { name: 'unknown' as const };
@@ -469,7 +489,30 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
     } catch {
       return failure('malformedRequest');
     }
+    // A request with a nonce wants a response made for it (RFC 9654); others may share one.
+    const cacheKey =
+      cacheMax > 0 && !parsed.nonce
+        ? parsed.certIds.map((certId) => Buffer.from(certId.der).toString('hex')).join('.')
+        : undefined;
+    if (cacheKey !== undefined) {
+      const hit = cache.get(cacheKey);
+      if (hit && clock.now().getTime() < hit.until) {
+        cache.delete(cacheKey);
+        cache.set(cacheKey, hit);
+        return hit.answer;
+      }
+      if (hit) cache.delete(cacheKey);
+    }
+    const fresh = await answerFresh(parsed);
+    if (cacheKey !== undefined && fresh.status === 'successful') {
+      const until = Math.min(fresh.producedAt!.getTime() + cacheAgeMs, fresh.nextUpdate!.getTime());
+      cache.set(cacheKey, { answer: fresh, serials: parsed.certIds.map((certId) => certId.serial), until });
+      if (cache.size > cacheMax) cache.delete(cache.keys().next().value!);
+    }
+    return fresh;
+  }
 
+  async function answerFresh(parsed: ParsedRequest): Promise<OcspAnswer> {
     let issuer: OcspIssuer | undefined;
     try {
       issuer = await withTimeout(findIssuer(parsed), timeoutMs);
@@ -573,6 +616,13 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
         return failure('malformedRequest');
       }
       return safeAnswer(request);
+    },
+    invalidate(serial) {
+      const canonical = normalizeSerial(serial);
+      for (const [key, entry] of cache) if (entry.serials.includes(canonical)) cache.delete(key);
+    },
+    clearCache() {
+      cache.clear();
     },
   };
 }

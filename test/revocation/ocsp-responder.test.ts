@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { OctetString } from '@peculiar/asn1-schema';
 import { Extension } from '@peculiar/asn1-x509';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -365,6 +366,118 @@ describe('the OCSP responder', () => {
   });
 });
 
+describe('the OCSP response cache', () => {
+  function counted(options: Partial<OcspResponderOptions> = {}) {
+    const calls = { status: 0, sign: 0 };
+    const clock = fixedClock(NOW);
+    const local = memoryCertificates();
+    local.add({
+      serial: good.serial,
+      issuerId: 'dev-intermediate',
+      notAfter: new Date(NOW.getTime() + HOUR),
+    });
+    local.add({
+      serial: revoked.serial,
+      issuerId: 'dev-intermediate',
+      notAfter: new Date(NOW.getTime() + HOUR),
+    });
+    const instance = createOcspResponder({
+      issuers: [
+        {
+          id: 'dev-intermediate',
+          certificate: ca.der,
+          signer: {
+            key: ca.signer.key,
+            crypto: {
+              subtle: {
+                sign: (...args: Parameters<typeof ca.signer.crypto.subtle.sign>) => {
+                  calls.sign += 1;
+                  return ca.signer.crypto.subtle.sign(...args);
+                },
+              },
+            },
+          },
+        },
+      ],
+      status: {
+        findStatus: (serial) => {
+          calls.status += 1;
+          return local.findStatus(serial);
+        },
+      },
+      clock,
+      cache: { maxEntries: 2, maxAgeMs: HOUR },
+      ...options,
+    });
+    return { instance, calls, clock, local };
+  }
+  const ask = (serial: string, nonce?: Uint8Array) =>
+    buildOcspRequest({ certIds: [{ issuer: ca, serial }], ...(nonce ? { nonce } : {}) });
+
+  test('answers a repeated request without a nonce from memory, same bytes', async () => {
+    const { instance, calls } = counted();
+    const first = await instance.respond(ask(good.serial));
+    const second = await instance.respond(ask(good.serial));
+    expect(Buffer.from(second).equals(Buffer.from(first))).toBe(true);
+    expect(calls).toEqual({ status: 1, sign: 1 });
+  });
+
+  test('never answers a request with a nonce from memory', async () => {
+    const { instance, calls } = counted();
+    await instance.respond(ask(good.serial, Uint8Array.of(1)));
+    await instance.respond(ask(good.serial, Uint8Array.of(1)));
+    expect(calls.sign).toBe(2);
+  });
+
+  test('forgets a serial when told of its revocation', async () => {
+    const { instance, local } = counted();
+    expect((await instance.answer(ask(good.serial))).certStatuses).toEqual(['good']);
+    await local.revoke(good.serial, { reason: 'keyCompromise', revokedAt: NOW });
+    instance.invalidate(good.serial.toUpperCase());
+    expect((await instance.answer(ask(good.serial))).certStatuses).toEqual(['revoked']);
+  });
+
+  test('makes a new response once the cached one is older than maxAgeMs', async () => {
+    const { instance, calls, clock } = counted();
+    await instance.respond(ask(good.serial));
+    clock.advance(HOUR - 1000);
+    await instance.respond(ask(good.serial));
+    expect(calls.sign).toBe(1);
+    clock.advance(1000);
+    const later = decodeOcspResponse(await instance.respond(ask(good.serial)));
+    expect(calls.sign).toBe(2);
+    expect(later.basic!.tbsResponseData.producedAt).toEqual(new Date('2026-03-01T13:00:00Z'));
+  });
+
+  test('keeps at most maxEntries responses, dropping the least recently used', async () => {
+    const { instance, calls } = counted();
+    await instance.respond(ask(good.serial));
+    await instance.respond(ask(revoked.serial));
+    await instance.respond(ask(good.serial));
+    await instance.respond(ask(neverStored.serial));
+    expect(calls.sign).toBe(3);
+    await instance.respond(ask(good.serial));
+    expect(calls.sign).toBe(3);
+    await instance.respond(ask(revoked.serial));
+    expect(calls.sign).toBe(4);
+  });
+
+  test('does not keep failures', async () => {
+    let fail = true;
+    const { instance } = counted({
+      status: {
+        findStatus: async () => {
+          if (fail) throw Object.assign(new Error('down'), { code: 'ECONNREFUSED' });
+          return null;
+        },
+      },
+    });
+    expect((await instance.answer(ask(good.serial))).status).toBe('tryLater');
+    fail = false;
+    expect((await instance.answer(ask(good.serial))).status).toBe('successful');
+  });
+});
+
 describe('decodeOcspGetPath', () => {
   const request = buildOcspRequestOnce();
   function buildOcspRequestOnce() {
@@ -494,7 +607,7 @@ describe.runIf(hasTool('openssl', ['version']))('openssl ocsp as the client', ()
   test('answers GET: curl fetches the URL-encoded request, openssl ocsp -respin verifies it', async () => {
     const reqFile = dir.file('get-req.der');
     await openssl(['ocsp', '-issuer', files.ca!, '-cert', files.revoked!, '-no_nonce', '-reqout', reqFile]);
-    const encoded = encodeURIComponent((await import('node:fs')).readFileSync(reqFile).toString('base64'));
+    const encoded = encodeURIComponent(readFileSync(reqFile).toString('base64'));
     const respFile = dir.file('get-resp.der');
     const curl = await run('curl', ['-sS', '-f', '-o', respFile, `${server.url}/ocsp/${encoded}`]);
     expect(curl.code).toBe(0);
@@ -517,7 +630,7 @@ describe.runIf(hasTool('openssl', ['version']))('openssl ocsp as the client', ()
   test('echoes the nonce of a GET request (openssl -reqin/-respin checks it)', async () => {
     const reqFile = dir.file('nonce-req.der');
     await openssl(['ocsp', '-issuer', files.ca!, '-cert', files.good!, '-reqout', reqFile]);
-    const base64 = (await import('node:fs')).readFileSync(reqFile).toString('base64');
+    const base64 = readFileSync(reqFile).toString('base64');
     // The raw base64, slashes and all: the route takes the rest of the path.
     const response = await fetch(`${server.url}/ocsp/${base64}`);
     const respFile = dir.write('nonce-resp.der', new Uint8Array(await response.arrayBuffer()));
@@ -534,6 +647,53 @@ describe.runIf(hasTool('openssl', ['version']))('openssl ocsp as the client', ()
     ]);
     expect(result.output).toContain('Response verify OK');
     expect(result.output).not.toMatch(/nonce/i);
+  });
+});
+
+describe.runIf(hasTool('openssl', ['version']))('a delegated responder (RFC 6960 §4.2.2.2)', () => {
+  const dir = scratch();
+  afterAll(() => dir.cleanup());
+
+  test('signs with its own key, names itself byKey and sends its certificate; openssl accepts it', async () => {
+    const responderCert = await createLeaf(ca, { name: 'CN=Signet OCSP Responder', ocspSigning: true });
+    const server = await serveOcsp(
+      createOcspResponder({
+        issuers: [
+          {
+            id: 'dev-intermediate',
+            certificate: ca.der,
+            signer: { crypto: ca.signer.crypto, key: responderCert.keys.privateKey },
+            responderCertificate: responderCert.der,
+          },
+        ],
+        status: certificates,
+        clock: { now: () => new Date() },
+      }),
+    );
+    try {
+      const respFile = dir.file('delegated.der');
+      const result = await openssl([
+        'ocsp',
+        '-url',
+        server.url,
+        '-issuer',
+        dir.write('ca.pem', ca.pem),
+        '-cert',
+        dir.write('good.pem', good.pem),
+        '-CAfile',
+        dir.write('root.pem', root.pem),
+        '-respout',
+        respFile,
+      ]);
+      expect(result.output).toContain('Response verify OK');
+      expect(result.stdout).toContain(': good');
+      const { basic } = decodeOcspResponse(new Uint8Array(readFileSync(respFile)));
+      expect(basic!.certs).toHaveLength(1);
+      const keyHash = createHash('sha1').update(readIssuerFacts(responderCert.der).publicKey).digest();
+      expect(Buffer.from(basic!.tbsResponseData.responderID.byKey!.buffer).equals(keyHash)).toBe(true);
+    } finally {
+      await server.close();
+    }
   });
 });
 
