@@ -66,6 +66,16 @@ interface Pending {
 const unavailable = (message: string, cause?: unknown) =>
   new HsmError('CKR_DEVICE_REMOVED', message, cause === undefined ? undefined : { cause });
 
+/** After a failed connection attempt, calls fail fast with its error for this long before the next try. */
+const RETRY_AFTER_MS = 250;
+/** Failures of onConnect that retrying cannot cure and that would count against the user's PIN. */
+const STICKY_FAILURES = new Set([
+  'CKR_PIN_INCORRECT',
+  'CKR_PIN_LOCKED',
+  'CKR_USER_TYPE_INVALID',
+  'CKR_PROTOCOL',
+]);
+
 /** How many SIGN_UPDATE frames a multi-part signature keeps in flight. */
 const UPDATE_WINDOW = 8;
 /** Chunk size a multi-part signature sends, well under the frame limit. */
@@ -235,6 +245,8 @@ export class RemotePartition implements KeyManager, PartitionSessionControl, Par
   private connecting: Promise<ClientConnection> | undefined;
   private closed = false;
   private readonly requestTimeoutMs: number;
+  /** Why the last connection attempt failed, and until when calls fail fast with it instead of retrying. */
+  private lastFailure: { error: HsmError; until: number } | undefined;
 
   private constructor(
     private readonly options: RemotePartitionOptions,
@@ -261,13 +273,45 @@ export class RemotePartition implements KeyManager, PartitionSessionControl, Par
     if (this.bound) return this.bound;
     if (this.closed) throw unavailable('this client is closed');
     if (this.connection?.open) return this.connection;
-    this.connecting ??= this.reconnect().finally(() => {
-      this.connecting = undefined;
-    });
+    if (this.lastFailure && Date.now() < this.lastFailure.until) throw this.lastFailure.error;
+    this.connecting ??= this.open()
+      .then(
+        (connection) => {
+          this.lastFailure = undefined;
+          return connection;
+        },
+        (error: HsmError) => {
+          // A refused login does not fix itself: retrying on every call would only lock the user
+          // (CKR_PIN_LOCKED after five). Such a failure stays until reconnect() is called.
+          const sticky = STICKY_FAILURES.has(error.rv);
+          this.lastFailure = {
+            error,
+            until: sticky ? Number.POSITIVE_INFINITY : Date.now() + RETRY_AFTER_MS,
+          };
+          throw error;
+        },
+      )
+      .finally(() => {
+        this.connecting = undefined;
+      });
     return this.connecting;
   }
 
-  private async reconnect(): Promise<ClientConnection> {
+  /**
+   * Drops the connection and connects again now (running onConnect), clearing a remembered
+   * failure: for after the operator fixed a PIN or unsealed the partition.
+   */
+  async reconnect(): Promise<void> {
+    if (this.bound)
+      throw new HsmError('CKR_OPERATION_NOT_PERMITTED', 'a connection given to onConnect does not reconnect');
+    await this.connecting?.catch(() => {});
+    this.connection?.fail(unavailable('reconnecting'));
+    this.connection = undefined;
+    this.lastFailure = undefined;
+    await this.ready();
+  }
+
+  private async open(): Promise<ClientConnection> {
     const { socketPath, connectTimeoutMs = 5000 } = this.options;
     const connection = await ClientConnection.open(socketPath, connectTimeoutMs);
     try {
@@ -275,7 +319,14 @@ export class RemotePartition implements KeyManager, PartitionSessionControl, Par
         callFrame('hello', { protocol: PROTOCOL_NAME, versions: [...SUPPORTED_VERSIONS] }),
         connectTimeoutMs,
       );
-      connection.hello = JSON.parse(body.toString('utf8'));
+      const hello = JSON.parse(body.toString('utf8')) as ClientConnection['hello'];
+      if (!hello || !(SUPPORTED_VERSIONS as readonly number[]).includes(hello.version)) {
+        throw new HsmError(
+          'CKR_PROTOCOL',
+          'the partition chose a protocol version this client does not speak',
+        );
+      }
+      connection.hello = hello;
       if (this.options.onConnect) await this.options.onConnect(new RemotePartition(this.options, connection));
     } catch (error) {
       const failure = isHsmError(error) ? error : unavailable('partition handshake failed', error);

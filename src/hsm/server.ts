@@ -450,7 +450,11 @@ class Connection {
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       const where = issue?.path.length ? issue.path.join('.') : 'args';
-      const failure = new HsmError('CKR_ARGUMENTS_BAD', `${where}: ${issue?.message ?? 'invalid'}`);
+      // Capped: a message may echo what the client sent (a list of unknown keys).
+      const failure = new HsmError(
+        'CKR_ARGUMENTS_BAD',
+        `${where}: ${issue?.message ?? 'invalid'}`.slice(0, 200),
+      );
       this.track(
         id,
         this.session.perform(name, 'public', () => Promise.reject(failure), { whenSealed: true }),

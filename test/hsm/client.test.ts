@@ -151,6 +151,30 @@ describe('RemotePartition when the partition fails', () => {
       expect((await refusal(client.status())).code).toBe('hsm.unavailable');
     });
 
+    it('does not retry a refused login on every call (which would lock the user) until reconnect()', async () => {
+      let pin = CA_USER.pin;
+      const client = await RemotePartition.connect({
+        socketPath: partition.socketPath,
+        onConnect: async (p) => {
+          await p.login({ user: 'ca', pin });
+        },
+      });
+      const officer = await partition.officer();
+      try {
+        await officer.setUserPin({ name: 'ca', pin: 'rotated-pin-4321' });
+        expect((await refusal(client.reconnect())).code).toBe('hsm.pin_incorrect');
+        for (let i = 0; i < 6; i++) expect((await refusal(client.status())).code).toBe('hsm.pin_incorrect');
+        const ca = (await officer.listUsers()).find((u) => u.name === 'ca');
+        expect(ca).toMatchObject({ failedLogins: 1, locked: false });
+        pin = 'rotated-pin-4321';
+        await client.reconnect();
+        expect((await client.status()).user).toEqual({ name: 'ca', role: 'user' });
+      } finally {
+        await officer.setUserPin({ name: 'ca', pin: CA_USER.pin });
+        await client.close();
+      }
+    });
+
     it('surfaces a failing onConnect (a wrong PIN) as the partition refusal', async () => {
       const failure = await refusal(
         RemotePartition.connect({
