@@ -195,33 +195,39 @@ const BATCH_CHUNK = 500;
 const { der: _der, ...summaryColumns } = getTableColumns(certificates);
 
 export function createCertificatesRepository({ db, clock = systemClock }: { db: Db; clock?: Clock }) {
+  /**
+   * One INSERT for many rows, with one array parameter per column (unnest): the statement and its
+   * parameters stay the same size whatever the batch size, which is about twice as fast as a
+   * multi-row VALUES list on PGlite and binds 12 parameters instead of thousands on PostgreSQL.
+   * Bytes travel as hex text and timestamps as ISO 8601 text, which both drivers send the same way.
+   */
   async function insertReservations(tx: Db, rows: CertificateReservation[]): Promise<Set<string>> {
-    const now = clock.now();
-    const inserted = await tx
-      .insert(certificates)
-      .values(
-        rows.map((r) => ({
-          serial: r.serial,
-          issuerId: r.issuerId,
-          policy: r.policy,
-          requester: r.requester,
-          subject: r.subject,
-          sans: r.sans,
-          spkiSha256: r.spkiSha256 ?? null,
-          notBefore: r.notBefore,
-          notAfter: r.notAfter,
-          status: 'pending' as const,
-          crlShard: r.crlShard ?? 0,
-          tbsSha256: r.tbsSha256,
-          csrSha256: r.csrSha256 ?? null,
-          createdAt: now,
-          statusChangedAt: now,
-        })),
-      )
-      // A taken serial (or TBS) is skipped, not an error, so a batch is not lost to one collision.
-      .onConflictDoNothing()
-      .returning({ serial: certificates.serial });
-    return new Set(inserted.map((row) => row.serial));
+    const now = clock.now().toISOString();
+    const column = <T>(pick: (r: CertificateReservation) => T) => sql.param(rows.map(pick));
+    const result = await tx.execute(sql`
+      insert into ${certificates} (serial, issuer_id, policy, requester, subject, sans, spki_sha256,
+        not_before, not_after, status, crl_shard, tbs_sha256, csr_sha256, created_at, status_changed_at)
+      select u.serial, u.issuer_id, u.policy, u.requester, u.subject, u.sans::jsonb, decode(u.spki, 'hex'),
+        u.not_before::timestamptz, u.not_after::timestamptz, 'pending', u.crl_shard, decode(u.tbs, 'hex'),
+        decode(u.csr, 'hex'), ${now}::timestamptz, ${now}::timestamptz
+      from unnest(
+        ${column((r) => r.serial)}::text[],
+        ${column((r) => r.issuerId)}::text[],
+        ${column((r) => r.policy)}::text[],
+        ${column((r) => r.requester)}::text[],
+        ${column((r) => r.subject)}::text[],
+        ${column((r) => JSON.stringify(r.sans.map(({ type, value }) => ({ type, value }))))}::text[],
+        ${column((r) => hex(r.spkiSha256))}::text[],
+        ${column((r) => r.notBefore.toISOString())}::text[],
+        ${column((r) => r.notAfter.toISOString())}::text[],
+        ${column((r) => r.crlShard ?? 0)}::int[],
+        ${column((r) => hex(r.tbsSha256))}::text[],
+        ${column((r) => hex(r.csrSha256))}::text[]
+      ) as u(serial, issuer_id, policy, requester, subject, sans, spki, not_before, not_after, crl_shard, tbs, csr)
+      -- A taken serial (or TBS) is skipped, not an error, so a batch is not lost to one collision.
+      on conflict do nothing
+      returning serial`);
+    return new Set(rowsOf<{ serial: string }>(result).map((row) => row.serial));
   }
 
   const repository: CertificatesRepository = {
@@ -237,9 +243,7 @@ export function createCertificatesRepository({ db, clock = systemClock }: { db: 
       const inserted = new Set<string>();
       // Inserting in serial order makes every writer take the unique-index entries in the same
       // order, so two batches that share serials wait for each other instead of deadlocking.
-      const ordered = [...reservations].sort((a, b) =>
-        a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0,
-      );
+      const ordered = [...reservations].sort(bySerial);
       await db.transaction(async (tx) => {
         for (let i = 0; i < ordered.length; i += BATCH_CHUNK) {
           for (const serial of await insertReservations(tx, ordered.slice(i, i + BATCH_CHUNK))) {
@@ -261,6 +265,8 @@ export function createCertificatesRepository({ db, clock = systemClock }: { db: 
 
     async markIssued(serial, der) {
       const canonical = normalizeSerial(serial);
+      if (!(der instanceof Uint8Array) || der.length === 0)
+        throw new TypeError('der must be non-empty bytes');
       const { notStored, statuses } = await storeDer(db, [{ serial: canonical, der }]);
       if (notStored.length === 0) return statuses.get(canonical)!;
       const existing = await repository.findBySerial(canonical);
@@ -276,14 +282,24 @@ export function createCertificatesRepository({ db, clock = systemClock }: { db: 
 
     async markIssuedMany(items) {
       if (items.length === 0) return { notStored: [] };
-      const canonical = items.map(({ serial, der }) => ({ serial: normalizeSerial(serial), der }));
-      const notStored: string[] = [];
+      const canonical = items.map(({ serial, der }) => {
+        if (!(der instanceof Uint8Array) || der.length === 0)
+          throw new TypeError('der must be non-empty bytes');
+        return { serial: normalizeSerial(serial), der };
+      });
+      if (new Set(canonical.map((item) => item.serial)).size !== canonical.length) {
+        throw new TypeError('markIssuedMany was given the same serial twice');
+      }
+      // Rows are locked in serial order, as reservations are, so concurrent batches cannot deadlock.
+      const ordered = [...canonical].sort(bySerial);
+      const notStored = new Set<string>();
       await db.transaction(async (tx) => {
-        for (let i = 0; i < canonical.length; i += BATCH_CHUNK) {
-          notStored.push(...(await storeDer(tx, canonical.slice(i, i + BATCH_CHUNK))).notStored);
+        for (let i = 0; i < ordered.length; i += BATCH_CHUNK) {
+          for (const serial of (await storeDer(tx, ordered.slice(i, i + BATCH_CHUNK))).notStored)
+            notStored.add(serial);
         }
       });
-      return { notStored };
+      return { notStored: canonical.filter((item) => notStored.has(item.serial)).map((item) => item.serial) };
     },
 
     async markFailed(serial, reason) {
@@ -537,18 +553,17 @@ export function createCertificatesRepository({ db, clock = systemClock }: { db: 
     items: { serial: string; der: Uint8Array }[],
   ): Promise<{ notStored: string[]; statuses: Map<string, 'good' | 'revoked'> }> {
     const now = clock.now().toISOString();
-    const values = sql.join(
-      items.map(({ serial, der }) => sql`(${serial}::text, ${der}::bytea)`),
-      sql`, `,
-    );
     const result = await tx.execute(sql`
       update ${certificates} as c
-      set der = v.der,
+      set der = decode(v.der, 'hex'),
           issued_at = ${now}::timestamptz,
           failure_reason = null,
           status = case when c.status in ('pending', 'failed') then 'good' else c.status end,
           status_changed_at = case when c.status in ('pending', 'failed') then ${now}::timestamptz else c.status_changed_at end
-      from (values ${values}) as v(serial, der)
+      from unnest(
+        ${sql.param(items.map((item) => item.serial))}::text[],
+        ${sql.param(items.map((item) => hex(item.der)))}::text[]
+      ) as v(serial, der)
       where c.serial = v.serial and c.der is null
       returning c.serial, c.status`);
     const statuses = new Map(
@@ -589,6 +604,14 @@ function checkReservation(r: CertificateReservation): void {
   if (r.crlShard !== undefined && (!Number.isInteger(r.crlShard) || r.crlShard < 0)) {
     throw new TypeError('crlShard must be a non-negative integer');
   }
+}
+
+function bySerial(a: { serial: string }, b: { serial: string }): number {
+  return a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0;
+}
+
+function hex(bytes: Uint8Array | null | undefined): string | null {
+  return bytes == null ? null : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
 function checkDigest(name: string, value: Uint8Array): void {

@@ -55,10 +55,13 @@ export async function acquireLockFile(path: string): Promise<LockFile> {
 
 function lockedBy(path: string, holder: LockHolder): DatabaseLockedError {
   const self = holder.pid === process.pid && holder.hostname === osHostname();
-  const where = holder.hostname && holder.hostname !== osHostname() ? ` on host ${holder.hostname}` : '';
+  const otherHost = holder.hostname !== undefined && holder.hostname !== osHostname();
+  // A process on another host (or in another container) cannot be checked from here.
   const detail = self
     ? `this process (pid ${holder.pid}) already has it open`
-    : `process ${holder.pid}${where} holds it; stop that process first`;
+    : otherHost
+      ? `process ${holder.pid} on host ${holder.hostname} holds it; stop that process first, or delete the lock file if that host no longer runs Signet`
+      : `process ${holder.pid} holds it; stop that process first`;
   return new DatabaseLockedError(path, holder.pid, holder.hostname, detail);
 }
 
