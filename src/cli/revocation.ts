@@ -23,9 +23,7 @@ import { createRevokeByKey, type RevokeByKey } from '../revocation/revoke-by-key
 export interface RevocationRuntime {
   revoke: RevokeUseCase;
   revokeByKey: RevokeByKey;
-  crls: CrlStore & {
-    getCurrent(issuerId: string, shard: number): ReturnType<CrlsRepository['getLatest']>;
-  };
+  crls: CrlStore & Pick<CrlsRepository, 'getLatest'>;
   ocsp: OcspResponder;
   scheduler: CrlScheduler;
   stop(): Promise<void>;
@@ -55,7 +53,7 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     allocateNumber: (issuerId, shard, opts) => crls.allocateNumber(issuerId, shard, opts),
     save: (crl) => crls.save(crl),
     getLatestInfo: (issuerId, shard, kind) => crls.getLatestInfo(issuerId, shard, kind),
-    getCurrent: (issuerId, shard) => crls.getLatest(issuerId, shard, 'full'),
+    getLatest: (issuerId, shard, kind) => crls.getLatest(issuerId, shard, kind),
   };
 
   const scheduler = createCrlScheduler({
