@@ -16,7 +16,7 @@ const SHARD = /^(0|[1-9][0-9]{0,4})$/;
 export function crlRoutes({ deps }: RouteContext): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
 
-  async function serve(c: Context<ApiEnv>, issuerId: string, shardText: string) {
+  async function serve(c: Context<ApiEnv>, issuerId: string, shardText: string, kind: 'full' | 'delta') {
     if (!ISSUER_ID.test(issuerId) || !SHARD.test(shardText))
       throw apiErrors.notFound('No such CRL.', 'crl.not_found');
     if (!deps.revocation) throw revocationUnavailable();
@@ -24,7 +24,7 @@ export function crlRoutes({ deps }: RouteContext): Hono<ApiEnv> {
     const issuer = await deps.issuers.get(issuerId);
     if (!issuer || shard >= issuer.crlShards)
       throw apiErrors.notFound(`No CRL ${issuerId}/${shard}.`, 'crl.not_found');
-    const crl = await deps.revocation.crls.getCurrent(issuerId, shard);
+    const crl = await deps.revocation.crls.getLatest(issuerId, shard, kind);
     if (!crl) {
       throw new AppError(
         'crl.unavailable',
@@ -33,7 +33,7 @@ export function crlRoutes({ deps }: RouteContext): Hono<ApiEnv> {
       );
     }
     const now = deps.clock.now();
-    const etag = `"${crl.sha256}"`;
+    const etag = `"${Buffer.from(crl.sha256).toString('hex')}"`;
     const maxAge = Math.max(0, Math.floor((crl.nextUpdate.getTime() - now.getTime()) / 1000));
     const headers = {
       etag,
@@ -56,9 +56,15 @@ export function crlRoutes({ deps }: RouteContext): Hono<ApiEnv> {
     return c.body(Buffer.from(crl.der), 200, { ...headers, 'content-type': 'application/pkix-crl' });
   }
 
-  app.get('/crl/:file{[a-z0-9-]+\\.crl}', (c) => serve(c, c.req.param('file').replace(/\.crl$/, ''), '0'));
+  // DESIGN.md "Issuers": /crl/{id}.crl (shard 0), /crl/{id}/{shard}.crl, and the delta CRLs
+  // /crl/{id}/delta.crl and /crl/{id}/{shard}/delta.crl.
+  app.get('/crl/:file{[a-z0-9-]+\\.crl}', (c) => serve(c, c.req.param('file').slice(0, -4), '0', 'full'));
+  app.get('/crl/:issuerId/delta.crl', (c) => serve(c, c.req.param('issuerId'), '0', 'delta'));
   app.get('/crl/:issuerId/:file{[0-9]+\\.crl}', (c) =>
-    serve(c, c.req.param('issuerId'), c.req.param('file').replace(/\.crl$/, '')),
+    serve(c, c.req.param('issuerId'), c.req.param('file').slice(0, -4), 'full'),
+  );
+  app.get('/crl/:issuerId/:shard/delta.crl', (c) =>
+    serve(c, c.req.param('issuerId'), c.req.param('shard'), 'delta'),
   );
   return app;
 }

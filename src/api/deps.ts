@@ -3,11 +3,11 @@ import type { CertificateAuthority } from '../ca/types.ts';
 import type { ApiKeysRepository } from '../db/api-keys.repository.ts';
 import type { AuditRepository } from '../db/audit.repository.ts';
 import type { CertificatesRepository } from '../db/certificates.repository.ts';
+import type { CrlsRepository } from '../db/crls.repository.ts';
 import type { IdempotencyRepository } from '../db/idempotency.repository.ts';
 import type { IssuersRepository } from '../db/issuers.repository.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { PolicyRegistry } from '../policy/registry.ts';
-import type { CrlStore } from '../revocation/crl-scheduler.ts';
 import type { OcspResponder } from '../revocation/ocsp-responder.ts';
 import type { RevokeUseCase } from '../revocation/revoke.usecase.ts';
 import type { RevokeByKey } from '../revocation/revoke-by-key.ts';
@@ -29,8 +29,8 @@ export interface ReadinessProbe {
 export interface RevocationDeps {
   revoke: RevokeUseCase;
   revokeByKey: RevokeByKey;
-  /** The current full CRL of an issuer's shard, as the CRL scheduler saved it. */
-  crls: Pick<CrlStore, 'getCurrent'>;
+  /** The latest full (and delta) CRL of an issuer's shard, as the CRL scheduler saved it. */
+  crls: Pick<CrlsRepository, 'getLatest'>;
   ocsp: Pick<OcspResponder, 'answer' | 'answerGetPath'>;
 }
 

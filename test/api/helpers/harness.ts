@@ -104,7 +104,12 @@ export async function buildHarness({
     auditor: await makeKey(['auditor']),
     admin: await makeKey(['admin']),
   };
-  async function call(method: string, path: string, options: CallOptions = {}) {
+  return { app, deps, clock, keys, logs, call: caller(app), makeKey };
+}
+
+/** `app.request`, then the contract check of the response against openapi.yaml. */
+export function caller(app: Hono<ApiEnv>): Harness['call'] {
+  return async function call(method: string, path: string, options: CallOptions = {}) {
     const headers: Record<string, string> = { ...options.headers };
     if (options.key) headers.authorization = `Bearer ${options.key}`;
     let body: string | Uint8Array | undefined = options.raw;
@@ -115,6 +120,5 @@ export async function buildHarness({
     const response = await app.request(path, { method, headers, ...(body !== undefined ? { body } : {}) });
     const parsed = await contract.check(method, path, response);
     return { response, body: parsed };
-  }
-  return { app, deps, clock, keys, logs, call, makeKey };
+  };
 }

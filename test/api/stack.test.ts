@@ -1,0 +1,715 @@
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../../src/api/app.ts';
+import { createApiKey } from '../../src/api/auth/api-keys.ts';
+import type { AppDeps } from '../../src/api/deps.ts';
+import type { Role } from '../../src/api/env.ts';
+import { initDataDir } from '../../src/cli/init.ts';
+import { type Serving, serveDataDir } from '../../src/cli/serve.ts';
+import { hasTool } from '../helpers/tools.ts';
+import { type CallOptions, caller, contract, logSink } from './helpers/harness.ts';
+
+/**
+ * The API on the real service: a data folder made by `signet init`, the partition process,
+ * PGlite with the real migrations, the shipped policies and the real CA. Requests go through
+ * app.request (every response held to openapi.yaml) and through the listening server with curl,
+ * with openssl making the keys and CSRs and verifying what comes back.
+ */
+const haveTools = hasTool('openssl', ['version']) && hasTool('curl', ['--version']);
+const ROLES: Role[] = ['issuer', 'revoker', 'auditor', 'admin'];
+
+let dir: string;
+let dataDir: string;
+let serving: Serving;
+let deps: AppDeps;
+let call: ReturnType<typeof caller>;
+let logs: ReturnType<typeof logSink>;
+let adminKeyFile: string;
+let rootPem: string;
+const keys = {} as Record<Role, string>;
+
+function openssl(args: string[]): string {
+  return execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** A new P-256 key and CSR for `names` (DNS SANs), PEM and DER. */
+function makeCsr(
+  name: string,
+  names: string[],
+  subject = `/CN=${names[0]}`,
+): { pem: string; der: Buffer; keyFile: string } {
+  const keyFile = path.join(dir, `${name}.key`);
+  const pemFile = path.join(dir, `${name}.csr`);
+  openssl([
+    'req',
+    '-new',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    keyFile,
+    '-subj',
+    subject,
+    '-addext',
+    `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`,
+    '-out',
+    pemFile,
+  ]);
+  const der = execFileSync('openssl', ['req', '-in', pemFile, '-outform', 'DER']);
+  return { pem: readFileSync(pemFile, 'utf8'), der, keyFile };
+}
+
+/** openssl verify of a leaf against the root, with the given intermediates. */
+function verifyChain(name: string, leafPem: string, intermediatesPem: string): string {
+  const leafFile = path.join(dir, `${name}.pem`);
+  const chainFile = path.join(dir, `${name}-chain.pem`);
+  const rootFile = path.join(dir, 'root.pem');
+  writeFileSync(leafFile, leafPem);
+  writeFileSync(chainFile, intermediatesPem);
+  writeFileSync(rootFile, rootPem);
+  const result = spawnSync(
+    'openssl',
+    [
+      'verify',
+      '-x509_strict',
+      '-purpose',
+      'sslserver',
+      '-CAfile',
+      rootFile,
+      '-untrusted',
+      chainFile,
+      leafFile,
+    ],
+    {
+      encoding: 'utf8',
+    },
+  );
+  return `${result.stdout}${result.stderr}`.replace(leafFile, 'leaf');
+}
+
+// The server runs in this process: clients must run asynchronously, or they would wait on a
+// server whose event loop they block.
+const execFileAsync = promisify(execFile);
+
+async function curl(args: string[]): Promise<{ status: number; headers: string; body: Buffer }> {
+  const headersFile = path.join(dir, `curl-headers-${Math.random().toString(36).slice(2)}.txt`);
+  const { stdout: body } = await execFileAsync(
+    'curl',
+    ['-sS', '--max-time', '60', '-D', headersFile, ...args],
+    {
+      maxBuffer: 1 << 20,
+      encoding: 'buffer',
+    },
+  );
+  const headers = readFileSync(headersFile, 'utf8');
+  const status = Number(/^HTTP\/[\d.]+ (\d{3})/m.exec(headers)?.[1]);
+  return { status, headers, body };
+}
+
+const bearer = (role: Role) => ['-H', `authorization: Bearer ${keys[role]}`];
+
+describe.skipIf(!haveTools)('the API on the real service', () => {
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'signet-api-stack-'));
+    dataDir = path.join(dir, 'data');
+    const init = await initDataDir({ dataDir, port: 0, publicUrl: 'http://127.0.0.1:8080', log: () => {} });
+    adminKeyFile = init.adminKeyFile;
+    rootPem = readFileSync(init.rootCertificateFile, 'utf8');
+    process.env.SIGNET_LOG_LEVEL = 'silent';
+    serving = await serveDataDir({ dataDir, port: 0 });
+    const { runtime } = serving;
+    logs = logSink();
+    deps = {
+      clock: runtime.clock,
+      logger: logs.logger,
+      ca: runtime.ca,
+      apiKeys: runtime.repositories.apiKeys,
+      idempotency: runtime.repositories.idempotency,
+      certificates: runtime.repositories.certificates,
+      issuers: runtime.repositories.issuers,
+      policies: runtime.policies,
+      audit: runtime.repositories.audit,
+      readiness: {
+        database: () => runtime.database.ping(),
+        partition: () => [...runtime.partitions.values()][0]!.status(),
+      },
+    };
+    call = caller(createApp(deps));
+    keys.admin = readFileSync(adminKeyFile, 'utf8').trim();
+    for (const role of ['issuer', 'revoker', 'auditor'] as const) {
+      keys[role] = (
+        await createApiKey(deps.apiKeys, { roles: [role], policies: role === 'issuer' ? ['web-server'] : [] })
+      ).key;
+    }
+  }, 180_000);
+
+  afterAll(async () => {
+    await serving?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  describe('issuance', () => {
+    it('issues from a JSON body posted with curl, and openssl verifies the chain up to the root', async () => {
+      const csr = makeCsr('curl-json', ['www.example.com']);
+      const bodyFile = path.join(dir, 'body.json');
+      writeFileSync(bodyFile, JSON.stringify({ csr: csr.pem, policy: 'web-server', validity: 'P30D' }));
+      const { status, headers, body } = await curl([
+        '-X',
+        'POST',
+        ...bearer('issuer'),
+        '-H',
+        'content-type: application/json',
+        '--data-binary',
+        `@${bodyFile}`,
+        `${serving.server.url}/v1/certificates`,
+      ]);
+      expect(status).toBe(201);
+      const issued = JSON.parse(body.toString('utf8'));
+      expect(headers.toLowerCase()).toContain(`location: /v1/certificates/${issued.serialNumber}`);
+      expect(issued).toMatchObject({ policy: 'web-server', issuer: 'dev-intermediate' });
+      expect(verifyChain('curl-json', issued.certificate, issued.chain.join(''))).toContain('leaf: OK');
+      // 30 days, counted inclusively (BR §1.6.1), so notAfter - notBefore is 30 days less a second.
+      const lifetime = new Date(issued.notAfter).getTime() - new Date(issued.notBefore).getTime();
+      expect(lifetime).toBeGreaterThanOrEqual(30 * 86_400_000 - 1000);
+      expect(lifetime).toBeLessThanOrEqual(30 * 86_400_000 + 60_000);
+      const leaf = new X509Certificate(issued.certificate);
+      expect(leaf.checkHost('www.example.com')).toBe('www.example.com');
+      expect(issued.chain.map((pem: string) => new X509Certificate(pem).subject)).not.toContain(
+        new X509Certificate(rootPem).subject,
+      );
+    });
+
+    it('issues from a raw DER application/pkcs10 body with ?policy=, answering the PEM chain itself', async () => {
+      const csr = makeCsr('curl-raw', ['api.example.com']);
+      const derFile = path.join(dir, 'curl-raw.der');
+      writeFileSync(derFile, csr.der);
+      const { status, headers, body } = await curl([
+        '-X',
+        'POST',
+        ...bearer('issuer'),
+        '-H',
+        'content-type: application/pkcs10',
+        '-H',
+        'accept: application/pem-certificate-chain',
+        '--data-binary',
+        `@${derFile}`,
+        `${serving.server.url}/v1/certificates?policy=web-server`,
+      ]);
+      expect(status).toBe(201);
+      expect(headers.toLowerCase()).toContain('content-type: application/pem-certificate-chain');
+      const pems = body
+        .toString('utf8')
+        .match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/g)!;
+      expect(pems.length).toBe(2);
+      expect(verifyChain('curl-raw', pems[0]!, pems.slice(1).join(''))).toContain('leaf: OK');
+    });
+
+    it('refuses a name the policy does not allow with 403 and every violation, and stores nothing', async () => {
+      const before = (await deps.certificates.list({ limit: 1000 })).items.length;
+      const csr = makeCsr('refused', ['www.example.org', 'internal.example.com']);
+      const { response, body } = await call('POST', '/v1/certificates', {
+        key: keys.issuer,
+        body: { csr: csr.pem, policy: 'web-server' },
+      });
+      expect(response.status).toBe(403);
+      expect(body.code).toBe('policy.refused');
+      expect(body.violations.map((v: { code: string }) => v.code).sort()).toEqual([
+        'policy.cn_not_in_sans',
+        'policy.dns_not_allowed',
+        'policy.san_denied',
+      ]);
+      expect((await deps.certificates.list({ limit: 1000 })).items.length).toBe(before);
+    });
+
+    it.each([
+      { name: 'garbage instead of a CSR', csr: 'hello', code: 'csr.pem_invalid' },
+      { name: 'a CSR whose signature does not verify', csr: 'tampered', code: 'csr.signature_invalid' },
+    ])('refuses $name with 400 $code', async ({ csr, code }) => {
+      let text = csr;
+      if (csr === 'tampered') {
+        const der = Buffer.from(makeCsr('tampered', ['t.example.com']).der);
+        der[der.length - 10]! ^= 0x01;
+        text = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
+      }
+      const { response, body } = await call('POST', '/v1/certificates', {
+        key: keys.issuer,
+        body: { csr: text, policy: 'web-server' },
+      });
+      expect(response.status).toBe(400);
+      expect(body.code).toMatch(/^csr\./);
+      expect([code, 'csr.malformed']).toContain(body.code);
+    });
+
+    it('answers an unknown policy with 400 policy.unknown', async () => {
+      const csr = makeCsr('nopolicy', ['n.example.com']);
+      const { response, body } = await call('POST', '/v1/certificates', {
+        key: keys.admin,
+        body: { csr: csr.pem, policy: 'no-such-policy' },
+      });
+      expect(response.status).toBe(400);
+      expect(body.code).toBe('policy.unknown');
+    });
+
+    it('replays an issuance for the same Idempotency-Key and body instead of issuing twice', async () => {
+      const csr = makeCsr('idem', ['idem.example.com']);
+      const options: CallOptions = {
+        key: keys.issuer,
+        body: { csr: csr.pem, policy: 'web-server' },
+        headers: { 'idempotency-key': 'idem-1' },
+      };
+      const first = await call('POST', '/v1/certificates', options);
+      const second = await call('POST', '/v1/certificates', options);
+      expect(first.response.status).toBe(201);
+      expect(second.body.serialNumber).toBe(first.body.serialNumber);
+      expect(second.response.headers.get('location')).toBe(first.response.headers.get('location'));
+      const other = await call('POST', '/v1/certificates', {
+        ...options,
+        body: { csr: csr.pem, policy: 'web-server', validity: 'P1D' },
+      });
+      expect(other.response.status).toBe(422);
+    });
+
+    it('evaluates a request without signing, with a decision for every name', async () => {
+      const before = (await deps.certificates.list({ limit: 1000 })).items.length;
+      const csr = makeCsr('dry', ['dry.example.com', 'evil.example.org']);
+      const { response, body } = await call('POST', '/v1/policies/web-server/evaluate', {
+        key: keys.issuer,
+        body: { csr: csr.pem },
+      });
+      expect(response.status).toBe(200);
+      expect(body.allowed).toBe(false);
+      expect(body.decisions).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ value: 'dry.example.com', allowed: true }),
+          expect.objectContaining({ value: 'evil.example.org', allowed: false }),
+        ]),
+      );
+      expect(body.violations).toEqual([expect.objectContaining({ code: 'policy.dns_not_allowed' })]);
+      expect((await deps.certificates.list({ limit: 1000 })).items.length).toBe(before);
+    });
+  });
+
+  describe('reading certificates', () => {
+    let mine: string;
+    let theirs: string;
+
+    beforeAll(async () => {
+      const issue = async (key: string, host: string) =>
+        (
+          await call('POST', '/v1/certificates', {
+            key,
+            body: { csr: makeCsr(host, [host]).pem, policy: 'web-server' },
+          })
+        ).body.serialNumber as string;
+      mine = await issue(keys.issuer, 'mine.example.com');
+      theirs = await issue(keys.admin, 'theirs.example.com');
+    });
+
+    it('answers a certificate as JSON, DER or PEM, and accepts the serial with colons and in upper case', async () => {
+      const json = await call('GET', `/v1/certificates/${mine}`, { key: keys.auditor });
+      expect(json.body).toMatchObject({
+        serialNumber: mine,
+        status: 'valid',
+        policy: 'web-server',
+        requester: expect.stringMatching(/^apikey:/),
+      });
+      const der = await call('GET', `/v1/certificates/${mine}`, {
+        key: keys.auditor,
+        headers: { accept: 'application/pkix-cert' },
+      });
+      expect(new X509Certificate(der.body as Buffer).serialNumber.toLowerCase()).toBe(
+        mine.replace(/^00/, ''),
+      );
+      const pem = await call('GET', `/v1/certificates/${mine.toUpperCase().match(/../g)!.join(':')}`, {
+        key: keys.revoker,
+        headers: { accept: 'application/x-pem-file' },
+      });
+      expect((pem.body as Buffer).toString('utf8')).toBe(json.body.certificate);
+    });
+
+    it('lets the issuer role read its own certificates and no one else', async () => {
+      expect((await call('GET', `/v1/certificates/${mine}`, { key: keys.issuer })).response.status).toBe(200);
+      const other = await call('GET', `/v1/certificates/${theirs}`, { key: keys.issuer });
+      expect(other.response.status).toBe(404);
+      const list = await call('GET', '/v1/certificates?limit=500', { key: keys.issuer });
+      const serials = list.body.items.map((item: { serialNumber: string }) => item.serialNumber);
+      expect(serials).toContain(mine);
+      expect(serials).not.toContain(theirs);
+    });
+
+    it('pages through certificates with an opaque cursor and filters them', async () => {
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: {
+          body: { items: { serialNumber: string; policy: string }[]; nextCursor: string | null };
+        } = await call(
+          'GET',
+          `/v1/certificates?limit=2&policy=web-server&status=valid${cursor ? `&cursor=${cursor}` : ''}`,
+          { key: keys.auditor },
+        );
+        expect(page.body.items.length).toBeLessThanOrEqual(2);
+        seen.push(...page.body.items.map((item) => item.serialNumber));
+        cursor = page.body.nextCursor;
+      } while (cursor);
+      expect(new Set(seen).size).toBe(seen.length);
+      expect(seen).toEqual(expect.arrayContaining([mine, theirs]));
+      const none = await call('GET', '/v1/certificates?status=revoked', { key: keys.auditor });
+      expect(none.body.items).toEqual([]);
+      const expiring = await call(
+        'GET',
+        `/v1/certificates?expiresBefore=${encodeURIComponent('2000-01-01T00:00:00Z')}`,
+        { key: keys.auditor },
+      );
+      expect(expiring.body.items).toEqual([]);
+    });
+
+    it.each([
+      {
+        name: 'a serial that is not hex',
+        path: '/v1/certificates/xyz',
+        code: 'request.serial_invalid',
+        status: 400,
+      },
+      {
+        name: 'a serial never issued',
+        path: '/v1/certificates/0123456789abcdef',
+        code: 'certificate.not_found',
+        status: 404,
+      },
+      {
+        name: 'a damaged cursor',
+        path: '/v1/certificates?cursor=bm90LWEtY3Vyc29y',
+        code: 'request.cursor_invalid',
+        status: 400,
+      },
+      {
+        name: 'a limit over the maximum',
+        path: '/v1/certificates?limit=100000',
+        code: 'request.invalid_query',
+        status: 400,
+      },
+      {
+        name: 'an unknown status',
+        path: '/v1/certificates?status=lost',
+        code: 'request.invalid_query',
+        status: 400,
+      },
+      {
+        name: 'an unknown query parameter',
+        path: '/v1/certificates?colour=red',
+        code: 'request.invalid_query',
+        status: 400,
+      },
+    ])('answers $name with $status $code', async ({ path: target, code, status }) => {
+      const { response, body } = await call('GET', target, { key: keys.auditor });
+      expect(response.status).toBe(status);
+      expect(body.code).toBe(code);
+    });
+  });
+
+  describe('issuers, policies, audit and operations', () => {
+    it('lists the issuers and answers each one', async () => {
+      const list = await call('GET', '/v1/issuers', { key: keys.revoker });
+      const ids = list.body.items.map((issuer: { id: string }) => issuer.id);
+      expect(ids).toEqual(expect.arrayContaining(['dev-root', 'dev-intermediate']));
+      const one = await call('GET', '/v1/issuers/dev-intermediate', { key: keys.issuer });
+      expect(one.body).toMatchObject({
+        id: 'dev-intermediate',
+        parent: 'dev-root',
+        keyAlgorithm: expect.stringMatching(/^ecdsa-|^rsa-|^ed25519/),
+      });
+      expect((await call('GET', '/v1/issuers/nope', { key: keys.issuer })).body.code).toBe(
+        'issuer.not_found',
+      );
+    });
+
+    it('serves issuer certificates and chains to anyone, as DER, PEM and a chain up to the root', async () => {
+      const der = await curl([`${serving.server.url}/v1/issuers/dev-intermediate/certificate`]);
+      expect(der.status).toBe(200);
+      expect(der.headers.toLowerCase()).toContain('content-type: application/pkix-cert');
+      const intermediate = new X509Certificate(der.body);
+      const pem = await curl([
+        '-H',
+        'accept: application/x-pem-file',
+        `${serving.server.url}/v1/issuers/dev-intermediate/certificate`,
+      ]);
+      expect(new X509Certificate(pem.body).fingerprint256).toBe(intermediate.fingerprint256);
+      const chain = await curl([`${serving.server.url}/v1/issuers/dev-intermediate/chain`]);
+      expect(chain.headers.toLowerCase()).toContain('content-type: application/pem-certificate-chain');
+      const pems = chain.body
+        .toString('utf8')
+        .match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/g)!;
+      expect(pems.map((p) => new X509Certificate(p).fingerprint256)).toEqual([
+        intermediate.fingerprint256,
+        new X509Certificate(rootPem).fingerprint256,
+      ]);
+      expect((await curl([`${serving.server.url}/v1/issuers/nope/chain`])).status).toBe(404);
+    });
+
+    it('lists the shipped policies and shows one as loaded', async () => {
+      const list = await call('GET', '/v1/policies', { key: keys.auditor });
+      expect(list.body.items.map((p: { name: string }) => p.name)).toEqual([
+        'client-mtls',
+        'spiffe-workload',
+        'web-server',
+      ]);
+      const one = await call('GET', '/v1/policies/web-server', { key: keys.revoker });
+      expect(one.body).toMatchObject({
+        name: 'web-server',
+        issuer: 'dev-intermediate',
+        policy: expect.any(Object),
+      });
+      expect((await call('GET', '/v1/policies/nope', { key: keys.revoker })).body.code).toBe(
+        'policy.not_found',
+      );
+      const reload = await call('POST', '/v1/policies/reload', { key: keys.admin });
+      expect(reload.body.loaded).toEqual(['client-mtls', 'spiffe-workload', 'web-server']);
+    });
+
+    it('shows the audit log to auditors, filtered and paged', async () => {
+      const issued = await call('GET', '/v1/audit?action=certificate.issue&decision=allowed&limit=1', {
+        key: keys.auditor,
+      });
+      expect(issued.body.items).toHaveLength(1);
+      expect(issued.body.items[0]).toMatchObject({ action: 'certificate.issue', decision: 'allowed' });
+      expect(issued.body.nextCursor).toEqual(expect.any(String));
+      const next = await call(
+        'GET',
+        `/v1/audit?action=certificate.issue&decision=allowed&limit=1&cursor=${issued.body.nextCursor}`,
+        { key: keys.auditor },
+      );
+      expect(next.body.items[0].id).not.toBe(issued.body.items[0].id);
+    });
+
+    it('answers liveness, readiness with the partition unsealed, and its own contract', async () => {
+      expect((await call('GET', '/healthz')).body).toEqual({ status: 'ok' });
+      expect((await call('GET', '/readyz')).body).toEqual({
+        status: 'ready',
+        checks: { database: 'ok', partition: 'ok' },
+      });
+      const yaml = await curl([`${serving.server.url}/openapi.yaml`]);
+      expect(yaml.body.toString('utf8')).toContain('openapi: 3.1.0');
+    });
+  });
+
+  describe('every endpoint x every role', () => {
+    interface Endpoint {
+      method: string;
+      path: () => string;
+      /** Roles allowed besides admin. */
+      roles: Role[] | 'all';
+      body?: () => unknown;
+    }
+    let serial = '';
+    const csr = () => makeCsr('matrix', ['matrix.example.com']).pem;
+    const throwawayKeyId = async () => (await createApiKey(deps.apiKeys, { roles: ['auditor'] })).id;
+    let keyId = '';
+    const ENDPOINTS: Endpoint[] = [
+      {
+        method: 'POST',
+        path: () => '/v1/certificates',
+        roles: ['issuer'],
+        body: () => ({ csr: csr(), policy: 'web-server' }),
+      },
+      { method: 'GET', path: () => '/v1/certificates', roles: ['issuer', 'revoker', 'auditor'] },
+      { method: 'GET', path: () => `/v1/certificates/${serial}`, roles: ['issuer', 'revoker', 'auditor'] },
+      {
+        method: 'POST',
+        path: () => '/v1/policies/web-server/evaluate',
+        roles: ['issuer'],
+        body: () => ({ csr: csr() }),
+      },
+      { method: 'POST', path: () => '/v1/policies/reload', roles: [] },
+      { method: 'GET', path: () => '/v1/policies', roles: 'all' },
+      { method: 'GET', path: () => '/v1/policies/web-server', roles: 'all' },
+      { method: 'POST', path: () => '/v1/apikeys', roles: [], body: () => ({ roles: ['auditor'] }) },
+      { method: 'GET', path: () => '/v1/apikeys', roles: [] },
+      { method: 'DELETE', path: () => `/v1/apikeys/${keyId}`, roles: [] },
+      { method: 'GET', path: () => '/v1/issuers', roles: 'all' },
+      { method: 'GET', path: () => '/v1/issuers/dev-intermediate', roles: 'all' },
+      { method: 'GET', path: () => '/v1/audit', roles: ['auditor'] },
+    ];
+    const CASES = ENDPOINTS.flatMap((endpoint) =>
+      ROLES.map((role) => ({
+        endpoint,
+        role,
+        name: `${endpoint.method} ${endpoint.path
+          .toString()
+          .replace(/^\(\) => /, '')
+          .replaceAll('`', '')}`,
+        allowed: role === 'admin' || endpoint.roles === 'all' || endpoint.roles.includes(role),
+      })),
+    );
+
+    beforeAll(async () => {
+      serial = (
+        await call('POST', '/v1/certificates', {
+          key: keys.issuer,
+          body: { csr: csr(), policy: 'web-server' },
+        })
+      ).body.serialNumber;
+    });
+
+    it.each(CASES)('$name as $role: allowed=$allowed', async ({ endpoint, role, allowed }) => {
+      keyId = await throwawayKeyId();
+      const before = (await deps.audit.list({ limit: 1 })).items[0]?.id ?? 0;
+      const { response, body } = await call(endpoint.method, endpoint.path(), {
+        key: keys[role],
+        ...(endpoint.body ? { body: endpoint.body() } : {}),
+      });
+      if (allowed) {
+        expect(response.status, JSON.stringify(body)).toBeLessThan(300);
+        return;
+      }
+      expect(response.status).toBe(403);
+      expect(body.code).toBe('auth.role_forbidden');
+      // The refusal leaves exactly one audit record and nothing else.
+      const after = (await deps.audit.list({ limit: 10 })).items.filter((event) => event.id > before);
+      expect(after).toEqual([
+        expect.objectContaining({ decision: 'denied', actor: expect.stringMatching(/^apikey:/) }),
+      ]);
+    });
+
+    it.each(ENDPOINTS)(
+      '$method $path refuses a request without a credential with 401, and an expired key with 403',
+      async (endpoint) => {
+        keyId = await throwawayKeyId();
+        const anonymous = await call(
+          endpoint.method,
+          endpoint.path(),
+          endpoint.body ? { body: endpoint.body() } : {},
+        );
+        expect(anonymous.response.status).toBe(401);
+        expect(anonymous.body.code).toBe('auth.credential_missing');
+        const expired = (
+          await createApiKey(deps.apiKeys, { roles: ['admin'], expiresAt: new Date(Date.now() - 1000) })
+        ).key;
+        const late = await call(endpoint.method, endpoint.path(), {
+          key: expired,
+          ...(endpoint.body ? { body: endpoint.body() } : {}),
+        });
+        expect(late.response.status).toBe(403);
+        expect(late.body.code).toBe('auth.key_expired');
+      },
+    );
+
+    it('refuses an issuer key a policy it is not bound to with 403, leaving one audit record and no certificate', async () => {
+      const before = (await deps.certificates.list({ limit: 1000 })).items.length;
+      const csrText = makeCsr('unbound', ['alice@example.com'], '/CN=alice').pem;
+      const { response, body } = await call('POST', '/v1/certificates', {
+        key: keys.issuer,
+        body: { csr: csrText, policy: 'client-mtls' },
+      });
+      expect(response.status).toBe(403);
+      expect(body.code).toBe('auth.policy_not_bound');
+      const [last] = (await deps.audit.list({ limit: 1 })).items;
+      expect(last).toMatchObject({
+        action: 'certificate.issue',
+        decision: 'denied',
+        target: 'policy:client-mtls',
+      });
+      expect((await deps.certificates.list({ limit: 1000 })).items.length).toBe(before);
+    });
+  });
+
+  describe('the listening server', () => {
+    it('answers errors as problem documents with the request id the logs carry', async () => {
+      const bodyFile = path.join(dir, 'big.json');
+      writeFileSync(bodyFile, JSON.stringify({ csr: 'A'.repeat(70 * 1024), policy: 'web-server' }));
+      const big = await curl([
+        '-X',
+        'POST',
+        ...bearer('issuer'),
+        '-H',
+        'content-type: application/json',
+        '--data-binary',
+        `@${bodyFile}`,
+        `${serving.server.url}/v1/certificates`,
+      ]);
+      expect(big.status).toBe(413);
+      expect(big.headers.toLowerCase()).toContain('content-type: application/problem+json');
+      const problem = JSON.parse(big.body.toString('utf8'));
+      expect(problem).toMatchObject({
+        code: 'request.body_too_large',
+        status: 413,
+        requestId: expect.any(String),
+      });
+      expect(big.headers.toLowerCase()).toContain(`x-request-id: ${problem.requestId}`);
+
+      const anonymous = await curl([`${serving.server.url}/v1/certificates`]);
+      expect(anonymous.status).toBe(401);
+      expect(anonymous.headers.toLowerCase()).toContain('www-authenticate: bearer');
+      expect(JSON.parse(anonymous.body.toString('utf8')).code).toBe('auth.credential_missing');
+    });
+
+    it('refuses a request head over the header limit with 431', async () => {
+      const huge = await curl(['-H', `x-filler: ${'a'.repeat(32 * 1024)}`, `${serving.server.url}/healthz`]);
+      expect(huge.status).toBe(431);
+    });
+  });
+
+  describe('signet apikey through the running server', () => {
+    const signet = async (args: string[], env: Record<string, string> = {}) => {
+      try {
+        const { stdout, stderr } = await execFileAsync(
+          process.execPath,
+          ['bin/signet.js', 'apikey', ...args, '--url', serving.server.url],
+          {
+            encoding: 'utf8',
+            timeout: 60_000,
+            env: { ...process.env, SIGNET_API_KEY: '', ...env },
+          },
+        );
+        return { status: 0, stdout, stderr };
+      } catch (error) {
+        const failed = error as { code: number; stdout: string; stderr: string };
+        return { status: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+      }
+    };
+
+    it('creates a key that works, lists it without its secret, and revokes it', async () => {
+      const created = await signet([
+        'create',
+        '--role',
+        'auditor',
+        '--description',
+        'from the CLI',
+        '--expires-in',
+        'P1D',
+        '--api-key-file',
+        adminKeyFile,
+      ]);
+      expect(created.stderr).toContain('shown only this once');
+      expect(created.status).toBe(0);
+      const key = created.stdout.trim();
+      expect(key).toMatch(/^sgk_[0-9a-f]{16}_/);
+      expect((await call('GET', '/v1/audit?limit=1', { key })).response.status).toBe(200);
+      const id = key.split('_')[1]!;
+      const listed = await signet(['list'], { SIGNET_API_KEY: keys.admin });
+      expect(listed.status).toBe(0);
+      expect(listed.stdout).toContain(id);
+      expect(listed.stdout).not.toContain(key.split('_')[2]);
+      const revoked = await signet(['revoke', id, '--api-key-file', adminKeyFile]);
+      expect(revoked.status).toBe(0);
+      expect((await call('GET', '/v1/audit?limit=1', { key })).response.status).toBe(401);
+    });
+
+    it('exits 1 with the server reason when the key may not manage keys, and 2 on a usage error', async () => {
+      const refused = await signet(['list'], { SIGNET_API_KEY: keys.auditor });
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toContain('auth.role_forbidden');
+      expect((await signet(['create', '--api-key-file', adminKeyFile])).status).toBe(2);
+      expect((await signet(['frobnicate'])).status).toBe(2);
+    });
+  });
+});
+
+export { contract, ROLES };
