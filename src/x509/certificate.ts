@@ -300,8 +300,9 @@ export function keyTypeOf(keyAlgorithm: string): 'rsa' | 'ec' | 'ed25519' {
 
 /**
  * The key usages a leaf gets: what the policy asked for, less what the key type cannot do (no
- * keyEncipherment for EC or Ed25519, never keyCertSign or cRLSign); digitalSignature if nothing
- * is left; and for RSA serving TLS (serverAuth), digitalSignature and keyEncipherment.
+ * keyEncipherment for EC or Ed25519, never keyCertSign or cRLSign); digitalSignature for EC and
+ * Ed25519 keys and when nothing is left; and for RSA serving TLS (serverAuth), digitalSignature
+ * and keyEncipherment.
  */
 export function leafKeyUsage(
   keyAlgorithm: string,
@@ -311,7 +312,8 @@ export function leafKeyUsage(
   const keyType = keyTypeOf(keyAlgorithm);
   const allowed = LEAF_KEY_USAGES[keyType];
   const usages = new Set(requested.filter((usage) => allowed.has(usage)));
-  if (usages.size === 0) usages.add('digitalSignature');
+  // EC and Ed25519 leaf keys sign (ECDSA in TLS, EdDSA): digitalSignature always (BR §7.1.2.7.11).
+  if (usages.size === 0 || keyType !== 'rsa') usages.add('digitalSignature');
   if (keyType === 'rsa' && extendedKeyUsage.some((eku) => ekuOid(eku) === ekuOid('serverAuth'))) {
     usages.add('digitalSignature');
     usages.add('keyEncipherment');

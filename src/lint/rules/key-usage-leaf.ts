@@ -39,7 +39,7 @@ export const rule: LintRule = {
       else if (allowed && !allowed.has(usage)) problems.push(`${usage} is impossible for a ${keyOid} key`);
     }
     if (keyOid !== OID.rsaEncryption && !usages.includes('digitalSignature')) {
-      problems.push('digitalSignature is missing for a signing-only key type');
+      problems.push('digitalSignature is missing, and EC and Ed25519 leaf keys sign');
     }
     if (
       (usages.includes('encipherOnly') || usages.includes('decipherOnly')) &&
