@@ -55,10 +55,13 @@ export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<Api
   for (const routes of [
     healthRoutes,
     certificatesRoutes,
+    revocationsRoutes,
     policiesRoutes,
     apikeysRoutes,
     issuersRoutes,
     auditRoutes,
+    crlRoutes,
+    ocspRoutes,
   ]) {
     app.route('/', routes(context));
   }
