@@ -18,7 +18,12 @@ import { acquireLockFile, type LockFile } from './lock-file.ts';
 import * as schema from './schema/index.ts';
 
 export type Schema = typeof schema;
-/** A database handle or a transaction on one: repositories accept either. */
+/**
+ * A database handle or a transaction on one: repositories accept either, so work that must commit
+ * together builds its repositories over the transaction (`db.transaction(async (tx) =>
+ * createAuditRepository({ db: tx, ... }))`). Inside a transaction, use only the transaction: on
+ * PGlite (one connection) a query on the outer handle waits for the transaction to end, forever.
+ */
 export type Db = PgDatabase<PgQueryResultHKT, Schema>;
 export type Dialect = 'pglite' | 'postgres';
 

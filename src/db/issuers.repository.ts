@@ -23,7 +23,7 @@ export interface IssuerInput {
 export interface IssuersRepository {
   /** Inserts a new issuer; IssuerExistsError if the id is taken. */
   create(input: IssuerInput): Promise<IssuerRecord>;
-  /** Inserts or replaces every given field (created_at is kept). */
+  /** Inserts, or replaces every field (omitted optional ones take their defaults; created_at is kept). */
   upsert(input: IssuerInput): Promise<IssuerRecord>;
   get(id: string): Promise<IssuerRecord | null>;
   /** All issuers, by id. */
