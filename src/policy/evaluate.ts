@@ -273,7 +273,7 @@ function keyUsageFor(policy: Policy, keyAlgorithm: string, decide: Decide): KeyU
       value: usage,
       outcome: 'dropped',
       rule: 'key_usage',
-      reason: `${usage} is left out: a ${keyAlgorithm} key cannot be used for it (${family.cite})`,
+      reason: `${usage} is left out: ${keyAlgorithm} keys cannot be used for it (${family.cite})`,
     });
   }
   return kept;

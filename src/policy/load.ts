@@ -133,14 +133,23 @@ export function parsePolicy({
     errors.push({ file, line, path: formatKeyPath(path), message });
   if (errors.length > 0) return { ok: false, errors: sortErrors(errors) };
 
-  const parsed = policySchema.safeParse(document.toJS(), { reportInput: true });
+  const value = document.toJS();
+  let parsed = policySchema.safeParse(value, { reportInput: true });
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       for (const { path, message } of describeIssue(issue)) {
         errors.push({ file, line: lineOf(path), path: formatKeyPath(path), message });
       }
     }
-    return { ok: false, errors: sortErrors(errors) };
+    // Unknown keys are the commonest slip; without them the rest of the file can still be
+    // checked for meaning, so one run reports every problem.
+    if (!parsed.error.issues.every((issue) => issue.code === 'unrecognized_keys')) {
+      return { ok: false, errors: sortErrors(errors) };
+    }
+    for (const issue of parsed.error.issues)
+      removeKeys(value, issue.path, issue.code === 'unrecognized_keys' ? issue.keys : []);
+    parsed = policySchema.safeParse(value);
+    if (!parsed.success) return { ok: false, errors: sortErrors(errors) };
   }
   const compiled = compilePolicy(parsed.data, { name, file, lines });
   if (!compiled.ok) {
@@ -185,6 +194,12 @@ export function parsePolicyValue({
   }
   if (errors.length > 0 || !compiled.ok) return { ok: false, errors };
   return { ok: true, policy: compiled.policy };
+}
+
+function removeKeys(root: unknown, path: readonly PropertyKey[], keys: readonly string[]): void {
+  let node = root;
+  for (const segment of path) node = (node as Record<PropertyKey, unknown> | undefined)?.[segment];
+  if (node && typeof node === 'object') for (const key of keys) delete (node as Record<string, unknown>)[key];
 }
 
 function sortErrors(errors: PolicyError[]): PolicyError[] {

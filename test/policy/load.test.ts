@@ -280,6 +280,13 @@ describe('policy files are validated strictly', () => {
     expect(errorsOf(text).map(formatPolicyError).join('\n')).toMatch(pattern);
   });
 
+  test('reports unknown keys and problems of meaning in the same run', () => {
+    const errors = errorsOf(
+      `${policyYaml({ sans: { ip: { allow: ['0.0.0.0/0'] } } })}ocsp_must_stapel: true\n`,
+    );
+    expect(errors.map((e) => e.path).sort()).toEqual(['ocsp_must_stapel', 'sans.ip.allow[0]']);
+  });
+
   test('refuses a file whose name is not a policy name', () => {
     const result = parsePolicy({ text: policyYaml(), file: 'policies/Web Server.yaml', name: 'Web Server' });
     expect(result.ok).toBe(false);
