@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createApp } from '../api/app.ts';
 import { createLogger } from '../api/logger.ts';
 import { type RunningServer, startServer } from '../api/server.ts';
-import { resolveIn } from '../config/config.ts';
+import { loadConfig, resolveIn } from '../config/config.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { openRuntime, type Runtime } from './runtime.ts';
 
@@ -21,7 +21,8 @@ export interface Serving {
 
 /** Opens the runtime and serves the API on it; `stop()` closes the listener, then the runtime. */
 export async function serveDataDir(options: ServeOptions): Promise<Serving> {
-  const logger = createLogger({ level: process.env.SIGNET_LOG_LEVEL as 'info' | undefined });
+  const level = (process.env.SIGNET_LOG_LEVEL ?? loadConfig(options.dataDir).log.level) as 'info';
+  const logger = createLogger({ level });
   const runtime = await openRuntime({
     dataDir: options.dataDir,
     logger,
