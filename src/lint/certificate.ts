@@ -1,11 +1,11 @@
 /**
- * The TBSCertificate as the rules see it. Its structure comes from the strict DER reader (raw
- * encodings of the Names, the SPKI and the signature AlgorithmIdentifier, so comparisons are
- * byte for byte); extension values are decoded with @peculiar/asn1-x509 classes rather than the
- * builder's own encoder, so a builder bug is not mirrored by the linter.
+ * The TBSCertificate as the rules see it, read by the strict DER reader: raw encodings of the
+ * Names, the SPKI and the signature AlgorithmIdentifier (so comparisons are byte for byte), and
+ * extension values decoded on demand by the strict decoders of extensions.ts. The reader shares
+ * no code with the builder's writer; OpenSSL, GnuTLS and Node check the result independently in
+ * the tests.
  */
 
-import { AsnConvert } from '@peculiar/asn1-schema';
 import { content, decodeOid, encoding, readDer, TAG, type Tlv } from '../x509/der.ts';
 import { type CertificateFields, readCertificateFields } from '../x509/issuer.ts';
 
@@ -47,8 +47,8 @@ export interface LintCertificate {
   publicKeyAlgorithm: string;
   extensions: LintExtension[];
   extension(oid: string): LintExtension | undefined;
-  /** Decodes an extension's value with an asn1-x509 class; throws if it does not decode. */
-  decode<T>(extension: LintExtension, type: new () => T): T;
+  /** Decodes an extension's value (decoders in extensions.ts), once; throws if it does not decode. */
+  decode<T>(extension: LintExtension, decoder: (value: Uint8Array) => T): T;
 }
 
 export class LintParseError extends Error {
@@ -99,7 +99,7 @@ export function parseTbsForLint(der: Uint8Array): LintCertificate {
     throw new LintParseError('tbs-structure', `not a TBSCertificate: ${(error as Error).message}`);
   }
   const extensions: LintExtension[] = raw.extensionList;
-  const decoded = new Map<LintExtension, unknown>();
+  const decoded = new Map<LintExtension, Map<unknown, unknown>>();
   return {
     der,
     raw,
@@ -117,9 +117,14 @@ export function parseTbsForLint(der: Uint8Array): LintCertificate {
     publicKeyAlgorithm,
     extensions,
     extension: (oid) => extensions.find((extension) => extension.oid === oid),
-    decode<T>(extension: LintExtension, type: new () => T): T {
-      if (!decoded.has(extension)) decoded.set(extension, AsnConvert.parse(extension.value, type));
-      return decoded.get(extension) as T;
+    decode<T>(extension: LintExtension, decoder: (value: Uint8Array) => T): T {
+      let byDecoder = decoded.get(extension);
+      if (!byDecoder) {
+        byDecoder = new Map();
+        decoded.set(extension, byDecoder);
+      }
+      if (!byDecoder.has(decoder)) byDecoder.set(decoder, decoder(extension.value));
+      return byDecoder.get(decoder) as T;
     },
   };
 }

@@ -1,6 +1,6 @@
-import { AuthorityKeyIdentifier } from '@peculiar/asn1-x509';
 import { equalBytes } from '../../x509/der.ts';
 import { OID } from '../../x509/oids.ts';
+import { decodeAuthorityKeyIdentifier } from '../extensions.ts';
 import type { LintRule } from '../types.ts';
 import { ALL_PROFILES } from '../types.ts';
 
@@ -16,9 +16,9 @@ export const rule: LintRule = {
   check(certificate, { issuer, profile }) {
     const extension = certificate.extension(OID.authorityKeyIdentifier);
     if (!extension) return profile === 'root' ? [] : 'authorityKeyIdentifier is missing';
-    const value = certificate.decode(extension, AuthorityKeyIdentifier);
+    const value = certificate.decode(extension, decodeAuthorityKeyIdentifier);
     if (!value.keyIdentifier) return 'authorityKeyIdentifier has no keyIdentifier';
-    return equalBytes(new Uint8Array(value.keyIdentifier.buffer), issuer.subjectKeyIdentifier)
+    return equalBytes(value.keyIdentifier, issuer.subjectKeyIdentifier)
       ? []
       : `authorityKeyIdentifier is not the subjectKeyIdentifier of issuer ${issuer.id}`;
   },

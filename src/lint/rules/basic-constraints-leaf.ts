@@ -1,5 +1,5 @@
-import { BasicConstraints } from '@peculiar/asn1-x509';
 import { OID } from '../../x509/oids.ts';
+import { decodeBasicConstraints } from '../extensions.ts';
 import type { LintRule } from '../types.ts';
 import { LEAF_ONLY } from '../types.ts';
 
@@ -18,9 +18,9 @@ export const rule: LintRule = {
     if (!extension) return 'basicConstraints is missing';
     const problems: string[] = [];
     if (!extension.critical) problems.push('basicConstraints is not critical');
-    const value = certificate.decode(extension, BasicConstraints);
-    if (value.cA) problems.push('basicConstraints says cA TRUE in a leaf');
-    if (value.pathLenConstraint !== undefined) problems.push('pathLenConstraint in a leaf');
+    const value = certificate.decode(extension, decodeBasicConstraints);
+    if (value.ca) problems.push('basicConstraints says cA TRUE in a leaf');
+    if (value.pathLen !== undefined) problems.push('pathLenConstraint in a leaf');
     return problems;
   },
 };

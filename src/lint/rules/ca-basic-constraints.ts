@@ -1,5 +1,5 @@
-import { BasicConstraints } from '@peculiar/asn1-x509';
 import { OID } from '../../x509/oids.ts';
+import { decodeBasicConstraints } from '../extensions.ts';
 import type { LintRule } from '../types.ts';
 import { CA_PROFILES } from '../types.ts';
 
@@ -14,7 +14,8 @@ export const rule: LintRule = {
     if (!extension) return 'basicConstraints is missing from a CA certificate';
     const problems: string[] = [];
     if (!extension.critical) problems.push('basicConstraints is not critical');
-    if (!certificate.decode(extension, BasicConstraints).cA) problems.push('basicConstraints cA is not TRUE');
+    if (!certificate.decode(extension, decodeBasicConstraints).ca)
+      problems.push('basicConstraints cA is not TRUE');
     return problems;
   },
 };

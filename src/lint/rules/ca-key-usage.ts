@@ -1,5 +1,5 @@
-import { KeyUsage } from '@peculiar/asn1-x509';
 import { OID } from '../../x509/oids.ts';
+import { decodeKeyUsage, type KeyUsageBit } from '../extensions.ts';
 import type { LintRule } from '../types.ts';
 import { CA_PROFILES } from '../types.ts';
 
@@ -17,11 +17,11 @@ export const rule: LintRule = {
     if (!extension) return 'keyUsage is missing from a CA certificate';
     const problems: string[] = [];
     if (!extension.critical) problems.push('keyUsage is not critical');
-    const usages = certificate.decode(extension, KeyUsage).toJSON();
+    const usages = certificate.decode(extension, decodeKeyUsage);
     if (!usages.includes('keyCertSign')) problems.push('keyUsage lacks keyCertSign');
-    if (!usages.includes('crlSign')) problems.push('keyUsage lacks cRLSign');
+    if (!usages.includes('cRLSign')) problems.push('keyUsage lacks cRLSign');
     for (const usage of usages) {
-      if (!['keyCertSign', 'crlSign', 'digitalSignature'].includes(usage))
+      if (!['keyCertSign', 'cRLSign', 'digitalSignature'].includes(usage))
         problems.push(`${usage} in a CA certificate`);
     }
     return problems;

@@ -1,5 +1,5 @@
-import { BasicConstraints } from '@peculiar/asn1-x509';
 import { OID } from '../../x509/oids.ts';
+import { decodeBasicConstraints } from '../extensions.ts';
 import type { LintRule } from '../types.ts';
 
 /**
@@ -17,7 +17,7 @@ export const rule: LintRule = {
     if (issuer.pathLenConstraint === 0)
       return `issuer ${issuer.id} has pathLenConstraint 0 and cannot issue CAs`;
     const extension = certificate.extension(OID.basicConstraints);
-    const pathLen = extension ? certificate.decode(extension, BasicConstraints).pathLenConstraint : undefined;
+    const pathLen = extension ? certificate.decode(extension, decodeBasicConstraints).pathLen : undefined;
     if (pathLen === undefined)
       return `pathLenConstraint must be set below the issuer's ${issuer.pathLenConstraint}`;
     return pathLen < issuer.pathLenConstraint

@@ -1,5 +1,5 @@
-import { ExtendedKeyUsage } from '@peculiar/asn1-x509';
 import { OID } from '../../x509/oids.ts';
+import { decodeExtendedKeyUsage } from '../extensions.ts';
 import type { LintRule } from '../types.ts';
 import { ALL_PROFILES } from '../types.ts';
 
@@ -12,7 +12,7 @@ export const rule: LintRule = {
   check(certificate) {
     const extension = certificate.extension(OID.extKeyUsage);
     if (!extension) return [];
-    return certificate.decode(extension, ExtendedKeyUsage).includes(OID.anyExtendedKeyUsage)
+    return certificate.decode(extension, decodeExtendedKeyUsage).includes(OID.anyExtendedKeyUsage)
       ? 'extKeyUsage includes anyExtendedKeyUsage'
       : [];
   },

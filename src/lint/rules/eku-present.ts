@@ -1,5 +1,5 @@
-import { ExtendedKeyUsage } from '@peculiar/asn1-x509';
 import { OID } from '../../x509/oids.ts';
+import { decodeExtendedKeyUsage } from '../extensions.ts';
 import type { LintRule } from '../types.ts';
 import { LEAF_ONLY } from '../types.ts';
 
@@ -12,6 +12,6 @@ export const rule: LintRule = {
   check(certificate) {
     const extension = certificate.extension(OID.extKeyUsage);
     if (!extension) return 'extKeyUsage is missing';
-    return certificate.decode(extension, ExtendedKeyUsage).length === 0 ? 'extKeyUsage is empty' : [];
+    return certificate.decode(extension, decodeExtendedKeyUsage).length === 0 ? 'extKeyUsage is empty' : [];
   },
 };

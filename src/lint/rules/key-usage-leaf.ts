@@ -1,10 +1,10 @@
-import { KeyUsage, type KeyUsageType } from '@peculiar/asn1-x509';
 import { OID } from '../../x509/oids.ts';
+import { decodeKeyUsage, type KeyUsageBit } from '../extensions.ts';
 import type { LintRule } from '../types.ts';
 import { LEAF_ONLY } from '../types.ts';
 
 /** What each key type can do (RFC 4055 §1.2, RFC 5480 §3, RFC 8410 §5). */
-const ALLOWED: Record<string, ReadonlySet<KeyUsageType>> = {
+const ALLOWED: Record<string, ReadonlySet<KeyUsageBit>> = {
   [OID.rsaEncryption]: new Set(['digitalSignature', 'nonRepudiation', 'keyEncipherment', 'dataEncipherment']),
   [OID.ecPublicKey]: new Set([
     'digitalSignature',
@@ -30,12 +30,12 @@ export const rule: LintRule = {
     if (!extension) return 'keyUsage is missing';
     const problems: string[] = [];
     if (!extension.critical) problems.push('keyUsage is not critical');
-    const usages = certificate.decode(extension, KeyUsage).toJSON();
+    const usages = certificate.decode(extension, decodeKeyUsage);
     if (usages.length === 0) problems.push('keyUsage has no bit set');
     const keyOid = certificate.publicKeyAlgorithm;
     const allowed = ALLOWED[keyOid];
     for (const usage of usages) {
-      if (usage === 'keyCertSign' || usage === 'crlSign') problems.push(`${usage} in a leaf certificate`);
+      if (usage === 'keyCertSign' || usage === 'cRLSign') problems.push(`${usage} in a leaf certificate`);
       else if (allowed && !allowed.has(usage)) problems.push(`${usage} is impossible for a ${keyOid} key`);
     }
     if (keyOid !== OID.rsaEncryption && !usages.includes('digitalSignature')) {

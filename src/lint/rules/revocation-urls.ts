@@ -1,5 +1,5 @@
-import { AuthorityInfoAccessSyntax, CRLDistributionPoints } from '@peculiar/asn1-x509';
 import { OID } from '../../x509/oids.ts';
+import { decodeAuthorityInfoAccess, decodeCrlDistributionPointUris } from '../extensions.ts';
 import type { LintRule } from '../types.ts';
 
 /**
@@ -16,21 +16,14 @@ export const rule: LintRule = {
     const problems: string[] = [];
     if (issuer.crlUrl) {
       const extension = certificate.extension(OID.crlDistributionPoints);
-      const urls = extension
-        ? certificate
-            .decode(extension, CRLDistributionPoints)
-            .flatMap((point) => point.distributionPoint?.fullName ?? [])
-            .map((name) => name.uniformResourceIdentifier)
-        : [];
+      const urls = extension ? certificate.decode(extension, decodeCrlDistributionPointUris) : [];
       if (!urls.includes(issuer.crlUrl))
         problems.push(`cRLDistributionPoints does not point at ${issuer.crlUrl}`);
     }
     const aia = certificate.extension(OID.authorityInfoAccess);
-    const access = aia ? certificate.decode(aia, AuthorityInfoAccessSyntax) : [];
+    const access = aia ? certificate.decode(aia, decodeAuthorityInfoAccess) : [];
     const has = (method: string, url: string): boolean =>
-      access.some(
-        (item) => item.accessMethod === method && item.accessLocation.uniformResourceIdentifier === url,
-      );
+      access.some((item) => item.method === method && item.uri === url);
     if (issuer.ocspUrl && !has(OID.ocsp, issuer.ocspUrl)) {
       problems.push(`authorityInfoAccess does not name the OCSP responder ${issuer.ocspUrl}`);
     }

@@ -1,4 +1,3 @@
-import { parseIp } from '../../x509/names.ts';
 import { subjectAltNames } from '../names.ts';
 import type { LintRule } from '../types.ts';
 import { ALL_PROFILES } from '../types.ts';
@@ -11,6 +10,6 @@ export const rule: LintRule = {
   profiles: ALL_PROFILES,
   check: (certificate) =>
     subjectAltNames(certificate)
-      .names.filter((name) => name.type === 'ip' && parseIp(name.value) === undefined)
+      .names.filter((name) => name.type === 'ip' && !name.valid)
       .map((name) => `iPAddress ${JSON.stringify(name.value)} is not 4 or 16 octets`),
 };

@@ -1,5 +1,5 @@
-import { SubjectKeyIdentifier } from '@peculiar/asn1-x509';
 import { OID } from '../../x509/oids.ts';
+import { decodeSubjectKeyIdentifier } from '../extensions.ts';
 import type { LintRule } from '../types.ts';
 import { ALL_PROFILES } from '../types.ts';
 
@@ -15,7 +15,8 @@ export const rule: LintRule = {
   check(certificate) {
     const extension = certificate.extension(OID.subjectKeyIdentifier);
     if (!extension) return 'subjectKeyIdentifier is missing';
-    const value = certificate.decode(extension, SubjectKeyIdentifier);
-    return value.byteLength === 0 ? 'subjectKeyIdentifier is empty' : [];
+    return certificate.decode(extension, decodeSubjectKeyIdentifier).length === 0
+      ? 'subjectKeyIdentifier is empty'
+      : [];
   },
 };
