@@ -8,8 +8,7 @@ import {
   AUDIT_HEAD_FILE,
   AUDIT_LOG_FILE,
   type AuditHead,
-  type AuditRecord,
-  chainRecord,
+  chainLine,
   encodeHeadSlot,
   eventProblem,
   genesisHash,
@@ -17,7 +16,6 @@ import {
   parseRecord,
   readSlots,
   recordHash,
-  serializeRecord,
 } from './audit-record.ts';
 import { type Clock, systemClock } from './codec.ts';
 
@@ -43,7 +41,7 @@ export interface AuditLogStats {
 
 interface Pending {
   line: string;
-  record: AuditRecord;
+  record: { seq: number; hash: string };
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -57,6 +55,9 @@ async function openHead(path: string): Promise<FileHandle> {
     return open(path, 'wx+', 0o600);
   }
 }
+
+/** How stale the head on disk may be after a crash. */
+const HEAD_SYNC_MS = 100;
 
 function integrity(message: string): never {
   throw new HsmError('CKR_INTEGRITY_FAILED', message);
@@ -82,6 +83,7 @@ export class AuditLog implements AuditSink {
   #lastHash: string;
   #size: number;
   #headWrites = 0;
+  #headSync: Promise<void> | undefined;
   #badSlot: number | undefined;
   #stats: AuditLogStats;
 
@@ -217,11 +219,11 @@ export class AuditLog implements AuditSink {
     }
     const problem = eventProblem(event);
     if (problem) return Promise.reject(new HsmError('CKR_ARGUMENTS_BAD', problem));
-    const record = chainRecord(event, this.#nextSeq, this.#lastHash);
+    const record = chainLine(event, this.#nextSeq, this.#lastHash);
     this.#nextSeq += 1;
     this.#lastHash = record.hash;
     return new Promise<void>((resolve, reject) => {
-      this.#pending.push({ line: serializeRecord(record), record, resolve, reject });
+      this.#pending.push({ line: record.line, record, resolve, reject });
       this.#flushing ??= this.#flush();
     });
   }
@@ -275,8 +277,21 @@ export class AuditLog implements AuditSink {
       HEAD_SLOT_BYTES,
       slot * HEAD_SLOT_BYTES,
     );
-    await this.head.datasync();
     this.#stats.anchoredSeq = head.seq;
+    this.#syncHeadSoon();
+  }
+
+  /** Syncs the head in the background, at most every HEAD_SYNC_MS, off the path of the answers. */
+  #syncHeadSoon(): void {
+    if (this.#headSync) return;
+    this.#headSync = new Promise<void>((resolve) => setTimeout(resolve, HEAD_SYNC_MS))
+      .then(() => this.head.datasync())
+      .catch((error: unknown) => {
+        this.#failed ??= error;
+      })
+      .finally(() => {
+        this.#headSync = undefined;
+      });
   }
 
   /** Waits for pending appends, signs the head if it can, and closes the files. */
@@ -284,6 +299,8 @@ export class AuditLog implements AuditSink {
     if (this.#closed) return;
     while (this.#flushing) await this.#flushing;
     this.#closed = true;
+    await this.#headSync;
+    await this.head.datasync().catch(() => {});
     await this.log.close();
     await this.head.close();
   }

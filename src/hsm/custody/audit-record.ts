@@ -53,11 +53,12 @@ export function genesisHash(partitionId: string): string {
 
 /** Only the known fields, so the canonical form and hash are stable whatever the caller passed. */
 export function pickEvent(event: AuditEvent): AuditEvent {
-  const picked: AuditEvent = { time: event.time, op: event.op, result: event.result };
+  const picked: Record<string, unknown> = { time: event.time, op: event.op, result: event.result };
   for (const field of OPTIONAL_FIELDS) {
-    if (event[field] !== undefined) (picked as unknown as Record<string, unknown>)[field] = event[field];
+    const value = event[field];
+    if (value !== undefined) picked[field] = value;
   }
-  return picked;
+  return picked as unknown as AuditEvent;
 }
 
 /** Why an event cannot be recorded, or undefined when it can. */
@@ -90,18 +91,89 @@ export function eventProblem(event: AuditEvent): string | undefined {
   return undefined;
 }
 
-export function recordHash(record: Omit<AuditRecord, 'hash'>): string {
-  const { hash: _ignored, ...rest } = record as AuditRecord;
-  return sha256Hex(canonicalJson(rest));
+// Every field a record may carry, in canonical (sorted) order. Records are flat, so serialising
+// them field by field in this order is the canonical JSON form (RFC 8785 §3.2.3 sorts members)
+// without the cost of a generic serialiser on the signing path; a test holds the two equal.
+const RECORD_FIELDS = [
+  'detail',
+  'digest',
+  'hash',
+  'keyId',
+  'keyLabel',
+  'length',
+  'mechanism',
+  'op',
+  'prevHash',
+  'purpose',
+  'result',
+  'seq',
+  'session',
+  'subject',
+  'time',
+  'user',
+] as const;
+
+function member(field: string, value: string | number): string {
+  return `"${field}":${typeof value === 'number' ? String(value) : JSON.stringify(value)}`;
 }
 
-export function chainRecord(event: AuditEvent, seq: number, prevHash: string): AuditRecord {
-  const body = { ...pickEvent(event), seq, prevHash };
-  return { ...body, hash: recordHash(body) };
+function canonicalRecord(record: Partial<AuditRecord>, withHash: boolean): string {
+  const members: string[] = [];
+  for (const field of RECORD_FIELDS) {
+    if (field === 'hash' && !withHash) continue;
+    const value = record[field];
+    if (value !== undefined) members.push(member(field, value));
+  }
+  return `{${members.join(',')}}`;
+}
+
+export function recordHash(record: Omit<AuditRecord, 'hash'>): string {
+  return sha256Hex(canonicalRecord(record, false));
+}
+
+/**
+ * Chains an event on the signing path: assigns seq and prevHash, and builds in one straight pass
+ * both the canonical body that is hashed and the line that is stored (the body with "hash",
+ * which sorts after "detail" and "digest" and before every other member). The event must have
+ * passed eventProblem. A test holds the result equal to canonicalJson of the record.
+ */
+export function chainLine(
+  event: AuditEvent,
+  seq: number,
+  prevHash: string,
+): { seq: number; hash: string; line: string } {
+  const q = JSON.stringify;
+  let pre = '';
+  if (event.detail !== undefined) pre += `,"detail":${q(event.detail)}`;
+  if (event.digest !== undefined) pre += `,"digest":${q(event.digest)}`;
+  let post = '';
+  if (event.keyId !== undefined) post += `,"keyId":${q(event.keyId)}`;
+  if (event.keyLabel !== undefined) post += `,"keyLabel":${q(event.keyLabel)}`;
+  if (event.length !== undefined) post += `,"length":${event.length}`;
+  if (event.mechanism !== undefined) post += `,"mechanism":${q(event.mechanism)}`;
+  post += `,"op":${q(event.op)},"prevHash":"${prevHash}"`;
+  if (event.purpose !== undefined) post += `,"purpose":${q(event.purpose)}`;
+  post += `,"result":${q(event.result)},"seq":${seq}`;
+  if (event.session !== undefined) post += `,"session":${event.session}`;
+  if (event.subject !== undefined) post += `,"subject":${q(event.subject)}`;
+  post += `,"time":${q(event.time)}`;
+  if (event.user !== undefined) post += `,"user":${q(event.user)}`;
+  const hash = sha256Hex(`{${(pre + post).slice(1)}}`);
+  return { seq, hash, line: `{${pre.slice(1)}${pre ? ',' : ''}"hash":"${hash}"${post}}\n` };
+}
+
+/** The chained record as an object (tests, tools); the log itself is written from chainLine. */
+export function chainRecord(
+  event: AuditEvent,
+  seq: number,
+  prevHash: string,
+): { record: AuditRecord; line: string } {
+  const { hash, line } = chainLine(event, seq, prevHash);
+  return { record: { ...pickEvent(event), seq, prevHash, hash }, line };
 }
 
 export function serializeRecord(record: AuditRecord): string {
-  return `${canonicalJson(record)}\n`;
+  return `${canonicalRecord(record, true)}\n`;
 }
 
 /** A parsed record, or why the line is not one. */

@@ -1,14 +1,17 @@
 import { readFileSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import fc from 'fast-check';
 import { describe, expect, it, test } from 'vitest';
 import { AuditLog } from '../../../src/hsm/custody/audit-log.ts';
 import {
   chainRecord,
   genesisHash,
+  parseRecord,
   recordHash,
   serializeRecord,
 } from '../../../src/hsm/custody/audit-record.ts';
+import { canonicalJson, sha256Hex } from '../../../src/hsm/custody/codec.ts';
 import { parseHeader, unsealMasterKey } from '../../../src/hsm/custody/header.ts';
 import {
   exportAuditLog,
@@ -188,7 +191,7 @@ describe('the audit log', () => {
     const header = parseHeader(readFileSync(join(dir, HEADER_FILE)), HEADER_FILE);
     const all = lines(path);
     const last = JSON.parse(all[all.length - 1]!);
-    const torn = serializeRecord(chainRecord(event(9), last.seq + 1, last.hash)).slice(0, 40);
+    const torn = chainRecord(event(9), last.seq + 1, last.hash).line.slice(0, 40);
     writeFileSync(path, readFileSync(path, 'utf8') + torn);
     expect(await verifyAuditLog({ dir })).toMatchObject({ ok: false, kind: 'truncated' });
     const folder = await openPartitionVault({ dir });
@@ -327,5 +330,41 @@ describe('exportAuditLog', () => {
     expect(result).toMatchObject({ records: 5, verification: { ok: true } });
     expect(exported).toBe(readFileSync(path, 'utf8'));
     for (const line of exported.trimEnd().split('\n')) expect(JSON.parse(line)).toHaveProperty('hash');
+  });
+});
+
+describe('the record format', () => {
+  const text = fc.string({ minLength: 1, maxLength: 40 });
+  const eventArb = fc.record(
+    {
+      time: text,
+      op: text,
+      result: text,
+      user: text,
+      keyId: text,
+      keyLabel: text,
+      purpose: fc.constantFrom('certificate', 'crl', 'ocsp', 'other'),
+      digest: fc.stringMatching(/^[0-9a-f]{64}$/),
+      mechanism: fc.constantFrom('ecdsa-sha256', 'ed25519', 'rsa-pss-sha384'),
+      length: fc.nat(),
+      subject: text,
+      session: fc.nat(),
+      detail: text,
+    },
+    { requiredKeys: ['time', 'op', 'result'] },
+  );
+
+  it('stores each record as its canonical JSON (RFC 8785 member order), hashed without its hash', () => {
+    fc.assert(
+      fc.property(eventArb, fc.integer({ min: 1, max: 2 ** 40 }), (e, seq) => {
+        const { record, line } = chainRecord(e as AuditEvent, seq, 'ab'.repeat(32));
+        expect(line).toBe(`${canonicalJson(record)}\n`);
+        const { hash, ...body } = record;
+        expect(hash).toBe(sha256Hex(canonicalJson(body)));
+        expect(serializeRecord(record)).toBe(line);
+        expect(parseRecord(line.trimEnd())).toEqual(record);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
