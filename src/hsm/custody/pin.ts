@@ -73,7 +73,14 @@ export function parsePinHash(encoded: string): ParsedHash | undefined {
   );
   if (!match) return undefined;
   const params = { ln: Number(match[1]), r: Number(match[2]), p: Number(match[3]) };
-  if (params.ln < 1 || params.ln > 20 || params.r < 1 || params.r > 32 || params.p < 1 || params.p > 4) {
+  // scrypt needs 128 * N * r octets (RFC 7914 §6): refuse anything above 256 MiB.
+  if (
+    params.ln < 1 ||
+    params.r < 1 ||
+    params.p < 1 ||
+    params.p > 4 ||
+    128 * 2 ** params.ln * params.r > 2 ** 28
+  ) {
     return undefined;
   }
   try {
