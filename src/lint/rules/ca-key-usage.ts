@@ -1,5 +1,5 @@
 import { OID } from '../../x509/oids.ts';
-import { decodeKeyUsage, type KeyUsageBit } from '../extensions.ts';
+import { decodeKeyUsage } from '../extensions.ts';
 import type { LintRule } from '../types.ts';
 import { CA_PROFILES } from '../types.ts';
 
