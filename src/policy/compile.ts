@@ -120,6 +120,8 @@ export function compilePolicy(
     let pattern: RegExp | undefined;
     if (rule.pattern !== undefined) {
       try {
+        // Compiled alone first, so that a pattern such as `a)|(.*` cannot break out of the group.
+        new RegExp(rule.pattern, 'u');
         // Patterns match the whole value: an unanchored pattern is a classic way to allow too much.
         pattern = new RegExp(`^(?:${rule.pattern})$`, 'u');
       } catch (error) {

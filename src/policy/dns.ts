@@ -33,6 +33,9 @@ function invalid(reason: string): DnsNameResult {
 
 export function checkDnsName(input: string): DnsNameResult {
   if (typeof input !== 'string' || input.length === 0) return invalid('the name is empty');
+  if (input.length > 1024) {
+    return invalid(`the name is ${input.length} characters long; the limit is ${MAX_NAME_LENGTH}`);
+  }
   const shown = printable(input);
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this refuses
   if (/[\u0000-\u001f\u007f]/.test(input)) return invalid(`'${shown}' contains control characters`);

@@ -682,7 +682,8 @@ function checkSubject(
           `${type} must be '${printable(rule.fixed)}' under this policy, not '${printable(value)}'.`,
         ]);
       }
-      if (rule.pattern && !rule.pattern.test(value)) {
+      // An invalid value (possibly very long) is never run through the policy's pattern.
+      if (rule.pattern && !invalid && !rule.pattern.test(value)) {
         problems.push([
           'policy.subject_attribute_mismatch',
           `subject.attributes.${type}.pattern`,

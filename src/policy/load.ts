@@ -48,16 +48,22 @@ export function formatKeyPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
-/** Parses and validates one policy from its text. Pure: no file access. */
-export function parsePolicy({
-  text,
-  file,
-  name,
-}: {
-  text: string;
-  file: string;
-  name: string;
-}): PolicyResult {
+/** Parses and validates one policy from its text. Pure: no file access. Never throws. */
+export function parsePolicy(input: { text: string; file: string; name: string }): PolicyResult {
+  try {
+    return parsePolicyText(input);
+  } catch (error) {
+    // Defence in depth: a pathological file (say, nesting deep enough to exhaust the stack in a
+    // library) is still a refused file, not a crashed service.
+    const reason = error instanceof Error ? error.message : String(error);
+    return {
+      ok: false,
+      errors: [{ file: input.file, path: '', message: `the file could not be read as a policy: ${reason}` }],
+    };
+  }
+}
+
+function parsePolicyText({ text, file, name }: { text: string; file: string; name: string }): PolicyResult {
   const errors: PolicyError[] = [];
   if (!POLICY_NAME.test(name)) {
     errors.push({

@@ -452,6 +452,20 @@ describe('the subject', () => {
     expect(outcome(aPolicy(patch), { subject, sans })).toEqual(expected);
   });
 
+  test('never runs a pattern over an over-long value', () => {
+    // (a+)+b backtracks exponentially; a 10,000-character value would hang the process.
+    const policy = aPolicy({ subject: { attributes: { OU: { pattern: '(a+)+b' } } } });
+    const started = performance.now();
+    const result = run(policy, {
+      subject: [{ type: 'OU', value: 'a'.repeat(10_000) }],
+      sans: [dns('example.com')],
+    });
+    expect(performance.now() - started).toBeLessThan(500);
+    expect(result.allowed || result.violations.map((v) => v.code)).toEqual([
+      'policy.subject_attribute_invalid',
+    ]);
+  });
+
   test('accepts a CN that is a SAN in another case and writes it as the SAN', () => {
     const result = run(aPolicy(), { subject: [cn('WWW.Example.COM')], sans: [dns('www.example.com')] });
     expect(result.allowed && result.template.subject).toEqual([cn('www.example.com')]);

@@ -205,6 +205,11 @@ describe('policy files are validated strictly', () => {
       'subject.attributes.OU.pattern: the pattern does not compile',
     ],
     [
+      'a pattern that would break out of its anchors',
+      { subject: { attributes: { OU: { pattern: 'a)|(.*' } } } },
+      'subject.attributes.OU.pattern: the pattern does not compile',
+    ],
+    [
       'a fixed value outside its pattern',
       { subject: { attributes: { O: { fixed: 'Acme', pattern: '[a-z]+' } } } },
       'does not match the pattern',
