@@ -4,10 +4,13 @@ import { auditRoutes } from './audit.routes.ts';
 import { certificatesRoutes } from './certificates.routes.ts';
 import { crlRoutes } from './crl.routes.ts';
 import type { AppDeps } from './deps.ts';
+import { docsRoutes } from './docs.routes.ts';
 import type { ApiEnv } from './env.ts';
 import { methodNotAllowed, onError, onNotFound } from './errors.ts';
 import { healthRoutes } from './health.routes.ts';
 import { issuersRoutes } from './issuers.routes.ts';
+import { metricsRoutes } from './metrics.routes.ts';
+import { createMetrics, requestMetrics } from './metrics.ts';
 import { createAuthorizer, type PrincipalResolver } from './middleware/auth.ts';
 import { bodyLimit } from './middleware/body-limit.ts';
 import { idempotency } from './middleware/idempotency.ts';
@@ -45,10 +48,11 @@ export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<Api
     deps,
     guard,
     idempotent: idempotency({ store: deps.idempotency }),
+    metrics: deps.metrics ?? createMetrics(),
   };
 
   const app = new Hono<ApiEnv>();
-  app.use(requestId(), requestLogging({ logger }), responseHeaders());
+  app.use(requestId(), requestLogging({ logger }), responseHeaders(), requestMetrics(context.metrics));
   app.use(bodyLimit({ maxBytes: options.bodyLimit ?? 64 * 1024 }));
   app.use(requestTimeout({ ms: options.requestTimeoutMs ?? 30_000 }));
 
@@ -62,6 +66,8 @@ export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<Api
     auditRoutes,
     crlRoutes,
     ocspRoutes,
+    metricsRoutes,
+    docsRoutes,
   ]) {
     app.route('/', routes(context));
   }

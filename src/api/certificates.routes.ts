@@ -147,7 +147,7 @@ export function parseSerialParam(text: string): string {
   }
 }
 
-export function certificatesRoutes({ deps, guard, idempotent }: RouteContext): Hono<ApiEnv> {
+export function certificatesRoutes({ deps, guard, idempotent, metrics }: RouteContext): Hono<ApiEnv> {
   const { ca, certificates, audit, clock } = deps;
   const app = new Hono<ApiEnv>();
 
@@ -168,12 +168,24 @@ export function certificatesRoutes({ deps, guard, idempotent }: RouteContext): H
           `policy:${request.policy}`,
         );
       }
-      const issued = await ca.issue({
-        csr: request.csr,
-        policy: request.policy,
-        overrides: request.overrides,
-        requester: requesterOf(principal),
-      });
+      // Label by known policy names only, so a caller cannot grow the metric's label set.
+      const policyLabel = deps.policies.get(request.policy) ? request.policy : 'unknown';
+      let issued: IssuedCertificate;
+      try {
+        issued = await ca.issue({
+          csr: request.csr,
+          policy: request.policy,
+          overrides: request.overrides,
+          requester: requesterOf(principal),
+        });
+      } catch (error) {
+        metrics.issuances.inc({
+          policy: policyLabel,
+          outcome: error instanceof AppError && error.category !== 'internal' ? error.code : 'error',
+        });
+        throw error;
+      }
+      metrics.issuances.inc({ policy: policyLabel, outcome: 'issued' });
       c.header('location', `/v1/certificates/${issued.serialNumber}`);
       if (negotiate(c.req.header('accept'), ['application/json', PEM_CHAIN]) === PEM_CHAIN) {
         c.header('content-type', PEM_CHAIN);

@@ -11,6 +11,7 @@ import type { PolicyRegistry } from '../policy/registry.ts';
 import type { OcspResponder } from '../revocation/ocsp-responder.ts';
 import type { RevokeUseCase } from '../revocation/revoke.usecase.ts';
 import type { RevokeByKey } from '../revocation/revoke-by-key.ts';
+import type { Metrics } from './metrics.ts';
 
 /**
  * What the HTTP edge needs from the rest of Signet: the real repositories (src/db), the policy
@@ -54,6 +55,8 @@ export interface AppDeps {
   policies: Pick<PolicyRegistry, 'get' | 'list' | 'reload'>;
   audit: Pick<AuditRepository, 'append' | 'list'>;
   readiness: ReadinessProbe;
+  /** Prometheus metrics (createMetrics()); the wiring may observe partition and database latency in it. */
+  metrics?: Metrics;
   /** Absent: the revocation endpoints answer 503 `revocation.unavailable`. */
   revocation?: RevocationDeps;
   options?: AppOptions;

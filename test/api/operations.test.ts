@@ -1,0 +1,120 @@
+import { existsSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createMetricsApp } from '../../src/api/metrics.routes.ts';
+import { createMetrics } from '../../src/api/metrics.ts';
+import { type RunningServer, startServer } from '../../src/api/server.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { readyProbe, scriptedCa } from './helpers/fakes.ts';
+import { buildHarness, type Harness } from './helpers/harness.ts';
+
+const CSR = '-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n';
+const CHROMIUM = '/usr/bin/chromium';
+
+let database: TestDatabase;
+let h: Harness;
+const metrics = () => h.deps.metrics!;
+
+beforeAll(async () => {
+  database = await createTestDatabase('pglite');
+});
+afterAll(async () => {
+  await database?.destroy();
+});
+beforeEach(async () => {
+  await database.reset();
+  h = await buildHarness({
+    database,
+    ca: scriptedCa(),
+    issuerPolicies: ['web-server', 'refuse'],
+    overrides: { metrics: createMetrics() },
+  });
+});
+
+describe('GET /metrics', () => {
+  it('is for auditors and admins only', async () => {
+    expect((await h.call('GET', '/metrics')).response.status).toBe(401);
+    expect((await h.call('GET', '/metrics', { key: h.keys.issuer })).response.status).toBe(403);
+    expect((await h.call('GET', '/metrics', { key: h.keys.auditor })).response.status).toBe(200);
+    expect((await h.call('GET', '/metrics', { key: h.keys.admin })).response.status).toBe(200);
+  });
+
+  it('counts issuances by policy and outcome, request latency by route, and readiness', async () => {
+    await h.call('POST', '/v1/certificates', {
+      key: h.keys.issuer,
+      body: { csr: CSR, policy: 'web-server' },
+    });
+    await h.call('POST', '/v1/certificates', { key: h.keys.issuer, body: { csr: CSR, policy: 'refuse' } });
+    await h.call('GET', '/v1/certificates/00ff', { key: h.keys.auditor });
+    const { response, body } = await h.call('GET', '/metrics', { key: h.keys.auditor });
+    expect(response.headers.get('content-type')).toContain('text/plain');
+    const text = (body as Buffer).toString('utf8');
+    expect(text).toContain('signet_issuances_total{policy="web-server",outcome="issued"} 1');
+    // 'refuse' is not a loaded policy: its label is folded into 'unknown', bounding the label set.
+    expect(text).toContain('signet_issuances_total{policy="unknown",outcome="policy.refused"} 1');
+    expect(text).toMatch(
+      /signet_http_request_duration_seconds_count\{method="GET",route="\/v1\/certificates\/:serial",status="404"\} 1/,
+    );
+    expect(text).not.toContain('00ff');
+    expect(text).toContain('signet_ready{check="database"} 1');
+    expect(text).toContain('signet_ready{check="partition"} 1');
+    expect(text).toMatch(/signet_database_duration_seconds_count\{operation="ping"\} [1-9]/);
+  });
+
+  it('reports a sealed partition as not ready', async () => {
+    h = await buildHarness({
+      database,
+      ca: scriptedCa(),
+      overrides: {
+        metrics: createMetrics(),
+        readiness: { ...readyProbe, partition: async () => ({ state: 'sealed' }) },
+      },
+    });
+    const text = ((await h.call('GET', '/metrics', { key: h.keys.admin })).body as Buffer).toString('utf8');
+    expect(text).toContain('signet_ready{check="partition"} 0');
+    const ready = await h.call('GET', '/readyz');
+    expect(ready.response.status).toBe(503);
+    expect(ready.body).toMatchObject({
+      code: 'service.not_ready',
+      checks: { database: 'ok', partition: 'sealed' },
+    });
+    expect(ready.response.headers.get('retry-after')).toBe('5');
+  });
+
+  it('serves the same metrics without a credential on the separate metrics listener, and nothing else there', async () => {
+    const app = createMetricsApp(metrics(), readyProbe);
+    const scrape = await app.request('/metrics');
+    expect(scrape.status).toBe(200);
+    expect(await scrape.text()).toContain('signet_ready');
+    expect((await app.request('/v1/apikeys')).status).toBe(404);
+  });
+});
+
+describe.skipIf(!existsSync(CHROMIUM) && process.env.CI !== 'true')('GET /docs', () => {
+  let server: RunningServer;
+  beforeEach(async () => {
+    server = await startServer(h.app, { port: 0 });
+  });
+  afterAll(async () => {
+    await server?.close(100);
+  });
+
+  it('renders the interactive reference from openapi.yaml in headless Chromium, with no request leaving the server', async () => {
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    try {
+      const page = await browser.newPage();
+      const foreign: string[] = [];
+      page.on('request', (request) => {
+        if (!request.url().startsWith(server.url) && !request.url().startsWith('data:'))
+          foreign.push(request.url());
+      });
+      const response = await page.goto(`${server.url}/docs`);
+      expect(response?.status()).toBe(200);
+      await page.getByText('Issue a certificate from a PKCS#10 CSR').first().waitFor({ timeout: 30_000 });
+      expect(await page.title()).toBe('Signet API');
+      expect(foreign).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  }, 60_000);
+});
