@@ -99,8 +99,11 @@ export function decodeBasicConstraints(value: Uint8Array): { ca: boolean; pathLe
   let ca = false;
   let pathLen: number | undefined;
   for (const [index, field] of root.children.entries()) {
-    if (field.tag === TAG.BOOLEAN && index === 0) ca = content(field)[0] === 0xff;
-    else if (field.tag === TAG.INTEGER) {
+    if (field.tag === TAG.BOOLEAN && index === 0) {
+      ca = content(field)[0] === 0xff;
+      // X.690 §11.5: cA FALSE is the DEFAULT and is omitted in DER.
+      if (!ca) fail('basicConstraints writes cA FALSE, which DER omits');
+    } else if (field.tag === TAG.INTEGER) {
       const n = decodeInteger(field);
       if (n < 0n || n > 255n) fail('pathLenConstraint out of range');
       pathLen = Number(n);

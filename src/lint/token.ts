@@ -147,10 +147,11 @@ function checkSigningKey(
   const curve = { 'ecdsa-p256': 'P-256', 'ecdsa-p384': 'P-384' }[issuer.keyAlgorithm as 'ecdsa-p256'];
   const hash = keyAlgorithm.hash as { name?: string } | string | undefined;
   const hashName = typeof hash === 'string' ? hash : hash?.name;
+  // Only what the handle states is checked; the verification after signing decides the rest.
   if (
     keyAlgorithm.name !== expected ||
-    (curve && keyAlgorithm.namedCurve !== curve) ||
-    (algorithm.keyType === 'rsa' && hashName !== 'SHA-256')
+    (curve && keyAlgorithm.namedCurve !== undefined && keyAlgorithm.namedCurve !== curve) ||
+    (algorithm.keyType === 'rsa' && hashName !== undefined && hashName !== 'SHA-256')
   ) {
     throw new MisissuanceError(
       `the signing key (${keyAlgorithm.name}) cannot sign ${algorithm.name} for issuer ${issuer.id}`,

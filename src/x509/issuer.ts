@@ -83,8 +83,8 @@ export interface CertificateFields {
   spki: Tlv;
   /** issuerUniqueID or subjectUniqueID present (RFC 5280 §4.1.2.8). */
   uniqueIdentifiers: boolean;
-  /** Every extension in order, duplicates included. */
-  extensionList: { oid: string; critical: boolean; value: Uint8Array }[];
+  /** Every extension in order, duplicates included; `explicitFalse` marks a critical FALSE written out. */
+  extensionList: { oid: string; critical: boolean; value: Uint8Array; explicitFalse?: true }[];
   /** By OID; the first of duplicates. */
   extensions: Map<string, { critical: boolean; value: Uint8Array }>;
 }
@@ -107,7 +107,7 @@ export function readCertificateFields(der: Uint8Array | Tlv, bare = false): Cert
   const [notBefore, notAfter] = validity.children;
   if (!notBefore || !notAfter) throw new Error('malformed validity');
   const extensions = new Map<string, { critical: boolean; value: Uint8Array }>();
-  const extensionList: { oid: string; critical: boolean; value: Uint8Array }[] = [];
+  const extensionList: CertificateFields['extensionList'] = [];
   const extensionsField = rest.find((field) => field.tag === contextTag(3, true));
   const extensionsTlv = extensionsField?.children[0];
   if (extensionsField && (extensionsField.children.length !== 1 || extensionsTlv?.tag !== TAG.SEQUENCE)) {
@@ -138,7 +138,7 @@ export function readCertificateFields(der: Uint8Array | Tlv, bare = false): Cert
     }
     const critical = third !== undefined && content(second!)[0] === 0xff;
     const entry = { oid: decodeOid(oidTlv), critical, value: content(valueTlv) };
-    extensionList.push(entry);
+    extensionList.push(third !== undefined && !critical ? { ...entry, explicitFalse: true } : entry);
     if (!extensions.has(entry.oid)) extensions.set(entry.oid, { critical, value: entry.value });
   }
   if (

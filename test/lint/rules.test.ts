@@ -118,6 +118,17 @@ const BAD: [name: string, rule: string, make: () => Case, also?: string[]][] = [
     }),
   ],
   [
+    'extension_critical_false_written_out',
+    'tbs-der',
+    () =>
+      leaf((s) =>
+        withExtension(s, OID.extKeyUsage, {
+          ...ekuExt(['serverAuth']),
+          criticalDer: Uint8Array.from([1, 1, 0]),
+        }),
+      ),
+  ],
+  [
     'tbs_without_subject_public_key_info',
     'tbs-structure',
     () => ({ ...leaf((s) => s), tbs: () => truncatedTbs() }),
@@ -231,6 +242,18 @@ const BAD: [name: string, rule: string, make: () => Case, also?: string[]][] = [
     'basic_constraints_not_critical',
     'basic-constraints-leaf',
     () => leaf((s) => withExtension(s, OID.basicConstraints, basicExt(false, false))),
+  ],
+  [
+    'basic_constraints_ca_false_written_out',
+    'basic-constraints-leaf',
+    () =>
+      leaf((s) =>
+        withExtension(
+          s,
+          OID.basicConstraints,
+          ext(OID.basicConstraints, true, sequence(Uint8Array.from([1, 1, 0]))),
+        ),
+      ),
   ],
   [
     'basic_constraints_ca_true_in_leaf',
