@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import { apikeysRoutes } from './apikeys.routes.ts';
 import { auditRoutes } from './audit.routes.ts';
+import { createMtlsResolver } from './auth/mtls.ts';
 import { certificatesRoutes } from './certificates.routes.ts';
 import { crlRoutes } from './crl.routes.ts';
 import type { AppDeps } from './deps.ts';
@@ -42,7 +43,10 @@ export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<Api
     audit: deps.audit,
     clock,
     limiter,
-    resolvers: extras.resolvers ?? [],
+    resolvers: [
+      ...(options.tlsClients?.length ? [createMtlsResolver(options.tlsClients)] : []),
+      ...(extras.resolvers ?? []),
+    ],
   });
   const context: RouteContext = {
     deps,

@@ -11,6 +11,7 @@ import type { PolicyRegistry } from '../policy/registry.ts';
 import type { OcspResponder } from '../revocation/ocsp-responder.ts';
 import type { RevokeUseCase } from '../revocation/revoke.usecase.ts';
 import type { RevokeByKey } from '../revocation/revoke-by-key.ts';
+import type { ClientCertificateMapping } from './auth/mtls.ts';
 import type { Metrics } from './metrics.ts';
 
 /**
@@ -42,6 +43,8 @@ export interface AppOptions {
   rateLimitPerMinute?: number;
   /** Handler time budget in milliseconds (config server.requestTimeout). Default 30 s. */
   requestTimeoutMs?: number;
+  /** Client certificates mapped to roles (config server.tls.clients); needs a TLS listener with clientCa. */
+  tlsClients?: ClientCertificateMapping[];
 }
 
 export interface AppDeps {

@@ -28,7 +28,12 @@ export function docsRoutes(_context: RouteContext): Hono<ApiEnv> {
         "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'",
       );
     },
-    Scalar({ url: '/openapi.yaml', cdn: '/docs/scalar.js', pageTitle: 'Signet API', withDefaultFonts: false }),
+    Scalar({
+      url: '/openapi.yaml',
+      cdn: '/docs/scalar.js',
+      pageTitle: 'Signet API',
+      withDefaultFonts: false,
+    }),
   );
   return app;
 }
