@@ -61,11 +61,13 @@ export function pickEvent(event: AuditEvent): AuditEvent {
   return picked as unknown as AuditEvent;
 }
 
+function text(value: unknown, max: number): boolean {
+  return typeof value === 'string' && value.length > 0 && value.length <= max;
+}
+
 /** Why an event cannot be recorded, or undefined when it can. */
 export function eventProblem(event: AuditEvent): string | undefined {
   if (!isRecord(event)) return 'an audit event must be an object';
-  const text = (value: unknown, max: number) =>
-    typeof value === 'string' && value.length > 0 && value.length <= max;
   if (!text(event.time, 64)) return 'an audit event needs a time';
   if (!text(event.op, 64)) return 'an audit event needs an op';
   if (!text(event.result, 128)) return 'an audit event needs a result';

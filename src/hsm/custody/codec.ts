@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 /** Injected time source (the project's `Clock`; redeclared because src/hsm imports nothing else of src). */
 export interface Clock {
@@ -11,8 +11,9 @@ export function sha256(data: Uint8Array | string): Buffer {
   return createHash('sha256').update(data).digest();
 }
 
+/** One-shot crypto.hash (Node >= 20.12): no Hash object per call, which matters once per audit record. */
 export function sha256Hex(data: Uint8Array | string): string {
-  return createHash('sha256').update(data).digest('hex');
+  return hash('sha256', data, 'hex');
 }
 
 export function toBase64(bytes: Uint8Array): string {
