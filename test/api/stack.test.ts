@@ -32,6 +32,8 @@ let logs: ReturnType<typeof logSink>;
 let adminKeyFile: string;
 let rootPem: string;
 const keys = {} as Record<Role, string>;
+/** Key material, CSR bodies, API keys and JWSs used in this file: none may reach a log line. */
+const secrets: string[] = [];
 
 function openssl(args: string[]): string {
   return execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -63,6 +65,7 @@ function makeCsr(
     pemFile,
   ]);
   const der = execFileSync('openssl', ['req', '-in', pemFile, '-outform', 'DER']);
+  secrets.push(readFileSync(keyFile, 'utf8').split('\n')[1]!, readFileSync(pemFile, 'utf8').split('\n')[1]!);
   return { pem: readFileSync(pemFile, 'utf8'), der, keyFile };
 }
 
@@ -740,6 +743,7 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
           .setProtectedHeader({ alg: 'ES256', jwk })
           .sign(await importPKCS8(privatePem, 'ES256'));
       const jws = await sign('jti-1');
+      secrets.push(jws.split('.')[2]!);
       const revoked = await call('POST', '/v1/revocations/by-key', {
         raw: jws,
         headers: { 'content-type': 'application/jose' },
@@ -979,6 +983,49 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
       expect((await signet(['frobnicate'])).status).toBe(2);
     });
   });
-});
 
-export { contract, ROLES };
+  describe('afterwards', () => {
+    it('serves metrics and the docs page too', async () => {
+      expect((await call('GET', '/metrics', { key: keys.auditor })).response.status).toBe(200);
+      expect((await call('GET', '/docs')).response.status).toBe(200);
+      expect((await call('GET', '/docs/scalar.js')).response.status).toBe(200);
+    });
+
+    it('answers the public endpoints through the app as through the listener', async () => {
+      expect((await call('GET', '/openapi.yaml')).response.status).toBe(200);
+      expect((await call('GET', '/v1/issuers/dev-intermediate/certificate')).response.status).toBe(200);
+      expect((await call('GET', '/v1/issuers/dev-intermediate/chain')).response.status).toBe(200);
+      expect((await call('GET', '/crl/dev-intermediate/0.crl')).response.status).toBe(200);
+      const request = readFileSync(path.join(dir, 'ocsp-req.der'));
+      const post = await call('POST', '/ocsp', {
+        raw: new Uint8Array(request),
+        headers: { 'content-type': 'application/ocsp-request' },
+      });
+      const get = await call('GET', `/ocsp/${encodeURIComponent(request.toString('base64'))}`);
+      // OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED successful (0), ... } after a long-form length.
+      for (const answer of [post, get])
+        expect((answer.body as Buffer).subarray(4, 7).toString('hex')).toBe('0a0100');
+      expect(get.response.headers.get('content-type')).toBe('application/ocsp-response');
+    });
+
+    it('exercised every operation of openapi.yaml, each response matching it', () => {
+      const exercised = new Set(
+        [...contract.exercised].map((entry) => entry.split(' ').slice(0, 2).join(' ')),
+      );
+      expect(contract.operations().filter((operation) => !exercised.has(operation))).toEqual([]);
+    });
+
+    it('wrote no secret to any log line: no API key, private key, CSR or JWS', () => {
+      for (const key of Object.values(keys)) secrets.push(key, key.split('_')[2]!);
+      expect(logs.raw.length).toBeGreaterThan(100);
+      const leaks = logs.raw.filter((line) =>
+        secrets.some((secret) => secret.length >= 16 && line.includes(secret)),
+      );
+      expect(leaks).toEqual([]);
+      // Every line carries the request id of the request it belongs to.
+      expect(logs.lines.filter((line) => line.msg === 'request' && typeof line.reqId !== 'string')).toEqual(
+        [],
+      );
+    });
+  });
+});
