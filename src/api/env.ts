@@ -1,3 +1,4 @@
+import type { Context } from 'hono';
 import type { Logger } from 'pino';
 
 /** The four API roles of DESIGN.md "Roles"; `admin` holds every ability of the others. */
@@ -24,3 +25,6 @@ export interface ApiVariables {
 export interface ApiEnv {
   Variables: ApiVariables;
 }
+
+/** Finds the caller of a request by other means than an API key (mTLS client certificates). */
+export type PrincipalResolver = (c: Context<ApiEnv>) => Principal | undefined;

@@ -1,7 +1,6 @@
 import type { MiddlewareHandler } from 'hono';
 import { routePath } from 'hono/route';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { ReadinessProbe } from './deps.ts';
 import type { ApiEnv } from './env.ts';
 
 /**
@@ -78,7 +77,7 @@ export function requestMetrics(metrics: Metrics): MiddlewareHandler<ApiEnv> {
 /** Probes readiness for a scrape, recording the database ping latency. */
 export async function probeReadiness(
   metrics: Metrics,
-  readiness: ReadinessProbe,
+  readiness: { database(): Promise<void>; partition(): Promise<{ state: string }> },
   timeoutMs = 2000,
 ): Promise<void> {
   const within = <T>(promise: Promise<T>) =>

@@ -1,8 +1,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { Context } from 'hono';
-import type { ApiEnv, Principal, Role } from '../env.ts';
-import type { PrincipalResolver } from '../middleware/auth.ts';
+import type { ApiEnv, Principal, PrincipalResolver, Role } from '../env.ts';
 
 /** One entry of config server.tls.clients: which client certificates get which roles. */
 export interface ClientCertificateMapping {

@@ -4,12 +4,11 @@ import { AppError, isAppError } from '../../lib/errors.ts';
 import { refuse } from '../audit.ts';
 import { bearerToken, verifyApiKey } from '../auth/api-keys.ts';
 import type { AppDeps } from '../deps.ts';
-import type { ApiEnv, Principal, Role } from '../env.ts';
+import type { ApiEnv, Principal, PrincipalResolver, Role } from '../env.ts';
 import { apiErrors } from '../errors.ts';
 import type { RateLimiter } from './rate-limit.ts';
 
-/** Finds the caller of a request by other means than an API key (mTLS client certificates). */
-export type PrincipalResolver = (c: Context<ApiEnv>) => Principal | undefined;
+export type { PrincipalResolver } from '../env.ts';
 
 export interface AuthorizerOptions {
   apiKeys: AppDeps['apiKeys'];
