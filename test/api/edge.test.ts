@@ -18,7 +18,9 @@ afterAll(async () => {
   await database?.destroy();
 });
 
-async function build(options: { bodyLimit?: number; rateLimitPerMinute?: number } = {}) {
+async function build(
+  options: { bodyLimit?: number; rateLimitPerMinute?: number; requestTimeoutMs?: number } = {},
+) {
   await database.reset();
   ca = scriptedCa();
   h = await buildHarness({ database, ca, options, issuerPolicies: ['web', 'refuse', 'boom', 'unknown'] });
@@ -266,6 +268,18 @@ describe('the HTTP edge', () => {
       h.clock.advance(20_000);
       expect((await h.call('GET', '/v1/policies', { key: h.keys.auditor })).response.status).toBe(200);
     });
+  });
+
+  it('abandons a handler that outlives the request timeout with a 503 problem', async () => {
+    await build({ requestTimeoutMs: 50 });
+    ca.gate = new Promise(() => {});
+    const { response, body } = await h.call('POST', '/v1/certificates', {
+      key: h.keys.issuer,
+      body: { csr: CSR, policy: 'web' },
+    });
+    expect(response.status).toBe(503);
+    expect(body.code).toBe('request.timeout');
+    expect(response.headers.get('retry-after')).toBe('5');
   });
 
   describe('Idempotency-Key', () => {
