@@ -56,6 +56,12 @@ describe.skipIf(!ROOT && !MUST_RUN)('the partition as a separate OS user', () =>
         run('useradd', [...args, ...(groups.length ? ['--groups', groups.join(',')] : []), user]).code,
       ).toBe(0);
     }
+    // The partition's and the CA's users run this checkout's code: it must be readable to them.
+    const readable = as(OTHER, ['test', '-r', SIGNET]);
+    expect(
+      readable.code,
+      `${SIGNET} must be readable by other OS users (o+rx on its folders) for this test`,
+    ).toBe(0);
     base = mkdtempSync(join(tmpdir(), 'signet-separate-'));
     chmodSync(base, 0o755);
     const hsm = idOf(HSM);
