@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { createApp } from '../api/app.ts';
 import { createLogger } from '../api/logger.ts';
+import { createMetricsApp } from '../api/metrics.routes.ts';
+import { createMetrics } from '../api/metrics.ts';
 import { type RunningServer, startServer } from '../api/server.ts';
 import { loadConfig, resolveIn } from '../config/config.ts';
 import { parseDuration } from '../lib/duration.ts';
@@ -32,7 +34,13 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
   try {
     const { config } = runtime;
     const firstPartition = [...runtime.partitions.values()][0];
+    const metrics = createMetrics();
+    const readiness = {
+      database: () => runtime.database.ping(),
+      partition: async () => (firstPartition ? firstPartition.status() : { state: 'uninitialized' }),
+    };
     const app = createApp({
+      metrics,
       clock: runtime.clock,
       logger,
       ca: runtime.ca,
@@ -43,11 +51,9 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
       policies: runtime.policies,
       audit: runtime.repositories.audit,
       ...(runtime.revocation ? { revocation: runtime.revocation } : {}),
-      readiness: {
-        database: () => runtime.database.ping(),
-        partition: async () => (firstPartition ? firstPartition.status() : { state: 'uninitialized' }),
-      },
+      readiness,
       options: {
+        ...(config.server.tls?.clients ? { tlsClients: config.server.tls.clients } : {}),
         bodyLimit: config.server.bodyLimit,
         rateLimitPerMinute: config.rateLimit.perMinute,
         requestTimeoutMs: durationMs(config.server.requestTimeout),
@@ -67,6 +73,18 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
           }
         : {}),
     });
+    // Prometheus may scrape a separate, unauthenticated listener (server.metricsPort).
+    const metricsServer =
+      config.server.metricsPort === undefined
+        ? undefined
+        : await startServer(
+            // The metrics app sets no per-request variables; startServer only calls its fetch.
+            createMetricsApp(metrics, readiness) as unknown as Parameters<typeof startServer>[0],
+            {
+              host: options.host ?? config.server.host,
+              port: config.server.metricsPort,
+            },
+          );
     const onHangup = () => {
       runtime.policies.reload().then(
         (result) =>
@@ -86,6 +104,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
       async stop() {
         process.off('SIGHUP', onHangup);
         await server.close(5000);
+        await metricsServer?.close(1000);
         await runtime.close();
       },
     };
