@@ -524,10 +524,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
       // Signing is synchronous: no extra turn through the microtask queue for it.
       result = value instanceof Promise ? await value : value;
     } catch (error) {
-      const failure = toHsmError(error, this.partition, op);
-      event.result = failure.code;
-      await this.partition.audit(event).catch(() => {});
-      throw failure;
+      return this.refused(event, error);
     }
     await this.partition.audit(event);
     return result;
@@ -720,9 +717,31 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
     return input;
   }
 
-  async sign(request: SignRequest): Promise<Uint8Array> {
-    // The hot path: a method, not a closure, so no function is made per signature.
-    return this.perform('sign', 'user', this.signOnce, undefined, request);
+  /**
+   * The hot path, written out rather than through perform(): synchronous up to the audit append,
+   * no closure made per signature. Same checks, same record, same rule (released only once the
+   * record is appended).
+   */
+  sign(request: SignRequest): Promise<Uint8Array> {
+    const event = this.event('sign');
+    let signature: Uint8Array;
+    try {
+      if (this.closed) throw new HsmError('CKR_SESSION_CLOSED', 'session is closed');
+      this.partition.requireStore();
+      this.checkAccess('user');
+      signature = this.signOnce(event, request);
+    } catch (error) {
+      return this.refused(event, error);
+    }
+    return this.partition.audit(event).then(() => signature);
+  }
+
+  /** Records a failed operation and rejects with its reason. */
+  private async refused(event: AuditEvent, error: unknown): Promise<never> {
+    const failure = toHsmError(error, this.partition, event.op);
+    event.result = failure.code;
+    await this.partition.audit(event).catch(() => {});
+    throw failure;
   }
 
   private signOnce(event: AuditEvent, request: SignRequest): Uint8Array {
