@@ -52,6 +52,12 @@ export interface AuditListFilter {
 export interface AuditRepository {
   /** Appends events to this node's chain, in order, in one transaction. */
   append(events: AuditEventInput | AuditEventInput[]): Promise<AuditEventRecord[]>;
+  /**
+   * append inside the caller's transaction `tx` (e.g. with the writes the events describe, so both
+   * commit or neither does). Locks this node's head row until `tx` ends. Returns nothing, which
+   * spares reading the rows back.
+   */
+  appendWithin(tx: Db, events: AuditEventInput[]): Promise<void>;
   /** Newest first. */
   list(filter?: AuditListFilter): Promise<{ items: AuditEventRecord[]; nextCursor: string | null }>;
 }
@@ -93,27 +99,42 @@ export function createAuditRepository({
   clock?: Clock;
 }) {
   checkText('nodeId', nodeId);
+  /** The chained insert on `tx`, which must be a transaction (the head row is locked FOR UPDATE). */
+  async function appendOn(tx: Db, prepared: ReturnType<typeof prepareEvent>[], returning: boolean) {
+    await tx.insert(auditHeads).values({ nodeId, seq: 0, hash: GENESIS }).onConflictDoNothing();
+    const [head] = await tx.select().from(auditHeads).where(eq(auditHeads.nodeId, nodeId)).for('update');
+    let seq = head!.seq;
+    let prevHash = head!.hash;
+    const rows = prepared.map((event) => {
+      seq += 1;
+      const row = { nodeId, seq, ...event, prevHash, hash: new Uint8Array() as Uint8Array };
+      row.hash = hashEvent(row);
+      prevHash = row.hash;
+      return row;
+    });
+    const insert = tx.insert(auditEvents).values(rows);
+    let inserted: AuditEventRecord[] = [];
+    if (returning) inserted = await insert.returning();
+    else await insert;
+    await tx.update(auditHeads).set({ seq, hash: prevHash }).where(eq(auditHeads.nodeId, nodeId));
+    return inserted.sort((a, b) => a.seq - b.seq);
+  }
+
   const repository: AuditRepository = {
     async append(input) {
       const inputs = Array.isArray(input) ? input : [input];
       if (inputs.length === 0) return [];
       const prepared = inputs.map((event) => prepareEvent(event, clock));
-      return db.transaction(async (tx) => {
-        await tx.insert(auditHeads).values({ nodeId, seq: 0, hash: GENESIS }).onConflictDoNothing();
-        const [head] = await tx.select().from(auditHeads).where(eq(auditHeads.nodeId, nodeId)).for('update');
-        let seq = head!.seq;
-        let prevHash = head!.hash;
-        const rows = prepared.map((event) => {
-          seq += 1;
-          const row = { nodeId, seq, ...event, prevHash, hash: new Uint8Array() as Uint8Array };
-          row.hash = hashEvent(row);
-          prevHash = row.hash;
-          return row;
-        });
-        const inserted = await tx.insert(auditEvents).values(rows).returning();
-        await tx.update(auditHeads).set({ seq, hash: prevHash }).where(eq(auditHeads.nodeId, nodeId));
-        return inserted.sort((a, b) => a.seq - b.seq);
-      });
+      return db.transaction((tx) => appendOn(tx, prepared, true));
+    },
+
+    async appendWithin(tx, events) {
+      if (events.length === 0) return;
+      await appendOn(
+        tx,
+        events.map((event) => prepareEvent(event, clock)),
+        false,
+      );
     },
 
     async list(filter = {}) {

@@ -157,6 +157,16 @@ export interface CertificatesRepository {
   markIssued(serial: string, der: Uint8Array): Promise<'good' | 'revoked'>;
   /** markIssued for a batch in one transaction; lists the serials that were not stored. */
   markIssuedMany(items: { serial: string; der: Uint8Array }[]): Promise<{ notStored: string[] }>;
+  /**
+   * markIssuedMany, then `alsoWithin(tx, notStored)` in the same transaction: e.g. the audit events
+   * of the stored certificates (AuditRepository.appendWithin), so a certificate is never stored
+   * unaudited nor audited unstored. If `alsoWithin` throws, nothing of the batch is stored and
+   * the error is thrown.
+   */
+  markIssuedManyWith(
+    items: { serial: string; der: Uint8Array }[],
+    alsoWithin: (tx: Db, notStored: string[]) => Promise<void>,
+  ): Promise<{ notStored: string[] }>;
   /** A pending serial that is known not to have been signed. False if it was not pending. */
   markFailed(serial: string, reason: string): Promise<boolean>;
   findBySerial(serial: string): Promise<CertificateRecord | null>;
@@ -281,7 +291,10 @@ export function createCertificatesRepository({ db, clock = systemClock }: { db: 
     },
 
     async markIssuedMany(items) {
-      if (items.length === 0) return { notStored: [] };
+      return repository.markIssuedManyWith(items, async () => {});
+    },
+
+    async markIssuedManyWith(items, alsoWithin) {
       const canonical = items.map(({ serial, der }) => {
         if (!(der instanceof Uint8Array) || der.length === 0)
           throw new TypeError('der must be non-empty bytes');
@@ -290,16 +303,20 @@ export function createCertificatesRepository({ db, clock = systemClock }: { db: 
       if (new Set(canonical.map((item) => item.serial)).size !== canonical.length) {
         throw new TypeError('markIssuedMany was given the same serial twice');
       }
+      if (canonical.length === 0) return { notStored: [] };
       // Rows are locked in serial order, as reservations are, so concurrent batches cannot deadlock.
       const ordered = [...canonical].sort(bySerial);
-      const notStored = new Set<string>();
+      const failed = new Set<string>();
+      let notStored: string[] = [];
       await db.transaction(async (tx) => {
         for (let i = 0; i < ordered.length; i += BATCH_CHUNK) {
           for (const serial of (await storeDer(tx, ordered.slice(i, i + BATCH_CHUNK))).notStored)
-            notStored.add(serial);
+            failed.add(serial);
         }
+        notStored = canonical.filter((item) => failed.has(item.serial)).map((item) => item.serial);
+        await alsoWithin(tx, notStored);
       });
-      return { notStored: canonical.filter((item) => notStored.has(item.serial)).map((item) => item.serial) };
+      return { notStored };
     },
 
     async markFailed(serial, reason) {

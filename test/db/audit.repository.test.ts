@@ -103,6 +103,26 @@ describeEachDatabase('the audit log', (getDatabase) => {
     });
   });
 
+  test("appendWithin chains into the caller's transaction and commits or rolls back with it", async () => {
+    const { db } = getDatabase();
+    await audit.append(event(1));
+    await db.transaction((tx) => audit.appendWithin(tx, [event(2), event(3)]));
+    await expect(
+      db.transaction(async (tx) => {
+        await audit.appendWithin(tx, [event(4)]);
+        throw new Error('the surrounding work failed');
+      }),
+    ).rejects.toThrow('the surrounding work failed');
+    await db.transaction((tx) => audit.appendWithin(tx, []));
+    const { items } = await audit.list();
+    expect(items.map((e) => [e.seq, e.target])).toEqual([
+      [3, event(3).target],
+      [2, event(2).target],
+      [1, event(1).target],
+    ]);
+    expect(await verifyAuditChain({ db })).toMatchObject({ ok: true, problems: [] });
+  });
+
   test('each node keeps its own chain and concurrent appends keep every chain whole', async () => {
     const nodeB = createAuditRepository({ db: getDatabase().db, nodeId: 'node-b', clock });
     await Promise.all([

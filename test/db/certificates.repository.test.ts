@@ -180,6 +180,41 @@ describeEachDatabase('the certificates repository', (getDatabase) => {
     expect((await certificates.findBySerial(batch[0]!.serial))?.status).toBe('good');
   });
 
+  test('markIssuedManyWith runs its callback in the same transaction, told which serials were not stored', async () => {
+    const batch = Array.from({ length: 3 }, () => reservation());
+    await certificates.reservePendingMany(batch);
+    await certificates.markIssued(batch[2]!.serial, fakeDer(batch[2]!.serial));
+    const seen: string[][] = [];
+    const { notStored } = await certificates.markIssuedManyWith(
+      batch.map((r) => ({ serial: r.serial, der: fakeDer(r.serial) })),
+      async (tx, failed) => {
+        seen.push(failed);
+        // Inside the transaction the stored rows are already visible to `tx`.
+        const rows = await createCertificatesRepository({ db: tx, clock }).findBySerial(batch[0]!.serial);
+        expect(rows?.status).toBe('good');
+      },
+    );
+    expect(notStored).toEqual([batch[2]!.serial]);
+    expect(seen).toEqual([[batch[2]!.serial]]);
+  });
+
+  test('markIssuedManyWith stores nothing of the batch when its callback throws', async () => {
+    const batch = Array.from({ length: 2 }, () => reservation());
+    await certificates.reservePendingMany(batch);
+    await expect(
+      certificates.markIssuedManyWith(
+        batch.map((r) => ({ serial: r.serial, der: fakeDer(r.serial) })),
+        async () => {
+          throw new Error('audit unavailable');
+        },
+      ),
+    ).rejects.toThrow('audit unavailable');
+    for (const r of batch) {
+      const row = await certificates.findBySerial(r.serial);
+      expect(row).toMatchObject({ status: 'pending', der: null });
+    }
+  });
+
   test('revoking again keeps the first revocation unless the new reason is keyCompromise', async () => {
     const r = await issued();
     const firstTime = clock.now();
