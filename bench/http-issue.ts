@@ -48,6 +48,8 @@ interface LoadResult {
   done: number;
   /** Requests answered during the warm-up, not timed. */
   warmedUp: number;
+  /** The load generator's own CPU per timed request: near 1 ms means the client is the limit. */
+  clientCpuMs: number;
   errors: number;
   firstError?: string;
   elapsedMs: number;
@@ -105,7 +107,9 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   await workers(performance.now() + spec.warmupSeconds * 1000, false);
   errors = 0;
   const started = performance.now();
+  const cpuBefore = process.cpuUsage();
   await workers(started + spec.seconds * 1000, true);
+  const cpu = process.cpuUsage(cpuBefore);
   const elapsedMs = performance.now() - started;
   agent.destroy();
   latencies.sort((a, b) => a - b);
@@ -114,6 +118,7 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   return {
     done: latencies.length,
     warmedUp,
+    clientCpuMs: (cpu.user + cpu.system) / 1000 / Math.max(1, latencies.length),
     errors,
     ...(firstError ? { firstError } : {}),
     elapsedMs,
@@ -398,6 +403,7 @@ async function load(target: Target, concurrency: number, seconds: number): Promi
     errors: result.errors,
     // Read around the whole load process, so it counts the warm-up requests too.
     cpuMsPerRequest: (cpu * 1000) / (result.done + result.warmedUp),
+    clientCpuMs: result.clientCpuMs,
   };
 }
 
@@ -409,6 +415,7 @@ interface Row {
   p99: number;
   errors: number;
   cpuMsPerRequest: number;
+  clientCpuMs: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -546,11 +553,13 @@ async function main(): Promise<void> {
     console.log('');
     // CPU per certificate is the server process and its children (signet's partition process),
     // user + system, from /proc: less sensitive than the rates to a machine busy with other work.
-    console.log('| server | c | certificates/s | p50 ms | p99 ms | server CPU ms per certificate | errors |');
-    console.log('|--------|---|----------------|--------|--------|-----|--------|');
+    console.log(
+      '| server | c | certificates/s | p50 ms | p99 ms | server CPU ms per certificate | client CPU ms per request | errors |',
+    );
+    console.log('|--------|---|----------------|--------|--------|-----|-----|--------|');
     for (const row of rows) {
       console.log(
-        `| ${row.target} | ${row.concurrency} | ${fmt(row.rate)} | ${fmt(row.p50, 2)} | ${fmt(row.p99, 2)} | ${fmt(row.cpuMsPerRequest, 2)} | ${row.errors} |`,
+        `| ${row.target} | ${row.concurrency} | ${fmt(row.rate)} | ${fmt(row.p50, 2)} | ${fmt(row.p99, 2)} | ${fmt(row.cpuMsPerRequest, 2)} | ${fmt(row.clientCpuMs, 2)} | ${row.errors} |`,
       );
     }
     console.log('');
