@@ -32,6 +32,7 @@ async function timed(label: string, op: () => Promise<unknown>): Promise<number>
   let done = 0;
   const deadline = performance.now() + SECONDS * 1000;
   const started = performance.now();
+  const cpuBefore = process.cpuUsage();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       while (performance.now() < deadline) {
@@ -41,8 +42,13 @@ async function timed(label: string, op: () => Promise<unknown>): Promise<number>
     }),
   );
   const rate = done / ((performance.now() - started) / 1000);
+  // CPU of this process only (the partition is another process): on a shared machine the rate
+  // moves with the load, the CPU time per operation much less so.
+  const cpu = process.cpuUsage(cpuBefore);
+  const cpuPerOp = (cpu.user + cpu.system) / done;
   console.log(
-    `${label.padEnd(44)} ${rate.toFixed(0).padStart(7)} /s  (${done} in ${SECONDS}s, ${CONCURRENCY} in flight)`,
+    `${label.padEnd(44)} ${rate.toFixed(0).padStart(7)} /s  (${done} in ${SECONDS}s, ${CONCURRENCY} in flight; ` +
+      `${cpuPerOp.toFixed(0)} µs CPU each in this process, ${(1e6 / cpuPerOp).toFixed(0)}/s per core)`,
   );
   return rate;
 }
