@@ -141,9 +141,19 @@ const REPO = fileURLToPath(new URL('..', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 const children = new Set<ChildProcess>();
 const temporary: string[] = [];
+/** Stops for what is not a child of this process (a daemonised PostgreSQL cluster). */
+const stops = new Set<() => void>();
 
 function cleanup(): void {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  for (const stop of stops) {
+    try {
+      stop();
+    } catch {
+      // Already stopped.
+    }
+  }
+  stops.clear();
   for (const dir of temporary) rmSync(dir, { recursive: true, force: true });
 }
 process.on('exit', cleanup);
@@ -260,12 +270,12 @@ async function throwawayPostgres(): Promise<{ url: string; stop(): void } | unde
     `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir}`,
     'start',
   ]);
-  return {
-    url: `postgres://signet@127.0.0.1:${port}/postgres`,
-    stop() {
-      run(`${bin}/pg_ctl`, ['-D', `${dir}/data`, '-m', 'immediate', 'stop']);
-    },
+  const stop = () => {
+    stops.delete(stop);
+    run(`${bin}/pg_ctl`, ['-D', `${dir}/data`, '-m', 'immediate', 'stop']);
   };
+  stops.add(stop);
+  return { url: `postgres://signet@127.0.0.1:${port}/postgres`, stop };
 }
 
 interface Target {
