@@ -414,6 +414,7 @@ async function load(target: Target, concurrency: number, seconds: number): Promi
     // Read around the whole load process, so it counts the warm-up requests too.
     cpuMsPerRequest: (cpu * 1000) / (result.done + result.warmedUp),
     clientCpuMs: result.clientCpuMs,
+    answered: result.done + result.warmedUp,
   };
 }
 
@@ -426,6 +427,26 @@ interface Row {
   errors: number;
   cpuMsPerRequest: number;
   clientCpuMs: number;
+  /** 201 (or 200) answers, warm-up included. */
+  answered: number;
+}
+
+async function countStored(target: Target): Promise<number> {
+  const base = new URL(target.url);
+  let count = 0;
+  let cursor: string | undefined;
+  do {
+    const url = new URL('/v1/certificates', base);
+    url.searchParams.set('limit', '500');
+    url.searchParams.set('policy', 'web-server');
+    if (cursor) url.searchParams.set('cursor', cursor);
+    const response = await fetch(url, { headers: { authorization: target.headers.authorization ?? '' } });
+    if (!response.ok) throw new Error(`${target.name}: listing answered ${response.status}`);
+    const page = (await response.json()) as { items: unknown[]; nextCursor?: string | null };
+    count += page.items.length;
+    cursor = page.nextCursor ?? undefined;
+  } while (cursor);
+  return count;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -580,6 +601,14 @@ async function main(): Promise<void> {
       const cfssl = of('cfssl') ?? NaN;
       const ratio = (name: string) => fmt((of(name) ?? NaN) / cfssl, 2);
       console.log(`| ${concurrency} | ${ratio('signet-pglite')} | ${ratio('signet-postgres')} |`);
+    }
+
+    // Every 201 should be a stored certificate: count them back through the API.
+    for (const target of targets.filter((t) => t.name.startsWith('signet'))) {
+      const answered = rows.filter((r) => r.target === target.name).reduce((sum, r) => sum + r.answered, 0);
+      console.log(
+        `${target.name}: ${answered} certificates answered 201, ${await countStored(target)} listed`,
+      );
     }
 
     if (!values['no-profile']) {
