@@ -59,6 +59,30 @@ export interface OpenRuntimeOptions {
   databaseUrl?: string;
   /** Start the CRL scheduler and OCSP responder (the server); local CLI commands do not. */
   revocation?: boolean;
+  /** Latency observers (the server's Prometheus histograms). */
+  observe?: RuntimeObservers;
+}
+
+export interface RuntimeObservers {
+  partitionSign?(purpose: string, seconds: number): void;
+  database?(operation: string, seconds: number): void;
+}
+
+/** Times every call of `object[method]` (a promise-returning method) into `record`. */
+function timeMethod<T extends object>(
+  object: T,
+  method: keyof T & string,
+  record: (seconds: number, args: unknown[]) => void,
+): void {
+  const original = object[method] as unknown as (...args: unknown[]) => Promise<unknown>;
+  (object as Record<string, unknown>)[method] = async (...args: unknown[]) => {
+    const started = performance.now();
+    try {
+      return await original.apply(object, args);
+    } finally {
+      record((performance.now() - started) / 1000, args);
+    }
+  };
 }
 
 export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime> {
@@ -92,6 +116,22 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       replayGuard: createReplayGuardRepository({ db: database.db, clock }),
     };
 
+    const observe = options.observe;
+    if (observe?.database) {
+      const db = observe.database;
+      for (const method of [
+        'reservePendingMany',
+        'markIssuedManyWith',
+        'findBySerial',
+        'findStatus',
+        'revoke',
+      ] as const) {
+        if (typeof repositories.certificates[method] === 'function') {
+          timeMethod(repositories.certificates, method, (seconds) => db(`certificates.${method}`, seconds));
+        }
+      }
+    }
+
     const partitions = new Map<string, RemotePartition>();
     for (const [name, partition] of Object.entries(config.partitions)) {
       const socketPath = resolveIn(dataDir, partition.socket);
@@ -119,6 +159,13 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         },
       });
       closers.push(() => client.close());
+      if (observe?.partitionSign) {
+        const record = observe.partitionSign;
+        const purposeOf = (args: unknown[]) =>
+          String((args[0] as { purpose?: string } | undefined)?.purpose ?? 'other');
+        timeMethod(client, 'sign', (seconds, args) => record(purposeOf(args), seconds));
+        timeMethod(client, 'signStream', (seconds, args) => record(purposeOf(args), seconds));
+      }
       partitions.set(name, client);
     }
 

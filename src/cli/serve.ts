@@ -25,16 +25,20 @@ export interface Serving {
 export async function serveDataDir(options: ServeOptions): Promise<Serving> {
   const level = (process.env.SIGNET_LOG_LEVEL ?? loadConfig(options.dataDir).log.level) as 'info';
   const logger = createLogger({ level });
+  const metrics = createMetrics();
   const runtime = await openRuntime({
     dataDir: options.dataDir,
     logger,
     revocation: true,
+    observe: {
+      partitionSign: (purpose, seconds) => metrics.partitionSignSeconds.observe({ purpose }, seconds),
+      database: (operation, seconds) => metrics.databaseSeconds.observe({ operation }, seconds),
+    },
     ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
   });
   try {
     const { config } = runtime;
     const firstPartition = [...runtime.partitions.values()][0];
-    const metrics = createMetrics();
     const readiness = {
       database: () => runtime.database.ping(),
       partition: async () => (firstPartition ? firstPartition.status() : { state: 'uninitialized' }),

@@ -991,6 +991,18 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
       expect((await call('GET', '/docs/scalar.js')).response.status).toBe(200);
     });
 
+    it("observes partition signatures and issuance writes in the listener's /metrics", async () => {
+      const response = await fetch(`${serving.server.url}/metrics`, {
+        headers: { authorization: `Bearer ${keys.auditor}` },
+      });
+      expect(response.status).toBe(200);
+      const text = await response.text();
+      expect(text).toMatch(/signet_partition_sign_duration_seconds_count\{purpose="certificate"\} [1-9]/);
+      expect(text).toMatch(
+        /signet_database_duration_seconds_count\{operation="certificates\.markIssuedManyWith"\} [1-9]/,
+      );
+    });
+
     it('answers the public endpoints through the app as through the listener', async () => {
       expect((await call('GET', '/openapi.yaml')).response.status).toBe(200);
       expect((await call('GET', '/v1/issuers/dev-intermediate/certificate')).response.status).toBe(200);
