@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from '../lib/duration.ts';
+import { REVOCATION_REASONS } from '../lib/revocation-reasons.ts';
 import { ROLES } from './env.ts';
 
 /** zod schemas of every request body and query (issue #8: every body is validated). */
@@ -82,16 +83,7 @@ export const listAuditQuerySchema = z.strictObject({
 });
 
 export const revokeBodySchema = z.strictObject({
-  reason: z.enum([
-    'unspecified',
-    'keyCompromise',
-    'cACompromise',
-    'affiliationChanged',
-    'superseded',
-    'cessationOfOperation',
-    'privilegeWithdrawn',
-    'aACompromise',
-  ]),
+  reason: z.enum(REVOCATION_REASONS),
   invalidityDate: z.string().max(64).optional(),
 });
 

@@ -1,5 +1,6 @@
 import { isAlias, isNode, parseDocument, visit } from 'yaml';
 import { z } from 'zod';
+import { REVOCATION_REASONS } from '../lib/revocation-reasons.ts';
 import { parseCidr } from '../x509/name-constraints.ts';
 import { type ConfigProblem, configInvalid } from './errors.ts';
 
@@ -42,16 +43,7 @@ const EKU_NAMES = [
 ];
 
 /** RFC 5280 §5.3.1 reason names (DESIGN.md "Revocation reasons"). */
-export const CRL_REASONS = [
-  'unspecified',
-  'keyCompromise',
-  'cACompromise',
-  'affiliationChanged',
-  'superseded',
-  'cessationOfOperation',
-  'privilegeWithdrawn',
-  'aACompromise',
-] as const;
+export const CRL_REASONS = REVOCATION_REASONS;
 
 const nonEmpty = z
   .string()

@@ -1,6 +1,7 @@
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { IssuingDistributionPoint } from '@peculiar/asn1-x509';
 import type { KeyManager, KeyRef, SignMechanism } from '../hsm/types.ts';
+import { REASON_CODES } from '../lib/revocation-reasons.ts';
 import { encodeAuthorityKeyIdentifier, encodeExtension } from '../x509/certificate.ts';
 import {
   bitString,
@@ -18,7 +19,6 @@ import {
 import type { IssuerContext } from '../x509/issuer.ts';
 import { OID } from '../x509/oids.ts';
 import { signatureValue, signatureVerifies } from './certificates.ts';
-import type { CRL_REASONS } from './config.ts';
 import { CeremonyError } from './errors.ts';
 import type { RevocationEntry } from './validate.ts';
 
@@ -32,18 +32,6 @@ import type { RevocationEntry } from './validate.ts';
 const ID_CE_CRL_NUMBER = '2.5.29.20';
 const ID_CE_ISSUING_DISTRIBUTION_POINT = '2.5.29.28';
 const ID_CE_CRL_REASONS = '2.5.29.21';
-
-/** RFC 5280 §5.3.1 CRLReason codes. */
-const REASON_CODES: Record<(typeof CRL_REASONS)[number], number> = {
-  unspecified: 0,
-  keyCompromise: 1,
-  cACompromise: 2,
-  affiliationChanged: 3,
-  superseded: 4,
-  cessationOfOperation: 5,
-  privilegeWithdrawn: 9,
-  aACompromise: 10,
-};
 
 export interface CrlRequest {
   issuer: IssuerContext;

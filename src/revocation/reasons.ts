@@ -5,29 +5,9 @@ import { AppError } from '../lib/errors.ts';
  * certificateHold (6) and removeFromCRL (8) are refused: Signet's revocations are permanent.
  * Code 7 is unassigned in RFC 5280.
  */
-export const REVOCATION_REASONS = [
-  'unspecified',
-  'keyCompromise',
-  'cACompromise',
-  'affiliationChanged',
-  'superseded',
-  'cessationOfOperation',
-  'privilegeWithdrawn',
-  'aACompromise',
-] as const;
-export type RevocationReason = (typeof REVOCATION_REASONS)[number];
+import { REASON_CODES, REVOCATION_REASONS, type RevocationReason } from '../lib/revocation-reasons.ts';
 
-/** CRLReason ::= ENUMERATED (RFC 5280 §5.3.1). */
-export const REASON_CODES: Readonly<Record<RevocationReason, number>> = {
-  unspecified: 0,
-  keyCompromise: 1,
-  cACompromise: 2,
-  affiliationChanged: 3,
-  superseded: 4,
-  cessationOfOperation: 5,
-  privilegeWithdrawn: 9,
-  aACompromise: 10,
-};
+export { REASON_CODES, REVOCATION_REASONS, type RevocationReason };
 
 const REASON_BY_CODE = new Map<number, RevocationReason>(
   REVOCATION_REASONS.map((reason) => [REASON_CODES[reason], reason]),

@@ -11,18 +11,9 @@ import { issuers } from './issuers.table.ts';
 export const CERTIFICATE_STATUSES = ['pending', 'good', 'revoked', 'failed'] as const;
 export type CertificateStatus = (typeof CERTIFICATE_STATUSES)[number];
 
-/** RFC 5280 §5.3.1 CRLReason names (certificateHold and removeFromCRL are not supported). */
-export const REVOCATION_REASONS = [
-  'unspecified',
-  'keyCompromise',
-  'cACompromise',
-  'affiliationChanged',
-  'superseded',
-  'cessationOfOperation',
-  'privilegeWithdrawn',
-  'aACompromise',
-] as const;
-export type RevocationReason = (typeof REVOCATION_REASONS)[number];
+import { REVOCATION_REASONS, type RevocationReason } from '../../lib/revocation-reasons.ts';
+
+export { REVOCATION_REASONS, type RevocationReason };
 
 export interface StoredSan {
   type: string;
