@@ -690,10 +690,16 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
 
     it.each([
       {
-        name: 'an unknown reason',
+        name: 'certificateHold, which is not supported',
         body: { reason: 'certificateHold' },
         status: 400,
-        code: 'request.invalid_body',
+        code: 'revocation.reason_invalid',
+      },
+      {
+        name: 'an unknown reason',
+        body: { reason: 'keycompromised' },
+        status: 400,
+        code: 'revocation.reason_invalid',
       },
       {
         name: 'an invalidityDate in the future',
@@ -708,6 +714,16 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
       });
       expect(response.status).toBe(status);
       expect(problem.code).toBe(code);
+    });
+
+    it('says in the problem why certificateHold is refused', async () => {
+      const { response, body: problem } = await call('POST', `/v1/certificates/${serial}/revoke`, {
+        key: keys.revoker,
+        body: { reason: 'certificateHold' },
+      });
+      expect(response.status).toBe(400);
+      expect(problem.detail).toMatch(/certificateHold/);
+      expect(problem.detail).toMatch(/not supported|permanent|hold/i);
     });
 
     it('answers 404 for revoking a serial never issued', async () => {
@@ -969,7 +985,10 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
       const listed = await signet(['list'], { SIGNET_API_KEY: keys.admin });
       expect(listed.status).toBe(0);
       expect(listed.stdout).toContain(id);
-      expect(listed.stdout).not.toContain(key.split('_')[2]);
+      // The secret is everything after `sgk_<id>_`; base64url may itself contain '_'.
+      const secret = key.slice(`sgk_${id}_`.length);
+      expect(secret.length).toBe(43);
+      expect(listed.stdout).not.toContain(secret);
       const revoked = await signet(['revoke', id, '--api-key-file', adminKeyFile]);
       expect(revoked.status).toBe(0);
       expect((await call('GET', '/v1/audit?limit=1', { key })).response.status).toBe(401);
@@ -1028,7 +1047,7 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
     });
 
     it('wrote no secret to any log line: no API key, private key, CSR or JWS', () => {
-      for (const key of Object.values(keys)) secrets.push(key, key.split('_')[2]!);
+      for (const key of Object.values(keys)) secrets.push(key, key.slice(key.indexOf('_', 4) + 1));
       expect(logs.raw.length).toBeGreaterThan(100);
       const leaks = logs.raw.filter((line) =>
         secrets.some((secret) => secret.length >= 16 && line.includes(secret)),
