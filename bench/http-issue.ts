@@ -13,14 +13,14 @@
  * has the event loop of its process to itself; runs are interleaved by concurrency.
  */
 import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chownSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { freePort, throwawayPostgres as startPostgres } from './support.ts';
 
 const { values } = parseArgs({
   options: {
@@ -170,16 +170,6 @@ function tempDir(prefix: string): string {
   return dir;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 async function waitForHttp(url: string, child: ChildProcess, seconds = 60): Promise<void> {
   const deadline = Date.now() + seconds * 1000;
   while (Date.now() < deadline) {
@@ -243,39 +233,15 @@ function cpuSeconds(pid: number): number {
 }
 
 async function throwawayPostgres(): Promise<{ url: string; stop(): void } | undefined> {
-  if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, stop() {} };
-  const bin = '/usr/lib/postgresql/15/bin';
-  if (spawnSync(`${bin}/initdb`, ['--version']).status !== 0) return undefined;
-  const dir = tempDir('signet-bench-pg-');
-  const asPostgres = process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--'] : [];
-  if (asPostgres.length) {
-    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }));
-    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }));
-    chownSync(dir, uid, gid);
-  }
-  const run = (cmd: string, args: string[]) =>
-    execFileSync(asPostgres[0] ?? cmd, asPostgres.length ? [...asPostgres.slice(1), cmd, ...args] : args, {
-      stdio: 'ignore',
-    });
-  const port = await freePort();
-  run(`${bin}/initdb`, ['-D', `${dir}/data`, '-A', 'trust', '-U', 'signet']);
-  // fsync stays on: the benchmark measures durable commits, as production has them.
-  run(`${bin}/pg_ctl`, [
-    '-D',
-    `${dir}/data`,
-    '-l',
-    `${dir}/log`,
-    '-w',
-    '-o',
-    `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir}`,
-    'start',
-  ]);
+  const pg = await startPostgres();
+  if (!pg) return undefined;
+  // Registered so an interrupted run still stops the cluster.
   const stop = () => {
     stops.delete(stop);
-    run(`${bin}/pg_ctl`, ['-D', `${dir}/data`, '-m', 'immediate', 'stop']);
+    pg.stop();
   };
   stops.add(stop);
-  return { url: `postgres://signet@127.0.0.1:${port}/postgres`, stop };
+  return { url: pg.url, stop };
 }
 
 interface Target {

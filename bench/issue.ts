@@ -8,15 +8,15 @@
  * /usr/lib/postgresql/15/bin is installed (as the postgres user when run as root); else skipped.
  */
 import 'reflect-metadata';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { initDataDir } from '../src/cli/init.ts';
 import { openRuntime } from '../src/cli/runtime.ts';
+import { throwawayPostgres } from './support.ts';
 
 const { values } = parseArgs({
   options: { seconds: { type: 'string', default: '10' }, concurrency: { type: 'string', default: '64' } },
@@ -51,53 +51,6 @@ async function timed(label: string, op: () => Promise<unknown>): Promise<number>
       `${cpuPerOp.toFixed(0)} µs CPU each in this process, ${(1e6 / cpuPerOp).toFixed(0)}/s per core)`,
   );
   return rate;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function throwawayPostgres(): Promise<{ url: string; stop(): void } | undefined> {
-  if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, stop() {} };
-  const bin = '/usr/lib/postgresql/15/bin';
-  if (spawnSync(`${bin}/initdb`, ['--version']).status !== 0) return undefined;
-  const dir = mkdtempSync(path.join(tmpdir(), 'signet-bench-pg-'));
-  const asPostgres = process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--'] : [];
-  if (asPostgres.length) {
-    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }));
-    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }));
-    chownSync(dir, uid, gid);
-  }
-  const run = (cmd: string, args: string[]) =>
-    execFileSync(asPostgres[0] ?? cmd, asPostgres.length ? [...asPostgres.slice(1), cmd, ...args] : args, {
-      stdio: 'ignore',
-    });
-  const port = await freePort();
-  run(`${bin}/initdb`, ['-D', `${dir}/data`, '-A', 'trust', '-U', 'signet']);
-  // fsync stays on: the benchmark measures durable commits, as production has them.
-  run(`${bin}/pg_ctl`, [
-    '-D',
-    `${dir}/data`,
-    '-l',
-    `${dir}/log`,
-    '-w',
-    '-o',
-    `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir}`,
-    'start',
-  ]);
-  return {
-    url: `postgres://signet@127.0.0.1:${port}/postgres`,
-    stop() {
-      run(`${bin}/pg_ctl`, ['-D', `${dir}/data`, '-m', 'immediate', 'stop']);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 async function benchOn(
