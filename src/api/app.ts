@@ -72,8 +72,9 @@ export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<Api
 
   const app = new Hono<ApiEnv>();
   app.use(requestId(), requestLogging({ logger }), responseHeaders(), requestMetrics(context.metrics));
-  app.use(bodyLimit({ maxBytes: options.bodyLimit ?? 64 * 1024 }));
+  // The time budget covers reading the body too: bodyLimit reads a chunked body in full.
   app.use(requestTimeout({ ms: options.requestTimeoutMs ?? 30_000 }));
+  app.use(bodyLimit({ maxBytes: options.bodyLimit ?? 64 * 1024 }));
 
   for (const routes of [
     healthRoutes,

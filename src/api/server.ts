@@ -23,6 +23,8 @@ export interface ServerOptions {
   keepAliveTimeoutMs?: number;
   /** Largest request head, bytes (node's maxHeaderSize; 431 beyond). */
   maxHeaderBytes?: number;
+  /** How often node looks for requests past headersTimeout or requestTimeout (its default is 30 s). */
+  connectionsCheckingIntervalMs?: number;
   /** Where requests that never reach the app (unreadable, too large a head, too slow) are told. */
   logger?: Logger;
 }
@@ -52,6 +54,7 @@ export async function startServer(
     headersTimeoutMs = 10_000,
     keepAliveTimeoutMs = 5_000,
     maxHeaderBytes = 16 * 1024,
+    connectionsCheckingIntervalMs = 1_000,
     logger,
   }: ServerOptions = {},
 ): Promise<RunningServer> {
@@ -62,6 +65,7 @@ export async function startServer(
     headersTimeout: headersTimeoutMs,
     maxHeaderSize: maxHeaderBytes,
     keepAliveTimeout: keepAliveTimeoutMs,
+    connectionsCheckingInterval: connectionsCheckingIntervalMs,
   };
   const server = await new Promise<HttpServer>((resolve, reject) => {
     const options = tls

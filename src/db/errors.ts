@@ -109,7 +109,9 @@ export function redactDatabaseError(error: unknown, depth = 0): unknown {
     if (!VALUE_FIELDS.has(key) && key !== 'cause') copy[key] = source[key];
   }
   let message = error.message;
-  if (typeof source.query === 'string' && 'params' in source) message = `Failed query: ${source.query}`;
+  // drizzle's DrizzleQueryError: "Failed query: <text>\nparams: <values>".
+  if (typeof source.query === 'string' && message.startsWith('Failed query: '))
+    message = `Failed query: ${source.query}`;
   else if (sqlState(error)?.startsWith('22')) message = message.replace(/"[^"]*"/g, '"[redacted]"');
   Object.defineProperty(copy, 'message', { value: message, enumerable: false, writable: true });
   const stack = typeof error.stack === 'string' ? error.stack : '';
@@ -127,5 +129,24 @@ export function redactDatabaseError(error: unknown, depth = 0): unknown {
     });
   }
   if (Array.isArray(source.errors)) copy.errors = source.errors.map((e) => redactDatabaseError(e, depth + 1));
+  // A log shows only the outer error's fields: bring up what identifies the driver's error.
+  const state = sqlState(error);
+  if (state && depth === 0) {
+    copy.sqlState = state;
+    for (const field of ['constraint', 'table', 'column'] as const) {
+      const value = causeField(error, field);
+      if (value !== undefined) copy[field] = value;
+    }
+  }
   return copy;
+}
+
+function causeField(error: unknown, field: string): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    const value = (current as unknown as Record<string, unknown>)[field];
+    if (typeof value === 'string') return value;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
 }

@@ -43,11 +43,15 @@ function watchBody(c: Context<ApiEnv>): { waiting(): boolean; abandon(): void } 
   if (!source) return undefined;
   const reader = source.getReader();
   let waiting = false;
+  let abandoned = false;
   const watched = new ReadableStream<Uint8Array>({
     async pull(controller) {
       waiting = true;
       try {
         const { done, value } = await reader.read();
+        // Once abandoned, the handler's read never settles: a partial body must not let it go on
+        // and answer in place of the 408 already given.
+        if (abandoned) return new Promise<void>(() => {});
         if (done) controller.close();
         else controller.enqueue(value);
       } finally {
@@ -62,6 +66,7 @@ function watchBody(c: Context<ApiEnv>): { waiting(): boolean; abandon(): void } 
   return {
     waiting: () => waiting,
     abandon: () => {
+      abandoned = true;
       reader.cancel().catch(() => {});
     },
   };
