@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppOptions } from '../../src/api/deps.ts';
+import { createFailedAuthAudit } from '../../src/api/failed-auth.ts';
 import { createApiKeysRepository } from '../../src/db/api-keys.repository.ts';
+import { createAuditRepository } from '../../src/db/audit.repository.ts';
 import { createCertificatesRepository } from '../../src/db/certificates.repository.ts';
+import { fixedClock } from '../../src/lib/clock.ts';
 import { fakeDer, reservation, seedIssuer } from '../db/builders.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { scriptedCa } from './helpers/fakes.ts';
@@ -303,7 +306,7 @@ describe('failed authentication per client address', () => {
     });
   });
 
-  it('writes the counts of an address that went quiet once another fails after the interval, and at flush', async () => {
+  it('writes the counts of an address that went quiet once another fails after the interval', async () => {
     await build({ failedAuthPerMinute: 10_000 });
     for (let i = 0; i < 5; i++) await h.call('GET', '/v1/policies', { key: BAD_KEY, address: '192.0.2.40' });
     expect(await auditRows()).toHaveLength(1);
@@ -315,10 +318,23 @@ describe('failed authentication per client address', () => {
       ['192.0.2.40', 4],
       ['192.0.2.41', 1],
     ]);
-
+    // Within 192.0.2.41's interval its next failure is only counted.
     await h.call('GET', '/v1/policies', { key: BAD_KEY, address: '192.0.2.41' });
     expect(await auditRows()).toHaveLength(3);
-    await h.deps.failedAuth?.flush();
+  });
+
+  it('writes every count not yet written at flush (signet serve flushes when it stops)', async () => {
+    await database.reset();
+    const clock = fixedClock('2026-03-01T12:00:00Z');
+    const audit = createAuditRepository({ db: database.db, clock, nodeId: 'test-node' });
+    const failedAuth = createFailedAuthAudit({ audit, clock });
+    h = await buildHarness({ database, ca: scriptedCa(), clock, overrides: { failedAuth } });
+    for (let i = 0; i < 7; i++) await h.call('GET', '/v1/policies', { key: BAD_KEY, address: '192.0.2.50' });
+    expect((await auditRows()).map((row) => row.details.count)).toEqual([1]);
+    await failedAuth.flush();
+    expect((await auditRows()).map((row) => row.details.count)).toEqual([6, 1]);
+    await failedAuth.flush();
+    expect(await auditRows()).toHaveLength(2);
   });
 
   it('limits refused revocations by key possession per address, like failed authentication', async () => {
