@@ -46,7 +46,7 @@ async function main(): Promise<void> {
   try {
     const dir = path.join(work, 'data');
     const port = await freePort();
-    const env = { ...process.env, SIGNET_LOG_LEVEL: 'info' };
+    const env: NodeJS.ProcessEnv = { ...process.env, SIGNET_LOG_LEVEL: 'info' };
     delete env.DATABASE_URL;
     const signet = path.join(REPO, 'bin/signet.js');
     execFileSync(process.execPath, [signet, 'init', '--data', dir, '--port', String(port)], {
