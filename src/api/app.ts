@@ -8,6 +8,7 @@ import type { AppDeps } from './deps.ts';
 import { docsRoutes } from './docs.routes.ts';
 import type { ApiEnv } from './env.ts';
 import { methodNotAllowed, onError, onNotFound } from './errors.ts';
+import { createFailedAuthAudit } from './failed-auth.ts';
 import { healthRoutes } from './health.routes.ts';
 import { issuersRoutes } from './issuers.routes.ts';
 import { metricsRoutes } from './metrics.routes.ts';
@@ -16,7 +17,7 @@ import { createAuthorizer, type PrincipalResolver } from './middleware/auth.ts';
 import { bodyLimit } from './middleware/body-limit.ts';
 import { idempotency } from './middleware/idempotency.ts';
 import { requestLogging } from './middleware/logging.ts';
-import { RateLimiter } from './middleware/rate-limit.ts';
+import { createMemoryAttemptLimiter, RateLimiter } from './middleware/rate-limit.ts';
 import { requestId } from './middleware/request-id.ts';
 import { responseHeaders } from './middleware/response-headers.ts';
 import { requestTimeout } from './middleware/timeout.ts';
@@ -38,11 +39,23 @@ export interface CreateAppExtras {
 export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<ApiEnv> {
   const { clock, logger, options = {} } = deps;
   const limiter = new RateLimiter({ perMinute: options.rateLimitPerMinute ?? 6000, clock });
+  const attempts =
+    deps.attempts ?? createMemoryAttemptLimiter({ perMinute: options.failedAuthPerMinute ?? 60, clock });
+  const failedAuth =
+    deps.failedAuth ??
+    createFailedAuthAudit({
+      audit: deps.audit,
+      clock,
+      logger,
+      intervalMs: options.failedAuthIntervalMs ?? 60_000,
+    });
   const guard = createAuthorizer({
     apiKeys: deps.apiKeys,
     audit: deps.audit,
     clock,
     limiter,
+    attempts,
+    failedAuth,
     resolvers: [
       ...(options.tlsClients?.length ? [createMtlsResolver(options.tlsClients)] : []),
       ...(extras.resolvers ?? []),
@@ -53,12 +66,15 @@ export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<Api
     guard,
     idempotent: idempotency({ store: deps.idempotency }),
     metrics: deps.metrics ?? createMetrics(),
+    attempts,
+    failedAuth,
   };
 
   const app = new Hono<ApiEnv>();
   app.use(requestId(), requestLogging({ logger }), responseHeaders(), requestMetrics(context.metrics));
-  app.use(bodyLimit({ maxBytes: options.bodyLimit ?? 64 * 1024 }));
+  // The time budget covers reading the body too: bodyLimit reads a chunked body in full.
   app.use(requestTimeout({ ms: options.requestTimeoutMs ?? 30_000 }));
+  app.use(bodyLimit({ maxBytes: options.bodyLimit ?? 64 * 1024 }));
 
   for (const routes of [
     healthRoutes,

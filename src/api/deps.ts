@@ -12,7 +12,9 @@ import type { OcspResponder } from '../revocation/ocsp-responder.ts';
 import type { RevokeUseCase } from '../revocation/revoke.usecase.ts';
 import type { RevokeByKey } from '../revocation/revoke-by-key.ts';
 import type { ClientCertificateMapping } from './auth/mtls.ts';
+import type { FailedAuthAudit } from './failed-auth.ts';
 import type { Metrics } from './metrics.ts';
+import type { AttemptLimiter } from './middleware/rate-limit.ts';
 
 /**
  * What the HTTP edge needs from the rest of Signet: the real repositories (src/db), the policy
@@ -41,6 +43,10 @@ export interface AppOptions {
   bodyLimit?: number;
   /** Requests per credential per minute (config rateLimit.perMinute). Default 6000. */
   rateLimitPerMinute?: number;
+  /** Failed authentications per client address per minute (config rateLimit.failedAuthPerMinute). Default 60. */
+  failedAuthPerMinute?: number;
+  /** At most one audit row of failed authentication per client address per this many ms (config audit.failedAuthInterval). Default 60 s. */
+  failedAuthIntervalMs?: number;
   /** Handler time budget in milliseconds (config server.requestTimeout). Default 30 s. */
   requestTimeoutMs?: number;
   /** Client certificates mapped to roles (config server.tls.clients); needs a TLS listener with clientCa. */
@@ -62,5 +68,9 @@ export interface AppDeps {
   metrics?: Metrics;
   /** Absent: the revocation endpoints answer 503 `revocation.unavailable`. */
   revocation?: RevocationDeps;
+  /** Failed attempts per client address; absent: counted in this process (options.failedAuthPerMinute). */
+  attempts?: AttemptLimiter;
+  /** Aggregated audit of failed authentication; absent: one is made (options.failedAuthIntervalMs). Pass one to flush it at shutdown. */
+  failedAuth?: FailedAuthAudit;
   options?: AppOptions;
 }

@@ -68,6 +68,14 @@ export const apiErrors = {
       'unavailable',
       'The request took too long and was abandoned; retry later.',
     ),
+  /** 408 (RFC 9110 §15.5.9): the client did not finish sending its body in time. */
+  bodyTimeout: () =>
+    new AppError(
+      'request.body_timeout',
+      'invalid',
+      'The request body did not arrive within the time allowed; send it again.',
+      { headers: { connection: 'close' } },
+    ),
 } as const;
 
 export function methodNotAllowed(c: Context<ApiEnv>, allowed: string[]): Response {
@@ -91,6 +99,13 @@ export function zodIssues(error: z.ZodError): { path: string; message: string }[
 /** Codes whose status is not their category's. */
 const STATUS_BY_CODE: Record<string, ContentfulStatusCode> = {
   'request.unsupported_media_type': 415 as ContentfulStatusCode,
+  'request.body_timeout': 408 as ContentfulStatusCode,
+};
+
+/** Titles of codes whose status is not their category's. */
+const TITLE_BY_CODE: Record<string, string> = {
+  'request.unsupported_media_type': 'Unsupported media type',
+  'request.body_timeout': 'Request timeout',
 };
 
 const RETRY_AFTER_SECONDS: Partial<Record<ErrorCategory, string>> = { unavailable: '5' };
@@ -113,10 +128,7 @@ export function renderAppError(c: Context<ApiEnv>, error: AppError): Response {
   return problemResponse(c, {
     code: error.code,
     status: STATUS_BY_CODE[error.code] ?? STATUS_BY_CATEGORY[error.category],
-    title:
-      error.code === 'request.unsupported_media_type'
-        ? 'Unsupported media type'
-        : TITLE_BY_CATEGORY[error.category],
+    title: TITLE_BY_CODE[error.code] ?? TITLE_BY_CATEGORY[error.category],
     detail: error.message,
     extra,
     headers,

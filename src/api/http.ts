@@ -28,10 +28,20 @@ export async function readJson<S extends z.ZodType>(c: Context<ApiEnv>, schema: 
   return result.data;
 }
 
-/** Parses the query string against a zod schema; repeated parameters are refused by the schema. */
+/**
+ * Parses the query string against a zod schema. Every parameter of the API takes one value: a
+ * repeated one (`?policy=a&policy=b`) is refused rather than silently read as its first value.
+ */
 export function readQuery<S extends z.ZodType>(c: Context<ApiEnv>, schema: S): z.output<S> {
-  const result = schema.safeParse(c.req.query());
-  if (!result.success) throw apiErrors.invalidQuery(zodIssues(result.error));
+  const values: Record<string, string> = {};
+  const repeated: { path: string; message: string }[] = [];
+  for (const [name, given] of Object.entries(c.req.queries())) {
+    if (given.length > 1) repeated.push({ path: name, message: 'given more than once; it takes one value' });
+    values[name] = given[0] ?? '';
+  }
+  const result = schema.safeParse(values);
+  const issues = [...repeated, ...(result.success ? [] : zodIssues(result.error))];
+  if (issues.length > 0 || !result.success) throw apiErrors.invalidQuery(issues);
   return result.data;
 }
 

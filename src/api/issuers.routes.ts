@@ -8,6 +8,7 @@ import type { ApiEnv } from './env.ts';
 import { apiErrors } from './errors.ts';
 import { negotiate, toPem } from './http.ts';
 import type { RouteContext } from './routes.ts';
+import { ISSUER_ID } from './schemas.ts';
 
 /** What a certificate says about its issuer, read once per certificate (issuers are few). */
 const described = new WeakMap<
@@ -57,21 +58,24 @@ export function issuersRoutes({ deps, guard }: RouteContext): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
   const notFound = (id: string) =>
     apiErrors.notFound(`No issuer with id '${id.slice(0, 64)}'.`, 'issuer.not_found');
+  /** An id that is no slug names no issuer; it never reaches the database (issue #19). */
+  const findIssuer = async (id: string) => {
+    const issuer = ISSUER_ID.test(id) ? await issuers.get(id) : null;
+    if (!issuer) throw notFound(id);
+    return issuer;
+  };
 
   app.get('/v1/issuers', guard({ action: 'issuer.list', roles: 'authenticated' }), async (c) =>
     c.json({ items: (await issuers.list()).map(issuerJson) }),
   );
 
-  app.get('/v1/issuers/:id', guard({ action: 'issuer.read', roles: 'authenticated' }), async (c) => {
-    const issuer = await issuers.get(c.req.param('id'));
-    if (!issuer) throw notFound(c.req.param('id'));
-    return c.json(issuerJson(issuer));
-  });
+  app.get('/v1/issuers/:id', guard({ action: 'issuer.read', roles: 'authenticated' }), async (c) =>
+    c.json(issuerJson(await findIssuer(c.req.param('id')))),
+  );
 
   /** Public: the AIA caIssuers target (RFC 5280 §4.2.2.1), DER by default (DESIGN.md). */
   app.get('/v1/issuers/:id/certificate', async (c) => {
-    const issuer = await issuers.get(c.req.param('id'));
-    if (!issuer) throw notFound(c.req.param('id'));
+    const issuer = await findIssuer(c.req.param('id'));
     c.header('cache-control', PUBLIC_CACHE);
     if (negotiate(c.req.header('accept'), [PKIX_CERT, PEM_FILE]) === PEM_FILE) {
       c.header('content-type', PEM_FILE);
@@ -84,7 +88,9 @@ export function issuersRoutes({ deps, guard }: RouteContext): Hono<ApiEnv> {
   /** Public: the issuer up to and including its root, as RFC 8555 §9.1 PEM chain. */
   app.get('/v1/issuers/:id/chain', async (c) => {
     // IssuersRepository.chain throws IssuerNotFoundError for an unknown id: a 404 in onError.
-    const chain = await issuers.chain(c.req.param('id'));
+    const id = c.req.param('id');
+    if (!ISSUER_ID.test(id)) throw notFound(id);
+    const chain = await issuers.chain(id);
     c.header('cache-control', PUBLIC_CACHE);
     c.header('content-type', PEM_CHAIN);
     return c.body(chain.map((issuer) => toPem('CERTIFICATE', issuer.certificateDer)).join(''));

@@ -1,4 +1,5 @@
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+import { redactDatabaseError } from '../db/errors.ts';
 
 /**
  * Paths pino blanks out wherever they appear, as a second line of defence: the request logger
@@ -32,6 +33,13 @@ export interface LoggerConfig {
   destination?: DestinationStream;
 }
 
+/**
+ * pino's error serializer, after taking out what a database error quotes of its statement's
+ * parameters (redactDatabaseError): the statement's text and the error stay.
+ */
+export const errorSerializer = (error: unknown) =>
+  pino.stdSerializers.err(redactDatabaseError(error) as Error);
+
 /** The service logger: one JSON object per line, ISO times, secrets redacted. */
 export function createLogger({ level = 'info', destination }: LoggerConfig = {}): Logger {
   const options: LoggerOptions = {
@@ -39,6 +47,7 @@ export function createLogger({ level = 'info', destination }: LoggerConfig = {})
     base: { service: 'signet' },
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    serializers: { err: errorSerializer },
     formatters: { level: (label) => ({ level: label }) },
   };
   return destination ? pino(options, destination) : pino(options);

@@ -28,9 +28,12 @@ export interface ProblemInput {
   headers?: Record<string, string>;
 }
 
-export function problemResponse(c: Context, problem: ProblemInput): Response {
-  const requestId = c.get('requestId') as string | undefined;
-  const body = {
+/** The RFC 9457 document itself, for the app and for the server's answers to unreadable requests. */
+export function problemDocument(
+  problem: Omit<ProblemInput, 'headers'>,
+  requestId: string | undefined,
+): Record<string, unknown> {
+  return {
     type: `${PROBLEM_BASE}${problem.code}`,
     title: problem.title,
     status: problem.status,
@@ -39,6 +42,10 @@ export function problemResponse(c: Context, problem: ProblemInput): Response {
     ...(requestId ? { requestId, instance: `urn:signet:request:${requestId}` } : {}),
     ...problem.extra,
   };
+}
+
+export function problemResponse(c: Context, problem: ProblemInput): Response {
+  const body = problemDocument(problem, c.get('requestId') as string | undefined);
   return new Response(JSON.stringify(body), {
     status: problem.status,
     headers: { 'content-type': PROBLEM_CONTENT_TYPE, ...problem.headers },

@@ -2,10 +2,12 @@ import { Hono } from 'hono';
 import { AppError } from '../lib/errors.ts';
 import { recordAudit } from './audit.ts';
 import { parseSerialParam } from './certificates.routes.ts';
+import { addressKey, clientAddress } from './client-address.ts';
 import type { RevocationDeps } from './deps.ts';
 import type { ApiEnv } from './env.ts';
 import { apiErrors } from './errors.ts';
 import { isJsonType, iso, mediaType, readJson } from './http.ts';
+import { checkAttempts, failedAttempt } from './middleware/auth.ts';
 import type { RouteContext } from './routes.ts';
 import { revokeBodySchema, revokeByKeyBodySchema } from './schemas.ts';
 
@@ -22,7 +24,13 @@ const revocationJson = (result: Awaited<ReturnType<RevocationDeps['revoke']['rev
 export const revocationUnavailable = () =>
   new AppError('revocation.unavailable', 'unavailable', 'Revocation is not available on this server.');
 
-export function revocationsRoutes({ deps, guard, idempotent }: RouteContext): Hono<ApiEnv> {
+export function revocationsRoutes({
+  deps,
+  guard,
+  idempotent,
+  attempts,
+  failedAuth,
+}: RouteContext): Hono<ApiEnv> {
   const { audit, clock } = deps;
   const app = new Hono<ApiEnv>();
 
@@ -52,15 +60,21 @@ export function revocationsRoutes({ deps, guard, idempotent }: RouteContext): Ho
     },
   );
 
-  /** Public: proof of possession of the certified key is the credential (issue #12). */
+  /**
+   * Public: proof of possession of the certified key is the credential (issue #12). A refused
+   * proof is a failed authentication: it counts against the client address's budget
+   * (rateLimit.failedAuthPerMinute, 429 beyond, before any work) and is audited in aggregate.
+   */
   app.post('/v1/revocations/by-key', async (c) => {
     if (!deps.revocation) throw revocationUnavailable();
-    const type = mediaType(c.req.header('content-type'));
-    let jws: string;
-    if (type === 'application/jose') jws = (await c.req.text()).trim();
-    else if (isJsonType(type)) jws = (await readJson(c, revokeByKeyBodySchema)).jws;
-    else throw apiErrors.unsupportedMediaType(['application/jose', 'application/json']);
+    const client = addressKey(clientAddress(c));
+    await checkAttempts(attempts, client);
     try {
+      const type = mediaType(c.req.header('content-type'));
+      let jws: string;
+      if (type === 'application/jose') jws = (await c.req.text()).trim();
+      else if (isJsonType(type)) jws = (await readJson(c, revokeByKeyBodySchema)).jws;
+      else throw apiErrors.unsupportedMediaType(['application/jose', 'application/json']);
       const result = await deps.revocation.revokeByKey.revokeByKey(jws);
       await recordAudit(c, audit, clock, {
         action: 'certificate.revoke_by_key',
@@ -71,12 +85,10 @@ export function revocationsRoutes({ deps, guard, idempotent }: RouteContext): Ho
       return c.json(revocationJson(result));
     } catch (error) {
       if (error instanceof AppError && error.category !== 'internal' && error.category !== 'unavailable') {
-        await recordAudit(c, audit, clock, {
-          action: 'certificate.revoke_by_key',
-          decision: 'denied',
-          code: error.code,
-        }).catch((auditError) =>
-          c.get('logger').error({ err: auditError }, 'could not record a refusal in the audit log'),
+        await failedAttempt(
+          c,
+          { attempts, failedAuth },
+          { client, action: 'certificate.revoke_by_key', code: error.code },
         );
       }
       throw error;

@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { redactDatabaseError } from '../db/errors.ts';
 import { CliError, type CommandModule, EXIT } from './args.ts';
 
 /**
@@ -53,7 +54,9 @@ main(process.argv.slice(2)).then(
       process.exitCode = error.exitCode;
       return;
     }
-    console.error('signet: unexpected error:', error instanceof Error ? error.message : error);
+    // Never a database statement's parameters (issue #19).
+    const shown = redactDatabaseError(error);
+    console.error('signet: unexpected error:', shown instanceof Error ? shown.message : shown);
     process.exitCode = EXIT.failed;
   },
 );

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createApp } from '../api/app.ts';
+import { createFailedAuthAudit } from '../api/failed-auth.ts';
 import { createLogger } from '../api/logger.ts';
 import { createMetricsApp } from '../api/metrics.routes.ts';
 import { createMetrics } from '../api/metrics.ts';
@@ -43,8 +44,16 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
       database: () => runtime.database.ping(),
       partition: async () => (firstPartition ? firstPartition.status() : { state: 'uninitialized' }),
     };
+    const requestTimeoutMs = durationMs(config.server.requestTimeout);
+    const failedAuth = createFailedAuthAudit({
+      audit: runtime.repositories.audit,
+      clock: runtime.clock,
+      logger,
+      intervalMs: durationMs(config.audit.failedAuthInterval),
+    });
     const app = createApp({
       metrics,
+      failedAuth,
       clock: runtime.clock,
       logger,
       ca: runtime.ca,
@@ -60,13 +69,18 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
         ...(config.server.tls?.clients ? { tlsClients: config.server.tls.clients } : {}),
         bodyLimit: config.server.bodyLimit,
         rateLimitPerMinute: config.rateLimit.perMinute,
-        requestTimeoutMs: durationMs(config.server.requestTimeout),
+        failedAuthPerMinute: config.rateLimit.failedAuthPerMinute,
+        requestTimeoutMs,
       },
     });
     const tls = options.tls ?? config.server.tls;
     const server = await startServer(app, {
       host: options.host ?? config.server.host,
       port: options.port ?? config.server.port,
+      logger,
+      // The whole request must arrive within the same budget the app gives a handler.
+      requestTimeoutMs,
+      headersTimeoutMs: Math.min(10_000, requestTimeoutMs),
       ...(tls
         ? {
             tls: {
@@ -109,6 +123,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
         process.off('SIGHUP', onHangup);
         await server.close(5000);
         await metricsServer?.close(1000);
+        await failedAuth.flush();
         await runtime.close();
       },
     };

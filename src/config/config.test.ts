@@ -14,6 +14,16 @@ describe('the service configuration', () => {
     expect(config.partitions.issuing?.user).toBe('ca');
     expect(config.crl.debounce).toBe('PT5S');
     expect(config.policies.dir).toBe('policies');
+    expect(config.rateLimit.failedAuthPerMinute).toBe(60);
+    expect(config.audit.failedAuthInterval).toBe('PT1M');
+  });
+
+  it('reads the failed-authentication limits (issue #19)', () => {
+    const config = parseConfig(
+      `${minimal}\nrateLimit: { failedAuthPerMinute: 5 }\naudit: { failedAuthInterval: PT10M }\n`,
+    );
+    expect(config.rateLimit).toEqual({ perMinute: 6000, failedAuthPerMinute: 5 });
+    expect(config.audit.failedAuthInterval).toBe('PT10M');
   });
 
   it.each([
@@ -24,6 +34,16 @@ describe('the service configuration', () => {
       'a malformed duration',
       `${minimal}\ncrl: { debounce: 5s }\n`,
       /crl\.debounce: must be an ISO 8601 duration/,
+    ],
+    [
+      'a failed-authentication limit of zero',
+      `${minimal}\nrateLimit: { failedAuthPerMinute: 0 }\n`,
+      /rateLimit\.failedAuthPerMinute/,
+    ],
+    [
+      'a failed-authentication interval that is no duration',
+      `${minimal}\naudit: { failedAuthInterval: 1m }\n`,
+      /audit\.failedAuthInterval: must be an ISO 8601 duration/,
     ],
     ['a missing trust anchor list', 'partitions: {}\n', /trustedRoots/],
     ['duplicate keys', `${minimal}\nlog: { level: info }\nlog: { level: warn }\n`, /not valid YAML/],

@@ -101,6 +101,14 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** Requests per credential per minute before 429. */
       perMinute: z.number().int().min(1).default(6000),
+      /** Failed authentications (and refused proofs of key possession) per client address per minute before 429. */
+      failedAuthPerMinute: z.number().int().min(1).default(60),
+    })
+    .prefault({}),
+  audit: z
+    .strictObject({
+      /** At most one audit row of failed authentication per client address per this interval, with a count. */
+      failedAuthInterval: duration.default('PT1M'),
     })
     .prefault({}),
   log: z

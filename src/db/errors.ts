@@ -89,3 +89,64 @@ export function sqlState(error: unknown): string | undefined {
   }
   return undefined;
 }
+
+/** Fields of driver errors (pg, PGlite) that may quote the values of a statement. */
+const VALUE_FIELDS = new Set(['params', 'parameters', 'detail', 'where', 'internalQuery']);
+
+/**
+ * The error as a log line may show it (issue #19): the statement's text and the error, never
+ * the statement's parameters, which hold secrets (an API key's hash, a CSR) and user data.
+ * drizzle's DrizzleQueryError writes its parameters into `params`, its message and its stack;
+ * driver errors may quote values in `detail` (`Key (id)=(...) already exists`), `where` and, for
+ * data exceptions (SQLSTATE class 22), in the message itself. Causes are redacted the same way.
+ * Anything that is not an error comes back as it is.
+ */
+export function redactDatabaseError(error: unknown, depth = 0): unknown {
+  if (!(error instanceof Error) || depth > 8) return error;
+  const source = error as Error & Record<string, unknown>;
+  const copy = Object.create(Object.getPrototypeOf(error)) as Error & Record<string, unknown>;
+  for (const key of Object.keys(source)) {
+    if (!VALUE_FIELDS.has(key) && key !== 'cause') copy[key] = source[key];
+  }
+  let message = error.message;
+  // drizzle's DrizzleQueryError: "Failed query: <text>\nparams: <values>".
+  if (typeof source.query === 'string' && message.startsWith('Failed query: '))
+    message = `Failed query: ${source.query}`;
+  else if (sqlState(error)?.startsWith('22')) message = message.replace(/"[^"]*"/g, '"[redacted]"');
+  Object.defineProperty(copy, 'message', { value: message, enumerable: false, writable: true });
+  const stack = typeof error.stack === 'string' ? error.stack : '';
+  const frames = stack.indexOf('\n    at ');
+  Object.defineProperty(copy, 'stack', {
+    value: `${error.name}: ${message}${frames >= 0 ? stack.slice(frames) : ''}`,
+    enumerable: false,
+    writable: true,
+  });
+  if ('cause' in error && error.cause !== undefined) {
+    Object.defineProperty(copy, 'cause', {
+      value: redactDatabaseError(error.cause, depth + 1),
+      enumerable: false,
+      writable: true,
+    });
+  }
+  if (Array.isArray(source.errors)) copy.errors = source.errors.map((e) => redactDatabaseError(e, depth + 1));
+  // A log shows only the outer error's fields: bring up what identifies the driver's error.
+  const state = sqlState(error);
+  if (state && depth === 0) {
+    copy.sqlState = state;
+    for (const field of ['constraint', 'table', 'column'] as const) {
+      const value = causeField(error, field);
+      if (value !== undefined) copy[field] = value;
+    }
+  }
+  return copy;
+}
+
+function causeField(error: unknown, field: string): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    const value = (current as unknown as Record<string, unknown>)[field];
+    if (typeof value === 'string') return value;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

@@ -58,6 +58,14 @@ export interface RevokeUseCase {
   revoke(input: RevokeInput): Promise<RevokeResult>;
 }
 
+/**
+ * The earliest invalidityDate accepted. No X.509 validity begins before 1950 (RFC 5280 §4.1.2.5.1
+ * UTCTime), so no key of a certificate can have been compromised earlier; and an earlier year,
+ * read back from the database, lands in another century (0001 as 2001), which must never be
+ * confirmed as stored (issue #19).
+ */
+export const EARLIEST_INVALIDITY_DATE = new Date('1950-01-01T00:00:00Z');
+
 /** RFC 3339 §5.6 date-time, with an optional fraction and a Z or numeric offset. */
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 
@@ -89,6 +97,9 @@ export function parseInvalidityDate(value: unknown, now: Date): Date {
   }
   if (Number.isNaN(date.getTime())) throw invalidDate('invalidityDate is not a valid date');
   const whole = new Date(Math.floor(date.getTime() / 1000) * 1000);
+  if (whole.getTime() < EARLIEST_INVALIDITY_DATE.getTime()) {
+    throw invalidDate('invalidityDate is before 1950-01-01T00:00:00Z, earlier than any certificate');
+  }
   if (whole.getTime() > now.getTime()) {
     throw invalidDate(
       'invalidityDate is in the future: it says when the key was compromised, which has happened',

@@ -137,6 +137,30 @@ describe('the revoke rule', () => {
       message: /RFC 3339/,
     },
     {
+      name: 'an invalidity date in year 1 (read back as 2001 before issue #19)',
+      input: { invalidityDate: '0001-01-01T00:00:00Z' },
+      code: 'revocation.invalidity_date_invalid',
+      message: /before 1950/,
+    },
+    {
+      name: 'an invalidity date in year 99',
+      input: { invalidityDate: '0099-06-01T00:00:00Z' },
+      code: 'revocation.invalidity_date_invalid',
+      message: /before 1950/,
+    },
+    {
+      name: 'an invalidity date one second before 1950',
+      input: { invalidityDate: '1949-12-31T23:59:59Z' },
+      code: 'revocation.invalidity_date_invalid',
+      message: /before 1950/,
+    },
+    {
+      name: 'a 1950 local time that is 1949 in UTC',
+      input: { invalidityDate: '1950-01-01T00:30:00+01:00' },
+      code: 'revocation.invalidity_date_invalid',
+      message: /before 1950/,
+    },
+    {
       name: 'February 30th',
       input: { invalidityDate: '2026-02-30T00:00:00Z' },
       code: 'revocation.invalidity_date_invalid',

@@ -3,10 +3,12 @@ import type { Clock } from '../../lib/clock.ts';
 import { AppError, isAppError } from '../../lib/errors.ts';
 import { refuse } from '../audit.ts';
 import { bearerToken, verifyApiKey } from '../auth/api-keys.ts';
+import { addressKey, clientAddress } from '../client-address.ts';
 import type { AppDeps } from '../deps.ts';
 import type { ApiEnv, Principal, PrincipalResolver, Role } from '../env.ts';
 import { apiErrors } from '../errors.ts';
-import type { RateLimiter } from './rate-limit.ts';
+import type { FailedAuthAudit } from '../failed-auth.ts';
+import type { AttemptLimiter, RateLimiter } from './rate-limit.ts';
 
 export type { PrincipalResolver } from '../env.ts';
 
@@ -15,6 +17,10 @@ export interface AuthorizerOptions {
   audit: AppDeps['audit'];
   clock: Clock;
   limiter: RateLimiter;
+  /** Failed authentication per client address (rateLimit.failedAuthPerMinute). */
+  attempts: AttemptLimiter;
+  /** Where failed authentication is audited, one row per client address and interval. */
+  failedAuth: FailedAuthAudit;
   /** Tried before the Authorization header, e.g. the verified TLS client certificate. */
   resolvers?: PrincipalResolver[];
 }
@@ -35,12 +41,21 @@ export const mayUsePolicy = (principal: Principal, policy: string): boolean =>
   principal.policies === '*' || principal.policies.includes(policy);
 
 /**
- * `guard({ action, roles })` middleware: authenticates (mTLS resolvers, then
+ * `guard({ action, roles })` middleware: refuses a client address that spent its failed
+ * authentications (429, before any work), authenticates (mTLS resolvers, then
  * `Authorization: Bearer <api key>`), rate-limits per credential, then checks the role.
  */
-export function createAuthorizer({ apiKeys, audit, clock, limiter, resolvers = [] }: AuthorizerOptions) {
-  if (!apiKeys || !audit || !clock || !limiter)
-    throw new Error('createAuthorizer: apiKeys, audit, clock and limiter are required');
+export function createAuthorizer({
+  apiKeys,
+  audit,
+  clock,
+  limiter,
+  attempts,
+  failedAuth,
+  resolvers = [],
+}: AuthorizerOptions) {
+  if (!apiKeys || !audit || !clock || !limiter || !attempts || !failedAuth)
+    throw new Error('createAuthorizer: apiKeys, audit, clock, limiter, attempts and failedAuth are required');
 
   async function authenticate(c: Context<ApiEnv>): Promise<Principal> {
     for (const resolve of resolvers) {
@@ -58,12 +73,15 @@ export function createAuthorizer({ apiKeys, audit, clock, limiter, resolvers = [
     if (roles !== 'authenticated' && roles.length === 0)
       throw new Error(`guard(${action}): at least one role is required`);
     return async function guardMiddleware(c, next) {
+      const client = addressKey(clientAddress(c));
+      await checkAttempts(attempts, client);
       let principal: Principal;
       try {
         principal = await authenticate(c);
       } catch (error) {
+        // A missing, invalid or expired credential: counted per address, audited in aggregate.
         if (isAppError(error) && (error.category === 'unauthenticated' || error.category === 'forbidden')) {
-          return refuse(c, audit, clock, action, error);
+          await failedAttempt(c, { attempts, failedAuth }, { client, action, code: error.code });
         }
         throw error;
       }
@@ -94,3 +112,33 @@ export function createAuthorizer({ apiKeys, audit, clock, limiter, resolvers = [
 }
 
 export type Guard = ReturnType<typeof createAuthorizer>;
+
+/** 429 with Retry-After when `client` spent its failed attempts (issue #19). */
+export async function checkAttempts(attempts: AttemptLimiter, client: string): Promise<void> {
+  const verdict = await attempts.check(client);
+  if (!verdict.allowed) {
+    throw new AppError(
+      'request.rate_limited',
+      'rate_limited',
+      'Too many failed attempts from this address; retry later.',
+      { retryAfter: verdict.retryAfterSeconds },
+    );
+  }
+}
+
+/**
+ * Counts a failed attempt of `client` against its budget and in the aggregated audit log. A
+ * failure to count is logged; the refusal stands either way.
+ */
+export async function failedAttempt(
+  c: Context<ApiEnv>,
+  { attempts, failedAuth }: { attempts: AttemptLimiter; failedAuth: FailedAuthAudit },
+  failure: { client: string; action: string; code: string },
+): Promise<void> {
+  try {
+    await attempts.fail(failure.client);
+    await failedAuth.record({ ...failure, requestId: c.get('requestId') });
+  } catch (error) {
+    c.get('logger')?.error({ err: error }, 'could not count a failed attempt');
+  }
+}

@@ -9,6 +9,8 @@ export interface RateLimiterOptions {
   maxTracked?: number;
 }
 
+export type RateVerdict = { allowed: true } | { allowed: false; retryAfterSeconds: number };
+
 interface Bucket {
   tokens: number;
   updatedMs: number;
@@ -35,13 +37,10 @@ export class RateLimiter {
   }
 
   /** Takes one token for `id`; answers the seconds to wait when none is left. */
-  take(id: string): { allowed: true } | { allowed: false; retryAfterSeconds: number } {
+  take(id: string): RateVerdict {
     const nowMs = this.#clock.now().getTime();
-    const ratePerMs = this.perMinute / 60_000;
     const bucket = this.#buckets.get(id) ?? { tokens: this.perMinute, updatedMs: nowMs };
-    const elapsed = Math.max(0, nowMs - bucket.updatedMs);
-    bucket.tokens = Math.min(this.perMinute, bucket.tokens + elapsed * ratePerMs);
-    bucket.updatedMs = nowMs;
+    this.#refill(bucket, nowMs);
     // Re-inserting keeps the Map in least-recently-used order for eviction.
     this.#buckets.delete(id);
     this.#buckets.set(id, bucket);
@@ -53,9 +52,57 @@ export class RateLimiter {
       bucket.tokens -= 1;
       return { allowed: true };
     }
+    return this.#refused(bucket);
+  }
+
+  /** Whether `id` has a token left, without taking it (and without tracking an unknown id). */
+  peek(id: string): RateVerdict {
+    const bucket = this.#buckets.get(id);
+    if (!bucket) return { allowed: true };
+    this.#refill(bucket, this.#clock.now().getTime());
+    return bucket.tokens >= 1 ? { allowed: true } : this.#refused(bucket);
+  }
+
+  #refill(bucket: Bucket, nowMs: number): void {
+    const elapsed = Math.max(0, nowMs - bucket.updatedMs);
+    bucket.tokens = Math.min(this.perMinute, bucket.tokens + (elapsed * this.perMinute) / 60_000);
+    bucket.updatedMs = nowMs;
+  }
+
+  #refused(bucket: Bucket): RateVerdict {
+    const msPerToken = 60_000 / this.perMinute;
     return {
       allowed: false,
-      retryAfterSeconds: Math.max(1, Math.ceil((1 - bucket.tokens) / ratePerMs / 1000)),
+      retryAfterSeconds: Math.max(1, Math.ceil(((1 - bucket.tokens) * msPerToken) / 1000)),
     };
   }
+}
+
+/**
+ * Failed attempts per client address (issue #19): failed authentication, and refusals of the
+ * public endpoints that do work for anyone. An interface so that several nodes can share the
+ * counts (a PostgreSQL-backed implementation); the in-memory one counts per node, which bounds a
+ * flood by the number of nodes.
+ */
+export interface AttemptLimiter {
+  /** Failed attempts allowed per address per minute (config rateLimit.failedAuthPerMinute). */
+  readonly perMinute: number;
+  /** Whether `key` may make another attempt now; spends nothing. */
+  check(key: string): Promise<RateVerdict>;
+  /** Counts one failed attempt of `key`. */
+  fail(key: string): Promise<void>;
+}
+
+/** A token bucket per key in this process (RateLimiter), at most `maxTracked` keys. */
+export function createMemoryAttemptLimiter(options: RateLimiterOptions = {}): AttemptLimiter {
+  const buckets = new RateLimiter({ perMinute: 60, ...options });
+  return {
+    perMinute: buckets.perMinute,
+    async check(key) {
+      return buckets.peek(key);
+    },
+    async fail(key) {
+      buckets.take(key);
+    },
+  };
 }

@@ -1,7 +1,8 @@
 // Temporary scaffolding (brief: in-memory fakes only until the real pieces land).
-import type { ReadinessProbe } from '../../../src/api/deps.ts';
+import type { ReadinessProbe, RevocationDeps } from '../../../src/api/deps.ts';
 import type { CertificateAuthority, IssuedCertificate, IssueInput } from '../../../src/ca/types.ts';
 import { AppError } from '../../../src/lib/errors.ts';
+import { errorResponse } from '../../../src/revocation/ocsp-responder.ts';
 
 const FAKE_PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
 
@@ -53,5 +54,15 @@ export const readyProbe: ReadinessProbe = {
   async database() {},
   async partition() {
     return { state: 'unsealed' };
+  },
+};
+
+/** An OCSP responder that has nothing to sign with: every request is malformedRequest. */
+export const malformedOcsp: RevocationDeps['ocsp'] = {
+  async answer() {
+    return { der: errorResponse('malformedRequest'), status: 'malformedRequest', nonce: false };
+  },
+  async answerGetPath() {
+    return { der: errorResponse('malformedRequest'), status: 'malformedRequest', nonce: false };
   },
 };

@@ -9,13 +9,17 @@ import { createLogger } from '../../../src/api/logger.ts';
 import { createApiKeysRepository } from '../../../src/db/api-keys.repository.ts';
 import { createAuditRepository } from '../../../src/db/audit.repository.ts';
 import { createCertificatesRepository } from '../../../src/db/certificates.repository.ts';
+import { createCrlsRepository } from '../../../src/db/crls.repository.ts';
 import { createIdempotencyRepository } from '../../../src/db/idempotency.repository.ts';
 import { createIssuersRepository } from '../../../src/db/issuers.repository.ts';
+import { createReplayGuardRepository } from '../../../src/db/replay-guard.repository.ts';
 import { fixedClock } from '../../../src/lib/clock.ts';
 import { createPolicyRegistry } from '../../../src/policy/registry.ts';
+import { createRevokeUseCase } from '../../../src/revocation/revoke.usecase.ts';
+import { createRevokeByKey } from '../../../src/revocation/revoke-by-key.ts';
 import type { TestDatabase } from '../../helpers/database.ts';
 import { Contract } from './contract.ts';
-import { readyProbe } from './fakes.ts';
+import { malformedOcsp, readyProbe } from './fakes.ts';
 
 /** Captures the JSON log lines an app writes, to check request ids and the absence of secrets. */
 export function logSink() {
@@ -41,6 +45,8 @@ export interface CallOptions {
   body?: unknown;
   raw?: string | Uint8Array;
   headers?: Record<string, string>;
+  /** The client's address, as the node server would hand it to the app (`c.env.incoming.socket`). */
+  address?: string;
 }
 
 export type TestClock = ReturnType<typeof fixedClock>;
@@ -66,6 +72,8 @@ export interface HarnessOptions {
   /** Policies the `issuer` key is bound to. */
   issuerPolicies?: string[];
   policiesDir?: string;
+  /** Real revocation (the revoke use case and revocation by key over the database; OCSP answers malformedRequest). */
+  revocation?: boolean;
   overrides?: Partial<AppDeps>;
 }
 
@@ -77,21 +85,24 @@ export async function buildHarness({
   options = {},
   issuerPolicies = ['web-server'],
   policiesDir = SHIPPED_POLICIES,
+  revocation = false,
   overrides = {},
 }: HarnessOptions): Promise<Harness> {
   const logs = logSink();
   const { db } = database;
+  const certificates = createCertificatesRepository({ db, clock });
   const deps: AppDeps = {
     clock,
     logger: logs.logger,
     ca,
     apiKeys: createApiKeysRepository({ db, clock }),
     idempotency: createIdempotencyRepository({ db, clock }),
-    certificates: createCertificatesRepository({ db, clock }),
+    certificates,
     issuers: createIssuersRepository({ db, clock }),
     policies: await createPolicyRegistry({ dir: policiesDir }),
     audit: createAuditRepository({ db, clock, nodeId: 'test-node' }),
     readiness: readyProbe,
+    ...(revocation ? { revocation: realRevocation(database, certificates, clock) } : {}),
     options,
     ...overrides,
   };
@@ -107,6 +118,26 @@ export async function buildHarness({
   return { app, deps, clock, keys, logs, call: caller(app), makeKey };
 }
 
+function realRevocation(
+  database: TestDatabase,
+  certificates: ReturnType<typeof createCertificatesRepository>,
+  clock: TestClock,
+): NonNullable<AppDeps['revocation']> {
+  const replayGuard = createReplayGuardRepository({ db: database.db, clock });
+  const revoke = createRevokeUseCase({ certificates, clock });
+  return {
+    revoke,
+    revokeByKey: createRevokeByKey({
+      certificates,
+      consumeJti: (entry) => replayGuard.claim(entry),
+      revocations: revoke,
+      clock,
+    }),
+    crls: createCrlsRepository({ db: database.db }),
+    ocsp: malformedOcsp,
+  };
+}
+
 /** `app.request`, then the contract check of the response against openapi.yaml. */
 export function caller(app: Hono<ApiEnv>): Harness['call'] {
   return async function call(method: string, path: string, options: CallOptions = {}) {
@@ -117,7 +148,12 @@ export function caller(app: Hono<ApiEnv>): Harness['call'] {
       body = JSON.stringify(options.body);
       headers['content-type'] ??= 'application/json';
     }
-    const response = await app.request(path, { method, headers, ...(body !== undefined ? { body } : {}) });
+    const env = options.address ? { incoming: { socket: { remoteAddress: options.address } } } : undefined;
+    const response = await app.request(
+      path,
+      { method, headers, ...(body !== undefined ? { body } : {}) },
+      env,
+    );
     const parsed = await contract.check(method, path, response);
     return { response, body: parsed };
   };
