@@ -46,6 +46,14 @@ export const apiErrors = {
     new AppError('request.invalid_query', 'invalid', 'The query parameters are not valid.', {
       errors: issues,
     }),
+  /**
+   * A string holding a character no field can hold (NUL, an unpaired surrogate): issue #19 names
+   * this case `request.invalid`, apart from ordinary schema mismatches.
+   */
+  invalidCharacters: (issues: { path: string; message: string }[]) =>
+    new AppError('request.invalid', 'invalid', 'The request holds characters no field can hold.', {
+      errors: issues,
+    }),
   invalidJson: () => new AppError('request.invalid_json', 'invalid', 'The request body is not valid JSON.'),
   bodyTooLarge: (limit: number) =>
     new AppError('request.body_too_large', 'too_large', `The request body is larger than ${limit} bytes.`),

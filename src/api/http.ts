@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import type { z } from 'zod';
 import type { ApiEnv } from './env.ts';
 import { apiErrors, zodIssues } from './errors.ts';
+import { isStorableText, UNSTORABLE_MESSAGE } from './schemas.ts';
 
 /**
  * Small helpers shared by the routes: body and query validation with zod (every failure a 400
@@ -23,9 +24,26 @@ export async function readJson<S extends z.ZodType>(c: Context<ApiEnv>, schema: 
   } catch {
     throw apiErrors.invalidJson();
   }
+  const refused = unstorable(value);
+  if (refused.length > 0) throw apiErrors.invalidCharacters(refused);
   const result = schema.safeParse(value);
   if (!result.success) throw apiErrors.invalidBody(zodIssues(result.error));
   return result.data;
+}
+
+/**
+ * Every string in `value` (keys included) holding a character no field can hold, by its path:
+ * such input is refused as `request.invalid` whatever the schema says of the field (issue #19).
+ */
+function unstorable(value: unknown, path: string[] = []): { path: string; message: string }[] {
+  if (typeof value === 'string') {
+    return isStorableText(value) ? [] : [{ path: path.join('.'), message: UNSTORABLE_MESSAGE }];
+  }
+  if (value === null || typeof value !== 'object') return [];
+  return Object.entries(value).flatMap(([key, item]) => [
+    ...unstorable(key, [...path, key]).map((issue) => ({ ...issue, path: [...path, key].join('.') })),
+    ...unstorable(item, [...path, key]),
+  ]);
 }
 
 /**
@@ -39,6 +57,8 @@ export function readQuery<S extends z.ZodType>(c: Context<ApiEnv>, schema: S): z
     if (given.length > 1) repeated.push({ path: name, message: 'given more than once; it takes one value' });
     values[name] = given[0] ?? '';
   }
+  const refused = unstorable(values);
+  if (refused.length > 0) throw apiErrors.invalidCharacters(refused);
   const result = schema.safeParse(values);
   const issues = [...repeated, ...(result.success ? [] : zodIssues(result.error))];
   if (issues.length > 0 || !result.success) throw apiErrors.invalidQuery(issues);

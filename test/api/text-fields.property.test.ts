@@ -161,7 +161,7 @@ describe('every documented string field refuses characters it cannot hold', () =
   });
 
   it.each(fields.filter((field) => field.in === 'body'))(
-    '$method $path: body field $name answers 400 request.invalid_body naming it',
+    '$method $path: body field $name answers 400 request.invalid naming it',
     async (field) => {
       await fc.assert(
         fc.asyncProperty(jsonHostile, async (value) => {
@@ -171,7 +171,7 @@ describe('every documented string field refuses characters it cannot hold', () =
             body: withValue(field.steps, value),
           });
           expect(response.status).toBe(400);
-          expect(body.code).toBe('request.invalid_body');
+          expect(body.code).toBe('request.invalid');
           expect(body.errors.map((error: { path: string }) => error.path)).toContain(field.name);
         }),
         { numRuns: 15 },
@@ -180,7 +180,7 @@ describe('every documented string field refuses characters it cannot hold', () =
   );
 
   it.each(fields.filter((field) => field.in === 'query'))(
-    '$method $path: query parameter $name answers 400 request.invalid_query naming it',
+    '$method $path: query parameter $name answers 400 request.invalid naming it',
     async (field) => {
       await fc.assert(
         fc.asyncProperty(urlHostile, async (value) => {
@@ -194,7 +194,7 @@ describe('every documented string field refuses characters it cannot hold', () =
             },
           );
           expect(response.status).toBe(400);
-          expect(body.code).toBe('request.invalid_query');
+          expect(body.code).toBe('request.invalid');
           expect(body.errors.map((error: { path: string }) => error.path)).toContain(field.name);
         }),
         { numRuns: 15 },
