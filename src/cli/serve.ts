@@ -61,6 +61,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
         bodyLimit: config.server.bodyLimit,
         rateLimitPerMinute: config.rateLimit.perMinute,
         requestTimeoutMs: durationMs(config.server.requestTimeout),
+        importedCrlExpiryWarningMs: durationMs(config.crl.importedExpiryWarning),
       },
     });
     const tls = options.tls ?? config.server.tls;
@@ -83,7 +84,9 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
         ? undefined
         : await startServer(
             // The metrics app sets no per-request variables; startServer only calls its fetch.
-            createMetricsApp(metrics, readiness) as unknown as Parameters<typeof startServer>[0],
+            createMetricsApp(metrics, readiness, runtime.revocation?.crls) as unknown as Parameters<
+              typeof startServer
+            >[0],
             {
               host: options.host ?? config.server.host,
               port: config.server.metricsPort,
