@@ -85,7 +85,8 @@ export function crlRoutes({ deps, guard }: RouteContext): Hono<ApiEnv> {
     if (mediaType(c.req.header('content-type')) !== PKIX_CRL)
       throw apiErrors.unsupportedMediaType([PKIX_CRL]);
     if (!ISSUER_ID.test(issuerId)) {
-      throw apiErrors.notFound(`No issuer with id '${issuerId.slice(0, 64)}'.`, 'issuer.not_found');
+      const error = apiErrors.notFound(`No issuer with id '${issuerId.slice(0, 64)}'.`, 'issuer.not_found');
+      return refuse(c, audit, clock, 'crl.import', error, target);
     }
     const der = new Uint8Array(await c.req.arrayBuffer());
     let imported: Awaited<ReturnType<typeof deps.revocation.crlImport.importCrl>>;

@@ -90,9 +90,6 @@ export function crlsSignedOnline(
   return partitions.has(partition) && !isSelfIssued(issuer.certificateDer);
 }
 
-const refused = (code: string, category: 'invalid' | 'conflict' | 'unprocessable', message: string) =>
-  new AppError(code, category, message);
-
 export function createCrlImport({
   issuers,
   store,
@@ -116,7 +113,7 @@ export function createCrlImport({
         throw error;
       }
       const unusable = (reason: string) =>
-        refused('crl.malformed', 'invalid', `Not a CRL this CA can serve: ${reason}.`);
+        new AppError('crl.malformed', 'invalid', `Not a CRL this CA can serve: ${reason}.`);
       if (crl.delta) throw unusable('it is a delta CRL (RFC 5280 §5.2.4); import complete CRLs');
       const unknown = crl.criticalExtensions.filter((oid) => !KNOWN_CRITICAL.has(oid));
       if (unknown.length > 0) {
@@ -127,7 +124,7 @@ export function createCrlImport({
       if (crl.nextUpdate === undefined) throw unusable('it has no nextUpdate (RFC 5280 §5.1.2.5)');
       if (crl.number > MAX_STORED_NUMBER) throw unusable('its cRLNumber is above 2^63 - 1');
       if (issuer.signsCrlsOnline) {
-        throw refused(
+        throw new AppError(
           'crl.issuer_signs_online',
           'conflict',
           `This CA signs the CRLs of ${issuer.id} itself; import CRLs only for issuers whose key is offline, such as a root.`,
@@ -135,7 +132,7 @@ export function createCrlImport({
       }
       const signature = checkCrlSignature(crl, issuer.certificateDer);
       if (!signature.ok) {
-        throw refused(
+        throw new AppError(
           'crl.signature_invalid',
           'invalid',
           `The CRL is not signed by ${issuer.id}: ${signature.reason}.`,
@@ -143,21 +140,21 @@ export function createCrlImport({
       }
       const now = clock.now();
       if (crl.nextUpdate.getTime() <= now.getTime()) {
-        throw refused(
+        throw new AppError(
           'crl.expired',
           'unprocessable',
           `The CRL's nextUpdate (${crl.nextUpdate.toISOString()}) has passed; run the crl ceremony for a new one.`,
         );
       }
       if (crl.thisUpdate.getTime() > now.getTime() + clockSkewMs) {
-        throw refused(
+        throw new AppError(
           'crl.not_yet_valid',
           'unprocessable',
           `The CRL's thisUpdate (${crl.thisUpdate.toISOString()}) is in the future; relying parties would refuse it until then.`,
         );
       }
       const notIncreasing = (served: bigint) =>
-        refused(
+        new AppError(
           'crl.number_not_increasing',
           'conflict',
           `The CRL's number ${crl.number} is not above ${served}, the number of the CRL served for ${issuer.id} (RFC 5280 §5.2.3).`,
