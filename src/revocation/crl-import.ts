@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { parseKeyUri } from '../hsm/key-uri.ts';
 import type { Clock } from '../lib/clock.ts';
 import { AppError } from '../lib/errors.ts';
-import { CrlReadError, checkCrlSignature, isSelfIssued, readCrl } from '../x509/crl.ts';
+import { CrlReadError, checkCrlSignature, isSelfIssued, type ReadCrl, readCrl } from '../x509/crl.ts';
 
 /**
  * Publishing a CRL signed elsewhere (issue #18). A root is offline by design: its CRLs are made by
@@ -103,26 +103,7 @@ export function createCrlImport({
     async importCrl({ issuerId, der, source = 'import' }) {
       const issuer = await issuers.get(issuerId);
       if (!issuer) throw new AppError('issuer.not_found', 'not_found', `No issuer with id '${issuerId}'.`);
-      let crl: ReturnType<typeof readCrl>;
-      try {
-        crl = readCrl(der);
-      } catch (error) {
-        if (error instanceof CrlReadError) {
-          throw new AppError('crl.malformed', 'invalid', `Not a CRL this CA can serve: ${error.message}.`);
-        }
-        throw error;
-      }
-      const unusable = (reason: string) =>
-        new AppError('crl.malformed', 'invalid', `Not a CRL this CA can serve: ${reason}.`);
-      if (crl.delta) throw unusable('it is a delta CRL (RFC 5280 §5.2.4); import complete CRLs');
-      const unknown = crl.criticalExtensions.filter((oid) => !KNOWN_CRITICAL.has(oid));
-      if (unknown.length > 0) {
-        throw unusable(`it has critical extensions relying parties cannot process (${unknown.join(', ')})`);
-      }
-      // RFC 5280 §5.2.3 and §5.1.2.5: conforming CAs MUST include both.
-      if (crl.number === undefined) throw unusable('it has no cRLNumber (RFC 5280 §5.2.3)');
-      if (crl.nextUpdate === undefined) throw unusable('it has no nextUpdate (RFC 5280 §5.1.2.5)');
-      if (crl.number > MAX_STORED_NUMBER) throw unusable('its cRLNumber is above 2^63 - 1');
+      const crl = readServable(der);
       if (issuer.signsCrlsOnline) {
         throw new AppError(
           'crl.issuer_signs_online',
@@ -187,4 +168,28 @@ export function createCrlImport({
       };
     },
   };
+}
+
+/** Reads a complete v2 CRL this CA can serve as it is, or refuses it with `crl.malformed`. */
+function readServable(der: Uint8Array): ReadCrl & { number: bigint; nextUpdate: Date } {
+  const unusable = (reason: string) =>
+    new AppError('crl.malformed', 'invalid', `Not a CRL this CA can serve: ${reason}.`);
+  let crl: ReadCrl;
+  try {
+    crl = readCrl(der);
+  } catch (error) {
+    if (error instanceof CrlReadError) throw unusable(error.message);
+    throw error;
+  }
+  if (crl.delta) throw unusable('it is a delta CRL (RFC 5280 §5.2.4); import complete CRLs');
+  const unknown = crl.criticalExtensions.filter((oid) => !KNOWN_CRITICAL.has(oid));
+  if (unknown.length > 0) {
+    throw unusable(`it has critical extensions relying parties cannot process (${unknown.join(', ')})`);
+  }
+  // RFC 5280 §5.2.3 and §5.1.2.5: conforming CAs MUST include both.
+  const { number, nextUpdate } = crl;
+  if (number === undefined) throw unusable('it has no cRLNumber (RFC 5280 §5.2.3)');
+  if (nextUpdate === undefined) throw unusable('it has no nextUpdate (RFC 5280 §5.1.2.5)');
+  if (number > MAX_STORED_NUMBER) throw unusable('its cRLNumber is above 2^63 - 1');
+  return { ...crl, number, nextUpdate };
 }

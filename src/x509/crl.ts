@@ -118,11 +118,41 @@ export function readCrl(der: Uint8Array): ReadCrl {
     return toHex(content(serial));
   });
 
+  const { number, delta, criticalExtensions } = readCrlExtensions(extensionsField);
+
+  const signature = bitStringBytes(signatureValue);
+  if (signature.unusedBits !== 0) fail('the signature BIT STRING has unused bits');
+  try {
+    return {
+      der,
+      tbs: encoding(tbs),
+      signatureAlgorithm,
+      signature: signature.bytes,
+      issuer: encoding(issuer),
+      thisUpdate: decodeTime(thisUpdate!),
+      nextUpdate: nextUpdate ? decodeTime(nextUpdate) : undefined,
+      number,
+      delta,
+      serials,
+      criticalExtensions,
+    };
+  } catch (error) {
+    if (error instanceof DerError) fail(error.message);
+    throw error;
+  }
+}
+
+/** crlExtensions [0] EXPLICIT Extensions (RFC 5280 §5.2): the number, delta indicator and criticality. */
+function readCrlExtensions(field: Tlv | undefined): {
+  number: bigint | undefined;
+  delta: boolean;
+  criticalExtensions: string[];
+} {
   let number: bigint | undefined;
   let delta = false;
   const criticalExtensions: string[] = [];
-  const extensions = extensionsField?.children[0];
-  if (extensionsField && (extensionsField.children.length !== 1 || extensions?.tag !== TAG.SEQUENCE)) {
+  const extensions = field?.children[0];
+  if (field && (field.children.length !== 1 || extensions?.tag !== TAG.SEQUENCE)) {
     fail('malformed crlExtensions');
   }
   const seen = new Set<string>();
@@ -150,27 +180,7 @@ export function readCrl(der: Uint8Array): ReadCrl {
     }
     if (oid === ID_CE_DELTA_CRL_INDICATOR) delta = true;
   }
-
-  const signature = bitStringBytes(signatureValue);
-  if (signature.unusedBits !== 0) fail('the signature BIT STRING has unused bits');
-  try {
-    return {
-      der,
-      tbs: encoding(tbs),
-      signatureAlgorithm,
-      signature: signature.bytes,
-      issuer: encoding(issuer),
-      thisUpdate: decodeTime(thisUpdate!),
-      nextUpdate: nextUpdate ? decodeTime(nextUpdate) : undefined,
-      number,
-      delta,
-      serials,
-      criticalExtensions,
-    };
-  } catch (error) {
-    if (error instanceof DerError) fail(error.message);
-    throw error;
-  }
+  return { number, delta, criticalExtensions };
 }
 
 function readInteger(value: Uint8Array): bigint {
