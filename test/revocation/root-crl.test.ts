@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import { createApp } from '../../src/api/app.ts';
 import { createLogger } from '../../src/api/logger.ts';
 import { type RunningServer, startServer } from '../../src/api/server.ts';
@@ -13,6 +14,7 @@ import { openRuntime, type Runtime } from '../../src/cli/runtime.ts';
 import { createCrlsRepository } from '../../src/db/crls.repository.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { fixedClock } from '../../src/lib/clock.ts';
+import { decodePem } from '../../src/x509/pem.ts';
 import { signDevRootCrl } from '../helpers/dev-root-crl.ts';
 import { hasTool } from '../helpers/tools.ts';
 import { crlPem } from './helpers/pki.ts';
@@ -21,8 +23,9 @@ import { crlPem } from './helpers/pki.ts';
  * Issue #18 on a data folder made by `signet init` and the service runtime `signet serve` runs:
  * the dev root's CRL is served at the URL the intermediate names, so `openssl verify
  * -crl_check_all` (revocation checked along the whole chain) accepts a fresh leaf, and still does
- * two days later; `signet crl import` publishes the next root CRL through the running server, or
- * on the folder when no server holds it. The CA's clock is injected; openssl checks at that time.
+ * two days later; the crl ceremony on the dev root's partition numbers its CRL after the one served,
+ * and `signet crl import` publishes it through the running server, or on the folder when no server
+ * holds it. The CA's clock is injected; openssl checks at that time.
  */
 const haveOpenssl = hasTool('openssl', ['version']);
 const execFileAsync = promisify(execFile);
@@ -234,8 +237,71 @@ describe.skipIf(!haveOpenssl)("the dev root's CRL", () => {
     return der;
   };
 
-  it('signet crl import goes through the running server while it holds the data folder', async () => {
-    const der = await nextRootCrl(2n, 'root-2.crl');
+  it("the crl ceremony on the dev root's partition follows the CRL served, and signet crl import publishes it through the running server", async () => {
+    // The routine of README "Root CRLs": fetch the CRL served, run the crl ceremony after it.
+    writeFileSync(file('served-root.crl'), await fetchCrl(`${baseUrl}/crl/dev-root.crl`, 'root.crl'));
+    const secrets = (name: string) => path.join(dataDir, 'secrets', name);
+    const common = {
+      'policy-url': 'https://example.com/cps#section-4.9.7',
+      participants: [{ name: 'Alice Example', role: 'ceremony administrator' }],
+    };
+    // The dev root's certificate does not allow digitalSignature, so a key of its partition made
+    // for the purpose signs the transcripts (ceremonies/README.md, transcript.signing-key).
+    writeFileSync(
+      file('transcript-key.yaml'),
+      stringify({
+        'ceremony-type': 'key',
+        ...common,
+        partition: { dir: 'data/hsm/root', name: 'root' },
+        key: { label: 'dev-root-transcripts', type: 'ecdsa', 'ecdsa-curve': 'P-256' },
+        outputs: { 'public-key-path': 'dev-root-transcripts.pem' },
+        transcript: { path: 'transcripts/transcript-key.json' },
+      }),
+    );
+    const now = Math.floor(Date.now() / 1000) * 1000;
+    const iso = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z');
+    writeFileSync(
+      file('root-crl.yaml'),
+      stringify({
+        'ceremony-type': 'crl',
+        ...common,
+        'offline-partition': { dir: 'data/hsm/root', name: 'root' },
+        issuer: { 'key-label': 'dev-root', 'certificate-path': 'data/certs/dev-root.pem' },
+        'crl-profile': {
+          'this-update': iso(now),
+          'next-update': iso(now + 365 * DAY),
+          'previous-crl-path': 'served-root.crl',
+        },
+        outputs: { 'crl-path': 'root-2.crl' },
+        transcript: { path: 'transcripts/root-crl.json', 'signing-key': 'dev-root-transcripts' },
+      }),
+    );
+    const unseal = ['--secret-file', secrets('unseal-root'), '--pin-file', secrets('pin-root-ca')];
+    const key = await signet([
+      'ceremony',
+      'run',
+      file('transcript-key.yaml'),
+      '--output-dir',
+      dir,
+      '--allow-network',
+      '--officer-pin-file',
+      secrets('offline/pin-root-officer'),
+      ...unseal,
+    ]);
+    expect(key.stdout).toContain('Ceremony completed');
+    const ceremony = await signet([
+      'ceremony',
+      'run',
+      file('root-crl.yaml'),
+      '--output-dir',
+      dir,
+      '--allow-network',
+      ...unseal,
+    ]);
+    expect(ceremony.stdout).toContain('Build CRL number 2 ');
+    expect(ceremony.stdout).toContain('Ceremony completed');
+    const der = decodePem(readFileSync(file('root-2.crl'), 'utf8'), 'X509 CRL').der;
+
     const imported = await signet([
       'crl',
       'import',
