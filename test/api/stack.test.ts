@@ -503,6 +503,8 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
         checks: { database: 'ok', partition: 'ok' },
         warnings: [],
       });
+      const listener = await curl([`${serving.server.url}/readyz`]);
+      expect(JSON.parse(listener.body.toString('utf8')).warnings).toEqual([]);
       const yaml = await curl([`${serving.server.url}/openapi.yaml`]);
       expect(yaml.body.toString('utf8')).toContain('openapi: 3.1.0');
     });
