@@ -157,7 +157,10 @@ async function locally(dataDir: string, issuerId: string, der: Uint8Array) {
       await record('denied', { code: error.code });
       throw new CliError(`${error.code}: ${error.message}`);
     }
-    await record('allowed', { crlNumber: imported.crlNumber.toString(), nextUpdate: imported.nextUpdate });
+    await record('allowed', {
+      crlNumber: imported.crlNumber.toString(),
+      nextUpdate: imported.nextUpdate.toISOString(),
+    });
     return summary(imported);
   } finally {
     await database.close();
