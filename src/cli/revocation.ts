@@ -64,22 +64,21 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     listLatestInfo: () => crls.listLatestInfo(),
   };
   const crlImport = createImportFor({ config, clock, issuers: options.issuerRecords, crls });
+  // A root's CRLs come from the offline ceremony and are imported (issue #18): never signed here.
+  const notRoots = <T extends { certificateDer: Uint8Array }>(list: T[]) =>
+    list.filter((issuer) => !isSelfIssued(issuer.certificateDer));
 
   const scheduler = createCrlScheduler({
     issuers: {
-      // A root's CRLs come from the offline ceremony and are imported (issue #18): never signed here.
       listCrlIssuers: async () =>
-        issuers
-          .list()
-          .filter((issuer) => !isSelfIssued(issuer.certificateDer))
-          .map((issuer) => ({
-            id: issuer.id,
-            certificate: issuer.certificateDer,
-            signer: partitionSigner(issuer.crypto, issuer.keys.crl, 'crl'),
-            issuing: true,
-            // No certificate outlives its issuer: the issuer's notAfter bounds how long CRLs are owed.
-            lastCertificateExpiry: issuer.context.notAfter,
-          })),
+        notRoots(issuers.list()).map((issuer) => ({
+          id: issuer.id,
+          certificate: issuer.certificateDer,
+          signer: partitionSigner(issuer.crypto, issuer.keys.crl, 'crl'),
+          issuing: true,
+          // No certificate outlives its issuer: the issuer's notAfter bounds how long CRLs are owed.
+          lastCertificateExpiry: issuer.context.notAfter,
+        })),
     },
     entries: certificates,
     store,

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { createApp } from '../../src/api/app.ts';
 import { createLogger } from '../../src/api/logger.ts';
 import { type RunningServer, startServer } from '../../src/api/server.ts';
@@ -345,4 +345,37 @@ describe.skipIf(!haveOpenssl)("the dev root's CRL", () => {
       await database.close();
     }
   }, 90_000);
+
+  it("never signs a root's CRL online, even when the server opens the root's partition", async () => {
+    const config = path.join(dataDir, 'signet.yaml');
+    const original = readFileSync(config, 'utf8');
+    const doc = parse(original);
+    doc.partitions.root = {
+      dir: 'hsm/root',
+      socket: 'hsm/root.sock',
+      unsealSecretFile: 'secrets/unseal-root',
+      pinFile: 'secrets/pin-root-ca',
+    };
+    writeFileSync(config, stringify(doc));
+    const signedBefore = rootPartitionCrlSignatures();
+    try {
+      runtime = await openRuntime({
+        dataDir,
+        clock,
+        revocation: true,
+        logger: createLogger({ level: 'silent' }),
+      });
+      // The root is loaded (it could sign), but it is not among the issuers the CRL scheduler keeps.
+      expect(runtime.issuers.get('dev-root')).toBeDefined();
+      await runtime.revocation!.scheduler.idle();
+      await runtime.revocation!.scheduler.publishNow('dev-root');
+      expect(runtime.revocation!.scheduler.status().map((s) => s.issuerId)).toEqual(['dev-intermediate']);
+      expect((await runtime.repositories.crls.getLatestInfo('dev-root', 0, 'full'))?.crlNumber).toBe(3n);
+      await runtime.close();
+      runtime = undefined;
+      expect(rootPartitionCrlSignatures()).toBe(signedBefore);
+    } finally {
+      writeFileSync(config, original);
+    }
+  }, 60_000);
 });
