@@ -1,9 +1,14 @@
 import { type Context, Hono } from 'hono';
-import { AppError } from '../lib/errors.ts';
+import { AppError, isAppError } from '../lib/errors.ts';
+import { recordAudit, refuse } from './audit.ts';
 import type { ApiEnv } from './env.ts';
 import { apiErrors } from './errors.ts';
+import { mediaType } from './http.ts';
 import { revocationUnavailable } from './revocations.routes.ts';
 import type { RouteContext } from './routes.ts';
+
+/** RFC 2585 §4.2: a DER CRL. */
+export const PKIX_CRL = 'application/pkix-crl';
 
 const ISSUER_ID = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 const SHARD = /^(0|[1-9][0-9]{0,4})$/;
@@ -13,7 +18,7 @@ const SHARD = /^(0|[1-9][0-9]{0,4})$/;
  * scheduler saved, with an ETag (their SHA-256), Last-Modified (thisUpdate) and a max-age that
  * ends at nextUpdate, so caches never serve a CRL past its validity. Conditional GETs answer 304.
  */
-export function crlRoutes({ deps }: RouteContext): Hono<ApiEnv> {
+export function crlRoutes({ deps, guard }: RouteContext): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
 
   async function serve(c: Context<ApiEnv>, issuerId: string, shardText: string, kind: 'full' | 'delta') {
@@ -53,7 +58,7 @@ export function crlRoutes({ deps }: RouteContext): Hono<ApiEnv> {
         : ifModifiedSince !== undefined &&
           Date.parse(ifModifiedSince) >= Math.floor(crl.thisUpdate.getTime() / 1000) * 1000;
     if (notModified) return c.body(null, 304, headers);
-    return c.body(Buffer.from(crl.der), 200, { ...headers, 'content-type': 'application/pkix-crl' });
+    return c.body(Buffer.from(crl.der), 200, { ...headers, 'content-type': PKIX_CRL });
   }
 
   // DESIGN.md "Issuers": /crl/{id}.crl (shard 0), /crl/{id}/{shard}.crl, and the delta CRLs
@@ -66,5 +71,48 @@ export function crlRoutes({ deps }: RouteContext): Hono<ApiEnv> {
   app.get('/crl/:issuerId/:shard/delta.crl', (c) =>
     serve(c, c.req.param('issuerId'), c.req.param('shard'), 'delta'),
   );
+
+  /**
+   * Issue #18: publishes a CRL signed offline (a root's, from the crl ceremony), served from then
+   * on at /crl/{id}.crl. Admin only; every refusal is a problem document with its code and an
+   * audit record.
+   */
+  app.post('/v1/issuers/:id/crl', guard({ action: 'crl.import', roles: ['admin'] }), async (c) => {
+    const { audit, clock } = deps;
+    const issuerId = c.req.param('id');
+    const target = `issuer:${issuerId.slice(0, 64)}`;
+    if (!deps.revocation) throw revocationUnavailable();
+    if (mediaType(c.req.header('content-type')) !== PKIX_CRL)
+      throw apiErrors.unsupportedMediaType([PKIX_CRL]);
+    if (!ISSUER_ID.test(issuerId)) {
+      const error = apiErrors.notFound(`No issuer with id '${issuerId.slice(0, 64)}'.`, 'issuer.not_found');
+      return refuse(c, audit, clock, 'crl.import', error, target);
+    }
+    const der = new Uint8Array(await c.req.arrayBuffer());
+    let imported: Awaited<ReturnType<typeof deps.revocation.crlImport.importCrl>>;
+    try {
+      imported = await deps.revocation.crlImport.importCrl({ issuerId, der });
+    } catch (error) {
+      const refusal =
+        isAppError(error) && (error.code.startsWith('crl.') || error.code === 'issuer.not_found');
+      if (refusal) return refuse(c, audit, clock, 'crl.import', error, target);
+      throw error;
+    }
+    const crlNumber = imported.crlNumber.toString();
+    await recordAudit(c, audit, clock, {
+      action: 'crl.import',
+      decision: 'allowed',
+      target,
+      details: { crlNumber, nextUpdate: imported.nextUpdate.toISOString() },
+    });
+    return c.json({
+      issuer: imported.issuerId,
+      crlNumber,
+      thisUpdate: imported.thisUpdate.toISOString(),
+      nextUpdate: imported.nextUpdate.toISOString(),
+      entries: imported.entries,
+      sha256: Buffer.from(imported.sha256).toString('hex'),
+    });
+  });
   return app;
 }

@@ -8,6 +8,7 @@ import type { IdempotencyRepository } from '../db/idempotency.repository.ts';
 import type { IssuersRepository } from '../db/issuers.repository.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { PolicyRegistry } from '../policy/registry.ts';
+import type { CrlImport } from '../revocation/crl-import.ts';
 import type { OcspResponder } from '../revocation/ocsp-responder.ts';
 import type { RevokeUseCase } from '../revocation/revoke.usecase.ts';
 import type { RevokeByKey } from '../revocation/revoke-by-key.ts';
@@ -33,8 +34,13 @@ export interface ReadinessProbe {
 export interface RevocationDeps {
   revoke: RevokeUseCase;
   revokeByKey: RevokeByKey;
-  /** The latest full (and delta) CRL of an issuer's shard, as the CRL scheduler saved it. */
-  crls: Pick<CrlsRepository, 'getLatest'>;
+  /**
+   * The latest full (and delta) CRL of an issuer's shard, as the CRL scheduler saved it or as it
+   * was imported; and every served CRL without its DER (readiness warnings, metrics).
+   */
+  crls: Pick<CrlsRepository, 'getLatest' | 'listLatestInfo'>;
+  /** Publishing a CRL signed offline (POST /v1/issuers/{id}/crl). */
+  crlImport: Pick<CrlImport, 'importCrl'>;
   ocsp: Pick<OcspResponder, 'answer' | 'answerGetPath'>;
 }
 
@@ -49,6 +55,8 @@ export interface AppOptions {
   failedAuthIntervalMs?: number;
   /** Handler time budget in milliseconds (config server.requestTimeout). Default 30 s. */
   requestTimeoutMs?: number;
+  /** /readyz warns when an imported CRL is this close to its nextUpdate (crl.importedExpiryWarning). Default 30 days. */
+  importedCrlExpiryWarningMs?: number;
   /** Client certificates mapped to roles (config server.tls.clients); needs a TLS listener with clientCa. */
   tlsClients?: ClientCertificateMapping[];
 }

@@ -10,6 +10,41 @@ export const OPENAPI_PATH = fileURLToPath(new URL('../../openapi.yaml', import.m
 
 type CheckResult = 'ok' | string;
 
+const DAY_MS = 86_400_000;
+
+/** A condition an operator should act on that does not stop this node from serving. */
+export interface ReadinessWarning {
+  code: 'crl.imported_expiring' | 'crl.imported_expired';
+  detail: string;
+  issuer: string;
+  nextUpdate: string;
+}
+
+/**
+ * Issue #18: an imported CRL (a root's, signed offline) is replaced only by the next crl ceremony;
+ * warn from `marginMs` before its nextUpdate so that ceremony happens in time.
+ */
+export function importedCrlWarnings(
+  crls: { issuerId: string; nextUpdate: Date; imported: boolean }[],
+  now: Date,
+  marginMs: number,
+): ReadinessWarning[] {
+  return crls
+    .filter((crl) => crl.imported && crl.nextUpdate.getTime() - now.getTime() <= marginMs)
+    .map((crl) => {
+      const expired = crl.nextUpdate.getTime() <= now.getTime();
+      const days = Math.floor((crl.nextUpdate.getTime() - now.getTime()) / DAY_MS);
+      return {
+        code: expired ? 'crl.imported_expired' : 'crl.imported_expiring',
+        detail: expired
+          ? `The imported CRL of ${crl.issuerId} expired at ${crl.nextUpdate.toISOString()}: relying parties that check it refuse the chain. Run the crl ceremony and import its CRL.`
+          : `The imported CRL of ${crl.issuerId} expires at ${crl.nextUpdate.toISOString()} (in ${days} days): run the crl ceremony and import its CRL before then.`,
+        issuer: crl.issuerId,
+        nextUpdate: crl.nextUpdate.toISOString(),
+      };
+    });
+}
+
 /** Runs one readiness check with a time budget, so a hung dependency answers 503, not a hang. */
 async function check(run: () => Promise<CheckResult>, timeoutMs: number): Promise<CheckResult> {
   let timer: NodeJS.Timeout | undefined;
@@ -29,6 +64,26 @@ export function healthRoutes(
 ): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
   const openapi = readFileSync(OPENAPI_PATH, 'utf8');
+  const warningMarginMs = deps.options?.importedCrlExpiryWarningMs ?? 30 * DAY_MS;
+  if (!Number.isFinite(warningMarginMs) || warningMarginMs < 0) {
+    throw new RangeError('importedCrlExpiryWarningMs must be a non-negative number');
+  }
+
+  /** Warnings never make a node unready: a database trouble here is reported by its own check. */
+  async function warnings(): Promise<ReadinessWarning[]> {
+    const crls = deps.revocation?.crls;
+    if (!crls) return [];
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<[]>((resolve) => {
+      timer = setTimeout(() => resolve([]), checkTimeoutMs);
+    });
+    try {
+      const list = await Promise.race([crls.listLatestInfo().catch(() => []), timeout]);
+      return importedCrlWarnings(list, deps.clock.now(), warningMarginMs);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 
   /** Liveness: the process answers. */
   app.get('/healthz', (c) => {
@@ -36,7 +91,10 @@ export function healthRoutes(
     return c.json({ status: 'ok' });
   });
 
-  /** Readiness: the database answers and the issuing partition is reachable and unsealed. */
+  /**
+   * Readiness: the database answers and the issuing partition is reachable and unsealed. Ready
+   * answers also list `warnings` (an imported CRL near its nextUpdate) without becoming unready.
+   */
   app.get('/readyz', async (c) => {
     const [database, partition] = await Promise.all([
       check(async () => {
@@ -50,7 +108,8 @@ export function healthRoutes(
     ]);
     const checks = { database, partition };
     c.header('cache-control', 'no-store');
-    if (database === 'ok' && partition === 'ok') return c.json({ status: 'ready', checks });
+    if (database === 'ok' && partition === 'ok')
+      return c.json({ status: 'ready', checks, warnings: await warnings() });
     return problemResponse(c, {
       code: 'service.not_ready',
       status: 503,

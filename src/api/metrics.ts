@@ -16,6 +16,8 @@ export interface Metrics {
   partitionSignSeconds: Histogram<'purpose'>;
   databaseSeconds: Histogram<'operation'>;
   ready: Gauge<'check'>;
+  /** nextUpdate of each served CRL, Unix seconds (issue #18: alert before an imported one expires). */
+  crlNextUpdate: Gauge<'issuer' | 'shard' | 'kind' | 'source'>;
 }
 
 export function createMetrics({ prefix = 'signet_' }: { prefix?: string } = {}): Metrics {
@@ -53,6 +55,12 @@ export function createMetrics({ prefix = 'signet_' }: { prefix?: string } = {}):
       name: `${prefix}ready`,
       help: '1 when the dependency answers (database) or is unsealed (partition), else 0',
       labelNames: ['check'],
+      registers: [registry],
+    }),
+    crlNextUpdate: new Gauge({
+      name: `${prefix}crl_next_update_timestamp_seconds`,
+      help: 'nextUpdate of each served CRL (Unix time); source is online (signed here) or imported (signed offline)',
+      labelNames: ['issuer', 'shard', 'kind', 'source'],
       registers: [registry],
     }),
   };
@@ -95,4 +103,39 @@ export async function probeReadiness(
     { check: 'partition' },
     partition.status === 'fulfilled' && partition.value.state === 'unsealed' ? 1 : 0,
   );
+}
+
+/** Sets the CRL gauge to the CRLs served now (read on every scrape: an import or a new CRL shows at once). */
+export async function probeCrls(
+  metrics: Metrics,
+  crls: { listLatestInfo(): Promise<CrlSummary[]> } | undefined,
+): Promise<void> {
+  if (!crls) return;
+  let list: CrlSummary[];
+  try {
+    list = await crls.listLatestInfo();
+  } catch {
+    // The database is down: signet_ready{check="database"} says so; keep the last values.
+    return;
+  }
+  metrics.crlNextUpdate.reset();
+  for (const crl of list) {
+    metrics.crlNextUpdate.set(
+      {
+        issuer: crl.issuerId,
+        shard: String(crl.shard),
+        kind: crl.kind,
+        source: crl.imported ? 'imported' : 'online',
+      },
+      Math.floor(crl.nextUpdate.getTime() / 1000),
+    );
+  }
+}
+
+interface CrlSummary {
+  issuerId: string;
+  shard: number;
+  kind: string;
+  nextUpdate: Date;
+  imported: boolean;
 }

@@ -204,11 +204,19 @@ const hierarchySubjectKeySchema = z.strictObject({ ...subjectKeySchema.shape, ke
 const crlProfileSchema = z.strictObject({
   'this-update': instant,
   'next-update': instant,
-  /** RFC 5280 §5.2.3: a non-negative integer of at most 20 octets; decimal string for large values. */
-  number: z.union([
-    z.number().int().min(0),
-    z.string().regex(/^\d{1,48}$/, { message: 'must be decimal digits' }),
-  ]),
+  /**
+   * RFC 5280 §5.2.3: a non-negative integer of at most 20 octets; decimal string for large values.
+   * Optional when `previous-crl-path` is given (then the previous number + 1), and in a hierarchy
+   * (then 1: the first CRL of a new root).
+   */
+  number: z
+    .union([z.number().int().min(0), z.string().regex(/^\d{1,48}$/, { message: 'must be decimal digits' })])
+    .optional(),
+  /**
+   * The CRL published before for this issuer (PEM or DER: the last ceremony's output, the CRL
+   * `signet init` made, or the one the online CA serves at /crl/ID.crl). This CRL follows it.
+   */
+  'previous-crl-path': filePath.optional(),
   'revoked-certificates': z
     .array(
       z.strictObject({
@@ -544,8 +552,25 @@ function hasNames(set: z.infer<typeof nameSet> | undefined): boolean {
   return !!set && set.dns.length + set.ip.length + set.email.length + set.uri.length > 0;
 }
 
-function crlProblems(profile: CrlProfile, at: string): ConfigProblem[] {
+/** A `crl` ceremony's CRL follows an earlier one; a hierarchy's is its new root's first. */
+function crlProblems(profile: CrlProfile, at: string, { first = false } = {}): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
+  if (first && profile['previous-crl-path'] !== undefined) {
+    problems.push({
+      path: `${at}.previous-crl-path`,
+      code: 'ceremony.config.invalid_value',
+      message:
+        'is not allowed in a hierarchy: its root is new, so its first CRL follows none (number defaults to 1)',
+    });
+  }
+  if (!first && profile.number === undefined && profile['previous-crl-path'] === undefined) {
+    problems.push({
+      path: `${at}.number`,
+      code: 'ceremony.config.required',
+      message:
+        'is required without previous-crl-path: give the CRL published before (its number + 1 is used) or the number itself',
+    });
+  }
   if (Date.parse(profile['next-update']) <= Date.parse(profile['this-update'])) {
     problems.push({
       path: `${at}.next-update`,
@@ -554,7 +579,7 @@ function crlProblems(profile: CrlProfile, at: string): ConfigProblem[] {
     });
   }
   // RFC 5280 §5.2.3: CRL numbers are at most 20 octets.
-  if (BigInt(profile.number) >= 2n ** 159n) {
+  if (profile.number !== undefined && BigInt(profile.number) >= 2n ** 159n) {
     problems.push({
       path: `${at}.number`,
       code: 'ceremony.config.invalid_value',
@@ -834,7 +859,7 @@ function crossFieldProblems(config: CeremonyConfig): ConfigProblem[] {
         }
       });
       const crl = config.crl['crl-profile'];
-      problems.push(...crlProblems(crl, 'crl.crl-profile'));
+      problems.push(...crlProblems(crl, 'crl.crl-profile', { first: true }));
       if (!rootProfile['key-usages'].includes('cRLSign')) {
         problems.push({
           path: 'root.certificate-profile.key-usages',

@@ -6,10 +6,11 @@ import {
   Pkcs10CertificateRequest,
   X509Certificate,
 } from '@peculiar/x509';
+import { CrlReadError, type ReadCrl, readCrl } from '../x509/crl.ts';
 import { inspectPublicKey } from '../x509/keys.ts';
 import { decodePem, PEM_LABEL } from '../x509/pem.ts';
 import type { ConfigProblem } from './errors.ts';
-import { resolvePath } from './outputs.ts';
+import { resolvePath, sha256Hex } from './outputs.ts';
 import { isoSeconds } from './transcript.ts';
 
 /**
@@ -138,6 +139,22 @@ export async function loadCsr(baseDir: string, path: string, at: string): Promis
   if (!verified) throw invalid(at, `${path}: the CSR's signature does not verify (RFC 2986 §3)`);
   const spki = new Uint8Array(csr.publicKey.rawData);
   return { path, spki, keyAlgorithm: keyAlgorithm(spki, at, path), csrSubject: csr.subject };
+}
+
+/** A CRL published before (PEM `X509 CRL` or DER), which the new one follows; `fileSha256` of the file as read. */
+export async function loadCrl(
+  baseDir: string,
+  path: string,
+  at: string,
+): Promise<ReadCrl & { fileSha256: string }> {
+  const data = await read(baseDir, path, at);
+  const der = derOf(data, [PEM_LABEL.crl, 'CRL'], at, path);
+  try {
+    return { ...readCrl(der), fileSha256: sha256Hex(data) };
+  } catch (error) {
+    if (error instanceof CrlReadError) throw invalid(at, `${path} is not a CRL: ${error.message}`);
+    throw error;
+  }
 }
 
 export const hasKeyUsage = (c: LoadedCertificate, flag: KeyUsageFlags) =>

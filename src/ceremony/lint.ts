@@ -46,7 +46,7 @@ export interface CaLinter {
   ): LintOutcome;
   lintCrl(
     tbs: Uint8Array,
-    options: { issuer: IssuerContext; expected: CrlProfile; revoked: RevocationEntry[] },
+    options: { issuer: IssuerContext; expected: CrlProfile; revoked: RevocationEntry[]; number: bigint },
   ): LintOutcome;
 }
 
@@ -147,7 +147,12 @@ export function profileConformance(
 /** The ceremony's CRL rules (RFC 5280 §5) against the reviewed CRL profile. */
 export function crlConformance(
   tbs: Uint8Array,
-  { issuer, expected, revoked }: { issuer: IssuerContext; expected: CrlProfile; revoked: RevocationEntry[] },
+  {
+    issuer,
+    expected,
+    revoked,
+    number: expectedNumber,
+  }: { issuer: IssuerContext; expected: CrlProfile; revoked: RevocationEntry[]; number: bigint },
 ): CeremonyFinding[] {
   const findings: CeremonyFinding[] = [];
   let list: TBSCertList;
@@ -205,11 +210,11 @@ export function crlConformance(
         `0x${Buffer.from(readDerInteger(new Uint8Array(number.extnValue.buffer))).toString('hex') || '0'}`,
       )
     : undefined;
-  if (number?.critical || numberValue !== BigInt(expected.number)) {
+  if (number?.critical || numberValue !== expectedNumber) {
     findings.push(
       error(
         'ceremony.crl.number',
-        `cRLNumber is missing, critical or not ${expected.number} (RFC 5280 §5.2.3)`,
+        `cRLNumber is missing, critical or not ${expectedNumber} (RFC 5280 §5.2.3)`,
       ),
     );
   }

@@ -457,19 +457,27 @@ class Run {
     path: string;
   }): Promise<void> {
     const user = requireUser(signer.partition);
-    const revoked = this.validated.inputs.revoked;
+    const { revoked, crlNumber: number } = this.validated.inputs;
+    if (number === undefined) throw new Error('validation left the CRL without a number');
     const tbs = await this.rec.step(
-      `Build CRL number ${profile.number} (${revoked.length} revoked, next update ${profile['next-update']}) and check it`,
+      `Build CRL number ${number} (${revoked.length} revoked, next update ${profile['next-update']}) and check it`,
       async (detail) => {
         const built = buildCrlTbs({
           issuer,
           thisUpdate: new Date(profile['this-update']),
           nextUpdate: new Date(profile['next-update']),
-          number: BigInt(profile.number),
+          number,
           revoked,
         });
-        const outcome = this.linter.lintCrl(built, { issuer, expected: profile, revoked });
+        const outcome = this.linter.lintCrl(built, { issuer, expected: profile, revoked, number });
         this.recordLint(path, outcome);
+        const previous = this.validated.inputs.previousCrl;
+        if (previous) {
+          // RFC 5280 §5.2.3: the record shows which CRL this one succeeds.
+          detail.previousCrl = previous.path;
+          detail.previousCrlNumber = previous.number.toString();
+          detail.previousCrlSha256 = previous.sha256;
+        }
         detail.findings = outcome.findings.length;
         if (!outcome.passed) {
           throw new CeremonyError('ceremony.lint_failed', 'the CRL fails its checks', {

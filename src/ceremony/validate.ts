@@ -1,5 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { stat } from 'node:fs/promises';
+import { checkCrlSignature, type ReadCrl } from '../x509/crl.ts';
 import { createSelfIssuerContext } from '../x509/issuer.ts';
 import { buildCaTbs, encodeSubject } from './certificates.ts';
 import {
@@ -20,10 +21,12 @@ import {
   type LoadedCertificate,
   type LoadedPublicKey,
   loadCertificate,
+  loadCrl,
   loadCsr,
   loadPublicKey,
 } from './inputs.ts';
 import { pathExists, resolvePath, sha256Hex } from './outputs.ts';
+import { isoSeconds } from './transcript.ts';
 
 /**
  * `signet ceremony validate`: everything that can be checked without touching a partition.
@@ -50,6 +53,10 @@ export interface CeremonyInputs {
   intermediateKeys: (LoadedPublicKey | undefined)[];
   /** crl, hierarchy: the entries of the CRL. */
   revoked: RevocationEntry[];
+  /** crl, hierarchy: the CRL's number, from `number`, else the previous CRL's + 1, else 1 (hierarchy). */
+  crlNumber?: bigint;
+  /** crl: the CRL it follows (previous-crl-path), recorded in the transcript with the SHA-256 of its file. */
+  previousCrl?: { path: string; number: bigint; sha256: string };
 }
 
 export interface ValidatedCeremony {
@@ -191,6 +198,23 @@ export async function validateCeremony({
           });
         }
         inputs.revoked = await revokedEntries(profile, 'crl-profile', baseDir, issuer, attempt, problems);
+        const previousPath = profile['previous-crl-path'];
+        const previous =
+          previousPath === undefined
+            ? undefined
+            : await attempt(() => loadCrl(baseDir, previousPath, 'crl-profile.previous-crl-path'));
+        if (previous) {
+          problems.push(...previousCrlProblems(previous, issuer, profile));
+          if (previous.number !== undefined) {
+            inputs.previousCrl = {
+              path: previousPath!,
+              number: previous.number,
+              sha256: previous.fileSha256,
+            };
+          }
+        }
+        if (profile.number !== undefined) inputs.crlNumber = BigInt(profile.number);
+        else if (previous?.number !== undefined) inputs.crlNumber = previous.number + 1n;
       }
       break;
     }
@@ -208,6 +232,7 @@ export async function validateCeremony({
         }
         inputs.intermediateKeys.push(loaded);
       }
+      inputs.crlNumber = BigInt(config.crl['crl-profile'].number ?? 1);
       inputs.revoked = await revokedEntries(
         config.crl['crl-profile'],
         'crl.crl-profile',
@@ -368,6 +393,55 @@ function issuerSignsTranscriptProblems(config: CeremonyConfig, issuer: LoadedCer
           : "names the issuer key, whose certificate's key usage omits digitalSignature (RFC 5280 §4.2.1.3)",
     },
   ];
+}
+
+/**
+ * RFC 5280 §5.2.3: CRL numbers of one issuer increase. The CRL named by previous-crl-path must be
+ * that issuer's (its signature verifies with the issuer certificate's key), and the new one must
+ * come after it in number and in time.
+ */
+function previousCrlProblems(
+  previous: ReadCrl,
+  issuer: LoadedCertificate,
+  profile: CrlProfile,
+): ConfigProblem[] {
+  const at = 'crl-profile.previous-crl-path';
+  const path = profile['previous-crl-path'];
+  const signed = checkCrlSignature(previous, issuer.der);
+  if (!signed.ok) {
+    return [
+      {
+        path: at,
+        code: 'ceremony.config.previous_crl_not_from_issuer',
+        message: `${path} is not a CRL of the issuer: ${signed.reason}`,
+      },
+    ];
+  }
+  if (previous.number === undefined || previous.delta) {
+    return [
+      {
+        path: at,
+        code: 'ceremony.config.input_invalid',
+        message: `${path} is ${previous.delta ? 'a delta CRL' : 'a CRL without a cRLNumber'}: nothing to number after`,
+      },
+    ];
+  }
+  const problems: ConfigProblem[] = [];
+  if (profile.number !== undefined && BigInt(profile.number) <= previous.number) {
+    problems.push({
+      path: 'crl-profile.number',
+      code: 'ceremony.config.crl_number_not_increasing',
+      message: `must be above ${previous.number}, the number of ${path} (RFC 5280 §5.2.3)`,
+    });
+  }
+  if (Date.parse(profile['this-update']) <= previous.thisUpdate.getTime()) {
+    problems.push({
+      path: 'crl-profile.this-update',
+      code: 'ceremony.config.crl_before_previous',
+      message: `must be after the thisUpdate of ${path} (${isoSeconds(previous.thisUpdate)})`,
+    });
+  }
+  return problems;
 }
 
 async function revokedEntries(

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { createApiKey } from '../api/auth/api-keys.ts';
 import { resolveIn } from '../config/config.ts';
 import { createApiKeysRepository } from '../db/api-keys.repository.ts';
+import { createCrlsRepository } from '../db/crls.repository.ts';
 import { openDatabase } from '../db/database.ts';
 import { createIssuersRepository } from '../db/issuers.repository.ts';
 import { RemotePartition } from '../hsm/client.ts';
@@ -15,6 +16,9 @@ import { startPartitionProcess } from '../hsm/process.ts';
 import type { KeyAlgorithm } from '../hsm/types.ts';
 import { createPartitionCrypto, getCryptoKey } from '../hsm/webcrypto.ts';
 import { type Clock, systemClock } from '../lib/clock.ts';
+import { buildCrl } from '../revocation/crl-builder.ts';
+import { createCrlImport } from '../revocation/crl-import.ts';
+import { partitionSigner } from '../revocation/partition-signer.ts';
 import { createIntermediateCertificate, createRootCertificate } from '../x509/ca-certificates.ts';
 import { createIssuerContext } from '../x509/issuer.ts';
 
@@ -45,6 +49,8 @@ export interface InitResult {
 
 const REPO_POLICIES = fileURLToPath(new URL('../../policies', import.meta.url));
 const DAY = 24 * 60 * 60;
+/** The dev root's first CRL lasts a year: the crl ceremony makes the next (README "Root CRLs"). */
+const ROOT_CRL_VALIDITY_SECONDS = 365 * DAY;
 
 export class AlreadyInitialisedError extends Error {}
 
@@ -179,6 +185,23 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
       // The intermediate signs its own OCSP responses (RFC 6960 §4.2.2.2: the CA itself).
       digitalSignature: true,
     });
+    // The root's first CRL (issue #18), while its partition is open: the online CA serves it at the
+    // URL the intermediate names, so revocation checks along the whole chain succeed from the start.
+    // Later ones come from the crl ceremony (ceremonies/README.md) and `signet crl import`.
+    const rootCrl = await buildCrl({
+      issuer: root.der,
+      signer: partitionSigner(
+        rootCrypto,
+        await getCryptoKey(rootUser, { id: rootKey.id }, { purpose: 'crl' }),
+        'crl',
+      ),
+      number: 1n,
+      thisUpdate: clock.now(),
+      nextUpdate: new Date(clock.now().getTime() + ROOT_CRL_VALIDITY_SECONDS * 1000),
+      // RFC 5280 §5.2.5: a root revokes only CA certificates. No distributionPoint name: with one,
+      // the root itself would fall outside the CRL's scope for `openssl verify -crl_check_all`.
+      issuingDistributionPoint: { onlyContainsCACerts: true },
+    });
     const rootCertificateFile = path.join(dataDir, 'certs', 'dev-root.pem');
     await writeFile(rootCertificateFile, root.pem, { flag: 'wx' });
     await writeFile(path.join(dataDir, 'certs', 'dev-intermediate.pem'), intermediate.pem, { flag: 'wx' });
@@ -219,6 +242,15 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
         ocspUrls: [urls('dev-intermediate').ocspUrl],
         caIssuersUrls: [urls('dev-intermediate').caIssuersUrl],
       });
+      await createCrlImport({
+        issuers: {
+          get: async (id) =>
+            id === 'dev-root' ? { id, certificateDer: root.der, signsCrlsOnline: false } : null,
+        },
+        store: createCrlsRepository({ db: database.db }),
+        clock,
+      }).importCrl({ issuerId: 'dev-root', der: rootCrl.der, source: 'signet init' });
+      log('published the first dev-root CRL (number 1, valid for a year)');
       const admin = await createApiKey(createApiKeysRepository({ db: database.db, clock }), {
         roles: ['admin'],
         description: 'created by signet init',

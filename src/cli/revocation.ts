@@ -4,14 +4,17 @@ import type { SignetConfig } from '../config/config.ts';
 import type { CertificatesRepository } from '../db/certificates.repository.ts';
 import type { CrlsRepository } from '../db/crls.repository.ts';
 import type { Database } from '../db/database.ts';
+import type { IssuersRepository } from '../db/issuers.repository.ts';
 import type { ReplayGuardRepository } from '../db/replay-guard.repository.ts';
 import type { Clock } from '../lib/clock.ts';
 import { parseDuration } from '../lib/duration.ts';
+import { type CrlImport, createCrlImport, crlsSignedOnline } from '../revocation/crl-import.ts';
 import { type CrlScheduler, type CrlStore, createCrlScheduler } from '../revocation/crl-scheduler.ts';
 import { createOcspResponder, type OcspResponder } from '../revocation/ocsp-responder.ts';
 import { partitionSigner } from '../revocation/partition-signer.ts';
 import { createRevokeUseCase, type RevokeUseCase } from '../revocation/revoke.usecase.ts';
 import { createRevokeByKey, type RevokeByKey } from '../revocation/revoke-by-key.ts';
+import { isSelfIssued } from '../x509/crl.ts';
 
 /**
  * Revocation as `signet serve` runs it: the revoke use case (which tells the CRL scheduler), the
@@ -23,7 +26,9 @@ import { createRevokeByKey, type RevokeByKey } from '../revocation/revoke-by-key
 export interface RevocationRuntime {
   revoke: RevokeUseCase;
   revokeByKey: RevokeByKey;
-  crls: CrlStore & Pick<CrlsRepository, 'getLatest'>;
+  crls: CrlStore & Pick<CrlsRepository, 'getLatest' | 'listLatestInfo'>;
+  /** Publishing CRLs signed offline (POST /v1/issuers/{id}/crl, `signet crl import`). */
+  crlImport: CrlImport;
   ocsp: OcspResponder;
   scheduler: CrlScheduler;
   stop(): Promise<void>;
@@ -35,6 +40,8 @@ export interface RevocationRuntimeOptions {
   logger: Logger;
   database: Pick<Database, 'withAdvisoryLock'>;
   issuers: IssuerSet;
+  /** Every issuer record, including those served read-only (offline roots). */
+  issuerRecords: Pick<IssuersRepository, 'get'>;
   certificates: CertificatesRepository;
   crls: CrlsRepository;
   replayGuard: ReplayGuardRepository;
@@ -54,12 +61,17 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     save: (crl) => crls.save(crl),
     getLatestInfo: (issuerId, shard, kind) => crls.getLatestInfo(issuerId, shard, kind),
     getLatest: (issuerId, shard, kind) => crls.getLatest(issuerId, shard, kind),
+    listLatestInfo: () => crls.listLatestInfo(),
   };
+  const crlImport = createImportFor({ config, clock, issuers: options.issuerRecords, crls });
+  // A root's CRLs come from the offline ceremony and are imported (issue #18): never signed here.
+  const notRoots = <T extends { certificateDer: Uint8Array }>(list: T[]) =>
+    list.filter((issuer) => !isSelfIssued(issuer.certificateDer));
 
   const scheduler = createCrlScheduler({
     issuers: {
       listCrlIssuers: async () =>
-        issuers.list().map((issuer) => ({
+        notRoots(issuers.list()).map((issuer) => ({
           id: issuer.id,
           certificate: issuer.certificateDer,
           signer: partitionSigner(issuer.crypto, issuer.keys.crl, 'crl'),
@@ -113,8 +125,40 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     revoke,
     revokeByKey,
     crls: store,
+    crlImport,
     ocsp,
     scheduler,
     stop: () => scheduler.stop(),
   };
+}
+
+/** The CRL import use case over the repositories, for the server and for `signet crl import --data`. */
+export function createImportFor({
+  config,
+  clock,
+  issuers,
+  crls,
+}: {
+  config: Pick<SignetConfig, 'partitions'>;
+  clock: Clock;
+  issuers: Pick<IssuersRepository, 'get'>;
+  crls: Pick<CrlsRepository, 'getLatestInfo' | 'saveImported'>;
+}): CrlImport {
+  const partitions = new Set(Object.keys(config.partitions));
+  return createCrlImport({
+    issuers: {
+      async get(id) {
+        const record = await issuers.get(id);
+        return record
+          ? {
+              id: record.id,
+              certificateDer: record.certificateDer,
+              signsCrlsOnline: crlsSignedOnline(record, partitions),
+            }
+          : null;
+      },
+    },
+    store: crls,
+    clock,
+  });
 }

@@ -205,6 +205,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         logger,
         database,
         issuers,
+        issuerRecords: repositories.issuers,
         certificates: repositories.certificates,
         crls: repositories.crls,
         replayGuard: repositories.replayGuard,

@@ -69,8 +69,13 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
         ...(config.server.tls?.clients ? { tlsClients: config.server.tls.clients } : {}),
         bodyLimit: config.server.bodyLimit,
         rateLimitPerMinute: config.rateLimit.perMinute,
+<<<<<<< HEAD
         failedAuthPerMinute: config.rateLimit.failedAuthPerMinute,
         requestTimeoutMs,
+=======
+        requestTimeoutMs: durationMs(config.server.requestTimeout),
+        importedCrlExpiryWarningMs: durationMs(config.crl.importedExpiryWarning),
+>>>>>>> i18
       },
     });
     const tls = options.tls ?? config.server.tls;
@@ -97,7 +102,9 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
         ? undefined
         : await startServer(
             // The metrics app sets no per-request variables; startServer only calls its fetch.
-            createMetricsApp(metrics, readiness) as unknown as Parameters<typeof startServer>[0],
+            createMetricsApp(metrics, readiness, runtime.revocation?.crls) as unknown as Parameters<
+              typeof startServer
+            >[0],
             {
               host: options.host ?? config.server.host,
               port: config.server.metricsPort,

@@ -13,6 +13,7 @@ describe('the service configuration', () => {
     expect(config.server).toMatchObject({ host: '127.0.0.1', port: 8080, bodyLimit: 65536 });
     expect(config.partitions.issuing?.user).toBe('ca');
     expect(config.crl.debounce).toBe('PT5S');
+    expect(config.crl.importedExpiryWarning).toBe('P30D');
     expect(config.policies.dir).toBe('policies');
     expect(config.rateLimit.failedAuthPerMinute).toBe(60);
     expect(config.audit.failedAuthInterval).toBe('PT1M');
@@ -44,6 +45,11 @@ describe('the service configuration', () => {
       'a failed-authentication interval that is no duration',
       `${minimal}\naudit: { failedAuthInterval: 1m }\n`,
       /audit\.failedAuthInterval: must be an ISO 8601 duration/,
+    ],
+    [
+      'a warning margin in months, whose length is not fixed',
+      `${minimal}\ncrl: { importedExpiryWarning: P1M }\n`,
+      /crl\.importedExpiryWarning: must be a duration of days/,
     ],
     ['a missing trust anchor list', 'partitions: {}\n', /trustedRoots/],
     ['duplicate keys', `${minimal}\nlog: { level: info }\nlog: { level: warn }\n`, /not valid YAML/],

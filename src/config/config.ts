@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { parseDuration } from '../lib/duration.ts';
 
 /**
  * The service configuration, `DIR/signet.yaml` (DESIGN.md "Data folder"). Parsed strictly: an
@@ -90,6 +91,15 @@ export const configSchema = z.strictObject({
     .strictObject({
       validity: duration.default('P1D'),
       debounce: duration.default('PT5S'),
+      /**
+       * /readyz warns when an imported CRL (a root's, from the offline ceremony) is this close to
+       * its nextUpdate: time to run the crl ceremony and import its output.
+       */
+      importedExpiryWarning: duration
+        .refine((text) => parseDuration(text).ok, {
+          message: 'must be a duration of days, weeks, hours, minutes or seconds such as P30D',
+        })
+        .default('P30D'),
     })
     .prefault({}),
   ocsp: z

@@ -27,6 +27,8 @@ export interface CrlToSave {
   generatedAt: Date;
   /** The node that generated it. */
   generatedBy?: string | null;
+  /** Signed elsewhere and imported (saveImported sets it). */
+  imported?: boolean;
 }
 
 export interface CrlsRepository {
@@ -40,11 +42,19 @@ export interface CrlsRepository {
    * is already stored (a slower writer must not replace a newer CRL): then returns 'stale'.
    */
   save(crl: CrlToSave): Promise<'saved' | 'stale'>;
+  /**
+   * Records a full CRL signed elsewhere (the offline ceremony's) as the latest of its issuer,
+   * unless one with a higher or equal number is stored ('stale'). The CRL number sequence is
+   * raised to its number in the same transaction, so a number handed out later is still above it.
+   */
+  saveImported(crl: Omit<CrlToSave, 'kind' | 'baseCrlNumber' | 'imported'>): Promise<'saved' | 'stale'>;
   getLatest(issuerId: string, shard: number, kind: CrlKind): Promise<StoredCrl | null>;
   /** Without the DER: for ETag checks and scheduling. */
   getLatestInfo(issuerId: string, shard: number, kind: CrlKind): Promise<CrlInfo | null>;
   /** CRLs whose nextUpdate is at or before `before`, soonest first: due for regeneration. */
   listDue(before: Date): Promise<CrlInfo[]>;
+  /** Every latest CRL (what is served), without the DER, by issuer, shard and kind. */
+  listLatestInfo(): Promise<CrlInfo[]>;
 }
 
 const { der: _der, ...infoColumns } = getTableColumns(crls);
@@ -73,22 +83,24 @@ export function createCrlsRepository({ db }: { db: Db }) {
       if ((crl.kind === 'delta') !== (crl.baseCrlNumber != null)) {
         throw new TypeError('a delta CRL has a base CRL number and a full CRL has none');
       }
-      const values = {
-        ...crl,
-        baseCrlNumber: crl.baseCrlNumber ?? null,
-        generatedBy: crl.generatedBy ?? null,
-      };
-      const { issuerId: _i, shard: _s, kind: _k, ...updates } = values;
-      const rows = await db
-        .insert(crls)
-        .values(values)
-        .onConflictDoUpdate({
-          target: [crls.issuerId, crls.shard, crls.kind],
-          set: updates,
-          setWhere: sql`${crls.crlNumber} < excluded.crl_number`,
-        })
-        .returning({ crlNumber: crls.crlNumber });
-      return rows.length === 1 ? 'saved' : 'stale';
+      return upsertNewer(db, crl);
+    },
+
+    async saveImported(crl) {
+      checkShard(crl.shard);
+      return db.transaction(async (tx) => {
+        const outcome = await upsertNewer(tx, { ...crl, kind: 'full', imported: true });
+        if (outcome === 'saved') {
+          await tx
+            .insert(crlNumbers)
+            .values({ issuerId: crl.issuerId, shard: crl.shard, lastNumber: crl.crlNumber })
+            .onConflictDoUpdate({
+              target: [crlNumbers.issuerId, crlNumbers.shard],
+              set: { lastNumber: sql`greatest(${crlNumbers.lastNumber}, ${crl.crlNumber})` },
+            });
+        }
+        return outcome;
+      });
     },
 
     async getLatest(issuerId, shard, kind) {
@@ -114,8 +126,33 @@ export function createCrlsRepository({ db }: { db: Db }) {
         .where(lte(crls.nextUpdate, before))
         .orderBy(asc(crls.nextUpdate));
     },
+
+    async listLatestInfo() {
+      return db.select(infoColumns).from(crls).orderBy(asc(crls.issuerId), asc(crls.shard), asc(crls.kind));
+    },
   };
   return repository;
+}
+
+/** Inserts `crl` as the latest of its kind, or replaces a stored one with a lower number. */
+async function upsertNewer(db: Db, crl: CrlToSave): Promise<'saved' | 'stale'> {
+  const values = {
+    ...crl,
+    baseCrlNumber: crl.baseCrlNumber ?? null,
+    generatedBy: crl.generatedBy ?? null,
+    imported: crl.imported ?? false,
+  };
+  const { issuerId: _i, shard: _s, kind: _k, ...updates } = values;
+  const rows = await db
+    .insert(crls)
+    .values(values)
+    .onConflictDoUpdate({
+      target: [crls.issuerId, crls.shard, crls.kind],
+      set: updates,
+      setWhere: sql`${crls.crlNumber} < excluded.crl_number`,
+    })
+    .returning({ crlNumber: crls.crlNumber });
+  return rows.length === 1 ? 'saved' : 'stale';
 }
 
 function checkShard(shard: number): void {

@@ -34,6 +34,8 @@ export interface CrlInfo {
   crlNumber: bigint;
   thisUpdate: Date;
   nextUpdate: Date;
+  /** Signed elsewhere and imported (crl-import.ts): served as it is, never re-signed here. */
+  imported?: boolean;
 }
 
 /** A full CRL as saved and served: every node serves these same bytes. */
@@ -325,7 +327,9 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
       const issuer = state.issuer;
       if (!issuer) return undefined;
       const current = (await store.getLatestInfo(issuer.id, SHARD, 'full')) ?? undefined;
-      if (!needsCrl(issuer, current)) {
+      // Issue #18: an imported CRL is the offline CA's; signing over it would replace a CRL
+      // made under ceremony with one this node made on its own.
+      if (current?.imported || !needsCrl(issuer, current)) {
         next = undefined;
         return undefined;
       }
@@ -428,6 +432,11 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
       state.issuer = issuer;
       // A first look (or a look after a failure) happens now: runOnce decides whether a CRL is due.
       if (started && state.dueAt === undefined && !state.queued) schedule(state, now());
+      // Timers count elapsed time, deadlines are wall-clock: after a suspended machine resumes or
+      // the clock steps forward, a timer fires late while the CRL it was for expires. Catch up.
+      else if (started && state.dueAt !== undefined && state.dueAt < now() && !state.queued) {
+        schedule(state, now(), { force: true });
+      }
     }
     for (const [id, state] of states) {
       if (!seen.has(id)) {

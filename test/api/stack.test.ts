@@ -11,7 +11,9 @@ import type { AppDeps } from '../../src/api/deps.ts';
 import type { Role } from '../../src/api/env.ts';
 import { initDataDir } from '../../src/cli/init.ts';
 import { type Serving, serveDataDir } from '../../src/cli/serve.ts';
+import { signDevRootCrl } from '../helpers/dev-root-crl.ts';
 import { hasTool } from '../helpers/tools.ts';
+import { crlPem } from '../revocation/helpers/pki.ts';
 import { type CallOptions, caller, contract, logSink } from './helpers/harness.ts';
 
 /**
@@ -495,10 +497,14 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
 
     it('answers liveness, readiness with the partition unsealed, and its own contract', async () => {
       expect((await call('GET', '/healthz')).body).toEqual({ status: 'ok' });
+      // The dev root's CRL from init lasts a year: nothing to warn about yet.
       expect((await call('GET', '/readyz')).body).toEqual({
         status: 'ready',
         checks: { database: 'ok', partition: 'ok' },
+        warnings: [],
       });
+      const listener = await curl([`${serving.server.url}/readyz`]);
+      expect(JSON.parse(listener.body.toString('utf8')).warnings).toEqual([]);
       const yaml = await curl([`${serving.server.url}/openapi.yaml`]);
       expect(yaml.body.toString('utf8')).toContain('openapi: 3.1.0');
     });
@@ -686,6 +692,63 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
       expect((await curl([`${serving.server.url}/crl/nobody.crl`])).status).toBe(404);
       const viaApp = await call('GET', '/crl/dev-intermediate.crl');
       expect(viaApp.response.status).toBe(200);
+    });
+
+    it("serves the dev root's CRL from init, then a newer one an admin posts or `signet crl import` sends through the running server", async () => {
+      const rootCrl = async () => {
+        const crl = await curl([`${serving.server.url}/crl/dev-root.crl`]);
+        expect(crl.status).toBe(200);
+        expect(crl.headers.toLowerCase()).toMatch(/cache-control: public, max-age=\d+, no-transform/);
+        const file = path.join(dir, 'dev-root.crl');
+        writeFileSync(file, crl.body);
+        const { stdout } = await execFileAsync(
+          'openssl',
+          ['crl', '-inform', 'DER', '-in', file, '-CAfile', path.join(dir, 'root.pem'), '-noout', '-text'],
+          { encoding: 'utf8' },
+        );
+        return { der: crl.body, text: stdout };
+      };
+      expect((await rootCrl()).text).toMatch(/X509v3 CRL Number: \n\s*1\n/);
+
+      const now = Date.now();
+      const sign = (number: bigint) =>
+        signDevRootCrl(dataDir, {
+          number,
+          thisUpdate: new Date(now - 60_000),
+          nextUpdate: new Date(now + 365 * 86_400_000),
+        });
+      const second = await sign(2n);
+      const posted = await call('POST', '/v1/issuers/dev-root/crl', {
+        key: keys.admin,
+        raw: second,
+        headers: { 'content-type': 'application/pkix-crl' },
+      });
+      expect(posted.response.status).toBe(200);
+      expect(posted.body.crlNumber).toBe('2');
+      expect((await rootCrl()).der.equals(Buffer.from(second))).toBe(true);
+
+      const file = path.join(dir, 'dev-root-3.crl');
+      writeFileSync(file, crlPem(await sign(3n)));
+      const cli = async () => {
+        try {
+          const { stdout, stderr } = await execFileAsync(
+            process.execPath,
+            ['bin/signet.js', 'crl', 'import', '--issuer', 'dev-root', file, '--url', serving.server.url],
+            { encoding: 'utf8', timeout: 60_000, env: { ...process.env, SIGNET_API_KEY: keys.admin } },
+          );
+          return { status: 0, stdout, stderr };
+        } catch (error) {
+          const failed = error as { code: number; stdout: string; stderr: string };
+          return { status: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+        }
+      };
+      const imported = await cli();
+      expect(imported.status).toBe(0);
+      expect(JSON.parse(imported.stdout)).toMatchObject({ issuer: 'dev-root', crlNumber: '3' });
+      expect((await rootCrl()).text).toMatch(/X509v3 CRL Number: \n\s*3\n/);
+      const again = await cli();
+      expect(again.status).toBe(1);
+      expect(again.stderr).toContain('409 [crl.number_not_increasing]');
     });
 
     it.each([

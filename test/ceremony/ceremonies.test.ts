@@ -420,6 +420,59 @@ describe.skipIf(!haveOpenssl)('the root, key, intermediate and CRL ceremonies fr
     expect(verify.output).toContain('certificate revoked');
   });
 
+  it('the next CRL ceremony follows the last CRL it is given: its number + 1, recorded in the transcript', () => {
+    const run = signet([
+      'ceremony',
+      'run',
+      join(EXAMPLES, 'crl-next.yaml'),
+      '--output-dir',
+      dir,
+      '--allow-network',
+      '--pin-file',
+      pins.user,
+      '--share-file',
+      out('shares/dave.share'),
+      '--share-file',
+      out('shares/erin.share'),
+    ]);
+    expect(run.output).toContain('Build CRL number 3 ');
+    expect(run.status).toBe(0);
+    const crl = openssl([
+      'crl',
+      '-in',
+      out('root-2028.crl'),
+      '-CAfile',
+      out('root.pem'),
+      '-noout',
+      '-verify',
+      '-text',
+    ]);
+    expect(crl.output).toContain('verify OK');
+    expect(crl.output).toMatch(/CRL Number:\s+3\n/);
+    const transcript = JSON.parse(readFileSync(out('transcripts/crl-2028.json'), 'utf8'));
+    const build = transcript.steps.find((step: { name: string }) =>
+      step.name.startsWith('Build CRL number 3'),
+    );
+    expect(build.detail).toMatchObject({
+      previousCrl: 'root-2027.crl',
+      previousCrlNumber: '2',
+      previousCrlSha256: sha256(out('root-2027.crl')),
+    });
+    // It still revokes the intermediate the CRL before it revoked.
+    const verify = openssl([
+      'verify',
+      '-attime',
+      String(Date.parse('2028-06-01T00:00:00Z') / 1000),
+      '-crl_check_all',
+      '-CAfile',
+      out('root.pem'),
+      '-CRLfile',
+      out('root-2028.crl'),
+      out('intermediate.pem'),
+    ]);
+    expect(verify.output).toContain('certificate revoked');
+  });
+
   it('each transcript verifies with signet and with openssl against the key the verifier trusts', () => {
     const check = signet([
       'ceremony',
@@ -437,6 +490,7 @@ describe.skipIf(!haveOpenssl)('the root, key, intermediate and CRL ceremonies fr
       ['root', 'root-pub.pem', 'sha384'],
       ['intermediate', 'root-pub.pem', 'sha384'],
       ['crl-2027', 'root-pub.pem', 'sha384'],
+      ['crl-2028', 'root-pub.pem', 'sha384'],
       ['key', 'intermediate-pub.pem', 'sha256'],
     ] as const) {
       const transcript = out(`transcripts/${name}.json`);

@@ -29,7 +29,7 @@ function problemsOf(text: string): ConfigProblem[] {
 }
 
 describe('the example ceremony files', () => {
-  test.each(['root', 'key', 'intermediate', 'crl', 'hierarchy', 'cross-certificate'])(
+  test.each(['root', 'key', 'intermediate', 'crl', 'crl-next', 'hierarchy', 'cross-certificate'])(
     '%s.yaml parses cleanly',
     (name) => {
       expect(problemsOf(stringify(example(name)))).toEqual([]);
@@ -372,6 +372,20 @@ describe('a bad ceremony configuration is refused with the path of the mistake',
       'ceremony.config.invalid_value',
     ],
     [
+      'a CRL with neither a number nor the CRL it follows',
+      'crl',
+      (d: Record<string, unknown>) => edit(d, 'crl-profile.number', undefined),
+      'crl-profile.number',
+      'ceremony.config.required',
+    ],
+    [
+      "a hierarchy's first CRL said to follow another",
+      'hierarchy',
+      (d: Record<string, unknown>) => edit(d, 'crl.crl-profile.previous-crl-path', 'root-2027.crl'),
+      'crl.crl-profile.previous-crl-path',
+      'ceremony.config.invalid_value',
+    ],
+    [
       'a revocation with neither certificate nor serial',
       'crl',
       (d: Record<string, unknown>) =>
@@ -409,6 +423,12 @@ describe('a bad ceremony configuration is refused with the path of the mistake',
   ])('%s', (_name, base, mutate, path, code) => {
     const problems = problemsOf(stringify(mutate(example(base))));
     expect(problems).toContainEqual(expect.objectContaining({ path, code }));
+  });
+
+  it("numbers a hierarchy's first CRL 1 when no number is given", () => {
+    expect(problemsOf(stringify(edit(example('hierarchy'), 'crl.crl-profile.number', undefined)))).toEqual(
+      [],
+    );
   });
 
   it('reports every problem at once, not only the first', () => {

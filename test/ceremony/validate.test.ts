@@ -7,9 +7,10 @@ import { parse, stringify } from 'yaml';
 import { type ConfigProblem, isConfigInvalid } from '../../src/ceremony/errors.ts';
 import { validateCeremony } from '../../src/ceremony/validate.ts';
 import { fixedClock } from '../../src/lib/clock.ts';
+import { buildCrl } from '../../src/revocation/crl-builder.ts';
 import { createIntermediateCertificate, createRootCertificate } from '../../src/x509/ca-certificates.ts';
 import { createIssuerContext } from '../../src/x509/issuer.ts';
-import { toPem } from '../../src/x509/pem.ts';
+import { crlToPem, toPem } from '../../src/x509/pem.ts';
 import { hasTool } from '../helpers/tools.ts';
 import { EXAMPLES, tempDir } from './helpers.ts';
 
@@ -85,6 +86,22 @@ describe.skipIf(!haveOpenssl)('validation against the file system, before any pa
       validitySeconds: year,
     });
     writeFileSync(file('foreign.pem'), foreign.pem);
+    // CRLs published before (crl-next.yaml follows root-2027.crl): the root's, and another root's.
+    const publishedCrl = async (issuer: Uint8Array, key: webcrypto.CryptoKey, number: bigint) =>
+      crlToPem(
+        (
+          await buildCrl({
+            issuer,
+            signer: { crypto: webcrypto, key },
+            number,
+            thisUpdate: new Date('2027-01-01T00:00:00Z'),
+            nextUpdate: new Date('2028-01-01T00:00:00Z'),
+            issuingDistributionPoint: { onlyContainsCACerts: true },
+          })
+        ).der,
+      );
+    writeFileSync(file('root-2027.crl'), await publishedCrl(rootCert.der, root.privateKey, 2n));
+    writeFileSync(file('other-2027.crl'), await publishedCrl(otherRoot.der, other.privateKey, 2n));
     writeFileSync(file('garbage.pem'), 'not a certificate\n');
     // An end-entity certificate and a CSR, from openssl.
     execFileSync('openssl', [
@@ -143,6 +160,76 @@ describe.skipIf(!haveOpenssl)('validation against the file system, before any pa
     const doc = example('intermediate');
     doc['subject-key'] = { 'csr-path': 'good.csr' };
     expect(await problems(doc)).toEqual([]);
+  });
+
+  /** crl-next.yaml without its revoked intermediate (no intermediate.pem here). */
+  const nextCrl = () => {
+    const doc = example('crl-next');
+    doc['crl-profile']['revoked-certificates'] = [];
+    return doc;
+  };
+
+  it('numbers a CRL after the one it follows, from previous-crl-path', async () => {
+    const validated = await validateCeremony({
+      text: stringify(nextCrl()),
+      file: 'crl-next.yaml',
+      baseDir: dir,
+    });
+    expect(validated.inputs.crlNumber).toBe(3n);
+    expect(validated.inputs.previousCrl).toMatchObject({ path: 'root-2027.crl', number: 2n });
+    const explicit = nextCrl();
+    explicit['crl-profile'].number = 10;
+    expect(
+      (await validateCeremony({ text: stringify(explicit), file: 'crl-next.yaml', baseDir: dir })).inputs
+        .crlNumber,
+    ).toBe(10n);
+  });
+
+  test.each<[string, (d: Doc) => void, string, string]>([
+    [
+      "another issuer's CRL",
+      (d) => {
+        d['crl-profile']['previous-crl-path'] = 'other-2027.crl';
+      },
+      'crl-profile.previous-crl-path',
+      'ceremony.config.previous_crl_not_from_issuer',
+    ],
+    [
+      'a file that is not a CRL',
+      (d) => {
+        d['crl-profile']['previous-crl-path'] = 'root.pem';
+      },
+      'crl-profile.previous-crl-path',
+      'ceremony.config.input_invalid',
+    ],
+    [
+      'a missing file',
+      (d) => {
+        d['crl-profile']['previous-crl-path'] = 'nope.crl';
+      },
+      'crl-profile.previous-crl-path',
+      'ceremony.config.input_missing',
+    ],
+    [
+      'a number not above the previous CRL',
+      (d) => {
+        d['crl-profile'].number = 2;
+      },
+      'crl-profile.number',
+      'ceremony.config.crl_number_not_increasing',
+    ],
+    [
+      'a CRL dated no later than the previous one',
+      (d) => {
+        d['crl-profile']['this-update'] = '2027-01-01T00:00:00Z';
+      },
+      'crl-profile.this-update',
+      'ceremony.config.crl_before_previous',
+    ],
+  ])('refuses to follow %s', async (_name, mutate, path, code) => {
+    const doc = nextCrl();
+    mutate(doc);
+    expect(await problems(doc)).toContainEqual(expect.objectContaining({ path, code }));
   });
 
   test.each<[string, string, (d: Doc) => void, string, string]>([

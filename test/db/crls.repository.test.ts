@@ -82,4 +82,39 @@ describeEachDatabase('the CRLs repository', (getDatabase) => {
       ['dev-intermediate', 0],
     ]);
   });
+
+  test('saveImported keeps the newest full CRL, marks it imported and lifts the number sequence in the same step', async () => {
+    const { kind: _kind, ...imported } = crl(7n, { generatedBy: 'import' });
+    expect(await crls.saveImported(imported)).toBe('saved');
+    expect(await crls.saveImported({ ...imported, crlNumber: 7n })).toBe('stale');
+    expect(await crls.saveImported({ ...imported, crlNumber: 6n })).toBe('stale');
+    expect(await crls.getLatestInfo('dev-intermediate', 0, 'full')).toMatchObject({
+      crlNumber: 7n,
+      imported: true,
+      generatedBy: 'import',
+    });
+    expect(await crls.allocateNumber('dev-intermediate', 0)).toBe(8n);
+    // An import at the number last handed out keeps the sequence there: it never goes back.
+    expect(await crls.saveImported({ ...imported, crlNumber: 8n })).toBe('saved');
+    expect(await crls.allocateNumber('dev-intermediate', 0)).toBe(9n);
+    // What the scheduler saves is not imported.
+    expect(await crls.save(crl(1n, { issuerId: 'other-intermediate' }))).toBe('saved');
+    expect((await crls.getLatestInfo('other-intermediate', 0, 'full'))?.imported).toBe(false);
+  });
+
+  test('listLatestInfo lists every served CRL without its DER, by issuer, shard and kind', async () => {
+    await crls.save(crl(2n, { issuerId: 'other-intermediate' }));
+    await crls.save(crl(3n, { kind: 'delta', baseCrlNumber: 2n }));
+    await crls.save(crl(2n));
+    const { kind: _kind, ...imported } = crl(1n, { shard: 1 });
+    await crls.saveImported(imported);
+    const list = await crls.listLatestInfo();
+    expect(list.map((c) => [c.issuerId, c.shard, c.kind, c.crlNumber, c.imported])).toEqual([
+      ['dev-intermediate', 0, 'delta', 3n, false],
+      ['dev-intermediate', 0, 'full', 2n, false],
+      ['dev-intermediate', 1, 'full', 1n, true],
+      ['other-intermediate', 0, 'full', 2n, false],
+    ]);
+    for (const info of list) expect(info).not.toHaveProperty('der');
+  });
 });

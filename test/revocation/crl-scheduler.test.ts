@@ -371,6 +371,45 @@ describe('the CRL scheduler', () => {
     expect(store.saved.map((crl) => crl.issuerId)).toEqual(['dev-intermediate', 'second']);
   });
 
+  test('catches up at the next rescan when the wall clock jumps past half-life while timers wait (a resumed machine)', async () => {
+    const { scheduler, store, advance, timers, clock } = setup({ rescanMs: 60 * SECOND });
+    await scheduler.start();
+    await advance(0);
+    expect(store.saved).toHaveLength(1);
+    timers.jumpClock(2 * DAY);
+    await advance(60 * SECOND);
+    await advance(0);
+    expect(store.saved).toHaveLength(2);
+    const fresh = store.saved[1]!;
+    expect(fresh.thisUpdate.getTime()).toBe(clock.now().getTime());
+    expect(fresh.nextUpdate.getTime()).toBeGreaterThan(clock.now().getTime());
+  });
+
+  test('never signs over an imported CRL, not at half-life, not for a revocation, not after it expires', async () => {
+    const { scheduler, store, advance, clock, errors } = setup();
+    const imported = {
+      issuerId: 'dev-intermediate',
+      shard: 0,
+      kind: 'full' as const,
+      crlNumber: 5n,
+      thisUpdate: clock.now(),
+      nextUpdate: new Date(clock.now().getTime() + DAY),
+      der: Uint8Array.of(0x30, 0x00),
+      sha256: new Uint8Array(32),
+      generatedAt: clock.now(),
+      generatedBy: 'import',
+      imported: true,
+    };
+    await store.save(imported);
+    await scheduler.start();
+    await advance(0);
+    scheduler.notifyRevocation('dev-intermediate');
+    await advance(2 * DAY);
+    expect(store.saved).toEqual([imported]);
+    expect(scheduler.status()[0]).toMatchObject({ lastPublished: null, consecutiveFailures: 0 });
+    expect(errors).toEqual([]);
+  });
+
   test('refuses a configuration that cannot work when created', () => {
     expect(() => setup({ validityMs: 1000 })).toThrow(/validityMs/);
     expect(() => setup({ debounceMs: -1 })).toThrow(/debounceMs/);

@@ -3,13 +3,17 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { initDataDir } from '../../src/cli/init.ts';
+import { serveDataDir } from '../../src/cli/serve.ts';
 import { EXAMPLES, openssl, pinFiles, signet, tempDir } from '../ceremony/helpers.ts';
 import { hasTool } from '../helpers/tools.ts';
+import { crlPem } from '../revocation/helpers/pki.ts';
 
 /**
  * Issue #13 end to end: the example root, key and intermediate ceremonies, then the online side
  * (`signet issuer add`, `signet issue`) issues a leaf that openssl accepts with the ceremony's
- * root as the only trust anchor; a name outside the intermediate's constraints is refused.
+ * root as the only trust anchor, and still accepts checking revocation along the whole chain once
+ * the ceremony's root CRL is imported (issue #18); a name outside the intermediate's constraints
+ * is refused.
  */
 const haveOpenssl = hasTool('openssl', ['version']);
 
@@ -188,6 +192,85 @@ describe.skipIf(!haveOpenssl)('a ceremony-made intermediate activated online', (
     ]);
     expect(wrongAnchor.status).not.toBe(0);
   }, 120_000);
+
+  it("imports the ceremony's root CRL; with it and the intermediate's CRL the online CA serves, openssl -crl_check_all accepts the leaf", async () => {
+    // The root's CRL, made by the crl ceremony from the example with today's dates (an import must
+    // be current) and revoking nothing: this root's first CRL.
+    const config = parse(readFileSync(join(EXAMPLES, 'crl.yaml'), 'utf8'));
+    const now = Math.floor(Date.now() / 1000) * 1000;
+    const iso = (ms: number) => new Date(ms).toISOString().replace('.000Z', 'Z');
+    config['crl-profile'] = {
+      'this-update': iso(now - 60_000),
+      'next-update': iso(now + 365 * 86_400_000),
+      number: 1,
+    };
+    config.outputs['crl-path'] = 'root-current.crl';
+    config.transcript.path = 'transcripts/crl-current.json';
+    writeFileSync(at('crl-current.yaml'), stringify(config));
+    const ceremony = signet([
+      'ceremony',
+      'run',
+      at('crl-current.yaml'),
+      '--output-dir',
+      dir,
+      '--allow-network',
+      '--pin-file',
+      pinFiles(dir).user,
+      '--share-file',
+      at('shares/carol.share'),
+      '--share-file',
+      at('shares/erin.share'),
+    ]);
+    expect(ceremony.output).toContain('Ceremony completed');
+
+    const issuers = JSON.parse(signet(['issuer', 'list', '--data', data, '--json']).stdout) as {
+      id: string;
+      name: string;
+    }[];
+    const rootId = issuers.find((issuer) => issuer.name === 'Example Root CA R1')!.id;
+    const imported = signet(['crl', 'import', '--data', data, '--issuer', rootId, at('root-current.crl')]);
+    expect(imported.stderr).toBe('');
+    expect(JSON.parse(imported.stdout)).toMatchObject({ issuer: rootId, crlNumber: '1' });
+
+    // What the online CA serves: the imported root CRL as it is, and its own CRL of the intermediate.
+    process.env.SIGNET_LOG_LEVEL = 'silent';
+    const serving = await serveDataDir({ dataDir: data, port: 0 });
+    try {
+      await serving.runtime.revocation!.scheduler.idle();
+      for (const [id, file] of [
+        [rootId, 'root-served.crl'],
+        ['example-intermediate', 'intermediate-served.crl'],
+      ] as const) {
+        const response = await fetch(`${serving.server.url}/crl/${id}.crl`);
+        expect(response.status).toBe(200);
+        writeFileSync(at(file), Buffer.from(await response.arrayBuffer()));
+      }
+    } finally {
+      await serving.stop();
+    }
+    const pem = (file: string) => crlPem(new Uint8Array(readFileSync(at(file))));
+    writeFileSync(at('root-served.pem'), pem('root-served.crl'));
+    writeFileSync(at('intermediate-served.pem'), pem('intermediate-served.crl'));
+    const served = openssl(['crl', '-in', at('root-served.pem'), '-outform', 'PEM']);
+    expect(served.output).toBe(readFileSync(at('root-current.crl'), 'utf8'));
+
+    const verify = openssl([
+      'verify',
+      '-crl_check_all',
+      '-x509_strict',
+      '-CAfile',
+      at('root.pem'),
+      '-untrusted',
+      at('leaf-intermediates.pem'),
+      '-CRLfile',
+      at('root-served.pem'),
+      '-CRLfile',
+      at('intermediate-served.pem'),
+      at('leaf.pem'),
+    ]);
+    expect(verify.output).toContain('leaf.pem: OK');
+    expect(verify.status).toBe(0);
+  }, 180_000);
 
   it('refuses a name the intermediate excludes through the lint, before any signature', () => {
     openssl([

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, check, index, integer, pgTable, primaryKey, text } from 'drizzle-orm/pg-core';
+import { bigint, boolean, check, index, integer, pgTable, primaryKey, text } from 'drizzle-orm/pg-core';
 import { bytea, timestamptz } from './columns.ts';
 import { issuers } from './issuers.table.ts';
 
@@ -43,6 +43,11 @@ export const crls = pgTable(
     sha256: bytea('sha256').notNull(),
     generatedAt: timestamptz('generated_at').notNull(),
     generatedBy: text('generated_by'),
+    /**
+     * Signed elsewhere and imported (a root's CRL from the offline ceremony, or the first one
+     * `signet init` signs with the root partition open): the online CA serves it, never re-signs it.
+     */
+    imported: boolean('imported').notNull().default(false),
   },
   (t) => [
     primaryKey({ name: 'crls_pkey', columns: [t.issuerId, t.shard, t.kind] }),

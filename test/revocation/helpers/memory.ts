@@ -13,6 +13,7 @@ export function manualTimers(clock: { now(): Date; advance(ms: number): void }) 
   const pending = new Map<number, { at: number; callback: () => void }>();
   const timers: Timers & {
     advance(ms: number): void;
+    jumpClock(ms: number): void;
     pendingAt(): Date[];
   } = {
     setTimeout(callback, ms) {
@@ -35,6 +36,14 @@ export function manualTimers(clock: { now(): Date; advance(ms: number): void }) 
         first[1].callback();
       }
       clock.advance(end - clock.now().getTime());
+    },
+    /**
+     * The wall clock moves and no time passes for timers, as when a suspended machine resumes or
+     * the clock is stepped: real timers count elapsed (monotonic) time, so none becomes due.
+     */
+    jumpClock(ms) {
+      clock.advance(ms);
+      for (const entry of pending.values()) entry.at += ms;
     },
     pendingAt: () =>
       [...pending.values()].map((p) => new Date(p.at)).sort((a, b) => a.getTime() - b.getTime()),

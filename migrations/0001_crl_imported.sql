@@ -1,0 +1,1 @@
+ALTER TABLE "crls" ADD COLUMN "imported" boolean DEFAULT false NOT NULL;
