@@ -69,13 +69,9 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
         ...(config.server.tls?.clients ? { tlsClients: config.server.tls.clients } : {}),
         bodyLimit: config.server.bodyLimit,
         rateLimitPerMinute: config.rateLimit.perMinute,
-<<<<<<< HEAD
         failedAuthPerMinute: config.rateLimit.failedAuthPerMinute,
         requestTimeoutMs,
-=======
-        requestTimeoutMs: durationMs(config.server.requestTimeout),
         importedCrlExpiryWarningMs: durationMs(config.crl.importedExpiryWarning),
->>>>>>> i18
       },
     });
     const tls = options.tls ?? config.server.tls;
