@@ -15,6 +15,7 @@ import { createIssuersRepository } from '../../../src/db/issuers.repository.ts';
 import { createReplayGuardRepository } from '../../../src/db/replay-guard.repository.ts';
 import { fixedClock } from '../../../src/lib/clock.ts';
 import { createPolicyRegistry } from '../../../src/policy/registry.ts';
+import { createImportFor } from '../../../src/cli/revocation.ts';
 import { createRevokeUseCase } from '../../../src/revocation/revoke.usecase.ts';
 import { createRevokeByKey } from '../../../src/revocation/revoke-by-key.ts';
 import type { TestDatabase } from '../../helpers/database.ts';
@@ -125,6 +126,8 @@ function realRevocation(
 ): NonNullable<AppDeps['revocation']> {
   const replayGuard = createReplayGuardRepository({ db: database.db, clock });
   const revoke = createRevokeUseCase({ certificates, clock });
+  const crls = createCrlsRepository({ db: database.db });
+  const issuers = createIssuersRepository({ db: database.db, clock });
   return {
     revoke,
     revokeByKey: createRevokeByKey({
@@ -133,7 +136,8 @@ function realRevocation(
       revocations: revoke,
       clock,
     }),
-    crls: createCrlsRepository({ db: database.db }),
+    crls,
+    crlImport: createImportFor({ config: { partitions: {} }, clock, issuers, crls }),
     ocsp: malformedOcsp,
   };
 }
