@@ -1,4 +1,12 @@
-import { constants, createECDH, createHash, type KeyObject, privateEncrypt, randomBytes } from 'node:crypto';
+import {
+  constants,
+  createECDH,
+  createHash,
+  type ECDH,
+  type KeyObject,
+  privateEncrypt,
+  randomBytes,
+} from 'node:crypto';
 import { KEY_ALGORITHM_SPECS } from './mechanisms.ts';
 import { HsmError, type KeyAlgorithm, type KeyInfo, type RawSignRequest } from './types.ts';
 
@@ -136,15 +144,25 @@ const mod = (x: bigint, n: bigint): bigint => {
 
 /** The inverse modulo n (prime) by the extended Euclidean algorithm. */
 function invert(a: bigint, n: bigint): bigint {
-  let [t, nextT, r, nextR] = [0n, 1n, n, mod(a, n)];
+  let t = 0n;
+  let nextT = 1n;
+  let r = n;
+  let nextR = mod(a, n);
   while (nextR !== 0n) {
     const q = r / nextR;
-    [t, nextT] = [nextT, t - q * nextT];
-    [r, nextR] = [nextR, r - q * nextR];
+    const t2 = t - q * nextT;
+    t = nextT;
+    nextT = t2;
+    const r2 = r - q * nextR;
+    r = nextR;
+    nextR = r2;
   }
   if (r !== 1n) throw new HsmError('CKR_DEVICE_ERROR', 'no inverse');
   return mod(t, n);
 }
+
+/** One ECDH object per curve, given a fresh key pair for each nonce (generateKeys is synchronous). */
+const nonceSources = new Map<Curve['name'], ECDH>();
 
 /** A uniformly random integer in [1, n). */
 function randomScalar(curve: Curve): bigint {
@@ -162,7 +180,11 @@ function ecdsaDigest(curve: Curve, privateKey: KeyObject, digest: Buffer): Buffe
   let e = toBigInt(digest);
   if (digest.length * 8 > curve.bits) e >>= BigInt(digest.length * 8 - curve.bits);
   for (;;) {
-    const ephemeral = createECDH(curve.name);
+    let ephemeral = nonceSources.get(curve.name);
+    if (!ephemeral) {
+      ephemeral = createECDH(curve.name);
+      nonceSources.set(curve.name, ephemeral);
+    }
     const point = ephemeral.generateKeys();
     const k = toBigInt(ephemeral.getPrivateKey());
     // An uncompressed point is 0x04 || x || y (SEC 1 v2 §2.3.3).
