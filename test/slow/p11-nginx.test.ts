@@ -179,7 +179,7 @@ function nginxConf(): string {
       # nginx 1.22 leaves TLS 1.3 off by default.
       ssl_protocols TLSv1.2 TLSv1.3;
       ssl_certificate ${file(`${name}-chain.pem`)};
-      ssl_certificate_key "engine:pkcs11:pkcs11:token=issuing;object=${name};type=private;pin-value=${readFileSync(path.join(data, 'secrets/pin-issuing-ca'), 'utf8').trim()}";
+      ssl_certificate_key "engine:pkcs11:pkcs11:token=issuing;object=${name};type=private;pin-source=${path.join(data, 'secrets/pin-issuing-ca')}";
       location / { return 200 "served by ${name}\\n"; }
     }`;
   const prefix = file('nginx');

@@ -232,7 +232,11 @@ export class P11Token {
     if (pin.length > 256) throw new P11Error(CKR.PIN_LEN_RANGE);
     const name = wanted === 'so' ? this.officerName : this.userName;
     // A PIN that is not UTF-8 is decoded lossily: it can never match, and it counts as a failure.
-    const { role } = await this.session.login({ user: name, pin: pin.toString('utf8') });
+    // One line end is dropped, as Signet's own PIN files are read: libp11 reads `pin-source`
+    // files with BIO_gets, line end included, and a PIN file written with echo would otherwise
+    // lock the user out one nginx start at a time.
+    const text = pin.toString('utf8').replace(/\r?\n$/, '');
+    const { role } = await this.session.login({ user: name, pin: text });
     if (role !== (wanted === 'so' ? 'officer' : 'user')) {
       await this.session.logout();
       throw new P11Error(CKR.USER_TYPE_INVALID, `partition user ${name} is not a crypto ${wanted}`);

@@ -388,7 +388,8 @@ describe('login', () => {
     const { c, s } = await ready('none', true);
     expect(await c.login(s, CKU.SO, CA_USER.pin)).toBe(CKR.PIN_INCORRECT);
     expect(await c.login(s, CKU.USER, OFFICER.pin)).toBe(CKR.PIN_INCORRECT);
-    expect(await c.login(s, CKU.USER, CA_USER.pin)).toBe(CKR.OK);
+    // A PIN read from a file with its line end (libp11's pin-source) is the PIN.
+    expect(await c.login(s, CKU.USER, `${CA_USER.pin}\n`)).toBe(CKR.OK);
     expect(await c.login(s, CKU.USER, CA_USER.pin)).toBe(CKR.USER_ALREADY_LOGGED_IN);
     expect(await c.login(s, CKU.SO, OFFICER.pin)).toBe(CKR.USER_ANOTHER_ALREADY_LOGGED_IN);
     expect((await c.call('C_Logout', (w) => w.ulong(s))).rv).toBe(CKR.OK);
@@ -428,6 +429,33 @@ describe('login', () => {
       expect(await c.login(s, CKU.USER, CA_USER.pin)).toBe(CKR.OK);
     } finally {
       await lockServer.close();
+      await p.close();
+    }
+  });
+
+  it('logs CKU_USER in as the partition user --p11-user names, and only as a crypto user', async () => {
+    const { partition: p } = await openMemoryPartition({ name: 'users' });
+    const officer = p.openSession();
+    await officer.login({ user: OFFICER.name, pin: OFFICER.pin });
+    await officer.createUser({ name: 'web', role: 'user', pin: 'web-user-pin-1234' });
+    const servers = [
+      await startP11Server({ partition: p, socketPath: join(dir, 'web.sock'), user: 'web' }),
+      await startP11Server({ partition: p, socketPath: join(dir, 'so.sock'), user: 'officer' }),
+    ];
+    try {
+      const web = (await RpcTestClient.connect(servers[0]!.socketPath)).client;
+      open.push(web);
+      await web.initialize();
+      const s = await web.openSession();
+      expect(await web.login(s, CKU.USER, CA_USER.pin)).toBe(CKR.PIN_INCORRECT);
+      expect(await web.login(s, CKU.USER, 'web-user-pin-1234')).toBe(CKR.OK);
+      // A PKCS#11 user that is the officer would sign nothing and manage everything: refused.
+      const so = (await RpcTestClient.connect(servers[1]!.socketPath)).client;
+      open.push(so);
+      await so.initialize();
+      expect(await so.login(await so.openSession(), CKU.USER, OFFICER.pin)).toBe(CKR.USER_TYPE_INVALID);
+    } finally {
+      for (const server of servers) await server.close();
       await p.close();
     }
   });
