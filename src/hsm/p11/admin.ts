@@ -8,8 +8,8 @@ import type { P11Token, Session } from './token.ts';
 import { type Attribute, type Mechanism, readUlongValue } from './wire.ts';
 
 /**
- * What changes objects: key pair generation (the officer only, always purpose 'other'), storing a
- * certificate, destroying; and the calls that would let key material out (C_CopyObject into an
+ * What changes objects: key pair generation (the officer only, always purpose 'other'), storing and
+ * removing a certificate; and the calls that would let key material out (C_CopyObject into an
  * extractable copy, C_SetAttributeValue clearing CKA_SENSITIVE, C_WrapKey), refused with the
  * standard codes and recorded in the audit log.
  */
@@ -114,17 +114,18 @@ export async function createObject(
   return token.handles.handleOf(stored.keyId, 'certificate');
 }
 
-/** C_DestroyObject: the officer destroys a key (with its public half and certificate) or a certificate. */
+/**
+ * C_DestroyObject: the officer removes a certificate. Keys are not destroyed through PKCS#11: the
+ * officer (CKU_SO) sees no private object (PKCS#11 v2.40 §4.4), and a public key goes with its
+ * private key; `signet hsm keys destroy` destroys a key pair.
+ */
 export async function destroyObject(token: P11Token, session: Session, handle: number): Promise<void> {
   requireOfficer(token, session);
   const ref = await token.resolve(handle);
   const object = ref && (await token.visible(handle));
   if (!ref || !object) throw new P11Error(CKR.OBJECT_HANDLE_INVALID);
-  if (ref.kind === 'public')
-    throw new P11Error(CKR.ACTION_PROHIBITED, 'a public key goes with its private key');
-  if (ref.kind === 'private') {
-    await token.session.destroyKey({ id: ref.keyId });
-    return;
+  if (ref.kind !== 'certificate') {
+    throw new P11Error(CKR.ACTION_PROHIBITED, 'keys are destroyed with signet hsm keys destroy');
   }
   await token.session.perform('deleteCertificate', 'officer', async (event) => {
     Object.assign(event, { keyId: ref.keyId, keyLabel: object.info.label });

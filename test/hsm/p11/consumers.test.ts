@@ -341,6 +341,49 @@ describe.skipIf(!ready)('PKCS#11 consumers through p11-kit-client.so', () => {
     );
   });
 
+  it('pkcs11-tool logged in as the officer stores a certificate with --write-object (C_CreateObject)', () => {
+    const uri = `pkcs11:token=web;object=rsa;type=private;pin-value=${CA_USER.pin}`;
+    const self = opensslEngine(p11, conf, [
+      'req',
+      '-x509',
+      '-new',
+      '-engine',
+      'pkcs11',
+      '-keyform',
+      'engine',
+      '-key',
+      uri,
+      '-subj',
+      '/CN=rsa.example.com',
+      '-days',
+      '2',
+      '-outform',
+      'DER',
+      '-out',
+      file('rsa.der'),
+    ]);
+    expect(self.status, self.output).toBe(0);
+    const write = pkcs11Tool(p11, [
+      '--login',
+      '--login-type',
+      'so',
+      '--so-pin',
+      OFFICER.pin,
+      '--write-object',
+      file('rsa.der'),
+      '--type',
+      'cert',
+      '--id',
+      keys.rsa!.id,
+      '--label',
+      'rsa-cert',
+    ]);
+    expect(write.status, write.output).toBe(0);
+    const listed = pkcs11Tool(p11, ['--list-objects', '--type', 'cert']);
+    expect(listed.output).toContain('label:      rsa-cert');
+    expect(listed.output).toContain('subject:    DN: CN=rsa.example.com');
+  });
+
   it('refuses to store a certificate for the wrong key or beside a CA key', async () => {
     const wrongKey = await signet([
       'hsm',

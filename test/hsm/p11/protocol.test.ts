@@ -1,7 +1,8 @@
-import { createHash, createPublicKey, verify } from 'node:crypto';
+import { createHash, createPublicKey, verify, webcrypto } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as x509 from '@peculiar/x509';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { MemoryAuditSink } from '../../../src/hsm/memory-store.ts';
@@ -113,7 +114,11 @@ beforeAll(async () => {
   keys.every = await officer.createKey({ label: 'every-purpose', algorithm: 'ecdsa-p384' });
   keys.ed = await officer.createKey({ label: 'edwards', algorithm: 'ed25519', purposes: ['other'] });
   await officer.close();
-  server = await startP11Server({ partition, socketPath: join(dir, 'p11.sock'), frameTimeoutMs: 300 });
+  server = await startP11Server({
+    partition,
+    socketPath: join(dir, 'p11.sock'),
+    frameTimeoutMs: 300,
+  });
 });
 
 afterEach(() => {
@@ -510,6 +515,121 @@ describe('the officer', () => {
     });
     expect(extractable.rv).toBe(CKR.ATTRIBUTE_VALUE_INVALID);
     await probe.close();
+  });
+});
+
+/** A certificate for a partition key's public key, signed by a throwaway CA key in this process. */
+async function certificateFor(info: KeyInfo, subject = 'CN=www.example.com'): Promise<Buffer> {
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const ca = (await webcrypto.subtle.generateKey(alg, false, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const certificate = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: '01',
+      subject,
+      issuer: 'CN=Throwaway CA',
+      notBefore: new Date('2026-01-01T00:00:00Z'),
+      notAfter: new Date('2027-01-01T00:00:00Z'),
+      publicKey: new x509.PublicKey(Buffer.from(info.publicKey)),
+      signingKey: ca.privateKey,
+      signingAlgorithm: alg,
+    },
+    webcrypto as unknown as webcrypto.Crypto,
+  );
+  return Buffer.from(certificate.rawData);
+}
+
+describe('certificates and destroying objects', () => {
+  it('lets the officer store a certificate (C_CreateObject) that everyone then finds beside its key', async () => {
+    const der = await certificateFor(keys.rsa!);
+    const template = (w: RpcWriter, id: Buffer, value: Buffer) =>
+      w
+        .u32(4)
+        .attribute(CKA.CLASS, ulongValue(CKO.CERTIFICATE))
+        .attribute(CKA.ID, id)
+        .attribute(CKA.VALUE, value)
+        .attribute(CKA.LABEL, Buffer.from('rsa-cert'));
+    const user = await ready('user');
+    const refused = await user.c.call('C_CreateObject', (w) =>
+      template(w.ulong(user.s), Buffer.from(keys.rsa!.id, 'hex'), der),
+    );
+    expect(refused.rv).toBe(CKR.USER_NOT_LOGGED_IN);
+    const so = await ready('so');
+    const wrongKey = await so.c.call('C_CreateObject', (w) =>
+      template(w.ulong(so.s), Buffer.from(keys.web!.id, 'hex'), der),
+    );
+    expect(wrongKey.rv).toBe(CKR.ATTRIBUTE_VALUE_INVALID);
+    const caKey = await so.c.call('C_CreateObject', (w) =>
+      template(w.ulong(so.s), Buffer.from(keys.ca!.id, 'hex'), der),
+    );
+    expect(caKey.rv).toBe(CKR.KEY_FUNCTION_NOT_PERMITTED);
+    const created = await so.c.call('C_CreateObject', (w) =>
+      template(w.ulong(so.s), Buffer.from(keys.rsa!.id, 'hex'), der),
+    );
+    expect(created.rv).toBe(CKR.OK);
+    expect(audit.events.at(-1)).toMatchObject({
+      op: 'storeCertificate',
+      user: 'officer',
+      keyLabel: 'rsa',
+      result: 'ok',
+    });
+
+    const anyone = await ready('none');
+    const [handle] = await anyone.c.find(anyone.s, [
+      klass(CKO.CERTIFICATE),
+      [CKA.ID, Buffer.from(keys.rsa!.id, 'hex')],
+    ]);
+    expect(handle).toBeGreaterThan(0);
+    expect(await attribute(anyone.c, anyone.s, handle!, CKA.VALUE)).toEqual([CKR.OK, der]);
+    expect((await attribute(anyone.c, anyone.s, handle!, CKA.LABEL))[1]!.toString()).toBe('rsa-cert');
+    const subject = new x509.X509Certificate(der).subjectName.toArrayBuffer();
+    expect((await attribute(anyone.c, anyone.s, handle!, CKA.SUBJECT))[1]).toEqual(Buffer.from(subject));
+    expect((await attribute(anyone.c, anyone.s, handle!, CKA.SERIAL_NUMBER))[1]).toEqual(
+      Buffer.from('020101', 'hex'),
+    );
+    // Importing a key instead is not offered.
+    const key = await so.c.call('C_CreateObject', (w) =>
+      w.ulong(so.s).u32(1).attribute(CKA.CLASS, ulongValue(CKO.PRIVATE_KEY)),
+    );
+    expect(key.rv).toBe(CKR.FUNCTION_NOT_SUPPORTED);
+  });
+
+  it('lets the officer remove a certificate; keys are not destroyed through PKCS#11', async () => {
+    const officerSession = partition.openSession();
+    await officerSession.login({ user: OFFICER.name, pin: OFFICER.pin });
+    const temp = await officerSession.createKey({
+      label: 'temp',
+      algorithm: 'ecdsa-p256',
+      purposes: ['other'],
+    });
+    const so = await ready('so');
+    const store = (value: Buffer) =>
+      so.c.call('C_CreateObject', (w) =>
+        w
+          .ulong(so.s)
+          .u32(3)
+          .attribute(CKA.CLASS, ulongValue(CKO.CERTIFICATE))
+          .attribute(CKA.ID, Buffer.from(temp.id, 'hex'))
+          .attribute(CKA.VALUE, value),
+      );
+    expect((await store(Buffer.from('not a certificate'))).rv).toBe(CKR.ARGUMENTS_BAD);
+    expect((await store(await certificateFor(temp))).rv).toBe(CKR.OK);
+    const user = await ready('user');
+    const [certificate] = await user.c.find(user.s, [klass(CKO.CERTIFICATE), label('temp')]);
+    expect((await user.c.call('C_DestroyObject', (w) => w.ulong(user.s).ulong(certificate!))).rv).toBe(
+      CKR.USER_NOT_LOGGED_IN,
+    );
+    const [soCertificate] = await so.c.find(so.s, [klass(CKO.CERTIFICATE), label('temp')]);
+    const [soPublic] = await so.c.find(so.s, [klass(CKO.PUBLIC_KEY), label('temp')]);
+    expect(await so.c.find(so.s, [klass(CKO.PRIVATE_KEY), label('temp')])).toEqual([]);
+    expect((await so.c.call('C_DestroyObject', (w) => w.ulong(so.s).ulong(soPublic!))).rv).toBe(
+      CKR.ACTION_PROHIBITED,
+    );
+    expect((await so.c.call('C_DestroyObject', (w) => w.ulong(so.s).ulong(soCertificate!))).rv).toBe(CKR.OK);
+    expect(audit.events.at(-1)).toMatchObject({ op: 'deleteCertificate', keyLabel: 'temp', result: 'ok' });
+    expect(await user.c.find(user.s, [klass(CKO.CERTIFICATE), label('temp')])).toEqual([]);
+    expect(await officerSession.findKey({ label: 'temp' })).toBeDefined();
+    await officerSession.destroyKey({ label: 'temp' });
+    await officerSession.close();
   });
 });
 
