@@ -59,7 +59,15 @@ export async function startP11Server(options: P11ServerOptions): Promise<P11Serv
   await clearStaleSocket(socketPath);
   const connections = new Set<P11Connection>();
   const server: Server = createServer((socket) => {
-    const connection = new P11Connection(socket, options);
+    let connection: P11Connection;
+    try {
+      connection = new P11Connection(socket, options);
+    } catch (error) {
+      // The partition is closing: no session can be opened any more.
+      options.log?.(`p11 connection refused: ${(error as Error).message}`);
+      socket.destroy();
+      return;
+    }
     connections.add(connection);
     socket.once('close', () => connections.delete(connection));
   });
@@ -130,13 +138,14 @@ class P11Connection {
   private onData(chunk: Buffer): void {
     this.buffered.push(chunk);
     this.bufferedLength += chunk.length;
+    const queued = this.queue.length;
     try {
       this.split();
     } catch (error) {
       this.fail(error instanceof ProtocolError ? error.message : 'unreadable stream');
       return;
     }
-    this.watchFrame();
+    this.watchFrame(this.queue.length > queued);
     if (this.queue.length >= MAX_QUEUED) this.socket.pause();
     void this.work();
   }
@@ -166,11 +175,16 @@ class P11Connection {
     this.bufferedLength = data.length;
   }
 
-  /** A message begun must be finished within the timeout; a client stalled mid-message is cut off. */
-  private watchFrame(): void {
-    clearTimeout(this.frameTimer);
-    this.frameTimer = undefined;
-    if (this.bufferedLength === 0) return;
+  /**
+   * A message must be complete within the timeout of its first octet; a client stalled or
+   * trickling mid-message is cut off. The clock restarts only when a message completes.
+   */
+  private watchFrame(completed: boolean): void {
+    if (this.bufferedLength === 0 || completed) {
+      clearTimeout(this.frameTimer);
+      this.frameTimer = undefined;
+    }
+    if (this.bufferedLength === 0 || this.frameTimer) return;
     this.frameTimer = setTimeout(
       () => this.fail('message not completed in time'),
       this.options.frameTimeoutMs ?? 30_000,

@@ -773,6 +773,16 @@ describe('malformed messages', () => {
     expect(bad.closed).toBe(true);
   });
 
+  it('cuts off a message trickled in octet by octet, timed from its first octet', async () => {
+    const bad = await connect();
+    bad.socket.write(header(0x10, 0, 100));
+    const started = Date.now();
+    const trickle = setInterval(() => bad.socket.write(Buffer.alloc(1)), 50);
+    await new Promise((resolve) => bad.socket.once('close', resolve));
+    clearInterval(trickle);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
   it('survives random octet streams, frame headers included', async () => {
     await fc.assert(
       fc.asyncProperty(
