@@ -98,7 +98,8 @@ export function objectAttributes(
   a.set(CKA.PRIVATE, boolValue(kind === 'private'));
   a.set(CKA.MODIFIABLE, boolValue(false));
   a.set(CKA.COPYABLE, boolValue(false));
-  a.set(CKA.DESTROYABLE, boolValue(kind !== 'public'));
+  // Keys are destroyed with signet hsm keys destroy, certificates also through PKCS#11 (admin.ts).
+  a.set(CKA.DESTROYABLE, boolValue(kind === 'certificate'));
   a.set(CKA.ID, idOctets(info.id));
   a.set(CKA.PUBLIC_KEY_INFO, Buffer.from(info.publicKey));
   a.set(CKA.START_DATE, empty);
