@@ -3,16 +3,24 @@
  * crypto.sign with the same key type, in the same run (issue #2). Run:
  *
  *   node --import tsx bench/hsm-sign.ts [--seconds 1] [--in-flight 128] [--rounds 9] [--keys p256,p384,rsa2048,ed25519]
+ *     [--p11 auto|on|off]
  *
  * The partition is a real `signet hsm serve --ephemeral` child process reached over its Unix
  * socket; the client keeps `--in-flight` signatures pending on one connection. Each round measures
  * in-process then partition for every key type, so a machine busy with something else slows both
  * sides of a ratio alike; medians of the per-round figures are reported.
+ *
+ * With --p11 (on when Debian's p11-kit-client.so and python3-pykcs11 are installed), the same
+ * partition also serves its PKCS#11 socket and a second table compares, for P-256 one signature
+ * at a time: the partition protocol with one request in flight, and PyKCS11 on p11-kit-client.so
+ * (bench/p11-sign.py: one session, C_SignInit + C_Sign per signature, as libp11 in nginx does).
  */
 import 'reflect-metadata';
+import { execFile } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
 import { RemotePartition } from '../src/hsm/client.ts';
 import { startPartitionProcess, temporarySocketPath } from '../src/hsm/process.ts';
 import type { KeyAlgorithm, SignMechanism } from '../src/hsm/types.ts';
@@ -23,6 +31,7 @@ const { values } = parseArgs({
     'in-flight': { type: 'string', default: '128' },
     rounds: { type: 'string', default: '9' },
     keys: { type: 'string', default: 'p256,p384,rsa2048,ed25519' },
+    p11: { type: 'string', default: 'auto' },
   },
 });
 const seconds = Number(values.seconds);
@@ -140,7 +149,18 @@ const users = [
   { name: 'officer', role: 'officer' as const, pin: 'bench-officer-pin' },
   { name: 'ca', role: 'user' as const, pin: 'bench-user-pin-1' },
 ];
-const partition = await startPartitionProcess({ socketPath, name: 'bench', ephemeral: { users } });
+const P11_MODULE = '/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so';
+const PYTHON = '/usr/bin/python3';
+const canP11 = existsSync(P11_MODULE) && existsSync('/usr/lib/python3/dist-packages/PyKCS11/__init__.py');
+if (values.p11 === 'on' && !canP11) throw new Error('--p11 on needs p11-kit-modules and python3-pykcs11');
+const withP11 = values.p11 === 'on' || (values.p11 === 'auto' && canP11);
+const p11Socket = join(socketPath, '..', 'p11.sock');
+const partition = await startPartitionProcess({
+  socketPath,
+  name: 'bench',
+  ephemeral: { users },
+  ...(withP11 ? { args: ['--p11-socket', p11Socket] } : {}),
+});
 try {
   const officer = await RemotePartition.connect({ socketPath });
   await officer.login({ user: 'officer', pin: users[0]!.pin });
@@ -208,9 +228,88 @@ try {
       'two processes get more CPU share than the one-thread loop (ratio too high) and the partition\n' +
       'wakes up more often for fewer frames (CPU ratio too low).',
   );
+  if (withP11) await compareP11(officer, client, partition.child.pid!);
   await client.close();
   await officer.close();
 } finally {
   await partition.stop();
   await cleanup();
+}
+
+/**
+ * P-256, one signature at a time, through each socket of the same partition: the partition
+ * protocol with one request in flight, and PKCS#11 via p11-kit-client.so (PyKCS11, one session,
+ * C_SignInit + C_Sign per signature). Both wait for each signature before asking for the next, as
+ * one TLS handshake does; both are checked and audited alike inside the partition.
+ */
+async function compareP11(officer: RemotePartition, client: RemotePartition, pid: number): Promise<void> {
+  const run = promisify(execFile);
+  await officer.createKey({ label: 'bench-p11', algorithm: 'ecdsa-p256', purposes: ['other'] });
+  await officer.createKey({ label: 'bench-native', algorithm: 'ecdsa-p256', purposes: ['certificate'] });
+  const native: Measure[] = [];
+  const p11: Measure[] = [];
+  const script = new URL('./p11-sign.py', import.meta.url).pathname;
+  for (let round = 1; round <= rounds; round++) {
+    native.push(await throughPartitionOneByOne(client, pid, 'bench-native'));
+    const cpu0 = processCpuMicros(pid);
+    const { stdout } = await run(PYTHON, [script, P11_MODULE, 'bench-p11', String(seconds)], {
+      env: {
+        ...process.env,
+        P11_KIT_SERVER_ADDRESS: `unix:path=${p11Socket}`,
+        SIGNET_BENCH_PIN: users[1]!.pin,
+      },
+    });
+    const result = JSON.parse(stdout) as { signatures: number; seconds: number };
+    // The driver's warm-up (200 signatures) is in the partition's CPU figure too.
+    p11.push({
+      rate: result.signatures / result.seconds,
+      cpu: Number.NaN,
+      partitionCpu: (processCpuMicros(pid) - cpu0) / (result.signatures + 200),
+    });
+    console.error(
+      `round ${round} P-256 one at a time: partition protocol ${Math.round(native.at(-1)!.rate)}/s, ` +
+        `p11-kit-client ${Math.round(p11.at(-1)!.rate)}/s`,
+    );
+  }
+  console.log(`\nP-256, one signature at a time (${seconds} s x ${rounds} rounds; medians)`);
+  console.log(
+    'path                                              signatures/s | partition CPU µs per signature',
+  );
+  const row = (name: string, ms: Measure[]) =>
+    console.log(
+      `${name.padEnd(50)}${String(Math.round(median(ms.map((m) => m.rate)))).padStart(12)} |` +
+        `${median(ms.map((m) => m.partitionCpu!))
+          .toFixed(1)
+          .padStart(10)}`,
+    );
+  row('partition protocol, 1 in flight (ecdsa-sha256)', native);
+  row('PKCS#11 via p11-kit-client, PyKCS11 (CKM_ECDSA)', p11);
+}
+
+async function throughPartitionOneByOne(
+  client: RemotePartition,
+  pid: number,
+  label: string,
+): Promise<Measure> {
+  const request = {
+    key: { label },
+    mechanism: 'ecdsa-sha256' as const,
+    purpose: 'certificate' as const,
+    data: tbs,
+  };
+  for (let i = 0; i < 200; i++) await client.sign(request);
+  const cpu0 = ownCpuMicros();
+  const partitionCpu0 = processCpuMicros(pid);
+  const started = performance.now();
+  const end = started + seconds * 1000;
+  let n = 0;
+  while (performance.now() < end) {
+    await client.sign(request);
+    n++;
+  }
+  return {
+    rate: n / ((performance.now() - started) / 1000),
+    cpu: (ownCpuMicros() - cpu0) / n,
+    partitionCpu: (processCpuMicros(pid) - partitionCpu0) / n,
+  };
 }

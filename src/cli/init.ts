@@ -300,6 +300,7 @@ partitions:
     user: ca
     pinFile: secrets/pin-issuing-ca
     spawn: true
+    # p11Socket: hsm/issuing-p11.sock   # PKCS#11 for programs (p11-kit), keys of purpose other only
 # The dev root's key lives in the separate partition hsm/root, which the server never opens.
 
 policies:

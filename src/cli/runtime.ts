@@ -140,6 +140,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
           dir: resolveIn(dataDir, partition.dir),
           socketPath,
           name,
+          args: p11Arguments(dataDir, partition),
           onLog: (line) => logger.info({ partition: name }, line),
         });
         closers.push(() => child.stop());
@@ -237,4 +238,15 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
 /** Each CA node writes its own audit hash chain (DESIGN.md "Storage"). */
 export function nodeId(): string {
   return process.env.SIGNET_NODE_ID ?? hostname();
+}
+
+/** `signet hsm serve` arguments for a partition's PKCS#11 socket (partitions.<name>.p11Socket). */
+function p11Arguments(dataDir: string, partition: SignetConfig['partitions'][string]): string[] {
+  if (partition.p11Socket === undefined) return [];
+  return [
+    '--p11-socket',
+    resolveIn(dataDir, partition.p11Socket),
+    ...(partition.p11SocketGroup !== undefined ? ['--p11-socket-group', partition.p11SocketGroup] : []),
+    ...(partition.p11User !== undefined ? ['--p11-user', partition.p11User] : []),
+  ];
 }

@@ -15,6 +15,7 @@ describe('the service configuration', () => {
     expect(config.crl.debounce).toBe('PT5S');
     expect(config.crl.importedExpiryWarning).toBe('P30D');
     expect(config.policies.dir).toBe('policies');
+    expect(config.partitions.issuing?.p11Socket).toBeUndefined();
     expect(config.rateLimit.failedAuthPerMinute).toBe(60);
     expect(config.audit.failedAuthInterval).toBe('PT1M');
   });
@@ -25,6 +26,17 @@ describe('the service configuration', () => {
     );
     expect(config.rateLimit).toEqual({ perMinute: 6000, failedAuthPerMinute: 5 });
     expect(config.audit.failedAuthInterval).toBe('PT10M');
+  });
+
+  it('takes a PKCS#11 socket for a partition it starts, with its group and user', () => {
+    const config = parseConfig(
+      'partitions:\n  issuing: { dir: d, socket: s, pinFile: p, p11Socket: hsm/p11.sock, p11SocketGroup: www-data, p11User: web }\ntrustedRoots: [r]\n',
+    );
+    expect(config.partitions.issuing).toMatchObject({
+      p11Socket: 'hsm/p11.sock',
+      p11SocketGroup: 'www-data',
+      p11User: 'web',
+    });
   });
 
   it.each([
@@ -53,6 +65,16 @@ describe('the service configuration', () => {
     ],
     ['a missing trust anchor list', 'partitions: {}\n', /trustedRoots/],
     ['duplicate keys', `${minimal}\nlog: { level: info }\nlog: { level: warn }\n`, /not valid YAML/],
+    [
+      'a PKCS#11 socket on a partition signet serve does not start',
+      'partitions:\n  issuing: { dir: d, socket: s, pinFile: p, spawn: false, p11Socket: p11.sock }\ntrustedRoots: [r]\n',
+      /partitions\.issuing\.p11Socket: .*spawn: true/,
+    ],
+    [
+      'a PKCS#11 user without its socket',
+      'partitions:\n  issuing: { dir: d, socket: s, pinFile: p, p11User: web }\ntrustedRoots: [r]\n',
+      /partitions\.issuing\.p11Socket: p11SocketGroup and p11User need p11Socket/,
+    ],
   ])('refuses %s and names the path', (_name, text, pattern) => {
     expect(() => parseConfig(text)).toThrow(ConfigError);
     expect(() => parseConfig(text)).toThrow(pattern);

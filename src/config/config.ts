@@ -14,19 +14,38 @@ const duration = z.string().regex(/^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\
   message: 'must be an ISO 8601 duration such as PT5S, PT1H or P1D',
 });
 
-const partitionSchema = z.strictObject({
-  /** Folder of the emulated partition. */
-  dir: z.string().min(1),
-  /** Unix socket the partition process listens on. */
-  socket: z.string().min(1),
-  /** File holding the unseal secret; absent means the partition is unsealed by an operator. */
-  unsealSecretFile: z.string().min(1).optional(),
-  /** The crypto user the server logs in as, and its PIN file. */
-  user: z.string().min(1).default('ca'),
-  pinFile: z.string().min(1),
-  /** Start the partition as a child of `signet serve` (embedded default), or connect to a running one. */
-  spawn: z.boolean().default(true),
-});
+const partitionSchema = z
+  .strictObject({
+    /** Folder of the emulated partition. */
+    dir: z.string().min(1),
+    /** Unix socket the partition process listens on. */
+    socket: z.string().min(1),
+    /** File holding the unseal secret; absent means the partition is unsealed by an operator. */
+    unsealSecretFile: z.string().min(1).optional(),
+    /** The crypto user the server logs in as, and its PIN file. */
+    user: z.string().min(1).default('ca'),
+    pinFile: z.string().min(1),
+    /** Start the partition as a child of `signet serve` (embedded default), or connect to a running one. */
+    spawn: z.boolean().default(true),
+    /**
+     * Also serve p11-kit's PKCS#11 RPC protocol on this socket (issue #26): programs using
+     * p11-kit-client.so reach the partition's keys of purpose `other`, never the CA's.
+     */
+    p11Socket: z.string().min(1).optional(),
+    /** A group allowed to connect to p11Socket (0660 instead of 0600). */
+    p11SocketGroup: z.string().min(1).optional(),
+    /** The partition user C_Login(CKU_USER) logs in as; default `ca`. */
+    p11User: z.string().min(1).optional(),
+  })
+  .refine((p) => p.spawn || (p.p11Socket ?? p.p11SocketGroup ?? p.p11User) === undefined, {
+    message:
+      'p11Socket, p11SocketGroup and p11User apply to a partition signet serve starts (spawn: true); give a partition served apart `signet hsm serve --p11-socket` instead',
+    path: ['p11Socket'],
+  })
+  .refine((p) => p.p11Socket !== undefined || (p.p11SocketGroup ?? p.p11User) === undefined, {
+    message: 'p11SocketGroup and p11User need p11Socket',
+    path: ['p11Socket'],
+  });
 
 const clientCertificateMapping = z.strictObject({
   /** Match on the client certificate's subject (RFC 4514 string) or one of its SANs. */

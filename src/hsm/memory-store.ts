@@ -4,6 +4,7 @@ import type {
   AuditSink,
   PartitionStore,
   PartitionVault,
+  StoredCertificate,
   StoredKeyObject,
   UserRecord,
 } from './store.ts';
@@ -25,11 +26,14 @@ const copyKey = (key: StoredKeyObject): StoredKeyObject => ({
 });
 
 /** Each read and write copies, so callers cannot change what is "stored" except by putKey/putUser. */
+const copyCertificate = (c: StoredCertificate): StoredCertificate => ({ ...c, der: Uint8Array.from(c.der) });
+
 export function createMemoryStore(
   seed: { keys?: StoredKeyObject[]; users?: UserRecord[] } = {},
 ): PartitionStore {
   const keys = new Map((seed.keys ?? []).map((k) => [k.id, copyKey(k)]));
   const users = new Map((seed.users ?? []).map((u) => [u.name, { ...u }]));
+  const certificates = new Map<string, StoredCertificate>();
   return {
     listKeys: async () => [...keys.values()].map(copyKey),
     getKey: async (id) => {
@@ -41,6 +45,19 @@ export function createMemoryStore(
     },
     deleteKey: async (id) => {
       keys.delete(id);
+      certificates.delete(id);
+    },
+    listCertificates: async () => [...certificates.values()].map(copyCertificate),
+    putCertificate: async (certificate) => {
+      if (!keys.has(certificate.keyId))
+        throw new HsmError(
+          'CKR_KEY_HANDLE_INVALID',
+          `no key ${certificate.keyId} to store a certificate for`,
+        );
+      certificates.set(certificate.keyId, copyCertificate(certificate));
+    },
+    deleteCertificate: async (keyId) => {
+      certificates.delete(keyId);
     },
     listUsers: async () => [...users.values()].map((u) => ({ ...u })),
     getUser: async (name) => {

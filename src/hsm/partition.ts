@@ -15,6 +15,7 @@ import {
 import { checkKeyRef, formatKeyUri, KEY_LABEL, PARTITION_NAME, parseKeyUri, USER_NAME } from './key-uri.ts';
 import { KEY_ALGORITHM_SPECS, type KeyAlgorithmSpec, MECHANISM_SPECS, signingInput } from './mechanisms.ts';
 import { PROTOCOL_VERSION } from './protocol.ts';
+import { mayRawSign, rawSign } from './raw-sign.ts';
 import type {
   AuditEvent,
   AuditSink,
@@ -41,6 +42,8 @@ import {
   type PartitionState,
   type PartitionStatus,
   type PartitionUserAdmin,
+  RAW_SIGN_MECHANISMS,
+  type RawSignRequest,
   ROLES,
   type Role,
   SIGN_MECHANISMS,
@@ -759,6 +762,37 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
     } catch (error) {
       throw new HsmError('CKR_DEVICE_ERROR', 'signing failed', { cause: error });
     }
+  }
+
+  /**
+   * Signs input the caller prepared (a digest, a DigestInfo: raw-sign.ts), for the PKCS#11 front
+   * end. Only keys whose purposes are exactly ['other'] may; audited like sign, purpose 'other'.
+   */
+  async signRaw(request: RawSignRequest): Promise<Uint8Array> {
+    return this.perform('sign', 'user', (event) => {
+      if (typeof request !== 'object' || request === null) throw bad('signRaw takes a request object');
+      if (!(RAW_SIGN_MECHANISMS as readonly string[]).includes(request.mechanism))
+        throw new HsmError(
+          'CKR_MECHANISM_INVALID',
+          `mechanism must be one of ${RAW_SIGN_MECHANISMS.join(', ')}`,
+        );
+      if (!(request.data instanceof Uint8Array)) throw bad('data is bytes');
+      const key = this.keyFor(request.key, event);
+      Object.assign(event, { purpose: 'other', mechanism: request.mechanism, length: request.data.length });
+      event.digest = hash('sha256', request.data, 'hex');
+      if (!mayRawSign(key.info)) {
+        throw new HsmError(
+          'CKR_KEY_FUNCTION_NOT_PERMITTED',
+          `key ${key.info.label} signs only what the partition hashes itself (its purposes are not exactly 'other')`,
+        );
+      }
+      try {
+        return rawSign(key.info, key.privateKey, request);
+      } catch (error) {
+        if (isHsmError(error)) throw error;
+        throw new HsmError('CKR_DEVICE_ERROR', 'signing failed', { cause: error });
+      }
+    });
   }
 
   /** C_SignInit: returns a handle for signUpdate / signFinal on this session. */

@@ -16,6 +16,7 @@ import {
   STATUS,
   SUPPORTED_VERSIONS,
 } from './protocol.ts';
+import type { AuditEvent } from './store.ts';
 import {
   HsmError,
   isHsmError,
@@ -44,8 +45,11 @@ export interface PartitionOp<A = unknown> {
   whenSealed?: boolean;
   /** Strict schema of `args`; a mismatch is answered CKR_ARGUMENTS_BAD naming the field. */
   args: z.ZodType<A>;
-  /** Returns a JSON-serialisable answer (octets as base64). */
-  run(session: PartitionSession, args: A): Promise<unknown>;
+  /**
+   * Returns a JSON-serialisable answer (octets as base64). An extension gets the audit record the
+   * server writes for the call, to name the key it acted on (built-in operations get none).
+   */
+  run(session: PartitionSession, args: A, event?: AuditEvent): Promise<unknown>;
 }
 
 export interface PartitionServerOptions {
@@ -226,7 +230,7 @@ export async function startPartitionServer(options: PartitionServerOptions): Pro
 }
 
 /** Removes a socket file left by a partition that died; refuses to touch a live socket or any other file. */
-async function clearStaleSocket(socketPath: string): Promise<void> {
+export async function clearStaleSocket(socketPath: string): Promise<void> {
   const stat = await lstat(socketPath).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return undefined;
     throw error;
@@ -469,7 +473,7 @@ class Connection {
       : this.session.perform(
           name,
           definition.access,
-          () => definition.run(this.session, parsed.data as never),
+          (event) => definition.run(this.session, parsed.data as never, event),
           {
             whenSealed: definition.whenSealed ?? false,
           },

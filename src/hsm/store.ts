@@ -12,6 +12,7 @@ import type {
   KeyAlgorithm,
   KeyUsage,
   PartitionStatus,
+  RawSignMechanism,
   Role,
   SignMechanism,
   SignPurpose,
@@ -31,6 +32,21 @@ export interface StoredKeyObject {
   publicKey: Uint8Array;
   /** PKCS#8 PrivateKeyInfo, DER. Never leaves the partition process for a non-extractable key. */
   privateKey: Uint8Array;
+}
+
+/**
+ * An X.509 certificate stored beside its key (PKCS#11 CKO_CERTIFICATE, issue #26), so PKCS#11
+ * clients find the pair by label or id. At most one per key; it goes when the key goes.
+ */
+export interface StoredCertificate {
+  /** The key it certifies (CKA_ID of both). */
+  keyId: string;
+  /** CKA_LABEL of the certificate object. */
+  label: string;
+  /** The certificate, DER. */
+  der: Uint8Array;
+  /** RFC 3339. */
+  storedAt: string;
 }
 
 export interface UserRecord {
@@ -55,6 +71,15 @@ export interface PartitionStore {
   putUser(user: UserRecord): Promise<void>;
   /** Optional: without it the partition answers deleteUser with CKR_FUNCTION_NOT_SUPPORTED. */
   deleteUser?(name: string): Promise<void>;
+  /**
+   * Optional, with putCertificate and deleteCertificate: certificates stored beside keys. Without
+   * them a store keeps none (importing one answers CKR_FUNCTION_NOT_SUPPORTED). deleteKey also
+   * removes the key's certificate.
+   */
+  listCertificates?(): Promise<StoredCertificate[]>;
+  /** Adds or replaces the certificate of `keyId`, which must be a stored key. */
+  putCertificate?(certificate: StoredCertificate): Promise<void>;
+  deleteCertificate?(keyId: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -69,8 +94,8 @@ export interface AuditEvent {
   purpose?: SignPurpose;
   /** SHA-256 (hex) of the data signed. */
   digest?: string;
-  /** The signature mechanism, for sign operations. */
-  mechanism?: SignMechanism;
+  /** The signature mechanism, for sign operations (raw ones from the PKCS#11 front end too). */
+  mechanism?: SignMechanism | RawSignMechanism;
   /** Octets signed (the whole message for a multi-part signature). */
   length?: number;
   /** The name of the user an officer operation acted on (createUser, unlockUser, ...). */

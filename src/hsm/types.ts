@@ -30,6 +30,24 @@ export const SIGN_MECHANISMS = [
 ] as const;
 export type SignMechanism = (typeof SIGN_MECHANISMS)[number];
 
+/**
+ * Mechanisms over input the caller prepared, for PKCS#11 clients of the p11-kit front end (p11/):
+ * `ecdsa-raw` (CKM_ECDSA, a digest), `ecdsa-sha1` (CKM_ECDSA_SHA1), `rsa-pkcs1-raw` (CKM_RSA_PKCS, a
+ * DigestInfo) and `rsa-pss-raw` (CKM_RSA_PKCS_PSS, a digest). Only keys whose purposes are exactly
+ * ['other'] sign with them (raw-sign.ts): they could cover a to-be-signed certificate unlinted.
+ */
+export const RAW_SIGN_MECHANISMS = ['ecdsa-raw', 'ecdsa-sha1', 'rsa-pkcs1-raw', 'rsa-pss-raw'] as const;
+export type RawSignMechanism = (typeof RAW_SIGN_MECHANISMS)[number];
+
+export interface RawSignRequest {
+  key: KeyRef;
+  mechanism: RawSignMechanism;
+  /** The digest (ecdsa-raw, rsa-pss-raw), the DigestInfo (rsa-pkcs1-raw) or the message (ecdsa-sha1). */
+  data: Uint8Array;
+  /** rsa-pss-raw: the hash of the digest (MGF1 uses the same) and the salt length in octets. */
+  pss?: { hash: 'sha1' | 'sha256' | 'sha384' | 'sha512'; saltLength: number };
+}
+
 /** What a signature is for; recorded in the partition's audit log and used by `signet audit reconcile`. */
 export const SIGN_PURPOSES = ['certificate', 'crl', 'ocsp', 'other'] as const;
 export type SignPurpose = (typeof SIGN_PURPOSES)[number];

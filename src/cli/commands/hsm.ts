@@ -13,6 +13,7 @@ const SUBCOMMANDS: Record<string, string> = {
   status: 'show a partition: state, sealing, protocol version, keys',
   unseal: 'unseal a served partition with its secret or custodian shares',
   keys: 'list, create, destroy keys and print public keys',
+  certificate: 'store a certificate beside its key, for PKCS#11 clients',
   user: 'manage partition users and PINs',
   audit: "verify and read the partition's audit log",
   backup: 'write an encrypted backup of a partition folder',
@@ -27,7 +28,7 @@ const usage = () => `usage: signet hsm <subcommand> [options]
 
 subcommands:
 ${Object.entries(SUBCOMMANDS)
-  .map(([name, text]) => `  ${name.padEnd(9)}${text}`)
+  .map(([name, text]) => `  ${name.padEnd(12)}${text}`)
   .join('\n')}
 
 Run 'signet hsm <subcommand> --help' for its options.`;

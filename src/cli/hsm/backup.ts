@@ -88,6 +88,8 @@ export async function run(argv: string[]): Promise<number> {
     console.log(`${summary.added.length} keys added to ${values.dir}, ${summary.unchanged} already there`);
     for (const key of summary.added) console.log(`  added ${key.label} (${key.id})`);
     for (const key of summary.notInBackup) console.log(`  kept ${key.label} (${key.id}): not in the backup`);
+    if (summary.certificates > 0)
+      console.log(`${summary.certificates} certificates stored beside keys copied`);
   }
   return EXIT.ok;
 }

@@ -10,6 +10,8 @@ import {
   MemoryAuditSink,
   verifyPinScrypt,
 } from '../../hsm/memory-store.ts';
+import { createCertificateOps } from '../../hsm/p11/certificates.ts';
+import { type P11Server, startP11Server } from '../../hsm/p11/server.ts';
 import { EmulatedPartition } from '../../hsm/partition.ts';
 import { type PartitionOp, startPartitionServer } from '../../hsm/server.ts';
 import type { OpenPartitionCustody, PartitionCustody } from '../../hsm/store.ts';
@@ -29,7 +31,14 @@ Runs one partition process. Clients reach it only through the Unix socket (mode 
   --socket-group G   also let group G (name or number) connect: the socket is created 0600,
                      then given to G and opened to 0660 (the CA as another OS user, README)
   --exit-with-stdin  stop when standard input closes (how a parent process keeps its partition
-                     from outliving it)`;
+                     from outliving it)
+  --p11-socket PATH  also answer p11-kit's PKCS#11 RPC protocol on this socket (mode 0600), for
+                     programs using p11-kit-client.so with P11_KIT_SERVER_ADDRESS=unix:path=PATH;
+                     only keys whose purposes are exactly 'other' are visible there
+  --p11-socket-group G
+                     let group G connect to the PKCS#11 socket too (0660)
+  --p11-user NAME    the partition user C_Login(CKU_USER) logs in as; default 'ca'
+                     (C_Login(CKU_SO) is the officer)`;
 
 const ephemeralSpec = z.strictObject({
   users: z.array(z.strictObject({ name: z.string(), role: z.enum(ROLES), pin: z.string().min(1) })).max(64),
@@ -44,6 +53,9 @@ export async function run(argv: string[]): Promise<number> {
     name: { type: 'string' },
     'socket-group': { type: 'string' },
     'exit-with-stdin': { type: 'boolean' },
+    'p11-socket': { type: 'string' },
+    'p11-socket-group': { type: 'string' },
+    'p11-user': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -60,6 +72,13 @@ export async function run(argv: string[]): Promise<number> {
   // sockaddr_un.sun_path holds 108 octets, the terminating NUL included (unix(7)).
   if (Buffer.byteLength(socketPath) > 107)
     throw new UsageError(`socket path ${socketPath} is too long; pass a shorter --socket`);
+  const p11SocketPath = values['p11-socket'];
+  if (p11SocketPath !== undefined && Buffer.byteLength(p11SocketPath) > 107)
+    throw new UsageError(`socket path ${p11SocketPath} is too long; pass a shorter --p11-socket`);
+  if (p11SocketPath === undefined && (values['p11-socket-group'] ?? values['p11-user']) !== undefined)
+    throw new UsageError('--p11-socket-group and --p11-user need --p11-socket');
+  if (p11SocketPath !== undefined && resolve(p11SocketPath) === resolve(socketPath))
+    throw new UsageError('--p11-socket must differ from --socket');
 
   const log = (line: string) => process.stderr.write(`signet hsm [${name}]: ${line}\n`);
   const custody = values.ephemeral
@@ -73,15 +92,42 @@ export async function run(argv: string[]): Promise<number> {
       cause: error,
     });
   }
-  const extensions = await custodyOps(partition, custody);
+  const extensions = { ...(await custodyOps(partition, custody)), ...createCertificateOps(partition) };
+  // The PKCS#11 socket first: whoever waits for the partition's own socket then finds both.
+  let p11: P11Server | undefined;
+  if (p11SocketPath !== undefined) {
+    try {
+      p11 = await startP11Server({
+        partition,
+        socketPath: p11SocketPath,
+        ...(values['p11-user'] ? { user: values['p11-user'] } : {}),
+        log,
+      });
+      if (values['p11-socket-group'] !== undefined)
+        await shareSocket(p11SocketPath, values['p11-socket-group']);
+    } catch (error) {
+      await p11?.close();
+      await partition.close();
+      throw new CliError(
+        `cannot serve PKCS#11 on ${p11SocketPath}: ${(error as Error).message}`,
+        EXIT.failed,
+        {
+          cause: error,
+        },
+      );
+    }
+    log(`serving PKCS#11 (p11-kit RPC) on ${p11SocketPath}`);
+  }
   const server = await startPartitionServer({ partition, socketPath, log, extensions }).catch(
     async (error: Error) => {
+      await p11?.close();
       await partition.close();
       throw new CliError(`cannot serve on ${socketPath}: ${error.message}`, EXIT.failed, { cause: error });
     },
   );
   if (values['socket-group'] !== undefined) {
     await shareSocket(socketPath, values['socket-group']).catch(async (error: Error) => {
+      await p11?.close();
       await server.close();
       await partition.close();
       throw new CliError(`cannot share ${socketPath} with group ${values['socket-group']}: ${error.message}`);
@@ -96,6 +142,7 @@ export async function run(argv: string[]): Promise<number> {
       stopping = true;
       log(`stopping (${why})`);
       void (async () => {
+        await p11?.close();
         await server.close();
         await partition.close();
         process.stdin.destroy();

@@ -1,6 +1,6 @@
 import { createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
 import type { AuditEvent } from '../store.ts';
-import { SIGN_MECHANISMS, SIGN_PURPOSES } from '../types.ts';
+import { RAW_SIGN_MECHANISMS, SIGN_MECHANISMS, SIGN_PURPOSES } from '../types.ts';
 import { canonicalJson, fromBase64, isRecord, sha256Hex, toBase64 } from './codec.ts';
 
 /**
@@ -34,6 +34,7 @@ export interface AuditHead {
 }
 
 const HASH = /^[0-9a-f]{64}$/;
+const KNOWN_MECHANISMS = new Set<string>([...SIGN_MECHANISMS, ...RAW_SIGN_MECHANISMS]);
 const OPTIONAL_FIELDS = [
   'user',
   'keyId',
@@ -81,7 +82,7 @@ export function eventProblem(event: AuditEvent): string | undefined {
       return `audit event field ${field} must be a non-negative integer`;
     }
   }
-  if (event.mechanism !== undefined && !(SIGN_MECHANISMS as readonly string[]).includes(event.mechanism)) {
+  if (event.mechanism !== undefined && !KNOWN_MECHANISMS.has(event.mechanism)) {
     return 'audit event field mechanism is not a known mechanism';
   }
   if (event.purpose !== undefined && !(SIGN_PURPOSES as readonly string[]).includes(event.purpose)) {

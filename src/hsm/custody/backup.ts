@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { HsmError, isHsmError } from '../types.ts';
 import { isTempName, readFileIfExists } from './atomic-file.ts';
 import { type Clock, fromBase64, isRecord, systemClock, toBase64 } from './codec.ts';
-import { type LoadedPartition, loadPartition } from './file-store.ts';
+import { type LoadedPartition, loadPartition, type SealedFileStore } from './file-store.ts';
 import {
   HEADER_FILE,
   type PartitionHeader,
@@ -12,7 +12,7 @@ import {
   type UnsealMaterial,
   unsealMasterKey,
 } from './header.ts';
-import { INDEX_FILE, KEYS_DIR, keyFile } from './objects.ts';
+import { INDEX_FILE, type IndexCertificate, KEYS_DIR, keyFile } from './objects.ts';
 import { derivePartitionKeys, type PartitionKeys } from './seal.ts';
 import { openPartitionVault, publishPartition, writeContent } from './vault.ts';
 
@@ -40,6 +40,8 @@ export interface SyncSummary {
   unchanged: number;
   /** Keys the clone has that the backup lacks (destroyed at the source, or created on the clone); left alone. */
   notInBackup: { id: string; label: string }[];
+  /** Certificates stored beside keys (issue #26) the clone lacked or held an older one of, now copied. */
+  certificates: number;
 }
 
 interface ParsedBackup {
@@ -207,6 +209,28 @@ export async function restoreBackup({
   };
 }
 
+/**
+ * Copies the backup's certificates into the clone: those of keys the clone has, where it has none
+ * or an older one (a renewal stored at the source since). Answers how many were copied.
+ */
+async function syncCertificates(
+  store: SealedFileStore,
+  from: Record<string, IndexCertificate>,
+  record: (keyId: string) => Promise<void>,
+): Promise<number> {
+  const mine = new Map((await store.listCertificates()).map((c) => [c.keyId, c]));
+  let copied = 0;
+  for (const [keyId, certificate] of Object.entries(from)) {
+    const have = mine.get(keyId);
+    if ((have && have.storedAt >= certificate.storedAt) || !(await store.getKey(keyId))) continue;
+    const der = fromBase64(certificate.der, 'certificate');
+    await store.putCertificate({ keyId, label: certificate.label, der, storedAt: certificate.storedAt });
+    await record(keyId);
+    copied += 1;
+  }
+  return copied;
+}
+
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
@@ -275,6 +299,9 @@ export async function syncBackup({
           keyLabel: key.label,
           detail: `from a backup made ${backup.createdAt}`,
         });
+      const certificates = await syncCertificates(store, loaded.index.certificates ?? {}, (keyId) =>
+        audit('syncCertificate', 'ok', { keyId, detail: `from a backup made ${backup.createdAt}` }),
+      );
       const notInBackup = [...local.values()]
         .filter((key) => !loaded.keys.has(key.id))
         .map(({ id, label }) => ({ id, label }));
@@ -284,6 +311,7 @@ export async function syncBackup({
         added: added.map(({ id, label }) => ({ id, label })),
         unchanged,
         notInBackup,
+        certificates,
       };
     } catch (error) {
       await audit('syncBackup', isHsmError(error) ? error.code : 'hsm.device_error').catch(() => {});

@@ -1,9 +1,9 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { PartitionStore, StoredKeyObject, UserRecord } from '../store.ts';
+import type { PartitionStore, StoredCertificate, StoredKeyObject, UserRecord } from '../store.ts';
 import { HsmError } from '../types.ts';
 import { fsyncDir, isTempName, readFileIfExists, writeFileAtomic } from './atomic-file.ts';
-import { sha256Hex } from './codec.ts';
+import { fromBase64, sha256Hex, toBase64 } from './codec.ts';
 import {
   checkKeyObject,
   checkUser,
@@ -233,11 +233,59 @@ export class SealedFileStore implements PartitionStore {
       if (!this.#keys.has(id)) return;
       const keys = { ...this.#index.keys };
       delete keys[id];
-      await this.#writeIndex({ ...this.#index, generation: this.#index.generation + 1, keys });
+      // The key's certificate goes in the same index write.
+      const certificates = { ...this.#index.certificates };
+      delete certificates[id];
+      await this.#writeIndex({
+        ...this.#index,
+        generation: this.#index.generation + 1,
+        keys,
+        certificates,
+      });
       this.#keys.delete(id);
       // The index no longer lists it, so it is gone for good; remove the bytes too.
       await rm(join(this.dir, keyFile(id)), { force: true });
       await fsyncDir(join(this.dir, KEYS_DIR));
+    });
+  }
+
+  async listCertificates(): Promise<StoredCertificate[]> {
+    return Object.entries(this.#index.certificates ?? {}).map(([keyId, c]) => ({
+      keyId,
+      label: c.label,
+      der: new Uint8Array(fromBase64(c.der, 'der')),
+      storedAt: c.storedAt,
+    }));
+  }
+
+  /** Adds or replaces a key's certificate: one atomic index write. */
+  putCertificate(certificate: StoredCertificate): Promise<void> {
+    return this.#serially(async () => {
+      if (!this.#keys.has(certificate.keyId)) {
+        throw new HsmError(
+          'CKR_KEY_HANDLE_INVALID',
+          `no key ${certificate.keyId} to store a certificate for`,
+        );
+      }
+      const entry = {
+        label: certificate.label,
+        der: toBase64(certificate.der),
+        storedAt: certificate.storedAt,
+      };
+      await this.#writeIndex({
+        ...this.#index,
+        generation: this.#index.generation + 1,
+        certificates: { ...this.#index.certificates, [certificate.keyId]: entry },
+      });
+    });
+  }
+
+  deleteCertificate(keyId: string): Promise<void> {
+    return this.#serially(async () => {
+      if (!this.#index.certificates?.[keyId]) return;
+      const certificates = { ...this.#index.certificates };
+      delete certificates[keyId];
+      await this.#writeIndex({ ...this.#index, generation: this.#index.generation + 1, certificates });
     });
   }
 

@@ -35,6 +35,19 @@ export interface IndexContent {
   users: UserRecord[];
   /** Key id -> SHA-256 (hex) of its file as stored. */
   keys: Record<string, string>;
+  /**
+   * Key id -> the certificate stored beside that key (issue #26). Kept in the index, not in a file
+   * of its own, so that adding or replacing one is a single atomic write and it is sealed, backed
+   * up and restored with everything else. Absent when there is none.
+   */
+  certificates?: Record<string, IndexCertificate>;
+}
+
+export interface IndexCertificate {
+  label: string;
+  /** DER, base64. */
+  der: string;
+  storedAt: string;
 }
 
 function integrity(file: string, why: string): never {
@@ -198,6 +211,9 @@ export function sealIndex(objectsKey: KeyObject, partitionId: string, index: Ind
         locked,
       })),
       keys: index.keys,
+      ...(index.certificates && Object.keys(index.certificates).length > 0
+        ? { certificates: index.certificates }
+        : {}),
     }),
   );
   const { nonce, sealed } = seal(objectsKey, plaintext, indexAad(partitionId));
@@ -255,7 +271,17 @@ export function openIndex(
     typeof index.createdAt === 'string' &&
     Array.isArray(index.users) &&
     isRecord(index.keys) &&
-    Object.entries(index.keys).every(([id, hash]) => KEY_ID.test(id) && typeof hash === 'string');
+    Object.entries(index.keys).every(([id, hash]) => KEY_ID.test(id) && typeof hash === 'string') &&
+    (index.certificates === undefined ||
+      (isRecord(index.certificates) &&
+        Object.entries(index.certificates).every(
+          ([id, c]) =>
+            id in index.keys &&
+            isRecord(c) &&
+            typeof c.label === 'string' &&
+            typeof c.der === 'string' &&
+            typeof c.storedAt === 'string',
+        )));
   if (!ok) integrity(file, 'holds malformed content');
   try {
     for (const user of index.users) checkUser(user);
