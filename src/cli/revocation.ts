@@ -4,10 +4,16 @@ import type { SignetConfig } from '../config/config.ts';
 import type { CertificatesRepository } from '../db/certificates.repository.ts';
 import type { CrlsRepository } from '../db/crls.repository.ts';
 import type { Database } from '../db/database.ts';
+import { crlWorkKey, type OwedWorkRepository, parseCrlWorkKey } from '../db/owed-work.repository.ts';
 import type { ReplayGuardRepository } from '../db/replay-guard.repository.ts';
 import type { Clock } from '../lib/clock.ts';
 import { parseDuration } from '../lib/duration.ts';
-import { type CrlScheduler, type CrlStore, createCrlScheduler } from '../revocation/crl-scheduler.ts';
+import {
+  type CrlScheduler,
+  type CrlStore,
+  createCrlScheduler,
+  type OwedCrls,
+} from '../revocation/crl-scheduler.ts';
 import { createOcspResponder, type OcspResponder } from '../revocation/ocsp-responder.ts';
 import { partitionSigner } from '../revocation/partition-signer.ts';
 import { createRevokeUseCase, type RevokeUseCase } from '../revocation/revoke.usecase.ts';
@@ -16,7 +22,8 @@ import { createRevokeByKey, type RevokeByKey } from '../revocation/revoke-by-key
 /**
  * Revocation as `signet serve` runs it: the revoke use case (which tells the CRL scheduler), the
  * CRL scheduler (CRLs signed through the partition with purpose `crl`, stored so every node
- * serves the same bytes, one writer per issuer through a PostgreSQL advisory lock), revocation
+ * serves the same bytes, one writer per issuer through a PostgreSQL advisory lock, driven by the
+ * CRLs that revocations owe in the owed_work outbox), revocation
  * by proof of key possession (jti replay guard in the database) and the OCSP responder (purpose
  * `ocsp`).
  */
@@ -37,8 +44,31 @@ export interface RevocationRuntimeOptions {
   issuers: IssuerSet;
   certificates: CertificatesRepository;
   crls: CrlsRepository;
+  owedWork: OwedWorkRepository;
   replayGuard: ReplayGuardRepository;
   nodeId: string;
+}
+
+/** The owed_work outbox, kind `crl`, as the CRL scheduler reads it. */
+export function owedCrls(owedWork: OwedWorkRepository): OwedCrls {
+  return {
+    async list() {
+      return (await owedWork.list('crl')).flatMap((row) => {
+        const scope = parseCrlWorkKey(row.key);
+        return scope ? [{ ...scope, owedSince: row.createdAt }] : [];
+      });
+    },
+    async claim(issuerId, shard) {
+      const claim = await owedWork.claim('crl', crlWorkKey(issuerId, shard));
+      return (
+        claim && { owedSince: claim.createdAt, settle: (claimedAt) => owedWork.settle(claim, { claimedAt }) }
+      );
+    },
+    async recordFailure(issuerId, shard, error) {
+      const message = error instanceof Error ? error.message : String(error);
+      await owedWork.recordFailure('crl', crlWorkKey(issuerId, shard), message);
+    },
+  };
 }
 
 function durationMs(text: string): number {
@@ -72,6 +102,9 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     store,
     clock,
     lock: (name, fn) => options.database.withAdvisoryLock(name, fn),
+    owed: owedCrls(options.owedWork),
+    // The partition answers and is unsealed: after an outage, owed CRLs follow at once (issue #17).
+    signerReady: async (issuerId) => (await issuers.get(issuerId)?.keyManager.status())?.state === 'unsealed',
     nodeId: options.nodeId,
     validityMs: durationMs(config.crl.validity),
     debounceMs: durationMs(config.crl.debounce),
