@@ -520,7 +520,9 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
       if (rescanTimer !== undefined) timers.clearTimeout(rescanTimer);
       if (pollTimer !== undefined) timers.clearTimeout(pollTimer);
       for (const state of states.values()) clear(state);
-      await Promise.all([...states.values()].map((state) => state.chain));
+      // A look at the outbox under way ends before the database may close.
+      await polling.catch(() => {});
+      await Promise.all([...states.values()].flatMap((state) => [state.chain, state.probing]));
     },
 
     notifyRevocation(issuerId) {
