@@ -9,8 +9,7 @@ CREATE TABLE "owed_work" (
 	"attempts" integer DEFAULT 0 NOT NULL,
 	"last_error" text,
 	"last_attempt_at" timestamp (3) with time zone,
-	CONSTRAINT "owed_work_pkey" PRIMARY KEY("kind","key"),
-	CONSTRAINT "owed_work_kind_known" CHECK ("owed_work"."kind" in ('crl'))
+	CONSTRAINT "owed_work_pkey" PRIMARY KEY("kind","key")
 );
 --> statement-breakpoint
 ALTER TABLE "idempotency_records" ADD COLUMN "owner" text;--> statement-breakpoint
