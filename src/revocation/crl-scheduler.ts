@@ -313,6 +313,8 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
       if (!issuer) return undefined;
       const current = (await store.getLatestInfo(issuer.id, SHARD, 'full')) ?? undefined;
       if (!needsCrl(issuer, current)) {
+        // Its last CRL is past every certificate's expiry (RFC 5280 §3.3): owing one is moot.
+        await (await owed?.claim(issuer.id, SHARD))?.settle(clock.now());
         next = undefined;
         return undefined;
       }
@@ -473,7 +475,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
   async function pollOwed(): Promise<void> {
     if (!owed || stopped) return;
     for (const item of await owed.list()) {
-      // TODO(#17): only shard 0 is published until sharded CRLs are made; others stay owed.
+      // TODO(#28): only shard 0 is published until sharded CRLs are made; others stay owed.
       if (item.shard !== SHARD) continue;
       const state = states.get(item.issuerId);
       if (!state?.issuer || state.running || state.queued) continue;

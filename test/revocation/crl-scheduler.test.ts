@@ -604,6 +604,21 @@ describe('the CRL scheduler with durable owed CRLs (issue #17)', () => {
     expect(built.owed.rows.size).toBe(0);
   });
 
+  test('drops a CRL owed for an issuer whose last CRL is past every expiry, publishing nothing', async () => {
+    const { scheduler, store, advance, owed } = durable({
+      owedPollMs: SECOND,
+      issuer: { issuing: false, lastCertificateExpiry: new Date(Date.parse(START) - DAY) },
+    });
+    await scheduler.start();
+    await advance(0);
+    expect(store.saved).toHaveLength(1);
+    owed.owe('dev-intermediate');
+    await advance(SECOND);
+    await advance(0);
+    expect(owed.rows.size).toBe(0);
+    expect(store.saved).toHaveLength(1);
+  });
+
   test('makes one CRL when two nodes were both told of a revocation', async () => {
     const a = durable({ owedPollMs: 60 * SECOND });
     let held = false;
