@@ -613,7 +613,7 @@ describe('the CRL scheduler with durable owed CRLs (issue #17)', () => {
     await advance(0);
     expect(store.saved).toHaveLength(1);
     owed.owe('dev-intermediate');
-    await advance(SECOND);
+    await advance(5 * SECOND);
     await advance(0);
     expect(owed.rows.size).toBe(0);
     expect(store.saved).toHaveLength(1);
