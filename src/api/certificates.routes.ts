@@ -9,6 +9,7 @@ import type { ApiEnv, Principal } from './env.ts';
 import { apiErrors } from './errors.ts';
 import { isJsonType, iso, mediaType, negotiate, readJson, readQuery, toPem } from './http.ts';
 import { mayUsePolicy } from './middleware/auth.ts';
+import { REPLAYED_HEADER } from './middleware/idempotency.ts';
 import { type RouteContext, requesterOf } from './routes.ts';
 import { issueBodySchema, listCertificatesQuerySchema, rawIssueQuerySchema } from './schemas.ts';
 
@@ -170,22 +171,32 @@ export function certificatesRoutes({ deps, guard, idempotent, metrics }: RouteCo
       }
       // Label by known policy names only, so a caller cannot grow the metric's label set.
       const policyLabel = deps.policies.get(request.policy) ? request.policy : 'unknown';
-      let issued: IssuedCertificate;
-      try {
-        issued = await ca.issue({
-          csr: request.csr,
-          policy: request.policy,
-          overrides: request.overrides,
-          requester: requesterOf(principal),
-        });
-      } catch (error) {
-        metrics.issuances.inc({
-          policy: policyLabel,
-          outcome: error instanceof AppError && error.category !== 'internal' ? error.code : 'error',
-        });
-        throw error;
+      const idempotency = c.get('idempotency');
+      // The first attempt of this idempotent request stored a certificate, then its server died:
+      // the retry gets that certificate, not a second one (issue #17).
+      let issued = idempotency?.recoveredSerial ? await ca.stored(idempotency.recoveredSerial) : null;
+      if (issued) {
+        c.header(REPLAYED_HEADER, 'true');
+      } else {
+        try {
+          issued = await ca.issue({
+            csr: request.csr,
+            policy: request.policy,
+            overrides: request.overrides,
+            requester: requesterOf(principal),
+            ...(idempotency
+              ? { idempotency: { credentialId: idempotency.credentialId, key: idempotency.key } }
+              : {}),
+          });
+        } catch (error) {
+          metrics.issuances.inc({
+            policy: policyLabel,
+            outcome: error instanceof AppError && error.category !== 'internal' ? error.code : 'error',
+          });
+          throw error;
+        }
+        metrics.issuances.inc({ policy: policyLabel, outcome: 'issued' });
       }
-      metrics.issuances.inc({ policy: policyLabel, outcome: 'issued' });
       c.header('location', `/v1/certificates/${issued.serialNumber}`);
       if (negotiate(c.req.header('accept'), ['application/json', PEM_CHAIN]) === PEM_CHAIN) {
         c.header('content-type', PEM_CHAIN);

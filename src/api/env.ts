@@ -20,6 +20,11 @@ export interface ApiVariables {
   requestId: string;
   logger: Logger;
   principal: Principal | undefined;
+  /**
+   * Set by the idempotency middleware for a request with an Idempotency-Key. `recoveredSerial`:
+   * the first attempt died after storing this certificate; answer with it instead of issuing.
+   */
+  idempotency: { credentialId: string; key: string; recoveredSerial: string | null } | undefined;
 }
 
 export interface ApiEnv {

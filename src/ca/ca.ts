@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { AuditEventInput, AuditRepository } from '../db/audit.repository.ts';
 import type { CertificateReservation, CertificatesRepository } from '../db/certificates.repository.ts';
+import type { IdempotencyLink, IdempotencyRepository } from '../db/idempotency.repository.ts';
 import { HsmError } from '../hsm/types.ts';
 import { createBatcher } from '../lib/batcher.ts';
 import type { Clock } from '../lib/clock.ts';
@@ -29,6 +30,8 @@ export interface CertificateAuthorityOptions {
   issuers: IssuerSet;
   certificates: CertificatesRepository;
   audit: AuditRepository;
+  /** Links a stored certificate to the Idempotency-Key record of its request (same transaction). */
+  idempotency?: Pick<IdempotencyRepository, 'linkWithin'>;
   blocklist?: KeyBlocklist;
   maxCsrBytes?: number;
   /** Where misissuance and internal failures are reported (never to the client). */
@@ -48,16 +51,22 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
       return items.map((item) => !taken.has(item.serial));
     },
   });
-  // Storing a certificate and appending its audit event share one transaction per batch: both
-  // commit or neither does, and a batch costs one commit instead of two.
-  const stores = createBatcher<{ serial: string; der: Uint8Array; event: AuditEventInput }, boolean>({
+  // Storing a certificate, appending its audit event and linking it to its idempotent request
+  // share one transaction per batch: all commit or none does, and a batch costs one commit.
+  const stores = createBatcher<
+    { serial: string; der: Uint8Array; event: AuditEventInput; link?: IdempotencyLink },
+    boolean
+  >({
     flush: async (items) => {
-      const { notStored } = await certificates.markIssuedManyWith(items, (tx, notStored) => {
+      const { notStored } = await certificates.markIssuedManyWith(items, async (tx, notStored) => {
         const failed = new Set(notStored);
-        return audit.appendWithin(
+        const stored = items.filter((item) => !failed.has(item.serial));
+        await audit.appendWithin(
           tx,
-          items.filter((item) => !failed.has(item.serial)).map((item) => item.event),
+          stored.map((item) => item.event),
         );
+        const links = stored.flatMap((item) => (item.link ? [item.link] : []));
+        if (links.length > 0) await options.idempotency?.linkWithin(tx, links);
       });
       const failed = new Set(notStored);
       return items.map((item) => !failed.has(item.serial));
@@ -179,6 +188,7 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
       const stored = await stores.submit({
         serial: built.serialNumber,
         der,
+        ...(input.idempotency ? { link: { ...input.idempotency, serial: built.serialNumber } } : {}),
         event: {
           actor: input.requester.id,
           action: 'certificate.issue',
@@ -231,6 +241,30 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
         issuer: issuer.id,
       };
       return issued;
+    },
+
+    async stored(serial) {
+      const record = await certificates.findBySerial(serial);
+      if (!record?.der || (record.status !== 'good' && record.status !== 'revoked')) return null;
+      const issuer = issuers.get(record.issuerId);
+      if (!issuer) {
+        // Answering "not stored" would issue a second certificate: refuse until the issuer is back.
+        throw new AppError(
+          'ca.issuer_unavailable',
+          'unavailable',
+          `issuer ${record.issuerId} of certificate ${serial} is not available on this server`,
+        );
+      }
+      return {
+        serialNumber: record.serial,
+        certificateDer: record.der,
+        certificatePem: certificateToPem(record.der),
+        chainPem: issuer.chainPem,
+        notBefore: record.notBefore,
+        notAfter: record.notAfter,
+        policy: record.policy,
+        issuer: issuer.id,
+      };
     },
 
     async evaluate(input): Promise<EvaluationResult> {

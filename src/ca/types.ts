@@ -23,6 +23,11 @@ export interface IssueInput {
   /** Fields the policy lets a request override (API body instead of the CSR). */
   overrides?: { sans?: San[]; validity?: string };
   requester: Requester;
+  /**
+   * The Idempotency-Key request this issuance answers: the certificate is linked to its record in
+   * the transaction that stores it, so a retry after a crash finds it (issue #17).
+   */
+  idempotency?: { credentialId: string; key: string };
 }
 
 export interface IssuedCertificate {
@@ -57,6 +62,11 @@ export interface EvaluationResult {
 
 export interface CertificateAuthority {
   issue(input: IssueInput): Promise<IssuedCertificate>;
+  /**
+   * A certificate already issued and stored, as issue() returned it: for the retry of an
+   * idempotent request whose first attempt stored it. Null when none is stored under the serial.
+   */
+  stored(serial: string): Promise<IssuedCertificate | null>;
   /** The dry run: evaluates the CSR against the policy, signs nothing. */
   evaluate(input: IssueInput): Promise<EvaluationResult>;
 }

@@ -1,6 +1,6 @@
 import { randomBytes, type webcrypto } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createApiKey } from '../api/auth/api-keys.ts';
@@ -70,6 +70,10 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
   if (existsSync(configFile))
     throw new AlreadyInitialisedError(`${configFile} exists: ${dataDir} is already initialised`);
 
+  // The folder is private whether init creates it or finds it (issue #17): mkdir's mode applies
+  // only to folders it creates.
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await chmod(dataDir, 0o700);
   const secrets = path.join(dataDir, 'secrets');
   const offline = path.join(secrets, 'offline');
   await mkdir(offline, { recursive: true, mode: 0o700 });
@@ -260,8 +264,10 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
     } finally {
       await database.close();
     }
+    if (!options.databaseUrl) await makePrivate(path.join(dataDir, 'db'));
 
-    await writeFile(configFile, configYaml(options), { flag: 'wx' });
+    await writeFile(configFile, configYaml(options), { flag: 'wx', mode: 0o600 });
+    await chmod(configFile, 0o600);
     log(`wrote ${configFile}`);
     return {
       configFile,
@@ -273,6 +279,21 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
     for (const client of clients) await client.close().catch(() => {});
     for (const child of started) await child.stop().catch(() => {});
   }
+}
+
+/**
+ * Removes group and other access under `dir`. PGlite creates its files with the process umask;
+ * the folder itself is 0700 (src/db/database.ts), and its files are made owner-only as well so
+ * that a copy or backup that keeps modes stays private.
+ */
+async function makePrivate(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    const file = path.join(entry.parentPath, entry.name);
+    if (entry.isSymbolicLink()) continue;
+    const { mode } = await stat(file);
+    if (mode & 0o077) await chmod(file, mode & 0o700);
+  }
+  await chmod(dir, 0o700);
 }
 
 function configYaml(options: InitOptions): string {

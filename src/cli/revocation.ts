@@ -5,11 +5,17 @@ import type { CertificatesRepository } from '../db/certificates.repository.ts';
 import type { CrlsRepository } from '../db/crls.repository.ts';
 import type { Database } from '../db/database.ts';
 import type { IssuersRepository } from '../db/issuers.repository.ts';
+import { crlWorkKey, type OwedWorkRepository, parseCrlWorkKey } from '../db/owed-work.repository.ts';
 import type { ReplayGuardRepository } from '../db/replay-guard.repository.ts';
 import type { Clock } from '../lib/clock.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { type CrlImport, createCrlImport, crlsSignedOnline } from '../revocation/crl-import.ts';
-import { type CrlScheduler, type CrlStore, createCrlScheduler } from '../revocation/crl-scheduler.ts';
+import {
+  type CrlScheduler,
+  type CrlStore,
+  createCrlScheduler,
+  type OwedCrls,
+} from '../revocation/crl-scheduler.ts';
 import { createOcspResponder, type OcspResponder } from '../revocation/ocsp-responder.ts';
 import { partitionSigner } from '../revocation/partition-signer.ts';
 import { createRevokeUseCase, type RevokeUseCase } from '../revocation/revoke.usecase.ts';
@@ -19,7 +25,8 @@ import { isSelfIssued } from '../x509/crl.ts';
 /**
  * Revocation as `signet serve` runs it: the revoke use case (which tells the CRL scheduler), the
  * CRL scheduler (CRLs signed through the partition with purpose `crl`, stored so every node
- * serves the same bytes, one writer per issuer through a PostgreSQL advisory lock), revocation
+ * serves the same bytes, one writer per issuer through a PostgreSQL advisory lock, driven by the
+ * CRLs that revocations owe in the owed_work outbox), revocation
  * by proof of key possession (jti replay guard in the database) and the OCSP responder (purpose
  * `ocsp`).
  */
@@ -44,8 +51,31 @@ export interface RevocationRuntimeOptions {
   issuerRecords: Pick<IssuersRepository, 'get'>;
   certificates: CertificatesRepository;
   crls: CrlsRepository;
+  owedWork: OwedWorkRepository;
   replayGuard: ReplayGuardRepository;
   nodeId: string;
+}
+
+/** The owed_work outbox, kind `crl`, as the CRL scheduler reads it. */
+export function owedCrls(owedWork: OwedWorkRepository): OwedCrls {
+  return {
+    async list() {
+      return (await owedWork.list('crl')).flatMap((row) => {
+        const scope = parseCrlWorkKey(row.key);
+        return scope ? [{ ...scope, owedSince: row.createdAt }] : [];
+      });
+    },
+    async claim(issuerId, shard) {
+      const claim = await owedWork.claim('crl', crlWorkKey(issuerId, shard));
+      return (
+        claim && { owedSince: claim.createdAt, settle: (claimedAt) => owedWork.settle(claim, { claimedAt }) }
+      );
+    },
+    async recordFailure(issuerId, shard, error) {
+      const message = error instanceof Error ? error.message : String(error);
+      await owedWork.recordFailure('crl', crlWorkKey(issuerId, shard), message);
+    },
+  };
 }
 
 function durationMs(text: string): number {
@@ -84,6 +114,9 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     store,
     clock,
     lock: (name, fn) => options.database.withAdvisoryLock(name, fn),
+    owed: owedCrls(options.owedWork),
+    // The partition answers and is unsealed: after an outage, owed CRLs follow at once (issue #17).
+    signerReady: async (issuerId) => (await issuers.get(issuerId)?.keyManager.status())?.state === 'unsealed',
     nodeId: options.nodeId,
     validityMs: durationMs(config.crl.validity),
     debounceMs: durationMs(config.crl.debounce),

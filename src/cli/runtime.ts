@@ -12,6 +12,7 @@ import { createCrlsRepository } from '../db/crls.repository.ts';
 import { type Database, openDatabase } from '../db/database.ts';
 import { createIdempotencyRepository } from '../db/idempotency.repository.ts';
 import { createIssuersRepository } from '../db/issuers.repository.ts';
+import { createOwedWorkRepository } from '../db/owed-work.repository.ts';
 import { createReplayGuardRepository } from '../db/replay-guard.repository.ts';
 import { RemotePartition } from '../hsm/client.ts';
 import { type PartitionProcess, startPartitionProcess } from '../hsm/process.ts';
@@ -39,6 +40,7 @@ export interface Runtime {
     apiKeys: ReturnType<typeof createApiKeysRepository>;
     idempotency: ReturnType<typeof createIdempotencyRepository>;
     crls: ReturnType<typeof createCrlsRepository>;
+    owedWork: ReturnType<typeof createOwedWorkRepository>;
     replayGuard: ReturnType<typeof createReplayGuardRepository>;
   };
   partitions: Map<string, RemotePartition>;
@@ -111,8 +113,9 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       issuers: createIssuersRepository({ db: database.db, clock }),
       audit: createAuditRepository({ db: database.db, clock, nodeId: nodeId() }),
       apiKeys: createApiKeysRepository({ db: database.db, clock }),
-      idempotency: createIdempotencyRepository({ db: database.db, clock }),
+      idempotency: createIdempotencyRepository({ db: database.db, instances: database.instances, clock }),
       crls: createCrlsRepository({ db: database.db }),
+      owedWork: createOwedWorkRepository({ db: database.db, clock }),
       replayGuard: createReplayGuardRepository({ db: database.db, clock }),
     };
 
@@ -193,6 +196,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       issuers,
       certificates: repositories.certificates,
       audit: repositories.audit,
+      idempotency: repositories.idempotency,
       maxCsrBytes: config.issuance.maxCsrBytes,
       ...(blocklist ? { blocklist } : {}),
       onInternalError: (message, error) => logger.error({ err: error }, message),
@@ -209,6 +213,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         issuerRecords: repositories.issuers,
         certificates: repositories.certificates,
         crls: repositories.crls,
+        owedWork: repositories.owedWork,
         replayGuard: repositories.replayGuard,
         nodeId: nodeId(),
       });

@@ -29,6 +29,7 @@ import { normalizeSerial } from '../lib/serial.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import type { Db } from './database.ts';
 import { CertificateNotFoundError, CertificateStateError, SerialCollisionError } from './errors.ts';
+import { crlWorkKey, oweWithin } from './owed-work.repository.ts';
 import { rowsOf } from './rows.ts';
 import {
   CERTIFICATE_STATUSES,
@@ -175,6 +176,10 @@ export interface CertificatesRepository {
   findByTbsSha256(tbsSha256: Uint8Array): Promise<CertificateRecord | null>;
   listBySpkiSha256(spkiSha256: Uint8Array): Promise<CertificateSummary[]>;
   list(filter?: CertificateListFilter): Promise<CertificatePage>;
+  /**
+   * Applies the revoke rule (src/revocation/revoke.usecase.ts) under a row lock. A change also owes
+   * a CRL for the certificate's issuer shard (owed_work, same transaction); `unchanged` owes none.
+   */
   revoke(serial: string, request: RevokeRequest): Promise<RevokeResult>;
   /** One page of an issuer shard's revoked certificates, by serial, after `afterSerial`. */
   listRevokedForCrl(
@@ -413,6 +418,7 @@ export function createCertificatesRepository({ db, clock = systemClock }: { db: 
           .select({
             status: certificates.status,
             issuerId: certificates.issuerId,
+            crlShard: certificates.crlShard,
             revokedAt: certificates.revokedAt,
             revocationReason: certificates.revocationReason,
             invalidityDate: certificates.invalidityDate,
@@ -424,6 +430,10 @@ export function createCertificatesRepository({ db, clock = systemClock }: { db: 
         // A failed reservation was never signed: there is nothing to revoke.
         if (!row || row.status === 'failed') throw new CertificateNotFoundError(canonical);
         const now = clock.now();
+        // Every change below owes a CRL, recorded in this transaction (issue #17): if the process
+        // dies once this commits, the next one (or another node) still publishes it.
+        const oweCrl = () =>
+          oweWithin(tx, [{ kind: 'crl', key: crlWorkKey(row.issuerId, row.crlShard) }], now);
         if (row.status === 'revoked') {
           const existing: Revocation = {
             serial: canonical,
@@ -442,6 +452,7 @@ export function createCertificatesRepository({ db, clock = systemClock }: { db: 
             .update(certificates)
             .set({ revocationReason: 'keyCompromise', invalidityDate, statusChangedAt: now })
             .where(eq(certificates.serial, canonical));
+          await oweCrl();
           return {
             outcome: 'reason_updated',
             revocation: { ...existing, reason: 'keyCompromise', invalidityDate },
@@ -460,6 +471,7 @@ export function createCertificatesRepository({ db, clock = systemClock }: { db: 
             statusChangedAt: now,
           })
           .where(eq(certificates.serial, canonical));
+        await oweCrl();
         return {
           outcome: 'revoked',
           revocation: {

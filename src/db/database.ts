@@ -3,7 +3,7 @@
  * URL is given (DATABASE_URL). Migrations from migrations/ are applied on every open, under a
  * PostgreSQL advisory lock so that several nodes starting together migrate once.
  */
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
@@ -14,6 +14,7 @@ import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
+import { createEmbeddedInstances, createPostgresInstances, type InstanceRegistry } from './instances.ts';
 import { acquireLockFile, type LockFile } from './lock-file.ts';
 import * as schema from './schema/index.ts';
 
@@ -45,6 +46,11 @@ export interface Database {
   readonly dialect: Dialect;
   /** Where it lives, without credentials: `pglite:/data/db` or `postgres://host:port/name`. */
   readonly description: string;
+  /**
+   * This server instance's id and whether other instances are alive (src/db/instances.ts): work
+   * in flight is recorded under an instance and recovered at once when that instance is gone.
+   */
+  readonly instances: InstanceRegistry;
   /** A cheap round trip, for readiness probes. */
   ping(): Promise<void>;
   /**
@@ -112,6 +118,10 @@ async function openPglite(dataDir: string, options: OpenDatabaseOptions): Promis
   const lock: LockFile = await acquireLockFile(lockPath);
   let client: PGlite | undefined;
   try {
+    // The database holds API key hashes and every certificate: only its owner may enter the
+    // folder, whatever the files inside are created with (issue #17).
+    await mkdir(dbDir, { recursive: true, mode: 0o700 });
+    await chmod(dbDir, 0o700);
     client = await PGlite.create(dbDir);
     const db = drizzlePglite({ client, schema }) as unknown as Db;
     if (options.migrate !== false) {
@@ -130,6 +140,7 @@ async function openPglite(dataDir: string, options: OpenDatabaseOptions): Promis
       db,
       dialect: 'pglite',
       description: `pglite:${dbDir}`,
+      instances: createEmbeddedInstances(),
       async ping() {
         await db.execute(sql`select 1`);
       },
@@ -231,10 +242,17 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
   }
   let closed = false;
   const listener = createPostgresListener(url, options.onPoolError);
+  const instances = createPostgresInstances({
+    url,
+    tryLock: async (name) =>
+      (await withPostgresAdvisoryLock(pool, name, async () => {}, { wait: false })).acquired,
+    ...(options.onPoolError ? { onError: options.onPoolError } : {}),
+  });
   return {
     db,
     dialect: 'postgres',
     description,
+    instances,
     async ping() {
       await pool.query('select 1');
     },
@@ -253,6 +271,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     async close() {
       if (closed) return;
       closed = true;
+      await instances.close();
       await listener.close();
       await pool.end();
     },

@@ -1,14 +1,20 @@
 import type { Clock } from '../lib/clock.ts';
-import {
-  type BuiltCrl,
-  buildCrl,
-  type CrlEntry,
-  type IssuingDistributionPointOptions,
-} from './crl-builder.ts';
+import { type BuiltCrl, buildCrl } from './crl-builder.ts';
 import { timeDerivedCrlNumber } from './crl-number.ts';
+import {
+  type CrlInfo,
+  type CrlIssuer,
+  type CrlIssuerSource,
+  type CrlStore,
+  type CrlWriterLock,
+  type OwedCrls,
+  type PublishedCrl,
+  type RevokedEntrySource,
+  realTimers,
+  type Timers,
+} from './crl-ports.ts';
 import { wholeSeconds } from './der.ts';
 import { type IssuerFacts, readIssuerFacts } from './issuer.ts';
-import type { RevocationSigner } from './signing.ts';
 
 /**
  * Keeps every issuer's full CRL fresh (RFC 5280 §5; issue #11):
@@ -27,102 +33,27 @@ import type { RevocationSigner } from './signing.ts';
  * Several nodes may run it against one database: numbers are taken atomically from the store,
  * a CRL is saved only if no newer one is stored, and a node whose timer fires after another node
  * published simply waits for the next half-life. Time and timers are injected.
+ *
+ * A revocation is owed durably (issue #17): it commits with a "CRL owed" row (the owed_work outbox,
+ * `OwedCrls`), which this scheduler reads at start, every `owedPollMs`, and when signing becomes
+ * possible again after a failure (`signerReady`). The row is claimed under the CRL writer lock
+ * before the entries are read and deleted only once the CRL covering it is saved, so neither a
+ * crash, a restart, a partition outage nor another node can lose a revocation: the CRL follows
+ * within `debounceMs` of the owing, or of signing being possible again, plus the start-up.
  */
 
-/** What scheduling needs to know of the latest CRL (the crls table without its DER). */
-export interface CrlInfo {
-  crlNumber: bigint;
-  thisUpdate: Date;
-  nextUpdate: Date;
-  /** Signed elsewhere and imported (crl-import.ts): served as it is, never re-signed here. */
-  imported?: boolean;
-}
-
-/** A full CRL as saved and served: every node serves these same bytes. */
-export interface PublishedCrl extends CrlInfo {
-  issuerId: string;
-  shard: number;
-  kind: 'full';
-  der: Uint8Array;
-  /** SHA-256 of `der`: the ETag. */
-  sha256: Uint8Array;
-  generatedAt: Date;
-  /** The node that made it. */
-  generatedBy: string | null;
-}
-
-/**
- * Where CRLs and CRL numbers live: the crls repository of src/db (tables crls and crl_numbers).
- * Every method is atomic on its own; several nodes may call them at once.
- */
-export interface CrlStore {
-  /**
-   * Hands out the next CRL number: max(last + 1, atLeast), stored before it is returned (one
-   * upsert). The scheduler passes the time-derived number as `atLeast` (crl-number.ts says why).
-   */
-  allocateNumber(issuerId: string, shard: number, options?: { atLeast?: bigint }): Promise<bigint>;
-  /**
-   * Makes `crl` the latest, unless one with a greater or equal number is stored (a node that
-   * allocated later published first): then 'stale', and nothing changes.
-   */
-  save(crl: PublishedCrl): Promise<'saved' | 'stale'>;
-  getLatestInfo(issuerId: string, shard: number, kind: 'full'): Promise<CrlInfo | null>;
-}
-
-/**
- * Runs `fn` under a named lock shared by every node (Database.withAdvisoryLock of src/db), so two
- * nodes do not sign the same issuer's CRL at once. Answers { acquired: false } when held.
- */
-export type CrlWriterLock = <T>(
-  name: string,
-  fn: () => Promise<T>,
-) => Promise<{ acquired: true; value: T } | { acquired: false }>;
-
-/** The certificates repository's CRL cursor (src/db/certificates.repository.ts). */
-export interface RevokedEntrySource {
-  /**
-   * Every revoked certificate of the issuer and shard, page by page, leaving out those whose
-   * notAfter is before `expiredBefore`.
-   */
-  streamRevokedForCrl(
-    issuerId: string,
-    options?: { shard?: number; expiredBefore?: Date; pageSize?: number },
-  ): AsyncIterable<CrlEntry>;
-}
-
-/** An issuer as the scheduler needs it. */
-export interface CrlIssuer {
-  id: string;
-  /** The issuer certificate, DER. */
-  certificate: Uint8Array;
-  /** The issuer's key handle with purpose 'crl'. */
-  signer: RevocationSigner;
-  /** False once the issuer issues no more certificates (disabled, retired). */
-  issuing: boolean;
-  /** The latest notAfter of the certificates it issued; null when it issued none. */
-  lastCertificateExpiry: Date | null;
-  issuingDistributionPoint?: IssuingDistributionPointOptions;
-}
-
-export interface CrlIssuerSource {
-  /** Every issuer that may need a CRL: active ones and those that stopped issuing. */
-  listCrlIssuers(): Promise<CrlIssuer[]>;
-}
-
-export interface Timers {
-  setTimeout(callback: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-const realTimers: Timers = {
-  setTimeout(callback, ms) {
-    const handle = setTimeout(callback, ms);
-    // The scheduler never keeps a process alive on its own: `serve` has its HTTP server for that.
-    handle.unref();
-    return handle;
-  },
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-};
+export type {
+  CrlInfo,
+  CrlIssuer,
+  CrlIssuerSource,
+  CrlStore,
+  CrlWriterLock,
+  OwedCrlClaim,
+  OwedCrls,
+  PublishedCrl,
+  RevokedEntrySource,
+  Timers,
+} from './crl-ports.ts';
 
 export interface CrlSchedulerOptions {
   issuers: CrlIssuerSource;
@@ -131,6 +62,21 @@ export interface CrlSchedulerOptions {
   clock: Clock;
   /** Without it, nodes may both sign a CRL now and then; the store keeps the newer. */
   lock?: CrlWriterLock;
+  /** CRLs owed by committed revocations; without it, only notifyRevocation says one is owed. */
+  owed?: OwedCrls;
+  /**
+   * How often owed CRLs are looked for (owed on other nodes, or by a process that died).
+   * Default: the debounce, kept between 1 s and 60 s.
+   */
+  owedPollMs?: number;
+  /**
+   * Whether the issuer's key can sign now (its partition answers, unsealed). After a failed run it
+   * is asked every `probeMs`, and the CRL is made as soon as it answers true, instead of waiting
+   * out the retry delay.
+   */
+  signerReady?: (issuerId: string) => Promise<boolean>;
+  /** Default 1 s. */
+  probeMs?: number;
   /** Recorded as generatedBy. */
   nodeId?: string;
   timers?: Timers;
@@ -155,6 +101,8 @@ export interface IssuerScheduleStatus {
   issuerId: string;
   nextRunAt: Date | null;
   pendingRevocation: boolean;
+  /** A run failed and the issuer's key cannot sign: waiting for `signerReady`. */
+  awaitingSigner: boolean;
   consecutiveFailures: number;
   lastPublished: CrlInfo | null;
 }
@@ -187,6 +135,9 @@ interface IssuerState {
   revocationDeadline: number | undefined;
   /** A run is queued on `chain` and has not started: later triggers join it. */
   queued: boolean;
+  running: boolean;
+  awaitingSigner: boolean;
+  probing: Promise<void>;
   chain: Promise<unknown>;
   failures: number;
   lastPublished: CrlInfo | undefined;
@@ -220,6 +171,8 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     store,
     clock,
     lock,
+    owed,
+    signerReady,
     nodeId,
     timers = realTimers,
     validityMs = 24 * HOUR,
@@ -229,9 +182,11 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     maxRetryMs = 5 * 60_000,
     removalMarginMs = HOUR,
     pageSize = 5_000,
+    probeMs = 1_000,
     onPublished,
     onError,
   } = options;
+  const owedPollMs = options.owedPollMs ?? Math.min(60_000, Math.max(1_000, debounceMs));
   // Configuration mistakes fail here, not at the first tick (STYLE.md).
   for (const [name, value] of Object.entries({
     validityMs,
@@ -240,6 +195,8 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     retryMs,
     maxRetryMs,
     removalMarginMs,
+    probeMs,
+    owedPollMs,
   })) {
     if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a non-negative number`);
   }
@@ -250,6 +207,8 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
   let stopped = false;
   let rescanTimer: unknown;
   let rescanning: Promise<void> = Promise.resolve();
+  let pollTimer: unknown;
+  let polling: Promise<void> = Promise.resolve();
 
   const SHARD = 0;
   const now = () => clock.now().getTime();
@@ -266,6 +225,9 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
         dirty: false,
         revocationDeadline: undefined,
         queued: false,
+        running: false,
+        awaitingSigner: false,
+        probing: Promise.resolve(),
         chain: Promise.resolve(),
         failures: 0,
         lastPublished: undefined,
@@ -289,7 +251,8 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
       () => {
         state.timer = undefined;
         state.dueAt = undefined;
-        void trigger(state);
+        if (state.awaitingSigner) state.probing = probe(state);
+        else void trigger(state);
       },
       Math.max(0, at - now()),
     );
@@ -313,6 +276,27 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     return run;
   }
 
+  /** While the key cannot sign, asks every probeMs; runs as soon as it can. */
+  async function probe(state: IssuerState): Promise<void> {
+    const ready = await isSignerReady(state.id);
+    if (stopped || !state.awaitingSigner) return;
+    if (ready) {
+      state.awaitingSigner = false;
+      void trigger(state);
+    } else {
+      schedule(state, now() + probeMs, { force: true });
+    }
+  }
+
+  async function isSignerReady(issuerId: string): Promise<boolean> {
+    if (!signerReady) return true;
+    try {
+      return await signerReady(issuerId);
+    } catch {
+      return false;
+    }
+  }
+
   async function runOnce(state: IssuerState, force: boolean): Promise<CrlInfo | undefined> {
     if (stopped) return undefined;
     // Revocations notified before this point were committed before it, so the entries read below
@@ -320,6 +304,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     const wasDirty = state.dirty;
     state.dirty = false;
     state.revocationDeadline = undefined;
+    state.running = true;
     let next: number | undefined;
     let published: CrlInfo | undefined;
     try {
@@ -329,7 +314,13 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
       const current = (await store.getLatestInfo(issuer.id, SHARD, 'full')) ?? undefined;
       // Issue #18: an imported CRL is the offline CA's; signing over it would replace a CRL
       // made under ceremony with one this node made on its own.
-      if (current?.imported || !needsCrl(issuer, current)) {
+      if (current?.imported) {
+        next = undefined;
+        return undefined;
+      }
+      if (!needsCrl(issuer, current)) {
+        // Its last CRL is past every certificate's expiry (RFC 5280 §3.3): owing one is moot.
+        await (await owed?.claim(issuer.id, SHARD))?.settle(clock.now());
         next = undefined;
         return undefined;
       }
@@ -339,8 +330,8 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
         return undefined;
       }
       const outcome = lock
-        ? await lock(`crl-writer:${issuer.id}`, () => publish(state, issuer, current))
-        : { acquired: true as const, value: await publish(state, issuer, current) };
+        ? await lock(`crl-writer:${issuer.id}`, () => publish(state, issuer, force))
+        : { acquired: true as const, value: await publish(state, issuer, force) };
       if (!outcome.acquired) {
         // Another node is making this CRL now. Its entries may predate a revocation notified
         // here, so a pending revocation keeps its claim; look again shortly.
@@ -348,9 +339,10 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
         next = now() + retryMs;
         return undefined;
       }
-      published = outcome.value;
       state.failures = 0;
-      next = halfLife(published);
+      state.awaitingSigner = false;
+      published = outcome.value.published;
+      next = halfLife(outcome.value.latest);
       return published;
     } catch (error) {
       // Still owed, but on the retry schedule: a deadline already passed must not spin.
@@ -358,9 +350,17 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
       state.failures += 1;
       next = now() + Math.min(maxRetryMs, retryMs * 2 ** Math.min(state.failures - 1, 20));
       onError?.(error, state.id);
+      await owed?.recordFailure(state.id, SHARD, error).catch((failure) => onError?.(failure, state.id));
+      // A key that cannot sign (partition down or sealed) is watched, so that the CRL follows as
+      // soon as it can sign again rather than after the retry delay (issue #17).
+      if (signerReady && !(await isSignerReady(state.id))) {
+        state.awaitingSigner = true;
+        next = now() + probeMs;
+      }
       if (force) throw error;
       return undefined;
     } finally {
+      state.running = false;
       // A revocation notified while this run was under way keeps its own deadline.
       if (state.dirty && state.revocationDeadline !== undefined) {
         next = Math.min(next ?? Number.POSITIVE_INFINITY, state.revocationDeadline);
@@ -369,11 +369,50 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     }
   }
 
+  /**
+   * Runs under the CRL writer lock. Claims the owed CRL (if any) before reading the entries, makes
+   * and saves the CRL, then settles the claim. `published` is undefined when no CRL was needed:
+   * what was owed is already covered by a CRL saved since (by another node, or an earlier run).
+   */
   async function publish(
     state: IssuerState,
     issuer: CrlIssuer,
+    force: boolean,
+  ): Promise<{ published: CrlInfo | undefined; latest: CrlInfo }> {
+    const claimedAt = clock.now();
+    const claim = owed ? await owed.claim(issuer.id, SHARD) : null;
+    // Read again under the lock: another node may have published since the look before it.
+    const current = (await store.getLatestInfo(issuer.id, SHARD, 'full')) ?? undefined;
+    if (owed && !claim && !force && current && now() < halfLife(current)) {
+      return { published: undefined, latest: current };
+    }
+    const crl = await makeCrl(state, issuer, current);
+    // 'stale' means a CRL with a greater number was saved meanwhile: its number was allocated
+    // after ours, so its entries were read after the claim and every revocation that led to this
+    // run. It stands, and it covers the claim.
+    const saved = (await store.save(crl)) === 'saved';
+    if (saved) {
+      state.lastPublished = crl;
+      onPublished?.(crl);
+    }
+    if (claim && (await claim.settle(claimedAt)) === 'remaining') {
+      // Owed again during this run, by a revocation this CRL may not list: another CRL is due,
+      // counted from the claim (the owing came after it).
+      state.dirty = true;
+      state.revocationDeadline = Math.min(
+        state.revocationDeadline ?? Number.POSITIVE_INFINITY,
+        claimedAt.getTime() + debounceMs,
+      );
+    }
+    const latest = saved ? crl : ((await store.getLatestInfo(issuer.id, SHARD, 'full')) ?? crl);
+    return { published: latest, latest };
+  }
+
+  async function makeCrl(
+    state: IssuerState,
+    issuer: CrlIssuer,
     current: CrlInfo | undefined,
-  ): Promise<CrlInfo> {
+  ): Promise<PublishedCrl> {
     state.facts ??= readIssuerFacts(issuer.certificate);
     const thisUpdate = wholeSeconds(clock.now());
     const crlNumber = await store.allocateNumber(issuer.id, SHARD, {
@@ -412,14 +451,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
       generatedAt: clock.now(),
       generatedBy: nodeId ?? null,
     };
-    // 'stale' means a CRL with a greater number was saved meanwhile: its number was allocated
-    // after ours, so its entries were read after every revocation that led to this run. It stands.
-    if ((await store.save(crl)) === 'saved') {
-      state.lastPublished = crl;
-      onPublished?.(crl);
-      return crl;
-    }
-    return (await store.getLatestInfo(issuer.id, SHARD, 'full')) ?? crl;
+    return crl;
   }
 
   async function refresh(): Promise<void> {
@@ -446,6 +478,36 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     }
   }
 
+  /**
+   * Marks every issuer with an owed CRL: a run within the debounce of the owing (at once when that
+   * has passed, e.g. owed before a crash or by a node that died). An issuer with a run under way
+   * is left alone: the run claims the row, and finds it remaining if it was owed again.
+   */
+  async function pollOwed(): Promise<void> {
+    if (!owed || stopped) return;
+    for (const item of await owed.list()) {
+      // TODO(#28): only shard 0 is published until sharded CRLs are made; others stay owed.
+      if (item.shard !== SHARD) continue;
+      const state = states.get(item.issuerId);
+      if (!state?.issuer || state.running || state.queued) continue;
+      state.dirty = true;
+      state.revocationDeadline = Math.min(
+        state.revocationDeadline ?? Number.POSITIVE_INFINITY,
+        item.owedSince.getTime() + debounceMs,
+      );
+      schedule(state, state.revocationDeadline);
+    }
+  }
+
+  function schedulePoll(): void {
+    if (stopped || !owed) return;
+    pollTimer = timers.setTimeout(() => {
+      polling = pollOwed()
+        .catch((error) => onError?.(error, '*'))
+        .finally(schedulePoll);
+    }, owedPollMs);
+  }
+
   function scheduleRescan(): void {
     if (stopped) return;
     rescanTimer = timers.setTimeout(() => {
@@ -460,14 +522,20 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
       if (started) return;
       started = true;
       await refresh();
+      // What was owed before this start (a crash, a restart) is found now, not at the first poll.
+      await pollOwed();
       scheduleRescan();
+      schedulePoll();
     },
 
     async stop() {
       stopped = true;
       if (rescanTimer !== undefined) timers.clearTimeout(rescanTimer);
+      if (pollTimer !== undefined) timers.clearTimeout(pollTimer);
       for (const state of states.values()) clear(state);
-      await Promise.all([...states.values()].map((state) => state.chain));
+      // A look at the outbox under way ends before the database may close.
+      await polling.catch(() => {});
+      await Promise.all([...states.values()].flatMap((state) => [state.chain, state.probing]));
     },
 
     notifyRevocation(issuerId) {
@@ -489,6 +557,8 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
 
     async idle() {
       await rescanning;
+      await polling;
+      await Promise.all([...states.values()].map((state) => state.probing));
       // A run may queue another (a revocation during it): wait until nothing is queued.
       for (;;) {
         const chains = [...states.values()].map((state) => state.chain);
@@ -502,6 +572,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
         issuerId: state.id,
         nextRunAt: state.dueAt === undefined ? null : new Date(state.dueAt),
         pendingRevocation: state.dirty,
+        awaitingSigner: state.awaitingSigner,
         consecutiveFailures: state.failures,
         lastPublished: state.lastPublished
           ? {

@@ -10,7 +10,7 @@ import {
   halfLife,
   needsCrl,
 } from '../../src/revocation/crl-scheduler.ts';
-import { manualTimers, memoryCertificates, memoryCrlStore } from './helpers/memory.ts';
+import { manualTimers, memoryCertificates, memoryCrlStore, memoryOwedCrls } from './helpers/memory.ts';
 import { createIntermediate, createRoot, type TestCa } from './helpers/pki.ts';
 
 const START = '2026-03-01T12:00:00.000Z';
@@ -30,11 +30,15 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((scheduler) => scheduler.stop()));
 });
 
-function setup(overrides: Partial<CrlSchedulerOptions> & { issuer?: Partial<CrlIssuer> } = {}) {
+function setup({
+  durable = false,
+  ...overrides
+}: Partial<CrlSchedulerOptions> & { issuer?: Partial<CrlIssuer>; durable?: boolean } = {}) {
   const clock = fixedClock(START);
   const timers = manualTimers(clock);
   const store = memoryCrlStore();
   const certificates = memoryCertificates();
+  const owed = memoryOwedCrls(clock);
   const errors: unknown[] = [];
   const issuer: CrlIssuer = {
     id: 'dev-intermediate',
@@ -52,6 +56,7 @@ function setup(overrides: Partial<CrlSchedulerOptions> & { issuer?: Partial<CrlI
     clock,
     timers,
     onError: (error) => errors.push(error),
+    ...(durable ? { owed } : {}),
     ...overrides,
   });
   running.push(scheduler);
@@ -73,7 +78,20 @@ function setup(overrides: Partial<CrlSchedulerOptions> & { issuer?: Partial<CrlI
   }
   const serialsIn = (der: Uint8Array) =>
     new x509.X509Crl(der).entries.map((entry) => entry.serialNumber.toLowerCase());
-  return { clock, timers, store, certificates, scheduler, issuer, list, errors, advance, revoke, serialsIn };
+  return {
+    clock,
+    timers,
+    store,
+    certificates,
+    owed,
+    scheduler,
+    issuer,
+    list,
+    errors,
+    advance,
+    revoke,
+    serialsIn,
+  };
 }
 
 describe('the CRL scheduler', () => {
@@ -452,5 +470,233 @@ describe('the CRL scheduler', () => {
         current ? { thisUpdate: new Date(current) } : undefined,
       ),
     ).toBe(needs);
+  });
+});
+
+describe('the CRL scheduler with durable owed CRLs (issue #17)', () => {
+  /** A scheduler over an outbox: `commit` revokes and owes in one step, as the database does. */
+  function durable(overrides: Partial<CrlSchedulerOptions> & { issuer?: Partial<CrlIssuer> } = {}) {
+    const base = setup({ durable: true, ...overrides });
+    const { owed } = base;
+    const commit = (serial: string) => {
+      base.certificates.add({
+        serial,
+        issuerId: base.issuer.id,
+        notAfter: new Date(base.clock.now().getTime() + 30 * DAY),
+        status: 'revoked',
+        revokedAt: base.clock.now(),
+        revocationReason: 'keyCompromise',
+      });
+      owed.owe(base.issuer.id);
+    };
+    return { ...base, owed, commit };
+  }
+
+  test('publishes a CRL owed by a revocation committed just before a crash, at the next start', async () => {
+    const first = durable();
+    await first.scheduler.start();
+    await first.advance(0);
+    expect(first.store.saved).toHaveLength(1);
+    // The revocation commits with its owed CRL; the process dies before any CRL (no notify).
+    first.commit('0a17');
+    await first.scheduler.stop();
+    first.clock.advance(2 * SECOND);
+    const timers = manualTimers(first.clock);
+    const second = createCrlScheduler({
+      issuers: { listCrlIssuers: async () => [first.issuer] },
+      entries: first.certificates,
+      store: first.store,
+      owed: first.owed,
+      clock: first.clock,
+      timers,
+    });
+    running.push(second);
+    await second.start();
+    timers.advance(0);
+    await second.idle();
+    expect(first.store.saved).toHaveLength(2);
+    expect(first.serialsIn(first.store.saved[1]!.der)).toEqual(['0a17']);
+    expect(first.store.saved[1]!.thisUpdate.getTime() - Date.parse(START)).toBeLessThanOrEqual(5 * SECOND);
+    expect(first.owed.rows.size).toBe(0);
+  });
+
+  test('waits out the rest of the debounce when restarted soon after the owing', async () => {
+    const first = durable();
+    await first.scheduler.start();
+    await first.advance(0);
+    first.clock.advance(HOUR);
+    first.commit('0a18');
+    first.clock.advance(SECOND);
+    await first.scheduler.stop();
+    const timers = manualTimers(first.clock);
+    const second = createCrlScheduler({
+      issuers: { listCrlIssuers: async () => [first.issuer] },
+      entries: first.certificates,
+      store: first.store,
+      owed: first.owed,
+      clock: first.clock,
+      timers,
+    });
+    running.push(second);
+    await second.start();
+    // The start's first look finds the CRL fresh but a CRL owed: it is made at once.
+    timers.advance(0);
+    await second.idle();
+    expect(first.serialsIn(first.store.saved.at(-1)!.der)).toEqual(['0a18']);
+  });
+
+  test('publishes a CRL owed on another node at its next look, within the poll and the debounce', async () => {
+    const { scheduler, store, advance, owed, commit, serialsIn } = durable({ owedPollMs: 5 * SECOND });
+    await scheduler.start();
+    await advance(0);
+    await advance(HOUR + 500);
+    commit('0b17');
+    // The poll finds it (<= 5 s) and, the debounce since the owing having passed, runs at once.
+    await advance(5 * SECOND);
+    await advance(0);
+    expect(store.saved).toHaveLength(2);
+    expect(serialsIn(store.saved[1]!.der)).toEqual(['0b17']);
+    expect(owed.rows.size).toBe(0);
+    // Nothing owed any more: no further CRL before the half-life.
+    await advance(HOUR);
+    expect(store.saved).toHaveLength(2);
+  });
+
+  test('publishes as soon as the partition can sign again, not after the retry delay', async () => {
+    let down = false;
+    const { scheduler, store, advance, commit, owed, errors, serialsIn } = durable({
+      retryMs: 5 * SECOND,
+      maxRetryMs: 5 * 60 * SECOND,
+      probeMs: SECOND,
+      signerReady: async () => !down,
+      issuer: {
+        signer: {
+          ...ca.signer,
+          crypto: {
+            subtle: {
+              sign: async (...args: Parameters<typeof ca.signer.crypto.subtle.sign>) => {
+                if (down)
+                  throw Object.assign(new Error('partition unreachable'), { code: 'hsm.unavailable' });
+                return ca.signer.crypto.subtle.sign(...args);
+              },
+            },
+          },
+        },
+      },
+    });
+    await scheduler.start();
+    await advance(0);
+    down = true;
+    commit('0c17');
+    scheduler.notifyRevocation('dev-intermediate');
+    await advance(5 * SECOND);
+    expect(errors).toHaveLength(1);
+    expect(owed.failures).toHaveLength(1);
+    expect(scheduler.status()[0]).toMatchObject({ awaitingSigner: true, pendingRevocation: true });
+    // A long outage: the key is watched, not hammered with CRL attempts.
+    await advance(10 * 60 * SECOND);
+    expect(errors).toHaveLength(1);
+    expect(store.saved).toHaveLength(1);
+    expect(owed.rows.size).toBe(1);
+    down = false;
+    await advance(SECOND);
+    expect(store.saved).toHaveLength(2);
+    expect(serialsIn(store.saved[1]!.der)).toEqual(['0c17']);
+    expect(owed.rows.size).toBe(0);
+    expect(scheduler.status()[0]).toMatchObject({ awaitingSigner: false, consecutiveFailures: 0 });
+  });
+
+  test('keeps a CRL owed during a run owed, and makes another one', async () => {
+    const certificates = memoryCertificates();
+    let reads = 0;
+    const built = durable({
+      owedPollMs: 60 * SECOND,
+      entries: {
+        async *streamRevokedForCrl(issuerId, options) {
+          reads += 1;
+          yield* certificates.streamRevokedForCrl(issuerId, options);
+          if (reads === 2) {
+            // Revoked and owed on another node after this CRL read its entries: no notify here.
+            certificates.add({
+              serial: '0d17',
+              issuerId,
+              notAfter: new Date(Date.parse(START) + DAY),
+              status: 'revoked',
+              revokedAt: new Date(START),
+              revocationReason: 'superseded',
+            });
+            built.owed.owe(issuerId);
+          }
+        },
+      },
+    });
+    const { scheduler } = built;
+    await scheduler.start();
+    await built.advance(0);
+    built.owed.owe('dev-intermediate');
+    await scheduler.publishNow('dev-intermediate');
+    expect(built.serialsIn(built.store.saved.at(-1)!.der)).toEqual([]);
+    expect(built.owed.rows.size).toBe(1);
+    await built.advance(5 * SECOND);
+    expect(built.store.saved).toHaveLength(3);
+    expect(built.serialsIn(built.store.saved.at(-1)!.der)).toEqual(['0d17']);
+    expect(built.owed.rows.size).toBe(0);
+  });
+
+  test('drops a CRL owed for an issuer whose last CRL is past every expiry, publishing nothing', async () => {
+    const { scheduler, store, advance, owed } = durable({
+      owedPollMs: SECOND,
+      issuer: { issuing: false, lastCertificateExpiry: new Date(Date.parse(START) - DAY) },
+    });
+    await scheduler.start();
+    await advance(0);
+    expect(store.saved).toHaveLength(1);
+    owed.owe('dev-intermediate');
+    await advance(5 * SECOND);
+    await advance(0);
+    expect(owed.rows.size).toBe(0);
+    expect(store.saved).toHaveLength(1);
+  });
+
+  test('makes one CRL when two nodes were both told of a revocation', async () => {
+    const a = durable({ owedPollMs: 60 * SECOND });
+    let held = false;
+    const lock = async <T>(_name: string, fn: () => Promise<T>) => {
+      if (held) return { acquired: false as const };
+      held = true;
+      try {
+        return { acquired: true as const, value: await fn() };
+      } finally {
+        held = false;
+      }
+    };
+    const timersB = manualTimers(a.clock);
+    const b = createCrlScheduler({
+      issuers: { listCrlIssuers: async () => [a.issuer] },
+      entries: a.certificates,
+      store: a.store,
+      owed: a.owed,
+      lock,
+      clock: a.clock,
+      timers: timersB,
+      owedPollMs: 60 * SECOND,
+    });
+    running.push(b);
+    await a.scheduler.start();
+    await a.advance(0);
+    await b.start();
+    timersB.advance(0);
+    await b.idle();
+    expect(a.store.saved).toHaveLength(1);
+    a.commit('0e17');
+    a.scheduler.notifyRevocation(a.issuer.id);
+    b.notifyRevocation(a.issuer.id);
+    // Node A publishes first and settles the owed CRL; node B then finds it covered.
+    await a.advance(5 * SECOND);
+    timersB.advance(5 * SECOND);
+    await b.idle();
+    expect(a.store.saved).toHaveLength(2);
+    expect(a.serialsIn(a.store.saved[1]!.der)).toEqual(['0e17']);
+    expect(b.status()[0]!.pendingRevocation).toBe(false);
   });
 });

@@ -1,11 +1,14 @@
 import { createHash } from 'node:crypto';
 import { cpSync, rmSync } from 'node:fs';
+import * as x509 from '@peculiar/x509';
 import { CompactSign, exportJWK } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { owedCrls } from '../../src/cli/revocation.ts';
 import { createCertificatesRepository } from '../../src/db/certificates.repository.ts';
 import { createCrlsRepository } from '../../src/db/crls.repository.ts';
 import { type Database, openDatabase } from '../../src/db/database.ts';
 import { createIssuersRepository } from '../../src/db/issuers.repository.ts';
+import { createOwedWorkRepository } from '../../src/db/owed-work.repository.ts';
 import { createReplayGuardRepository } from '../../src/db/replay-guard.repository.ts';
 import { fixedClock } from '../../src/lib/clock.ts';
 import { type CrlScheduler, createCrlScheduler } from '../../src/revocation/crl-scheduler.ts';
@@ -66,10 +69,15 @@ async function seed(db: Database['db']) {
   }
 }
 
-function wire(database: Database, clock: ReturnType<typeof fixedClock>) {
+function wire(
+  database: Database,
+  clock: ReturnType<typeof fixedClock>,
+  { notify = true, nodeId = 'node-a' }: { notify?: boolean; nodeId?: string } = {},
+) {
   const db = database.db;
   const certificates = createCertificatesRepository({ db, clock });
   const crls = createCrlsRepository({ db });
+  const owedWork = createOwedWorkRepository({ db, clock });
   const timers = manualTimers(clock);
   const scheduler = createCrlScheduler({
     issuers: {
@@ -88,15 +96,21 @@ function wire(database: Database, clock: ReturnType<typeof fixedClock>) {
     clock,
     timers,
     lock: (name, fn) => database.withAdvisoryLock(name, fn),
-    nodeId: 'node-a',
+    owed: owedCrls(owedWork),
+    nodeId,
   });
   const revocations = createRevokeUseCase({
     certificates,
     clock,
-    listeners: [({ revocation }) => scheduler.notifyRevocation(revocation.issuerId)],
+    // Without the listener, a revocation is committed and the process "dies" before telling anyone.
+    listeners: notify ? [({ revocation }) => scheduler.notifyRevocation(revocation.issuerId)] : [],
   });
-  return { certificates, crls, timers, scheduler, revocations };
+  return { certificates, crls, owedWork, timers, scheduler, revocations };
 }
+
+/** The serials a stored CRL lists. */
+const listed = (der: Uint8Array) =>
+  new x509.X509Crl(der).entries.map((entry) => entry.serialNumber.toLowerCase());
 
 describeEachDatabase('revocation over the real repositories', (getDatabase) => {
   const dir = scratch();
@@ -170,6 +184,31 @@ describeEachDatabase('revocation over the real repositories', (getDatabase) => {
       ]);
       expect(accepted.code).toBe(0);
     }
+  });
+
+  test('a revocation committed just before a crash is in the CRL made at the next start (issue #17)', async () => {
+    const clock = fixedClock(new Date(Date.now() - 60_000));
+    const before = wire(getDatabase().database, clock, { notify: false });
+    scheduler = before.scheduler;
+    await scheduler.start();
+    before.timers.advance(0);
+    await scheduler.idle();
+    const first = (await before.crls.getLatest('dev-intermediate', 0, 'full'))!;
+    await before.revocations.revoke({ serial: leaves[0]!.serial, reason: 'keyCompromise' });
+    expect(await before.owedWork.list('crl')).toHaveLength(1);
+    await scheduler.stop();
+    clock.advance(2_000);
+
+    const after = wire(getDatabase().database, clock, { notify: false });
+    scheduler = after.scheduler;
+    await scheduler.start();
+    after.timers.advance(0);
+    await scheduler.idle();
+    const served = (await after.crls.getLatest('dev-intermediate', 0, 'full'))!;
+    expect(served.crlNumber).toBeGreaterThan(first.crlNumber);
+    expect(listed(served.der)).toEqual([leaves[0]!.serial]);
+    expect(served.thisUpdate.getTime() - first.thisUpdate.getTime()).toBeLessThanOrEqual(5_000);
+    expect(await after.owedWork.list('crl')).toEqual([]);
   });
 
   test('revocation by key possession spends its jti in the replay guard', async () => {

@@ -19,6 +19,10 @@ const KEY_PATTERN = /^"?([\x21\x23-\x7e]{1,255})"?$/;
  * response; the same key with another request is 422; a retry while the first is still running
  * is 409. Only successful responses are kept: a failed request releases the key so that its
  * retry runs again. Runs after authentication.
+ *
+ * A retry whose first attempt died with its server (src/db/idempotency.repository.ts) runs again
+ * at once, with `idempotency.recoveredSerial` set when that attempt stored a certificate: the
+ * route answers with that certificate (and Idempotent-Replayed) instead of issuing another.
  */
 export function idempotency({ store }: { store: AppDeps['idempotency'] }): MiddlewareHandler<ApiEnv> {
   if (!store) throw new Error('idempotency: a store is required');
@@ -67,6 +71,11 @@ export function idempotency({ store }: { store: AppDeps['idempotency'] }): Middl
       const { status, headers, body } = begun.response;
       return new Response(Buffer.from(body), { status, headers: { ...headers, [REPLAYED_HEADER]: 'true' } });
     }
+    c.set('idempotency', {
+      credentialId,
+      key,
+      recoveredSerial: begun.outcome === 'recovered' ? begun.certificateSerial : null,
+    });
 
     try {
       await next();

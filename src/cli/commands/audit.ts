@@ -1,6 +1,11 @@
 import { open } from 'node:fs/promises';
 import path from 'node:path';
-import { type PartitionSignature, reconcile } from '../../ca/reconcile.ts';
+import {
+  needsAttention,
+  type PartitionSignature,
+  type ReconcileReport,
+  reconcile,
+} from '../../ca/reconcile.ts';
 import { loadConfig, resolveDataDir, resolveIn } from '../../config/config.ts';
 import { createCertificatesRepository } from '../../db/certificates.repository.ts';
 import { openDatabase } from '../../db/database.ts';
@@ -11,14 +16,18 @@ import { systemClock } from '../../lib/clock.ts';
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 
 const USAGE = `usage: signet audit reconcile [--data DIR] [--partition-dir DIR ...] [--grace DURATION_SECONDS]
-                             [--dry-run] [--json]
+                             [--revoke-unstored] [--dry-run] [--json]
 
 Compares the certificate signatures in each partition's audit log (default: every partition in
 signet.yaml; repeat --partition-dir for several nodes' partitions) with the database's TBS
 hashes. Reports signatures with no certificate, certificates with no signature, and pending
-rows signed but never stored; pending rows with neither, older than the grace period (default
-600 s), are marked failed. With the embedded database the server must be stopped first.
-Exit 0 when everything is accounted for, 1 otherwise.`;
+rows signed but never stored. Pending rows older than the grace period (default 600 s) with no
+signature are marked failed; with --revoke-unstored, those signed but never stored are revoked
+(reason unspecified) so that they are on the CRL should one ever surface. --dry-run changes
+nothing and reports exactly what the same run without it would change. --json prints the report
+as JSON and nothing else on standard output. With the embedded database the server must be
+stopped first.
+Exit 0 when everything is accounted for, 1 otherwise (standard error says what to do).`;
 
 async function* signaturesIn(dir: string): AsyncGenerator<PartitionSignature> {
   const handle = await open(path.join(dir, AUDIT_LOG_FILE), 'r').catch((error: NodeJS.ErrnoException) => {
@@ -59,6 +68,7 @@ export async function run(argv: string[]): Promise<number> {
     'partition-dir': { type: 'string', multiple: true },
     grace: { type: 'string' },
     'dry-run': { type: 'boolean' },
+    'revoke-unstored': { type: 'boolean' },
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
@@ -99,31 +109,79 @@ export async function run(argv: string[]): Promise<number> {
     async function* all() {
       for (const dir of dirs) yield* signaturesIn(dir);
     }
+    const dryRun = values['dry-run'] ?? false;
     const report = await reconcile({
       signatures: all(),
       certificates: createCertificatesRepository({ db: database.db }),
       clock: systemClock,
       pendingGraceMs: grace * 1000,
-      dryRun: values['dry-run'] ?? false,
+      revokeUnstored: values['revoke-unstored'] ?? false,
+      dryRun,
     });
-    if (values.json) {
-      console.log(JSON.stringify(report, null, 2));
-    } else {
-      console.log(
-        `examined ${report.signaturesExamined} certificate signatures and ${report.certificatesExamined} database rows`,
-      );
-      for (const s of report.signedWithoutRecord)
-        console.log(`SIGNED WITHOUT RECORD  tbs ${s.digest} at ${s.time} (${s.source})`);
-      for (const c of report.certificatesWithoutSignature)
-        console.log(`NO SIGNATURE IN LOGS   serial ${c.serial} tbs ${c.digest}`);
-      for (const c of report.signedButNotStored)
-        console.log(`SIGNED, NEVER STORED   serial ${c.serial} tbs ${c.digest}`);
-      for (const serial of report.abandonedCleaned) console.log(`ABANDONED (marked failed) serial ${serial}`);
-    }
-    const clean = report.signedWithoutRecord.length === 0 && report.certificatesWithoutSignature.length === 0;
-    if (clean) console.log('OK: every certificate signature is accounted for');
-    return clean ? EXIT.ok : EXIT.failed;
+    // Standard output is the report (only JSON with --json); what to do goes to standard error.
+    if (values.json) console.log(JSON.stringify(report, null, 2));
+    else printReport(report, dryRun);
+    for (const line of advice(report, { dryRun, grace })) console.error(line);
+    return needsAttention(report) ? EXIT.failed : EXIT.ok;
   } finally {
     await database.close();
   }
+}
+
+function printReport(report: ReconcileReport, dryRun: boolean): void {
+  const would = dryRun ? 'would be ' : '';
+  console.log(
+    `examined ${report.signaturesExamined} certificate signatures and ${report.certificatesExamined} database rows${dryRun ? ' (dry run: nothing changed)' : ''}`,
+  );
+  for (const s of report.signedWithoutRecord)
+    console.log(`SIGNED WITHOUT RECORD  tbs ${s.digest} at ${s.time} (${s.source})`);
+  for (const c of report.certificatesWithoutSignature)
+    console.log(`NO SIGNATURE IN LOGS   serial ${c.serial} tbs ${c.digest}`);
+  const revoked = new Set(report.unstoredRevoked);
+  for (const c of report.signedButNotStored) {
+    console.log(
+      `SIGNED, NEVER STORED   serial ${c.serial} tbs ${c.digest}${revoked.has(c.serial) ? ` (${would}revoked)` : ''}`,
+    );
+  }
+  for (const serial of report.abandonedCleaned)
+    console.log(`ABANDONED (${would}marked failed) serial ${serial}`);
+  if (report.pendingWithinGrace > 0) {
+    console.log(
+      `${report.pendingWithinGrace} pending reservations are within the grace period and were left alone`,
+    );
+  }
+  if (!needsAttention(report)) console.log('OK: every certificate signature is accounted for');
+}
+
+/** What the operator should do about what the report found, one sentence per finding. */
+function advice(report: ReconcileReport, { dryRun, grace }: { dryRun: boolean; grace: number }): string[] {
+  const lines: string[] = [];
+  if (report.signedWithoutRecord.length > 0) {
+    lines.push(
+      `signet: the partition signed ${report.signedWithoutRecord.length} certificate(s) that the database never reserved: treat it as possible mis-issuance. Keep the partition audit logs and find out who used the key (the records above give the time and key).`,
+    );
+  }
+  if (report.certificatesWithoutSignature.length > 0) {
+    lines.push(
+      `signet: ${report.certificatesWithoutSignature.length} stored certificate(s) have no signature in the logs examined: pass the audit log of every partition that signs for this CA (other nodes' too) with --partition-dir, and check that no log was replaced.`,
+    );
+  }
+  const revoked = new Set(report.unstoredRevoked);
+  const unrevoked = report.signedButNotStored.filter((row) => !revoked.has(row.serial));
+  if (unrevoked.length > 0) {
+    lines.push(
+      `signet: ${unrevoked.length} certificate(s) were signed but never stored (the CA stopped between signing and storing; nobody received them). Revoke them so that they are on the CRL should one ever surface: run this command again with --revoke-unstored.`,
+    );
+  }
+  if (report.unstoredRevoked.length > 0 && !dryRun) {
+    lines.push(
+      `signet: revoked ${report.unstoredRevoked.length} certificate(s) signed but never stored; the server publishes their CRL when it runs.`,
+    );
+  }
+  if (report.pendingWithinGrace > 0 && grace > 0) {
+    lines.push(
+      `signet: ${report.pendingWithinGrace} pending reservation(s) are younger than the grace period (${grace} s) and were not examined for cleaning: run again later, or with --grace 0 if no server is running.`,
+    );
+  }
+  return lines;
 }

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { check, index, integer, jsonb, pgTable, primaryKey, text } from 'drizzle-orm/pg-core';
+import { certificates } from './certificates.table.ts';
 import { bytea, timestamptz } from './columns.ts';
 
 export type IdempotencyState = 'in_flight' | 'done';
@@ -16,6 +17,17 @@ export const idempotencyRecords = pgTable(
     responseStatus: integer('response_status'),
     responseHeaders: jsonb('response_headers').$type<Record<string, string>>(),
     responseBody: bytea('response_body'),
+    /**
+     * The server instance running an in-flight request (Database.instances): once that instance is
+     * gone, a retry recovers the record at once instead of waiting (issue #17). Null in records
+     * written before owners were recorded.
+     */
+    owner: text('owner'),
+    /**
+     * The certificate this request stored, set in the transaction that stored it: a retry after a
+     * crash answers with it instead of issuing a second one.
+     */
+    certificateSerial: text('certificate_serial').references(() => certificates.serial),
     createdAt: timestamptz('created_at').notNull(),
     expiresAt: timestamptz('expires_at').notNull(),
   },

@@ -43,6 +43,9 @@ export function scriptedCa(): CertificateAuthority & { calls: IssueInput[]; gate
         issuer: 'dev-intermediate',
       };
     },
+    async stored(): Promise<IssuedCertificate | null> {
+      return null;
+    },
     async evaluate(input: IssueInput) {
       return { allowed: true, policy: input.policy, decisions: [], violations: [] };
     },

@@ -97,7 +97,7 @@ export async function buildHarness({
     logger: logs.logger,
     ca,
     apiKeys: createApiKeysRepository({ db, clock }),
-    idempotency: createIdempotencyRepository({ db, clock }),
+    idempotency: createIdempotencyRepository({ db, instances: database.database.instances, clock }),
     certificates,
     issuers: createIssuersRepository({ db, clock }),
     policies: await createPolicyRegistry({ dir: policiesDir }),

@@ -1,8 +1,18 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createPublicKey, randomBytes, verify } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, parse, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OFFICER_PIN, USER_PIN } from './helpers.ts';
@@ -16,23 +26,77 @@ const ROOT = process.getuid?.() === 0;
 const MUST_RUN = process.env.CI === 'true';
 if (!ROOT && !MUST_RUN) console.warn('skipping the separate OS user test: it needs root to create users');
 
-const SIGNET = fileURLToPath(new URL('../../../bin/signet.js', import.meta.url));
-const SIGN_ONCE = fileURLToPath(new URL('./fixtures/sign-once.ts', import.meta.url));
+const CHECKOUT = fileURLToPath(new URL('../../../', import.meta.url));
+const SIGN_ONCE_SOURCE = fileURLToPath(new URL('./fixtures/sign-once.ts', import.meta.url));
+/**
+ * What the other users run, copied out of the checkout (which may sit in a folder only its owner
+ * can enter, as CI clones do): the sources, the entry point, and the packages `signet hsm` and the
+ * fixture load (tsx and its esbuild, and the runtime dependencies of src/hsm).
+ */
+const COPIED = ['bin', 'src', 'package.json', 'tsconfig.json', relative(CHECKOUT, SIGN_ONCE_SOURCE)];
+const COPIED_PACKAGES = [
+  'tsx',
+  'esbuild',
+  '@esbuild',
+  'get-tsconfig',
+  'resolve-pkg-maps',
+  'reflect-metadata',
+  'zod',
+  'shamir-secret-sharing',
+];
 const suffix = randomBytes(3).toString('hex');
 const HSM = `sg-hsm-${suffix}`;
 const CA_USER = `sg-ca-${suffix}`;
 const OTHER = `sg-other-${suffix}`;
 const CLIENTS = `sg-clients-${suffix}`;
 
-function run(command: string, args: string[]) {
-  const result = spawnSync(command, args, { encoding: 'utf8', timeout: 60_000 });
+/** Set in beforeAll: where the copy lives, and a temporary folder every test user may write. */
+let app = '';
+let scratchTmp = '';
+const signetPath = () => join(app, 'bin', 'signet.js');
+const signOncePath = () => join(app, relative(CHECKOUT, SIGN_ONCE_SOURCE));
+
+function run(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
+  const result = spawnSync(command, args, { encoding: 'utf8', timeout: 60_000, ...options });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
 /** Runs a command as `user` with that user's groups, as `sudo -u` would (setpriv execs, no fork). */
 const as = (user: string, args: string[]) =>
-  run('setpriv', [`--reuid=${user}`, `--regid=${user}`, '--init-groups', ...args]);
-const signetAs = (user: string, args: string[]) => as(user, [process.execPath, SIGNET, ...args]);
+  run('setpriv', [`--reuid=${user}`, `--regid=${user}`, '--init-groups', ...args], {
+    cwd: app,
+    // tsx caches compiled files under TMPDIR: one the user can write, not the caller's.
+    env: { ...process.env, TMPDIR: scratchTmp },
+  });
+const signetAs = (user: string, args: string[]) => as(user, [process.execPath, signetPath(), ...args]);
+
+/** Whether every folder from the root down to `dir` lets others through (o+x). */
+function traversableByOthers(dir: string): boolean {
+  for (let current = dir; ; current = dirname(current)) {
+    if (!existsSync(current) || !(statSync(current).mode & 0o001)) return false;
+    if (current === parse(current).root) return true;
+  }
+}
+
+/** A folder for the test whose parents any user can pass: TMPDIR may be private, /tmp is not. */
+function publicBase(): string {
+  const parent = [tmpdir(), '/tmp', '/var/tmp'].find(traversableByOthers);
+  if (!parent)
+    throw new Error('no temporary folder that other users can reach (tried TMPDIR, /tmp, /var/tmp)');
+  const base = mkdtempSync(join(parent, 'signet-separate-'));
+  chmodSync(base, 0o755);
+  return base;
+}
+
+/** Copies the code the other users run into `app`, readable by all and writable by none of them. */
+function copyApp(): void {
+  for (const entry of COPIED) cpSync(join(CHECKOUT, entry), join(app, entry), { recursive: true });
+  for (const name of COPIED_PACKAGES) {
+    const from = join(CHECKOUT, 'node_modules', name);
+    if (existsSync(from)) cpSync(from, join(app, 'node_modules', name), { recursive: true });
+  }
+  run('chmod', ['-R', 'u=rwX,go=rX', app]);
+}
 
 function idOf(user: string): { uid: number; gid: number } {
   return { uid: Number(run('id', ['-u', user]).stdout), gid: Number(run('id', ['-g', user]).stdout) };
@@ -56,14 +120,17 @@ describe.skipIf(!ROOT && !MUST_RUN)('the partition as a separate OS user', () =>
         run('useradd', [...args, ...(groups.length ? ['--groups', groups.join(',')] : []), user]).code,
       ).toBe(0);
     }
-    // The partition's and the CA's users run this checkout's code: it must be readable to them.
-    const readable = as(OTHER, ['test', '-r', SIGNET]);
+    base = publicBase();
+    app = join(base, 'app');
+    scratchTmp = join(base, 'tmp');
+    mkdirSync(scratchTmp, { mode: 0o1777 });
+    chmodSync(scratchTmp, 0o1777);
+    copyApp();
     expect(
-      readable.code,
-      `${SIGNET} must be readable by other OS users (o+rx on its folders) for this test`,
-    ).toBe(0);
-    base = mkdtempSync(join(tmpdir(), 'signet-separate-'));
-    chmodSync(base, 0o755);
+      traversableByOthers(dirname(process.execPath)),
+      `${process.execPath} must be reachable by other OS users for this test`,
+    ).toBe(true);
+    expect(as(OTHER, ['test', '-r', signetPath()]).code).toBe(0);
     const hsm = idOf(HSM);
     const ca = idOf(CA_USER);
     const clientsGid = Number(run('getent', ['group', CLIENTS]).stdout.split(':')[2]);
@@ -121,7 +188,7 @@ describe.skipIf(!ROOT && !MUST_RUN)('the partition as a separate OS user', () =>
         `--regid=${HSM}`,
         '--init-groups',
         process.execPath,
-        SIGNET,
+        signetPath(),
         'hsm',
         'serve',
         '--dir',
@@ -132,7 +199,7 @@ describe.skipIf(!ROOT && !MUST_RUN)('the partition as a separate OS user', () =>
         CLIENTS,
         '--exit-with-stdin',
       ],
-      { stdio: ['pipe', 'ignore', 'pipe'] },
+      { stdio: ['pipe', 'ignore', 'pipe'], cwd: app, env: { ...process.env, TMPDIR: scratchTmp } },
     );
     let log = '';
     server.stderr!.on('data', (chunk: Buffer) => {
@@ -177,7 +244,7 @@ describe.skipIf(!ROOT && !MUST_RUN)('the partition as a separate OS user', () =>
       process.execPath,
       '--import',
       'tsx',
-      SIGN_ONCE,
+      signOncePath(),
       socket(),
       join(base, 'ca-secrets', 'ca.pin'),
       'ca-2026',
@@ -216,7 +283,7 @@ describe.skipIf(!ROOT && !MUST_RUN)('the partition as a separate OS user', () =>
       process.execPath,
       '--import',
       'tsx',
-      SIGN_ONCE,
+      signOncePath(),
       socket(),
       '/dev/null',
       'ca-2026',

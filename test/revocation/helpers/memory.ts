@@ -1,6 +1,7 @@
 import type { CrlEntry } from '../../../src/revocation/crl-builder.ts';
 import type {
   CrlStore,
+  OwedCrls,
   PublishedCrl,
   RevokedEntrySource,
   Timers,
@@ -197,4 +198,54 @@ export function memoryCertificates(initial: MemoryCertificate[] = []) {
     },
   };
   return repository;
+}
+
+/**
+ * The owed_work outbox (kind crl) in memory, with the same rules as src/db: owing again gives a
+ * new version and keeps the first owing's time; settle deletes only the claimed version.
+ */
+export function memoryOwedCrls(clock: { now(): Date }) {
+  let nextVersion = 1n;
+  const rows = new Map<string, { issuerId: string; shard: number; version: bigint; owedSince: Date }>();
+  const failures: { issuerId: string; error: unknown }[] = [];
+  const key = (issuerId: string, shard: number) => `${issuerId}/${shard}`;
+  const owed: OwedCrls & {
+    rows: typeof rows;
+    failures: typeof failures;
+    owe(issuerId: string, shard?: number): void;
+  } = {
+    rows,
+    failures,
+    owe(issuerId, shard = 0) {
+      const existing = rows.get(key(issuerId, shard));
+      if (existing) existing.version = nextVersion++;
+      else
+        rows.set(key(issuerId, shard), { issuerId, shard, version: nextVersion++, owedSince: clock.now() });
+    },
+    async list() {
+      return [...rows.values()].map(({ issuerId, shard, owedSince }) => ({ issuerId, shard, owedSince }));
+    },
+    async claim(issuerId, shard) {
+      const row = rows.get(key(issuerId, shard));
+      if (!row) return null;
+      const { version } = row;
+      return {
+        owedSince: row.owedSince,
+        async settle(claimedAt) {
+          const now = rows.get(key(issuerId, shard));
+          if (now?.version === version) {
+            rows.delete(key(issuerId, shard));
+            return 'settled';
+          }
+          if (!now) return 'settled';
+          if (claimedAt > now.owedSince) now.owedSince = claimedAt;
+          return 'remaining';
+        },
+      };
+    },
+    async recordFailure(issuerId, _shard, error) {
+      if (rows.has(key(issuerId, _shard))) failures.push({ issuerId, error });
+    },
+  };
+  return owed;
 }
