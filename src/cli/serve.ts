@@ -61,6 +61,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
         bodyLimit: config.server.bodyLimit,
         rateLimitPerMinute: config.rateLimit.perMinute,
         requestTimeoutMs: durationMs(config.server.requestTimeout),
+        publicUrl: config.server.publicUrl,
       },
     });
     const tls = options.tls ?? config.server.tls;
