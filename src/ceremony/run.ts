@@ -21,6 +21,7 @@ import {
 } from '../x509/issuer.ts';
 import { spkiSha256 } from '../x509/keys.ts';
 import { encodeName } from '../x509/names.ts';
+import { PathValidationError, validateCertificatePath } from '../x509/path-validation.ts';
 import { certificateToPem, crlToPem, PEM_LABEL, toPem } from '../x509/pem.ts';
 import { buildCaTbs, encodeSubject, serialFromPartition, subjectAttributes } from './certificates.ts';
 import {
@@ -381,6 +382,7 @@ class Run {
     issuer,
     signer,
     path,
+    trustAnchor,
   }: {
     what: string;
     lintProfile: 'root' | 'intermediate';
@@ -390,6 +392,8 @@ class Run {
     issuer: IssuerContext;
     signer: CeremonyKey;
     path: string;
+    /** The certificate the new one's path must validate to; absent for a root (its own anchor). */
+    trustAnchor?: { der: Uint8Array; what: string };
   }): Promise<Uint8Array> {
     const user = requireUser(signer.partition);
     const serial = await this.rec.step(
@@ -432,6 +436,12 @@ class Run {
           }
           throw error;
         }
+      },
+    );
+    await this.rec.step(
+      `Validate the ${what}'s certification path to ${trustAnchor?.what ?? 'itself'} (RFC 5280 §6.1)`,
+      async (detail) => {
+        detail.pathLength = await validateCeremonyPath(der, trustAnchor?.der ?? der, this.clock);
       },
     );
     await this.rec.step(`Write the ${what} to ${path}`, async (detail) => {
@@ -529,6 +539,33 @@ class Run {
 
   async close(): Promise<void> {
     await Promise.allSettled(this.partitions.map((p) => p.close()));
+  }
+}
+
+/**
+ * RFC 5280 §6.1 path validation of a certificate the ceremony just signed, before it is written:
+ * pkijs's engine (Ed25519 included), name constraints along the path (src/x509/path-validation.ts).
+ * It runs at the later of now and the certificate's notBefore, since a ceremony may sign ahead.
+ */
+async function validateCeremonyPath(der: Uint8Array, anchor: Uint8Array, clock: Clock): Promise<number> {
+  const notBefore = readCertificateFields(der).notBefore;
+  const now = clock.now();
+  try {
+    const { path } = await validateCertificatePath({
+      certificate: der,
+      trustAnchors: [anchor],
+      time: notBefore > now ? notBefore : now,
+      targetIsCa: true,
+    });
+    return path.length;
+  } catch (error) {
+    if (!(error instanceof PathValidationError)) throw error;
+    throw new CeremonyError(
+      'ceremony.path_invalid',
+      `the signed certificate does not validate: ${error.message}`,
+      { reason: error.reason },
+      { cause: error },
+    );
   }
 }
 
@@ -668,6 +705,7 @@ async function subordinateCeremony(
       issuer,
       signer: issuerKey,
       path: config.outputs['certificate-path'],
+      trustAnchor: { der: issuerCert.der, what: 'the issuer certificate' },
     });
   } else {
     const other = run.validated.inputs.subjectCertificate!;
@@ -681,6 +719,7 @@ async function subordinateCeremony(
       issuer,
       signer: issuerKey,
       path: config.outputs['certificate-path'],
+      trustAnchor: { der: issuerCert.der, what: 'the issuer certificate' },
     });
   }
 }
@@ -744,6 +783,7 @@ async function hierarchyCeremony(
   run.defaultSigner = root.info.label;
   await run.writePublicKey(config.root.outputs['public-key-path'], root.info.publicKey, 'root');
   const issuer = await issueRoot(run, rootProfile, root, config.root.outputs['certificate-path']);
+  const rootAnchor = { der: issuer.certificate!, what: 'the root' };
   for (const [n, inter] of config.intermediates.entries()) {
     const profile = inter['certificate-profile'];
     let spki: Uint8Array;
@@ -772,6 +812,7 @@ async function hierarchyCeremony(
       issuer,
       signer: root,
       path: inter.outputs['certificate-path'],
+      trustAnchor: rootAnchor,
     });
   }
   await run.issueCrl({
