@@ -554,7 +554,7 @@ async function validateCeremonyPath(der: Uint8Array, anchor: Uint8Array, clock: 
     const { path } = await validateCertificatePath({
       certificate: der,
       trustAnchors: [anchor],
-      time: notBefore > now ? notBefore : now,
+      time: new Date(Math.max(notBefore.getTime(), now.getTime())),
       targetIsCa: true,
     });
     return path.length;
