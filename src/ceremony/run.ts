@@ -34,6 +34,7 @@ import {
   mechanismForKey,
   type OfflinePartitionConfig,
   type PartitionConfig,
+  transcriptCmsPath,
   transcriptMarkdownPath,
   transcriptSignaturePath,
 } from './config.ts';
@@ -57,7 +58,7 @@ import {
   TranscriptRecorder,
   transcriptBytes,
 } from './transcript.ts';
-import { signTranscriptBytes } from './transcript-signature.ts';
+import { signTranscriptBytes, signTranscriptCms } from './transcript-signature.ts';
 import type { ValidatedCeremony } from './validate.ts';
 
 /**
@@ -98,6 +99,8 @@ export interface CeremonyResult {
   transcriptPath: string;
   markdownPath: string;
   signaturePath: string;
+  /** The detached CMS SignedData, when the signing key has a certificate. */
+  cmsPath?: string;
   keys: TranscriptKey[];
   outputs: WrittenOutput[];
 }
@@ -109,6 +112,8 @@ interface CeremonyKey {
   partition: CeremonyPartition;
   /** May sign transcripts: its profile (or certificate) carries digitalSignature. */
   mayAttest: boolean;
+  /** Its certificate and the CA certificates above it, DER, once it has one: the CMS transcript carries them. */
+  certificates?: Uint8Array[];
 }
 
 class Run {
@@ -639,6 +644,7 @@ async function issueRoot(
     signer: root,
     path,
   });
+  root.certificates = [der];
   return createIssuerContext({ id: root.info.label, certificate: der });
 }
 
@@ -692,6 +698,7 @@ async function subordinateCeremony(
     issuerCert.keyUsage === undefined || hasKeyUsage(issuerCert, KeyUsageFlags.digitalSignature),
   );
   run.defaultSigner = issuerKey.info.label;
+  issuerKey.certificates = [issuerCert.der];
   const issuer = createIssuerContext({ id: issuerKey.info.label, certificate: issuerCert.der });
   const profile = config['certificate-profile'];
   if (config['ceremony-type'] === 'intermediate') {
@@ -737,6 +744,7 @@ async function crlCeremony(
     issuerCert.keyUsage === undefined || hasKeyUsage(issuerCert, KeyUsageFlags.digitalSignature),
   );
   run.defaultSigner = issuerKey.info.label;
+  issuerKey.certificates = [issuerCert.der];
   const issuer = createIssuerContext({ id: issuerKey.info.label, certificate: issuerCert.der });
   await run.issueCrl({
     profile: config['crl-profile'],
@@ -787,9 +795,10 @@ async function hierarchyCeremony(
   for (const [n, inter] of config.intermediates.entries()) {
     const profile = inter['certificate-profile'];
     let spki: Uint8Array;
+    let made: CeremonyKey | undefined;
     const key = inter['subject-key'].key;
     if (key) {
-      const made = await run.createKey(
+      made = await run.createKey(
         online!,
         key,
         `intermediate-${n}`,
@@ -803,7 +812,7 @@ async function hierarchyCeremony(
     } else {
       spki = run.validated.inputs.intermediateKeys[n]!.spki;
     }
-    await run.issueCertificate({
+    const der = await run.issueCertificate({
       what: `intermediate certificate ${n} (${profile.subject['common-name']})`,
       lintProfile: 'intermediate',
       profile,
@@ -814,6 +823,7 @@ async function hierarchyCeremony(
       path: inter.outputs['certificate-path'],
       trustAnchor: rootAnchor,
     });
+    if (made) made.certificates = [der, rootAnchor.der];
   }
   await run.issueCrl({
     profile: config.crl['crl-profile'],
@@ -942,6 +952,7 @@ async function finishTranscript(
     : config.transcript.path;
   const markdownPath = transcriptMarkdownPath(jsonPath);
   const signaturePath = transcriptSignaturePath(jsonPath);
+  const cmsPath = transcriptCmsPath(jsonPath);
   const error = failure
     ? {
         code:
@@ -967,6 +978,8 @@ async function finishTranscript(
     }
   }
   const mechanism = signer ? mechanismForKey(signer.info.algorithm) : undefined;
+  // With a certificate, the signer also writes a CMS SignedData that openssl cms -verify checks.
+  const withCms = signer?.certificates !== undefined;
   if (signer && mechanism) {
     run.rec.signer = {
       role: signer.role,
@@ -978,22 +991,32 @@ async function finishTranscript(
     run.rec.steps.push({
       n: run.rec.steps.length + 1,
       time: isoNow(run.clock),
-      name: `Sign this transcript with ${signer.info.label} (${mechanism}); write ${jsonPath}, ${markdownPath}, ${signaturePath}`,
+      name: `Sign this transcript with ${signer.info.label} (${mechanism}); write ${jsonPath}, ${markdownPath}, ${signaturePath}${withCms ? `, ${cmsPath} (CMS)` : ''}`,
       result: 'ok',
     });
   }
   let transcript = run.rec.build(failure ? 'failed' : 'completed', error);
   let bytes = transcriptBytes(transcript);
   let signature: Uint8Array | undefined;
+  let cms: Uint8Array | undefined;
   if (signer && mechanism) {
     try {
-      signature = await signTranscriptBytes(
-        requireUser(signer.partition),
-        { label: signer.info.label },
-        mechanism,
-        bytes,
-      );
+      const keys = requireUser(signer.partition);
+      signature = await signTranscriptBytes(keys, { label: signer.info.label }, mechanism, bytes);
+      if (signer.certificates) {
+        cms = await signTranscriptCms(
+          {
+            keys,
+            key: { label: signer.info.label },
+            certificates: signer.certificates,
+            signingTime: run.clock.now(),
+          },
+          bytes,
+        );
+      }
     } catch (e) {
+      signature = undefined;
+      cms = undefined;
       signerProblem = e;
       run.rec.signer = undefined;
       run.rec.steps.pop();
@@ -1009,12 +1032,19 @@ async function finishTranscript(
   await writeOutputOnce(
     baseDir,
     markdownPath,
-    renderTranscriptMarkdown(transcript, { jsonFile: jsonPath, signatureFile: signaturePath }),
+    renderTranscriptMarkdown(transcript, {
+      jsonFile: jsonPath,
+      signatureFile: signaturePath,
+      ...(cms ? { cmsFile: cmsPath } : {}),
+    }),
     { kind: 'transcript-markdown' },
   );
   if (signature) {
     await writeOutputOnce(baseDir, signaturePath, signature, { kind: 'transcript-signature' });
-    run.log(`Transcript signed by ${signer!.info.uri}; signature in ${signaturePath}`);
+    if (cms) await writeOutputOnce(baseDir, cmsPath, cms, { kind: 'transcript-cms' });
+    run.log(
+      `Transcript signed by ${signer!.info.uri}; signature in ${signaturePath}${cms ? `, CMS SignedData in ${cmsPath}` : ''}`,
+    );
   } else {
     run.log(
       `WARNING: the transcript is not signed${signerProblem ? `: ${(signerProblem as Error).message}` : ''}`,
@@ -1026,6 +1056,7 @@ async function finishTranscript(
     transcriptPath: jsonPath,
     markdownPath,
     signaturePath,
+    ...(cms ? { cmsPath } : {}),
     keys: transcript.keys,
     outputs: transcript.outputs,
   };
