@@ -1,6 +1,13 @@
-import { constants, createHash, createPublicKey, type KeyObject, verify, type webcrypto } from 'node:crypto';
+import {
+  constants,
+  createHash,
+  createPublicKey,
+  type KeyObject,
+  verify,
+  type webcrypto,
+  X509Certificate,
+} from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { KeyUsageFlags, KeyUsagesExtension, X509Certificate } from '@peculiar/x509';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import type { KeyManager, KeyRef, SignMechanism } from '../hsm/types.ts';
@@ -57,7 +64,7 @@ export function parseAnchor(data: Uint8Array): TrustAnchor {
   try {
     if (text.includes('-----BEGIN CERTIFICATE-----')) {
       certificate = new X509Certificate(text);
-      spki = Buffer.from(certificate.publicKey.rawData);
+      spki = certificate.publicKey.export({ type: 'spki', format: 'der' });
     } else if (text.includes('-----BEGIN PUBLIC KEY-----')) {
       spki = createPublicKey({ key: text, format: 'pem' }).export({ type: 'spki', format: 'der' });
     } else {
@@ -68,7 +75,7 @@ export function parseAnchor(data: Uint8Array): TrustAnchor {
         });
       } catch {
         certificate = new X509Certificate(Buffer.from(data));
-        spki = Buffer.from(certificate.publicKey.rawData);
+        spki = certificate.publicKey.export({ type: 'spki', format: 'der' });
       }
     }
   } catch (error) {
@@ -81,6 +88,12 @@ export function parseAnchor(data: Uint8Array): TrustAnchor {
   }
   const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
   return { key, publicKeySha256: sha256Hex(spki), ...(certificate ? { certificate } : {}) };
+}
+
+/** RFC 5280 §4.2.1.3: no keyUsage, or one with digitalSignature (bit 0). */
+function mayDigitallySign(certificate: Uint8Array): boolean {
+  const ku = readCertificateFields(certificate).extensions.get(OID.keyUsage);
+  return !ku || ((bitStringBytes(readDer(ku.value, { maxDepth: 1 })).bytes[0] ?? 0) & 0x80) !== 0;
 }
 
 export interface VerifiedTranscript {
@@ -106,14 +119,11 @@ export function verifyTranscript({
   anchor: Uint8Array;
 }): VerifiedTranscript {
   const anchor = parseAnchor(anchorBytes);
-  if (anchor.certificate) {
-    const ku = anchor.certificate.getExtension(KeyUsagesExtension);
-    if (ku && (ku.usages & KeyUsageFlags.digitalSignature) === 0) {
-      throw invalid(
-        'ceremony.transcript_anchor_not_allowed',
-        "the anchor certificate's key usage omits digitalSignature: its key may not sign transcripts (RFC 5280 §4.2.1.3)",
-      );
-    }
+  if (anchor.certificate && !mayDigitallySign(new Uint8Array(anchor.certificate.raw))) {
+    throw invalid(
+      'ceremony.transcript_anchor_not_allowed',
+      "the anchor certificate's key usage omits digitalSignature: its key may not sign transcripts (RFC 5280 §4.2.1.3)",
+    );
   }
   const text = Buffer.from(bytes).toString('utf8');
   let transcript: Transcript;
@@ -393,9 +403,7 @@ export async function verifyTranscriptCms({
     if (!(error instanceof PathValidationError)) throw error;
     throw refuse(`the CMS signer's certificate does not validate to the anchor: ${error.message}`, error);
   }
-  const ku = readCertificateFields(signer).extensions.get(OID.keyUsage);
-  // digitalSignature is bit 0 (RFC 5280 §4.2.1.3).
-  if (ku && ((bitStringBytes(readDer(ku.value, { maxDepth: 1 })).bytes[0] ?? 0) & 0x80) === 0) {
+  if (!mayDigitallySign(signer)) {
     throw new CeremonyError(
       'ceremony.transcript_anchor_not_allowed',
       "the CMS signer certificate's key usage omits digitalSignature (RFC 5280 §4.2.1.3)",

@@ -1,5 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { stat } from 'node:fs/promises';
+import { SignetCryptoEngine } from '../x509/crypto-engine.ts';
 import { createSelfIssuerContext } from '../x509/issuer.ts';
 import { buildCaTbs, encodeSubject } from './certificates.ts';
 import {
@@ -394,12 +395,11 @@ async function revokedEntries(
       );
       if (cert && issuer) {
         // RFC 5280 §5.1: a CRL lists only certificates its issuer issued.
-        const sameIssuer = cert.certificate.issuer === issuer.certificate.subject;
+        const sameIssuer = cert.certificate.issuer.isEqual(issuer.certificate.subject);
         let signed = false;
         try {
           signed =
-            sameIssuer &&
-            (await cert.certificate.verify({ publicKey: issuer.certificate.publicKey, signatureOnly: true }));
+            sameIssuer && (await cert.certificate.verify(issuer.certificate, new SignetCryptoEngine()));
         } catch {
           signed = false;
         }

@@ -1,4 +1,3 @@
-import 'reflect-metadata';
 import { existsSync, readFileSync } from 'node:fs';
 import { moduleFile } from '../lib/module-file.ts';
 import { CliError, type CommandModule, EXIT } from './args.ts';
