@@ -261,7 +261,7 @@ export function normaliseNameValue(value: string): string {
  * same form the certificate records carry (src/ca/ca.ts).
  */
 export function formatName(rdns: readonly NameAttribute[][]): string {
-  const escape = (value: string) =>
+  const escapeValue = (value: string) =>
     value
       .replace(/([,+"\\<>;=])/g, '\\$1')
       .replace(/^([ #])/, '\\$1')
@@ -269,6 +269,6 @@ export function formatName(rdns: readonly NameAttribute[][]): string {
       .replace(/\0/g, '\\00');
   return [...rdns]
     .reverse()
-    .map((rdn) => rdn.map((a) => `${a.type ?? a.oid}=${escape(a.value)}`).join('+'))
+    .map((rdn) => rdn.map((a) => `${a.type ?? a.oid}=${escapeValue(a.value)}`).join('+'))
     .join(',');
 }
