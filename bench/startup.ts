@@ -4,11 +4,12 @@
  * GET /readyz answers 200 (partition process spawned and unsealed, PGlite opened and migrated,
  * issuers loaded and their chains validated), then stop it with SIGTERM and wait for its exit.
  *
- *   node --import tsx bench/startup.ts [--signet PATH] [--rounds 5]
+ *   node --import tsx bench/startup.ts [--signet PATH ...] [--rounds 5]
  *
- * --signet is the `bin/signet.js` to run (default this checkout's): point it at
- * `node_modules/signet/bin/signet.js` of an `npm install --omit=dev ./signet-*.tgz` to measure
- * the packed install.
+ * --signet is a `bin/signet.js` to run (default this checkout's, which runs dist/: `npm run build`
+ * first); point it at `node_modules/signet/bin/signet.js` of an `npm install --omit=dev
+ * ./signet-*.tgz` to measure a packed install. Given several times, the installs take turns
+ * round by round, so a busy machine slows each alike.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,13 +20,15 @@ import { freePort } from './support.ts';
 
 const { values } = parseArgs({
   options: {
-    signet: { type: 'string', default: path.resolve(import.meta.dirname, '../bin/signet.js') },
+    signet: { type: 'string', multiple: true },
     rounds: { type: 'string', default: '5' },
   },
 });
-const signet = path.resolve(values.signet!);
+const signets = (values.signet ?? [path.resolve(import.meta.dirname, '../bin/signet.js')]).map((p) =>
+  path.resolve(p),
+);
 const rounds = Number(values.rounds);
-// The checkout's own runs must not pick up a test-only switch from the caller's environment.
+// The checkout's own runs must not pick up the suites' switch to run the TypeScript sources.
 const { SIGNET_RUN_SOURCES: _ignored, ...env } = process.env;
 
 async function readyAfter(child: ChildProcess, url: string, started: number): Promise<number> {
@@ -43,36 +46,46 @@ async function readyAfter(child: ChildProcess, url: string, started: number): Pr
   }
 }
 
-const dir = mkdtempSync(path.join(tmpdir(), 'signet-bench-startup-'));
-try {
-  const port = await freePort();
-  const data = path.join(dir, 'data');
-  execFileSync(process.execPath, [signet, 'init', '--data', data, '--port', String(port)], {
-    env,
+async function startOnce(signet: string, data: string, port: number): Promise<number> {
+  const started = performance.now();
+  const child = spawn(process.execPath, [signet, 'serve', '--data', data, '--port', String(port)], {
+    env: { ...env, SIGNET_LOG_LEVEL: 'warn' },
     stdio: 'ignore',
   });
-  const times: number[] = [];
-  for (let round = 0; round < rounds; round++) {
-    const started = performance.now();
-    const child = spawn(process.execPath, [signet, 'serve', '--data', data, '--port', String(port)], {
-      env: { ...env, SIGNET_LOG_LEVEL: 'warn' },
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  try {
+    return await readyAfter(child, `http://127.0.0.1:${port}`, started);
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+const dir = mkdtempSync(path.join(tmpdir(), 'signet-bench-startup-'));
+try {
+  const setups = await Promise.all(
+    signets.map(async (signet, i) => ({ signet, port: await freePort(), data: path.join(dir, `data-${i}`) })),
+  );
+  for (const { signet, port, data } of setups) {
+    execFileSync(process.execPath, [signet, 'init', '--data', data, '--port', String(port)], {
+      env,
       stdio: 'ignore',
     });
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    try {
-      times.push(await readyAfter(child, `http://127.0.0.1:${port}`, started));
-    } finally {
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await startOnce(signet, data, port); // the first start after init is not a restart
   }
-  const sorted = [...times].sort((a, b) => a - b);
-  const median = sorted[Math.floor(sorted.length / 2)]!;
-  console.log(`signet: ${signet}`);
-  console.log(`ready after (ms): ${times.map((t) => t.toFixed(0)).join(', ')}`);
-  console.log(
-    `median ${median.toFixed(0)} ms, min ${sorted[0]!.toFixed(0)} ms, max ${sorted.at(-1)!.toFixed(0)} ms`,
-  );
+  const times = setups.map(() => [] as number[]);
+  for (let round = 0; round < rounds; round++) {
+    for (const [i, { signet, port, data }] of setups.entries())
+      times[i]!.push(await startOnce(signet, data, port));
+  }
+  for (const [i, { signet }] of setups.entries()) {
+    const sorted = [...times[i]!].sort((a, b) => a - b);
+    console.log(`signet: ${signet}`);
+    console.log(`  ready after (ms): ${times[i]!.map((t) => t.toFixed(0)).join(', ')}`);
+    console.log(
+      `  median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(0)} ms, min ${sorted[0]!.toFixed(0)} ms, max ${sorted.at(-1)!.toFixed(0)} ms`,
+    );
+  }
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
