@@ -21,7 +21,6 @@ import {
 } from '../x509/issuer.ts';
 import { spkiSha256 } from '../x509/keys.ts';
 import { encodeName } from '../x509/names.ts';
-import { PathValidationError, validateCertificatePath } from '../x509/path-validation.ts';
 import { certificateToPem, crlToPem, PEM_LABEL, toPem } from '../x509/pem.ts';
 import { buildCaTbs, encodeSubject, serialFromPartition, subjectAttributes } from './certificates.ts';
 import {
@@ -50,6 +49,7 @@ import {
   type PartitionDriver,
   processPartitionDriver,
 } from './partition.ts';
+import { validateCeremonyPath } from './path-check.ts';
 import {
   renderTranscriptMarkdown,
   type Transcript,
@@ -544,33 +544,6 @@ class Run {
 
   async close(): Promise<void> {
     await Promise.allSettled(this.partitions.map((p) => p.close()));
-  }
-}
-
-/**
- * RFC 5280 §6.1 path validation of a certificate the ceremony just signed, before it is written:
- * pkijs's engine (Ed25519 included), name constraints along the path (src/x509/path-validation.ts).
- * It runs at the later of now and the certificate's notBefore, since a ceremony may sign ahead.
- */
-async function validateCeremonyPath(der: Uint8Array, anchor: Uint8Array, clock: Clock): Promise<number> {
-  const notBefore = readCertificateFields(der).notBefore;
-  const now = clock.now();
-  try {
-    const { path } = await validateCertificatePath({
-      certificate: der,
-      trustAnchors: [anchor],
-      time: new Date(Math.max(notBefore.getTime(), now.getTime())),
-      targetIsCa: true,
-    });
-    return path.length;
-  } catch (error) {
-    if (!(error instanceof PathValidationError)) throw error;
-    throw new CeremonyError(
-      'ceremony.path_invalid',
-      `the signed certificate does not validate: ${error.message}`,
-      { reason: error.reason },
-      { cause: error },
-    );
   }
 }
 

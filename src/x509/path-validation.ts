@@ -12,8 +12,8 @@
  *   OpenSSL applies; here each CA's constraints, the anchor's included, are checked on every
  *   certificate below it (§6.1.3 (b), (c));
  * - pathLenConstraint (§6.1.4 (l), (m)), which pkijs does not check;
- * - the target itself, when it is a CA that will issue: basicConstraints cA, keyCertSign and no
- *   unrecognised critical extension, which pkijs checks only for the certificates above it;
+ * - the target itself: no unrecognised critical extension (§6.1.5 (f)) and, when it is a CA that
+ *   will issue, basicConstraints cA and keyCertSign, which pkijs checks only for the CAs above it;
  * - the outer signatureAlgorithm equal to the TBS signature field (§4.1.1.2).
  *
  * Pure: no clock (the caller passes the time), no file, no database.
@@ -211,7 +211,7 @@ function checkIssuing(c: Parsed): void {
   }
 }
 
-/** The extensions a CA certificate may mark critical and Signet understands (RFC 5280 §6.1.4 (o)). */
+/** The extensions a certificate may mark critical and Signet understands (RFC 5280 §6.1.4 (o), §6.1.5 (f)). */
 const UNDERSTOOD = new Set<string>([
   OID.basicConstraints,
   OID.keyUsage,
@@ -339,10 +339,8 @@ export async function validateCertificatePath(input: PathValidationInput): Promi
     .map((der, i) => parse(der, `intermediate ${i + 1}`))
     .filter((c) => !anchors.some((a) => equalBytes(a.der, c.der)) && !equalBytes(c.der, target.der));
   if (anchors.length === 0) throw new PathValidationError('no_path', 'there is no trust anchor');
-  if (input.targetIsCa) {
-    checkIssuing(target);
-    checkCriticalExtensions(target);
-  }
+  if (input.targetIsCa) checkIssuing(target);
+  checkCriticalExtensions(target);
 
   let path: Parsed[];
   const anchorItself = anchors.findIndex((a) => equalBytes(a.der, target.der));
