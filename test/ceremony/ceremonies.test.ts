@@ -457,6 +457,9 @@ describe.skipIf(!haveOpenssl)('the root, key, intermediate and CRL ceremonies fr
       expect(cms.output, name).toContain('Verification successful');
     }
     expect(existsSync(out('transcripts/key.json.p7s'))).toBe(false);
+    expect(readFileSync(out('transcripts/root.md'), 'utf8')).toContain(
+      'openssl cms -verify -binary -content transcripts/root.json -inform DER -in transcripts/root.json.p7s -CAfile root.pem',
+    );
     for (const [name, anchor, hash] of [
       ['root', 'root-pub.pem', 'sha384'],
       ['intermediate', 'root-pub.pem', 'sha384'],
