@@ -43,6 +43,14 @@ module.exports = {
       from: { path: '^src/(ca|revocation|db|policy|lint|x509|hsm|ceremony)/' },
       to: { path: 'node_modules/(hono|@hono)/' },
     },
+    {
+      name: 'src-uses-production-dependencies',
+      comment:
+        'The packed install has no devDependencies (npm install --omit=dev): src/ imports only dependencies.',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { dependencyTypes: ['npm-dev', 'npm-optional', 'npm-peer', 'npm-no-pkg', 'npm-unknown'] },
+    },
     { name: 'no-circular', severity: 'error', from: { path: '^src/' }, to: { circular: true } },
   ],
   options: {

@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
 const signet = (args: string[]) =>
@@ -14,5 +15,12 @@ describe('the signet command', () => {
     const result = signet(['frobnicate']);
     expect(result.status).toBe(2);
     expect(result.stderr).toContain("unknown command 'frobnicate'");
+  });
+
+  it('prints the version of package.json with --version and exits 0', () => {
+    const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+    const result = signet(['--version']);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toBe(`signet ${version}\n`);
   });
 });

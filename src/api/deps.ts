@@ -59,6 +59,8 @@ export interface AppOptions {
   importedCrlExpiryWarningMs?: number;
   /** Client certificates mapped to roles (config server.tls.clients); needs a TLS listener with clientCa. */
   tlsClients?: ClientCertificateMapping[];
+  /** The base URL clients reach (config server.publicUrl): /docs shows it as the API server. */
+  publicUrl?: string;
 }
 
 export interface AppDeps {

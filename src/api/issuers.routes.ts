@@ -1,8 +1,9 @@
-import { X509Certificate } from 'node:crypto';
-import { X509Certificate as PeculiarCertificate } from '@peculiar/x509';
 import { Hono } from 'hono';
 import type { IssuerRecord } from '../db/issuers.repository.ts';
+import { encoding } from '../x509/der.ts';
+import { readCertificateFields } from '../x509/issuer.ts';
 import { inspectPublicKey } from '../x509/keys.ts';
+import { decodeName, formatName } from '../x509/names.ts';
 import { PEM_CHAIN, PEM_FILE, PKIX_CERT } from './certificates.routes.ts';
 import type { ApiEnv } from './env.ts';
 import { apiErrors } from './errors.ts';
@@ -19,18 +20,17 @@ const described = new WeakMap<
 function describe(der: Uint8Array) {
   let facts = described.get(der);
   if (!facts) {
-    const parsed = new PeculiarCertificate(der);
-    const spki = new X509Certificate(Buffer.from(der)).publicKey.export({ type: 'spki', format: 'der' });
+    const fields = readCertificateFields(der);
     let keyAlgorithm: string;
     try {
-      keyAlgorithm = inspectPublicKey(Uint8Array.from(spki)).name;
+      keyAlgorithm = inspectPublicKey(encoding(fields.spki)).name;
     } catch {
       keyAlgorithm = 'unknown';
     }
     facts = {
-      subject: parsed.subject,
-      notBefore: parsed.notBefore.toISOString(),
-      notAfter: parsed.notAfter.toISOString(),
+      subject: formatName(decodeName(fields.subject)),
+      notBefore: fields.notBefore.toISOString(),
+      notAfter: fields.notAfter.toISOString(),
       keyAlgorithm,
     };
     described.set(der, facts);

@@ -1,4 +1,4 @@
-import { type webcrypto, X509Certificate } from 'node:crypto';
+import type { webcrypto } from 'node:crypto';
 import type { IssuerRecord, IssuersRepository } from '../db/issuers.repository.ts';
 import { parseKeyUri } from '../hsm/key-uri.ts';
 import type { KeyManager, SignPurpose } from '../hsm/types.ts';
@@ -6,12 +6,15 @@ import { createPartitionCrypto, getCryptoKey, type PartitionCryptoKey } from '..
 import type { Clock } from '../lib/clock.ts';
 import { equalBytes } from '../x509/der.ts';
 import { createIssuerContext, type IssuerContext } from '../x509/issuer.ts';
+import type { NameConstraintsInfo } from '../x509/name-constraints.ts';
+import { PathValidationError, validateCertificatePath } from '../x509/path-validation.ts';
 import { certificateToPem } from '../x509/pem.ts';
 
 /**
  * An issuer the CA can sign with: its certificate checked against its key in the partition and
- * its chain verified up to a trusted root (issue #5: "An issuer is loaded only if its
- * certificate's public key equals its key's public key in the partition and its chain verifies").
+ * its chain validated up to a trusted root (issue #5: "An issuer is loaded only if its
+ * certificate's public key equals its key's public key in the partition and its chain verifies";
+ * issue #21: by RFC 5280 path validation, name constraints along the whole chain included).
  */
 export interface LoadedIssuer {
   id: string;
@@ -48,35 +51,57 @@ export interface LoadIssuersOptions {
   clock: Clock;
 }
 
-/** Checks that `der`'s chain (issuer records up to a root) ends in a trusted root, every signature valid. */
+export interface VerifiedIssuerChain {
+  /** The issuer records from this issuer up to and including its root. */
+  chain: IssuerRecord[];
+  /** The name constraints of every CA above the issuer (RFC 5280 §6.1.4 (g)), nearest first. */
+  superiorNameConstraints: NameConstraintsInfo[];
+}
+
+/**
+ * RFC 5280 §6.1 path validation of an issuer's recorded chain (issuer records up to a root) to the
+ * trusted roots of signet.yaml at the clock's time: pkijs's chain validation engine plus the name
+ * constraints of every CA along the chain (src/x509/path-validation.ts). The path that validates
+ * must be the recorded chain, which GET /v1/issuers/{id}/chain serves.
+ */
 export async function verifyIssuerChain(
   record: IssuerRecord,
   issuers: IssuersRepository,
   trustedRoots: Uint8Array[],
   clock: Clock,
-): Promise<IssuerRecord[]> {
+): Promise<VerifiedIssuerChain> {
   const chain = await issuers.chain(record.id);
-  const now = clock.now();
-  for (let i = 0; i < chain.length; i++) {
-    const current = new X509Certificate(Buffer.from(chain[i]!.certificateDer));
-    const parentRecord = chain[i + 1];
-    const parent = parentRecord ? new X509Certificate(Buffer.from(parentRecord.certificateDer)) : current;
-    if (!current.checkIssued(parent) || !current.verify(parent.publicKey)) {
-      throw new IssuerLoadError(
-        `issuer ${record.id}: the certificate of ${chain[i]!.id} is not signed by ${parentRecord?.id ?? 'itself'}`,
-      );
-    }
-    if (new Date(current.validTo) < now) {
-      throw new IssuerLoadError(`issuer ${record.id}: the certificate of ${chain[i]!.id} has expired`);
-    }
-  }
   const root = chain[chain.length - 1]!;
   if (!trustedRoots.some((der) => equalBytes(der, root.certificateDer))) {
     throw new IssuerLoadError(
       `issuer ${record.id}: its chain ends at ${root.id}, which is not among the trusted roots of signet.yaml`,
     );
   }
-  return chain;
+  let validated: Awaited<ReturnType<typeof validateCertificatePath>>;
+  try {
+    validated = await validateCertificatePath({
+      certificate: chain[0]!.certificateDer,
+      intermediates: chain.slice(1, -1).map((r) => r.certificateDer),
+      trustAnchors: [root.certificateDer],
+      time: clock.now(),
+      targetIsCa: true,
+    });
+  } catch (error) {
+    if (!(error instanceof PathValidationError)) throw error;
+    throw new IssuerLoadError(`issuer ${record.id}: its chain does not validate: ${error.message}`, {
+      cause: error,
+    });
+  }
+  const recorded = chain.map((r) => r.certificateDer);
+  if (
+    validated.path.length !== recorded.length ||
+    !validated.path.every((der, i) => equalBytes(der, recorded[i]!))
+  ) {
+    throw new IssuerLoadError(
+      `issuer ${record.id}: the path that validates is not its recorded chain ${chain.map((r) => r.id).join(' -> ')}`,
+    );
+  }
+  return { chain, superiorNameConstraints: validated.superiorNameConstraints };
 }
 
 /** Loads every active issuer whose key lives in one of `partitions`; refuses the set if any check fails. */
@@ -104,9 +129,16 @@ export async function loadIssuer(record: IssuerRecord, options: LoadIssuersOptio
       `issuer ${record.id}: its key ${record.keyUri} is in no partition this server uses`,
     );
   }
+  const { chain, superiorNameConstraints } = await verifyIssuerChain(
+    record,
+    options.issuers,
+    options.trustedRoots,
+    options.clock,
+  );
   const context = createIssuerContext({
     id: record.id,
     certificate: record.certificateDer,
+    superiorNameConstraints,
     ...(record.crlUrls[0] ? { crlUrl: record.crlUrls[0] } : {}),
     ...(record.ocspUrls[0] ? { ocspUrl: record.ocspUrls[0] } : {}),
     ...(record.caIssuersUrls[0] ? { caIssuersUrl: record.caIssuersUrls[0] } : {}),
@@ -118,7 +150,6 @@ export async function loadIssuer(record: IssuerRecord, options: LoadIssuersOptio
       `issuer ${record.id}: the certificate's public key is not the public key of ${record.keyUri}`,
     );
   }
-  const chain = await verifyIssuerChain(record, options.issuers, options.trustedRoots, options.clock);
   const pems = chain.map((r) => certificateToPem(r.certificateDer));
   const keyFor = (purpose: SignPurpose) => getCryptoKey(keyManager, { id: keyInfo.id }, { purpose });
   return {

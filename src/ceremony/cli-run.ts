@@ -78,7 +78,7 @@ export async function runCeremonyFromCli(validated: ValidatedCeremony, flags: Ru
     allowNetwork: flags['allow-network'] === true,
   });
   console.log(
-    `Ceremony completed. Transcript: ${result.transcriptPath} (+ ${result.markdownPath}, ${result.signaturePath})`,
+    `Ceremony completed. Transcript: ${result.transcriptPath} (+ ${result.markdownPath}, ${result.signaturePath}${result.cmsPath ? `, ${result.cmsPath}` : ''})`,
   );
   for (const key of result.keys)
     console.log(`  key ${key.role}: ${key.uri}  SHA-256(SPKI) ${key.publicKeySha256}`);

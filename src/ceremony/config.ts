@@ -774,11 +774,14 @@ export function outputPaths(config: CeremonyConfig): { at: string; path: string 
   add('transcript.path', t);
   add('transcript.path', transcriptMarkdownPath(t));
   add('transcript.path', transcriptSignaturePath(t));
+  add('transcript.path', transcriptCmsPath(t));
   return list;
 }
 
 export const transcriptMarkdownPath = (jsonPath: string) => jsonPath.replace(/\.json$/, '.md');
 export const transcriptSignaturePath = (jsonPath: string) => `${jsonPath}.sig`;
+/** The detached CMS SignedData (RFC 5652), written when the signing key has a certificate. */
+export const transcriptCmsPath = (jsonPath: string) => `${jsonPath}.p7s`;
 
 function crossFieldProblems(config: CeremonyConfig): ConfigProblem[] {
   const problems: ConfigProblem[] = [];

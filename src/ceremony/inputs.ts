@@ -1,13 +1,13 @@
 import { readFile } from 'node:fs/promises';
-import {
-  BasicConstraintsExtension,
-  KeyUsageFlags,
-  KeyUsagesExtension,
-  Pkcs10CertificateRequest,
-  X509Certificate,
-} from '@peculiar/x509';
+import { KeyUsageFlags } from '@peculiar/asn1-x509';
+import * as pkijs from 'pkijs';
 import { CrlReadError, type ReadCrl, readCrl } from '../x509/crl.ts';
+import { SignetCryptoEngine } from '../x509/crypto-engine.ts';
+import { bitStringBytes, content, encoding, readDer } from '../x509/der.ts';
+import { readBasicConstraints, readCertificateFields } from '../x509/issuer.ts';
 import { inspectPublicKey } from '../x509/keys.ts';
+import { decodeName, formatName } from '../x509/names.ts';
+import { OID } from '../x509/oids.ts';
 import { decodePem, PEM_LABEL } from '../x509/pem.ts';
 import type { ConfigProblem } from './errors.ts';
 import { resolvePath, sha256Hex } from './outputs.ts';
@@ -22,7 +22,8 @@ import { isoSeconds } from './transcript.ts';
 export interface LoadedCertificate {
   path: string;
   der: Uint8Array;
-  certificate: X509Certificate;
+  /** pkijs's view, to check a signature with (SignetCryptoEngine: Ed25519 too). */
+  certificate: pkijs.Certificate;
   /** SubjectPublicKeyInfo, DER. */
   spki: Uint8Array;
   /** Partition algorithm name of the certified key (`ecdsa-p384`, `rsa-4096`, ...). */
@@ -41,7 +42,7 @@ export interface LoadedPublicKey {
   path: string;
   spki: Uint8Array;
   keyAlgorithm: string;
-  /** From a CSR: its subject DN, DER (for information; the profile decides the subject). */
+  /** From a CSR: its subject DN as RFC 4514 text (for information; the profile decides the subject). */
   csrSubject?: string;
 }
 
@@ -87,30 +88,46 @@ function keyAlgorithm(spki: Uint8Array, at: string, path: string): string {
   }
 }
 
+/** RFC 5280 §4.2.1.3 named bits as KeyUsageFlags (bit n is flag 1 << n). */
+function keyUsageFlags(value: Uint8Array): number {
+  const bits = bitStringBytes(readDer(value, { maxDepth: 1 })).bytes;
+  let flags = 0;
+  for (let n = 0; n < 9; n++) if (((bits[n >> 3] ?? 0) & (0x80 >> (n & 7))) !== 0) flags |= 1 << n;
+  return flags;
+}
+
 export async function loadCertificate(baseDir: string, path: string, at: string): Promise<LoadedCertificate> {
   const data = await read(baseDir, path, at);
   const der = derOf(data, [PEM_LABEL.certificate], at, path);
-  let certificate: X509Certificate;
+  let fields: ReturnType<typeof readCertificateFields>;
+  let certificate: pkijs.Certificate;
+  let basic: { ca: boolean; pathLen?: number } | undefined;
+  let keyUsage: number | undefined;
   try {
-    certificate = new X509Certificate(der);
+    fields = readCertificateFields(der);
+    certificate = pkijs.Certificate.fromBER(der);
+    const basicExtension = fields.extensions.get(OID.basicConstraints);
+    basic = basicExtension ? readBasicConstraints(basicExtension.value) : undefined;
+    const ku = fields.extensions.get(OID.keyUsage);
+    keyUsage = ku ? keyUsageFlags(ku.value) : undefined;
   } catch {
     throw invalid(at, `${path} is not an X.509 certificate`);
   }
-  const spki = new Uint8Array(certificate.publicKey.rawData);
-  const basic = certificate.getExtension(BasicConstraintsExtension);
-  const ku = certificate.getExtension(KeyUsagesExtension);
+  const spki = Uint8Array.from(encoding(fields.spki));
   return {
     path,
     der,
     certificate,
     spki,
     keyAlgorithm: keyAlgorithm(spki, at, path),
-    notBefore: isoSeconds(certificate.notBefore),
-    notAfter: isoSeconds(certificate.notAfter),
+    notBefore: isoSeconds(fields.notBefore),
+    notAfter: isoSeconds(fields.notAfter),
     isCa: basic?.ca === true,
-    ...(basic?.pathLength !== undefined ? { pathLength: basic.pathLength } : {}),
-    ...(ku ? { keyUsage: ku.usages } : {}),
-    serial: certificate.serialNumber.toLowerCase().replace(/^(00)+(?=.)/, ''),
+    ...(basic?.pathLen !== undefined ? { pathLength: basic.pathLen } : {}),
+    ...(keyUsage !== undefined ? { keyUsage } : {}),
+    serial: Buffer.from(content(fields.serial))
+      .toString('hex')
+      .replace(/^(00)+(?=.)/, ''),
   };
 }
 
@@ -124,21 +141,32 @@ export async function loadPublicKey(baseDir: string, path: string, at: string): 
 export async function loadCsr(baseDir: string, path: string, at: string): Promise<LoadedPublicKey> {
   const data = await read(baseDir, path, at);
   const der = derOf(data, [PEM_LABEL.csr, PEM_LABEL.legacyCsr], at, path);
-  let csr: Pkcs10CertificateRequest;
+  let csr: pkijs.CertificationRequest;
   try {
-    csr = new Pkcs10CertificateRequest(der);
+    csr = pkijs.CertificationRequest.fromBER(der);
   } catch {
     throw invalid(at, `${path} is not a PKCS#10 certificate request`);
   }
   let verified = false;
   try {
-    verified = await csr.verify();
+    verified = await csr.verify(new SignetCryptoEngine());
   } catch {
     verified = false;
   }
   if (!verified) throw invalid(at, `${path}: the CSR's signature does not verify (RFC 2986 §3)`);
-  const spki = new Uint8Array(csr.publicKey.rawData);
-  return { path, spki, keyAlgorithm: keyAlgorithm(spki, at, path), csrSubject: csr.subject };
+  const spki = new Uint8Array(csr.subjectPublicKeyInfo.toSchema().toBER());
+  let csrSubject: string | undefined;
+  try {
+    csrSubject = formatName(decodeName(readDer(new Uint8Array(csr.subject.toSchema().toBER()))));
+  } catch {
+    csrSubject = undefined;
+  }
+  return {
+    path,
+    spki,
+    keyAlgorithm: keyAlgorithm(spki, at, path),
+    ...(csrSubject !== undefined ? { csrSubject } : {}),
+  };
 }
 
 /** A CRL published before (PEM `X509 CRL` or DER), which the new one follows; `fileSha256` of the file as read. */

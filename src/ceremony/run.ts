@@ -33,6 +33,7 @@ import {
   mechanismForKey,
   type OfflinePartitionConfig,
   type PartitionConfig,
+  transcriptCmsPath,
   transcriptMarkdownPath,
   transcriptSignaturePath,
 } from './config.ts';
@@ -48,6 +49,7 @@ import {
   type PartitionDriver,
   processPartitionDriver,
 } from './partition.ts';
+import { validateCeremonyPath } from './path-check.ts';
 import {
   renderTranscriptMarkdown,
   type Transcript,
@@ -56,7 +58,7 @@ import {
   TranscriptRecorder,
   transcriptBytes,
 } from './transcript.ts';
-import { signTranscriptBytes } from './transcript-signature.ts';
+import { signTranscriptBytes, signTranscriptCms } from './transcript-signature.ts';
 import type { ValidatedCeremony } from './validate.ts';
 
 /**
@@ -97,6 +99,8 @@ export interface CeremonyResult {
   transcriptPath: string;
   markdownPath: string;
   signaturePath: string;
+  /** The detached CMS SignedData, when the signing key has a certificate. */
+  cmsPath?: string;
   keys: TranscriptKey[];
   outputs: WrittenOutput[];
 }
@@ -108,6 +112,8 @@ interface CeremonyKey {
   partition: CeremonyPartition;
   /** May sign transcripts: its profile (or certificate) carries digitalSignature. */
   mayAttest: boolean;
+  /** Its certificate and the CA certificates above it, DER, once it has one: the CMS transcript carries them. */
+  certificates?: Uint8Array[];
 }
 
 class Run {
@@ -381,6 +387,7 @@ class Run {
     issuer,
     signer,
     path,
+    trustAnchor,
   }: {
     what: string;
     lintProfile: 'root' | 'intermediate';
@@ -390,6 +397,8 @@ class Run {
     issuer: IssuerContext;
     signer: CeremonyKey;
     path: string;
+    /** The certificate the new one's path must validate to; absent for a root (its own anchor). */
+    trustAnchor?: { der: Uint8Array; what: string };
   }): Promise<Uint8Array> {
     const user = requireUser(signer.partition);
     const serial = await this.rec.step(
@@ -432,6 +441,12 @@ class Run {
           }
           throw error;
         }
+      },
+    );
+    await this.rec.step(
+      `Validate the ${what}'s certification path to ${trustAnchor?.what ?? 'itself'} (RFC 5280 §6.1)`,
+      async (detail) => {
+        detail.pathLength = await validateCeremonyPath(der, trustAnchor?.der ?? der, this.clock);
       },
     );
     await this.rec.step(`Write the ${what} to ${path}`, async (detail) => {
@@ -610,6 +625,7 @@ async function issueRoot(
     signer: root,
     path,
   });
+  root.certificates = [der];
   return createIssuerContext({ id: root.info.label, certificate: der });
 }
 
@@ -663,6 +679,7 @@ async function subordinateCeremony(
     issuerCert.keyUsage === undefined || hasKeyUsage(issuerCert, KeyUsageFlags.digitalSignature),
   );
   run.defaultSigner = issuerKey.info.label;
+  issuerKey.certificates = [issuerCert.der];
   const issuer = createIssuerContext({ id: issuerKey.info.label, certificate: issuerCert.der });
   const profile = config['certificate-profile'];
   if (config['ceremony-type'] === 'intermediate') {
@@ -676,6 +693,7 @@ async function subordinateCeremony(
       issuer,
       signer: issuerKey,
       path: config.outputs['certificate-path'],
+      trustAnchor: { der: issuerCert.der, what: 'the issuer certificate' },
     });
   } else {
     const other = run.validated.inputs.subjectCertificate!;
@@ -689,6 +707,7 @@ async function subordinateCeremony(
       issuer,
       signer: issuerKey,
       path: config.outputs['certificate-path'],
+      trustAnchor: { der: issuerCert.der, what: 'the issuer certificate' },
     });
   }
 }
@@ -706,6 +725,7 @@ async function crlCeremony(
     issuerCert.keyUsage === undefined || hasKeyUsage(issuerCert, KeyUsageFlags.digitalSignature),
   );
   run.defaultSigner = issuerKey.info.label;
+  issuerKey.certificates = [issuerCert.der];
   const issuer = createIssuerContext({ id: issuerKey.info.label, certificate: issuerCert.der });
   await run.issueCrl({
     profile: config['crl-profile'],
@@ -752,12 +772,14 @@ async function hierarchyCeremony(
   run.defaultSigner = root.info.label;
   await run.writePublicKey(config.root.outputs['public-key-path'], root.info.publicKey, 'root');
   const issuer = await issueRoot(run, rootProfile, root, config.root.outputs['certificate-path']);
+  const rootAnchor = { der: issuer.certificate!, what: 'the root' };
   for (const [n, inter] of config.intermediates.entries()) {
     const profile = inter['certificate-profile'];
     let spki: Uint8Array;
+    let made: CeremonyKey | undefined;
     const key = inter['subject-key'].key;
     if (key) {
-      const made = await run.createKey(
+      made = await run.createKey(
         online!,
         key,
         `intermediate-${n}`,
@@ -771,7 +793,7 @@ async function hierarchyCeremony(
     } else {
       spki = run.validated.inputs.intermediateKeys[n]!.spki;
     }
-    await run.issueCertificate({
+    const der = await run.issueCertificate({
       what: `intermediate certificate ${n} (${profile.subject['common-name']})`,
       lintProfile: 'intermediate',
       profile,
@@ -780,7 +802,9 @@ async function hierarchyCeremony(
       issuer,
       signer: root,
       path: inter.outputs['certificate-path'],
+      trustAnchor: rootAnchor,
     });
+    if (made) made.certificates = [der, rootAnchor.der];
   }
   await run.issueCrl({
     profile: config.crl['crl-profile'],
@@ -909,6 +933,7 @@ async function finishTranscript(
     : config.transcript.path;
   const markdownPath = transcriptMarkdownPath(jsonPath);
   const signaturePath = transcriptSignaturePath(jsonPath);
+  const cmsPath = transcriptCmsPath(jsonPath);
   const error = failure
     ? {
         code:
@@ -934,6 +959,8 @@ async function finishTranscript(
     }
   }
   const mechanism = signer ? mechanismForKey(signer.info.algorithm) : undefined;
+  // With a certificate, the signer also writes a CMS SignedData that openssl cms -verify checks.
+  const withCms = signer?.certificates !== undefined;
   if (signer && mechanism) {
     run.rec.signer = {
       role: signer.role,
@@ -945,22 +972,32 @@ async function finishTranscript(
     run.rec.steps.push({
       n: run.rec.steps.length + 1,
       time: isoNow(run.clock),
-      name: `Sign this transcript with ${signer.info.label} (${mechanism}); write ${jsonPath}, ${markdownPath}, ${signaturePath}`,
+      name: `Sign this transcript with ${signer.info.label} (${mechanism}); write ${jsonPath}, ${markdownPath}, ${signaturePath}${withCms ? `, ${cmsPath} (CMS)` : ''}`,
       result: 'ok',
     });
   }
   let transcript = run.rec.build(failure ? 'failed' : 'completed', error);
   let bytes = transcriptBytes(transcript);
   let signature: Uint8Array | undefined;
+  let cms: Uint8Array | undefined;
   if (signer && mechanism) {
     try {
-      signature = await signTranscriptBytes(
-        requireUser(signer.partition),
-        { label: signer.info.label },
-        mechanism,
-        bytes,
-      );
+      const keys = requireUser(signer.partition);
+      signature = await signTranscriptBytes(keys, { label: signer.info.label }, mechanism, bytes);
+      if (signer.certificates) {
+        cms = await signTranscriptCms(
+          {
+            keys,
+            key: { label: signer.info.label },
+            certificates: signer.certificates,
+            signingTime: run.clock.now(),
+          },
+          bytes,
+        );
+      }
     } catch (e) {
+      signature = undefined;
+      cms = undefined;
       signerProblem = e;
       run.rec.signer = undefined;
       run.rec.steps.pop();
@@ -976,12 +1013,19 @@ async function finishTranscript(
   await writeOutputOnce(
     baseDir,
     markdownPath,
-    renderTranscriptMarkdown(transcript, { jsonFile: jsonPath, signatureFile: signaturePath }),
+    renderTranscriptMarkdown(transcript, {
+      jsonFile: jsonPath,
+      signatureFile: signaturePath,
+      ...(cms ? { cmsFile: cmsPath } : {}),
+    }),
     { kind: 'transcript-markdown' },
   );
   if (signature) {
     await writeOutputOnce(baseDir, signaturePath, signature, { kind: 'transcript-signature' });
-    run.log(`Transcript signed by ${signer!.info.uri}; signature in ${signaturePath}`);
+    if (cms) await writeOutputOnce(baseDir, cmsPath, cms, { kind: 'transcript-cms' });
+    run.log(
+      `Transcript signed by ${signer!.info.uri}; signature in ${signaturePath}${cms ? `, CMS SignedData in ${cmsPath}` : ''}`,
+    );
   } else {
     run.log(
       `WARNING: the transcript is not signed${signerProblem ? `: ${(signerProblem as Error).message}` : ''}`,
@@ -993,6 +1037,7 @@ async function finishTranscript(
     transcriptPath: jsonPath,
     markdownPath,
     signaturePath,
+    ...(cms ? { cmsPath } : {}),
     keys: transcript.keys,
     outputs: transcript.outputs,
   };

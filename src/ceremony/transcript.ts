@@ -161,7 +161,7 @@ export function transcriptBytes(transcript: Transcript): Buffer {
 /** The readable rendering. Not signed: it is regenerated from, and checked against, the JSON. */
 export function renderTranscriptMarkdown(
   t: Transcript,
-  { jsonFile, signatureFile }: { jsonFile: string; signatureFile: string },
+  { jsonFile, signatureFile, cmsFile }: { jsonFile: string; signatureFile: string; cmsFile?: string },
 ): string {
   const out: string[] = [];
   const cell = (v: unknown) =>
@@ -175,7 +175,7 @@ export function renderTranscriptMarkdown(
   };
   out.push(`# Ceremony transcript: ${t.ceremony.type}`, '');
   out.push(
-    `This is a rendering of \`${jsonFile}\`; the signed record is that file (signature: \`${signatureFile}\`).`,
+    `This is a rendering of \`${jsonFile}\`; the signed record is that file (signature: \`${signatureFile}\`${cmsFile ? `; CMS SignedData: \`${cmsFile}\`` : ''}).`,
     '',
   );
   table(
@@ -259,6 +259,7 @@ export function renderTranscriptMarkdown(
       '```sh',
       `signet ceremony verify-transcript ${jsonFile} --anchor ROOT_CERTIFICATE_OR_PUBLIC_KEY.pem`,
       ...opensslVerifyCommand(t.signer.algorithm, jsonFile, signatureFile),
+      ...(cmsFile ? opensslCmsVerifyCommand(t.signer.algorithm, jsonFile, cmsFile) : []),
       '```',
       '',
     );
@@ -278,4 +279,19 @@ export function opensslVerifyCommand(algorithm: string, jsonFile: string, signat
   }
   const hash = algorithm.endsWith('sha512') ? 'sha512' : algorithm.endsWith('sha384') ? 'sha384' : 'sha256';
   return [`openssl dgst -${hash} -verify signer-pub.pem -signature ${signatureFile} ${jsonFile}`];
+}
+
+/**
+ * The command that checks the CMS SignedData against the root alone (RFC 5652). OpenSSL cannot
+ * verify Ed25519 CMS signatures (openssl/openssl#11915), so for those it is GnuTLS's certtool.
+ */
+export function opensslCmsVerifyCommand(algorithm: string, jsonFile: string, cmsFile: string): string[] {
+  if (algorithm === 'ed25519') {
+    return [
+      `certtool --p7-verify --inder --infile ${cmsFile} --load-data ${jsonFile} --load-ca-certificate root.pem`,
+    ];
+  }
+  return [
+    `openssl cms -verify -binary -content ${jsonFile} -inform DER -in ${cmsFile} -CAfile root.pem -out /dev/null`,
+  ];
 }

@@ -1,6 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { checkCrlSignature, type ReadCrl } from '../x509/crl.ts';
+import { SignetCryptoEngine } from '../x509/crypto-engine.ts';
 import { createSelfIssuerContext } from '../x509/issuer.ts';
 import { buildCaTbs, encodeSubject } from './certificates.ts';
 import {
@@ -468,12 +469,11 @@ async function revokedEntries(
       );
       if (cert && issuer) {
         // RFC 5280 §5.1: a CRL lists only certificates its issuer issued.
-        const sameIssuer = cert.certificate.issuer === issuer.certificate.subject;
+        const sameIssuer = cert.certificate.issuer.isEqual(issuer.certificate.subject);
         let signed = false;
         try {
           signed =
-            sameIssuer &&
-            (await cert.certificate.verify({ publicKey: issuer.certificate.publicKey, signatureOnly: true }));
+            sameIssuer && (await cert.certificate.verify(issuer.certificate, new SignetCryptoEngine()));
         } catch {
           signed = false;
         }

@@ -1,7 +1,6 @@
-import 'reflect-metadata';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readFileSync } from 'node:fs';
 import { redactDatabaseError } from '../db/errors.ts';
+import { moduleFile } from '../lib/module-file.ts';
 import { CliError, type CommandModule, EXIT } from './args.ts';
 
 /**
@@ -24,7 +23,13 @@ commands:
   audit            reconcile partition signatures with the database
   ceremony         validate and run offline root ceremonies
 
-Run 'signet <command> --help' for a command's options.`;
+Run 'signet <command> --help' for a command's options; 'signet --version' prints the version.`;
+
+/** package.json sits two folders up from both src/cli/main.ts and the compiled dist/cli/main.js. */
+function version(): string {
+  const file = new URL('../../package.json', import.meta.url);
+  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -32,11 +37,15 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return command ? EXIT.ok : EXIT.usage;
   }
+  if (command === '--version' || command === '-v' || command === 'version') {
+    console.log(`signet ${version()}`);
+    return EXIT.ok;
+  }
   if (!/^[a-z][a-z-]*$/.test(command)) {
     console.error(`signet: unknown command '${command}'\n\n${USAGE}`);
     return EXIT.usage;
   }
-  const file = fileURLToPath(new URL(`./commands/${command}.ts`, import.meta.url));
+  const file = moduleFile(`./commands/${command}`, import.meta.url);
   if (!existsSync(file)) {
     console.error(`signet: unknown command '${command}'\n\n${USAGE}`);
     return EXIT.usage;

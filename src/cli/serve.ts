@@ -72,6 +72,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
         failedAuthPerMinute: config.rateLimit.failedAuthPerMinute,
         requestTimeoutMs,
         importedCrlExpiryWarningMs: durationMs(config.crl.importedExpiryWarning),
+        publicUrl: config.server.publicUrl,
       },
     });
     const tls = options.tls ?? config.server.tls;

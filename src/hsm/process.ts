@@ -45,6 +45,11 @@ export interface PartitionProcess {
 }
 
 const SIGNET = fileURLToPath(new URL('../../bin/signet.js', import.meta.url));
+/**
+ * The partition runs the same code as the process that starts it: the compiled dist/ when this
+ * module is dist/hsm/process.js, the TypeScript sources (through tsx) when it is this file.
+ */
+const FROM_SOURCES = import.meta.url.endsWith('.ts');
 
 export async function startPartitionProcess(options: StartPartitionOptions): Promise<PartitionProcess> {
   if ((options.dir === undefined) === (options.ephemeral === undefined)) {
@@ -69,9 +74,10 @@ export async function startPartitionProcess(options: StartPartitionOptions): Pro
   args.push(...(options.args ?? []));
 
   // stdin is the lifeline: when this process dies, the partition sees end of input and stops.
+  const { SIGNET_RUN_SOURCES: _inherited, ...env } = options.env ?? process.env;
   const child = spawn(process.execPath, [SIGNET, ...args], {
     stdio: ['pipe', 'ignore', 'pipe'],
-    env: options.env ?? process.env,
+    env: FROM_SOURCES ? { ...env, SIGNET_RUN_SOURCES: '1' } : env,
   });
   const logTail: string[] = [];
   let buffered = '';

@@ -6,12 +6,11 @@ import {
   verify,
   type webcrypto,
 } from 'node:crypto';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import { AlgorithmProvider, AsnEcSignatureFormatter } from '@peculiar/x509';
+import { ecdsaP1363ToDer, type HashName, signatureAlgorithmIdentifier } from '../x509/algorithms.ts';
 
 /**
  * How revocation signs: through a WebCrypto `Crypto` and a non-extractable `CryptoKey` handle
- * (the partition facade, src/hsm), exactly as @peculiar/x509 does for certificates. The key handle
+ * (the partition facade, src/hsm), as certificates are signed. The key handle
  * given must carry the purpose of what is signed ('crl' or 'ocsp') so the partition's audit log
  * records it and a key restricted to other purposes is refused.
  */
@@ -58,14 +57,12 @@ function hashName(hash: unknown): string | undefined {
 /**
  * Derives the signature scheme from the key's algorithm: ECDSA with the curve's hash (no
  * parameters, RFC 5758 §3.2), RSASSA-PKCS1-v1_5 and RSASSA-PSS with the key's hash (PSS salt =
- * hash length, MGF1 with the same hash, RFC 4055 §3.1), Ed25519 (RFC 8410 §3). The identifier is
- * produced by @peculiar/x509's provider so CRLs, OCSP responses and certificates agree.
+ * hash length, MGF1 with the same hash, RFC 4055 §3.1), Ed25519 (RFC 8410 §3); the identifier is
+ * written by src/x509/algorithms.ts.
  */
 export function signatureSchemeFor(key: webcrypto.CryptoKey): SignatureScheme {
   const algorithm = key.algorithm as webcrypto.KeyAlgorithm & { namedCurve?: string; hash?: unknown };
-  const provider = new AlgorithmProvider();
-  const identifier = (alg: webcrypto.Algorithm) =>
-    new Uint8Array(AsnConvert.serialize(provider.toAsnAlgorithm(alg)));
+  const nodeHashOf = (hash: string) => hash.replace('-', '').toLowerCase() as HashName;
   switch (algorithm.name) {
     case 'ECDSA': {
       // The key's own hash when it declares one (a partition handle does: its mechanism), else the
@@ -77,8 +74,8 @@ export function signatureSchemeFor(key: webcrypto.CryptoKey): SignatureScheme {
       const webAlgorithm = { name: 'ECDSA', hash, namedCurve: algorithm.namedCurve } as webcrypto.EcdsaParams;
       return {
         webAlgorithm,
-        algorithmIdentifier: identifier({ ...webAlgorithm, hash: { name: hash } } as webcrypto.Algorithm),
-        nodeHash: hash.replace('-', '').toLowerCase(),
+        algorithmIdentifier: signatureAlgorithmIdentifier('ecdsa', nodeHashOf(hash)),
+        nodeHash: nodeHashOf(hash),
         ecdsa: true,
       };
     }
@@ -94,8 +91,10 @@ export function signatureSchemeFor(key: webcrypto.CryptoKey): SignatureScheme {
         : ({ name: 'RSASSA-PKCS1-v1_5' } as webcrypto.Algorithm);
       return {
         webAlgorithm,
-        algorithmIdentifier: identifier({ ...webAlgorithm, hash: { name: hash } } as webcrypto.Algorithm),
-        nodeHash: hash.replace('-', '').toLowerCase(),
+        algorithmIdentifier: pss
+          ? signatureAlgorithmIdentifier('rsa-pss', nodeHashOf(hash), saltLength)
+          : signatureAlgorithmIdentifier('rsa-pkcs1', nodeHashOf(hash)),
+        nodeHash: nodeHashOf(hash),
         ...(pss ? { pss: { saltLength } } : {}),
         ecdsa: false,
       };
@@ -103,7 +102,7 @@ export function signatureSchemeFor(key: webcrypto.CryptoKey): SignatureScheme {
     case 'Ed25519':
       return {
         webAlgorithm: { name: 'Ed25519' },
-        algorithmIdentifier: identifier({ name: 'Ed25519' }),
+        algorithmIdentifier: signatureAlgorithmIdentifier('ed25519'),
         nodeHash: null,
         ecdsa: false,
       };
@@ -151,9 +150,7 @@ export async function signWith(
       ? await signer.signStream(inChunks(data, chunkBytes))
       : new Uint8Array(await signer.crypto.subtle.sign(scheme.webAlgorithm, signer.key, data));
   if (!scheme.ecdsa) return new Uint8Array(raw);
-  const asn = new AsnEcSignatureFormatter().toAsnSignature(scheme.webAlgorithm as webcrypto.EcdsaParams, raw);
-  if (!asn) throw new Error('cannot encode the ECDSA signature');
-  return new Uint8Array(asn);
+  return ecdsaP1363ToDer(new Uint8Array(raw));
 }
 
 /**

@@ -10,12 +10,14 @@ import {
   decodeInteger,
   decodeOid,
   encoding,
+  integerFromNumber,
   integerFromUnsigned,
   NULL_DER,
   oid,
   sequence,
   TAG,
   type Tlv,
+  tlv,
 } from './der.ts';
 import type { KeyType } from './keys.ts';
 import { OID } from './oids.ts';
@@ -269,6 +271,48 @@ export function webCryptoSignParams(
     case 'rsa':
       return { name: 'RSASSA-PKCS1-v1_5' };
   }
+}
+
+export type SignatureSchemeKind = 'ecdsa' | 'rsa-pkcs1' | 'rsa-pss' | 'ed25519';
+
+const HASH_OID: Record<HashName, string> = { sha256: OID.sha256, sha384: OID.sha384, sha512: OID.sha512 };
+const ECDSA_OID: Record<HashName, string> = {
+  sha256: OID.ecdsaWithSha256,
+  sha384: OID.ecdsaWithSha384,
+  sha512: OID.ecdsaWithSha512,
+};
+const RSA_PKCS1_OID: Record<HashName, string> = {
+  sha256: OID.sha256WithRSAEncryption,
+  sha384: OID.sha384WithRSAEncryption,
+  sha512: OID.sha512WithRSAEncryption,
+};
+
+/**
+ * The AlgorithmIdentifier (DER) of a signature scheme, for CRLs and OCSP responses: ECDSA without
+ * parameters (RFC 5758 §3.2), RSASSA-PKCS1-v1_5 with NULL (RFC 4055 §5), RSASSA-PSS with its hash,
+ * MGF1 with the same hash and the salt length when it is not the default 20 (RFC 4055 §3.1; the
+ * hash identifiers without parameters, RFC 5754 §2), Ed25519 without parameters (RFC 8410 §3).
+ */
+export function signatureAlgorithmIdentifier(
+  kind: SignatureSchemeKind,
+  hash?: HashName,
+  saltLength?: number,
+): Uint8Array {
+  if (kind === 'ed25519') return identifierWithoutParameters(OID.ed25519);
+  if (!hash) throw new RangeError(`a ${kind} signature needs a hash`);
+  if (kind === 'ecdsa') return identifierWithoutParameters(ECDSA_OID[hash]);
+  if (kind === 'rsa-pkcs1') return sequence(oid(RSA_PKCS1_OID[hash]), NULL_DER);
+  const hashIdentifier = sequence(oid(HASH_OID[hash]));
+  return sequence(
+    oid(OID.rsassaPss),
+    sequence(
+      tlv(contextTag(0, true), hashIdentifier),
+      tlv(contextTag(1, true), sequence(oid(OID.mgf1), hashIdentifier)),
+      ...(saltLength === undefined || saltLength === 20
+        ? []
+        : [tlv(contextTag(2, true), integerFromNumber(saltLength))]),
+    ),
+  );
 }
 
 /** WebCrypto ECDSA signatures are r||s (IEEE P1363); X.509 wants Ecdsa-Sig-Value (RFC 5480 §2.2). */

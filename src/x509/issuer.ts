@@ -52,12 +52,20 @@ export interface IssuerContext extends IssuerUrls {
   /** basicConstraints pathLenConstraint; undefined means unlimited. */
   readonly pathLenConstraint?: number;
   readonly nameConstraints?: NameConstraintsInfo;
+  /**
+   * The name constraints of the CAs above this issuer, nearest first (from path validation of its
+   * chain): a relying party holds a leaf's names to every one of them, not only to the issuer's
+   * own (RFC 5280 §6.1.3 (b), (c)), so the linter does too.
+   */
+  readonly superiorNameConstraints?: readonly NameConstraintsInfo[];
 }
 
 export interface CreateIssuerContextOptions extends IssuerUrls {
   id: string;
   /** The issuer's certificate, DER or PEM. */
   certificate: Uint8Array | string;
+  /** The name constraints of the CAs above it (ValidatedPath.superiorNameConstraints). */
+  superiorNameConstraints?: readonly NameConstraintsInfo[];
 }
 
 /** RFC 7093 §2 method 1: the leftmost 160 bits of the SHA-256 of the subjectPublicKey bits. */
@@ -219,6 +227,9 @@ export function createIssuerContext(options: CreateIssuerContextOptions): Issuer
     notAfter: fields.notAfter,
     ...(constraints.pathLen === undefined ? {} : { pathLenConstraint: constraints.pathLen }),
     ...(nameConstraints ? { nameConstraints: parseNameConstraints(nameConstraints.value) } : {}),
+    ...(options.superiorNameConstraints?.length
+      ? { superiorNameConstraints: options.superiorNameConstraints }
+      : {}),
     ...urls(options),
   });
 }

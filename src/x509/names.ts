@@ -253,3 +253,22 @@ export function decodeName(name: Tlv): NameAttribute[][] {
 export function normaliseNameValue(value: string): string {
   return value.trim().replace(/\s+/g, ' ').toLowerCase();
 }
+
+/**
+ * A Name as RFC 4514 text, for display: RDNs least significant first, separated by commas,
+ * multi-valued RDNs joined by `+`, attribute types by their Signet name (CN, O, OU, C, L, ST,
+ * street, DC, serialNumber, postalCode, emailAddress) or dotted OID, values escaped (§2.4). The
+ * same form the certificate records carry (src/ca/ca.ts).
+ */
+export function formatName(rdns: readonly NameAttribute[][]): string {
+  const escapeValue = (value: string) =>
+    value
+      .replace(/([,+"\\<>;=])/g, '\\$1')
+      .replace(/^([ #])/, '\\$1')
+      .replace(/ $/, '\\ ')
+      .replace(/\0/g, '\\00');
+  return [...rdns]
+    .reverse()
+    .map((rdn) => rdn.map((a) => `${a.type ?? a.oid}=${escapeValue(a.value)}`).join('+'))
+    .join(',');
+}

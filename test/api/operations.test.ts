@@ -91,8 +91,11 @@ describe('GET /metrics', () => {
 });
 
 describe.skipIf(!existsSync(CHROMIUM) && process.env.CI !== 'true')('GET /docs', () => {
+  // The server the reference names is server.publicUrl, not the address the browser used.
+  const PUBLIC_URL = 'https://ca.example.com:8443';
   let server: RunningServer;
   beforeEach(async () => {
+    h = await buildHarness({ database, ca: scriptedCa(), options: { publicUrl: PUBLIC_URL } });
     server = await startServer(h.app, { port: 0 });
   });
   afterAll(async () => {
@@ -104,17 +107,43 @@ describe.skipIf(!existsSync(CHROMIUM) && process.env.CI !== 'true')('GET /docs',
     try {
       const page = await browser.newPage();
       const foreign: string[] = [];
+      const requested: string[] = [];
+      const errors: string[] = [];
       page.on('request', (request) => {
+        requested.push(new URL(request.url()).pathname);
         if (!request.url().startsWith(server.url) && !request.url().startsWith('data:'))
           foreign.push(request.url());
       });
+      page.on('console', (message) => {
+        if (message.type() === 'error') errors.push(message.text());
+      });
+      page.on('pageerror', (error) => errors.push(error.message));
       const response = await page.goto(`${server.url}/docs`);
       expect(response?.status()).toBe(200);
       await page.getByText('Issue a certificate from a PKCS#10 CSR').first().waitFor({ timeout: 30_000 });
       expect(await page.title()).toBe('Signet API');
+      // The API server shown is the configured public URL.
+      await page.getByText(PUBLIC_URL).first().waitFor({ timeout: 10_000 });
       expect(foreign).toEqual([]);
+      expect(requested).toEqual(expect.arrayContaining(['/docs', '/docs/rapidoc.js', '/openapi.yaml']));
+      // Nothing blocked by the page's content security policy, nothing thrown.
+      expect(errors).toEqual([]);
     } finally {
       await browser.close();
     }
   }, 60_000);
+
+  it('serves a page that names server.publicUrl and only its own script, under a strict content security policy', async () => {
+    const { response } = await h.call('GET', '/docs');
+    const html = await response.clone().text();
+    expect(html).toContain(`server-url="${PUBLIC_URL}"`);
+    expect(html).toMatch(/<script type="module" src="\/docs\/rapidoc.js"><\/script>/);
+    expect(html).not.toMatch(/https?:\/\/(?!ca\.example\.com)/);
+    const csp = response.headers.get('content-security-policy')!;
+    expect(csp).toContain("script-src 'self';");
+    expect(csp).toContain(`connect-src 'self' ${PUBLIC_URL}`);
+    const bundle = await h.app.request('/docs/rapidoc.js');
+    expect(bundle.headers.get('content-type')).toContain('text/javascript');
+    expect((await bundle.arrayBuffer()).byteLength).toBeGreaterThan(100_000);
+  });
 });

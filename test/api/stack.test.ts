@@ -1070,7 +1070,7 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
     it('serves metrics and the docs page too', async () => {
       expect((await call('GET', '/metrics', { key: keys.auditor })).response.status).toBe(200);
       expect((await call('GET', '/docs')).response.status).toBe(200);
-      expect((await call('GET', '/docs/scalar.js')).response.status).toBe(200);
+      expect((await call('GET', '/docs/rapidoc.js')).response.status).toBe(200);
     });
 
     it("observes partition signatures and issuance writes in the listener's /metrics", async () => {

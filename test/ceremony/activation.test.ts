@@ -108,10 +108,23 @@ describe.skipIf(!haveOpenssl)('verifyIntermediateForActivation', () => {
       'inter',
     );
     make('short', '/CN=Example Short-lived CA', CA, 'root', 1);
+    // An upper CA excludes a name that the CA below it permits and carries (RFC 5280 §6.1.3 (b)).
+    make(
+      'upper',
+      '/CN=Example Upper CA',
+      [...CA, 'nameConstraints=critical,excluded;DNS:bad.example.com'],
+      'root',
+    );
+    make(
+      'lower',
+      '/CN=Example Lower CA',
+      [...CA, 'nameConstraints=critical,permitted;DNS:example.com', 'subjectAltName=DNS:bad.example.com'],
+      'upper',
+    );
   });
 
-  it('accepts an intermediate whose key is the partition key and whose chain reaches a listed root', () => {
-    const result = verifyIntermediateForActivation({
+  it('accepts an intermediate whose key is the partition key and whose chain reaches a listed root', async () => {
+    const result = await verifyIntermediateForActivation({
       certificate: pem('inter.pem'),
       keyPublicKey: spki('inter'),
       roots: [pem('other-root.pem'), pem('root.pem')],
@@ -120,8 +133,8 @@ describe.skipIf(!haveOpenssl)('verifyIntermediateForActivation', () => {
     expect(result.chain).toHaveLength(2);
   });
 
-  it('reaches the root through the intermediates it is given', () => {
-    const result = verifyIntermediateForActivation({
+  it('reaches the root through the intermediates it is given', async () => {
+    const result = await verifyIntermediateForActivation({
       certificate: pem('deep.pem'),
       keyPublicKey: spki('deep'),
       roots: [pem('root.pem')],
@@ -167,11 +180,34 @@ describe.skipIf(!haveOpenssl)('verifyIntermediateForActivation', () => {
       'activation.expired',
     ],
     [
+      'an intermediate whose name an upper CA of its chain excludes',
+      () => ({
+        certificate: pem('lower.pem'),
+        keyPublicKey: spki('lower'),
+        roots: [pem('root.pem')],
+        intermediates: [pem('upper.pem')],
+      }),
+      'activation.chain_invalid',
+    ],
+    [
       'something that is not a certificate',
       () => ({ certificate: 'hello', keyPublicKey: spki('inter'), roots: [pem('root.pem')] }),
       'activation.certificate_invalid',
     ],
-  ])('refuses %s', (_name, input, code) => {
-    expect(() => verifyIntermediateForActivation(input())).toThrow(expect.objectContaining({ code }));
+  ])('refuses %s', async (_name, input, code) => {
+    await expect(verifyIntermediateForActivation(input())).rejects.toThrow(expect.objectContaining({ code }));
+  });
+
+  it('says which CA of the chain excludes the name', async () => {
+    await expect(
+      verifyIntermediateForActivation({
+        certificate: pem('lower.pem'),
+        keyPublicKey: spki('lower'),
+        roots: [pem('root.pem')],
+        intermediates: [pem('upper.pem')],
+      }),
+    ).rejects.toThrow(
+      /Example Lower CA.*breaks the name constraints of .*Example Upper CA.*bad\.example\.com/,
+    );
   });
 });

@@ -484,8 +484,35 @@ describe.skipIf(!haveOpenssl)('the root, key, intermediate and CRL ceremonies fr
       dir,
     ]);
     expect(check.stdout).toContain('signature valid');
+    expect(check.stdout).toContain('root.json.p7s: CMS SignedData valid');
     expect(check.stdout).toMatch(/ok +root\.pem/);
     expect(check.status).toBe(0);
+    // The CMS SignedData beside each transcript signed by a key with a certificate: openssl checks
+    // it with the ceremony root as the only trust anchor (issue #21). The key ceremony's new key
+    // has no certificate yet, so its transcript has only the raw signature.
+    for (const name of ['root', 'intermediate', 'crl-2027']) {
+      const transcript = out(`transcripts/${name}.json`);
+      const cms = openssl([
+        'cms',
+        '-verify',
+        '-binary',
+        '-content',
+        transcript,
+        '-inform',
+        'DER',
+        '-in',
+        `${transcript}.p7s`,
+        '-CAfile',
+        out('root.pem'),
+        '-out',
+        '/dev/null',
+      ]);
+      expect(cms.output, name).toContain('Verification successful');
+    }
+    expect(existsSync(out('transcripts/key.json.p7s'))).toBe(false);
+    expect(readFileSync(out('transcripts/root.md'), 'utf8')).toContain(
+      'openssl cms -verify -binary -content transcripts/root.json -inform DER -in transcripts/root.json.p7s -CAfile root.pem',
+    );
     for (const [name, anchor, hash] of [
       ['root', 'root-pub.pem', 'sha384'],
       ['intermediate', 'root-pub.pem', 'sha384'],

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { createHash, type webcrypto } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,7 +10,8 @@ import {
   X509CrlGenerator,
 } from '@peculiar/x509';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { verifyTranscript } from '../../src/ceremony/transcript-signature.ts';
+import { parse, stringify } from 'yaml';
+import { verifyTranscript, verifyTranscriptCms } from '../../src/ceremony/transcript-signature.ts';
 import { createPartitionCrypto, getCryptoKey } from '../../src/hsm/webcrypto.ts';
 import { decodePem } from '../../src/x509/pem.ts';
 import { hasTool } from '../helpers/tools.ts';
@@ -25,6 +27,7 @@ import {
 } from './helpers.ts';
 
 const haveOpenssl = hasTool('openssl', ['version']);
+const haveCerttool = hasTool('certtool', ['--version']);
 const AT = String(Date.parse('2026-06-15T00:00:00Z') / 1000);
 const sha256 = (data: Uint8Array | string) => createHash('sha256').update(data).digest('hex');
 
@@ -231,6 +234,27 @@ describe.skipIf(!haveOpenssl)('a hierarchy ceremony from the example file', () =
     ]);
     expect(badOpenssl.status).not.toBe(0);
     expect(badOpenssl.output).toContain('Verification failure');
+
+    // The CMS SignedData: openssl with the root as the only anchor, and not for the tampered copy.
+    const cms = (content: string) =>
+      openssl([
+        'cms',
+        '-verify',
+        '-binary',
+        '-content',
+        content,
+        '-inform',
+        'DER',
+        '-in',
+        `${transcript}.p7s`,
+        '-CAfile',
+        out('root.pem'),
+        '-out',
+        '/dev/null',
+      ]);
+    expect(good.stdout).toContain('hierarchy.json.p7s: CMS SignedData valid');
+    expect(cms(transcript).output).toContain('Verification successful');
+    expect(cms(tampered).status).not.toBe(0);
   });
 
   it('a transcript does not verify against a key the verifier did not choose', () => {
@@ -241,5 +265,90 @@ describe.skipIf(!haveOpenssl)('a hierarchy ceremony from the example file', () =
         anchor: readFileSync(out('issuing-2026-pub.pem')),
       }),
     ).toThrow(expect.objectContaining({ code: 'ceremony.transcript_algorithm_mismatch' }));
+  });
+});
+
+describe.skipIf(!haveOpenssl || !haveCerttool)('an Ed25519 hierarchy ceremony (RFC 8410, RFC 8419)', () => {
+  let dir: string;
+  let run: ReturnType<typeof signet>;
+  const out = (name: string) => join(dir, name);
+
+  beforeAll(async () => {
+    dir = tempDir('hierarchy-ed25519');
+    const pins = pinFiles(dir);
+    const secret = join(dir, 'issuing.secret');
+    await createOnlinePartition(out('issuing-partition'), 'issuing', secret);
+    // The example file with Ed25519 keys for the root and the issuing CA.
+    const config = parse(readFileSync(join(EXAMPLES, 'hierarchy.yaml'), 'utf8'));
+    config.root.key = { label: 'example-root-ed', type: 'ed25519' };
+    config.intermediates[0]['subject-key'].key = { label: 'example-issuing-ed', type: 'ed25519' };
+    writeFileSync(out('hierarchy-ed25519.yaml'), stringify(config));
+    run = signet([
+      'ceremony',
+      'run',
+      out('hierarchy-ed25519.yaml'),
+      '--output-dir',
+      dir,
+      '--allow-network',
+      '--officer-pin-file',
+      pins.officer,
+      '--pin-file',
+      pins.user,
+      '--online-officer-pin-file',
+      pins.officer,
+      '--online-pin-file',
+      pins.user,
+      '--online-secret-file',
+      secret,
+    ]);
+  });
+
+  it("validates the issuing CA's path to the root in the ceremony (pkijs with Ed25519) and openssl agrees", () => {
+    expect(run.output).toContain('Ceremony completed');
+    expect(run.status).toBe(0);
+    const transcript = JSON.parse(readFileSync(out('transcripts/hierarchy.json'), 'utf8'));
+    expect(
+      transcript.steps.find((s: { name: string }) =>
+        s.name.startsWith('Validate the intermediate certificate 0'),
+      ),
+    ).toMatchObject({ result: 'ok', detail: { pathLength: 2 } });
+    expect(
+      openssl(['verify', '-attime', AT, '-x509_strict', '-CAfile', out('root.pem'), out('issuing-2026.pem')])
+        .output,
+    ).toContain('issuing-2026.pem: OK');
+  });
+
+  it('signs the transcript as an Ed25519 CMS SignedData that signet and GnuTLS certtool verify against the root', async () => {
+    const transcript = out('transcripts/hierarchy.json');
+    const verified = await verifyTranscriptCms({
+      transcript: readFileSync(transcript),
+      cms: readFileSync(`${transcript}.p7s`),
+      anchor: readFileSync(out('root.pem')),
+    });
+    expect(verified.path).toHaveLength(1);
+    const certtool = (content: string) =>
+      spawnSync(
+        'certtool',
+        [
+          '--p7-verify',
+          '--inder',
+          '--infile',
+          `${transcript}.p7s`,
+          '--load-data',
+          content,
+          '--load-ca-certificate',
+          out('root.pem'),
+        ],
+        { encoding: 'utf8' },
+      );
+    const good = certtool(transcript);
+    expect(good.stdout + good.stderr).toContain('Signature status: ok');
+    expect(good.status).toBe(0);
+    const tampered = out('transcripts/tampered.json');
+    writeFileSync(tampered, readFileSync(transcript, 'utf8').replace('"Bob Example"', '"Eve Example"'));
+    expect(certtool(tampered).status).not.toBe(0);
+    const check = signet(['ceremony', 'verify-transcript', transcript, '--anchor', out('root.pem')]);
+    expect(check.stdout).toContain('CMS SignedData valid');
+    expect(check.status).toBe(0);
   });
 });

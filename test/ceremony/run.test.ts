@@ -111,4 +111,28 @@ describe('running a ceremony', () => {
     expect(transcript.steps.some((s) => s.name.startsWith('Sign the root certificate'))).toBe(false);
     expect(lines).toContain('[7] Build and lint the root certificate ...');
   });
+
+  it('refuses to write a certificate whose path does not validate at the time of the ceremony, though it passed lint', async () => {
+    const dir = tempDir('run-path');
+    const validated = await validateCeremony({ text: rootYaml(), file: 'root.yaml', baseDir: dir });
+    // The profile's root ends in 2046: signed in 2047 it is expired before it is written.
+    await expect(
+      runCeremony(validated, {
+        secrets,
+        allowNetwork: true,
+        clock: fixedClock('2047-01-02T03:04:05Z'),
+        log: () => {},
+      }),
+    ).rejects.toMatchObject({
+      code: 'ceremony.path_invalid',
+      message: expect.stringContaining('has expired'),
+    });
+    expect(existsSync(join(dir, 'root.pem'))).toBe(false);
+    const failed = join(dir, 'transcripts/root.failed-20470102T030405Z.json');
+    const transcript = JSON.parse(readFileSync(failed, 'utf8'));
+    expect(transcript.lint).toEqual([expect.objectContaining({ subject: 'root.pem', passed: true })]);
+    expect(transcript.steps.find((s: { result: string }) => s.result === 'failed')?.name).toBe(
+      "Validate the root certificate's certification path to itself (RFC 5280 §6.1)",
+    );
+  });
 });

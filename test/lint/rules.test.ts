@@ -373,6 +373,29 @@ const BAD: [name: string, rule: string, make: () => Case, also?: string[]][] = [
     () => leaf(dnsSan('a.secret.example.com'), () => constrained.issuer),
   ],
   [
+    'name_excluded_by_a_ca_above_the_issuer',
+    'name-constraints',
+    // The issuer permits it; the CA above the issuer excludes it (RFC 5280 §6.1.4 (g)).
+    () =>
+      leaf(dnsSan('a.secret.example.net'), () => ({
+        ...chain.issuer,
+        nameConstraints: { permitted: [{ type: 'dns', value: 'example.net' }], excluded: [] },
+        superiorNameConstraints: [
+          { permitted: [], excluded: [{ type: 'dns', value: 'secret.example.net' }] },
+        ],
+      })),
+  ],
+  [
+    'name_outside_the_permitted_subtree_of_a_ca_above',
+    'name-constraints',
+    () =>
+      leaf(dnsSan('www.example.org'), () => ({
+        ...chain.issuer,
+        nameConstraints: { permitted: [{ type: 'dns', value: 'example.org' }], excluded: [] },
+        superiorNameConstraints: [{ permitted: [{ type: 'dns', value: 'example.com' }], excluded: [] }],
+      })),
+  ],
+  [
     'ip_outside_permitted_subtree',
     'name-constraints',
     () =>

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -47,8 +47,12 @@ describe.skipIf(!haveTools)('the quick start on a fresh clone', () => {
       stdio: 'ignore',
     });
 
+    // npm ci ran `prepare`, which compiled the sources: npm start runs dist/, not TypeScript.
+    expect(existsSync(path.join(clone, 'dist', 'cli', 'main.js'))).toBe(true);
+
     const port = await freePort();
-    const { SIGNET_DATA: _ignored, ...env } = process.env;
+    // As a new user's shell has it: no data folder chosen, and not the suites' switch to run sources.
+    const { SIGNET_DATA: _ignored, SIGNET_RUN_SOURCES: _sources, ...env } = process.env;
     server = spawn('npm', ['start', '--silent'], {
       cwd: clone,
       env: { ...env, SIGNET_PORT: String(port), SIGNET_LOG_LEVEL: 'warn' },

@@ -1,4 +1,4 @@
-import { describe, expect, test } from 'vitest';
+import { describe, expect, it, test } from 'vitest';
 import { readDer } from '../../src/x509/der.ts';
 import {
   dnsMatches,
@@ -10,7 +10,7 @@ import {
   uriHost,
   uriMatches,
 } from '../../src/x509/name-constraints.ts';
-import { canonicalIp, decodeName, encodeName, formatIp, parseIp } from '../../src/x509/names.ts';
+import { canonicalIp, decodeName, encodeName, formatIp, formatName, parseIp } from '../../src/x509/names.ts';
 import { decodePem, PemError, toPem } from '../../src/x509/pem.ts';
 
 describe('IP address text', () => {
@@ -157,5 +157,32 @@ describe('PEM', () => {
 
   test('base64 with non-zero padding bits is not canonical and is refused', () => {
     expect(() => decodePem('-----BEGIN X-----\nAB==\n-----END X-----\n', 'X')).toThrow(/canonical/);
+  });
+});
+
+describe('formatName (RFC 4514 text)', () => {
+  const name = (...rdns: { oid: string; type?: string; value: string }[][]) =>
+    rdns as Parameters<typeof formatName>[0];
+
+  it('writes the least significant RDN first, multi-valued RDNs with +, unknown types as OIDs', () => {
+    expect(
+      formatName(
+        name(
+          [{ oid: '2.5.4.6', type: 'C', value: 'US' }],
+          [{ oid: '2.5.4.10', type: 'O', value: 'Example Inc.' }],
+          [
+            { oid: '2.5.4.3', type: 'CN', value: 'Root' },
+            { oid: '1.2.3.4', value: 'x' },
+          ],
+        ),
+      ),
+    ).toBe('CN=Root+1.2.3.4=x,O=Example Inc.,C=US');
+  });
+
+  it('escapes the characters RFC 4514 §2.4 names', () => {
+    expect(formatName(name([{ oid: '2.5.4.3', type: 'CN', value: ' a,b+c"d\\e<f>g;h=i ' }]))).toBe(
+      'CN=\\ a\\,b\\+c\\"d\\\\e\\<f\\>g\\;h\\=i\\ ',
+    );
+    expect(formatName(name([{ oid: '2.5.4.3', type: 'CN', value: '#hash' }]))).toBe('CN=\\#hash');
   });
 });

@@ -1,8 +1,13 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { outputPaths, transcriptSignaturePath } from '../../ceremony/config.ts';
+import { outputPaths, transcriptCmsPath, transcriptSignaturePath } from '../../ceremony/config.ts';
 import { CeremonyError, isConfigInvalid } from '../../ceremony/errors.ts';
-import { checkTranscriptOutputs, verifyTranscript } from '../../ceremony/transcript-signature.ts';
+import {
+  checkTranscriptOutputs,
+  verifyTranscript,
+  verifyTranscriptCms,
+} from '../../ceremony/transcript-signature.ts';
 import { validateCeremony } from '../../ceremony/validate.ts';
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 
@@ -18,8 +23,9 @@ subcommands:
            [--officer-pin-file FILE] [--pin-file FILE] [--share-file FILE ...] [--secret-file FILE]
            [--online-officer-pin-file FILE] [--online-pin-file FILE] [--online-secret-file FILE]
       run the ceremony; outputs are never overwritten
-  verify-transcript FILE --anchor CERT_OR_PUBKEY [--signature FILE] [--outputs-dir DIR]
-      check a transcript's detached signature against a key you already trust
+  verify-transcript FILE --anchor CERT_OR_PUBKEY [--signature FILE] [--cms FILE] [--outputs-dir DIR]
+      check a transcript's detached signature against a key you already trust, and its CMS
+      SignedData (FILE.p7s, or --cms) against the anchor certificate
 
 Relative paths in FILE resolve against --output-dir (default: the current folder).
 See ceremonies/README.md for every configuration key.`;
@@ -127,6 +133,7 @@ async function verifyTranscriptCommand(argv: string[]): Promise<number> {
     {
       anchor: { type: 'string' },
       signature: { type: 'string' },
+      cms: { type: 'string' },
       'outputs-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -146,15 +153,30 @@ async function verifyTranscriptCommand(argv: string[]): Promise<number> {
     }
   };
   const signaturePath = values.signature ?? transcriptSignaturePath(file);
-  const { transcript } = verifyTranscript({
-    transcript: await read(file, 'transcript'),
+  const transcriptBytes = await read(file, 'transcript');
+  const anchorBytes = await read(values.anchor, 'anchor');
+  const { transcript, anchor } = verifyTranscript({
+    transcript: transcriptBytes,
     signature: await read(signaturePath, 'signature'),
-    anchor: await read(values.anchor, 'anchor'),
+    anchor: anchorBytes,
   });
   console.log(
     `${file}: signature valid; ${transcript.ceremony.type} ceremony ${transcript.result} ` +
       `(${transcript.startedAt} to ${transcript.finishedAt}), configuration SHA-256 ${transcript.ceremony.configSha256}`,
   );
+  // The CMS SignedData names its signer by certificate: it is checked when the anchor is one.
+  const cmsPath = values.cms ?? transcriptCmsPath(file);
+  if (values.cms !== undefined || (anchor.certificate && existsSync(cmsPath))) {
+    if (!anchor.certificate) throw new UsageError('--cms needs --anchor to be a certificate (the root)');
+    const { path } = await verifyTranscriptCms({
+      transcript: transcriptBytes,
+      cms: await read(cmsPath, 'CMS signature'),
+      anchor: anchorBytes,
+    });
+    console.log(
+      `${cmsPath}: CMS SignedData valid; signer's path to the anchor has ${path.length} certificate(s)`,
+    );
+  }
   if (values['outputs-dir'] !== undefined) {
     const results = await checkTranscriptOutputs(transcript, resolve(values['outputs-dir']));
     let different = 0;

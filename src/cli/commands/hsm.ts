@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { moduleFile } from '../../lib/module-file.ts';
 import { type CommandModule, EXIT } from '../args.ts';
 
 /**
@@ -41,7 +41,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const known = Object.hasOwn(SUBCOMMANDS, sub);
   const moduleName = SHARED_MODULES[sub] ?? sub;
-  const file = known ? fileURLToPath(new URL(`../hsm/${moduleName}.ts`, import.meta.url)) : undefined;
+  const file = known ? moduleFile(`../hsm/${moduleName}`, import.meta.url) : undefined;
   if (!file || !existsSync(file)) {
     console.error(
       `signet hsm: ${known ? `'${sub}' is not available in this build` : `unknown subcommand '${sub}'`}\n\n${usage()}`,

@@ -121,7 +121,7 @@ export async function run(argv: string[]): Promise<number> {
     if (!key) throw new CliError(`no key ${keyUri} in partition ${partitionName}`);
     let chain: Uint8Array[];
     try {
-      ({ chain } = verifyIntermediateForActivation({
+      ({ chain } = await verifyIntermediateForActivation({
         certificate,
         keyPublicKey: key.publicKey,
         roots: runtime.trustedRoots,

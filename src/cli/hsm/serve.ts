@@ -1,7 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import {
   createMemoryStore,
@@ -16,6 +15,7 @@ import { EmulatedPartition } from '../../hsm/partition.ts';
 import { type PartitionOp, startPartitionServer } from '../../hsm/server.ts';
 import type { OpenPartitionCustody, PartitionCustody } from '../../hsm/store.ts';
 import { ROLES } from '../../hsm/types.ts';
+import { moduleFile } from '../../lib/module-file.ts';
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 
 const USAGE = `usage: signet hsm serve (--dir DIR | --ephemeral FILE) [--socket PATH] [--name NAME]
@@ -192,7 +192,7 @@ async function ephemeralCustody(file: string): Promise<PartitionCustody> {
  * (issues #3, #4): src/hsm/custody/index.ts exporting `openPartitionCustody` (store.ts).
  */
 async function dirCustody(dir: string, name: string): Promise<PartitionCustody> {
-  const module = fileURLToPath(new URL('../../hsm/custody/index.ts', import.meta.url));
+  const module = moduleFile('../../hsm/custody/index', import.meta.url);
   if (!existsSync(module)) {
     throw new CliError(
       'partition folders need the sealed file store (issue #3), which this build lacks; use --ephemeral',
@@ -208,7 +208,7 @@ async function dirCustody(dir: string, name: string): Promise<PartitionCustody> 
   }
 }
 
-const CUSTODY_MODULE = fileURLToPath(new URL('../../hsm/custody/index.ts', import.meta.url));
+const CUSTODY_MODULE = moduleFile('../../hsm/custody/index', import.meta.url);
 
 /** The name recorded in the folder's partition.json (a restored clone keeps it), else the folder's name. */
 async function folderPartitionName(dir: string): Promise<string> {
