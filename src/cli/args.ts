@@ -92,11 +92,7 @@ export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options'
  * A router's dispatch to the module of one (sub)command: a usage mistake inside it is located
  * at that command, with its usage text, for formatUsageError.
  */
-export async function runLocated(
-  command: string,
-  module: CommandModule,
-  argv: string[],
-): Promise<number> {
+export async function runLocated(command: string, module: CommandModule, argv: string[]): Promise<number> {
   try {
     return await module.run(argv);
   } catch (error) {

@@ -35,7 +35,11 @@ function version(): string {
 
 async function dispatch(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (!command) throw new UsageError('a command is required');
+  if (!command) {
+    // No command at all: the whole list is the most useful answer (it has the usage line and the hint).
+    console.error(USAGE);
+    return EXIT.usage;
+  }
   if (command === '--help' || command === '-h' || command === 'help') {
     console.log(USAGE);
     return EXIT.ok;

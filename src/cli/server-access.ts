@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig, resolveIn } from '../config/config.ts';
-import { CliError, EXIT, readSecret, UsageError } from './args.ts';
+import { readSecret, UsageError } from './args.ts';
 
 /**
  * How the commands that go through a running server (`issue`, `revoke`, `crl import`, `apikey`:
@@ -15,7 +15,9 @@ export function parsePort(text: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const port = Number(value);
   if (value.trim() === '' || !Number.isInteger(port) || port < 0 || port > 65535)
-    throw new CliError(`port ${value} is not a port`, EXIT.usage);
+    throw new UsageError(
+      `${text === undefined ? 'SIGNET_PORT' : '--port'} ${value} is not a port (0 to 65535)`,
+    );
   return port;
 }
 

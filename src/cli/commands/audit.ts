@@ -96,12 +96,12 @@ export async function run(argv: string[]): Promise<number> {
     console.log(USAGE);
     return EXIT.ok;
   }
+  const grace = values.grace === undefined ? 600 : graceSeconds(values.grace);
   const dataDir = resolveDataDir(values.data);
   const config = loadConfig(dataDir);
   const dirs =
     values['partition-dir']?.map((d) => path.resolve(d)) ??
     Object.values(config.partitions).map((p) => resolveIn(dataDir, p.dir));
-  const grace = values.grace === undefined ? 600 : graceSeconds(values.grace);
 
   for (const dir of dirs) {
     const verification = await verifyAuditLog({ dir });
@@ -119,7 +119,7 @@ export async function run(argv: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof DatabaseLockedError) {
       throw new CliError(
-        `${error.message}\nsignet audit reconcile needs the server stopped first (embedded database).`,
+        `${error.message}\nsignet audit: stop the server first (the embedded database serves one process at a time).`,
       );
     }
     throw error;

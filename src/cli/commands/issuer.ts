@@ -27,7 +27,7 @@ async function withRuntime<T>(dataDir: string, body: (runtime: Runtime) => Promi
   } catch (error) {
     if (error instanceof DatabaseLockedError) {
       throw new CliError(
-        `${error.message}\nsignet issuer needs the server stopped first (embedded database).`,
+        `${error.message}\nsignet issuer: stop the server first (the embedded database serves one process at a time).`,
       );
     }
     throw error;

@@ -40,7 +40,7 @@ See policies/README.md for the format and every violation code.`;
  */
 function defaultPolicyDir(data: string | undefined): string {
   const dataDir = resolveDataDir(data);
-  const named = data !== undefined || process.env.SIGNET_DATA !== undefined;
+  const named = data !== undefined || Boolean(process.env.SIGNET_DATA);
   if (!named && !existsSync(join(dataDir, 'signet.yaml'))) return 'policies';
   return resolveIn(dataDir, loadConfig(dataDir).policies.dir);
 }

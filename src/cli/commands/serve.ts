@@ -1,5 +1,5 @@
 import { resolveDataDir } from '../../config/config.ts';
-import { CliError, EXIT, parseCommandArgs } from '../args.ts';
+import { EXIT, parseCommandArgs, UsageError } from '../args.ts';
 import { serveDataDir } from '../serve.ts';
 import { parsePort } from '../server-access.ts';
 
@@ -27,7 +27,7 @@ export async function serveUntilStopped(
   onServing?: (url: string) => void,
 ): Promise<number> {
   if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) {
-    throw new CliError('--tls-cert and --tls-key go together', EXIT.usage);
+    throw new UsageError('--tls-cert and --tls-key go together');
   }
   const port = parsePort(values.port);
   const serving = await serveDataDir({
