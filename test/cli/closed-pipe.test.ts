@@ -15,17 +15,19 @@ function withClosed(
       stdio: ['ignore', 'pipe', 'pipe'],
       env: withoutData(),
     });
-    let stdout = '';
-    let stderr = '';
+    const out = { stdout: '', stderr: '' };
     for (const name of ['stdout', 'stderr'] as const) {
       if (closed.includes(name)) child[name].destroy();
-      else child[name].on('data', (chunk) => (name === 'stdout' ? (stdout += chunk) : (stderr += chunk)));
+      else
+        child[name].on('data', (chunk) => {
+          out[name] += chunk;
+        });
     }
     const timer = setTimeout(() => child.kill(), 60_000);
     child.on('error', reject);
     child.on('close', (status, signal) => {
       clearTimeout(timer);
-      resolve({ status, signal, stdout, stderr });
+      resolve({ status, signal, ...out });
     });
   });
 }
