@@ -116,7 +116,7 @@ describe.skipIf(!hasTool('openssl', ['version']))("the systemd units' command li
     running.push(early.child);
     expect(await exited(early.child)).toBe(1);
     expect(early.output()).toMatch(/sealed/i);
-    expect(early.output()).not.toContain("unexpected error");
+    expect(early.output()).not.toContain('unexpected error');
 
     const unseal = spawnSync(
       process.execPath,
