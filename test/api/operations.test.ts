@@ -129,7 +129,7 @@ describe.skipIf(!existsSync(CHROMIUM) && process.env.CI !== 'true')('GET /docs',
       // The request samples are openapi.yaml's examples (issue #33: the sample sent `"csr": ""`).
       const samples = await page
         .locator('textarea')
-        .evaluateAll((areas) => areas.map((area) => (area as HTMLTextAreaElement).value));
+        .evaluateAll((areas) => areas.map((area) => (area as unknown as { value: string }).value));
       const csrs = samples.flatMap((text) => {
         try {
           const csr = (JSON.parse(text) as { csr?: unknown }).csr;
