@@ -99,9 +99,7 @@ export function createApiClient({
       let problem: Problem | undefined;
       if (type.includes('json'))
         problem = (await response.json().catch(() => undefined)) as Problem | undefined;
-      const detail = problem?.detail ?? response.statusText;
-      const code = problem?.code ? ` [${problem.code}]` : '';
-      throw new ApiClientError(`${response.status}${code}: ${detail}`, response.status, problem);
+      throw new ApiClientError(describeProblem(response, problem), response.status, problem);
     }
     let parsed: unknown;
     if (response.status === 204) parsed = undefined;
@@ -116,3 +114,19 @@ export function createApiClient({
 }
 
 export type ApiClient = ReturnType<typeof createApiClient>;
+
+/**
+ * A refusal in a few lines: status, code and detail, then each field the server named (`errors`,
+ * a schema failure) and each rule broken (`violations`, a policy refusal), which say exactly what
+ * was wrong (issue #33).
+ */
+function describeProblem(response: Response, problem: Problem | undefined): string {
+  const detail = problem?.detail ?? response.statusText;
+  const code = problem?.code ? ` [${problem.code}]` : '';
+  const lines = [`${response.status}${code}: ${detail}`];
+  for (const error of Array.isArray(problem?.errors) ? problem.errors : [])
+    lines.push(`  ${error.path || '(body)'}: ${error.message}`);
+  for (const violation of Array.isArray(problem?.violations) ? problem.violations : [])
+    lines.push(`  ${violation.code}: ${violation.message}`);
+  return lines.join('\n');
+}

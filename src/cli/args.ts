@@ -6,6 +6,8 @@ export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 
 export interface CommandModule {
   run(argv: string[]): Promise<number>;
+  /** The command's usage text; its first paragraph is the usage line a mistake prints. */
+  USAGE?: string;
 }
 
 /** An error the CLI prints as one line and exits with, never with a stack trace. */
@@ -19,9 +21,57 @@ export class CliError extends Error {
   }
 }
 
+/**
+ * A usage mistake (issue #33: one rule for every command): the CLI prints the message, the
+ * command's usage line and a hint to `--help`, and exits 2. The router that loaded the command
+ * names it (`signet hsm keys`) and gives its usage text on the way out, see `locate`.
+ */
 export class UsageError extends CliError {
+  command?: string;
+  usage?: string;
   constructor(message: string) {
     super(message, EXIT.usage);
+  }
+
+  /** Set by the innermost router that knows the command; outer routers leave it alone. */
+  locate(command: string, usage: string | undefined): this {
+    if (this.command === undefined) {
+      this.command = command;
+      this.usage = usage;
+    }
+    return this;
+  }
+}
+
+/** The usage line of a command's usage text: everything up to its first blank line. */
+export function usageLine(usage: string): string {
+  return usage.split(/\n\s*\n/)[0]!.trimEnd();
+}
+
+/** How a usage mistake reads on standard error: what was wrong, the usage line, where to look. */
+export function formatUsageError(error: UsageError): string {
+  const command = error.command ? `signet ${error.command}` : 'signet';
+  return [
+    `${command}: ${error.message}`,
+    ...(error.usage ? [usageLine(error.usage)] : []),
+    `Run '${command} --help' for ${error.command ? 'its options' : 'the commands'}.`,
+  ].join('\n');
+}
+
+/** node:util's parse errors, said the way the rest of the CLI says things. */
+function parseArgsMessage(error: Error & { code?: string }): string {
+  const quoted = /'([^']*)'/.exec(error.message)?.[1] ?? '';
+  switch (error.code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return `unknown option ${quoted}`;
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return `unexpected argument '${quoted}'`;
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
+      const flag = quoted.split(' ')[0];
+      return error.message.includes('argument missing') ? `${flag} needs a value` : `${flag} takes no value`;
+    }
+    default:
+      return error.message;
   }
 }
 
@@ -34,7 +84,20 @@ export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options'
   try {
     return parseArgs({ args: argv, options, strict: true, allowPositionals });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(parseArgsMessage(error as Error & { code?: string }));
+  }
+}
+
+/**
+ * A router's dispatch to the module of one (sub)command: a usage mistake inside it is located
+ * at that command, with its usage text, for formatUsageError.
+ */
+export async function runLocated(command: string, module: CommandModule, argv: string[]): Promise<number> {
+  try {
+    return await module.run(argv);
+  } catch (error) {
+    if (error instanceof UsageError) error.locate(command, module.USAGE);
+    throw error;
   }
 }
 

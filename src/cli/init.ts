@@ -86,6 +86,7 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
     string,
     { socket: string; secretFile: string; caPinFile: string; caPin: string; officerPin: string }
   > = {};
+  log(`creating the partitions root and issuing in ${path.join(dataDir, 'hsm')}, sealed`);
   for (const name of ['root', 'issuing']) {
     const officerPin = pin();
     const caPin = pin();
@@ -113,6 +114,7 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
   }
 
   // Start both partitions, make the keys, sign the dev hierarchy through them.
+  log('starting both partitions to generate the dev root and intermediate keys inside them');
   const started = [];
   const clients: RemotePartition[] = [];
   try {
@@ -220,8 +222,15 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
       }
     }
 
-    // The database: issuers and the first admin API key.
+    // The database: issuers and the first admin API key. Creating PGlite's cluster and applying
+    // the migrations is init's longest step (issue #33: say so rather than go quiet).
+    log(
+      options.databaseUrl
+        ? 'applying the migrations to the PostgreSQL database (DATABASE_URL)'
+        : `creating the database in ${path.join(dataDir, 'db')} (PGlite) and applying the migrations; this takes several seconds`,
+    );
     const database = await openDatabase(options.databaseUrl ? { url: options.databaseUrl } : { dataDir });
+    log('database ready; recording the issuers');
     const adminKeyFile = path.join(secrets, 'admin-api-key');
     try {
       const issuers = createIssuersRepository({ db: database.db, clock });

@@ -153,9 +153,9 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-/** Resolves DESIGN.md's data folder: --data, else $SIGNET_DATA, else ./data. */
+/** Resolves DESIGN.md's data folder: --data, else $SIGNET_DATA (set and not empty), else ./data. */
 export function resolveDataDir(flag?: string): string {
-  return path.resolve(flag ?? process.env.SIGNET_DATA ?? 'data');
+  return path.resolve(flag ?? (process.env.SIGNET_DATA || 'data'));
 }
 
 export function parseConfig(text: string, file = 'signet.yaml'): SignetConfig {

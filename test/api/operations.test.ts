@@ -126,6 +126,20 @@ describe.skipIf(!existsSync(CHROMIUM) && process.env.CI !== 'true')('GET /docs',
       await page.getByText(PUBLIC_URL).first().waitFor({ timeout: 10_000 });
       expect(foreign).toEqual([]);
       expect(requested).toEqual(expect.arrayContaining(['/docs', '/docs/rapidoc.js', '/openapi.yaml']));
+      // The request samples are openapi.yaml's examples (issue #33: the sample sent `"csr": ""`).
+      const samples = await page
+        .locator('textarea')
+        .evaluateAll((areas) => areas.map((area) => (area as unknown as { value: string }).value));
+      const csrs = samples.flatMap((text) => {
+        try {
+          const csr = (JSON.parse(text) as { csr?: unknown }).csr;
+          return csr === undefined ? [] : [csr];
+        } catch {
+          return [];
+        }
+      });
+      expect(csrs.length).toBeGreaterThanOrEqual(2);
+      for (const csr of csrs) expect(csr).toMatch(/^-----BEGIN CERTIFICATE REQUEST-----\n[A-Za-z0-9+/]/);
       // Nothing blocked by the page's content security policy, nothing thrown.
       expect(errors).toEqual([]);
     } finally {

@@ -1064,6 +1064,33 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
       expect((await signet(['create', '--api-key-file', adminKeyFile])).status).toBe(2);
       expect((await signet(['frobnicate'])).status).toBe(2);
     });
+
+    it('finds the server and the admin key from the data folder and SIGNET_PORT, as issue and revoke do', async () => {
+      // No --url and no key given (issue #33): signet.yaml says port 0 here, SIGNET_PORT the real one.
+      const { SIGNET_API_KEY: _key, ...env } = process.env;
+      const listed = await execFileAsync(
+        process.execPath,
+        ['bin/signet.js', 'apikey', 'list', '--data', dataDir],
+        { encoding: 'utf8', timeout: 60_000, env: { ...env, SIGNET_PORT: String(serving.server.port) } },
+      );
+      expect(listed.stdout).toContain('created by signet init');
+    });
+
+    it('prints the fields the server named when it refuses a body (its errors[])', async () => {
+      const refused = await signet([
+        'create',
+        '--role',
+        'auditor',
+        '--description',
+        'x'.repeat(201),
+        '--api-key-file',
+        adminKeyFile,
+      ]);
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toMatch(
+        /^signet: 400 \[request\.invalid_body\]: The request body does not match the schema\.\n {2}description: .*200/,
+      );
+    });
   });
 
   describe('afterwards', () => {

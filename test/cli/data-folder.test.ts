@@ -21,6 +21,7 @@ const signet = (args: string[]) =>
 
 let dir: string;
 let dataDir: string;
+let initOutput: string;
 
 beforeAll(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'signet-data-folder-'));
@@ -30,6 +31,7 @@ beforeAll(() => {
   const init = signet(['init', '--data', dataDir]);
   expect(init.stderr).toBe('');
   expect(init.status).toBe(0);
+  initOutput = init.stdout;
 }, 180_000);
 
 afterAll(() => {
@@ -37,6 +39,20 @@ afterAll(() => {
 });
 
 const modeOf = (file: string) => statSync(file).mode & 0o777;
+
+describe('signet init', () => {
+  it('says what it is doing before each long step (issue #33: 11 s went by in silence)', () => {
+    const steps = [
+      'creating the partitions root and issuing',
+      'starting both partitions to generate the dev root and intermediate keys',
+      `creating the database in ${path.join(dataDir, 'db')} (PGlite) and applying the migrations`,
+      'database ready; recording the issuers',
+      'published the first dev-root CRL',
+    ].map((step) => initOutput.indexOf(`signet init: ${step}`));
+    expect(steps.every((at) => at >= 0)).toBe(true);
+    expect([...steps].sort((a, b) => a - b)).toEqual(steps);
+  });
+});
 
 describe('signet init into an existing folder', () => {
   it('makes the folder 0700 and signet.yaml and the database private', () => {

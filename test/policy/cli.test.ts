@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -149,5 +149,65 @@ describe.skipIf(!hasTool('openssl', ['version']))('signet policy check', () => {
     rmSync(file, { force: true });
     expect(result.status).toBe(1);
     expect(result.stderr).toMatch(/the CSR is refused: .*\[csr\.[a-z_]+\]/);
+  });
+});
+
+/**
+ * Issue #33: `signet policy check` read ./policies while the server reads the data folder's
+ * policies.dir. Without a folder argument, lint and check now read the server's.
+ */
+describe.skipIf(!hasTool('openssl', ['version']))('signet policy in a data folder', () => {
+  let dir: string;
+  let dataDir: string;
+  let csrs: ReturnType<typeof createCsrFactory>;
+  let csr: string;
+  const inData = (args: string[], env: Record<string, string> = {}) => {
+    const { SIGNET_DATA: _unset, ...rest } = process.env;
+    return spawnSync(process.execPath, ['bin/signet.js', 'policy', ...args], {
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: { ...rest, ...env },
+    });
+  };
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'signet-policy-data-'));
+    dataDir = join(dir, 'data');
+    mkdirSync(join(dataDir, 'site-policies'), { recursive: true });
+    writeFileSync(
+      join(dataDir, 'signet.yaml'),
+      'partitions: {}\ntrustedRoots: [certs/root.pem]\npolicies: { dir: site-policies }\n',
+    );
+    writeFileSync(join(dataDir, 'site-policies', 'intranet.yaml'), policyYaml());
+    csrs = createCsrFactory();
+    csr = csrs.writePem(
+      csrs.make({ subject: '/CN=www.example.com', addext: ['subjectAltName=DNS:www.example.com'] }),
+      'intranet.csr',
+    );
+  });
+  afterAll(() => {
+    csrs.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test.each([
+    ['SIGNET_DATA', [], { SIGNET_DATA: '{data}' }],
+    ['--data', ['--data', '{data}'], {}],
+  ])('lints the folder signet.yaml names, found by %s', (_how, extra, env) => {
+    const fill = (text: string) => text.replace('{data}', dataDir);
+    const result = inData(
+      ['lint', ...(extra as string[]).map(fill)],
+      Object.fromEntries(Object.entries(env).map(([k, v]) => [k, fill(v)])),
+    );
+    expect(result.stdout).toBe(`1 policy valid: intranet (${join(dataDir, 'site-policies')})\n`);
+    expect(result.status).toBe(0);
+  });
+
+  test('checks a CSR against a policy of the data folder, not of ./policies', () => {
+    const ours = inData(['check', '--policy', 'intranet', '--csr', csr], { SIGNET_DATA: dataDir });
+    expect(ours.stdout).toContain(`policy intranet (${join(dataDir, 'site-policies', 'intranet.yaml')})`);
+    expect(ours.status).toBe(0);
+    const shipped = inData(['check', '--policy', 'web-server', '--csr', csr], { SIGNET_DATA: dataDir });
+    expect(shipped.status).toBe(2);
+    expect(shipped.stderr).toContain(`no policy named 'web-server' in ${join(dataDir, 'site-policies')}`);
   });
 });

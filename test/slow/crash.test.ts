@@ -128,7 +128,7 @@ describe.skipIf(!haveOpenssl)('kill -9 during concurrent issuance', () => {
     const reconcile = (...extra: string[]) =>
       spawnSync(
         process.execPath,
-        [SIGNET, 'audit', 'reconcile', '--data', dataDir, '--grace', '0', '--json', ...extra],
+        [SIGNET, 'audit', 'reconcile', '--data', dataDir, '--grace', 'PT0S', '--json', ...extra],
         { encoding: 'utf8', timeout: 120_000 },
       );
     const first = reconcile();

@@ -1,12 +1,16 @@
-import { ApiClientError, createApiClient, DEFAULT_API_URL } from '../../api/client.ts';
-import { CliError, EXIT, parseCommandArgs, readSecret, UsageError } from '../args.ts';
+import { ApiClientError, createApiClient } from '../../api/client.ts';
+import { ROLES } from '../../api/env.ts';
+import { resolveDataDir } from '../../config/config.ts';
+import { parseDuration } from '../../lib/duration.ts';
+import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
+import { apiKeyFor, serverUrl } from '../server-access.ts';
 
 /**
  * `signet apikey create | list | revoke`: API keys are managed through the running server's API
- * (DESIGN.md "CLI and a running server"), authenticated with an admin key from SIGNET_API_KEY or
- * --api-key-file. The new key is printed once, to stdout, and never stored by this command.
+ * (DESIGN.md "CLI and a running server"), found and authenticated as `issue` and `revoke` do
+ * (server-access.ts). The new key is printed once, to stdout, and never stored by this command.
  */
-const USAGE = `usage: signet apikey <create|list|revoke> [options]
+export const USAGE = `usage: signet apikey <create|list|revoke> [options]
 
   create --role ROLE [--role ROLE ...] [--policy NAME ...] [--expires-in P90D] [--description TEXT]
          roles: issuer, revoker, auditor, admin; an issuer key needs at least one --policy (or '*')
@@ -14,11 +18,14 @@ const USAGE = `usage: signet apikey <create|list|revoke> [options]
   revoke ID
 
 options for every subcommand:
-  --url URL            the server (default ${DEFAULT_API_URL})
-  --api-key-file FILE  an admin API key (else SIGNET_API_KEY)
+  --data DIR           the data folder (default $SIGNET_DATA, else ./data): its server and admin key
+  --url URL            the server (default: where 'signet serve' listens on DIR: SIGNET_PORT, else
+                       signet.yaml; without a data folder http://127.0.0.1:8080)
+  --api-key-file FILE  an admin API key (else SIGNET_API_KEY, else DIR/secrets/admin-api-key)
   --json               print the server's JSON answer`;
 
 const COMMON = {
+  data: { type: 'string' },
   url: { type: 'string' },
   'api-key-file': { type: 'string' },
   json: { type: 'boolean', default: false },
@@ -37,16 +44,31 @@ interface ApiKeyJson {
   key?: string;
 }
 
-function clientFor(values: { url?: string; 'api-key-file'?: string }) {
-  const apiKey = readSecret({
-    file: values['api-key-file'],
-    env: 'SIGNET_API_KEY',
-    what: 'an admin API key',
-  });
+function clientFor(values: { data?: string; url?: string; 'api-key-file'?: string }) {
+  const dataDir = resolveDataDir(values.data);
+  const url = serverUrl(dataDir, values.url);
+  const apiKey = apiKeyFor(dataDir, values['api-key-file']);
   try {
-    return createApiClient({ url: values.url ?? DEFAULT_API_URL, apiKey });
+    return createApiClient({ url, apiKey });
   } catch (error) {
     throw new UsageError((error as Error).message);
+  }
+}
+
+/** What the server would refuse with 400, said before asking it: these are usage mistakes. */
+function checkCreate(values: { role?: string[]; policy?: string[]; 'expires-in'?: string }): void {
+  const roles = values.role ?? [];
+  if (roles.length === 0) throw new UsageError('at least one --role is required');
+  for (const role of roles) {
+    if (!(ROLES as readonly string[]).includes(role))
+      throw new UsageError(`--role ${role}: a role is one of ${ROLES.join(', ')}`);
+  }
+  if (roles.includes('issuer') && !values.policy?.length)
+    throw new UsageError("an issuer key needs at least one --policy NAME (or '*' for all)");
+  const expiresIn = values['expires-in'];
+  if (expiresIn !== undefined) {
+    const parsed = parseDuration(expiresIn);
+    if (!parsed.ok) throw new UsageError(`--expires-in ${expiresIn}: ${parsed.reason}`);
   }
 }
 
@@ -59,11 +81,11 @@ async function create(argv: string[]): Promise<number> {
     description: { type: 'string' },
   });
   if (values.help) return help();
-  if (!values.role || values.role.length === 0) throw new UsageError('at least one --role is required');
+  checkCreate(values);
   const client = clientFor(values);
   const { body } = await client.request<ApiKeyJson>('POST', '/v1/apikeys', {
     json: {
-      roles: values.role,
+      roles: values.role!,
       ...(values.policy ? { policies: values.policy } : {}),
       ...(values['expires-in'] ? { expiresIn: values['expires-in'] } : {}),
       ...(values.description ? { description: values.description } : {}),
@@ -130,12 +152,13 @@ const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = { creat
 
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (!sub || sub === '--help' || sub === '-h' || sub === 'help') {
+  if (sub === '--help' || sub === '-h' || sub === 'help') {
     console.log(USAGE);
-    return sub ? EXIT.ok : EXIT.usage;
+    return EXIT.ok;
   }
+  if (!sub) throw new UsageError('a subcommand is required: create, list or revoke');
   const command = Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
-  if (!command) throw new UsageError(`unknown subcommand '${sub}'\n\n${USAGE}`);
+  if (!command) throw new UsageError(`unknown subcommand '${sub}'`);
   try {
     return await command(rest);
   } catch (error) {

@@ -13,21 +13,40 @@ import { DatabaseLockedError } from '../../db/errors.ts';
 import { parseRecord } from '../../hsm/custody/audit-record.ts';
 import { AUDIT_LOG_FILE, verifyAuditLog } from '../../hsm/custody/index.ts';
 import { systemClock } from '../../lib/clock.ts';
+import { formatDuration, parseDuration } from '../../lib/duration.ts';
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 
-const USAGE = `usage: signet audit reconcile [--data DIR] [--partition-dir DIR ...] [--grace DURATION_SECONDS]
+export const USAGE = `usage: signet audit reconcile [--data DIR] [--partition-dir DIR ...] [--grace DURATION]
                              [--revoke-unstored] [--dry-run] [--json]
 
 Compares the certificate signatures in each partition's audit log (default: every partition in
 signet.yaml; repeat --partition-dir for several nodes' partitions) with the database's TBS
 hashes. Reports signatures with no certificate, certificates with no signature, and pending
-rows signed but never stored. Pending rows older than the grace period (default 600 s) with no
+rows signed but never stored. Pending rows older than the grace period (an ISO 8601 duration,
+default PT10M; bare seconds are still accepted for this release, with a warning) with no
 signature are marked failed; with --revoke-unstored, those signed but never stored are revoked
 (reason unspecified) so that they are on the CRL should one ever surface. --dry-run changes
 nothing and reports exactly what the same run without it would change. --json prints the report
 as JSON and nothing else on standard output. With the embedded database the server must be
 stopped first.
 Exit 0 when everything is accounted for, 1 otherwise (standard error says what to do).`;
+
+/**
+ * --grace as every other duration of Signet is written (ISO 8601: PT10M), or, for one release, as
+ * the bare seconds it used to take, with a warning that says how to write it now (issue #33).
+ */
+function graceSeconds(text: string): number {
+  if (/^[0-9]{1,9}$/.test(text)) {
+    const seconds = Number(text);
+    console.error(
+      `signet: warning: --grace ${text} in bare seconds is deprecated and will be refused in the next release; write it as an ISO 8601 duration: --grace ${formatDuration(seconds)}`,
+    );
+    return seconds;
+  }
+  const parsed = parseDuration(text);
+  if (!parsed.ok) throw new UsageError(`--grace ${text}: ${parsed.reason}`);
+  return parsed.seconds;
+}
 
 async function* signaturesIn(dir: string): AsyncGenerator<PartitionSignature> {
   const handle = await open(path.join(dir, AUDIT_LOG_FILE), 'r').catch((error: NodeJS.ErrnoException) => {
@@ -58,11 +77,12 @@ async function* signaturesIn(dir: string): AsyncGenerator<PartitionSignature> {
 
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (!sub || sub === '--help' || sub === '-h') {
+  if (sub === '--help' || sub === '-h') {
     console.log(USAGE);
-    return sub ? EXIT.ok : EXIT.usage;
+    return EXIT.ok;
   }
-  if (sub !== 'reconcile') throw new UsageError(`unknown audit command '${sub}'\n\n${USAGE}`);
+  if (!sub) throw new UsageError('a subcommand is required: reconcile');
+  if (sub !== 'reconcile') throw new UsageError(`unknown audit command '${sub}'`);
   const { values } = parseCommandArgs(rest, {
     data: { type: 'string' },
     'partition-dir': { type: 'string', multiple: true },
@@ -76,13 +96,12 @@ export async function run(argv: string[]): Promise<number> {
     console.log(USAGE);
     return EXIT.ok;
   }
+  const grace = values.grace === undefined ? 600 : graceSeconds(values.grace);
   const dataDir = resolveDataDir(values.data);
   const config = loadConfig(dataDir);
   const dirs =
     values['partition-dir']?.map((d) => path.resolve(d)) ??
     Object.values(config.partitions).map((p) => resolveIn(dataDir, p.dir));
-  const grace = values.grace === undefined ? 600 : Number(values.grace);
-  if (!Number.isFinite(grace) || grace < 0) throw new UsageError('--grace takes a number of seconds');
 
   for (const dir of dirs) {
     const verification = await verifyAuditLog({ dir });
@@ -100,7 +119,7 @@ export async function run(argv: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof DatabaseLockedError) {
       throw new CliError(
-        `${error.message}\nsignet audit reconcile needs the server stopped first (embedded database).`,
+        `${error.message}\nsignet audit: stop the server first (the embedded database serves one process at a time).`,
       );
     }
     throw error;
@@ -180,7 +199,7 @@ function advice(report: ReconcileReport, { dryRun, grace }: { dryRun: boolean; g
   }
   if (report.pendingWithinGrace > 0 && grace > 0) {
     lines.push(
-      `signet: ${report.pendingWithinGrace} pending reservation(s) are younger than the grace period (${grace} s) and were not examined for cleaning: run again later, or with --grace 0 if no server is running.`,
+      `signet: ${report.pendingWithinGrace} pending reservation(s) are younger than the grace period (${formatDuration(grace)}) and were not examined for cleaning: run again later, or with --grace PT0S if no server is running.`,
     );
   }
   return lines;

@@ -14,7 +14,7 @@ import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 /**
  * `signet ceremony validate|run|verify-transcript`: the offline ceremonies (ceremonies/README.md).
  */
-const USAGE = `usage: signet ceremony <subcommand> [options]
+export const USAGE = `usage: signet ceremony <subcommand> [options]
 
 subcommands:
   validate FILE [--output-dir DIR]
@@ -46,10 +46,22 @@ export async function run(argv: string[]): Promise<number> {
         console.log(USAGE);
         return EXIT.ok;
       default:
-        console.error(sub ? `signet ceremony: unknown subcommand '${sub}'\n\n${USAGE}` : USAGE);
-        return EXIT.usage;
+        throw new UsageError(
+          sub
+            ? `unknown subcommand '${sub}'`
+            : 'a subcommand is required: validate, run or verify-transcript',
+        );
     }
   } catch (error) {
+    // A secret the ceremony needs was not named (checked before any partition is touched): that
+    // is a mistake in the command line, not a refusal (issue #33).
+    if (
+      error instanceof CeremonyError &&
+      error.code === 'ceremony.secret_missing' &&
+      Array.isArray(error.details?.missing)
+    ) {
+      throw new UsageError(error.message);
+    }
     if (isConfigInvalid(error)) {
       console.error(error.message);
       console.error('signet ceremony: the configuration is refused; nothing was touched');
@@ -64,7 +76,7 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 function onePositional(positionals: string[], what: string): string {
-  if (positionals.length !== 1) throw new UsageError(`expected one ${what}\n\n${USAGE}`);
+  if (positionals.length !== 1) throw new UsageError(`expected one ${what}`);
   return positionals[0]!;
 }
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { ApiClientError, createApiClient } from '../../api/client.ts';
-import { loadConfig, resolveDataDir, resolveIn } from '../../config/config.ts';
+import { loadConfig, resolveDataDir } from '../../config/config.ts';
 import { createAuditRepository } from '../../db/audit.repository.ts';
 import { createCrlsRepository } from '../../db/crls.repository.ts';
 import { openDatabase } from '../../db/database.ts';
@@ -14,8 +14,9 @@ import { decodePem, PEM_LABEL } from '../../x509/pem.ts';
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 import { createImportFor } from '../revocation.ts';
 import { nodeId } from '../runtime.ts';
+import { apiKeyFor, serverUrl } from '../server-access.ts';
 
-const USAGE = `usage: signet crl import --issuer ID FILE [--data DIR] [--url URL] [--api-key-file FILE]
+export const USAGE = `usage: signet crl import --issuer ID FILE [--data DIR] [--url URL] [--api-key-file FILE]
 
 import  publishes a CRL signed offline (a root's, from the crl ceremony): the online CA serves it
         at /crl/ID.crl from then on, as it is. FILE is PEM (X509 CRL) or DER. Refused when the
@@ -32,11 +33,12 @@ const CRL_LABELS = [PEM_LABEL.crl, 'CRL'];
 
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (!sub || sub === '--help' || sub === '-h') {
+  if (sub === '--help' || sub === '-h') {
     console.log(USAGE);
-    return sub ? EXIT.ok : EXIT.usage;
+    return EXIT.ok;
   }
-  if (sub !== 'import') throw new UsageError(`unknown crl command '${sub}'\n\n${USAGE}`);
+  if (!sub) throw new UsageError('a subcommand is required: import');
+  if (sub !== 'import') throw new UsageError(`unknown crl command '${sub}'`);
   const { values, positionals } = parseCommandArgs(
     rest,
     {
@@ -53,7 +55,7 @@ export async function run(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   const [file, ...extra] = positionals;
-  if (!file || extra.length > 0) throw new UsageError(`exactly one FILE is required\n\n${USAGE}`);
+  if (!file || extra.length > 0) throw new UsageError(`exactly one FILE is required`);
   if (!values.issuer) throw new UsageError('--issuer ID is required');
   if (!isIssuerId(values.issuer)) throw new UsageError(`--issuer ${values.issuer}: an issuer id is a slug`);
   const issuerId = values.issuer;
@@ -69,9 +71,12 @@ export async function run(argv: string[]): Promise<number> {
     } catch (error) {
       if (!(error instanceof DatabaseLockedError)) throw error;
       // A server holds the folder: never open it twice (DESIGN.md "CLI and a running server").
-      const config = loadConfig(dataDir);
-      const url = `http://${config.server.host}:${config.server.port}`;
-      imported = await overHttp(url, apiKeyFor(dataDir, values['api-key-file']), issuerId, der);
+      imported = await overHttp(
+        serverUrl(dataDir),
+        apiKeyFor(dataDir, values['api-key-file']),
+        issuerId,
+        der,
+      );
     }
   }
   console.log(JSON.stringify(imported, null, 2));
@@ -90,16 +95,6 @@ function readCrlFile(file: string): Uint8Array {
     return decodePem(data.toString('latin1'), CRL_LABELS).der;
   } catch (error) {
     throw new CliError(`${file}: ${(error as Error).message}`);
-  }
-}
-
-function apiKeyFor(dataDir: string, file: string | undefined): string {
-  if (file) return readFileSync(file, 'utf8').trim();
-  if (process.env.SIGNET_API_KEY) return process.env.SIGNET_API_KEY;
-  try {
-    return readFileSync(resolveIn(dataDir, 'secrets/admin-api-key'), 'utf8').trim();
-  } catch {
-    throw new UsageError('an API key is needed: set SIGNET_API_KEY or pass --api-key-file FILE');
   }
 }
 

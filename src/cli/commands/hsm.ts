@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { moduleFile } from '../../lib/module-file.ts';
-import { type CommandModule, EXIT } from '../args.ts';
+import { type CommandModule, EXIT, runLocated, UsageError } from '../args.ts';
 
 /**
  * `signet hsm <subcommand> ...`: each subcommand is a module src/cli/hsm/<name>.ts exporting
@@ -24,7 +24,7 @@ const SUBCOMMANDS: Record<string, string> = {
 /** Subcommands served by another one's module, which gets the subcommand's name first. */
 const SHARED_MODULES: Record<string, string> = { restore: 'backup', sync: 'backup' };
 
-const usage = () => `usage: signet hsm <subcommand> [options]
+export const USAGE = `usage: signet hsm <subcommand> [options]
 
 subcommands:
 ${Object.entries(SUBCOMMANDS)
@@ -35,19 +35,17 @@ Run 'signet hsm <subcommand> --help' for its options.`;
 
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (!sub || sub === '--help' || sub === '-h' || sub === 'help') {
-    console.log(usage());
-    return sub ? EXIT.ok : EXIT.usage;
+  if (sub === '--help' || sub === '-h' || sub === 'help') {
+    console.log(USAGE);
+    return EXIT.ok;
   }
+  if (!sub) throw new UsageError(`a subcommand is required: ${Object.keys(SUBCOMMANDS).join(', ')}`);
   const known = Object.hasOwn(SUBCOMMANDS, sub);
   const moduleName = SHARED_MODULES[sub] ?? sub;
   const file = known ? moduleFile(`../hsm/${moduleName}`, import.meta.url) : undefined;
   if (!file || !existsSync(file)) {
-    console.error(
-      `signet hsm: ${known ? `'${sub}' is not available in this build` : `unknown subcommand '${sub}'`}\n\n${usage()}`,
-    );
-    return EXIT.usage;
+    throw new UsageError(known ? `'${sub}' is not available in this build` : `unknown subcommand '${sub}'`);
   }
   const module = (await import(file)) as CommandModule;
-  return module.run(SHARED_MODULES[sub] ? [sub, ...rest] : rest);
+  return runLocated(`hsm ${sub}`, module, SHARED_MODULES[sub] ? [sub, ...rest] : rest);
 }

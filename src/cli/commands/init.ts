@@ -1,8 +1,9 @@
 import { resolveDataDir } from '../../config/config.ts';
-import { CliError, EXIT, parseCommandArgs } from '../args.ts';
+import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 import { AlreadyInitialisedError, initDataDir } from '../init.ts';
+import { parsePort } from '../server-access.ts';
 
-const USAGE = `usage: signet init [--data DIR] [--port N] [--public-url URL]
+export const USAGE = `usage: signet init [--data DIR] [--port N] [--public-url URL]
 
 Creates a data folder (default $SIGNET_DATA, else ./data): signet.yaml, the 'issuing' and 'root'
 partitions, the database, the dev-root and dev-intermediate issuers, the example policies, and
@@ -20,9 +21,8 @@ export async function run(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   const dataDir = resolveDataDir(values.data);
-  const port = Number(values.port ?? process.env.SIGNET_PORT ?? 8080);
-  if (!Number.isInteger(port) || port < 1 || port > 65535)
-    throw new CliError(`--port: ${values.port} is not a port`, EXIT.usage);
+  const port = parsePort(values.port) ?? 8080;
+  if (port === 0) throw new UsageError('--port 0 is not a port to write into signet.yaml');
   try {
     const result = await initDataDir({
       dataDir,

@@ -2,14 +2,15 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { createApiClient } from '../../api/client.ts';
-import { loadConfig, resolveDataDir, resolveIn } from '../../config/config.ts';
+import { resolveDataDir } from '../../config/config.ts';
 import { DatabaseLockedError } from '../../db/errors.ts';
 import { isAppError } from '../../lib/errors.ts';
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 import { quietLogger } from '../logging.ts';
 import { openRuntime } from '../runtime.ts';
+import { apiKeyFor, serverUrl } from '../server-access.ts';
 
-const USAGE = `usage: signet issue --csr FILE [--policy NAME] [--out FILE] [--data DIR]
+export const USAGE = `usage: signet issue --csr FILE [--policy NAME] [--out FILE] [--data DIR]
                     [--url URL] [--api-key-file FILE]
 
 Issues a certificate for a PKCS#10 CSR (PEM or DER) under a policy (default web-server) and
@@ -51,9 +52,7 @@ export async function run(argv: string[]): Promise<number> {
     } catch (error) {
       if (!(error instanceof DatabaseLockedError)) throw error;
       // A server holds the folder: never open it twice (DESIGN.md "CLI and a running server").
-      const config = loadConfig(dataDir);
-      const url = `http://${config.server.host}:${config.server.port}`;
-      pem = await issueOverHttp(url, apiKeyFor(dataDir, values['api-key-file']), csr, policy);
+      pem = await issueOverHttp(serverUrl(dataDir), apiKeyFor(dataDir, values['api-key-file']), csr, policy);
     }
   }
   if (values.out) {
@@ -69,16 +68,6 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(pem);
   }
   return EXIT.ok;
-}
-
-function apiKeyFor(dataDir: string, file: string | undefined): string {
-  if (file) return readFileSync(file, 'utf8').trim();
-  if (process.env.SIGNET_API_KEY) return process.env.SIGNET_API_KEY;
-  try {
-    return readFileSync(resolveIn(dataDir, 'secrets/admin-api-key'), 'utf8').trim();
-  } catch {
-    throw new UsageError('an API key is needed: set SIGNET_API_KEY or pass --api-key-file FILE');
-  }
 }
 
 async function issueOverHttp(url: string, apiKey: string, csr: Buffer, policy: string): Promise<string> {

@@ -11,7 +11,7 @@ import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 import { quietLogger } from '../logging.ts';
 import { openRuntime, type Runtime } from '../runtime.ts';
 
-const USAGE = `usage: signet issuer add --id ID --certificate FILE --key URI [--data DIR]
+export const USAGE = `usage: signet issuer add --id ID --certificate FILE --key URI [--data DIR]
        signet issuer list [--data DIR] [--json]
 
 add   activates an intermediate made by a ceremony: the certificate's public key must be the
@@ -27,7 +27,7 @@ async function withRuntime<T>(dataDir: string, body: (runtime: Runtime) => Promi
   } catch (error) {
     if (error instanceof DatabaseLockedError) {
       throw new CliError(
-        `${error.message}\nsignet issuer needs the server stopped first (embedded database).`,
+        `${error.message}\nsignet issuer: stop the server first (the embedded database serves one process at a time).`,
       );
     }
     throw error;
@@ -49,10 +49,11 @@ function commonName(der: Uint8Array): string | undefined {
 
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (!sub || sub === '--help' || sub === '-h') {
+  if (sub === '--help' || sub === '-h') {
     console.log(USAGE);
-    return sub ? EXIT.ok : EXIT.usage;
+    return EXIT.ok;
   }
+  if (!sub) throw new UsageError('a subcommand is required: add or list');
   const { values } = parseCommandArgs(rest, {
     id: { type: 'string' },
     certificate: { type: 'string' },
@@ -91,7 +92,7 @@ export async function run(argv: string[]): Promise<number> {
       return EXIT.ok;
     });
   }
-  if (sub !== 'add') throw new UsageError(`unknown issuer command '${sub}'\n\n${USAGE}`);
+  if (sub !== 'add') throw new UsageError(`unknown issuer command '${sub}'`);
 
   if (!values.id || !values.certificate || !values.key)
     throw new UsageError('--id, --certificate and --key are required');

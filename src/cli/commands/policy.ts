@@ -1,5 +1,7 @@
+import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { loadConfig, resolveDataDir, resolveIn } from '../../config/config.ts';
 import { formatDuration } from '../../lib/duration.ts';
 import { isAppError } from '../../lib/errors.ts';
 import { evaluate } from '../../policy/evaluate.ts';
@@ -13,20 +15,35 @@ import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
  * `signet policy lint|check`: validate policy files, and dry-run a CSR against one policy,
  * showing how each requested name was decided and by which rule (policies/README.md).
  */
-const USAGE = `usage: signet policy <subcommand> [options]
+export const USAGE = `usage: signet policy <subcommand> [options]
 
 subcommands:
-  lint [DIR|FILE]
-      validate every policy in DIR (default ./policies), or one file; exit 0 if all are valid
-  check --policy NAME --csr FILE [--dir DIR] [--validity DURATION] [--san TYPE:VALUE ...] [--json]
-      dry run: evaluate a CSR (PEM or DER) against the policy NAME in DIR (default ./policies)
-      and list each decision with the rule that made it; nothing is signed.
+  lint [DIR|FILE] [--data DIR]
+      validate every policy in DIR, or one file; exit 0 if all are valid
+  check --policy NAME --csr FILE [--dir DIR] [--data DIR] [--validity DURATION]
+        [--san TYPE:VALUE ...] [--json]
+      dry run: evaluate a CSR (PEM or DER) against the policy NAME in DIR and list each
+      decision with the rule that made it; nothing is signed.
       --validity and --san act as the API request's overrides (e.g. --san dns:www.example.com).
       Exit 0 if the CSR would be issued, 1 if it would be refused.
 
+Without a folder, both read the policies the server reads: signet.yaml's policies.dir in the
+data folder (--data, else $SIGNET_DATA, else ./data); with no data folder there, ./policies.
+
 See policies/README.md for the format and every violation code.`;
 
-const DEFAULT_DIR = 'policies';
+/**
+ * The policy folder the server on this data folder reads (issue #33: the server reads
+ * DATA/policies, so a dry run against ./policies answers for the wrong files). A data folder
+ * named by --data or SIGNET_DATA must be initialised; ./data is used when it is, and a checkout
+ * without one lints its shipped ./policies.
+ */
+function defaultPolicyDir(data: string | undefined): string {
+  const dataDir = resolveDataDir(data);
+  const named = data !== undefined || Boolean(process.env.SIGNET_DATA);
+  if (!named && !existsSync(join(dataDir, 'signet.yaml'))) return 'policies';
+  return resolveIn(dataDir, loadConfig(dataDir).policies.dir);
+}
 
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -41,23 +58,22 @@ export async function run(argv: string[]): Promise<number> {
       console.log(USAGE);
       return EXIT.ok;
     default:
-      console.error(sub ? `signet policy: unknown subcommand '${sub}'\n\n${USAGE}` : USAGE);
-      return EXIT.usage;
+      throw new UsageError(sub ? `unknown subcommand '${sub}'` : 'a subcommand is required: lint or check');
   }
 }
 
 async function lint(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs(
     argv,
-    { help: { type: 'boolean', short: 'h' } },
+    { data: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     { allowPositionals: true },
   );
   if (values.help) {
     console.log(USAGE);
     return EXIT.ok;
   }
-  if (positionals.length > 1) throw new UsageError(`expected at most one folder or file\n\n${USAGE}`);
-  const target = positionals[0] ?? DEFAULT_DIR;
+  if (positionals.length > 1) throw new UsageError(`expected at most one folder or file`);
+  const target = positionals[0] ?? defaultPolicyDir(values.data);
   const isFile = await stat(target).then(
     (info) => info.isFile(),
     () => false,
@@ -69,7 +85,7 @@ async function lint(argv: string[]): Promise<number> {
     return EXIT.failed;
   }
   console.log(
-    `${names.length} ${names.length === 1 ? 'policy' : 'policies'} valid: ${names.join(', ') || '(none)'}`,
+    `${names.length} ${names.length === 1 ? 'policy' : 'policies'} valid: ${names.join(', ') || '(none)'} (${target})`,
   );
   return EXIT.ok;
 }
@@ -89,6 +105,7 @@ async function check(argv: string[]): Promise<number> {
     policy: { type: 'string' },
     csr: { type: 'string' },
     dir: { type: 'string' },
+    data: { type: 'string' },
     validity: { type: 'string' },
     san: { type: 'string', multiple: true },
     json: { type: 'boolean' },
@@ -98,14 +115,14 @@ async function check(argv: string[]): Promise<number> {
     console.log(USAGE);
     return EXIT.ok;
   }
-  if (!values.policy) throw new UsageError(`--policy NAME is required\n\n${USAGE}`);
-  if (!values.csr) throw new UsageError(`--csr FILE is required\n\n${USAGE}`);
+  if (!values.policy) throw new UsageError(`--policy NAME is required`);
+  if (!values.csr) throw new UsageError(`--csr FILE is required`);
   const overrides: RequestOverrides = {
     ...(values.validity !== undefined ? { validity: values.validity } : {}),
     ...(values.san !== undefined ? { sans: values.san.map(parseSanOption) } : {}),
   };
 
-  const policy = await findPolicy(values.dir ?? DEFAULT_DIR, values.policy);
+  const policy = await findPolicy(values.dir ?? defaultPolicyDir(values.data), values.policy);
   let csrBytes: Buffer;
   try {
     csrBytes = await readFile(values.csr);

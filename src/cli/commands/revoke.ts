@@ -1,13 +1,18 @@
-import { readFileSync } from 'node:fs';
 import { createApiClient } from '../../api/client.ts';
-import { loadConfig, resolveDataDir, resolveIn } from '../../config/config.ts';
+import { resolveDataDir } from '../../config/config.ts';
 import { DatabaseLockedError } from '../../db/errors.ts';
 import { isAppError } from '../../lib/errors.ts';
+import { REVOCATION_REASONS } from '../../lib/revocation-reasons.ts';
+import { InvalidSerialError, normalizeSerial } from '../../lib/serial.ts';
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 import { quietLogger } from '../logging.ts';
 import { openRuntime } from '../runtime.ts';
+import { apiKeyFor, serverUrl } from '../server-access.ts';
 
-const USAGE = `usage: signet revoke SERIAL --reason REASON [--invalidity-date RFC3339] [--data DIR]
+/** RFC 3339 date-time (§5.6), as the API's invalidityDate takes it. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+export const USAGE = `usage: signet revoke SERIAL --reason REASON [--invalidity-date RFC3339] [--data DIR]
                      [--url URL] [--api-key-file FILE]
 
 Revokes a certificate. SERIAL is hexadecimal, in either case, with or without colons.
@@ -36,8 +41,20 @@ export async function run(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   const [serial, ...extra] = positionals;
-  if (!serial || extra.length > 0) throw new UsageError(`exactly one SERIAL is required\n\n${USAGE}`);
+  if (!serial || extra.length > 0) throw new UsageError(`exactly one SERIAL is required`);
+  // Mistakes in the command line are usage errors (exit 2), found before any server or database.
+  try {
+    normalizeSerial(serial);
+  } catch (error) {
+    if (error instanceof InvalidSerialError) throw new UsageError(`SERIAL ${serial}: ${error.message}`);
+    throw error;
+  }
   if (!values.reason) throw new UsageError('--reason is required');
+  if (!(REVOCATION_REASONS as readonly string[]).includes(values.reason))
+    throw new UsageError(`--reason ${values.reason}: a reason is one of ${REVOCATION_REASONS.join(', ')}`);
+  const invalidity = values['invalidity-date'];
+  if (invalidity !== undefined && (!RFC3339.test(invalidity) || Number.isNaN(Date.parse(invalidity))))
+    throw new UsageError(`--invalidity-date ${invalidity}: an RFC 3339 time such as 2026-01-31T12:00:00Z`);
   const dataDir = resolveDataDir(values.data);
   const body = {
     reason: values.reason,
@@ -45,9 +62,7 @@ export async function run(argv: string[]): Promise<number> {
   };
 
   const overHttp = async (url: string) => {
-    const apiKey = values['api-key-file']
-      ? readFileSync(values['api-key-file'], 'utf8').trim()
-      : (process.env.SIGNET_API_KEY ?? readAdminKey(dataDir));
+    const apiKey = apiKeyFor(dataDir, values['api-key-file']);
     const client = createApiClient({ url, apiKey });
     try {
       const response = await client.request('POST', `/v1/certificates/${encodeURIComponent(serial)}/revoke`, {
@@ -66,8 +81,7 @@ export async function run(argv: string[]): Promise<number> {
     runtime = await openRuntime({ dataDir, logger: quietLogger(), revocation: true });
   } catch (error) {
     if (!(error instanceof DatabaseLockedError)) throw error;
-    const config = loadConfig(dataDir);
-    return overHttp(`http://${config.server.host}:${config.server.port}`);
+    return overHttp(serverUrl(dataDir));
   }
   try {
     const result = await runtime.revocation!.revoke.revoke({
@@ -83,13 +97,5 @@ export async function run(argv: string[]): Promise<number> {
     throw error;
   } finally {
     await runtime.close();
-  }
-}
-
-function readAdminKey(dataDir: string): string {
-  try {
-    return readFileSync(resolveIn(dataDir, 'secrets/admin-api-key'), 'utf8').trim();
-  } catch {
-    throw new UsageError('an API key is needed: set SIGNET_API_KEY or pass --api-key-file FILE');
   }
 }

@@ -1,8 +1,9 @@
 import { resolveDataDir } from '../../config/config.ts';
-import { CliError, EXIT, parseCommandArgs } from '../args.ts';
+import { EXIT, parseCommandArgs, UsageError } from '../args.ts';
 import { serveDataDir } from '../serve.ts';
+import { parsePort } from '../server-access.ts';
 
-const USAGE = `usage: signet serve [--data DIR] [--port N] [--host ADDR]
+export const USAGE = `usage: signet serve [--data DIR] [--port N] [--host ADDR]
                     [--tls-cert FILE --tls-key FILE [--client-ca FILE]]
 
 Runs the CA server on the data folder (default $SIGNET_DATA, else ./data) with its partition
@@ -19,21 +20,14 @@ export const SERVE_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-export function parsePort(text: string | undefined): number | undefined {
-  const value = text ?? process.env.SIGNET_PORT;
-  if (value === undefined) return undefined;
-  const port = Number(value);
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new CliError(`port ${value} is not a port`, EXIT.usage);
-  return port;
-}
-
+/** Serves until SIGINT or SIGTERM; `onServing` is told the URL once the server listens. */
 export async function serveUntilStopped(
   dataDir: string,
   values: { port?: string; host?: string; 'tls-cert'?: string; 'tls-key'?: string; 'client-ca'?: string },
+  onServing?: (url: string) => void,
 ): Promise<number> {
   if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) {
-    throw new CliError('--tls-cert and --tls-key go together', EXIT.usage);
+    throw new UsageError('--tls-cert and --tls-key go together');
   }
   const port = parsePort(values.port);
   const serving = await serveDataDir({
@@ -51,6 +45,7 @@ export async function serveUntilStopped(
       : {}),
   });
   console.log(`signet: serving ${serving.server.url} (data ${dataDir})`);
+  onServing?.(serving.server.url);
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off('SIGINT', stop);

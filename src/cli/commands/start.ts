@@ -3,12 +3,15 @@ import path from 'node:path';
 import { resolveDataDir } from '../../config/config.ts';
 import { EXIT, parseCommandArgs } from '../args.ts';
 import { initDataDir } from '../init.ts';
+import { parsePort } from '../server-access.ts';
+import { tryItExample } from '../try-it.ts';
 import { printInitSummary } from './init.ts';
-import { parsePort, SERVE_OPTIONS, serveUntilStopped } from './serve.ts';
+import { SERVE_OPTIONS, serveUntilStopped } from './serve.ts';
 
-const USAGE = `usage: signet start [--data DIR] [--port N]
+export const USAGE = `usage: signet start [--data DIR] [--port N]
 
-The quick start: initialises the data folder (default ./data) if it is not yet, then serves.`;
+The quick start: initialises the data folder (default ./data) if it is not yet, then serves, and
+prints an example that issues a certificate from it.`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, SERVE_OPTIONS);
@@ -17,8 +20,8 @@ export async function run(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   const dataDir = resolveDataDir(values.data);
-  const port = parsePort(values.port) ?? 8080;
   if (!existsSync(path.join(dataDir, 'signet.yaml'))) {
+    const port = parsePort(values.port) ?? 8080;
     const result = await initDataDir({
       dataDir,
       port,
@@ -28,16 +31,7 @@ export async function run(argv: string[]): Promise<number> {
     });
     printInitSummary(dataDir, result);
   }
-  const rel = path.relative(process.cwd(), dataDir) || '.';
-  console.log(`
-Try it (in another terminal):
-  export SIGNET_API_KEY=$(cat ${rel}/secrets/admin-api-key)
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout www.key \\
-    -subj /CN=www.example.com -addext subjectAltName=DNS:www.example.com -out www.csr
-  curl -s -H "Authorization: Bearer $SIGNET_API_KEY" -H 'Content-Type: application/pkcs10' \\
-    --data-binary @www.csr "http://127.0.0.1:${port}/v1/certificates?policy=web-server" \\
-    -H 'Accept: application/pem-certificate-chain' > www.pem
-  openssl verify -CAfile ${rel}/certs/dev-root.pem -untrusted www.pem www.pem
-`);
-  return serveUntilStopped(dataDir, values);
+  // The example only once the server listens: it names the address it really took, and a start
+  // that fails (another process holds the folder) prints nothing to try.
+  return serveUntilStopped(dataDir, values, (url) => console.log(tryItExample({ dataDir, url })));
 }

@@ -3,7 +3,7 @@ import { type AuditVerification, exportAuditLog, verifyAuditLog } from '../../hs
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 import { hsmFailure } from './connect.ts';
 
-const USAGE = `usage: signet hsm audit <verify|export> --dir DIR [options]
+export const USAGE = `usage: signet hsm audit <verify|export> --dir DIR [options]
 
   verify --dir DIR [--json]       check the hash chain and the signed head: answers OK, or names
                                   the first broken record (edited, deleted, reordered, truncated)
@@ -30,10 +30,11 @@ export function describeVerification(result: AuditVerification): string {
 
 export async function run(argv: string[]): Promise<number> {
   const [action, ...rest] = argv;
-  if (!action || action === '--help' || action === '-h') {
+  if (action === '--help' || action === '-h') {
     console.log(USAGE);
-    return action ? EXIT.ok : EXIT.usage;
+    return EXIT.ok;
   }
+  if (!action) throw new UsageError('an action is required: verify or export');
   const { values } = parseCommandArgs(rest, {
     dir: { type: 'string' },
     out: { type: 'string' },

@@ -5,7 +5,7 @@ import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 import { hsmFailure } from './connect.ts';
 import { MATERIAL_OPTIONS, MATERIAL_USAGE, readUnsealMaterial } from './unseal.ts';
 
-const USAGE = `usage: signet hsm backup --dir DIR --out FILE
+export const USAGE = `usage: signet hsm backup --dir DIR --out FILE
        signet hsm restore --in FILE --dir DIR2 (--secret-file FILE | --share-file FILE ...)
        signet hsm sync --in FILE --dir DIR2 (--secret-file FILE | --share-file FILE ...)
 

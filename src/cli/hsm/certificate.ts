@@ -4,7 +4,7 @@ import type { KeyRef } from '../../hsm/types.ts';
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 import { CONNECT_OPTIONS, CONNECT_USAGE, withPartition } from './connect.ts';
 
-const USAGE = `usage: signet hsm certificate <import|list> --socket PATH [options]
+export const USAGE = `usage: signet hsm certificate <import|list> --socket PATH [options]
 
   import --key URI [--label L] FILE
                      store the certificate in FILE (PEM or DER) beside its key (officer), where
@@ -48,10 +48,11 @@ function readCertificate(file: string): Buffer {
 
 export async function run(argv: string[]): Promise<number> {
   const [action, ...rest] = argv;
-  if (!action || action === '--help' || action === '-h') {
+  if (action === '--help' || action === '-h') {
     console.log(USAGE);
-    return action ? EXIT.ok : EXIT.usage;
+    return EXIT.ok;
   }
+  if (!action) throw new UsageError('an action is required: import or list');
   const { values, positionals } = parseCommandArgs(rest, OPTIONS, { allowPositionals: true });
   if (values.help) {
     console.log(USAGE);

@@ -6,7 +6,7 @@ import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 import { hsmFailure } from './connect.ts';
 import { promptSecret } from './unseal.ts';
 
-const USAGE = `usage: signet hsm init --dir DIR (--secret-out FILE | --shares N --threshold M --shares-out FOLDER)
+export const USAGE = `usage: signet hsm init --dir DIR (--secret-out FILE | --shares N --threshold M --shares-out FOLDER)
                       --officer-pin-file FILE [--user-pin-file FILE] [--name NAME] [--json]
 
 Creates a sealed partition in a new folder: a random master key sealed under a new unseal secret,

@@ -11,7 +11,7 @@ import {
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 import { CONNECT_OPTIONS, CONNECT_USAGE, withPartition } from './connect.ts';
 
-const USAGE = `usage: signet hsm keys <list|create|destroy|public> --socket PATH [options]
+export const USAGE = `usage: signet hsm keys <list|create|destroy|public> --socket PATH [options]
 
   list                              every key: label, algorithm, purposes, id, URI
   create --label L --algorithm A    generate a key pair inside the partition (officer)
@@ -39,10 +39,11 @@ const OPTIONS = {
 
 export async function run(argv: string[]): Promise<number> {
   const [action, ...rest] = argv;
-  if (!action || action === '--help' || action === '-h') {
+  if (action === '--help' || action === '-h') {
     console.log(USAGE);
-    return action ? EXIT.ok : EXIT.usage;
+    return EXIT.ok;
   }
+  if (!action) throw new UsageError('an action is required: list, create, destroy or public');
   const { values } = parseCommandArgs(rest, OPTIONS);
   if (values.help) {
     console.log(USAGE);

@@ -18,7 +18,7 @@ import { ROLES } from '../../hsm/types.ts';
 import { moduleFile } from '../../lib/module-file.ts';
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 
-const USAGE = `usage: signet hsm serve (--dir DIR | --ephemeral FILE) [--socket PATH] [--name NAME]
+export const USAGE = `usage: signet hsm serve (--dir DIR | --ephemeral FILE) [--socket PATH] [--name NAME]
 
 Runs one partition process. Clients reach it only through the Unix socket (mode 0600).
 

@@ -2,7 +2,7 @@ import type { PartitionStatus } from '../../hsm/types.ts';
 import { EXIT, parseCommandArgs } from '../args.ts';
 import { CONNECT_OPTIONS, CONNECT_USAGE, withPartition } from './connect.ts';
 
-const USAGE = `usage: signet hsm status --socket PATH [--user NAME --pin-file FILE] [--json]
+export const USAGE = `usage: signet hsm status --socket PATH [--user NAME --pin-file FILE] [--json]
 
 Shows a served partition: its state (sealed or unsealed), how it is sealed, its backend and
 protocol version; logged in, also the user and the number of keys.

@@ -5,7 +5,7 @@ import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 import { hsmFailure } from './connect.ts';
 import { formatStatus } from './status.ts';
 
-const USAGE = `usage: signet hsm unseal (--socket PATH | --dir DIR) (--secret-file FILE | --share-file FILE ...)
+export const USAGE = `usage: signet hsm unseal (--socket PATH | --dir DIR) (--secret-file FILE | --share-file FILE ...)
 
 Unseals a served partition (--socket) with its unseal secret or M custodian share files. With
 --dir, checks an unserved partition folder instead: that the material opens it and that every

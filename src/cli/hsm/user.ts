@@ -14,7 +14,7 @@ import { hsmFailure } from './connect.ts';
 import { readNewPin } from './init.ts';
 import { MATERIAL_OPTIONS, MATERIAL_USAGE, promptSecret, readUnsealMaterial } from './unseal.ts';
 
-const USAGE = `usage: signet hsm user <add|unlock|pin|list|remove> (--socket PATH | --dir DIR) [options]
+export const USAGE = `usage: signet hsm user <add|unlock|pin|list|remove> (--socket PATH | --dir DIR) [options]
 
   add NAME --role officer|user [--new-pin-file FILE]   create a user (officer)
   unlock NAME                                          clear a user's lock and failed logins (officer)
@@ -64,10 +64,11 @@ async function loginPin(values: Values): Promise<string> {
 
 export async function run(argv: string[]): Promise<number> {
   const [action, ...rest] = argv;
-  if (!action || action === '--help' || action === '-h') {
+  if (action === '--help' || action === '-h') {
     console.log(USAGE);
-    return action ? EXIT.ok : EXIT.usage;
+    return EXIT.ok;
   }
+  if (!action) throw new UsageError('an action is required: add, unlock, pin, list or remove');
   if (!['add', 'unlock', 'pin', 'list', 'remove'].includes(action)) {
     throw new UsageError(`unknown action '${action}': add, unlock, pin, list or remove`);
   }

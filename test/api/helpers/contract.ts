@@ -99,6 +99,20 @@ export class Contract {
     return validate;
   }
 
+  /** A node of the document by JSON pointer (`/components/examples/Csr`), following `$ref`s. */
+  node(pointer: string): Json {
+    return this.#resolve(this.#pointer(`#${pointer}`));
+  }
+
+  /** Every mismatch of `value` against the schema at `pointer` (empty when it is valid). */
+  validate(pointer: string, value: unknown): string[] {
+    const validate = this.#validator(pointer);
+    if (validate(value)) return [];
+    return (validate.errors ?? []).map(
+      (e) => `${e.instancePath || '(value)'} ${e.message} ${JSON.stringify(e.params)}`,
+    );
+  }
+
   /** Throws with every mismatch between the response and the document; returns the parsed body. */
   async check(method: string, url: string, response: Response): Promise<unknown> {
     const pathname = new URL(url, 'http://localhost').pathname;

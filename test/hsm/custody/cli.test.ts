@@ -96,7 +96,9 @@ describe('signet hsm init', () => {
   ])('exits 2 for a usage error: %s', (_name, args) => {
     const result = signet(args);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/^signet: /);
+    // Issue #33's rule: the command, what was wrong, its usage line, and where to read more.
+    expect(result.stderr).toMatch(new RegExp(`^signet hsm ${args[1]}: .*\\nusage: signet hsm `));
+    expect(result.stderr).toContain(`Run 'signet hsm ${args[1]} --help' for its options.`);
   });
 });
 
