@@ -35,7 +35,10 @@ export async function postChallenge(ctx: AcmeContext, call: AcmeCall, id: string
     const lease = new Date(now.getTime() + validationTimeoutMs + LEASE_MARGIN_MS);
     if (await repository.startChallenge(id, lease)) {
       ctx.queue.enqueue(id);
-      return json(200, challengeDocument({ ...found.challenge, status: 'processing' }, call.urls), { links: [up] });
+      const answer = json(200, challengeDocument({ ...found.challenge, status: 'processing' }, call.urls), { links: [up] });
+      // RFC 8555 §8.2: when to look again (lego waits 5 s without it).
+      answer.headers['retry-after'] = '1';
+      return answer;
     }
     const again = await repository.findChallenge(id);
     if (again) return json(200, challengeDocument(again.challenge, call.urls), { links: [up] });
