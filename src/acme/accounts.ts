@@ -1,6 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { checkEmail } from '../policy/email.ts';
-import { type AcmeCall, type AcmeContext, accountOf, actorOf, authenticate, json, thumbprintOf } from './context.ts';
+import {
+  type AcmeCall,
+  type AcmeContext,
+  accountOf,
+  actorOf,
+  authenticate,
+  json,
+  thumbprintOf,
+} from './context.ts';
 import { acmeError } from './errors.ts';
 import { accountDocument } from './objects.ts';
 import type { AcmeResponse } from './types.ts';
@@ -18,11 +26,17 @@ export function parseContacts(raw: unknown): string[] {
   if (raw.length > MAX_CONTACTS) throw acmeError('invalidContact', `at most ${MAX_CONTACTS} contacts`);
   return (raw as string[]).map((contact) => {
     if (!/^mailto:/i.test(contact)) {
-      throw acmeError('unsupportedContact', `contact ${JSON.stringify(contact.slice(0, 64))} is not a mailto: URL`);
+      throw acmeError(
+        'unsupportedContact',
+        `contact ${JSON.stringify(contact.slice(0, 64))} is not a mailto: URL`,
+      );
     }
     const address = contact.slice('mailto:'.length);
     if (address.includes('?') || address.includes(',') || !checkEmail(address).ok) {
-      throw acmeError('invalidContact', `contact ${JSON.stringify(contact.slice(0, 256))} is not one valid email address`);
+      throw acmeError(
+        'invalidContact',
+        `contact ${JSON.stringify(contact.slice(0, 256))} is not one valid email address`,
+      );
     }
     return `mailto:${address}`;
   });
@@ -38,7 +52,8 @@ export async function newAccount(ctx: AcmeContext, call: AcmeCall): Promise<Acme
   const existing = await repository.findAccountByKey(call.directory.name, thumbprint);
   if (existing) {
     // RFC 8555 §7.3.1: the key already has an account; answer it rather than make another.
-    if (existing.status !== 'valid') throw acmeError('unauthorized', `the account of this key is ${existing.status}`);
+    if (existing.status !== 'valid')
+      throw acmeError('unauthorized', `the account of this key is ${existing.status}`);
     return json(200, accountDocument(existing), { location: call.urls.account(existing.id) });
   }
   if (payload.onlyReturnExisting === true) {
@@ -77,7 +92,8 @@ export async function newAccount(ctx: AcmeContext, call: AcmeCall): Promise<Acme
 export async function updateAccount(ctx: AcmeContext, call: AcmeCall, id: string): Promise<AcmeResponse> {
   const auth = await authenticate(ctx, call, 'kid');
   const account = accountOf(auth);
-  if (account.id !== id) throw acmeError('unauthorized', 'a request for an account must be signed by that account');
+  if (account.id !== id)
+    throw acmeError('unauthorized', 'a request for an account must be signed by that account');
   const payload = auth.payload ?? {};
   const { repository } = ctx.options;
   let updated = account;

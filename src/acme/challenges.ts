@@ -27,15 +27,22 @@ export async function postChallenge(ctx: AcmeContext, call: AcmeCall, id: string
   if (auth.payload !== undefined && found.challenge.status === 'pending') {
     const now = ctx.now();
     if (authorizationStatus(found.authorization, now) !== 'pending') {
-      throw acmeError('malformed', `the authorization is ${authorizationStatus(found.authorization, now)}; its challenges cannot be answered`);
+      throw acmeError(
+        'malformed',
+        `the authorization is ${authorizationStatus(found.authorization, now)}; its challenges cannot be answered`,
+      );
     }
     if (ctx.queue.size >= MAX_QUEUED) {
-      throw acmeError('rateLimited', 'too many validations are waiting; answer the challenge again shortly', { retryAfter: 5 });
+      throw acmeError('rateLimited', 'too many validations are waiting; answer the challenge again shortly', {
+        retryAfter: 5,
+      });
     }
     const lease = new Date(now.getTime() + validationTimeoutMs + LEASE_MARGIN_MS);
     if (await repository.startChallenge(id, lease)) {
       ctx.queue.enqueue(id);
-      const answer = json(200, challengeDocument({ ...found.challenge, status: 'processing' }, call.urls), { links: [up] });
+      const answer = json(200, challengeDocument({ ...found.challenge, status: 'processing' }, call.urls), {
+        links: [up],
+      });
       // RFC 8555 §8.2: when to look again (lego waits 5 s without it).
       answer.headers['retry-after'] = '1';
       return answer;
@@ -53,9 +60,12 @@ export const MAX_QUEUED = 10_000;
 export async function runValidation(ctx: AcmeContext, id: string): Promise<void> {
   const { repository, validator, validationTimeoutMs, authorizationLifetimeMs, logger } = ctx.options;
   const found = await repository.findChallenge(id);
-  if (!found || found.challenge.status !== 'processing') return;
+  if (found?.challenge.status !== 'processing') return;
   const { challenge, authorization } = found;
-  await repository.renewChallengeLease(id, new Date(ctx.now().getTime() + validationTimeoutMs + LEASE_MARGIN_MS));
+  await repository.renewChallengeLease(
+    id,
+    new Date(ctx.now().getTime() + validationTimeoutMs + LEASE_MARGIN_MS),
+  );
   const account = await repository.findAccount(authorization.accountId);
   if (!account) return;
   // RFC 8555 §8.1: token || '.' || base64url(JWK thumbprint of the account key).
@@ -63,7 +73,12 @@ export async function runValidation(ctx: AcmeContext, id: string): Promise<void>
   const identifier = { type: authorization.identifierType, value: authorization.identifierValue };
   let problem: AcmeError | undefined;
   try {
-    await validator.validate({ type: challenge.type as ChallengeType, identifier, token: challenge.token, keyAuthorization });
+    await validator.validate({
+      type: challenge.type as ChallengeType,
+      identifier,
+      token: challenge.token,
+      keyAuthorization,
+    });
   } catch (error) {
     if (error instanceof AcmeError) problem = error;
     else {

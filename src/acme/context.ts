@@ -2,7 +2,7 @@ import { calculateJwkThumbprint, type JWK } from 'jose';
 import type { AcmeAccountRecord } from '../db/acme.repository.ts';
 import type { AuditEventInput } from '../db/audit.repository.ts';
 import { acmeError } from './errors.ts';
-import { checkPublicJwk, parseJws, readPayload, verifyJws, type AcmeProtectedHeader } from './jws.ts';
+import { type AcmeProtectedHeader, checkPublicJwk, parseJws, readPayload, verifyJws } from './jws.ts';
 import type { NonceService } from './nonces.ts';
 import type { AcmeUrls } from './objects.ts';
 import type { AcmeDirectoryConfig, AcmeRequest, AcmeResponse, AcmeServerOptions } from './types.ts';
@@ -70,13 +70,22 @@ export async function authenticate(ctx: AcmeContext, call: AcmeCall, mode: KeyMo
   const { header } = parsed;
   // RFC 8555 §6.4.1: the signed URL must be the one requested, or the request is unauthorized.
   if (header.url !== call.url) {
-    throw acmeError('unauthorized', `the JWS "url" ${JSON.stringify(header.url.slice(0, 256))} is not the URL requested, ${call.url}`);
+    throw acmeError(
+      'unauthorized',
+      `the JWS "url" ${JSON.stringify(header.url.slice(0, 256))} is not the URL requested, ${call.url}`,
+    );
   }
   if (mode === 'jwk' && !header.jwk) {
-    throw acmeError('malformed', 'this request is signed with a new key: carry it as "jwk", not "kid" (RFC 8555 §6.2)');
+    throw acmeError(
+      'malformed',
+      'this request is signed with a new key: carry it as "jwk", not "kid" (RFC 8555 §6.2)',
+    );
   }
   if (mode === 'kid' && !header.kid) {
-    throw acmeError('malformed', 'this request is signed with an account key: name the account as "kid", not "jwk" (RFC 8555 §6.2)');
+    throw acmeError(
+      'malformed',
+      'this request is signed with an account key: name the account as "kid", not "jwk" (RFC 8555 §6.2)',
+    );
   }
 
   let account: AcmeAccountRecord | undefined;
@@ -86,7 +95,10 @@ export async function authenticate(ctx: AcmeContext, call: AcmeCall, mode: KeyMo
     const found = id ? await ctx.options.repository.findAccount(id) : null;
     if (!found || found.directory !== call.directory.name) {
       await failedAuth.fail(request.client);
-      throw acmeError('accountDoesNotExist', `there is no account ${header.kid.slice(0, 256)} in this directory`);
+      throw acmeError(
+        'accountDoesNotExist',
+        `there is no account ${header.kid.slice(0, 256)} in this directory`,
+      );
     }
     account = found;
     key = checkPublicJwk(found.keyJwk as JWK, header.alg);
@@ -101,7 +113,10 @@ export async function authenticate(ctx: AcmeContext, call: AcmeCall, mode: KeyMo
     throw error;
   }
   if (!(await ctx.nonces.consume(header.nonce))) {
-    throw acmeError('badNonce', 'the nonce is unknown, already used or expired; use the one in this response');
+    throw acmeError(
+      'badNonce',
+      'the nonce is unknown, already used or expired; use the one in this response',
+    );
   }
   if (account && account.status !== 'valid') {
     // RFC 8555 §7.3.6: a deactivated account's key authorises nothing more.

@@ -55,7 +55,10 @@ export function parseJws(body: string): ParsedJws {
   }
   if (!isObject(outer)) throw acmeError('malformed', 'the request body must be a JWS object');
   if ('signatures' in outer) {
-    throw acmeError('malformed', 'use the flattened JWS JSON serialization, not the general one (RFC 8555 §6.2)');
+    throw acmeError(
+      'malformed',
+      'use the flattened JWS JSON serialization, not the general one (RFC 8555 §6.2)',
+    );
   }
   if ('header' in outer) {
     throw acmeError('malformed', 'the JWS must not have an unprotected header (RFC 8555 §6.2)');
@@ -79,11 +82,17 @@ export function parseJws(body: string): ParsedJws {
     );
   }
   if ((jwk === undefined) === (kid === undefined)) {
-    throw acmeError('malformed', 'the JWS protected header must carry exactly one of "jwk" and "kid" (RFC 8555 §6.2)');
+    throw acmeError(
+      'malformed',
+      'the JWS protected header must carry exactly one of "jwk" and "kid" (RFC 8555 §6.2)',
+    );
   }
-  if (jwk !== undefined && !isObject(jwk)) throw acmeError('malformed', '"jwk" must be a JSON Web Key object');
-  if (kid !== undefined && typeof kid !== 'string') throw acmeError('malformed', '"kid" must be an account URL');
-  if (typeof url !== 'string') throw acmeError('malformed', 'the JWS protected header must carry "url" (RFC 8555 §6.4)');
+  if (jwk !== undefined && !isObject(jwk))
+    throw acmeError('malformed', '"jwk" must be a JSON Web Key object');
+  if (kid !== undefined && typeof kid !== 'string')
+    throw acmeError('malformed', '"kid" must be an account URL');
+  if (typeof url !== 'string')
+    throw acmeError('malformed', 'the JWS protected header must carry "url" (RFC 8555 §6.4)');
   // RFC 8555 §6.5: a request without a nonce is refused with badNonce.
   if (typeof nonce !== 'string' || nonce.length === 0) {
     throw acmeError('badNonce', 'the JWS protected header must carry a "nonce" from this server');
@@ -114,9 +123,15 @@ export function checkPublicJwk(jwk: JWK, alg: AcmeJwsAlgorithm): JWK {
     }
     const bits = rsaBits(jwk.n);
     if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) {
-      throw acmeError('badPublicKey', `RSA keys of ${MIN_RSA_BITS} to ${MAX_RSA_BITS} bits are accepted; this one has ${bits}`);
+      throw acmeError(
+        'badPublicKey',
+        `RSA keys of ${MIN_RSA_BITS} to ${MAX_RSA_BITS} bits are accepted; this one has ${bits}`,
+      );
     }
-    if (alg !== 'RS256') throw acmeError('badSignatureAlgorithm', `an RSA key signs with RS256, not ${alg}`, { algorithms: ['RS256'] });
+    if (alg !== 'RS256')
+      throw acmeError('badSignatureAlgorithm', `an RSA key signs with RS256, not ${alg}`, {
+        algorithms: ['RS256'],
+      });
     return { kty: 'RSA', n: jwk.n, e: jwk.e };
   }
   if (jwk.kty === 'EC') {
@@ -125,11 +140,16 @@ export function checkPublicJwk(jwk: JWK, alg: AcmeJwsAlgorithm): JWK {
       throw acmeError('badPublicKey', 'EC keys on P-256 or P-384 with "x" and "y" are accepted');
     }
     if (alg !== wanted) {
-      throw acmeError('badSignatureAlgorithm', `a ${jwk.crv} key signs with ${wanted}, not ${alg}`, { algorithms: [wanted] });
+      throw acmeError('badSignatureAlgorithm', `a ${jwk.crv} key signs with ${wanted}, not ${alg}`, {
+        algorithms: [wanted],
+      });
     }
     return { kty: 'EC', crv: jwk.crv, x: jwk.x, y: jwk.y };
   }
-  throw acmeError('badPublicKey', `key type ${JSON.stringify(String(jwk.kty).slice(0, 16))} is not accepted; use RSA or EC`);
+  throw acmeError(
+    'badPublicKey',
+    `key type ${JSON.stringify(String(jwk.kty).slice(0, 16))} is not accepted; use RSA or EC`,
+  );
 }
 
 function rsaBits(n: string): number {

@@ -27,7 +27,8 @@ export function createNonceService({
   clock: Clock;
   lifetimeMs: number;
 }): NonceService {
-  if (!Number.isFinite(lifetimeMs) || lifetimeMs <= 0) throw new Error('createNonceService: lifetimeMs must be positive');
+  if (!Number.isFinite(lifetimeMs) || lifetimeMs <= 0)
+    throw new Error('createNonceService: lifetimeMs must be positive');
   const inserts = createBatcher<{ nonce: string; expiresAt: Date }, void>({
     flush: async (items) => {
       await repository.addNonces(items);

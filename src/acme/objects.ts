@@ -75,7 +75,10 @@ export function accountDocument(account: AcmeAccountRecord): Record<string, unkn
 }
 
 export function authorizationStatus(authorization: AcmeAuthorizationRecord, now: Date): AuthorizationStatus {
-  if ((authorization.status === 'pending' || authorization.status === 'valid') && authorization.expiresAt <= now) {
+  if (
+    (authorization.status === 'pending' || authorization.status === 'valid') &&
+    authorization.expiresAt <= now
+  ) {
     return 'expired';
   }
   return authorization.status;
@@ -117,7 +120,9 @@ export function orderDocument(
     identifiers: order.identifiers,
     authorizations: order.authorizationIds.map(urls.authorization),
     finalize: urls.finalize(order.id),
-    ...(order.certificateSerial && status === 'valid' ? { certificate: urls.certificate(order.certificateSerial) } : {}),
+    ...(order.certificateSerial && status === 'valid'
+      ? { certificate: urls.certificate(order.certificateSerial) }
+      : {}),
     ...(error ? { error } : {}),
   };
 }

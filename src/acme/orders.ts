@@ -60,7 +60,10 @@ export async function newOrder(ctx: AcmeContext, call: AcmeCall): Promise<AcmeRe
   const payload = auth.payload;
   if (!payload) throw acmeError('malformed', 'newOrder needs a JSON object payload (RFC 8555 §7.4)');
   if (payload.notBefore !== undefined || payload.notAfter !== undefined) {
-    throw acmeError('malformed', 'notBefore and notAfter are not supported: the directory policy sets the validity');
+    throw acmeError(
+      'malformed',
+      'notBefore and notAfter are not supported: the directory policy sets the validity',
+    );
   }
   // TODO(#31): profile and replaces.
   const identifiers = parseOrderIdentifiers(payload.identifiers);
@@ -80,7 +83,9 @@ export async function newOrder(ctx: AcmeContext, call: AcmeCall): Promise<AcmeRe
     }
   }
   if (unsupported.length > 0) {
-    throw acmeError('unsupportedIdentifier', 'this directory cannot validate some identifiers', { subproblems: unsupported });
+    throw acmeError('unsupportedIdentifier', 'this directory cannot validate some identifiers', {
+      subproblems: unsupported,
+    });
   }
 
   const policy = ctx.options.policies.get(directory.policy);
@@ -97,7 +102,9 @@ export async function newOrder(ctx: AcmeContext, call: AcmeCall): Promise<AcmeRe
   const limiter = ctx.options.limits.newOrders;
   const budget = await limiter.check(account.id);
   if (!budget.allowed) {
-    throw acmeError('rateLimited', 'too many new orders for this account; retry later', { retryAfter: budget.retryAfterSeconds });
+    throw acmeError('rateLimited', 'too many new orders for this account; retry later', {
+      retryAfter: budget.retryAfterSeconds,
+    });
   }
   await limiter.fail(account.id);
 
@@ -127,7 +134,10 @@ async function createOrder(
   const fresh: NewAcmeAuthorization[] = [];
   const authorizationIds = targets.map((target) => {
     const reused = reusable.find(
-      (a) => a.identifierType === target.type && a.identifierValue === target.value && a.wildcard === target.wildcard,
+      (a) =>
+        a.identifierType === target.type &&
+        a.identifierValue === target.value &&
+        a.wildcard === target.wildcard,
     );
     if (reused) return reused.id;
     const authorization: NewAcmeAuthorization = {
@@ -151,7 +161,12 @@ async function createOrder(
   });
 }
 
-async function orderResponse(ctx: AcmeContext, call: AcmeCall, order: AcmeOrderRecord, status = 200): Promise<AcmeResponse> {
+async function orderResponse(
+  ctx: AcmeContext,
+  call: AcmeCall,
+  order: AcmeOrderRecord,
+  status = 200,
+): Promise<AcmeResponse> {
   const now = ctx.now();
   const authorizations = await ctx.options.repository.findAuthorizations(order.authorizationIds);
   const state = orderStatus(order, authorizations, now);
@@ -161,7 +176,8 @@ async function orderResponse(ctx: AcmeContext, call: AcmeCall, order: AcmeOrderR
 async function ownOrder(ctx: AcmeContext, account: AcmeAccountRecord, id: string): Promise<AcmeOrderRecord> {
   const order = await ctx.options.repository.findOrder(id);
   if (!order) throw acmeError('malformed', `there is no order ${id}`, { status: 404 });
-  if (order.accountId !== account.id) throw acmeError('unauthorized', 'this order belongs to another account');
+  if (order.accountId !== account.id)
+    throw acmeError('unauthorized', 'this order belongs to another account');
   return order;
 }
 
@@ -179,7 +195,8 @@ export async function getAuthorization(ctx: AcmeContext, call: AcmeCall, id: str
   }
   const [authorization] = await ctx.options.repository.findAuthorizations([id]);
   if (!authorization) throw acmeError('malformed', `there is no authorization ${id}`, { status: 404 });
-  if (authorization.accountId !== account.id) throw acmeError('unauthorized', 'this authorization belongs to another account');
+  if (authorization.accountId !== account.id)
+    throw acmeError('unauthorized', 'this authorization belongs to another account');
   return json(200, authorizationDocument(authorization, ctx.now(), call.urls));
 }
 
@@ -188,7 +205,10 @@ function csrNames(csr: ParsedCsr): { sans: Map<string, AcmeIdentifier>; all: Map
   const sans = new Map<string, AcmeIdentifier>();
   for (const san of csr.sans) {
     if (san.type !== 'dns' && san.type !== 'ip') {
-      throw acmeError('badCSR', `the CSR asks for a ${san.type} name; ACME orders name dns and ip identifiers only`);
+      throw acmeError(
+        'badCSR',
+        `the CSR asks for a ${san.type} name; ACME orders name dns and ip identifiers only`,
+      );
     }
     const normalised = normaliseIdentifier(san as AcmeIdentifier);
     if (!normalised.ok) throw acmeError('badCSR', `the CSR names ${san.value}: ${normalised.reason}`);
@@ -199,14 +219,19 @@ function csrNames(csr: ParsedCsr): { sans: Map<string, AcmeIdentifier>; all: Map
   for (const attribute of csr.subject.filter((a) => a.type === 'CN')) {
     const type = normaliseIdentifier({ type: 'ip', value: attribute.value }).ok ? 'ip' : 'dns';
     const normalised = normaliseIdentifier({ type, value: attribute.value });
-    if (!normalised.ok) throw acmeError('badCSR', `the CSR common name is not a name of the order: ${normalised.reason}`);
+    if (!normalised.ok)
+      throw acmeError('badCSR', `the CSR common name is not a name of the order: ${normalised.reason}`);
     const identifier = { type, value: normalised.value } as AcmeIdentifier;
     all.set(identifierKey(identifier), identifier);
   }
   return { sans, all };
 }
 
-function checkCsrAgainstOrder(csr: ParsedCsr, order: AcmeOrderRecord, accountKey: JWK): { overrideSans: boolean } {
+function checkCsrAgainstOrder(
+  csr: ParsedCsr,
+  order: AcmeOrderRecord,
+  accountKey: JWK,
+): { overrideSans: boolean } {
   const { sans, all } = csrNames(csr);
   const ordered = new Set(order.identifiers.map(identifierKey));
   const extra = [...all.keys()].filter((key) => !ordered.has(key));
@@ -220,7 +245,8 @@ function checkCsrAgainstOrder(csr: ParsedCsr, order: AcmeOrderRecord, accountKey
   // RFC 8555 §11.1: the certificate key must not be the account key.
   const csrKey = createPublicKey({ key: Buffer.from(csr.publicKey), format: 'der', type: 'spki' });
   const account = createPublicKey({ key: accountKey as never, format: 'jwk' });
-  if (csrKey.equals(account)) throw acmeError('badCSR', 'the CSR key is the account key; use another key for the certificate');
+  if (csrKey.equals(account))
+    throw acmeError('badCSR', 'the CSR key is the account key; use another key for the certificate');
   return { overrideSans: sans.size !== ordered.size };
 }
 
@@ -232,7 +258,10 @@ export async function finalize(ctx: AcmeContext, call: AcmeCall, id: string): Pr
   const authorizations = await repository.findAuthorizations(order.authorizationIds);
   const state = orderStatus(order, authorizations, ctx.now());
   if (state !== 'ready') {
-    throw acmeError('orderNotReady', `the order is ${state}; it can be finalized once it is ready (RFC 8555 §7.4)`);
+    throw acmeError(
+      'orderNotReady',
+      `the order is ${state}; it can be finalized once it is ready (RFC 8555 §7.4)`,
+    );
   }
   const csrText = auth.payload?.csr;
   if (typeof csrText !== 'string' || !/^[A-Za-z0-9_-]+$/.test(csrText)) {
@@ -242,7 +271,9 @@ export async function finalize(ctx: AcmeContext, call: AcmeCall, id: string): Pr
   try {
     csr = parseCsr(new Uint8Array(Buffer.from(csrText, 'base64url')));
   } catch (error) {
-    throw acmeError('badCSR', isAppError(error) ? error.message : 'the CSR could not be read', { cause: error });
+    throw acmeError('badCSR', isAppError(error) ? error.message : 'the CSR could not be read', {
+      cause: error,
+    });
   }
   const { overrideSans } = checkCsrAgainstOrder(csr, order, account.keyJwk as JWK);
   if (!(await repository.beginFinalize(order.id))) {
@@ -302,7 +333,9 @@ function issuanceProblem(error: unknown, order: AcmeOrderRecord) {
   }
   if (error.code.startsWith('csr.')) return acmeError('badCSR', error.message, { cause: error });
   if (error.code === 'policy.refused') {
-    const violations = ((error.details?.violations ?? []) as Violation[]).filter((v) => v && typeof v.field === 'string');
+    const violations = ((error.details?.violations ?? []) as Violation[]).filter(
+      (v) => v && typeof v.field === 'string',
+    );
     const onNames = violations.filter((v) => /^(?:overrides\.)?sans/.test(v.field));
     if (onNames.length > 0 && onNames.length === violations.length) {
       return acmeError('rejectedIdentifier', error.message, {
@@ -313,16 +346,25 @@ function issuanceProblem(error: unknown, order: AcmeOrderRecord) {
     return acmeError('badCSR', error.message, { cause: error });
   }
   if (error.code === 'ca.lint_failed') return acmeError('badCSR', error.message, { cause: error });
-  if (error.code === 'policy.requester_not_bound') return acmeError('unauthorized', error.message, { cause: error });
+  if (error.code === 'policy.requester_not_bound')
+    return acmeError('unauthorized', error.message, { cause: error });
   return acmeError('serverInternal', 'the certificate could not be issued', { cause: error });
 }
 
 /** The certificate chain (RFC 8555 §7.4.2), for the account that ordered it. */
-export async function getCertificate(ctx: AcmeContext, call: AcmeCall, serial: string): Promise<AcmeResponse> {
+export async function getCertificate(
+  ctx: AcmeContext,
+  call: AcmeCall,
+  serial: string,
+): Promise<AcmeResponse> {
   const account = accountOf(await authenticate(ctx, call, 'kid'));
-  const order = /^[0-9a-f]{1,42}$/.test(serial) ? await ctx.options.repository.findOrderByCertificate(serial) : null;
-  if (!order?.certificateChain) throw acmeError('malformed', `there is no certificate ${serial.slice(0, 64)} here`, { status: 404 });
-  if (order.accountId !== account.id) throw acmeError('unauthorized', 'this certificate was ordered by another account');
+  const order = /^[0-9a-f]{1,42}$/.test(serial)
+    ? await ctx.options.repository.findOrderByCertificate(serial)
+    : null;
+  if (!order?.certificateChain)
+    throw acmeError('malformed', `there is no certificate ${serial.slice(0, 64)} here`, { status: 404 });
+  if (order.accountId !== account.id)
+    throw acmeError('unauthorized', 'this certificate was ordered by another account');
   return {
     status: 200,
     headers: { 'content-type': 'application/pem-certificate-chain' },

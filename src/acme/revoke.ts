@@ -58,7 +58,11 @@ export function reasonFromAcme(raw: unknown): RevocationReason {
 export async function revokeCert(ctx: AcmeContext, call: AcmeCall): Promise<AcmeResponse> {
   const auth = await authenticate(ctx, call, 'either');
   const { certificates, revoker, repository } = ctx.options;
-  if (!revoker) throw acmeError('serverInternal', 'revocation is not available on this server', { status: 503, retryAfter: 5 });
+  if (!revoker)
+    throw acmeError('serverInternal', 'revocation is not available on this server', {
+      status: 503,
+      retryAfter: 5,
+    });
   const payload = auth.payload;
   if (typeof payload?.certificate !== 'string' || !/^[A-Za-z0-9_-]+$/.test(payload.certificate)) {
     throw acmeError('malformed', 'revokeCert needs "certificate": the DER certificate in base64url');
@@ -77,7 +81,10 @@ export async function revokeCert(ctx: AcmeContext, call: AcmeCall): Promise<Acme
     const certificateKey = createPublicKey({ key: Buffer.from(facts.spki), format: 'der', type: 'spki' });
     const jwsKey = createPublicKey({ key: auth.jwk as never, format: 'jwk' });
     if (!certificateKey.equals(jwsKey)) {
-      throw acmeError('unauthorized', 'the JWS key is not the certificate key; sign with it, or with an authorized account');
+      throw acmeError(
+        'unauthorized',
+        'the JWS key is not the certificate key; sign with it, or with an authorized account',
+      );
     }
     actor = 'acme:certificate-key';
   } else {
@@ -89,9 +96,14 @@ export async function revokeCert(ctx: AcmeContext, call: AcmeCall): Promise<Acme
         return authorizationTarget({ type: name.type, value: normalised.ok ? normalised.value : name.value });
       });
       const held = await repository.findValidAuthorizations(account.id, targets);
-      const covered = targets.every((t) => held.some((a) => a.identifierType === t.type && a.identifierValue === t.value));
+      const covered = targets.every((t) =>
+        held.some((a) => a.identifierType === t.type && a.identifierValue === t.value),
+      );
       if (targets.length === 0 || !covered) {
-        throw acmeError('unauthorized', 'this account neither ordered the certificate nor holds valid authorizations for all its names');
+        throw acmeError(
+          'unauthorized',
+          'this account neither ordered the certificate nor holds valid authorizations for all its names',
+        );
       }
     }
     actor = actorOf(account);
@@ -103,7 +115,12 @@ export async function revokeCert(ctx: AcmeContext, call: AcmeCall): Promise<Acme
     action: 'certificate.revoke',
     target: `certificate:${facts.serial}`,
     decision: 'allowed',
-    details: { via: 'acme', directory: call.directory.name, reason: result.revocation.reason, outcome: result.outcome },
+    details: {
+      via: 'acme',
+      directory: call.directory.name,
+      reason: result.revocation.reason,
+      outcome: result.outcome,
+    },
   });
   return { status: 200, headers: {}, links: [] };
 }

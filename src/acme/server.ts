@@ -59,12 +59,21 @@ const ROUTES: Route[] = [
 ];
 
 async function directory(_ctx: AcmeContext, call: AcmeCall): Promise<AcmeResponse> {
-  return { status: 200, headers: { 'content-type': 'application/json' }, links: [], body: directoryDocument(call.urls) };
+  return {
+    status: 200,
+    headers: { 'content-type': 'application/json' },
+    links: [],
+    body: directoryDocument(call.urls),
+  };
 }
 
 /** RFC 8555 §7.2: HEAD answers 200, GET 204, both with a nonce and never cached. */
 async function newNonce(_ctx: AcmeContext, call: AcmeCall): Promise<AcmeResponse> {
-  return { status: call.request.method === 'HEAD' ? 200 : 204, headers: { 'cache-control': 'no-store' }, links: [] };
+  return {
+    status: call.request.method === 'HEAD' ? 200 : 204,
+    headers: { 'cache-control': 'no-store' },
+    links: [],
+  };
 }
 
 function match(resource: string[]): { route: Route; ids: string[] } | undefined {
@@ -109,7 +118,8 @@ export function createAcmeServer(options: AcmeServerOptions): AcmeServer {
     concurrency: options.validationConcurrency,
     maxQueued: MAX_QUEUED,
     run: (id) => runValidation(ctx, id),
-    onError: (error, id) => logger?.error({ err: error, challenge: id }, 'ACME validation could not be recorded'),
+    onError: (error, id) =>
+      logger?.error({ err: error, challenge: id }, 'ACME validation could not be recorded'),
   });
   let timer: NodeJS.Timeout | undefined;
 
@@ -131,10 +141,16 @@ export function createAcmeServer(options: AcmeServerOptions): AcmeServer {
   function problemOf(error: unknown): AcmeError {
     if (error instanceof AcmeError) return error;
     if (error instanceof AppError) {
-      if (error.code === 'request.body_too_large') return acmeError('malformed', error.message, { status: 413, cause: error });
-      if (error.code === 'request.body_timeout') return acmeError('malformed', error.message, { status: 408, cause: error });
+      if (error.code === 'request.body_too_large')
+        return acmeError('malformed', error.message, { status: 413, cause: error });
+      if (error.code === 'request.body_timeout')
+        return acmeError('malformed', error.message, { status: 408, cause: error });
       if (error.category === 'unavailable') {
-        return acmeError('serverInternal', 'the server is unavailable; retry later', { status: 503, retryAfter: 5, cause: error });
+        return acmeError('serverInternal', 'the server is unavailable; retry later', {
+          status: 503,
+          retryAfter: 5,
+          cause: error,
+        });
       }
     }
     logger?.error({ err: error }, 'ACME request failed');
@@ -156,7 +172,10 @@ export function createAcmeServer(options: AcmeServerOptions): AcmeServer {
 
   async function dispatch(request: AcmeRequest): Promise<AcmeResponse> {
     const dir = directories.get(request.directory);
-    if (!dir) throw acmeError('malformed', `there is no ACME directory named ${request.directory.slice(0, 64)}`, { status: 404 });
+    if (!dir)
+      throw acmeError('malformed', `there is no ACME directory named ${request.directory.slice(0, 64)}`, {
+        status: 404,
+      });
     const found = match(request.resource);
     if (!found) throw acmeError('malformed', 'there is no such ACME resource', { status: 404 });
     const method = request.method === 'HEAD' ? 'GET' : request.method;

@@ -76,9 +76,13 @@ export const DEFAULT_ACME_DENY_NETWORKS = [
 /** host, host:port, or [IPv6]:port of a DNS server. */
 const dnsServer = z
   .string()
-  .regex(/^(?:\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]+)$/, {
-    message: 'must be a DNS server address: 192.0.2.53, 192.0.2.53:8053, 2001:db8::53 or [2001:db8::53]:8053',
-  });
+  .regex(
+    /^(?:\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]+)$/,
+    {
+      message:
+        'must be a DNS server address: 192.0.2.53, 192.0.2.53:8053, 2001:db8::53 or [2001:db8::53]:8053',
+    },
+  );
 
 const cidr = z.string().regex(/^[0-9A-Fa-f:.]+\/\d{1,3}$/, {
   message: 'must be a network in CIDR notation such as 169.254.0.0/16 or fe80::/10',

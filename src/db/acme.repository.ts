@@ -132,13 +132,18 @@ export function createAcmeRepository({ db, clock = systemClock }: { db: Db; cloc
 
   async function authorizationsWithChallenges(ids: string[]): Promise<AcmeAuthorizationWithChallenges[]> {
     if (ids.length === 0) return [];
-    const authorizations = await db.select().from(acmeAuthorizations).where(inArray(acmeAuthorizations.id, ids));
+    const authorizations = await db
+      .select()
+      .from(acmeAuthorizations)
+      .where(inArray(acmeAuthorizations.id, ids));
     const challenges = await db
       .select()
       .from(acmeChallenges)
       .where(inArray(acmeChallenges.authorizationId, ids))
       .orderBy(asc(acmeChallenges.position));
-    const byId = new Map(authorizations.map((a) => [a.id, { ...a, challenges: [] as AcmeChallengeRecord[] }]));
+    const byId = new Map(
+      authorizations.map((a) => [a.id, { ...a, challenges: [] as AcmeChallengeRecord[] }]),
+    );
     for (const challenge of challenges) byId.get(challenge.authorizationId)?.challenges.push(challenge);
     return ids.flatMap((id) => {
       const found = byId.get(id);
@@ -256,7 +261,11 @@ export function createAcmeRepository({ db, clock = systemClock }: { db: Db; cloc
     },
 
     async findOrderByCertificate(serial) {
-      const rows = await db.select().from(acmeOrders).where(eq(acmeOrders.certificateSerial, serial)).limit(1);
+      const rows = await db
+        .select()
+        .from(acmeOrders)
+        .where(eq(acmeOrders.certificateSerial, serial))
+        .limit(1);
       return rows[0] ?? null;
     },
 
@@ -336,7 +345,12 @@ export function createAcmeRepository({ db, clock = systemClock }: { db: Db; cloc
             updatedAt: now,
             ...(outcome.status === 'valid' ? { expiresAt: outcome.authorizationExpiresAt } : {}),
           })
-          .where(and(eq(acmeAuthorizations.id, challenge.authorizationId), eq(acmeAuthorizations.status, 'pending')));
+          .where(
+            and(
+              eq(acmeAuthorizations.id, challenge.authorizationId),
+              eq(acmeAuthorizations.status, 'pending'),
+            ),
+          );
         return true;
       });
     },
@@ -367,7 +381,9 @@ export function createAcmeRepository({ db, clock = systemClock }: { db: Db; cloc
       const rows = await db
         .update(acmeOrders)
         .set({ status: 'processing', updatedAt: now })
-        .where(and(eq(acmeOrders.id, orderId), eq(acmeOrders.status, 'pending'), gt(acmeOrders.expiresAt, now)))
+        .where(
+          and(eq(acmeOrders.id, orderId), eq(acmeOrders.status, 'pending'), gt(acmeOrders.expiresAt, now)),
+        )
         .returning({ id: acmeOrders.id });
       return rows.length === 1;
     },
@@ -396,7 +412,12 @@ export function createAcmeRepository({ db, clock = systemClock }: { db: Db; cloc
         const authorizations = await tx
           .update(acmeAuthorizations)
           .set({ status: 'expired', updatedAt: now })
-          .where(and(inArray(acmeAuthorizations.status, ['pending', 'valid']), lte(acmeAuthorizations.expiresAt, now)))
+          .where(
+            and(
+              inArray(acmeAuthorizations.status, ['pending', 'valid']),
+              lte(acmeAuthorizations.expiresAt, now),
+            ),
+          )
           .returning({ id: acmeAuthorizations.id });
         const orders = await tx
           .update(acmeOrders)

@@ -56,7 +56,9 @@ export async function startHttp01Responder(host = '127.0.0.1') {
 }
 
 /** Every name resolves to 127.0.0.1 unless listed; TXT records from `txt`. */
-export function testNetwork(overrides: { addresses?: Map<string, string[]>; txt?: Map<string, string[]> } = {}) {
+export function testNetwork(
+  overrides: { addresses?: Map<string, string[]>; txt?: Map<string, string[]> } = {},
+) {
   const real = createValidationNetwork({ denyNetworks: DEFAULT_ACME_DENY_NETWORKS });
   const addresses = overrides.addresses ?? new Map<string, string[]>();
   const txt = overrides.txt ?? new Map<string, string[]>();
@@ -84,7 +86,9 @@ export interface AcmeService {
   close(): Promise<void>;
 }
 
-export async function startAcmeService(options: { tlsPort?: number; clock?: Clock } = {}): Promise<AcmeService> {
+export async function startAcmeService(
+  options: { tlsPort?: number; clock?: Clock } = {},
+): Promise<AcmeService> {
   const dir = mkdtempSync(path.join(tmpdir(), 'signet-acme-'));
   const dataDir = path.join(dir, 'data');
   const init = await initDataDir({ dataDir, port: 0, publicUrl: PUBLIC_URL, log: () => {} });
@@ -107,7 +111,12 @@ export async function startAcmeService(options: { tlsPort?: number; clock?: Cloc
       certificates: runtime.repositories.certificates,
       revoker: runtime.revocation!.revoke,
       audit: runtime.repositories.audit,
-      validator: createChallengeValidator({ network, httpPort: http01.port, tlsPort: options.tlsPort ?? 1, timeoutMs: 5000 }),
+      validator: createChallengeValidator({
+        network,
+        httpPort: http01.port,
+        tlsPort: options.tlsPort ?? 1,
+        timeoutMs: 5000,
+      }),
       limits: {
         newAccounts: createMemoryAttemptLimiter({ perMinute: 5, clock }),
         newOrders: createMemoryAttemptLimiter({ perMinute: 1000, clock }),

@@ -1,8 +1,8 @@
-import { type IncomingMessage, request as httpRequest } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { AcmeError, acmeError } from '../errors.ts';
-import { type ValidationNetwork, allowedAddresses } from './network.ts';
+import { allowedAddresses, type ValidationNetwork } from './network.ts';
 
 /**
  * http-01 (RFC 8555 §8.3): GET http://{identifier}:{port}/.well-known/acme-challenge/{token}
@@ -28,30 +28,44 @@ export interface Http01Input {
 
 export async function validateHttp01(input: Http01Input): Promise<void> {
   const { identifier, token, keyAuthorization, port, network, signal } = input;
-  const host = identifier.type === 'ip' && identifier.value.includes(':') ? `[${identifier.value}]` : identifier.value;
+  const host =
+    identifier.type === 'ip' && identifier.value.includes(':') ? `[${identifier.value}]` : identifier.value;
   let url = new URL(`http://${host}:${port}/.well-known/acme-challenge/${token}`);
   for (let hop = 0; ; hop++) {
     const response = await fetchOnce(url, network, signal);
     if (REDIRECTS.has(response.status)) {
-      if (hop >= MAX_REDIRECTS) throw acmeError('connection', `more than ${MAX_REDIRECTS} redirects from ${identifier.value}`);
+      if (hop >= MAX_REDIRECTS)
+        throw acmeError('connection', `more than ${MAX_REDIRECTS} redirects from ${identifier.value}`);
       let next: URL;
       try {
         next = new URL(response.location ?? '', url);
       } catch (error) {
-        throw acmeError('connection', `${url.href} redirected to a location that is not a URL`, { cause: error });
+        throw acmeError('connection', `${url.href} redirected to a location that is not a URL`, {
+          cause: error,
+        });
       }
-      if (!response.location) throw acmeError('connection', `${url.href} answered ${response.status} without a Location`);
+      if (!response.location)
+        throw acmeError('connection', `${url.href} answered ${response.status} without a Location`);
       if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-        throw acmeError('connection', `${url.href} redirected to a ${next.protocol.replace(':', '')} URL; only http and https are followed`);
+        throw acmeError(
+          'connection',
+          `${url.href} redirected to a ${next.protocol.replace(':', '')} URL; only http and https are followed`,
+        );
       }
       url = next;
       continue;
     }
     if (response.status !== 200) {
-      throw acmeError('unauthorized', `${url.href} answered HTTP ${response.status}, not 200 with the key authorization`);
+      throw acmeError(
+        'unauthorized',
+        `${url.href} answered HTTP ${response.status}, not 200 with the key authorization`,
+      );
     }
     if (response.body.replace(/[\s]+$/, '') !== keyAuthorization) {
-      throw acmeError('incorrectResponse', `${url.href} did not answer the key authorization of this challenge`);
+      throw acmeError(
+        'incorrectResponse',
+        `${url.href} did not answer the key authorization of this challenge`,
+      );
     }
     return;
   }
@@ -77,13 +91,23 @@ async function fetchOnce(url: URL, network: ValidationNetwork, signal: AbortSign
       lastError = error;
     }
   }
-  const reason = (lastError as NodeJS.ErrnoException | undefined)?.code ?? (lastError as Error | undefined)?.message;
-  throw acmeError('connection', `could not connect to ${url.host} (${addresses.join(', ')}): ${reason ?? 'error'}`, {
-    cause: lastError,
-  });
+  const reason =
+    (lastError as NodeJS.ErrnoException | undefined)?.code ?? (lastError as Error | undefined)?.message;
+  throw acmeError(
+    'connection',
+    `could not connect to ${url.host} (${addresses.join(', ')}): ${reason ?? 'error'}`,
+    {
+      cause: lastError,
+    },
+  );
 }
 
-function requestAt(url: URL, address: string, servername: string | undefined, signal: AbortSignal): Promise<HopResponse> {
+function requestAt(
+  url: URL,
+  address: string,
+  servername: string | undefined,
+  signal: AbortSignal,
+): Promise<HopResponse> {
   const https = url.protocol === 'https:';
   const port = url.port ? Number(url.port) : https ? 443 : 80;
   return new Promise<HopResponse>((resolve, reject) => {

@@ -65,7 +65,9 @@ export function createValidationNetwork(options: ValidationNetworkOptions): Vali
         found = [...v6, ...v4];
       } else {
         const all = await query('address', name, () => dns.lookup(name, { all: true, verbatim: true }));
-        found = [...all.filter((a) => a.family === 6), ...all.filter((a) => a.family === 4)].map((a) => a.address);
+        found = [...all.filter((a) => a.family === 6), ...all.filter((a) => a.family === 4)].map(
+          (a) => a.address,
+        );
       }
       if (found.length === 0) throw acmeError('dns', `${name} has no A or AAAA record`);
       return found;

@@ -24,7 +24,8 @@ export function createValidationQueue({
   run: (id: string) => Promise<void>;
   onError?: (error: unknown, id: string) => void;
 }): ValidationQueue {
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error('createValidationQueue: concurrency must be a positive integer');
+  if (!Number.isInteger(concurrency) || concurrency < 1)
+    throw new Error('createValidationQueue: concurrency must be a positive integer');
   const waiting: string[] = [];
   const queued = new Set<string>();
   let running = 0;

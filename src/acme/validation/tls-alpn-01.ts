@@ -5,7 +5,7 @@ import { Certificate } from '@peculiar/asn1-x509';
 import { decodeGeneralNames } from '../../x509/names.ts';
 import { AcmeError, acmeError } from '../errors.ts';
 import { reverseName } from '../identifiers.ts';
-import { type ValidationNetwork, allowedAddresses } from './network.ts';
+import { allowedAddresses, type ValidationNetwork } from './network.ts';
 
 /**
  * tls-alpn-01 (RFC 8737 §3): a TLS connection to {identifier}:{port} offering only ALPN
@@ -46,13 +46,23 @@ export async function validateTlsAlpn01(input: TlsAlpn01Input): Promise<void> {
     checkCertificate(der, identifier, keyAuthorization);
     return;
   }
-  const reason = (lastError as NodeJS.ErrnoException | undefined)?.code ?? (lastError as Error | undefined)?.message;
-  throw acmeError('connection', `could not connect to ${identifier.value} port ${port} (${addresses.join(', ')}): ${reason ?? 'error'}`, {
-    cause: lastError,
-  });
+  const reason =
+    (lastError as NodeJS.ErrnoException | undefined)?.code ?? (lastError as Error | undefined)?.message;
+  throw acmeError(
+    'connection',
+    `could not connect to ${identifier.value} port ${port} (${addresses.join(', ')}): ${reason ?? 'error'}`,
+    {
+      cause: lastError,
+    },
+  );
 }
 
-function handshake(address: string, port: number, servername: string, signal: AbortSignal): Promise<Uint8Array> {
+function handshake(
+  address: string,
+  port: number,
+  servername: string,
+  signal: AbortSignal,
+): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
     const socket = connect({
       host: address,
@@ -70,7 +80,12 @@ function handshake(address: string, port: number, servername: string, signal: Ab
       const certificate = socket.getPeerX509Certificate();
       socket.end();
       if (protocol !== ACME_TLS_ALPN) {
-        reject(acmeError('tls', `the TLS server did not negotiate ALPN ${ACME_TLS_ALPN} (it chose ${protocol || 'none'})`));
+        reject(
+          acmeError(
+            'tls',
+            `the TLS server did not negotiate ALPN ${ACME_TLS_ALPN} (it chose ${protocol || 'none'})`,
+          ),
+        );
         return;
       }
       if (!certificate) {
@@ -83,13 +98,18 @@ function handshake(address: string, port: number, servername: string, signal: Ab
       signal.removeEventListener('abort', abort);
       socket.destroy();
       // A refused or reset connection may succeed on another address; a TLS alert will not.
-      if (/^ERR_SSL|^ERR_TLS/.test(error.code ?? '')) reject(acmeError('tls', `TLS handshake failed: ${error.code}`, { cause: error }));
+      if (/^ERR_SSL|^ERR_TLS/.test(error.code ?? ''))
+        reject(acmeError('tls', `TLS handshake failed: ${error.code}`, { cause: error }));
       else reject(error);
     });
   });
 }
 
-function checkCertificate(der: Uint8Array, identifier: { type: 'dns' | 'ip'; value: string }, keyAuthorization: string): void {
+function checkCertificate(
+  der: Uint8Array,
+  identifier: { type: 'dns' | 'ip'; value: string },
+  keyAuthorization: string,
+): void {
   let certificate: Certificate;
   try {
     certificate = AsnConvert.parse(der, Certificate);
@@ -100,20 +120,28 @@ function checkCertificate(der: Uint8Array, identifier: { type: 'dns' | 'ip'; val
   const acmeIdentifier = extensions.filter((e) => e.extnID === ACME_IDENTIFIER_OID);
   const san = extensions.filter((e) => e.extnID === SUBJECT_ALT_NAME_OID);
   if (acmeIdentifier.length !== 1 || !acmeIdentifier[0]!.critical) {
-    throw acmeError('incorrectResponse', 'the certificate needs exactly one critical acmeIdentifier extension (RFC 8737 §3)');
+    throw acmeError(
+      'incorrectResponse',
+      'the certificate needs exactly one critical acmeIdentifier extension (RFC 8737 §3)',
+    );
   }
   const expected = Buffer.concat([
     Buffer.from([0x04, 0x20]),
     createHash('sha256').update(keyAuthorization).digest(),
   ]);
   if (!Buffer.from(acmeIdentifier[0]!.extnValue.buffer).equals(expected)) {
-    throw acmeError('incorrectResponse', 'the acmeIdentifier extension is not the SHA-256 of this challenge key authorization');
+    throw acmeError(
+      'incorrectResponse',
+      'the acmeIdentifier extension is not the SHA-256 of this challenge key authorization',
+    );
   }
   let names: { type: string; value: string }[];
   try {
     names = san.length === 1 ? decodeGeneralNames(new Uint8Array(san[0]!.extnValue.buffer)) : [];
   } catch (error) {
-    throw acmeError('incorrectResponse', 'the certificate subjectAltName could not be read', { cause: error });
+    throw acmeError('incorrectResponse', 'the certificate subjectAltName could not be read', {
+      cause: error,
+    });
   }
   const wanted = identifier.value.toLowerCase();
   if (names.length !== 1 || names[0]!.type !== identifier.type || names[0]!.value !== wanted) {

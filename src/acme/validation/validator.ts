@@ -30,7 +30,8 @@ export interface ChallengeValidatorOptions {
 
 export function createChallengeValidator(options: ChallengeValidatorOptions): ChallengeValidator {
   const { network, httpPort, tlsPort, timeoutMs } = options;
-  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new Error('createChallengeValidator: timeoutMs must be positive');
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+    throw new Error('createChallengeValidator: timeoutMs must be positive');
   return {
     async validate(job) {
       const controller = new AbortController();
@@ -49,7 +50,11 @@ export function createChallengeValidator(options: ChallengeValidatorOptions): Ch
           case 'tls-alpn-01':
             return validateTlsAlpn01({ ...job, port: tlsPort, network, signal });
           case 'dns-01':
-            return validateDns01({ domain: job.identifier.value, keyAuthorization: job.keyAuthorization, network });
+            return validateDns01({
+              domain: job.identifier.value,
+              keyAuthorization: job.keyAuthorization,
+              network,
+            });
         }
       };
       try {
@@ -57,7 +62,9 @@ export function createChallengeValidator(options: ChallengeValidatorOptions): Ch
         await Promise.race([run(), expired]);
       } catch (error) {
         if (error instanceof AcmeError) throw error;
-        throw acmeError('connection', `the validation failed: ${(error as Error).message ?? 'error'}`, { cause: error });
+        throw acmeError('connection', `the validation failed: ${(error as Error).message ?? 'error'}`, {
+          cause: error,
+        });
       } finally {
         clearTimeout(timer);
         controller.abort();

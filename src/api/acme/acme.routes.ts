@@ -18,7 +18,11 @@ function toResponse(answer: AcmeResponse): Response {
   const headers = new Headers(answer.headers);
   for (const link of answer.links) headers.append('link', link);
   const body =
-    answer.body === undefined ? null : typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body);
+    answer.body === undefined
+      ? null
+      : typeof answer.body === 'string'
+        ? answer.body
+        : JSON.stringify(answer.body);
   return new Response(body, { status: answer.status, headers });
 }
 
