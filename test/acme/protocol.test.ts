@@ -406,7 +406,7 @@ describe('the ACME server (RFC 8555) on the real service', () => {
         'badRevocationReason',
       );
       const foreign = Buffer.from(cert.der, 'base64url');
-      foreign[foreign.length - 5] ^= 1;
+      foreign[foreign.length - 5] = foreign[foreign.length - 5]! ^ 1;
       expectProblem(
         await c.post(c.directory.revokeCert!, { certificate: foreign.toString('base64url') }),
         404,
@@ -582,7 +582,7 @@ describe('the ACME server (RFC 8555) on the real service', () => {
       expectProblem(await c.postRaw(c.kid!, signed, 'application/json'), 415, 'malformed');
       const get = await service.app.request(c.kid!);
       expect([get.status, get.headers.get('allow')]).toEqual([405, 'POST']);
-      expect((await get.json()).type).toBe('urn:ietf:params:acme:error:malformed');
+      expect(((await get.json()) as { type: string }).type).toBe('urn:ietf:params:acme:error:malformed');
       for (const url of [
         `${PUBLIC_URL}/acme/dev/nothing`,
         `${PUBLIC_URL}/acme/nope/directory`,
