@@ -7,8 +7,6 @@
  * tested against pebble-challtestsrv in validation.test.ts).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Hono } from 'hono';
@@ -27,33 +25,10 @@ import { DEFAULT_ACME_DENY_NETWORKS } from '../../src/config/config.ts';
 import { createAcmeRepository } from '../../src/db/acme.repository.ts';
 import type { Clock } from '../../src/lib/clock.ts';
 import type { Fetch } from '../helpers/acme-client.ts';
+import { startHttp01Responder } from '../helpers/acme-responders.ts';
 
 export const PUBLIC_URL = 'http://127.0.0.1:8080';
 export const DIRECTORY_URL = `${PUBLIC_URL}/acme/dev/directory`;
-
-/** An http-01 responder: GET /.well-known/acme-challenge/TOKEN answers what the test put there. */
-export async function startHttp01Responder(host = '127.0.0.1') {
-  const answers = new Map<string, string | ((res: import('node:http').ServerResponse) => void)>();
-  const requests: { path: string; host: string | undefined }[] = [];
-  const server: Server = createServer((req, res) => {
-    requests.push({ path: req.url ?? '', host: req.headers.host });
-    const token = /^\/\.well-known\/acme-challenge\/([A-Za-z0-9_-]+)$/.exec(req.url ?? '')?.[1];
-    const answer = token ? answers.get(token) : undefined;
-    if (typeof answer === 'function') return answer(res);
-    if (answer === undefined) {
-      res.writeHead(404).end('no such token');
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'text/plain' }).end(answer);
-  });
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    answers,
-    requests,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
 
 /** Every name resolves to 127.0.0.1 unless listed; TXT records from `txt`. */
 export function testNetwork(
