@@ -25,7 +25,11 @@ import { DEFAULT_ACME_DENY_NETWORKS } from '../../src/config/config.ts';
 import { createAcmeRepository } from '../../src/db/acme.repository.ts';
 import type { Clock } from '../../src/lib/clock.ts';
 import type { Fetch } from '../helpers/acme-client.ts';
-import { startHttp01Responder } from '../helpers/acme-responders.ts';
+import {
+  startHttp01Responder,
+  startTlsAlpnResponder,
+  type TlsAlpnResponder,
+} from '../helpers/acme-responders.ts';
 
 export const PUBLIC_URL = 'http://127.0.0.1:8080';
 export const DIRECTORY_URL = `${PUBLIC_URL}/acme/dev/directory`;
@@ -52,6 +56,7 @@ export interface AcmeService {
   acme: AcmeServer;
   rootPem: string;
   http01: Awaited<ReturnType<typeof startHttp01Responder>>;
+  tlsAlpn: TlsAlpnResponder;
   txt: Map<string, string[]>;
   addresses: Map<string, string[]>;
   /** fetch through app.request, from the given client address. */
@@ -61,15 +66,20 @@ export interface AcmeService {
   close(): Promise<void>;
 }
 
-export async function startAcmeService(
-  options: { tlsPort?: number; clock?: Clock } = {},
-): Promise<AcmeService> {
+export interface AcmeServiceOptions {
+  clock?: Clock;
+  /** Where the http-01 and tls-alpn-01 responders listen (default 127.0.0.1; '::' for every address). */
+  respondOn?: string;
+}
+
+export async function startAcmeService(options: AcmeServiceOptions = {}): Promise<AcmeService> {
   const dir = mkdtempSync(path.join(tmpdir(), 'signet-acme-'));
   const dataDir = path.join(dir, 'data');
   const init = await initDataDir({ dataDir, port: 0, publicUrl: PUBLIC_URL, log: () => {} });
   const logger = createLogger({ level: 'silent' });
   const runtime = await openRuntime({ dataDir, logger, revocation: true });
-  const http01 = await startHttp01Responder();
+  const http01 = await startHttp01Responder(options.respondOn);
+  const tlsAlpn = await startTlsAlpnResponder(options.respondOn);
   const { network, txt, addresses } = testNetwork();
 
   const build = (overrides: Partial<AcmeServerOptions> = {}) => {
@@ -89,7 +99,7 @@ export async function startAcmeService(
       validator: createChallengeValidator({
         network,
         httpPort: http01.port,
-        tlsPort: options.tlsPort ?? 1,
+        tlsPort: tlsAlpn.port,
         timeoutMs: 5000,
       }),
       limits: {
@@ -131,6 +141,7 @@ export async function startAcmeService(
     acme: main.acme,
     rootPem: readFileSync(init.rootCertificateFile, 'utf8'),
     http01,
+    tlsAlpn,
     txt,
     addresses,
     fetchFrom: (address) => async (url, init) =>
@@ -143,6 +154,7 @@ export async function startAcmeService(
     async close() {
       for (const acme of [main.acme, ...extra]) await acme.close();
       await http01.close();
+      await tlsAlpn.close();
       await runtime.close();
       rmSync(dir, { recursive: true, force: true });
     },
