@@ -1,7 +1,7 @@
 /**
  * bench/acme: ACME orders completed per second with http-01, validation included (issue #30).
  *
- *   node --import tsx bench/acme.ts [--seconds 20] [--concurrency 1,16] [--database pglite,postgres]
+ *   node --import tsx bench/acme.ts [--seconds 20] [--concurrency 1,16] [--database pglite,postgres] [--profile DIR]
  *
  * Starts `signet init` + `signet serve` (a child process, plain HTTP on 127.0.0.1, log level
  * info to a file) with acme.validation pointed at this process's http-01 responder and at
@@ -10,7 +10,9 @@
  * account; one order is newOrder (a name never asked before, so no authorisation is reused) ->
  * authorisation -> answer http-01 -> poll the authorisation every 25 ms until valid -> finalize
  * with a fresh P-256 CSR -> download the chain. Concurrency N runs N such clients in parallel.
- * PostgreSQL: $DATABASE_URL if set, else a throwaway PostgreSQL 15 cluster, else skipped.
+ * PostgreSQL: $DATABASE_URL if set, else a throwaway PostgreSQL 15 cluster, else skipped. Besides
+ * the rate it reports the CPU time per order of the server (with its partition process; the
+ * PostgreSQL server's own CPU not counted) and of this client process.
  */
 import 'reflect-metadata';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -35,6 +37,8 @@ const SECONDS = Number(option('seconds', '20'));
 const CONCURRENCY = option('concurrency', '1,16').split(',').map(Number);
 const DATABASES = option('database', 'pglite,postgres').split(',');
 const POLL_MS = 25;
+/** --profile DIR: the server runs under node --cpu-prof, writing its profile into DIR at exit. */
+const PROFILE = option('profile', '');
 
 const children: ChildProcess[] = [];
 process.on('exit', () => {
@@ -74,15 +78,21 @@ async function startSignet(work: string, httpPort: number, dnsPort: number, data
   };
   writeFileSync(configFile, stringifyYaml(config));
   const log = openSync(path.join(work, 'signet.log'), 'a');
-  const child = spawn(process.execPath, [path.join(REPO, 'bin/signet.js'), 'serve', '--data', dataDir], {
-    cwd: REPO,
-    env,
-    stdio: ['ignore', log, log],
-  });
+  const profile = PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : [];
+  const child = spawn(
+    process.execPath,
+    [...profile, path.join(REPO, 'bin/signet.js'), 'serve', '--data', dataDir],
+    {
+      cwd: REPO,
+      env,
+      stdio: ['ignore', log, log],
+    },
+  );
   children.push(child);
   const base = `http://127.0.0.1:${port}`;
   await waitFor(`${base}/healthz`);
   return {
+    pid: child.pid!,
     directoryUrl: `${base}/acme/dev/directory`,
     stop: () =>
       new Promise<void>((resolve) => {
@@ -90,6 +100,27 @@ async function startSignet(work: string, httpPort: number, dnsPort: number, data
         child.kill('SIGTERM');
       }),
   };
+}
+
+/** CPU seconds (user + system) of a process and its children still running (the partition). */
+function cpuSeconds(pid: number): number {
+  const ticks = (p: number) => {
+    try {
+      const fields = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return Number(fields[11]) + Number(fields[12]);
+    } catch {
+      return 0;
+    }
+  };
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {}
+  return [pid, ...children].reduce((sum, p) => sum + ticks(p), 0) / 100;
 }
 
 let sequence = 0;
@@ -128,6 +159,7 @@ async function oneOrder(
 
 async function run(
   directoryUrl: string,
+  serverPid: number,
   concurrency: number,
   responder: Awaited<ReturnType<typeof startHttp01Responder>>,
 ) {
@@ -143,6 +175,8 @@ async function run(
   const latencies: number[] = [];
   const deadline = performance.now() + SECONDS * 1000;
   const started = performance.now();
+  const serverCpu = cpuSeconds(serverPid);
+  const clientCpu = process.cpuUsage();
   await Promise.all(
     clients.map(async (client) => {
       while (performance.now() < deadline)
@@ -150,10 +184,20 @@ async function run(
     }),
   );
   const elapsed = (performance.now() - started) / 1000;
+  const serverMs = ((cpuSeconds(serverPid) - serverCpu) * 1000) / latencies.length;
+  const used = process.cpuUsage(clientCpu);
+  const clientMs = (used.user + used.system) / 1000 / latencies.length;
   latencies.sort((a, b) => a - b);
   const at = (q: number) =>
     latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN;
-  return { orders: latencies.length, perSecond: latencies.length / elapsed, p50: at(0.5), p99: at(0.99) };
+  return {
+    orders: latencies.length,
+    perSecond: latencies.length / elapsed,
+    p50: at(0.5),
+    p99: at(0.99),
+    serverMs,
+    clientMs,
+  };
 }
 
 const responder = await startHttp01Responder('127.0.0.1');
@@ -181,8 +225,10 @@ children.push(dns);
 console.log(
   `bench/acme: ${SECONDS} s per run, concurrency ${CONCURRENCY.join(', ')}, poll every ${POLL_MS} ms`,
 );
-console.log('| database | clients | orders | orders/s | p50 ms | p99 ms |');
-console.log('|---|--:|--:|--:|--:|--:|');
+console.log(
+  '| database | clients | orders | orders/s | p50 ms | p99 ms | server CPU ms/order | client CPU ms/order |',
+);
+console.log('|---|--:|--:|--:|--:|--:|--:|--:|');
 for (const database of DATABASES) {
   const postgres = database === 'postgres' ? await throwawayPostgres() : undefined;
   if (database === 'postgres' && !postgres) {
@@ -193,9 +239,9 @@ for (const database of DATABASES) {
   const signet = await startSignet(work, responder.port, dnsPort, postgres?.url);
   try {
     for (const concurrency of CONCURRENCY) {
-      const result = await run(signet.directoryUrl, concurrency, responder);
+      const result = await run(signet.directoryUrl, signet.pid, concurrency, responder);
       console.log(
-        `| ${database} | ${concurrency} | ${result.orders} | ${result.perSecond.toFixed(1)} | ${result.p50.toFixed(0)} | ${result.p99.toFixed(0)} |`,
+        `| ${database} | ${concurrency} | ${result.orders} | ${result.perSecond.toFixed(1)} | ${result.p50.toFixed(0)} | ${result.p99.toFixed(0)} | ${result.serverMs.toFixed(1)} | ${result.clientMs.toFixed(1)} |`,
       );
     }
   } finally {
