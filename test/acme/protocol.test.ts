@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixedClock } from '../../src/lib/clock.ts';
 import { encodeName } from '../../src/x509/names.ts';
 import { AcmeClient, type AcmeKey, newAcmeKey } from '../helpers/acme-client.ts';
+import { tlsAlpnCertificate } from '../helpers/acme-responders.ts';
 import { hasTool } from '../helpers/tools.ts';
 import { generateTestKey, handCsr, sanExtension, type TestKey } from '../x509/fixtures.ts';
 import { type AcmeService, DIRECTORY_URL, PUBLIC_URL, startAcmeService } from './helpers.ts';
@@ -266,6 +267,28 @@ describe('the ACME server (RFC 8555) on the real service', () => {
         csr: csrFor(certKey, [{ type: 'dns', value: '*.app.example.com' }]),
       });
       expect([finalized.status, finalized.body.status]).toEqual([200, 'valid']);
+    });
+
+    it('validates tls-alpn-01 over a real TLS connection to the name', async () => {
+      const c = await account();
+      const order = await c.newOrder([{ type: 'dns', value: 'alpn.example.com' }]);
+      const authz = await c.post(order.body.authorizations[0], '');
+      const challenge = authz.body.challenges.find((ch: { type: string }) => ch.type === 'tls-alpn-01');
+      service.tlsAlpn.set(
+        'alpn.example.com',
+        await tlsAlpnCertificate(
+          { type: 'dns', value: 'alpn.example.com' },
+          c.keyAuthorization(challenge.token),
+        ),
+      );
+      await c.post(challenge.url, {});
+      await service.acme.idle();
+      const after = await c.post(order.body.authorizations[0], '');
+      expect(after.body.status).toBe('valid');
+      expect(after.body.challenges).toEqual([
+        expect.objectContaining({ type: 'tls-alpn-01', status: 'valid' }),
+      ]);
+      expect(service.tlsAlpn.servernames.at(-1)).toBe('alpn.example.com');
     });
 
     it('offers IP identifiers http-01 and tls-alpn-01 only (RFC 8738 §7)', async () => {
