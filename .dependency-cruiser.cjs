@@ -1,5 +1,5 @@
 // The dependency direction of DESIGN.md, enforced in `npm run lint`:
-// cli/main -> api -> ca, revocation, policy -> hsm (interface), db, x509 helpers.
+// cli/main -> api, acme -> ca, revocation, policy -> hsm (interface), db, x509 helpers.
 // hsm, policy, lint and x509 helpers import nothing of the rest; ceremony never imports api or db.
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
@@ -34,13 +34,14 @@ module.exports = {
     {
       name: 'only-the-edge-knows-http',
       severity: 'error',
-      from: { path: '^src/(ca|revocation|db|policy|lint|x509|hsm|ceremony)/' },
+      from: { path: '^src/(ca|revocation|db|policy|lint|x509|hsm|ceremony|acme)/' },
       to: { path: '^src/(api|cli)/' },
     },
     {
       name: 'domain-does-not-know-hono',
+      comment: 'Only src/api speaks hono; src/acme gets plain requests from its routes in src/api/acme.',
       severity: 'error',
-      from: { path: '^src/(ca|revocation|db|policy|lint|x509|hsm|ceremony)/' },
+      from: { path: '^src/(ca|revocation|db|policy|lint|x509|hsm|ceremony|acme)/' },
       to: { path: 'node_modules/(hono|@hono)/' },
     },
     {
@@ -50,6 +51,24 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/' },
       to: { dependencyTypes: ['npm-dev', 'npm-optional', 'npm-peer', 'npm-no-pkg', 'npm-unknown'] },
+    },
+    {
+      name: 'acme-sits-on-top-of-ca',
+      comment:
+        'DESIGN.md: an ACME order ends in the same issuing core as a REST request; the core, revocation, ' +
+        'storage and the pure modules never depend on ACME.',
+      severity: 'error',
+      from: { path: '^src/(ca|revocation|db|policy|lint|x509|hsm|ceremony|lib)/' },
+      to: { path: '^src/acme/' },
+    },
+    {
+      name: 'acme-uses-the-public-contract-of-ca',
+      comment:
+        "src/acme issues through CertificateAuthority (src/ca/types.ts) only, not the core's internals, " +
+        'which may be restructured (issue #20).',
+      severity: 'error',
+      from: { path: '^src/acme/' },
+      to: { path: '^src/ca/', pathNot: '^src/ca/types\\.ts$' },
     },
     { name: 'no-circular', severity: 'error', from: { path: '^src/' }, to: { circular: true } },
   ],

@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import { acmeErrors, acmeRoutes } from './acme/acme.routes.ts';
 import { apikeysRoutes } from './apikeys.routes.ts';
 import { auditRoutes } from './audit.routes.ts';
 import { createMtlsResolver } from './auth/mtls.ts';
@@ -72,6 +73,8 @@ export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<Api
 
   const app = new Hono<ApiEnv>();
   app.use(requestId(), requestLogging({ logger }), responseHeaders(), requestMetrics(context.metrics));
+  // ACME answers its errors in its own problem types, those of the middlewares below included.
+  if (deps.acme) app.use('/acme/*', acmeErrors(deps.acme));
   // The time budget covers reading the body too: bodyLimit reads a chunked body in full.
   app.use(requestTimeout({ ms: options.requestTimeoutMs ?? 30_000 }));
   app.use(bodyLimit({ maxBytes: options.bodyLimit ?? 64 * 1024 }));
@@ -88,6 +91,7 @@ export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<Api
     ocspRoutes,
     metricsRoutes,
     docsRoutes,
+    acmeRoutes,
   ]) {
     app.route('/', routes(context));
   }

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { AcmeServer } from '../acme/server.ts';
 import type { CertificateAuthority } from '../ca/types.ts';
 import type { ApiKeysRepository } from '../db/api-keys.repository.ts';
 import type { AuditRepository } from '../db/audit.repository.ts';
@@ -78,6 +79,8 @@ export interface AppDeps {
   metrics?: Metrics;
   /** Absent: the revocation endpoints answer 503 `revocation.unavailable`. */
   revocation?: RevocationDeps;
+  /** The ACME server (RFC 8555) behind /acme/*; absent: no ACME directories are served. */
+  acme?: AcmeServer;
   /** Failed attempts per client address; absent: counted in this process (options.failedAuthPerMinute). */
   attempts?: AttemptLimiter;
   /** Aggregated audit of failed authentication; absent: one is made (options.failedAuthIntervalMs). Pass one to flush it at shutdown. */

@@ -7,11 +7,11 @@ import type { San } from '../x509/types.ts';
  * hsm/database unavailability (503), ca.misissuance (500, logged, nothing returned).
  */
 
-/** Who asked: an API key, an mTLS client certificate or a local CLI operator. */
+/** Who asked: an API key, an mTLS client certificate, a local CLI operator or an ACME account. */
 export interface Requester {
-  /** Stable id recorded with every decision (api key id, certificate subject, `cli:<user>`). */
+  /** Stable id recorded with every decision (api key id, certificate subject, `cli:<user>`, `acme:<directory>:<account>`). */
   id: string;
-  kind: 'apikey' | 'mtls' | 'cli';
+  kind: 'apikey' | 'mtls' | 'cli' | 'acme';
   /** Policies this credential may use; '*' for all (admin, local CLI). */
   policies: string[] | '*';
 }

@@ -352,6 +352,15 @@ ocsp:
 rateLimit:
   perMinute: 6000
 
+# The ACME server (RFC 8555): certbot, lego, cert-manager... at ${options.publicUrl}/acme/dev/directory.
+# Validation connects to port 80 (http-01) and 443 (tls-alpn-01) of the names ordered; use HTTPS
+# (server.tls) for clients on other machines.
+acme:
+  directories:
+    - name: dev
+      policy: web-server
+      challenges: [http-01, dns-01, tls-alpn-01]
+
 log:
   level: info
 `;

@@ -1,12 +1,15 @@
 import { readFileSync } from 'node:fs';
+import type { AcmeServer } from '../acme/server.ts';
 import { createApp } from '../api/app.ts';
 import { createFailedAuthAudit } from '../api/failed-auth.ts';
 import { createLogger } from '../api/logger.ts';
 import { createMetricsApp } from '../api/metrics.routes.ts';
 import { createMetrics } from '../api/metrics.ts';
+import { createMemoryAttemptLimiter } from '../api/middleware/rate-limit.ts';
 import { type RunningServer, startServer } from '../api/server.ts';
 import { loadConfig, resolveIn } from '../config/config.ts';
 import { parseDuration } from '../lib/duration.ts';
+import { createAcmeFromConfig } from './acme.ts';
 import { openRuntime, type Runtime } from './runtime.ts';
 
 export interface ServeOptions {
@@ -19,6 +22,8 @@ export interface ServeOptions {
 export interface Serving {
   runtime: Runtime;
   server: RunningServer;
+  /** The ACME server, when signet.yaml configures directories. */
+  acme?: AcmeServer;
   stop(): Promise<void>;
 }
 
@@ -37,6 +42,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
     },
     ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
   });
+  let acme: ReturnType<typeof createAcmeFromConfig>;
   try {
     const { config } = runtime;
     const firstPartition = [...runtime.partitions.values()][0];
@@ -51,9 +57,17 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
       logger,
       intervalMs: durationMs(config.audit.failedAuthInterval),
     });
+    // One budget of failed authentication per address, for the REST API and ACME alike.
+    const attempts = createMemoryAttemptLimiter({
+      perMinute: config.rateLimit.failedAuthPerMinute,
+      clock: runtime.clock,
+    });
+    acme = createAcmeFromConfig({ runtime, logger, failedAuth: attempts });
     const app = createApp({
       metrics,
       failedAuth,
+      attempts,
+      ...(acme ? { acme } : {}),
       clock: runtime.clock,
       logger,
       ca: runtime.ca,
@@ -120,18 +134,22 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
       );
     };
     process.on('SIGHUP', onHangup);
+    acme?.start();
     return {
       runtime,
       server,
+      ...(acme ? { acme } : {}),
       async stop() {
         process.off('SIGHUP', onHangup);
         await server.close(5000);
         await metricsServer?.close(1000);
+        await acme?.close();
         await failedAuth.flush();
         await runtime.close();
       },
     };
   } catch (error) {
+    await acme?.close();
     await runtime.close();
     throw error;
   }

@@ -20,6 +20,32 @@ describe('the service configuration', () => {
     expect(config.audit.failedAuthInterval).toBe('PT1M');
   });
 
+  it('has no ACME directory by default, and validation defaults that suit a CA on a network', () => {
+    const { acme } = parseConfig(minimal);
+    expect(acme.directories).toEqual([]);
+    expect(acme.validation).toMatchObject({ httpPort: 80, tlsPort: 443, timeout: 'PT10S', concurrency: 16 });
+    expect(acme.validation.dnsResolver).toBeUndefined();
+    expect(acme.validation.denyNetworks).toEqual(
+      expect.arrayContaining(['169.254.0.0/16', 'fe80::/10', '169.254.169.254/32', 'fd00:ec2::254/128']),
+    );
+    expect(acme).toMatchObject({
+      nonceLifetime: 'PT10M',
+      orderLifetime: 'P7D',
+      authorizationLifetime: 'P30D',
+    });
+  });
+
+  it('reads ACME directories, challenge ports and the resolver (issue #30)', () => {
+    const { acme } = parseConfig(
+      `${minimal}\nacme:\n  directories: [{ name: dev, policy: web-server }, { name: dns-only, policy: web-server, challenges: [dns-01] }]\n  validation: { httpPort: 5002, tlsPort: 5001, dnsResolver: '127.0.0.1:8053' }\n`,
+    );
+    expect(acme.directories).toEqual([
+      { name: 'dev', policy: 'web-server', challenges: ['http-01', 'dns-01', 'tls-alpn-01'] },
+      { name: 'dns-only', policy: 'web-server', challenges: ['dns-01'] },
+    ]);
+    expect(acme.validation).toMatchObject({ httpPort: 5002, tlsPort: 5001, dnsResolver: '127.0.0.1:8053' });
+  });
+
   it('reads the failed-authentication limits (issue #19)', () => {
     const config = parseConfig(
       `${minimal}\nrateLimit: { failedAuthPerMinute: 5 }\naudit: { failedAuthInterval: PT10M }\n`,
@@ -64,6 +90,32 @@ describe('the service configuration', () => {
       /crl\.importedExpiryWarning: must be a duration of days/,
     ],
     ['a missing trust anchor list', 'partitions: {}\n', /trustedRoots/],
+    [
+      'an ACME directory name that is no path segment',
+      `${minimal}\nacme: { directories: [{ name: 'a/b', policy: web-server }] }\n`,
+      /acme\.directories\.0\.name/,
+    ],
+    [
+      'two ACME directories of one name',
+      `${minimal}\nacme: { directories: [{ name: dev, policy: a }, { name: dev, policy: b }] }\n`,
+      /acme\.directories: two directories have the same name/,
+    ],
+    [
+      'an unknown challenge type',
+      `${minimal}\nacme: { directories: [{ name: dev, policy: a, challenges: [tls-sni-01] }] }\n`,
+      /acme\.directories\.0\.challenges/,
+    ],
+    [
+      'a resolver that is no address',
+      `${minimal}\nacme: { validation: { dnsResolver: 'dns.example.com' } }\n`,
+      /acme\.validation\.dnsResolver/,
+    ],
+    [
+      'a denied network without a prefix',
+      `${minimal}\nacme: { validation: { denyNetworks: ['169.254.169.254'] } }\n`,
+      /acme\.validation\.denyNetworks/,
+    ],
+    ['an ACME order lifetime in months', `${minimal}\nacme: { orderLifetime: P1M }\n`, /acme\.orderLifetime/],
     ['duplicate keys', `${minimal}\nlog: { level: info }\nlog: { level: warn }\n`, /not valid YAML/],
     [
       'a PKCS#11 socket on a partition signet serve does not start',

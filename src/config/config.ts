@@ -55,6 +55,98 @@ const clientCertificateMapping = z.strictObject({
   policies: z.array(z.string().min(1)).default([]),
 });
 
+/** A duration in whole days, hours, minutes or seconds (lib/duration), e.g. P7D or PT10S. */
+const fixedDuration = duration.refine((text) => parseDuration(text).ok, {
+  message: 'must be a duration of days, weeks, hours, minutes or seconds such as P7D or PT10S',
+});
+
+/** RFC 8555 challenge types a directory may offer (tls-alpn-01 is RFC 8737). */
+export const ACME_CHALLENGE_TYPES = ['http-01', 'dns-01', 'tls-alpn-01'] as const;
+
+const acmeDirectory = z.strictObject({
+  /** The directory is served at /acme/{name}/directory. */
+  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, {
+    message: 'must be lower-case letters, digits and hyphens (it is a URL path segment)',
+  }),
+  /** The policy every certificate of this directory is issued under. */
+  policy: z.string().min(1),
+  challenges: z
+    .array(z.enum(ACME_CHALLENGE_TYPES))
+    .min(1)
+    .refine((list) => new Set(list).size === list.length, { message: 'lists a challenge type twice' })
+    .default([...ACME_CHALLENGE_TYPES]),
+});
+
+/**
+ * Addresses ACME validation never connects to: link-local (where cloud metadata services
+ * live) and the metadata addresses themselves (AWS, GCP and Azure at 169.254.169.254, AWS
+ * over IPv6 at fd00:ec2::254, Alibaba at 100.100.100.200, Oracle at 192.0.0.192). Loopback and
+ * private ranges stay allowed: a private CA validates internal hosts.
+ */
+export const DEFAULT_ACME_DENY_NETWORKS = [
+  '169.254.0.0/16',
+  'fe80::/10',
+  '169.254.169.254/32',
+  'fd00:ec2::254/128',
+  '100.100.100.200/32',
+  '192.0.0.192/32',
+];
+
+/** host, host:port, or [IPv6]:port of a DNS server. */
+const dnsServer = z
+  .string()
+  .regex(
+    /^(?:\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]+)$/,
+    {
+      message:
+        'must be a DNS server address: 192.0.2.53, 192.0.2.53:8053, 2001:db8::53 or [2001:db8::53]:8053',
+    },
+  );
+
+const cidr = z.string().regex(/^[0-9A-Fa-f:.]+\/\d{1,3}$/, {
+  message: 'must be a network in CIDR notation such as 169.254.0.0/16 or fe80::/10',
+});
+
+const acmeSchema = z
+  .strictObject({
+    directories: z
+      .array(acmeDirectory)
+      .default([])
+      .refine((list) => new Set(list.map((d) => d.name)).size === list.length, {
+        message: 'two directories have the same name',
+      }),
+    /** How long a nonce from newNonce or Replay-Nonce stays usable (once). */
+    nonceLifetime: fixedDuration.default('PT10M'),
+    /** How long a new order (and its pending authorisations) may take to become valid. */
+    orderLifetime: fixedDuration.default('P7D'),
+    /** How long a valid authorisation is reused for the same account and identifier. */
+    authorizationLifetime: fixedDuration.default('P30D'),
+    validation: z
+      .strictObject({
+        /** Port http-01 connects to (RFC 8555 §8.3 says 80; tests use a high port). */
+        httpPort: z.number().int().min(1).max(65535).default(80),
+        /** Port tls-alpn-01 connects to (RFC 8737 §3 says 443). */
+        tlsPort: z.number().int().min(1).max(65535).default(443),
+        /** DNS servers for A/AAAA/TXT lookups; absent: the system's resolver. */
+        dnsResolver: z.union([dnsServer, z.array(dnsServer).min(1)]).optional(),
+        denyNetworks: z.array(cidr).default(DEFAULT_ACME_DENY_NETWORKS),
+        /** The whole of one validation (DNS, connections, redirects). */
+        timeout: fixedDuration.default('PT10S'),
+        /** Validations running at once on this node; more wait in a queue. */
+        concurrency: z.number().int().min(1).max(1024).default(16),
+      })
+      .prefault({}),
+    rateLimit: z
+      .strictObject({
+        /** New accounts per client address per minute. */
+        newAccountsPerMinute: z.number().int().min(1).default(30),
+        /** New orders per account per minute. */
+        newOrdersPerMinute: z.number().int().min(1).default(300),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
 export const configSchema = z.strictObject({
   server: z
     .strictObject({
@@ -140,6 +232,8 @@ export const configSchema = z.strictObject({
       failedAuthInterval: duration.default('PT1M'),
     })
     .prefault({}),
+  /** The ACME server (RFC 8555): its directories and how it validates challenges. */
+  acme: acmeSchema,
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -249,6 +249,28 @@ export function evaluate({ policy, csr, overrides, requester }: EvaluateInput): 
   return { allowed: true, policy: policy.name, requester: requester.id, template, decisions };
 }
 
+/**
+ * The names alone against the policy's SAN rules, as `evaluate` judges them: for an ACME newOrder
+ * (RFC 8555 §7.4), which names identifiers before there is a CSR. `field` is `sans[i]`, the
+ * index of the name in `sans`.
+ */
+export function evaluateNames(
+  policy: Policy,
+  sans: readonly San[],
+): { violations: Violation[]; decisions: Decision[] } {
+  const violations: Violation[] = [];
+  const decisions: Decision[] = [];
+  checkSans(
+    policy,
+    sans,
+    'sans',
+    (code, field, value, rule, message) =>
+      violations.push({ code, field, value: shorten(value), rule, message }),
+    (decision) => decisions.push({ ...decision, value: shorten(decision.value) }),
+  );
+  return { violations, decisions };
+}
+
 type Refuse = (
   code: PolicyViolationCode,
   field: string,

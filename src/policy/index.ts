@@ -4,7 +4,7 @@
  */
 
 export { POLICY_VIOLATION_CODES, POLICY_VIOLATIONS, type PolicyViolationCode } from './codes.ts';
-export { type EvaluateInput, evaluate } from './evaluate.ts';
+export { type EvaluateInput, evaluate, evaluateNames } from './evaluate.ts';
 export {
   formatKeyPath,
   formatPolicyError,

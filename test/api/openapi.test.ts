@@ -29,6 +29,10 @@ describe('openapi.yaml', () => {
     expect(result.valid).toBe(true);
   });
 
+  it('documents no /acme/* path: ACME answers to RFC 8555, not to this document', () => {
+    expect(Object.keys(contract.paths).filter((path) => path.startsWith('/acme'))).toEqual([]);
+  });
+
   it('lists every policy violation code', () => {
     expect(POLICY_VIOLATION_CODES.filter((code) => !documentedCodes.has(code))).toEqual([]);
   });

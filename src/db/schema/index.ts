@@ -1,4 +1,5 @@
 /** The one schema of Signet's database; drizzle-kit generates migrations/ from it. */
+export * from './acme.table.ts';
 export * from './api-keys.table.ts';
 export * from './audit.table.ts';
 export * from './certificates.table.ts';

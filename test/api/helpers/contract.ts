@@ -116,6 +116,9 @@ export class Contract {
   /** Throws with every mismatch between the response and the document; returns the parsed body. */
   async check(method: string, url: string, response: Response): Promise<unknown> {
     const pathname = new URL(url, 'http://localhost').pathname;
+    // ACME is its own protocol with RFC 8555 as its contract (README "ACME"): /acme/* is not in
+    // openapi.yaml and answers ACME problem types; test/acme holds it to the RFC instead.
+    if (pathname.startsWith('/acme/')) return Buffer.from(await response.clone().arrayBuffer());
     const path = this.match(pathname);
     const operation = path ? (this.paths[path]?.[method.toLowerCase()] as Json | undefined) : undefined;
     if (!path || !operation) return this.#checkUndocumented(method, pathname, response);

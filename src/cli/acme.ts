@@ -1,0 +1,68 @@
+import type { Logger } from 'pino';
+import { type AcmeServer, createAcmeServer } from '../acme/server.ts';
+import type { EventLimiter } from '../acme/types.ts';
+import { createValidationNetwork } from '../acme/validation/network.ts';
+import { createChallengeValidator } from '../acme/validation/validator.ts';
+import { createMemoryAttemptLimiter } from '../api/middleware/rate-limit.ts';
+import { createAcmeRepository } from '../db/acme.repository.ts';
+import { parseDuration } from '../lib/duration.ts';
+import type { Runtime } from './runtime.ts';
+
+/**
+ * The ACME server of `signet serve`, from signet.yaml's `acme` section (README "ACME"), or
+ * undefined when no directory is configured. `failedAuth` is the API's per-address budget of
+ * failed authentication, shared so that a client cannot double it by switching protocols.
+ */
+export function createAcmeFromConfig({
+  runtime,
+  logger,
+  failedAuth,
+}: {
+  runtime: Runtime;
+  logger: Logger;
+  failedAuth: EventLimiter;
+}): AcmeServer | undefined {
+  const { config, clock } = runtime;
+  const acme = config.acme;
+  if (acme.directories.length === 0) return undefined;
+  const resolver = acme.validation.dnsResolver;
+  const network = createValidationNetwork({
+    ...(resolver ? { dnsServers: Array.isArray(resolver) ? resolver : [resolver] } : {}),
+    denyNetworks: acme.validation.denyNetworks,
+  });
+  const validationTimeoutMs = ms(acme.validation.timeout);
+  return createAcmeServer({
+    clock,
+    logger: logger.child({ component: 'acme' }),
+    publicUrl: config.server.publicUrl,
+    directories: acme.directories,
+    repository: createAcmeRepository({ db: runtime.database.db, clock }),
+    ca: runtime.ca,
+    policies: runtime.policies,
+    certificates: runtime.repositories.certificates,
+    ...(runtime.revocation ? { revoker: runtime.revocation.revoke } : {}),
+    audit: runtime.repositories.audit,
+    validator: createChallengeValidator({
+      network,
+      httpPort: acme.validation.httpPort,
+      tlsPort: acme.validation.tlsPort,
+      timeoutMs: validationTimeoutMs,
+    }),
+    limits: {
+      newAccounts: createMemoryAttemptLimiter({ perMinute: acme.rateLimit.newAccountsPerMinute, clock }),
+      newOrders: createMemoryAttemptLimiter({ perMinute: acme.rateLimit.newOrdersPerMinute, clock }),
+      failedAuth,
+    },
+    nonceLifetimeMs: ms(acme.nonceLifetime),
+    orderLifetimeMs: ms(acme.orderLifetime),
+    authorizationLifetimeMs: ms(acme.authorizationLifetime),
+    validationConcurrency: acme.validation.concurrency,
+    validationTimeoutMs,
+  });
+}
+
+function ms(text: string): number {
+  const parsed = parseDuration(text);
+  if (!parsed.ok) throw new Error(`invalid duration ${text}: ${parsed.reason}`);
+  return parsed.seconds * 1000;
+}

@@ -1,0 +1,438 @@
+/**
+ * The ACME server's storage (src/acme, RFC 8555): accounts, orders, authorisations, challenges and
+ * nonces. State changes that race between requests or nodes (a nonce used twice, two finalize
+ * calls, a challenge answered twice) are single conditional statements, so the database decides
+ * which one wins.
+ */
+import { and, asc, eq, gt, inArray, lte, sql } from 'drizzle-orm';
+import { type Clock, systemClock } from '../lib/clock.ts';
+import type { Db } from './database.ts';
+import {
+  type AcmeAccountStatus,
+  acmeAccounts,
+  acmeAuthorizations,
+  acmeChallenges,
+  acmeNonces,
+  acmeOrders,
+  type StoredAcmeIdentifier,
+  type StoredAcmeProblem,
+} from './schema/index.ts';
+import { checkStorableText } from './text.ts';
+
+export type AcmeAccountRecord = typeof acmeAccounts.$inferSelect;
+export type AcmeOrderRecord = typeof acmeOrders.$inferSelect;
+export type AcmeAuthorizationRecord = typeof acmeAuthorizations.$inferSelect;
+export type AcmeChallengeRecord = typeof acmeChallenges.$inferSelect;
+export type { StoredAcmeIdentifier, StoredAcmeProblem };
+
+export interface AcmeAuthorizationWithChallenges extends AcmeAuthorizationRecord {
+  /** In their position order. */
+  challenges: AcmeChallengeRecord[];
+}
+
+export interface NewAcmeAccount {
+  id: string;
+  directory: string;
+  keyThumbprint: string;
+  keyJwk: Record<string, unknown>;
+  contact: string[];
+  termsOfServiceAgreed: boolean;
+}
+
+export interface NewAcmeAuthorization {
+  id: string;
+  identifierType: 'dns' | 'ip';
+  identifierValue: string;
+  wildcard: boolean;
+  expiresAt: Date;
+  challenges: { id: string; type: string; token: string }[];
+}
+
+export interface NewAcmeOrder {
+  id: string;
+  accountId: string;
+  identifiers: StoredAcmeIdentifier[];
+  expiresAt: Date;
+  /** Every authorisation of the order, in identifier order: reused ones and the new ones. */
+  authorizationIds: string[];
+  /** The authorisations created with the order (with their challenges). */
+  newAuthorizations: NewAcmeAuthorization[];
+}
+
+export type ChallengeOutcome =
+  | { status: 'valid'; authorizationExpiresAt: Date }
+  | { status: 'invalid'; error: StoredAcmeProblem };
+
+export type OrderOutcome =
+  | { status: 'valid'; certificateSerial: string; certificateChain: string }
+  | { status: 'invalid'; error: StoredAcmeProblem }
+  /** Back to pending (derived ready): the issuance failed for a reason that may pass. */
+  | { status: 'pending' };
+
+export interface AcmeRepository {
+  /** Stores issued nonces. */
+  addNonces(nonces: { nonce: string; expiresAt: Date }[]): Promise<void>;
+  /** Deletes each listed nonce that exists and has not expired; answers the ones it deleted. */
+  takeNonces(nonces: string[]): Promise<Set<string>>;
+
+  /** Creates the account, or finds the one this key already has in that directory. */
+  createAccount(input: NewAcmeAccount): Promise<{ account: AcmeAccountRecord; created: boolean }>;
+  findAccount(id: string): Promise<AcmeAccountRecord | null>;
+  findAccountByKey(directory: string, keyThumbprint: string): Promise<AcmeAccountRecord | null>;
+  /** Changes contact or status; null when there is no such account. A deactivated account stays so. */
+  updateAccount(
+    id: string,
+    changes: { contact?: string[]; status?: AcmeAccountStatus },
+  ): Promise<AcmeAccountRecord | null>;
+
+  /** The order, its new authorisations and their challenges, in one transaction. */
+  createOrder(input: NewAcmeOrder): Promise<AcmeOrderRecord>;
+  findOrder(id: string): Promise<AcmeOrderRecord | null>;
+  /** The order that produced the certificate with this serial. */
+  findOrderByCertificate(serial: string): Promise<AcmeOrderRecord | null>;
+  /** The authorisations with these ids and their challenges, in the order of `ids`. */
+  findAuthorizations(ids: string[]): Promise<AcmeAuthorizationWithChallenges[]>;
+  /**
+   * Valid authorisations of the account for these identifiers that have not expired (reuse for
+   * a new order, RFC 8555 §7.4; the right to revoke, §7.6).
+   */
+  findValidAuthorizations(
+    accountId: string,
+    identifiers: { type: 'dns' | 'ip'; value: string }[],
+  ): Promise<AcmeAuthorizationRecord[]>;
+  findChallenge(
+    id: string,
+  ): Promise<{ challenge: AcmeChallengeRecord; authorization: AcmeAuthorizationRecord } | null>;
+  /**
+   * pending -> processing with a lease, while its authorisation is pending and unexpired; false
+   * when the challenge or its authorisation is in another state (already answered, expired).
+   */
+  startChallenge(id: string, leaseUntil: Date): Promise<boolean>;
+  /** Renews the lease of a processing challenge (a node about to validate it). */
+  renewChallengeLease(id: string, leaseUntil: Date): Promise<boolean>;
+  /**
+   * processing -> valid or invalid, and its authorisation with it (RFC 8555 §7.1.6: one failed
+   * challenge makes the authorisation invalid). False when the challenge was not processing.
+   */
+  finishChallenge(id: string, outcome: ChallengeOutcome): Promise<boolean>;
+  /** Processing challenges whose lease has passed, leased again until `leaseUntil`. */
+  claimStaleChallenges(leaseUntil: Date, limit: number): Promise<string[]>;
+  /** pending -> processing (the caller has checked that every authorisation is valid). */
+  beginFinalize(orderId: string): Promise<boolean>;
+  /** processing -> valid, invalid or back to pending. */
+  finishOrder(orderId: string, outcome: OrderOutcome): Promise<void>;
+  /** Writes the statuses time has decided and forgets used-up nonces; answers the counts. */
+  expire(): Promise<{ orders: number; authorizations: number; nonces: number }>;
+}
+
+const MAX_ID = 64;
+
+// Longer than 80 lines: a repository factory whose methods, each a statement or two over the
+// same handle, are listed in the AcmeRepository interface above.
+export function createAcmeRepository({ db, clock = systemClock }: { db: Db; clock?: Clock }): AcmeRepository {
+  const checkId = (name: string, id: string) => checkStorableText(name, id, MAX_ID);
+
+  async function authorizationsWithChallenges(ids: string[]): Promise<AcmeAuthorizationWithChallenges[]> {
+    if (ids.length === 0) return [];
+    const authorizations = await db
+      .select()
+      .from(acmeAuthorizations)
+      .where(inArray(acmeAuthorizations.id, ids));
+    const challenges = await db
+      .select()
+      .from(acmeChallenges)
+      .where(inArray(acmeChallenges.authorizationId, ids))
+      .orderBy(asc(acmeChallenges.position));
+    const byId = new Map(
+      authorizations.map((a) => [a.id, { ...a, challenges: [] as AcmeChallengeRecord[] }]),
+    );
+    for (const challenge of challenges) byId.get(challenge.authorizationId)?.challenges.push(challenge);
+    return ids.flatMap((id) => {
+      const found = byId.get(id);
+      return found ? [found] : [];
+    });
+  }
+
+  const repository: AcmeRepository = {
+    async addNonces(nonces) {
+      if (nonces.length === 0) return;
+      await db.insert(acmeNonces).values(nonces);
+    },
+
+    async takeNonces(nonces) {
+      const valid = nonces.filter((n) => typeof n === 'string' && n.length > 0 && n.length <= MAX_ID);
+      if (valid.length === 0) return new Set();
+      const rows = await db
+        .delete(acmeNonces)
+        .where(and(inArray(acmeNonces.nonce, valid), gt(acmeNonces.expiresAt, clock.now())))
+        .returning({ nonce: acmeNonces.nonce });
+      return new Set(rows.map((row) => row.nonce));
+    },
+
+    async createAccount(input) {
+      checkId('id', input.id);
+      const now = clock.now();
+      const inserted = await db
+        .insert(acmeAccounts)
+        .values({ ...input, status: 'valid', createdAt: now, updatedAt: now })
+        .onConflictDoNothing({ target: [acmeAccounts.directory, acmeAccounts.keyThumbprint] })
+        .returning();
+      if (inserted[0]) return { account: inserted[0], created: true };
+      const existing = await repository.findAccountByKey(input.directory, input.keyThumbprint);
+      if (!existing) throw new Error('an ACME account conflicted on its key but cannot be found');
+      return { account: existing, created: false };
+    },
+
+    async findAccount(id) {
+      const rows = await db.select().from(acmeAccounts).where(eq(acmeAccounts.id, id));
+      return rows[0] ?? null;
+    },
+
+    async findAccountByKey(directory, keyThumbprint) {
+      const rows = await db
+        .select()
+        .from(acmeAccounts)
+        .where(and(eq(acmeAccounts.directory, directory), eq(acmeAccounts.keyThumbprint, keyThumbprint)));
+      return rows[0] ?? null;
+    },
+
+    async updateAccount(id, changes) {
+      const set: Partial<AcmeAccountRecord> = { updatedAt: clock.now() };
+      if (changes.contact) set.contact = changes.contact;
+      if (changes.status) set.status = changes.status;
+      // RFC 8555 §7.3.6: deactivation is final; nothing brings an account back.
+      const rows = await db
+        .update(acmeAccounts)
+        .set(set)
+        .where(and(eq(acmeAccounts.id, id), eq(acmeAccounts.status, 'valid')))
+        .returning();
+      return rows[0] ?? (await repository.findAccount(id));
+    },
+
+    async createOrder(input) {
+      checkId('id', input.id);
+      const now = clock.now();
+      return db.transaction(async (tx) => {
+        if (input.newAuthorizations.length > 0) {
+          await tx.insert(acmeAuthorizations).values(
+            input.newAuthorizations.map((a) => ({
+              id: a.id,
+              accountId: input.accountId,
+              identifierType: a.identifierType,
+              identifierValue: a.identifierValue,
+              wildcard: a.wildcard,
+              status: 'pending' as const,
+              expiresAt: a.expiresAt,
+              createdAt: now,
+              updatedAt: now,
+            })),
+          );
+          await tx.insert(acmeChallenges).values(
+            input.newAuthorizations.flatMap((a) =>
+              a.challenges.map((c, position) => ({
+                id: c.id,
+                authorizationId: a.id,
+                position,
+                type: c.type,
+                token: c.token,
+                status: 'pending' as const,
+              })),
+            ),
+          );
+        }
+        const [order] = await tx
+          .insert(acmeOrders)
+          .values({
+            id: input.id,
+            accountId: input.accountId,
+            status: 'pending',
+            identifiers: input.identifiers,
+            authorizationIds: input.authorizationIds,
+            expiresAt: input.expiresAt,
+            createdAt: now,
+            updatedAt: now,
+          })
+          .returning();
+        return order!;
+      });
+    },
+
+    async findOrder(id) {
+      const rows = await db.select().from(acmeOrders).where(eq(acmeOrders.id, id));
+      return rows[0] ?? null;
+    },
+
+    async findOrderByCertificate(serial) {
+      const rows = await db
+        .select()
+        .from(acmeOrders)
+        .where(eq(acmeOrders.certificateSerial, serial))
+        .limit(1);
+      return rows[0] ?? null;
+    },
+
+    findAuthorizations: authorizationsWithChallenges,
+
+    async findValidAuthorizations(accountId, identifiers) {
+      if (identifiers.length === 0) return [];
+      const values = [...new Set(identifiers.map((i) => i.value))];
+      const rows = await db
+        .select()
+        .from(acmeAuthorizations)
+        .where(
+          and(
+            eq(acmeAuthorizations.accountId, accountId),
+            inArray(acmeAuthorizations.identifierValue, values),
+            eq(acmeAuthorizations.status, 'valid'),
+            gt(acmeAuthorizations.expiresAt, clock.now()),
+          ),
+        );
+      return rows.filter((row) =>
+        identifiers.some((i) => i.type === row.identifierType && i.value === row.identifierValue),
+      );
+    },
+
+    async findChallenge(id) {
+      const rows = await db
+        .select({ challenge: acmeChallenges, authorization: acmeAuthorizations })
+        .from(acmeChallenges)
+        .innerJoin(acmeAuthorizations, eq(acmeChallenges.authorizationId, acmeAuthorizations.id))
+        .where(eq(acmeChallenges.id, id));
+      return rows[0] ?? null;
+    },
+
+    async startChallenge(id, leaseUntil) {
+      const now = clock.now();
+      const rows = await db
+        .update(acmeChallenges)
+        .set({ status: 'processing', leaseUntil })
+        .where(
+          and(
+            eq(acmeChallenges.id, id),
+            eq(acmeChallenges.status, 'pending'),
+            sql`exists (select 1 from ${acmeAuthorizations} a where a.id = ${acmeChallenges.authorizationId}
+              and a.status = 'pending' and a.expires_at > ${now.toISOString()}::timestamptz)`,
+          ),
+        )
+        .returning({ id: acmeChallenges.id });
+      return rows.length === 1;
+    },
+
+    async renewChallengeLease(id, leaseUntil) {
+      const rows = await db
+        .update(acmeChallenges)
+        .set({ leaseUntil })
+        .where(and(eq(acmeChallenges.id, id), eq(acmeChallenges.status, 'processing')))
+        .returning({ id: acmeChallenges.id });
+      return rows.length === 1;
+    },
+
+    async finishChallenge(id, outcome) {
+      const now = clock.now();
+      return db.transaction(async (tx) => {
+        const [challenge] = await tx
+          .update(acmeChallenges)
+          .set({
+            status: outcome.status,
+            leaseUntil: null,
+            ...(outcome.status === 'valid' ? { validatedAt: now } : { error: outcome.error }),
+          })
+          .where(and(eq(acmeChallenges.id, id), eq(acmeChallenges.status, 'processing')))
+          .returning();
+        if (!challenge) return false;
+        await tx
+          .update(acmeAuthorizations)
+          .set({
+            status: outcome.status,
+            updatedAt: now,
+            ...(outcome.status === 'valid' ? { expiresAt: outcome.authorizationExpiresAt } : {}),
+          })
+          .where(
+            and(
+              eq(acmeAuthorizations.id, challenge.authorizationId),
+              eq(acmeAuthorizations.status, 'pending'),
+            ),
+          );
+        return true;
+      });
+    },
+
+    async claimStaleChallenges(leaseUntil, limit) {
+      const now = clock.now();
+      // FOR UPDATE SKIP LOCKED: two nodes sweeping at once claim different challenges.
+      const rows = await db
+        .update(acmeChallenges)
+        .set({ leaseUntil })
+        .where(
+          inArray(
+            acmeChallenges.id,
+            db
+              .select({ id: acmeChallenges.id })
+              .from(acmeChallenges)
+              .where(and(eq(acmeChallenges.status, 'processing'), lte(acmeChallenges.leaseUntil, now)))
+              .limit(limit)
+              .for('update', { skipLocked: true }),
+          ),
+        )
+        .returning({ id: acmeChallenges.id });
+      return rows.map((row) => row.id);
+    },
+
+    async beginFinalize(orderId) {
+      const now = clock.now();
+      const rows = await db
+        .update(acmeOrders)
+        .set({ status: 'processing', updatedAt: now })
+        .where(
+          and(eq(acmeOrders.id, orderId), eq(acmeOrders.status, 'pending'), gt(acmeOrders.expiresAt, now)),
+        )
+        .returning({ id: acmeOrders.id });
+      return rows.length === 1;
+    },
+
+    async finishOrder(orderId, outcome) {
+      const set: Partial<AcmeOrderRecord> = { status: outcome.status, updatedAt: clock.now() };
+      if (outcome.status === 'valid') {
+        set.certificateSerial = outcome.certificateSerial;
+        set.certificateChain = outcome.certificateChain;
+      } else if (outcome.status === 'invalid') {
+        set.error = outcome.error;
+      }
+      await db
+        .update(acmeOrders)
+        .set(set)
+        .where(and(eq(acmeOrders.id, orderId), eq(acmeOrders.status, 'processing')));
+    },
+
+    async expire() {
+      const now = clock.now();
+      const expiredOrder: StoredAcmeProblem = {
+        type: 'urn:ietf:params:acme:error:malformed',
+        detail: 'the order expired before it was finalized',
+      };
+      return db.transaction(async (tx) => {
+        const authorizations = await tx
+          .update(acmeAuthorizations)
+          .set({ status: 'expired', updatedAt: now })
+          .where(
+            and(
+              inArray(acmeAuthorizations.status, ['pending', 'valid']),
+              lte(acmeAuthorizations.expiresAt, now),
+            ),
+          )
+          .returning({ id: acmeAuthorizations.id });
+        const orders = await tx
+          .update(acmeOrders)
+          .set({ status: 'invalid', error: expiredOrder, updatedAt: now })
+          .where(and(eq(acmeOrders.status, 'pending'), lte(acmeOrders.expiresAt, now)))
+          .returning({ id: acmeOrders.id });
+        const nonces = await tx
+          .delete(acmeNonces)
+          .where(lte(acmeNonces.expiresAt, now))
+          .returning({ nonce: acmeNonces.nonce });
+        return { orders: orders.length, authorizations: authorizations.length, nonces: nonces.length };
+      });
+    },
+  };
+  return repository;
+}

@@ -1,0 +1,162 @@
+/**
+ * The ACME server on the real service for the protocol tests: a data folder from `signet init`,
+ * the partition process, PGlite, the shipped policies, the real CA and revocation, and the app
+ * answering through `app.request`. Validation is real (http-01 over TCP to a responder of the
+ * test on 127.0.0.1, tls-alpn-01 likewise) except name resolution: every name resolves to
+ * 127.0.0.1 and TXT records come from a map the test fills (the configurable resolver itself is
+ * tested against pebble-challtestsrv in validation.test.ts).
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Hono } from 'hono';
+import { type AcmeServer, createAcmeServer } from '../../src/acme/server.ts';
+import type { AcmeServerOptions } from '../../src/acme/types.ts';
+import { createValidationNetwork, type ValidationNetwork } from '../../src/acme/validation/network.ts';
+import { createChallengeValidator } from '../../src/acme/validation/validator.ts';
+import { createApp } from '../../src/api/app.ts';
+import type { AppDeps } from '../../src/api/deps.ts';
+import type { ApiEnv } from '../../src/api/env.ts';
+import { createLogger } from '../../src/api/logger.ts';
+import { createMemoryAttemptLimiter } from '../../src/api/middleware/rate-limit.ts';
+import { initDataDir } from '../../src/cli/init.ts';
+import { openRuntime, type Runtime } from '../../src/cli/runtime.ts';
+import { DEFAULT_ACME_DENY_NETWORKS } from '../../src/config/config.ts';
+import { createAcmeRepository } from '../../src/db/acme.repository.ts';
+import type { Clock } from '../../src/lib/clock.ts';
+import type { Fetch } from '../helpers/acme-client.ts';
+import {
+  startHttp01Responder,
+  startTlsAlpnResponder,
+  type TlsAlpnResponder,
+} from '../helpers/acme-responders.ts';
+
+export const PUBLIC_URL = 'http://127.0.0.1:8080';
+export const DIRECTORY_URL = `${PUBLIC_URL}/acme/dev/directory`;
+
+/** Every name resolves to 127.0.0.1 unless listed; TXT records from `txt`. */
+export function testNetwork(
+  overrides: { addresses?: Map<string, string[]>; txt?: Map<string, string[]> } = {},
+) {
+  const real = createValidationNetwork({ denyNetworks: DEFAULT_ACME_DENY_NETWORKS });
+  const addresses = overrides.addresses ?? new Map<string, string[]>();
+  const txt = overrides.txt ?? new Map<string, string[]>();
+  const network: ValidationNetwork = {
+    addresses: async (name) => addresses.get(name) ?? ['127.0.0.1'],
+    txt: async (name) => txt.get(name) ?? [],
+    denied: (address) => real.denied(address),
+  };
+  return { network, addresses, txt };
+}
+
+export interface AcmeService {
+  dir: string;
+  runtime: Runtime;
+  app: Hono<ApiEnv>;
+  acme: AcmeServer;
+  rootPem: string;
+  http01: Awaited<ReturnType<typeof startHttp01Responder>>;
+  tlsAlpn: TlsAlpnResponder;
+  txt: Map<string, string[]>;
+  addresses: Map<string, string[]>;
+  /** fetch through app.request, from the given client address. */
+  fetchFrom(address: string): Fetch;
+  /** Another ACME server (another node) over the same database. */
+  otherNode(overrides?: Partial<AcmeServerOptions>): { acme: AcmeServer; app: Hono<ApiEnv> };
+  close(): Promise<void>;
+}
+
+export interface AcmeServiceOptions {
+  clock?: Clock;
+  /** Where the http-01 and tls-alpn-01 responders listen (default 127.0.0.1; '::' for every address). */
+  respondOn?: string;
+}
+
+export async function startAcmeService(options: AcmeServiceOptions = {}): Promise<AcmeService> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'signet-acme-'));
+  const dataDir = path.join(dir, 'data');
+  const init = await initDataDir({ dataDir, port: 0, publicUrl: PUBLIC_URL, log: () => {} });
+  const logger = createLogger({ level: 'silent' });
+  const runtime = await openRuntime({ dataDir, logger, revocation: true });
+  const http01 = await startHttp01Responder(options.respondOn);
+  const tlsAlpn = await startTlsAlpnResponder(options.respondOn);
+  const { network, txt, addresses } = testNetwork();
+
+  const build = (overrides: Partial<AcmeServerOptions> = {}) => {
+    const clock = overrides.clock ?? options.clock ?? runtime.clock;
+    const attempts = createMemoryAttemptLimiter({ perMinute: 60, clock });
+    const acme = createAcmeServer({
+      clock,
+      logger,
+      publicUrl: PUBLIC_URL,
+      directories: runtime.config.acme.directories,
+      repository: createAcmeRepository({ db: runtime.database.db, clock }),
+      ca: runtime.ca,
+      policies: runtime.policies,
+      certificates: runtime.repositories.certificates,
+      revoker: runtime.revocation!.revoke,
+      audit: runtime.repositories.audit,
+      validator: createChallengeValidator({
+        network,
+        httpPort: http01.port,
+        tlsPort: tlsAlpn.port,
+        timeoutMs: 5000,
+      }),
+      limits: {
+        newAccounts: createMemoryAttemptLimiter({ perMinute: 5, clock }),
+        newOrders: createMemoryAttemptLimiter({ perMinute: 1000, clock }),
+        failedAuth: attempts,
+      },
+      nonceLifetimeMs: 10 * 60_000,
+      orderLifetimeMs: 7 * 86_400_000,
+      authorizationLifetimeMs: 30 * 86_400_000,
+      validationConcurrency: 4,
+      validationTimeoutMs: 5000,
+      ...overrides,
+    });
+    const deps: AppDeps = {
+      clock,
+      logger,
+      ca: runtime.ca,
+      apiKeys: runtime.repositories.apiKeys,
+      idempotency: runtime.repositories.idempotency,
+      certificates: runtime.repositories.certificates,
+      issuers: runtime.repositories.issuers,
+      policies: runtime.policies,
+      audit: runtime.repositories.audit,
+      readiness: { database: async () => {}, partition: async () => ({ state: 'unsealed' }) },
+      revocation: runtime.revocation!,
+      attempts,
+      acme,
+      options: { bodyLimit: 16 * 1024 },
+    };
+    return { acme, app: createApp(deps) };
+  };
+  const main = build();
+  const extra: AcmeServer[] = [];
+  return {
+    dir,
+    runtime,
+    app: main.app,
+    acme: main.acme,
+    rootPem: readFileSync(init.rootCertificateFile, 'utf8'),
+    http01,
+    tlsAlpn,
+    txt,
+    addresses,
+    fetchFrom: (address) => async (url, init) =>
+      main.app.request(url, init, { incoming: { socket: { remoteAddress: address } } }),
+    otherNode(overrides) {
+      const node = build(overrides);
+      extra.push(node.acme);
+      return node;
+    },
+    async close() {
+      for (const acme of [main.acme, ...extra]) await acme.close();
+      await http01.close();
+      await tlsAlpn.close();
+      await runtime.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
