@@ -3,10 +3,10 @@ import type { AuditEventInput, AuditRepository } from '../db/audit.repository.ts
 import type { CertificateReservation, CertificatesRepository } from '../db/certificates.repository.ts';
 import type { IdempotencyLink, IdempotencyRepository } from '../db/idempotency.repository.ts';
 import { HsmError } from '../hsm/types.ts';
+import { lintCertificate, MisissuanceError, signCertificate } from '../issuance/token.ts';
 import { createBatcher } from '../lib/batcher.ts';
 import type { Clock } from '../lib/clock.ts';
 import { AppError } from '../lib/errors.ts';
-import { lintCertificate, MisissuanceError, signCertificate } from '../lint/token.ts';
 import { evaluate } from '../policy/evaluate.ts';
 import type { PolicyRegistry } from '../policy/registry.ts';
 import type { Evaluation } from '../policy/types.ts';

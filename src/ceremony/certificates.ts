@@ -24,7 +24,7 @@ import { CeremonyError } from './errors.ts';
 /**
  * CA certificates from a ceremony's certificate profile. The TBSCertificate is composed from
  * src/x509's DER builders (encodeTbsCertificate and the extension encoders); the ceremony adds
- * only the choice of extensions a CA certificate carries. Signing is src/lint's signCertificate
+ * only the choice of extensions a CA certificate carries. Signing is src/issuance's signCertificate
  * with the issuance token of a passing lint, through the partition's WebCrypto facade.
  */
 

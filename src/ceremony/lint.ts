@@ -6,7 +6,7 @@ import {
   KeyUsage,
   TBSCertList,
 } from '@peculiar/asn1-x509';
-import { type IssuanceToken, lintCertificate } from '../lint/token.ts';
+import { type IssuanceToken, lintCertificate } from '../issuance/token.ts';
 import { encoding, equalBytes, readDer } from '../x509/der.ts';
 import type { IssuerContext } from '../x509/issuer.ts';
 import { readCertificateFields } from '../x509/issuer.ts';
@@ -31,7 +31,7 @@ export interface CeremonyFinding {
 export interface LintOutcome {
   passed: boolean;
   findings: CeremonyFinding[];
-  /** From src/lint's lintCertificate when everything passed; signing needs it. */
+  /** From src/issuance's lintCertificate when everything passed; signing needs it. */
   token?: IssuanceToken;
 }
 

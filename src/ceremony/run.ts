@@ -10,8 +10,8 @@ import {
   type UnsealRequest,
 } from '../hsm/types.ts';
 import { createPartitionCrypto, getCryptoKey } from '../hsm/webcrypto.ts';
+import { MisissuanceError, signCertificate } from '../issuance/token.ts';
 import { type Clock, systemClock } from '../lib/clock.ts';
-import { MisissuanceError, signCertificate } from '../lint/token.ts';
 import { encoding } from '../x509/der.ts';
 import {
   createIssuerContext,

@@ -15,11 +15,11 @@ import { formatKeyUri } from '../hsm/key-uri.ts';
 import { startPartitionProcess } from '../hsm/process.ts';
 import type { KeyAlgorithm } from '../hsm/types.ts';
 import { createPartitionCrypto, getCryptoKey } from '../hsm/webcrypto.ts';
+import { createIntermediateCertificate, createRootCertificate } from '../issuance/ca-certificates.ts';
 import { type Clock, systemClock } from '../lib/clock.ts';
 import { buildCrl } from '../revocation/crl-builder.ts';
 import { createCrlImport } from '../revocation/crl-import.ts';
 import { partitionSigner } from '../revocation/partition-signer.ts';
-import { createIntermediateCertificate, createRootCertificate } from '../x509/ca-certificates.ts';
 import { createIssuerContext } from '../x509/issuer.ts';
 
 /**

@@ -1,14 +1,13 @@
 /**
  * Root and intermediate CA certificates, for `signet init`, the ceremony and tests. They go
  * through the same path as leaves: TBS built here, linted with the root or intermediate profile,
- * signed only through an issuance token (src/lint/token.ts). The signing key is any WebCrypto
+ * signed only through an issuance token (token.ts). The signing key is any WebCrypto
  * CryptoKey (an HSM handle through the facade, or a Node webcrypto key in tests).
  */
 
 import type { webcrypto } from 'node:crypto';
 import type { Clock } from '../lib/clock.ts';
 import { AppError } from '../lib/errors.ts';
-import { lintCertificate, type SigningCrypto, signCertificate } from '../lint/token.ts';
 import type { LintFinding } from '../lint/types.ts';
 import {
   encodeAuthorityInfoAccess,
@@ -22,19 +21,20 @@ import {
   generateSerial,
   leafValidity,
   serialToHex,
-} from './certificate.ts';
-import { octetString } from './der.ts';
+} from '../x509/certificate.ts';
+import { octetString } from '../x509/der.ts';
 import {
   createSelfIssuerContext,
   type IssuerContext,
   type IssuerUrls,
   subjectKeyIdentifier,
-} from './issuer.ts';
-import { encodeNameConstraints, type NameConstraintsInput } from './name-constraints.ts';
-import { encodeName } from './names.ts';
-import { OID } from './oids.ts';
-import { certificateToPem } from './pem.ts';
-import type { KeyUsageName, SubjectAttribute } from './types.ts';
+} from '../x509/issuer.ts';
+import { encodeNameConstraints, type NameConstraintsInput } from '../x509/name-constraints.ts';
+import { encodeName } from '../x509/names.ts';
+import { OID } from '../x509/oids.ts';
+import { certificateToPem } from '../x509/pem.ts';
+import type { KeyUsageName, SubjectAttribute } from '../x509/types.ts';
+import { lintCertificate, type SigningCrypto, signCertificate } from './token.ts';
 
 /** The linter refused a certificate we built: a bug or a bad configuration, never signed. */
 export class LintRefusedError extends AppError {
