@@ -10,16 +10,9 @@ import {
   id_ce_issuingDistributionPoint,
   KeyIdentifier,
 } from '@peculiar/asn1-x509';
+import { wholeSeconds } from '../lib/clock.ts';
+import { concat, contextTag, header, integerFromBigInt, TAG, time, tlv } from '../x509/der.ts';
 import { CRL_NUMBER_MAX } from './crl-number.ts';
-import {
-  concatBytes,
-  contextConstructed,
-  encodeTime,
-  encodeUnsignedInteger,
-  header,
-  TAG,
-  tlv,
-} from './der.ts';
 import { type IssuerFacts, readIssuerFacts } from './issuer.ts';
 import { REASON_CODES, type RevocationReason } from './reasons.ts';
 import { normalizeSerial } from './serial.ts';
@@ -91,7 +84,7 @@ const OID_CRL_REASON = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x15);
 const OID_INVALIDITY_DATE = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x18);
 const OID_CRL_NUMBER = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x14);
 /** version v2 (RFC 5280 §5.1.2.1: required when extensions are present). */
-const VERSION_V2 = Uint8Array.of(TAG.integer, 0x01, 0x01);
+const VERSION_V2 = Uint8Array.of(TAG.INTEGER, 0x01, 0x01);
 
 /**
  * The reasonCode extension per reason. RFC 5280 §5.3.1: "the reason code CRL entry extension
@@ -102,13 +95,9 @@ const REASON_EXTENSION = new Map<RevocationReason, Uint8Array | undefined>(
     reason,
     code === 0
       ? undefined
-      : tlv(TAG.sequence, OID_CRL_REASON, tlv(TAG.octetString, Uint8Array.of(TAG.enumerated, 1, code))),
+      : tlv(TAG.SEQUENCE, OID_CRL_REASON, tlv(TAG.OCTET_STRING, Uint8Array.of(TAG.ENUMERATED, 1, code))),
   ]),
 );
-
-function floorSeconds(date: Date): Date {
-  return new Date(Math.floor(date.getTime() / 1000) * 1000);
-}
 
 /** invalidityDate extension up to its GeneralizedTime digits: SEQUENCE { OID, OCTET STRING { GeneralizedTime } }. */
 const INVALIDITY_PREFIX = Uint8Array.of(
@@ -117,7 +106,7 @@ const INVALIDITY_PREFIX = Uint8Array.of(
   ...OID_INVALIDITY_DATE,
   0x04,
   0x11,
-  TAG.generalizedTime,
+  TAG.GENERALIZED_TIME,
   0x0f,
 );
 const WRITER_CHUNK = 256 * 1024;
@@ -161,16 +150,16 @@ class EntryWriter {
     this.room(2 + contentLength);
     const b = this.buffer;
     let o = this.offset;
-    b[o++] = TAG.sequence;
+    b[o++] = TAG.SEQUENCE;
     b[o++] = contentLength;
-    b[o++] = TAG.integer;
+    b[o++] = TAG.INTEGER;
     b[o++] = serialLength;
     o += b.write(serial, o, 'hex');
-    b[o++] = utc ? TAG.utcTime : TAG.generalizedTime;
+    b[o++] = utc ? TAG.UTC_TIME : TAG.GENERALIZED_TIME;
     b[o++] = timeLength;
     o = writeTimeDigits(b, o, revokedAt, !utc);
     if (extensionsLength > 0) {
-      b[o++] = TAG.sequence;
+      b[o++] = TAG.SEQUENCE;
       b[o++] = extensionsLength;
       if (reasonExtension) {
         b.set(reasonExtension, o);
@@ -257,7 +246,7 @@ function crlExtensions(
   const parts = [
     new Uint8Array(AsnConvert.serialize(aki)),
     // RFC 5280 §5.2.3: non-critical, a monotonically increasing INTEGER of at most 20 octets.
-    tlv(TAG.sequence, OID_CRL_NUMBER, tlv(TAG.octetString, encodeUnsignedInteger(number))),
+    tlv(TAG.SEQUENCE, OID_CRL_NUMBER, tlv(TAG.OCTET_STRING, integerFromBigInt(number))),
   ];
   if (idp) {
     if (idp.onlyContainsCACerts && idp.onlyContainsUserCerts) {
@@ -283,7 +272,7 @@ function crlExtensions(
     parts.push(new Uint8Array(AsnConvert.serialize(extension)));
   }
   // crlExtensions [0] EXPLICIT Extensions.
-  return tlv(contextConstructed(0), tlv(TAG.sequence, ...parts));
+  return tlv(contextTag(0, true), tlv(TAG.SEQUENCE, ...parts));
 }
 
 async function* pagesOf(entries: CrlEntrySource | undefined): AsyncIterable<readonly CrlEntry[]> {
@@ -301,8 +290,8 @@ async function* pagesOf(entries: CrlEntrySource | undefined): AsyncIterable<read
  */
 export async function buildCrl(input: BuildCrlInput): Promise<BuiltCrl> {
   const issuer = input.issuer instanceof Uint8Array ? readIssuerFacts(input.issuer) : input.issuer;
-  const thisUpdate = floorSeconds(input.thisUpdate);
-  const nextUpdate = floorSeconds(input.nextUpdate);
+  const thisUpdate = wholeSeconds(input.thisUpdate);
+  const nextUpdate = wholeSeconds(input.nextUpdate);
   if (!(nextUpdate.getTime() > thisUpdate.getTime()))
     throw new Error('nextUpdate must be later than thisUpdate');
   if (input.number < 0n || input.number > CRL_NUMBER_MAX) throw new RangeError('CRL number out of range');
@@ -332,20 +321,14 @@ export async function buildCrl(input: BuildCrlInput): Promise<BuiltCrl> {
   }
   const entryChunks = writer.finish();
 
-  const before = [
-    VERSION_V2,
-    scheme.algorithmIdentifier,
-    issuer.subject,
-    encodeTime(thisUpdate),
-    encodeTime(nextUpdate),
-  ];
+  const before = [VERSION_V2, scheme.algorithmIdentifier, issuer.subject, time(thisUpdate), time(nextUpdate)];
   // RFC 5280 §5.1.2.6: with no revoked certificates the list MUST be absent, not empty.
-  const revoked = writer.count > 0 ? [header(TAG.sequence, writer.length), ...entryChunks] : [];
+  const revoked = writer.count > 0 ? [header(TAG.SEQUENCE, writer.length), ...entryChunks] : [];
   const extensions = crlExtensions(issuer, input.number, input.issuingDistributionPoint);
   const body = [...before, ...revoked, extensions];
   let bodyLength = 0;
   for (const part of body) bodyLength += part.byteLength;
-  const tbs = concatBytes([header(TAG.sequence, bodyLength), ...body]);
+  const tbs = concat([header(TAG.SEQUENCE, bodyLength), ...body]);
 
   const signature = await signWith(input.signer, scheme, tbs, {
     chunkBytes: input.chunkBytes ?? STREAM_CHUNK_BYTES,
@@ -356,10 +339,10 @@ export async function buildCrl(input: BuildCrlInput): Promise<BuiltCrl> {
     );
   }
   const der = tlv(
-    TAG.sequence,
+    TAG.SEQUENCE,
     tbs,
     scheme.algorithmIdentifier,
-    tlv(TAG.bitString, concatBytes([Uint8Array.of(0), signature])),
+    tlv(TAG.BIT_STRING, concat([Uint8Array.of(0), signature])),
   );
   return {
     der,

@@ -1,4 +1,5 @@
 import type { Clock } from '../lib/clock.ts';
+import { wholeSeconds } from '../lib/clock.ts';
 import { type BuiltCrl, buildCrl } from './crl-builder.ts';
 import { timeDerivedCrlNumber } from './crl-number.ts';
 import {
@@ -13,7 +14,6 @@ import {
   realTimers,
   type Timers,
 } from './crl-ports.ts';
-import { wholeSeconds } from './der.ts';
 import { type IssuerFacts, readIssuerFacts } from './issuer.ts';
 
 /**

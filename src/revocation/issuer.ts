@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate, id_ce_subjectKeyIdentifier, SubjectKeyIdentifier } from '@peculiar/asn1-x509';
-import { readChildren, readTlv, slice, TAG } from './der.ts';
+import { readChildrenOf, readTlvAt, TAG, tlvEncoding } from '../x509/der.ts';
 
 /** The CertID hash algorithms an OCSP responder recognises (RFC 6960 §4.1.1; SHA-1 is what most clients send). */
 export const CERT_ID_HASHES = ['sha1', 'sha256', 'sha384', 'sha512'] as const;
@@ -42,19 +42,19 @@ function hashAll(data: Uint8Array): Record<CertIdHash, Uint8Array> {
 
 /** The subject and SubjectPublicKeyInfo of a DER certificate, exactly as encoded in it. */
 function rawSubjectAndSpki(der: Uint8Array): { subject: Uint8Array; spki: Uint8Array } {
-  const outer = readTlv(der);
-  if (outer.tag !== TAG.sequence || outer.end !== der.byteLength) throw new Error('not a DER SEQUENCE');
-  const [tbs] = readChildren(der, outer);
-  if (!tbs || tbs.tag !== TAG.sequence) throw new Error('no tbsCertificate');
-  const fields = readChildren(der, tbs);
+  const outer = readTlvAt(der);
+  if (outer.tag !== TAG.SEQUENCE || outer.end !== der.byteLength) throw new Error('not a DER SEQUENCE');
+  const [tbs] = readChildrenOf(der, outer);
+  if (!tbs || tbs.tag !== TAG.SEQUENCE) throw new Error('no tbsCertificate');
+  const fields = readChildrenOf(der, tbs);
   // TBSCertificate: [0] version (optional), serialNumber, signature, issuer, validity, subject, spki.
   const base = fields[0]?.tag === 0xa0 ? 1 : 0;
   const subjectTlv = fields[base + 4];
   const spkiTlv = fields[base + 5];
-  if (!subjectTlv || !spkiTlv || subjectTlv.tag !== TAG.sequence || spkiTlv.tag !== TAG.sequence) {
+  if (!subjectTlv || !spkiTlv || subjectTlv.tag !== TAG.SEQUENCE || spkiTlv.tag !== TAG.SEQUENCE) {
     throw new Error('tbsCertificate lacks subject or subjectPublicKeyInfo');
   }
-  return { subject: slice(der, subjectTlv).slice(), spki: slice(der, spkiTlv).slice() };
+  return { subject: tlvEncoding(der, subjectTlv).slice(), spki: tlvEncoding(der, spkiTlv).slice() };
 }
 
 /** The SubjectPublicKeyInfo (DER) of a certificate. Throws a plain Error for anything else. */

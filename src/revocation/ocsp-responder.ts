@@ -2,19 +2,19 @@ import { id_pkix_ocsp_basic, id_pkix_ocsp_nonce, OCSPRequest } from '@peculiar/a
 import { AsnConvert } from '@peculiar/asn1-schema';
 import type { Extension } from '@peculiar/asn1-x509';
 import type { Clock } from '../lib/clock.ts';
+import { wholeSeconds } from '../lib/clock.ts';
 import {
-  concatBytes,
-  contextConstructed,
-  encodeEnumerated,
-  encodeGeneralizedTime,
-  encodeOid,
-  readChildren,
-  readTlv,
-  slice,
+  concat,
+  contextTag,
+  enumerated,
+  generalizedTime,
+  oid,
+  readChildrenOf,
+  readTlvAt,
   TAG,
   tlv,
-  wholeSeconds,
-} from './der.ts';
+  tlvEncoding,
+} from '../x509/der.ts';
 import { CERT_ID_HASH_OIDS, type CertIdHash, type IssuerFacts, readIssuerFacts } from './issuer.ts';
 import { REASON_CODES, type RevocationReason } from './reasons.ts';
 import { normalizeSerial, serialFromIntegerContent } from './serial.ts';
@@ -67,7 +67,7 @@ const STATUS_CODES: Readonly<Record<OcspResponseStatusName, number>> = {
 
 /** An error OCSPResponse: SEQUENCE { responseStatus ENUMERATED } without responseBytes. */
 export const errorResponse = (status: Exclude<OcspResponseStatusName, 'successful'>): Uint8Array =>
-  tlv(TAG.sequence, encodeEnumerated(STATUS_CODES[status]));
+  tlv(TAG.SEQUENCE, enumerated(STATUS_CODES[status]));
 
 export interface OcspIssuer {
   /** The issuer id (slug). */
@@ -170,8 +170,8 @@ export class OcspMalformedError extends Error {
 
 class OcspUnauthorizedError extends Error {}
 
-const BASIC_OID = encodeOid(id_pkix_ocsp_basic);
-const NONCE_OID = encodeOid(id_pkix_ocsp_nonce);
+const BASIC_OID = oid(id_pkix_ocsp_basic);
+const NONCE_OID = oid(id_pkix_ocsp_nonce);
 
 const HASH_BY_OID = new Map<string, CertIdHash>(
   (Object.entries(CERT_ID_HASH_OIDS) as [CertIdHash, string][]).map(([name, oid]) => [oid, name]),
@@ -252,16 +252,18 @@ export function parseOcspRequest(
   let request: OCSPRequest;
   let rawCertIds: Uint8Array[];
   try {
-    const outer = readTlv(bytes);
-    if (outer.tag !== TAG.sequence) throw new Error('not a SEQUENCE');
+    const outer = readTlvAt(bytes);
+    if (outer.tag !== TAG.SEQUENCE) throw new Error('not a SEQUENCE');
     if (outer.end !== bytes.byteLength) throw new Error('trailing bytes after the request');
     request = AsnConvert.parse(bytes, OCSPRequest);
     // The CertIDs as sent, to echo byte for byte: TBSRequest ::= SEQUENCE { [0] version OPTIONAL,
     // [1] requestorName OPTIONAL, requestList SEQUENCE OF Request, [2] requestExtensions OPTIONAL }.
-    const tbsTlv = readChildren(bytes, outer)[0]!;
-    const list = readChildren(bytes, tbsTlv).find((child) => child.tag === TAG.sequence);
+    const tbsTlv = readChildrenOf(bytes, outer)[0]!;
+    const list = readChildrenOf(bytes, tbsTlv).find((child) => child.tag === TAG.SEQUENCE);
     if (!list) throw new Error('no requestList');
-    rawCertIds = readChildren(bytes, list).map((single) => slice(bytes, readChildren(bytes, single)[0]!));
+    rawCertIds = readChildrenOf(bytes, list).map((single) =>
+      tlvEncoding(bytes, readChildrenOf(bytes, single)[0]!),
+    );
   } catch (error) {
     throw new OcspMalformedError('the request is not a DER OCSPRequest', { cause: error });
   }
@@ -277,8 +279,8 @@ export function parseOcspRequest(
   if (nonceExtension) {
     const value = new Uint8Array(nonceExtension.extnValue.buffer);
     try {
-      const inner = readTlv(value);
-      if (inner.tag !== TAG.octetString || inner.end !== value.byteLength)
+      const inner = readTlvAt(value);
+      if (inner.tag !== TAG.OCTET_STRING || inner.end !== value.byteLength)
         throw new Error('not an OCTET STRING');
       const length = inner.end - inner.contentStart;
       if (length < 1 || length > MAX_NONCE_OCTETS) throw new Error(`a nonce of ${length} octets`);
@@ -427,9 +429,9 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
       entry = {
         facts,
         scheme: signatureSchemeFor(issuer.signer.key),
-        responderId: tlv(contextConstructed(2), tlv(TAG.octetString, responder.keyHash.sha1)),
+        responderId: tlv(contextTag(2, true), tlv(TAG.OCTET_STRING, responder.keyHash.sha1)),
         certs: issuer.responderCertificate
-          ? tlv(contextConstructed(0), tlv(TAG.sequence, responder.certificate))
+          ? tlv(contextTag(0, true), tlv(TAG.SEQUENCE, responder.certificate))
           : undefined,
       };
       prepared.set(issuer, entry);
@@ -469,16 +471,16 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
       // [1] IMPLICIT RevokedInfo. The reason is left out for unspecified, as CRLs leave out
       // reasonCode (RFC 5280 §5.3.1; CA/B Forum BR §7.3 asks OCSP to follow the CRL rules).
       const code = REASON_CODES[state.reason!];
-      const parts = [encodeGeneralizedTime(wholeSeconds(state.revokedAt!))];
-      if (code !== 0) parts.push(tlv(contextConstructed(0), encodeEnumerated(code)));
-      certStatus = tlv(contextConstructed(1), ...parts);
+      const parts = [generalizedTime(wholeSeconds(state.revokedAt!))];
+      if (code !== 0) parts.push(tlv(contextTag(0, true), enumerated(code)));
+      certStatus = tlv(contextTag(1, true), ...parts);
     }
     return tlv(
-      TAG.sequence,
+      TAG.SEQUENCE,
       certId.der,
       certStatus,
-      encodeGeneralizedTime(thisUpdate),
-      tlv(contextConstructed(0), encodeGeneralizedTime(nextUpdate)),
+      generalizedTime(thisUpdate),
+      tlv(contextTag(0, true), generalizedTime(nextUpdate)),
     );
   }
 
@@ -541,30 +543,26 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
       const responses = parsed.certIds.map((certId, i) =>
         singleResponse(certId, states[i]!, producedAt, nextUpdate),
       );
-      const tbsParts = [
-        ready.responderId,
-        encodeGeneralizedTime(producedAt),
-        tlv(TAG.sequence, ...responses),
-      ];
+      const tbsParts = [ready.responderId, generalizedTime(producedAt), tlv(TAG.SEQUENCE, ...responses)];
       if (parsed.nonce) {
         // responseExtensions [1] EXPLICIT Extensions: the nonce, non-critical, value as received.
-        const extension = tlv(TAG.sequence, NONCE_OID, tlv(TAG.octetString, parsed.nonce));
-        tbsParts.push(tlv(contextConstructed(1), tlv(TAG.sequence, extension)));
+        const extension = tlv(TAG.SEQUENCE, NONCE_OID, tlv(TAG.OCTET_STRING, parsed.nonce));
+        tbsParts.push(tlv(contextTag(1, true), tlv(TAG.SEQUENCE, extension)));
       }
       // version v1 is the DEFAULT: DER leaves it out.
-      const tbs = tlv(TAG.sequence, ...tbsParts);
+      const tbs = tlv(TAG.SEQUENCE, ...tbsParts);
       const signature = await withTimeout(signWith(issuer.signer, ready.scheme, tbs), timeoutMs);
       const basicParts = [
         tbs,
         ready.scheme.algorithmIdentifier,
-        tlv(TAG.bitString, concatBytes([Uint8Array.of(0), signature])),
+        tlv(TAG.BIT_STRING, concat([Uint8Array.of(0), signature])),
       ];
       if (ready.certs) basicParts.push(ready.certs);
-      const basic = tlv(TAG.sequence, ...basicParts);
+      const basic = tlv(TAG.SEQUENCE, ...basicParts);
       const der = tlv(
-        TAG.sequence,
-        encodeEnumerated(STATUS_CODES.successful),
-        tlv(contextConstructed(0), tlv(TAG.sequence, BASIC_OID, tlv(TAG.octetString, basic))),
+        TAG.SEQUENCE,
+        enumerated(STATUS_CODES.successful),
+        tlv(contextTag(0, true), tlv(TAG.SEQUENCE, BASIC_OID, tlv(TAG.OCTET_STRING, basic))),
       );
       return {
         der,
