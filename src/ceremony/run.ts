@@ -477,7 +477,7 @@ class Run {
     const tbs = await this.rec.step(
       `Build CRL number ${number} (${revoked.length} revoked, next update ${profile['next-update']}) and check it`,
       async (detail) => {
-        const built = buildCrlTbs({
+        const built = await buildCrlTbs({
           issuer,
           thisUpdate: new Date(profile['this-update']),
           nextUpdate: new Date(profile['next-update']),

@@ -4,6 +4,7 @@ import type { Extension } from '@peculiar/asn1-x509';
 import type { Clock } from '../lib/clock.ts';
 import { wholeSeconds } from '../lib/clock.ts';
 import {
+  bitString,
   concat,
   contextTag,
   enumerated,
@@ -552,11 +553,7 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
       // version v1 is the DEFAULT: DER leaves it out.
       const tbs = tlv(TAG.SEQUENCE, ...tbsParts);
       const signature = await withTimeout(signWith(issuer.signer, ready.scheme, tbs), timeoutMs);
-      const basicParts = [
-        tbs,
-        ready.scheme.algorithmIdentifier,
-        tlv(TAG.BIT_STRING, concat([Uint8Array.of(0), signature])),
-      ];
+      const basicParts = [tbs, ready.scheme.algorithmIdentifier, bitString(signature)];
       if (ready.certs) basicParts.push(ready.certs);
       const basic = tlv(TAG.SEQUENCE, ...basicParts);
       const der = tlv(

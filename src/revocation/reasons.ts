@@ -5,9 +5,14 @@ import { AppError } from '../lib/errors.ts';
  * certificateHold (6) and removeFromCRL (8) are refused: Signet's revocations are permanent.
  * Code 7 is unassigned in RFC 5280.
  */
-import { REASON_CODES, REVOCATION_REASONS, type RevocationReason } from '../lib/revocation-reasons.ts';
+import {
+  isRevocationReason,
+  REASON_CODES,
+  REVOCATION_REASONS,
+  type RevocationReason,
+} from '../lib/revocation-reasons.ts';
 
-export { REASON_CODES, REVOCATION_REASONS, type RevocationReason };
+export { isRevocationReason, REASON_CODES, REVOCATION_REASONS, type RevocationReason };
 
 const REASON_BY_CODE = new Map<number, RevocationReason>(
   REVOCATION_REASONS.map((reason) => [REASON_CODES[reason], reason]),
@@ -21,9 +26,6 @@ const REFUSED: Readonly<Record<string, string>> = {
     'removeFromCRL is not supported: it only lifts a certificateHold in a delta CRL (RFC 5280 §5.3.1), ' +
     'and Signet never places certificates on hold',
 };
-
-export const isRevocationReason = (value: unknown): value is RevocationReason =>
-  typeof value === 'string' && (REVOCATION_REASONS as readonly string[]).includes(value);
 
 /**
  * Parses a reason as a client wrote it. Throws AppError `revocation.reason_invalid` (400) with a
