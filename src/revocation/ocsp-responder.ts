@@ -1,23 +1,20 @@
-import { id_pkix_ocsp_basic, id_pkix_ocsp_nonce, OCSPRequest } from '@peculiar/asn1-ocsp';
+import { id_pkix_ocsp_nonce, OCSPRequest } from '@peculiar/asn1-ocsp';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import type { Extension } from '@peculiar/asn1-x509';
 import type { Clock } from '../lib/clock.ts';
 import { wholeSeconds } from '../lib/clock.ts';
+import { readChildrenOf, readTlvAt, TAG, tlvEncoding } from '../x509/der.ts';
 import {
-  bitString,
-  concat,
-  contextTag,
-  enumerated,
-  generalizedTime,
-  oid,
-  readChildrenOf,
-  readTlvAt,
-  TAG,
-  tlv,
-  tlvEncoding,
-} from '../x509/der.ts';
+  encodeResponseData,
+  encodeSingleResponse,
+  encodeSuccessfulResponse,
+  errorResponse,
+  type OcspResponseStatusName,
+  responderCertificates,
+  responderIdByKey,
+} from '../x509/ocsp-encoder.ts';
 import { CERT_ID_HASH_OIDS, type CertIdHash, type IssuerFacts, readIssuerFacts } from './issuer.ts';
-import { REASON_CODES, type RevocationReason } from './reasons.ts';
+import type { RevocationReason } from './reasons.ts';
 import { normalizeSerial, serialFromIntegerContent } from './serial.ts';
 import {
   assertPurpose,
@@ -50,25 +47,7 @@ import {
  * `good`.
  */
 
-export type OcspResponseStatusName =
-  | 'successful'
-  | 'malformedRequest'
-  | 'internalError'
-  | 'tryLater'
-  | 'unauthorized';
-
-/** RFC 6960 §4.2.1 OCSPResponseStatus. */
-const STATUS_CODES: Readonly<Record<OcspResponseStatusName, number>> = {
-  successful: 0,
-  malformedRequest: 1,
-  internalError: 2,
-  tryLater: 3,
-  unauthorized: 6,
-};
-
-/** An error OCSPResponse: SEQUENCE { responseStatus ENUMERATED } without responseBytes. */
-export const errorResponse = (status: Exclude<OcspResponseStatusName, 'successful'>): Uint8Array =>
-  tlv(TAG.SEQUENCE, enumerated(STATUS_CODES[status]));
+export { errorResponse, type OcspResponseStatusName };
 
 export interface OcspIssuer {
   /** The issuer id (slug). */
@@ -170,9 +149,6 @@ export class OcspMalformedError extends Error {
 }
 
 class OcspUnauthorizedError extends Error {}
-
-const BASIC_OID = oid(id_pkix_ocsp_basic);
-const NONCE_OID = oid(id_pkix_ocsp_nonce);
 
 const HASH_BY_OID = new Map<string, CertIdHash>(
   (Object.entries(CERT_ID_HASH_OIDS) as [CertIdHash, string][]).map(([name, oid]) => [oid, name]),
@@ -389,8 +365,6 @@ interface PreparedIssuer {
   certs: Uint8Array | undefined;
 }
 
-type CertStatusName = 'good' | 'revoked' | 'unknown';
-
 export function createOcspResponder(options: OcspResponderOptions): OcspResponder {
   const {
     status,
@@ -430,10 +404,8 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
       entry = {
         facts,
         scheme: signatureSchemeFor(issuer.signer.key),
-        responderId: tlv(contextTag(2, true), tlv(TAG.OCTET_STRING, responder.keyHash.sha1)),
-        certs: issuer.responderCertificate
-          ? tlv(contextTag(0, true), tlv(TAG.SEQUENCE, responder.certificate))
-          : undefined,
+        responderId: responderIdByKey(responder.keyHash.sha1),
+        certs: issuer.responderCertificate ? responderCertificates(responder.certificate) : undefined,
       };
       prepared.set(issuer, entry);
     }
@@ -455,34 +427,6 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
     }
     // pending (a reservation whose certificate is not stored yet) or failed (never signed).
     return { name: 'unknown' as const };
-  }
-
-  function singleResponse(
-    certId: ParsedCertId,
-    state: { name: CertStatusName; revokedAt?: Date; reason?: RevocationReason },
-    thisUpdate: Date,
-    nextUpdate: Date,
-  ): Uint8Array {
-    let certStatus: Uint8Array;
-    if (state.name === 'good')
-      certStatus = Uint8Array.of(0x80, 0x00); // [0] IMPLICIT NULL
-    else if (state.name === 'unknown')
-      certStatus = Uint8Array.of(0x82, 0x00); // [2] IMPLICIT NULL
-    else {
-      // [1] IMPLICIT RevokedInfo. The reason is left out for unspecified, as CRLs leave out
-      // reasonCode (RFC 5280 §5.3.1; CA/B Forum BR §7.3 asks OCSP to follow the CRL rules).
-      const code = REASON_CODES[state.reason!];
-      const parts = [generalizedTime(wholeSeconds(state.revokedAt!))];
-      if (code !== 0) parts.push(tlv(contextTag(0, true), enumerated(code)));
-      certStatus = tlv(contextTag(1, true), ...parts);
-    }
-    return tlv(
-      TAG.SEQUENCE,
-      certId.der,
-      certStatus,
-      generalizedTime(thisUpdate),
-      tlv(contextTag(0, true), generalizedTime(nextUpdate)),
-    );
   }
 
   async function answer(request: Uint8Array): Promise<OcspAnswer> {
@@ -542,25 +486,21 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
       const producedAt = wholeSeconds(clock.now());
       const nextUpdate = new Date(producedAt.getTime() + Math.floor(validityMs / 1000) * 1000);
       const responses = parsed.certIds.map((certId, i) =>
-        singleResponse(certId, states[i]!, producedAt, nextUpdate),
+        encodeSingleResponse(certId.der, states[i]!, producedAt, nextUpdate),
       );
-      const tbsParts = [ready.responderId, generalizedTime(producedAt), tlv(TAG.SEQUENCE, ...responses)];
-      if (parsed.nonce) {
-        // responseExtensions [1] EXPLICIT Extensions: the nonce, non-critical, value as received.
-        const extension = tlv(TAG.SEQUENCE, NONCE_OID, tlv(TAG.OCTET_STRING, parsed.nonce));
-        tbsParts.push(tlv(contextTag(1, true), tlv(TAG.SEQUENCE, extension)));
-      }
-      // version v1 is the DEFAULT: DER leaves it out.
-      const tbs = tlv(TAG.SEQUENCE, ...tbsParts);
-      const signature = await withTimeout(signWith(issuer.signer, ready.scheme, tbs), timeoutMs);
-      const basicParts = [tbs, ready.scheme.algorithmIdentifier, bitString(signature)];
-      if (ready.certs) basicParts.push(ready.certs);
-      const basic = tlv(TAG.SEQUENCE, ...basicParts);
-      const der = tlv(
-        TAG.SEQUENCE,
-        enumerated(STATUS_CODES.successful),
-        tlv(contextTag(0, true), tlv(TAG.SEQUENCE, BASIC_OID, tlv(TAG.OCTET_STRING, basic))),
-      );
+      const responseData = encodeResponseData({
+        responderId: ready.responderId,
+        producedAt,
+        responses,
+        nonce: parsed.nonce,
+      });
+      const signature = await withTimeout(signWith(issuer.signer, ready.scheme, responseData), timeoutMs);
+      const der = encodeSuccessfulResponse({
+        responseData,
+        signatureAlgorithm: ready.scheme.algorithmIdentifier,
+        signature,
+        certs: ready.certs,
+      });
       return {
         der,
         status: 'successful',
