@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { lintCrl } from '../lint/crl.ts';
 import {
   type CrlEntry,
   type CrlEntrySource,
@@ -46,7 +47,7 @@ export interface BuiltCrl {
 }
 
 /**
- * Builds and signs a full CRL (RFC 5280 §5) with src/x509's CRL encoder. Entries are encoded as
+ * Builds, lints (src/lint/crl.ts) and signs a full CRL (RFC 5280 §5) with src/x509's CRL encoder. Entries are encoded as
  * their pages arrive and only their DER is kept; the signature is streamed through
  * `signer.signStream` when available, then checked against the issuer's public key before the CRL
  * is returned.
@@ -64,6 +65,11 @@ export async function buildCrl(input: BuildCrlInput): Promise<BuiltCrl> {
     ...(input.entries === undefined ? {} : { entries: input.entries }),
     ...(input.issuingDistributionPoint ? { issuingDistributionPoint: input.issuingDistributionPoint } : {}),
   });
+  // Lint before sign, as for certificates: a CRL the rules refuse is never signed.
+  const errors = lintCrl(tbs, { issuer }).filter((finding) => finding.severity === 'error');
+  if (errors.length > 0) {
+    throw new Error(`the CRL fails lint: ${errors.map((f) => `${f.rule}: ${f.message}`).join('; ')}`);
+  }
   const signature = await signWith(input.signer, scheme, tbs, {
     chunkBytes: input.chunkBytes ?? STREAM_CHUNK_BYTES,
   });
