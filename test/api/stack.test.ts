@@ -1108,7 +1108,7 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
       const text = await response.text();
       expect(text).toMatch(/signet_partition_sign_duration_seconds_count\{purpose="certificate"\} [1-9]/);
       expect(text).toMatch(
-        /signet_database_duration_seconds_count\{operation="certificates\.markIssuedManyWith"\} [1-9]/,
+        /signet_database_duration_seconds_count\{operation="certificates\.storeIssued"\} [1-9]/,
       );
     });
 

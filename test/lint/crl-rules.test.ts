@@ -144,12 +144,18 @@ describe('the CRL linter', () => {
     {
       name: 'crl_v1_with_extensions',
       rule: 'crl-structure',
-      tbs: () => change((s) => void (s.version = null)),
+      tbs: () =>
+        change((s) => {
+          s.version = null;
+        }),
     },
     {
       name: 'crl_issuer_not_ca_subject',
       rule: 'crl-structure',
-      tbs: () => change((s) => void (s.issuer = encodeName([{ type: 'CN', value: 'Someone else' }]))),
+      tbs: () =>
+        change((s) => {
+          s.issuer = encodeName([{ type: 'CN', value: 'Someone else' }]);
+        }),
     },
     {
       name: 'crl_extension_twice',
@@ -165,69 +171,115 @@ describe('the CRL linter', () => {
     {
       name: 'crl_aki_critical',
       rule: 'crl-authority-key-identifier',
-      tbs: () => change((s) => void (s.extensions[0] = { ...aki(), critical: true })),
+      tbs: () =>
+        change((s) => {
+          s.extensions[0] = { ...aki(), critical: true };
+        }),
     },
     {
       name: 'crl_aki_wrong_key',
       rule: 'crl-authority-key-identifier',
-      tbs: () => change((s) => void (s.extensions[0] = aki(new Uint8Array(20).fill(9)))),
+      tbs: () =>
+        change((s) => {
+          s.extensions[0] = aki(new Uint8Array(20).fill(9));
+        }),
     },
     { name: 'crl_no_number', rule: 'crl-number', tbs: () => change((s) => void s.extensions.pop()) },
     {
       name: 'crl_number_critical',
       rule: 'crl-number',
-      tbs: () => change((s) => void (s.extensions[1] = { ...crlNumber(), critical: true })),
+      tbs: () =>
+        change((s) => {
+          s.extensions[1] = { ...crlNumber(), critical: true };
+        }),
     },
     {
       name: 'crl_number_negative',
       rule: 'crl-number',
-      tbs: () => change((s) => void (s.extensions[1] = crlNumber(tlv(0x02, Uint8Array.of(0xff))))),
+      tbs: () =>
+        change((s) => {
+          s.extensions[1] = crlNumber(tlv(0x02, Uint8Array.of(0xff)));
+        }),
     },
     {
       name: 'crl_number_too_long',
       rule: 'crl-number',
-      tbs: () => change((s) => void (s.extensions[1] = crlNumber(integerFromBigInt(1n << 170n)))),
+      tbs: () =>
+        change((s) => {
+          s.extensions[1] = crlNumber(integerFromBigInt(1n << 170n));
+        }),
     },
     {
       name: 'crl_number_not_integer',
       rule: 'crl-number',
-      tbs: () => change((s) => void (s.extensions[1] = crlNumber(NULL_DER))),
+      tbs: () =>
+        change((s) => {
+          s.extensions[1] = crlNumber(NULL_DER);
+        }),
     },
-    { name: 'crl_no_next_update', rule: 'crl-times', tbs: () => change((s) => void (s.nextUpdate = null)) },
+    {
+      name: 'crl_no_next_update',
+      rule: 'crl-times',
+      tbs: () =>
+        change((s) => {
+          s.nextUpdate = null;
+        }),
+    },
     {
       name: 'crl_next_update_before_this_update',
       rule: 'crl-times',
-      tbs: () => change((s) => void (s.nextUpdate = time(new Date('2026-05-01T00:00:00Z')))),
+      tbs: () =>
+        change((s) => {
+          s.nextUpdate = time(new Date('2026-05-01T00:00:00Z'));
+        }),
     },
     {
       name: 'crl_this_update_generalized_before_2050',
       rule: 'crl-times',
-      tbs: () => change((s) => void (s.thisUpdate = tlv(0x18, Buffer.from('20260601120000Z')))),
+      tbs: () =>
+        change((s) => {
+          s.thisUpdate = tlv(0x18, Buffer.from('20260601120000Z'));
+        }),
     },
     {
       name: 'crl_revocation_date_generalized_before_2050',
       rule: 'crl-times',
-      tbs: () => change((s) => void (s.entries[0]!.dateDer = tlv(0x18, Buffer.from('20260530000000Z')))),
+      tbs: () =>
+        change((s) => {
+          s.entries[0]!.dateDer = tlv(0x18, Buffer.from('20260530000000Z'));
+        }),
     },
     {
       name: 'crl_reason_unspecified_present',
       rule: 'crl-reason-codes',
-      tbs: () => change((s) => void (s.entries[0]!.extensions = [reason(0)])),
+      tbs: () =>
+        change((s) => {
+          s.entries[0]!.extensions = [reason(0)];
+        }),
     },
     {
       name: 'crl_reason_certificate_hold',
       rule: 'crl-reason-codes',
-      tbs: () => change((s) => void (s.entries[0]!.extensions = [reason(6)])),
+      tbs: () =>
+        change((s) => {
+          s.entries[0]!.extensions = [reason(6)];
+        }),
     },
     {
       name: 'crl_reason_unassigned_7',
       rule: 'crl-reason-codes',
-      tbs: () => change((s) => void (s.entries[0]!.extensions = [reason(7)])),
+      tbs: () =>
+        change((s) => {
+          s.entries[0]!.extensions = [reason(7)];
+        }),
     },
     {
       name: 'crl_reason_critical',
       rule: 'crl-reason-codes',
-      tbs: () => change((s) => void (s.entries[0]!.extensions = [reason(1, true)])),
+      tbs: () =>
+        change((s) => {
+          s.entries[0]!.extensions = [reason(1, true)];
+        }),
     },
     {
       name: 'crl_idp_not_critical',
