@@ -7,10 +7,12 @@ import type {
 } from '../db/certificates.repository.ts';
 import type { IssuanceUnitOfWork, IssuedCertificateToStore } from '../db/issuance.unit-of-work.ts';
 import { HsmError } from '../hsm/types.ts';
+import { partitionUnavailable } from '../hsm/unavailable.ts';
 import { lintCertificate, MisissuanceError, signCertificate } from '../issuance/token.ts';
 import { createBatcher } from '../lib/batcher.ts';
 import type { Clock } from '../lib/clock.ts';
 import { AppError } from '../lib/errors.ts';
+import { REQUESTER_NOT_BOUND } from '../policy/binding.ts';
 import { evaluate } from '../policy/evaluate.ts';
 import type { PolicyRegistry } from '../policy/registry.ts';
 import type { Evaluation } from '../policy/types.ts';
@@ -99,7 +101,7 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
     input: IssueInput,
     evaluation: Extract<Evaluation, { allowed: false }>,
   ): Promise<never> {
-    const unbound = evaluation.violations.some((v) => v.code === 'policy.requester_not_bound');
+    const unbound = evaluation.violations.some((v) => v.code === REQUESTER_NOT_BOUND);
     await auditLog.submit({
       actor: input.requester.id,
       action: 'certificate.issue',
@@ -109,7 +111,7 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
     });
     if (unbound) {
       throw new AppError(
-        'policy.requester_not_bound',
+        REQUESTER_NOT_BOUND,
         'forbidden',
         `this credential may not use policy ${input.policy}`,
         { violations: evaluation.violations },
@@ -294,8 +296,7 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
 
 function translateSigningError(error: unknown, issuerId: string): Error {
   if (error instanceof MisissuanceError) return error;
-  const hsm = error instanceof HsmError ? error : error instanceof Error ? error.cause : undefined;
-  if (hsm instanceof HsmError && (hsm.rv === 'CKR_DEVICE_REMOVED' || hsm.rv === 'CKR_TOKEN_SEALED')) {
+  if (partitionUnavailable(error)) {
     return new AppError(
       'hsm.unavailable',
       'unavailable',

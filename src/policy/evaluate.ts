@@ -19,6 +19,7 @@ import type {
   SubjectAttribute,
   SubjectAttributeType,
 } from '../x509/types.ts';
+import { isBoundToPolicy, REQUESTER_NOT_BOUND } from './binding.ts';
 import type { PolicyViolationCode } from './codes.ts';
 import { checkDnsName, isStrictlyBelow, isWithin } from './dns.ts';
 import { checkEmail } from './email.ts';
@@ -108,7 +109,7 @@ export function evaluate({ policy, csr, overrides, requester }: EvaluateInput): 
   const decide = (decision: Decision) => decisions.push({ ...decision, value: shorten(decision.value) });
 
   // Who asked.
-  const bound = requester.policies === '*' || requester.policies.includes(policy.name);
+  const bound = isBoundToPolicy(requester.policies, policy.name);
   decide({
     field: 'requester',
     kind: 'requester',
@@ -121,7 +122,7 @@ export function evaluate({ policy, csr, overrides, requester }: EvaluateInput): 
   });
   if (!bound) {
     refuse(
-      'policy.requester_not_bound',
+      REQUESTER_NOT_BOUND,
       'requester',
       requester.id,
       'requester.policies',

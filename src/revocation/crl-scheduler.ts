@@ -1,3 +1,4 @@
+import { partitionUnavailable } from '../hsm/unavailable.ts';
 import type { Clock } from '../lib/clock.ts';
 import { wholeSeconds } from '../lib/clock.ts';
 import { type BuiltCrl, buildCrl } from './crl-builder.ts';
@@ -353,7 +354,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
       await owed?.recordFailure(state.id, SHARD, error).catch((failure) => onError?.(failure, state.id));
       // A key that cannot sign (partition down or sealed) is watched, so that the CRL follows as
       // soon as it can sign again rather than after the retry delay (issue #17).
-      if (signerReady && !(await isSignerReady(state.id))) {
+      if (signerReady && (partitionUnavailable(error) || !(await isSignerReady(state.id)))) {
         state.awaitingSigner = true;
         next = now() + probeMs;
       }

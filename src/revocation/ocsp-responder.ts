@@ -1,6 +1,7 @@
 import { id_pkix_ocsp_nonce, OCSPRequest } from '@peculiar/asn1-ocsp';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import type { Extension } from '@peculiar/asn1-x509';
+import { partitionUnavailable } from '../hsm/unavailable.ts';
 import type { Clock } from '../lib/clock.ts';
 import { wholeSeconds } from '../lib/clock.ts';
 import { readChildrenOf, readTlvAt, TAG, tlvEncoding } from '../x509/der.ts';
@@ -311,14 +312,8 @@ export function createOcspIssuerDirectory(issuers: readonly OcspIssuer[]): OcspI
   };
 }
 
-/** Partition, database or network failures that pass: answered tryLater. */
+/** Database or network failures that pass (the partition's are src/hsm/unavailable.ts's): tryLater. */
 const TRANSIENT_CODES = new Set([
-  'hsm.unavailable',
-  'hsm.sealed',
-  'hsm.not_logged_in',
-  'hsm.session_closed',
-  'hsm.protocol_error',
-  'hsm.device_error',
   'db.unavailable',
   'db.locked',
   'ECONNREFUSED',
@@ -333,6 +328,7 @@ const TRANSIENT_CODES = new Set([
  * an AppError of category unavailable, a driver's SQLSTATE class 08 / 57P0x / 53300, a socket errno).
  */
 export function isTransientFailure(error: unknown): boolean {
+  if (partitionUnavailable(error)) return true;
   let current: unknown = error;
   for (let depth = 0; depth < 6 && current && typeof current === 'object'; depth++) {
     const { code, category, cause } = current as { code?: unknown; category?: unknown; cause?: unknown };

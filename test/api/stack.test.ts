@@ -961,7 +961,7 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
         body: { csr: csrText, policy: 'client-mtls' },
       });
       expect(response.status).toBe(403);
-      expect(body.code).toBe('auth.policy_not_bound');
+      expect(body.code).toBe('policy.requester_not_bound');
       const [last] = (await deps.audit.list({ limit: 1 })).items;
       expect(last).toMatchObject({
         action: 'certificate.issue',
