@@ -7,13 +7,8 @@ import { keyCeremony } from './ceremonies/key.ts';
 import { rootCeremony } from './ceremonies/root.ts';
 import { subordinateCeremony } from './ceremonies/subordinate.ts';
 import { type CeremonyKey, isoNow, Run, requireUser } from './ceremony-run.ts';
-import {
-  type CeremonyConfig,
-  mechanismForKey,
-  transcriptCmsPath,
-  transcriptMarkdownPath,
-  transcriptSignaturePath,
-} from './config.ts';
+import { type CeremonyConfig, mechanismForKey } from './config.ts';
+import { transcriptCmsPath, transcriptMarkdownPath, transcriptSignaturePath } from './config-paths.ts';
 import { CeremonyError } from './errors.ts';
 import type { CaLinter } from './lint.ts';
 import { checkNetwork, type InterfaceProbe } from './network.ts';

@@ -9,11 +9,10 @@ import {
   type CertificateProfile,
   type CrlProfile,
   type CrossProfile,
-  outputPaths,
   parseCeremonyConfig,
-  pathLengthProblems,
-  validityInsideProblems,
 } from './config.ts';
+import { pathLengthProblems, validityInsideProblems } from './config-checks.ts';
+import { outputPaths } from './config-paths.ts';
 import { type ConfigProblem, configInvalid } from './errors.ts';
 import {
   hasKeyUsage,

@@ -1,6 +1,7 @@
-import { generateKeyPair, type KeyObject } from 'node:crypto';
+import { generateKeyPair, type Hash, type KeyObject, type Sign, type SignKeyObjectInput } from 'node:crypto';
 import { KEY_LABEL } from './key-uri.ts';
 import type { KeyAlgorithmSpec } from './mechanisms.ts';
+import type { LoadedKey } from './partition.ts';
 import {
   type CreateKeyRequest,
   HsmError,
@@ -11,6 +12,8 @@ import {
   SIGN_MECHANISMS,
   SIGN_PURPOSES,
   type SignInitRequest,
+  type SignMechanism,
+  type SignPurpose,
 } from './types.ts';
 
 /**
@@ -89,3 +92,20 @@ export function checkSignParams(request: SignInitRequest): void {
 
 export const asBuffer = (data: Uint8Array): Buffer =>
   Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+
+/** An open multi-part signature (C_SignInit ... C_SignFinal) of a session. */
+export interface Stream {
+  key: LoadedKey;
+  mechanism: SignMechanism;
+  purpose: SignPurpose;
+  input: SignKeyObjectInput;
+  /** RSA and ECDSA hash as they go (C_SignUpdate); Ed25519 gathers the message. */
+  signer?: Sign;
+  parts?: Buffer[];
+  length: number;
+  /** SHA-256 of the whole message, for the audit record. */
+  digest: Hash;
+}
+
+/** Longer PINs are refused before hashing. */
+export const MAX_PIN_OCTETS = 256;

@@ -1,13 +1,4 @@
-import {
-  createHash,
-  createSign,
-  type Hash,
-  hash,
-  sign as nodeSign,
-  randomBytes,
-  type Sign,
-  type SignKeyObjectInput,
-} from 'node:crypto';
+import { createHash, createSign, hash, sign as nodeSign, randomBytes } from 'node:crypto';
 import { USER_NAME } from './key-uri.ts';
 import { MECHANISM_SPECS, signingInput } from './mechanisms.ts';
 import type { Access, EmulatedPartition, LoadedKey } from './partition.ts';
@@ -17,6 +8,8 @@ import {
   checkCreateKey,
   checkSignParams,
   copyInfo,
+  MAX_PIN_OCTETS,
+  type Stream,
   toHsmError,
 } from './partition-requests.ts';
 import { mayRawSign, rawSign } from './raw-sign.ts';
@@ -45,22 +38,6 @@ import {
   type UnsealRequest,
   type UserInfo,
 } from './types.ts';
-
-interface Stream {
-  key: LoadedKey;
-  mechanism: SignMechanism;
-  purpose: SignPurpose;
-  input: SignKeyObjectInput;
-  /** RSA and ECDSA hash as they go (C_SignUpdate); Ed25519 gathers the message. */
-  signer?: Sign;
-  parts?: Buffer[];
-  length: number;
-  /** SHA-256 of the whole message, for the audit record. */
-  digest: Hash;
-}
-
-/** Longer PINs are refused before hashing. */
-const MAX_PIN_OCTETS = 256;
 
 /**
  * One client's view of the partition (a PKCS#11 session): its login, its open multi-part
