@@ -49,6 +49,7 @@ export interface CertificateAuthorityOptions {
 /** How many fresh serials an issuance tries before giving up on collisions (2^-136 each: never). */
 const SERIAL_ATTEMPTS = 3;
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a factory: prepare, issue and their batchers share the core's repositories; each closure is short
 export function createCertificateAuthority(options: CertificateAuthorityOptions): CertificateAuthority {
   const { clock, policies, issuers, certificates, audit } = options;
 

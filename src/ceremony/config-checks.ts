@@ -270,6 +270,7 @@ export function transcriptSignerProblems(config: CeremonyConfig): ConfigProblem[
   return [];
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a flat list of independent cross-field checks, one paragraph each, in the order of the file
 export function crossFieldProblems(config: CeremonyConfig): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   switch (config['ceremony-type']) {

@@ -172,6 +172,7 @@ export async function runCeremony(
   }
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the transcript's closing steps in their one order (sign, write JSON, Markdown, signatures)
 async function finishTranscript(
   run: Run,
   defaultLabel: string | undefined,

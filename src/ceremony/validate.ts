@@ -69,6 +69,7 @@ export interface ValidatedCeremony {
   inputs: CeremonyInputs;
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the validation steps in the order the ceremony will meet them, each announced
 export async function validateCeremony({
   text,
   file,

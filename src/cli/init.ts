@@ -62,6 +62,7 @@ async function writeSecret(file: string, content: string): Promise<void> {
   await chmod(file, 0o600);
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a straight line of init steps in the order they must happen (each writes what the next reads)
 export async function initDataDir(options: InitOptions): Promise<InitResult> {
   const { dataDir, publicUrl } = options;
   const clock = options.clock ?? systemClock;

@@ -71,6 +71,7 @@ export interface RuntimeObservers {
   database?(operation: string, seconds: number): void;
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the wiring: open each part in dependency order, registering its closer
 export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime> {
   const { dataDir, logger } = options;
   const clock = options.clock ?? systemClock;

@@ -24,6 +24,7 @@ export interface EvaluateInput {
   overrides?: RequestOverrides;
   requester: Requester;
 }
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the evaluation in its documented order (requester, key, names, subject, extensions, validity); each step is a call
 export function evaluate({ policy, csr, overrides, requester }: EvaluateInput): Evaluation {
   const violations: Violation[] = [];
   const decisions: Decision[] = [];

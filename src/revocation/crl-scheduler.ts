@@ -165,6 +165,7 @@ export function needsCrl(
   return !current || current.thisUpdate.getTime() <= issuer.lastCertificateExpiry.getTime();
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a factory: its closures share the per-issuer schedule state; each is short
 export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
   const {
     issuers,

@@ -361,6 +361,7 @@ interface PreparedIssuer {
   certs: Uint8Array | undefined;
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a factory: its closures share the prepared issuers and the cache; each is short
 export function createOcspResponder(options: OcspResponderOptions): OcspResponder {
   const {
     status,

@@ -88,6 +88,7 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$/;
  * Verifies the JWS and its payload against the certificate it names. Does not spend the jti and
  * does not revoke: `createRevokeByKey` does both.
  */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the RFC 8555 §7.6 checks of a key-signed revocation in their order, each a few lines
 export async function verifyKeyRevocation(
   jws: unknown,
   { certificates, clock }: Pick<RevokeByKeyDeps, 'certificates' | 'clock'>,

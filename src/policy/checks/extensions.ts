@@ -9,6 +9,7 @@ import type { Decide, Refuse } from './shared.ts';
 
 export const CA_REQUESTED =
   'The CSR asks for a CA certificate (basicConstraints CA:TRUE); policies issue end-entity certificates.';
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a flat list of independent checks, one per extension the CSR may request
 export function checkExtensions(
   policy: Policy,
   csr: ParsedCsr,

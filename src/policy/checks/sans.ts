@@ -15,6 +15,7 @@ export const TYPE_NAME: Record<SanType, string> = {
   email: 'email address',
   uri: 'URI',
 };
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: one pass over the requested names, deciding and recording each in the same loop
 export function checkSans(
   policy: Policy,
   requested: readonly San[],

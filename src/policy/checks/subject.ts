@@ -23,6 +23,7 @@ export const SUBJECT_ORDER: SubjectAttributeType[] = [
   'CN',
   'emailAddress',
 ];
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a flat list of independent checks, one per subject attribute rule
 export function checkSubject(
   policy: Policy,
   requested: readonly SubjectAttribute[],
