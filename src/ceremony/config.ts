@@ -1,5 +1,6 @@
 import { isAlias, isNode, parseDocument, visit } from 'yaml';
 import { z } from 'zod';
+import { KEY_USAGE_NAMES } from '../lib/key-usage.ts';
 import { REVOCATION_REASONS } from '../lib/revocation-reasons.ts';
 import { parseCidr } from '../x509/name-constraints.ts';
 import { crossFieldProblems } from './config-checks.ts';
@@ -22,16 +23,6 @@ export const CEREMONY_TYPES = [
 ] as const;
 
 export type CeremonyType = (typeof CEREMONY_TYPES)[number];
-
-const KEY_USAGE_NAMES = [
-  'digitalSignature',
-  'nonRepudiation',
-  'keyEncipherment',
-  'dataEncipherment',
-  'keyAgreement',
-  'keyCertSign',
-  'cRLSign',
-] as const;
 
 export type ProfileKeyUsage = (typeof KEY_USAGE_NAMES)[number];
 

@@ -1,5 +1,5 @@
+import { canonicalJson } from '../lib/canonical-json.ts';
 import type { Clock } from '../lib/clock.ts';
-import { canonicalJson } from './canonical-json.ts';
 import type { NetworkObservation } from './network.ts';
 import type { WrittenOutput } from './outputs.ts';
 

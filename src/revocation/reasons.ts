@@ -14,10 +14,6 @@ import {
 
 export { isRevocationReason, REASON_CODES, REVOCATION_REASONS, type RevocationReason };
 
-const REASON_BY_CODE = new Map<number, RevocationReason>(
-  REVOCATION_REASONS.map((reason) => [REASON_CODES[reason], reason]),
-);
-
 const REFUSED: Readonly<Record<string, string>> = {
   certificateHold:
     'certificateHold is not supported: Signet revocations are permanent and a hold could be lifted ' +
@@ -68,10 +64,3 @@ export function parseRevocationReason(value: unknown): RevocationReason {
 }
 
 export const reasonCode = (reason: RevocationReason): number => REASON_CODES[reason];
-
-/** For reading stored or received codes; throws a plain Error for codes Signet never writes. */
-export function reasonFromCode(code: number): RevocationReason {
-  const reason = REASON_BY_CODE.get(code);
-  if (reason === undefined) throw new Error(`CRLReason code ${code} is not a supported revocation reason`);
-  return reason;
-}

@@ -5,7 +5,7 @@ import { AppError } from '../lib/errors.ts';
 import { readCertificateSpki } from './issuer.ts';
 import { parseRevocationReason, type RevocationReason } from './reasons.ts';
 import type { RevokeResult, RevokeUseCase } from './revoke.usecase.ts';
-import { normalizeSerial } from './serial.ts';
+import { parseRevocationSerial } from './serial.ts';
 
 /**
  * Revocation by proof of possession of the certified key (issue #12; the same idea as ACME's
@@ -163,7 +163,7 @@ export async function verifyKeyRevocation(
   }
   if (reason === undefined) throw refuse('payload_invalid', 'the payload must carry "reason"');
   const parsedReason = parseRevocationReason(reason);
-  const canonical = normalizeSerial(serial);
+  const canonical = parseRevocationSerial(serial);
 
   const now = clock.now().getTime();
   if (Math.abs(now - iat * 1000) > IAT_WINDOW_MS) {

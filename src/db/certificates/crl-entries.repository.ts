@@ -17,6 +17,7 @@ export interface CrlEntriesRepository {
     options?: CrlListOptions & { pageSize?: number },
   ): AsyncGenerator<CrlEntry>;
   /** Revocations made or changed after `since` (a delta CRL's content), oldest change first. */
+  // TODO(#28): built and tested, not yet called: delta CRLs (CRLs at scale) read it.
   streamRevocationChangesSince(
     issuerId: string,
     since: Date,
