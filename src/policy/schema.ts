@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { parseDuration } from '../lib/duration.ts';
 import { KEY_USAGE_NAMES } from '../lib/key-usage.ts';
-import type { KeyUsageName, SubjectAttributeType } from '../x509/types.ts';
+import type { SubjectAttributeType } from '../x509/types.ts';
 
 export const SUBJECT_ATTRIBUTE_TYPES = [
   'CN',
