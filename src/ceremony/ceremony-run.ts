@@ -16,7 +16,7 @@ import {
 import { createPartitionCrypto, getCryptoKey } from '../hsm/webcrypto.ts';
 import { MisissuanceError, signCertificate } from '../issuance/token.ts';
 import type { Clock } from '../lib/clock.ts';
-import type { IssuerContext } from '../x509/issuer.ts';
+import { createIssuerContext, type IssuerContext } from '../x509/issuer.ts';
 import { spkiSha256 } from '../x509/keys.ts';
 import { certificateToPem, crlToPem, PEM_LABEL, toPem } from '../x509/pem.ts';
 import { buildCaTbs, serialFromPartition } from './certificates.ts';
@@ -24,6 +24,7 @@ import {
   type CertificateProfile,
   type CrlProfile,
   type CrossProfile,
+  type IntermediateCeremony,
   type KeyConfig,
   keyAlgorithmOf,
   mechanismForKey,
@@ -32,6 +33,7 @@ import {
 } from './config.ts';
 import { buildCrlTbs, signCrl } from './crl.ts';
 import { CeremonyError } from './errors.ts';
+import { hasKeyUsage, KeyUsageFlags, type LoadedCertificate } from './inputs.ts';
 import { type CaLinter, defaultCaLinter, type LintOutcome } from './lint.ts';
 import type { checkNetwork } from './network.ts';
 import { resolvePath, sha256Hex, type WrittenOutput, writeOutputOnce } from './outputs.ts';
@@ -529,3 +531,26 @@ export const ROOT_PURPOSES: SignPurpose[] = ['certificate', 'crl', 'other'];
 
 export const isoNow = (clock: Clock) =>
   new Date(Math.floor(clock.now().getTime() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+
+/**
+ * For the ceremonies that sign with an existing CA key (intermediate, cross-certificate, CRL):
+ * opens the offline partition with the custodians' shares and finds the issuer's key, checked
+ * against its certificate; that key also signs the transcript unless the configuration names one.
+ */
+export async function openIssuer(
+  run: Run,
+  config: Pick<IntermediateCeremony, 'offline-partition' | 'issuer'>,
+): Promise<{ issuerCert: LoadedCertificate; issuerKey: CeremonyKey; issuer: IssuerContext }> {
+  const issuerCert = run.validated.inputs.issuer!;
+  const offline = await run.openOfflineWithShares(config['offline-partition'], false);
+  const issuerKey = await run.useIssuerKey(
+    offline,
+    config.issuer['key-label'],
+    issuerCert.spki,
+    issuerCert.keyUsage === undefined || hasKeyUsage(issuerCert, KeyUsageFlags.digitalSignature),
+  );
+  run.defaultSigner = issuerKey.info.label;
+  issuerKey.certificates = [issuerCert.der];
+  const issuer = createIssuerContext({ id: issuerKey.info.label, certificate: issuerCert.der });
+  return { issuerCert, issuerKey, issuer };
+}

@@ -1,25 +1,14 @@
 import { encoding } from '../../x509/der.ts';
-import { createIssuerContext, readCertificateFields } from '../../x509/issuer.ts';
-import type { Run } from '../ceremony-run.ts';
+import { readCertificateFields } from '../../x509/issuer.ts';
+import { openIssuer, type Run } from '../ceremony-run.ts';
 import { encodeSubject } from '../certificates.ts';
 import type { CeremonyConfig, CertificateProfile } from '../config.ts';
-import { hasKeyUsage, KeyUsageFlags } from '../inputs.ts';
 
 export async function subordinateCeremony(
   run: Run,
   config: Extract<CeremonyConfig, { 'ceremony-type': 'intermediate' | 'cross-certificate' }>,
 ): Promise<void> {
-  const issuerCert = run.validated.inputs.issuer!;
-  const offline = await run.openOfflineWithShares(config['offline-partition'], false);
-  const issuerKey = await run.useIssuerKey(
-    offline,
-    config.issuer['key-label'],
-    issuerCert.spki,
-    issuerCert.keyUsage === undefined || hasKeyUsage(issuerCert, KeyUsageFlags.digitalSignature),
-  );
-  run.defaultSigner = issuerKey.info.label;
-  issuerKey.certificates = [issuerCert.der];
-  const issuer = createIssuerContext({ id: issuerKey.info.label, certificate: issuerCert.der });
+  const { issuerCert, issuerKey, issuer } = await openIssuer(run, config);
   const profile = config['certificate-profile'];
   if (config['ceremony-type'] === 'intermediate') {
     const subject = run.validated.inputs.subjectKey!;
