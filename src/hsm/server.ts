@@ -1,4 +1,4 @@
-import { chmod, lstat, unlink } from 'node:fs/promises';
+import { lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { z } from 'zod';
 import type { EmulatedPartition, PartitionSession } from './partition.ts';
@@ -30,6 +30,7 @@ import {
   SIGN_PURPOSES,
   type SignRequest,
 } from './types.ts';
+import { listenPrivately } from './unix-socket.ts';
 
 /**
  * The partition's socket server: one PartitionSession per connection, requests answered as they
@@ -198,35 +199,7 @@ export async function startPartitionServer(options: PartitionServerOptions): Pro
   });
   server.maxConnections = options.maxConnections ?? 256;
   server.on('error', (error) => options.log?.(`server error: ${error.message}`));
-  // The socket is created with mode 0600 (umask), not chmod-ed afterwards, so no other user can
-  // connect in between (issue #2 item 1).
-  const previous = process.umask(0o177);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(socketPath, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  } finally {
-    process.umask(previous);
-  }
-  await chmod(socketPath, 0o600);
-  let closing: Promise<void> | undefined;
-  return {
-    socketPath,
-    connectionCount: () => connections.size,
-    close() {
-      closing ??= (async () => {
-        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-        for (const connection of connections) connection.destroy();
-        await stopped;
-        await unlink(socketPath).catch(() => {});
-      })();
-      return closing;
-    },
-  };
+  return listenPrivately(server, socketPath, connections);
 }
 
 /** Removes a socket file left by a partition that died; refuses to touch a live socket or any other file. */
