@@ -1,10 +1,12 @@
 import type { Logger } from 'pino';
+import { createPartitionEabSealer } from '../acme/eab.ts';
 import { type AcmeServer, createAcmeServer } from '../acme/server.ts';
 import type { EventLimiter } from '../acme/types.ts';
 import { createValidationNetwork } from '../acme/validation/network.ts';
 import { createChallengeValidator } from '../acme/validation/validator.ts';
 import { createMemoryAttemptLimiter } from '../api/middleware/rate-limit.ts';
 import { createAcmeRepository } from '../db/acme.repository.ts';
+import { parseKeyUri } from '../hsm/key-uri.ts';
 import { parseDuration } from '../lib/duration.ts';
 import type { Runtime } from './runtime.ts';
 
@@ -31,6 +33,7 @@ export function createAcmeFromConfig({
     denyNetworks: acme.validation.denyNetworks,
   });
   const validationTimeoutMs = ms(acme.validation.timeout);
+  const eabPartition = runtime.partitions.get(parseKeyUri(acme.eabKey).partition ?? '');
   return createAcmeServer({
     clock,
     logger: logger.child({ component: 'acme' }),
@@ -42,6 +45,9 @@ export function createAcmeFromConfig({
     certificates: runtime.repositories.certificates,
     ...(runtime.revocation ? { revoker: runtime.revocation.revoke } : {}),
     audit: runtime.repositories.audit,
+    ...(eabPartition
+      ? { eabSealer: createPartitionEabSealer({ partition: eabPartition, keyUri: acme.eabKey }) }
+      : {}),
     validator: createChallengeValidator({
       network,
       httpPort: acme.validation.httpPort,

@@ -6,12 +6,13 @@
  * 127.0.0.1 and TXT records come from a map the test fills (the configurable resolver itself is
  * tested against pebble-challtestsrv in validation.test.ts).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Hono } from 'hono';
+import { createPartitionEabSealer } from '../../src/acme/eab.ts';
 import { type AcmeServer, createAcmeServer } from '../../src/acme/server.ts';
-import type { AcmeServerOptions } from '../../src/acme/types.ts';
+import type { AcmeDirectoryConfig, AcmeServerOptions } from '../../src/acme/types.ts';
 import { createValidationNetwork, type ValidationNetwork } from '../../src/acme/validation/network.ts';
 import { createChallengeValidator } from '../../src/acme/validation/validator.ts';
 import { createApp } from '../../src/api/app.ts';
@@ -32,6 +33,7 @@ import {
 } from '../helpers/acme-responders.ts';
 
 export const PUBLIC_URL = 'http://127.0.0.1:8080';
+const REPO = path.resolve(import.meta.dirname, '../..');
 export const DIRECTORY_URL = `${PUBLIC_URL}/acme/dev/directory`;
 
 /** Every name resolves to 127.0.0.1 unless listed; TXT records from `txt`. */
@@ -55,6 +57,8 @@ export interface AcmeService {
   app: Hono<ApiEnv>;
   acme: AcmeServer;
   rootPem: string;
+  /** The admin API key `signet init` wrote. */
+  adminKey: string;
   http01: Awaited<ReturnType<typeof startHttp01Responder>>;
   tlsAlpn: TlsAlpnResponder;
   txt: Map<string, string[]>;
@@ -70,12 +74,28 @@ export interface AcmeServiceOptions {
   clock?: Clock;
   /** Where the http-01 and tls-alpn-01 responders listen (default 127.0.0.1; '::' for every address). */
   respondOn?: string;
+  /** Policy files (name -> YAML) written to the data folder before the service starts. */
+  policies?: Record<string, string>;
+  /** The directories served, instead of signet.yaml's (`dev` on web-server). */
+  directories?: AcmeDirectoryConfig[];
+  ordersPageSize?: number;
+}
+
+/** web-server with a 7-day validity and its own description: a second policy to offer as a profile. */
+export function shortLivedPolicy(): string {
+  return readFileSync(path.join(REPO, 'policies', 'web-server.yaml'), 'utf8')
+    .replace(/^description: .*$/m, 'description: Seven-day TLS server certificates.')
+    .replace(/default: P90D/, 'default: P7D')
+    .replace(/max: P397D/, 'max: P7D');
 }
 
 export async function startAcmeService(options: AcmeServiceOptions = {}): Promise<AcmeService> {
   const dir = mkdtempSync(path.join(tmpdir(), 'signet-acme-'));
   const dataDir = path.join(dir, 'data');
   const init = await initDataDir({ dataDir, port: 0, publicUrl: PUBLIC_URL, log: () => {} });
+  for (const [name, yaml] of Object.entries(options.policies ?? {})) {
+    writeFileSync(path.join(dataDir, 'policies', `${name}.yaml`), yaml);
+  }
   const logger = createLogger({ level: 'silent' });
   const runtime = await openRuntime({ dataDir, logger, revocation: true });
   const http01 = await startHttp01Responder(options.respondOn);
@@ -89,13 +109,17 @@ export async function startAcmeService(options: AcmeServiceOptions = {}): Promis
       clock,
       logger,
       publicUrl: PUBLIC_URL,
-      directories: runtime.config.acme.directories,
+      directories: options.directories ?? runtime.config.acme.directories,
       repository: createAcmeRepository({ db: runtime.database.db, clock }),
       ca: runtime.ca,
       policies: runtime.policies,
       certificates: runtime.repositories.certificates,
       revoker: runtime.revocation!.revoke,
       audit: runtime.repositories.audit,
+      eabSealer: createPartitionEabSealer({
+        partition: runtime.partitions.get('issuing')!,
+        keyUri: runtime.config.acme.eabKey,
+      }),
       validator: createChallengeValidator({
         network,
         httpPort: http01.port,
@@ -112,6 +136,7 @@ export async function startAcmeService(options: AcmeServiceOptions = {}): Promis
       authorizationLifetimeMs: 30 * 86_400_000,
       validationConcurrency: 4,
       validationTimeoutMs: 5000,
+      ...(options.ordersPageSize ? { ordersPageSize: options.ordersPageSize } : {}),
       ...overrides,
     });
     const deps: AppDeps = {
@@ -140,6 +165,7 @@ export async function startAcmeService(options: AcmeServiceOptions = {}): Promis
     app: main.app,
     acme: main.acme,
     rootPem: readFileSync(init.rootCertificateFile, 'utf8'),
+    adminKey: readFileSync(path.join(dataDir, 'secrets', 'admin-api-key'), 'utf8').trim(),
     http01,
     tlsAlpn,
     txt,
