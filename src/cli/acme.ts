@@ -53,6 +53,7 @@ export function createAcmeFromConfig({
       httpPort: acme.validation.httpPort,
       tlsPort: acme.validation.tlsPort,
       timeoutMs: validationTimeoutMs,
+      caaIdentities: acme.caaIdentities,
     }),
     limits: {
       newAccounts: createMemoryAttemptLimiter({ perMinute: acme.rateLimit.newAccountsPerMinute, clock }),

@@ -13,6 +13,7 @@ import type { Hono } from 'hono';
 import { createPartitionEabSealer } from '../../src/acme/eab.ts';
 import { type AcmeServer, createAcmeServer } from '../../src/acme/server.ts';
 import type { AcmeDirectoryConfig, AcmeServerOptions } from '../../src/acme/types.ts';
+import type { CaaRecord } from '../../src/acme/validation/caa.ts';
 import { createValidationNetwork, type ValidationNetwork } from '../../src/acme/validation/network.ts';
 import { createChallengeValidator } from '../../src/acme/validation/validator.ts';
 import { createApp } from '../../src/api/app.ts';
@@ -38,17 +39,23 @@ export const DIRECTORY_URL = `${PUBLIC_URL}/acme/dev/directory`;
 
 /** Every name resolves to 127.0.0.1 unless listed; TXT records from `txt`. */
 export function testNetwork(
-  overrides: { addresses?: Map<string, string[]>; txt?: Map<string, string[]> } = {},
+  overrides: {
+    addresses?: Map<string, string[]>;
+    txt?: Map<string, string[]>;
+    caa?: Map<string, CaaRecord[]>;
+  } = {},
 ) {
   const real = createValidationNetwork({ denyNetworks: DEFAULT_ACME_DENY_NETWORKS });
   const addresses = overrides.addresses ?? new Map<string, string[]>();
   const txt = overrides.txt ?? new Map<string, string[]>();
+  const caa = overrides.caa ?? new Map<string, CaaRecord[]>();
   const network: ValidationNetwork = {
     addresses: async (name) => addresses.get(name) ?? ['127.0.0.1'],
     txt: async (name) => txt.get(name) ?? [],
+    caa: async (name) => caa.get(name) ?? [],
     denied: (address) => real.denied(address),
   };
-  return { network, addresses, txt };
+  return { network, addresses, txt, caa };
 }
 
 export interface AcmeService {
@@ -62,6 +69,8 @@ export interface AcmeService {
   http01: Awaited<ReturnType<typeof startHttp01Responder>>;
   tlsAlpn: TlsAlpnResponder;
   txt: Map<string, string[]>;
+  /** CAA records by exact name. */
+  caa: Map<string, CaaRecord[]>;
   addresses: Map<string, string[]>;
   /** fetch through app.request, from the given client address. */
   fetchFrom(address: string): Fetch;
@@ -79,6 +88,8 @@ export interface AcmeServiceOptions {
   /** The directories served, instead of signet.yaml's (`dev` on web-server). */
   directories?: AcmeDirectoryConfig[];
   ordersPageSize?: number;
+  /** acme.caaIdentities (default none: CAA unchecked). */
+  caaIdentities?: string[];
 }
 
 /** web-server with a 7-day validity and its own description: a second policy to offer as a profile. */
@@ -100,7 +111,7 @@ export async function startAcmeService(options: AcmeServiceOptions = {}): Promis
   const runtime = await openRuntime({ dataDir, logger, revocation: true });
   const http01 = await startHttp01Responder(options.respondOn);
   const tlsAlpn = await startTlsAlpnResponder(options.respondOn);
-  const { network, txt, addresses } = testNetwork();
+  const { network, txt, addresses, caa } = testNetwork();
 
   const build = (overrides: Partial<AcmeServerOptions> = {}) => {
     const clock = overrides.clock ?? options.clock ?? runtime.clock;
@@ -125,6 +136,7 @@ export async function startAcmeService(options: AcmeServiceOptions = {}): Promis
         httpPort: http01.port,
         tlsPort: tlsAlpn.port,
         timeoutMs: 5000,
+        caaIdentities: options.caaIdentities ?? [],
       }),
       limits: {
         newAccounts: createMemoryAttemptLimiter({ perMinute: 5, clock }),
@@ -169,6 +181,7 @@ export async function startAcmeService(options: AcmeServiceOptions = {}): Promis
     http01,
     tlsAlpn,
     txt,
+    caa,
     addresses,
     fetchFrom: (address) => async (url, init) =>
       main.app.request(url, init, { incoming: { socket: { remoteAddress: address } } }),

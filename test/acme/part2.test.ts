@@ -117,6 +117,7 @@ describe('ACME part 2 on the real service', () => {
         },
       ],
       ordersPageSize: 2,
+      caaIdentities: ['ca.example.net'],
     });
   }, 180_000);
 
@@ -353,6 +354,45 @@ describe('ACME part 2 on the real service', () => {
         replaces: id,
       });
       expect(foreign.status).toBe(403);
+    });
+  });
+
+  describe('CAA at validation time (RFC 8659, RFC 8657)', () => {
+    it('fails the challenge with caa when the records name another CA, and passes for this account only with accounturi', async () => {
+      const c = await account();
+      service.caa.set('caa-refused.example.com', [{ critical: 0, tag: 'issue', value: 'other.example.org' }]);
+      service.caa.set('caa-mine.example.com', [
+        {
+          critical: 0,
+          tag: 'issue',
+          value: `ca.example.net; accounturi=${c.kid}; validationmethods=http-01`,
+        },
+      ]);
+      const refused = await c.post(c.directory.newOrder!, {
+        identifiers: [{ type: 'dns', value: 'caa-refused.example.com' }],
+      });
+      const authzUrl = refused.body.authorizations[0];
+      const authz = await c.post(authzUrl, '');
+      const challenge = authz.body.challenges.find((ch: { type: string }) => ch.type === 'http-01');
+      service.http01.answers.set(challenge.token, c.keyAuthorization(challenge.token));
+      await c.post(challenge.url, {});
+      await service.acme.idle();
+      const done = await c.poll(authzUrl, (b) => b.status !== 'pending');
+      expect(done.body.status).toBe('invalid');
+      expect(done.body.challenges[0].error.type).toBe('urn:ietf:params:acme:error:caa');
+
+      await readyOrder(c, ['caa-mine.example.com']);
+      const stranger = await account();
+      const order = await stranger.post(stranger.directory.newOrder!, {
+        identifiers: [{ type: 'dns', value: 'caa-mine.example.com' }],
+      });
+      const strangerAuthz = await stranger.post(order.body.authorizations[0], '');
+      const ch = strangerAuthz.body.challenges.find((x: { type: string }) => x.type === 'http-01');
+      service.http01.answers.set(ch.token, stranger.keyAuthorization(ch.token));
+      await stranger.post(ch.url, {});
+      await service.acme.idle();
+      const theirs = await stranger.poll(order.body.authorizations[0], (b) => b.status !== 'pending');
+      expect(theirs.body.status).toBe('invalid');
     });
   });
 
