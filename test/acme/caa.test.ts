@@ -153,7 +153,12 @@ describe('CAA (RFC 8659, RFC 8657)', () => {
   it('climbs label by label and stops at the first non-empty set', async () => {
     const asked: string[] = [];
     const found = await relevantCaaSet(
-      { caa: async (name) => (asked.push(name), name === 'example.com' ? [issue('x.example')] : []) },
+      {
+        caa: async (name) => {
+          asked.push(name);
+          return name === 'example.com' ? [issue('x.example')] : [];
+        },
+      },
       'a.b.example.com',
     );
     expect(asked).toEqual(['a.b.example.com', 'b.example.com', 'example.com']);
