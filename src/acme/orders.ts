@@ -6,6 +6,7 @@ import { evaluateNames } from '../policy/evaluate.ts';
 import type { Violation } from '../policy/types.ts';
 import { parseCsr } from '../x509/csr.ts';
 import type { ParsedCsr, San } from '../x509/types.ts';
+import { alternatesOf } from './chains.ts';
 import { type AcmeCall, type AcmeContext, accountOf, actorOf, authenticate, json } from './context.ts';
 import { offeredPolicies } from './eab.ts';
 import { type AcmeIdentifier, type AcmeSubproblem, acmeError } from './errors.ts';
@@ -478,11 +479,15 @@ function issuanceProblem(error: unknown, order: AcmeOrderRecord) {
   return acmeError('serverInternal', 'the certificate could not be issued', { cause: error });
 }
 
-/** The certificate chain (RFC 8555 §7.4.2), for the account that ordered it. */
+/**
+ * The certificate chain (RFC 8555 §7.4.2), for the account that ordered it: the default one, or
+ * the alternate `index` (1, 2, ...), each answer naming the others with `Link: rel="alternate"`.
+ */
 export async function getCertificate(
   ctx: AcmeContext,
   call: AcmeCall,
   serial: string,
+  index?: string,
 ): Promise<AcmeResponse> {
   const account = accountOf(await authenticate(ctx, call, 'kid'));
   const order = /^[0-9a-f]{1,42}$/.test(serial)
@@ -492,10 +497,21 @@ export async function getCertificate(
     throw acmeError('malformed', `there is no certificate ${serial.slice(0, 64)} here`, { status: 404 });
   if (order.accountId !== account.id)
     throw acmeError('unauthorized', 'this certificate was ordered by another account');
+  const chains = [
+    order.certificateChain,
+    ...alternatesOf(order.certificateChain, ctx.options.alternateChains ?? []),
+  ];
+  const chosen = index === undefined ? 0 : /^[1-9]\d{0,2}$/.test(index) ? Number(index) : -1;
+  if (chosen < 0 || chosen >= chains.length) {
+    throw acmeError('malformed', `certificate ${serial} has no alternate chain ${index}`, { status: 404 });
+  }
+  const url = call.urls.certificate(serial);
   return {
     status: 200,
     headers: { 'content-type': 'application/pem-certificate-chain' },
-    links: [],
-    body: order.certificateChain,
+    links: chains.flatMap((_, i) =>
+      i === chosen ? [] : [`<${i === 0 ? url : `${url}/${i}`}>;rel="alternate"`],
+    ),
+    body: chains[chosen],
   };
 }

@@ -63,6 +63,7 @@ const ROUTES: Route[] = [
   { pattern: ['authz', ':id'], methods: { POST: getAuthorization } },
   { pattern: ['chall', ':id'], methods: { POST: postChallenge } },
   { pattern: ['cert', ':id'], methods: { POST: getCertificate } },
+  { pattern: ['cert', ':id', ':id'], methods: { POST: getCertificate } },
   { pattern: ['revoke-cert'], methods: { POST: revokeCert } },
   { pattern: ['key-change'], methods: { POST: keyChange } },
   { pattern: ['account', ':id', 'orders'], methods: { POST: listOrders } },

@@ -4,6 +4,7 @@ import type { AuditEventInput } from '../db/audit.repository.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { RevocationReason } from '../lib/revocation-reasons.ts';
 import type { Policy } from '../policy/types.ts';
+import type { AlternateChain } from './chains.ts';
 import type { ChallengeType, ChallengeValidator } from './validation/validator.ts';
 
 /**
@@ -98,6 +99,8 @@ export interface AcmeServerOptions {
   validationConcurrency: number;
   /** acme.validation.timeout: also how long a node holds a challenge it validates. */
   validationTimeoutMs: number;
+  /** Cross-signed chains offered beside the default one (acme.alternateChains, chains.ts). */
+  alternateChains?: AlternateChain[];
   /** Orders per page of an account's orders list (default 100). */
   ordersPageSize?: number;
   /** How often expiry and abandoned validations are swept (default one minute). */

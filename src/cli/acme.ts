@@ -1,10 +1,13 @@
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { parseAlternateChain } from '../acme/chains.ts';
 import { createPartitionEabSealer } from '../acme/eab.ts';
 import { type AcmeServer, createAcmeServer } from '../acme/server.ts';
 import type { EventLimiter } from '../acme/types.ts';
 import { createValidationNetwork } from '../acme/validation/network.ts';
 import { createChallengeValidator } from '../acme/validation/validator.ts';
 import { createMemoryAttemptLimiter } from '../api/middleware/rate-limit.ts';
+import { resolveIn } from '../config/config.ts';
 import { createAcmeRepository } from '../db/acme.repository.ts';
 import { parseKeyUri } from '../hsm/key-uri.ts';
 import { parseDuration } from '../lib/duration.ts';
@@ -60,6 +63,12 @@ export function createAcmeFromConfig({
       newOrders: createMemoryAttemptLimiter({ perMinute: acme.rateLimit.newOrdersPerMinute, clock }),
       failedAuth,
     },
+    alternateChains: acme.alternateChains.map((file) =>
+      parseAlternateChain(
+        readFileSync(resolveIn(runtime.dataDir, file), 'utf8'),
+        `acme.alternateChains ${file}`,
+      ),
+    ),
     nonceLifetimeMs: ms(acme.nonceLifetime),
     orderLifetimeMs: ms(acme.orderLifetime),
     authorizationLifetimeMs: ms(acme.authorizationLifetime),

@@ -138,6 +138,12 @@ const acmeSchema = z
         }),
       )
       .default([]),
+    /**
+     * PEM files, each a cross-signed certificate of one of this CA's issuers followed by the
+     * certificates above it: offered as alternate chains (RFC 8555 §7.4.2) for what that issuer
+     * signs. Relative to the data folder.
+     */
+    alternateChains: z.array(z.string().min(1)).default([]),
     /** How long a nonce from newNonce or Replay-Nonce stays usable (once). */
     nonceLifetime: fixedDuration.default('PT10M'),
     /** How long a new order (and its pending authorisations) may take to become valid. */

@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Hono } from 'hono';
+import type { AlternateChain } from '../../src/acme/chains.ts';
 import { createPartitionEabSealer } from '../../src/acme/eab.ts';
 import { type AcmeServer, createAcmeServer } from '../../src/acme/server.ts';
 import type { AcmeDirectoryConfig, AcmeServerOptions } from '../../src/acme/types.ts';
@@ -88,6 +89,8 @@ export interface AcmeServiceOptions {
   /** The directories served, instead of signet.yaml's (`dev` on web-server). */
   directories?: AcmeDirectoryConfig[];
   ordersPageSize?: number;
+  /** Alternate chains, read at each request: a test may fill the array once the service runs. */
+  alternateChains?: AlternateChain[];
   /** acme.caaIdentities (default none: CAA unchecked). */
   caaIdentities?: string[];
 }
@@ -149,6 +152,7 @@ export async function startAcmeService(options: AcmeServiceOptions = {}): Promis
       validationConcurrency: 4,
       validationTimeoutMs: 5000,
       ...(options.ordersPageSize ? { ordersPageSize: options.ordersPageSize } : {}),
+      ...(options.alternateChains ? { alternateChains: options.alternateChains } : {}),
       ...overrides,
     });
     const deps: AppDeps = {
@@ -198,4 +202,53 @@ export async function startAcmeService(options: AcmeServiceOptions = {}): Promis
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A cross-signed certificate of `issuerDer` (same subject and key) under a new self-signed root
+ * of another CA: answers that root and the cross certificate, PEM.
+ */
+export async function crossSign(issuerDer: Uint8Array): Promise<{ rootPem: string; crossPem: string }> {
+  const x509 = await import('@peculiar/x509');
+  const { webcrypto } = await import('node:crypto');
+  x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  const issuer = new x509.X509Certificate(issuerDer);
+  const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const keys = (await webcrypto.subtle.generateKey(algorithm, false, [
+    'sign',
+    'verify',
+  ])) as import('node:crypto').webcrypto.CryptoKeyPair;
+  const now = Date.now();
+  const root = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: '0a01',
+    name: 'CN=Other Root CA, O=Example Org',
+    notBefore: new Date(now - 3_600_000),
+    notAfter: new Date(now + 365 * 86_400_000),
+    keys,
+    signingAlgorithm: algorithm,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const cross = await x509.X509CertificateGenerator.create({
+    serialNumber: '0a02',
+    subject: issuer.subjectName,
+    issuer: root.subjectName,
+    notBefore: new Date(now - 3_600_000),
+    notAfter: new Date(now + 300 * 86_400_000),
+    publicKey: issuer.publicKey,
+    signingKey: keys.privateKey,
+    signingAlgorithm: algorithm,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      // The issuer's own key identifier, which its leaves name in their AKI (RFC 5280 §4.2.1.1).
+      issuer.getExtension('2.5.29.14')!,
+      await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const pem = (c: { toString(format: 'pem'): string }) => `${c.toString('pem')}\n`;
+  return { rootPem: pem(root), crossPem: pem(cross) };
 }

@@ -1,9 +1,11 @@
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AlternateChain, parseAlternateChain } from '../../src/acme/chains.ts';
 import { encodeName } from '../../src/x509/names.ts';
 import { AcmeClient, type AcmeKey, eabBinding, newAcmeKey, signedJws } from '../helpers/acme-client.ts';
+import { hasTool } from '../helpers/tools.ts';
 import { generateTestKey, handCsr, sanExtension } from '../x509/fixtures.ts';
-import { type AcmeService, PUBLIC_URL, shortLivedPolicy, startAcmeService } from './helpers.ts';
+import { type AcmeService, crossSign, PUBLIC_URL, shortLivedPolicy, startAcmeService } from './helpers.ts';
 
 /**
  * ACME part 2 (issue #31) through the real service, with hand-made JWS requests (the Debian
@@ -14,6 +16,7 @@ import { type AcmeService, PUBLIC_URL, shortLivedPolicy, startAcmeService } from
  */
 
 let service: AcmeService;
+const alternateChains: AlternateChain[] = [];
 let addressCounter = 0;
 const nextAddress = () => `203.0.113.${++addressCounter}`;
 const DEV = `${PUBLIC_URL}/acme/dev/directory`;
@@ -118,6 +121,7 @@ describe('ACME part 2 on the real service', () => {
       ],
       ordersPageSize: 2,
       caaIdentities: ['ca.example.net'],
+      alternateChains,
     });
   }, 180_000);
 
@@ -447,6 +451,46 @@ describe('ACME part 2 on the real service', () => {
       const twice = await c.post(authz, { status: 'deactivated' });
       expect(twice.status).toBe(400);
       expect((await c.post(authz, { status: 'valid' })).status).toBe(400);
+    });
+
+    it('offers the cross-signed chain as an alternate (Link rel="alternate"), which verifies to the other root', async () => {
+      const issuer = await service.runtime.repositories.issuers.get('dev-intermediate');
+      const { rootPem, crossPem } = await crossSign(issuer!.certificateDer);
+      alternateChains.push(parseAlternateChain(crossPem, 'test'));
+      try {
+        const c = await account();
+        const { order, chain } = await issue(c, ['cross.example.com']);
+        const url = order.certificate as string;
+        expect(chain.response.headers.get('link')).toContain(`<${url}/1>;rel="alternate"`);
+        const alternate = await c.post(`${url}/1`, '');
+        expect(alternate.status).toBe(200);
+        expect(alternate.response.headers.get('link')).toContain(`<${url}>;rel="alternate"`);
+        const pems = (alternate.body as string).match(
+          /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/g,
+        )!;
+        expect(pems).toHaveLength(2);
+        expect(pems[1]).toBe(crossPem);
+        expect((await c.post(`${url}/2`, '')).status).toBe(404);
+        if (hasTool('openssl', ['version'])) {
+          const { writeFileSync } = await import('node:fs');
+          const { spawnSync } = await import('node:child_process');
+          const path = await import('node:path');
+          const files = ['leaf', 'cross', 'other-root'].map((n) => path.join(service.dir, `${n}.pem`));
+          writeFileSync(files[0]!, pems[0]!);
+          writeFileSync(files[1]!, crossPem);
+          writeFileSync(files[2]!, rootPem);
+          const verify = spawnSync(
+            'openssl',
+            ['verify', '-CAfile', files[2]!, '-untrusted', files[1]!, files[0]!],
+            {
+              encoding: 'utf8',
+            },
+          );
+          expect(`${verify.stdout}${verify.stderr}`).toContain(': OK');
+        }
+      } finally {
+        alternateChains.length = 0;
+      }
     });
 
     it('lists the account orders with Link rel="next" pagination (§7.1.2.1)', async () => {
