@@ -439,6 +439,25 @@ describe('ACME part 2 on the real service', () => {
       expect(wrongOld.status).toBe(400);
     });
 
+    it('answers a processing order with Retry-After (§7.4)', async () => {
+      const c = await account();
+      const order = await c.post(c.directory.newOrder!, {
+        identifiers: [{ type: 'dns', value: 'slow.example.com' }],
+      });
+      const url = order.response.headers.get('location')!;
+      expect(order.response.headers.get('retry-after')).toBeNull();
+      const { acmeOrders } = await import('../../src/db/schema/index.ts');
+      const { eq } = await import('drizzle-orm');
+      // What a finalize in flight on another node leaves: the order processing.
+      await service.runtime.database.db
+        .update(acmeOrders)
+        .set({ status: 'processing' })
+        .where(eq(acmeOrders.id, url.split('/').pop()!));
+      const processing = await c.post(url, '');
+      expect(processing.body.status).toBe('processing');
+      expect(processing.response.headers.get('retry-after')).toBe('1');
+    });
+
     it('deactivates an authorization (§7.5.2), which makes its order invalid', async () => {
       const c = await account();
       const order = await c.post(c.directory.newOrder!, {

@@ -86,22 +86,9 @@ export class AcmeClient {
     if (options.useJwk || options.key || options.both || !this.kid) header.jwk = key.jwk;
     if ((!options.useJwk && !options.key && this.kid) || options.both) header.kid = this.kid;
     Object.assign(header, options.header);
-    const protectedText = base64url.encode(JSON.stringify(header));
-    const payloadText = payload === '' ? '' : base64url.encode(JSON.stringify(payload));
-    // Signed here with node:crypto rather than jose, which refuses to sign what a test must send.
-    const input = Buffer.from(`${protectedText}.${payloadText}`);
-    const signature =
-      key.alg === 'RS256'
-        ? nodeSign('sha256', input, key.privateKey)
-        : nodeSign(key.alg === 'ES256' ? 'sha256' : 'sha384', input, {
-            key: key.privateKey,
-            dsaEncoding: 'ieee-p1363',
-          });
-    return JSON.stringify({
-      protected: protectedText,
-      payload: payloadText,
-      signature: signature.toString('base64url'),
-    });
+    return JSON.stringify(
+      flattenedJws(key, header, payload === '' ? '' : base64url.encode(JSON.stringify(payload))),
+    );
   }
 
   async postRaw(url: string, body: string, contentType = 'application/jose+json'): Promise<AcmeAnswer> {
@@ -165,8 +152,19 @@ export function signedJws(
   header: Record<string, unknown>,
   payload: unknown,
 ): Record<string, string> {
-  const protectedText = base64url.encode(JSON.stringify({ alg: key.alg, ...header }));
-  const payloadText = base64url.encode(JSON.stringify(payload));
+  return flattenedJws(key, { alg: key.alg, ...header }, base64url.encode(JSON.stringify(payload)));
+}
+
+/**
+ * A flattened JWS with exactly `header`, signed here with node:crypto rather than jose, which
+ * refuses to sign what a test must send.
+ */
+function flattenedJws(
+  key: AcmeKey,
+  header: Record<string, unknown>,
+  payloadText: string,
+): Record<string, string> {
+  const protectedText = base64url.encode(JSON.stringify(header));
   const input = Buffer.from(`${protectedText}.${payloadText}`);
   const signature =
     key.alg === 'RS256'

@@ -2,6 +2,7 @@ import { type Context, Hono, type MiddlewareHandler } from 'hono';
 import type { AcmeServer } from '../../acme/server.ts';
 import type { AcmeResponse } from '../../acme/types.ts';
 import { parseDuration } from '../../lib/duration.ts';
+import { AppError } from '../../lib/errors.ts';
 import { addressKey, clientAddress } from '../client-address.ts';
 import type { ApiEnv } from '../env.ts';
 import { apiErrors } from '../errors.ts';
@@ -49,9 +50,9 @@ export function acmeErrors(acme: AcmeServer): MiddlewareHandler<ApiEnv> {
 export function acmeRoutes({ deps, guard }: RouteContext): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
   const acme = deps.acme;
-  if (!acme) return app;
 
-  // RFC 8555 §7.3.4 keys are made by an admin; the HMAC key is in this answer only.
+  // RFC 8555 §7.3.4 keys are made by an admin; the HMAC key is in this answer only. Without ACME
+  // configured, every directory is unknown.
   app.post('/v1/acme/eab-keys', guard({ action: 'acme.eab.create', roles: ['admin'] }), async (c) => {
     if (!isJsonType(c.req.header('content-type'))) throw apiErrors.unsupportedMediaType(['application/json']);
     const body = await readJson(c, createEabKeyBodySchema);
@@ -59,6 +60,13 @@ export function acmeRoutes({ deps, guard }: RouteContext): Hono<ApiEnv> {
     const seconds = body.expiresIn
       ? (parseDuration(body.expiresIn) as { seconds: number }).seconds
       : undefined;
+    if (!acme) {
+      throw new AppError(
+        'acme.unknown_directory',
+        'invalid',
+        `there is no ACME directory named ${body.directory}: this server configures none (acme.directories)`,
+      );
+    }
     const created = await acme.createEabKey({
       directory: body.directory,
       policies: body.policies,
@@ -78,6 +86,7 @@ export function acmeRoutes({ deps, guard }: RouteContext): Hono<ApiEnv> {
     );
   });
 
+  if (!acme) return app;
   const handle = async (c: Context<ApiEnv>) => {
     const [, , directory = '', ...resource] = c.req.path.split('/');
     const method = c.req.raw.method;
