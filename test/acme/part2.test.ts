@@ -252,6 +252,17 @@ describe('ACME part 2 on the real service', () => {
       expect(good.status).toBe(201);
     });
 
+    it('seals under an Ed25519 key of the partition that never leaves it and PKCS#11 clients never see', async () => {
+      const partition = service.runtime.partitions.get('issuing')!;
+      const key = await partition.findKey({ label: 'acme-eab' });
+      expect(key).toMatchObject({ algorithm: 'ed25519', purposes: ['other'], extractable: false });
+      await expect(partition.exportKey({ label: 'acme-eab' })).rejects.toMatchObject({
+        code: 'hsm.key_unextractable',
+      });
+      const { isExposed } = await import('../../src/hsm/p11/objects.ts');
+      expect(isExposed(key!)).toBe(false);
+    });
+
     it('refuses a sealed key altered in the database (it no longer opens)', async () => {
       const { body: eab } = await createEab({ directory: 'private', policies: ['web-server'] });
       const { acmeEabKeys } = await import('../../src/db/schema/index.ts');
