@@ -469,6 +469,73 @@ describe('ACME part 2 on the real service', () => {
       expect(processing.response.headers.get('retry-after')).toBe('1');
     });
 
+    it('answers malformed part-2 input with ACME problems, never a 500', async () => {
+      const c = await account();
+      const order = await c.post(c.directory.newOrder!, {
+        identifiers: [{ type: 'dns', value: 'bad-input.example.com' }],
+      });
+      const authz = order.body.authorizations[0] as string;
+      const newKey = newAcmeKey();
+      const keyChangeUrl = c.directory.keyChange!;
+      const cases: [string, () => Promise<{ status: number; body: { type?: string } }>][] = [
+        ['keyChange with an empty object', () => c.post(keyChangeUrl, {})],
+        [
+          'keyChange with a non-JWS',
+          () => c.post(keyChangeUrl, { protected: 'x', payload: 'y', signature: 'z' }),
+        ],
+        [
+          'keyChange whose inner JWS has a kid',
+          () =>
+            c.post(keyChangeUrl, signedJws(newKey, { kid: c.kid, url: keyChangeUrl }, { account: c.kid })),
+        ],
+        [
+          'keyChange whose inner JWS names another url',
+          () =>
+            c.post(
+              keyChangeUrl,
+              signedJws(newKey, { jwk: newKey.jwk, url: c.kid }, { account: c.kid, oldKey: c.key.jwk }),
+            ),
+        ],
+        [
+          'newOrder with a profile that is no string',
+          () =>
+            c.post(c.directory.newOrder!, {
+              identifiers: [{ type: 'dns', value: 'a.example.com' }],
+              profile: {},
+            }),
+        ],
+        [
+          'newOrder replacing a number',
+          () =>
+            c.post(c.directory.newOrder!, {
+              identifiers: [{ type: 'dns', value: 'a.example.com' }],
+              replaces: 5,
+            }),
+        ],
+        [
+          'newOrder replacing an unknown certificate',
+          () =>
+            c.post(c.directory.newOrder!, {
+              identifiers: [{ type: 'dns', value: 'a.example.com' }],
+              replaces: 'AAAA.AQ',
+            }),
+        ],
+        ['an authorization given another status', () => c.post(authz, { status: 'valid' })],
+        ['an authorization given extra fields', () => c.post(authz, { status: 'deactivated', x: 1 })],
+        ['an orders page that does not exist', () => c.post(`${c.kid}/orders/nosuchorder`, '')],
+        [
+          'newAccount with a binding that is no JWS',
+          async () => (await client(PRIVATE)).newAccount({ externalAccountBinding: 'kid' }),
+        ],
+      ];
+      for (const [name, send] of cases) {
+        const answer = await send();
+        expect(answer.status, name).toBeGreaterThanOrEqual(400);
+        expect(answer.status, name).toBeLessThan(500);
+        expect(answer.body.type, name).toMatch(/^urn:ietf:params:acme:error:/);
+      }
+    });
+
     it('deactivates an authorization (§7.5.2), which makes its order invalid', async () => {
       const c = await account();
       const order = await c.post(c.directory.newOrder!, {
