@@ -130,7 +130,7 @@ export async function createEabKey(
     throw new AppError(
       'acme.eab_unavailable',
       'unavailable',
-      'the EAB key could not be sealed: the partition key acme.eabKey is unavailable (signet init creates it; an older data folder needs an Ed25519 key of purpose other at that URI)',
+      'the EAB key could not be sealed: the partition is unavailable or lacks the key acme.eabKey (signet init creates it; an older data folder needs an Ed25519 key of purpose other at that URI); retry later',
       undefined,
       { cause: error },
     );
