@@ -263,6 +263,29 @@ describe('ACME part 2 on the real service', () => {
       expect(isExposed(key!)).toBe(false);
     });
 
+    it('answers 503 acme.eab_unavailable when the partition cannot seal, and stores nothing', async () => {
+      const node = service.otherNode({
+        eabSealer: {
+          seal: async () => {
+            throw new Error('partition unavailable');
+          },
+          open: async () => {
+            throw new Error('partition unavailable');
+          },
+        },
+      });
+      const count = async () => (await service.runtime.database.db.query.acmeEabKeys.findMany()).length;
+      const before = await count();
+      const response = await node.app.request(`${PUBLIC_URL}/v1/acme/eab-keys`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN_KEY()}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ directory: 'dev', policies: ['web-server'] }),
+      });
+      expect(response.status).toBe(503);
+      expect(((await response.json()) as { code: string }).code).toBe('acme.eab_unavailable');
+      expect(await count()).toBe(before);
+    });
+
     it('refuses a sealed key altered in the database (it no longer opens)', async () => {
       const { body: eab } = await createEab({ directory: 'private', policies: ['web-server'] });
       const { acmeEabKeys } = await import('../../src/db/schema/index.ts');
