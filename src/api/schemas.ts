@@ -54,6 +54,16 @@ export const rawIssueQuerySchema = z.strictObject({
   validity: durationSchema.optional(),
 });
 
+/** `POST /v1/acme/eab-keys`: an external account binding key (RFC 8555 §7.3.4). */
+export const createEabKeyBodySchema = z.strictObject({
+  directory: text().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { message: 'must be an ACME directory name' }),
+  policies: z
+    .array(text().regex(POLICY_NAME, { message: 'must be a policy name' }))
+    .min(1)
+    .max(100),
+  expiresIn: durationSchema.optional(),
+});
+
 export const createApiKeyBodySchema = z
   .strictObject({
     roles: z.array(z.enum(ROLES)).min(1).max(ROLES.length),

@@ -20,6 +20,7 @@ commands:
   revoke           revoke a certificate
   policy           lint policies, dry-run a CSR against one
   apikey           create, list and revoke API keys
+  acme             ACME administration: external account binding keys (eab create)
   issuer           add or list issuers
   crl              import a CRL signed offline (a root's, from the crl ceremony)
   audit            reconcile partition signatures with the database

@@ -152,7 +152,14 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
       label: 'dev-intermediate',
       algorithm: options.intermediateAlgorithm ?? 'ecdsa-p256',
     });
-    log(`created keys ${rootKey.uri} and ${intermediateKey.uri}`);
+    // The key EAB HMAC keys are sealed under (acme.eabKey, src/acme/eab.ts): Ed25519 of purpose
+    // 'other' only, which the PKCS#11 front end does not expose.
+    const eabKey = await issuingOfficer.createKey({
+      label: 'acme-eab',
+      algorithm: 'ed25519',
+      purposes: ['other'],
+    });
+    log(`created keys ${rootKey.uri}, ${intermediateKey.uri} and ${eabKey.uri}`);
 
     const rootUser = await open('root', 'ca');
     const rootCrypto = createPartitionCrypto(rootUser);

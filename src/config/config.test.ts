@@ -40,10 +40,34 @@ describe('the service configuration', () => {
       `${minimal}\nacme:\n  directories: [{ name: dev, policy: web-server }, { name: dns-only, policy: web-server, challenges: [dns-01] }]\n  validation: { httpPort: 5002, tlsPort: 5001, dnsResolver: '127.0.0.1:8053' }\n`,
     );
     expect(acme.directories).toEqual([
-      { name: 'dev', policy: 'web-server', challenges: ['http-01', 'dns-01', 'tls-alpn-01'] },
-      { name: 'dns-only', policy: 'web-server', challenges: ['dns-01'] },
+      {
+        name: 'dev',
+        policy: 'web-server',
+        challenges: ['http-01', 'dns-01', 'tls-alpn-01'],
+        eab: 'optional',
+        profiles: [],
+      },
+      { name: 'dns-only', policy: 'web-server', challenges: ['dns-01'], eab: 'optional', profiles: [] },
     ]);
     expect(acme.validation).toMatchObject({ httpPort: 5002, tlsPort: 5001, dnsResolver: '127.0.0.1:8053' });
+  });
+
+  it('reads EAB, profiles, CAA identities and alternate chains (issue #31)', () => {
+    const { acme } = parseConfig(
+      `${minimal}\nacme:\n  directories: [{ name: private, policy: web-server, eab: required, profiles: [short-lived] }]\n  caaIdentities: [ca.example.net]\n  alternateChains: [certs/cross.pem]\n`,
+    );
+    expect(acme.directories[0]).toMatchObject({ eab: 'required', profiles: ['short-lived'] });
+    expect(acme).toMatchObject({
+      caaIdentities: ['ca.example.net'],
+      alternateChains: ['certs/cross.pem'],
+      eabKey: 'hsm:partition=issuing;label=acme-eab',
+    });
+    expect(() =>
+      parseConfig(`${minimal}\nacme:\n  directories: [{ name: d, policy: p, eab: sometimes }]\n`),
+    ).toThrow(/eab/);
+    expect(() => parseConfig(`${minimal}\nacme:\n  caaIdentities: ['not a name']\n`)).toThrow(
+      /caaIdentities/,
+    );
   });
 
   it('reads the failed-authentication limits (issue #19)', () => {

@@ -75,6 +75,13 @@ const acmeDirectory = z.strictObject({
     .min(1)
     .refine((list) => new Set(list).size === list.length, { message: 'lists a challenge type twice' })
     .default([...ACME_CHALLENGE_TYPES]),
+  /** `required`: newAccount must carry an external account binding (RFC 8555 §7.3.4). */
+  eab: z.enum(['required', 'optional']).default('optional'),
+  /** Policies newOrder may select by `profile` (draft-ietf-acme-profiles); `policy` stays the default. */
+  profiles: z
+    .array(z.string().min(1))
+    .refine((list) => new Set(list).size === list.length, { message: 'lists a profile twice' })
+    .default([]),
 });
 
 /**
@@ -115,6 +122,28 @@ const acmeSchema = z
       .refine((list) => new Set(list.map((d) => d.name)).size === list.length, {
         message: 'two directories have the same name',
       }),
+    /**
+     * The partition key EAB HMAC keys are sealed under (src/acme/eab.ts): Ed25519, purposes
+     * exactly ['other']; `signet init` creates it.
+     */
+    eabKey: z.string().min(1).default('hsm:partition=issuing;label=acme-eab'),
+    /**
+     * The issuer domain names (RFC 8659 §4.2) that stand for this CA in CAA records. Empty: CAA
+     * is not checked.
+     */
+    caaIdentities: z
+      .array(
+        z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*$/, {
+          message: 'must be a domain name such as ca.example.com',
+        }),
+      )
+      .default([]),
+    /**
+     * PEM files, each a cross-signed certificate of one of this CA's issuers followed by the
+     * certificates above it: offered as alternate chains (RFC 8555 §7.4.2) for what that issuer
+     * signs. Relative to the data folder.
+     */
+    alternateChains: z.array(z.string().min(1)).default([]),
     /** How long a nonce from newNonce or Replay-Nonce stays usable (once). */
     nonceLifetime: fixedDuration.default('PT10M'),
     /** How long a new order (and its pending authorisations) may take to become valid. */

@@ -146,6 +146,8 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
         partition: () => [...runtime.partitions.values()][0]!.status(),
       },
       ...(runtime.revocation ? { revocation: runtime.revocation } : {}),
+      // The ACME server of signet.yaml's `dev` directory: its admin route is in openapi.yaml.
+      ...(serving.acme ? { acme: serving.acme } : {}),
     };
     call = caller(createApp(deps));
     keys.admin = readFileSync(adminKeyFile, 'utf8').trim();
@@ -879,6 +881,12 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
       { method: 'POST', path: () => '/v1/apikeys', roles: [], body: () => ({ roles: ['auditor'] }) },
       { method: 'GET', path: () => '/v1/apikeys', roles: [] },
       { method: 'DELETE', path: () => `/v1/apikeys/${keyId}`, roles: [] },
+      {
+        method: 'POST',
+        path: () => '/v1/acme/eab-keys',
+        roles: [],
+        body: () => ({ directory: 'dev', policies: ['web-server'], expiresIn: 'P1D' }),
+      },
       { method: 'GET', path: () => '/v1/issuers', roles: 'all' },
       { method: 'GET', path: () => '/v1/issuers/dev-intermediate', roles: 'all' },
       { method: 'GET', path: () => '/v1/audit', roles: ['auditor'] },

@@ -161,6 +161,12 @@ const USAGE_MISTAKES = (): Row[] => [
   ['apikey revoke without an id', ['apikey', 'revoke']],
   ['apikey without a subcommand', ['apikey']],
   ['apikey list without any API key', ['apikey', 'list', '--data', '/nonexistent-signet']],
+  ['acme eab create without --policy', ['acme', 'eab', 'create', '--directory', 'dev']],
+  [
+    'acme eab create with a duration that is not ISO 8601',
+    ['acme', 'eab', 'create', '--directory', 'dev', '--policy', 'web-server', '--expires', '30d'],
+  ],
+  ['acme without a subcommand', ['acme']],
   ['issuer add without --key', ['issuer', 'add', '--id', 'x', '--certificate', 'x.pem']],
   [
     'issuer add with an id that is no slug',
@@ -223,6 +229,22 @@ const FAILURES = (): Row[] => [
   [
     'apikey revoke when no server answers',
     ['apikey', 'revoke', '0123456789abcdef', '--url', '{closed}', '--api-key-file', at('api-key')],
+  ],
+  [
+    'acme eab create when no server answers',
+    [
+      'acme',
+      'eab',
+      'create',
+      '--directory',
+      'dev',
+      '--policy',
+      'web-server',
+      '--url',
+      '{closed}',
+      '--api-key-file',
+      at('api-key'),
+    ],
   ],
   ['issuer list while another process holds the database', ['issuer', 'list', '--data', at('held')]],
   [
@@ -380,6 +402,7 @@ describe('a usage mistake prints the usage line and a hint to --help, and exits 
     // Past a subcommand where there is one, so the option reaches the command's own parser.
     const sub: Record<string, string[]> = {
       apikey: ['list'],
+      acme: ['eab', 'create'],
       issuer: ['list'],
       crl: ['import'],
       policy: ['lint'],
