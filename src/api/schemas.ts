@@ -106,6 +106,18 @@ export const revokeBodySchema = z.strictObject({
   invalidityDate: text().max(64).optional(),
 });
 
+/** POST /v1/certificates/{serial}/renew as JSON: a JWS (the CSR inside it), or a CSR beside mutual TLS. */
+export const renewBodySchema = z.strictObject({
+  jws: text()
+    .min(1)
+    .max(96 * 1024)
+    .optional(),
+  csr: text()
+    .min(1)
+    .max(64 * 1024)
+    .optional(),
+});
+
 export const revokeByKeyBodySchema = z.strictObject({
   jws: text()
     .min(1)

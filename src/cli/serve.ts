@@ -71,6 +71,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
       clock: runtime.clock,
       logger,
       ca: runtime.ca,
+      renewal: runtime.renewal,
       apiKeys: runtime.repositories.apiKeys,
       idempotency: runtime.repositories.idempotency,
       certificates: runtime.repositories.certificates,
