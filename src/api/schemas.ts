@@ -84,6 +84,8 @@ export const listCertificatesQuerySchema = z.strictObject({
   policy: text().regex(POLICY_NAME, { message: 'must be a policy name' }).optional(),
   issuer: text().regex(ISSUER_ID, { message: 'must be an issuer id' }).optional(),
   expiresBefore: timestampSchema.optional(),
+  /** A SAN the certificate names: `NAME`, or `dns:`, `ip:`, `email:`, `uri:` then the name. */
+  san: text().min(1).max(1024).optional(),
   cursor: text().min(1).max(512).optional(),
   limit: limitSchema,
 });

@@ -52,7 +52,7 @@ function makeCsr(name: string, names: string[]): string {
     '-subj',
     `/CN=${names[0]}`,
     '-addext',
-    `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`,
+    `subjectAltName=${names.map((n) => (/^[\d.]+$/.test(n) ? `IP:${n}` : `DNS:${n}`)).join(',')}`,
     '-out',
     file(`${name}.csr`),
   ]);
@@ -412,6 +412,40 @@ describe.skipIf(!haveTools)('renewal authenticated by the certificate itself', (
         writeFileSync(policyFile, original);
         await serving.runtime.policies.reload();
       }
+    });
+  });
+
+  describe('GET /v1/certificates?san=', () => {
+    it('lists the certificates naming a SAN, by type or any, old and renewed alike', async () => {
+      const old = await issue('by-san', ['listed.example.com', '192.0.2.77']);
+      const jws = await jwsFor('by-san', claims(old.serialNumber));
+      const renewed = await call('POST', `/v1/certificates/${old.serialNumber}/renew`, {
+        raw: jws,
+        headers: { 'content-type': 'application/jose' },
+      });
+      expect(renewed.response.status).toBe(201);
+      await issue('not-listed', ['unlisted.example.com']);
+      for (const san of [
+        'listed.example.com',
+        'LISTED.example.com',
+        'dns:listed.example.com',
+        'ip:192.0.2.77',
+      ]) {
+        const { response, body } = await call('GET', `/v1/certificates?san=${encodeURIComponent(san)}`, {
+          key: adminKey,
+        });
+        expect(response.status, san).toBe(200);
+        expect(body.items.map((c: { serialNumber: string }) => c.serialNumber).sort(), san).toEqual(
+          [old.serialNumber, renewed.body.serialNumber].sort(),
+        );
+      }
+      const none = await call('GET', `/v1/certificates?san=${encodeURIComponent('ip:listed.example.com')}`, {
+        key: adminKey,
+      });
+      expect(none.response.status).toBe(400);
+      expect(none.body.code).toBe('request.invalid_query');
+      const other = await call('GET', '/v1/certificates?san=example.com', { key: adminKey });
+      expect(other.body.items).toEqual([]);
     });
   });
 
