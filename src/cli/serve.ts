@@ -8,6 +8,7 @@ import { createMetrics } from '../api/metrics.ts';
 import { createMemoryAttemptLimiter } from '../api/middleware/rate-limit.ts';
 import { type RunningServer, startServer } from '../api/server.ts';
 import { loadConfig, resolveIn } from '../config/config.ts';
+import type { Clock } from '../lib/clock.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { createAcmeFromConfig } from './acme.ts';
 import { openRuntime, type Runtime } from './runtime.ts';
@@ -17,6 +18,8 @@ export interface ServeOptions {
   port?: number;
   host?: string;
   tls?: { cert: string; key: string; clientCa?: string };
+  /** The service's clock (tests move it; the system clock otherwise). */
+  clock?: Clock;
 }
 
 export interface Serving {
@@ -35,6 +38,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
   const runtime = await openRuntime({
     dataDir: options.dataDir,
     logger,
+    ...(options.clock ? { clock: options.clock } : {}),
     revocation: true,
     observe: {
       partitionSign: (purpose, seconds) => metrics.partitionSignSeconds.observe({ purpose }, seconds),
