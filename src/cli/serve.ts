@@ -20,6 +20,8 @@ export interface ServeOptions {
   tls?: { cert: string; key: string; clientCa?: string };
   /** The service's clock (tests move it; the system clock otherwise). */
   clock?: Clock;
+  /** PostgreSQL instead of the data folder's database; DATABASE_URL otherwise. */
+  databaseUrl?: string;
 }
 
 export interface Serving {
@@ -44,7 +46,11 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
       partitionSign: (purpose, seconds) => metrics.partitionSignSeconds.observe({ purpose }, seconds),
       database: (operation, seconds) => metrics.databaseSeconds.observe({ operation }, seconds),
     },
-    ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
+    ...(options.databaseUrl
+      ? { databaseUrl: options.databaseUrl }
+      : process.env.DATABASE_URL
+        ? { databaseUrl: process.env.DATABASE_URL }
+        : {}),
   });
   let acme: ReturnType<typeof createAcmeFromConfig>;
   try {

@@ -12,12 +12,14 @@ import { createRenewal } from '../../src/ca/renew.usecase.ts';
 import { initDataDir } from '../../src/cli/init.ts';
 import { type Serving, serveDataDir } from '../../src/cli/serve.ts';
 import { fixedClock } from '../../src/lib/clock.ts';
+import { createEmptyPostgresDatabase, postgresAvailable } from '../helpers/database.ts';
 import { hasTool } from '../helpers/tools.ts';
 import { caller, logSink } from './helpers/harness.ts';
 
 /**
  * Issue #32: POST /v1/certificates/{serial}/renew on the real service (a data folder made by
  * `signet init`, the partition process, PGlite with the real migrations, the shipped policies).
+ * PGlite, and PostgreSQL where there is one.
  * The JWS proof goes through app.request (held to openapi.yaml); mutual TLS through curl against
  * the HTTPS listener; openssl makes the keys and CSRs and verifies what comes back.
  */
@@ -146,11 +148,23 @@ async function curl(
   return { status: Number(stdout.slice(at + 1)), body: stdout.slice(0, at) };
 }
 
-describe.skipIf(!haveTools)('renewal authenticated by the certificate itself', () => {
+const KINDS = haveTools ? ['pglite', ...(postgresAvailable() ? ['postgres'] : [])] : [];
+
+describe.each(KINDS)('renewal authenticated by the certificate itself (%s)', (kind) => {
+  let postgres: Awaited<ReturnType<typeof createEmptyPostgresDatabase>> | undefined;
+
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'signet-renew-'));
     const dataDir = file('data');
-    const init = await initDataDir({ dataDir, port: 0, publicUrl: 'http://127.0.0.1:8080', log: () => {} });
+    if (kind === 'postgres') postgres = await createEmptyPostgresDatabase();
+    const databaseUrl = postgres ? { databaseUrl: postgres.url } : {};
+    const init = await initDataDir({
+      dataDir,
+      port: 0,
+      publicUrl: 'http://127.0.0.1:8080',
+      log: () => {},
+      ...databaseUrl,
+    });
     adminKey = readFileSync(init.adminKeyFile, 'utf8').trim();
     rootFile = init.rootCertificateFile;
     // The listener's own certificate comes from an unrelated CA: what renews is Signet's.
@@ -213,6 +227,7 @@ describe.skipIf(!haveTools)('renewal authenticated by the certificate itself', (
       dataDir,
       port: 0,
       tls: { cert: file('server.pem'), key: file('server.key') },
+      ...databaseUrl,
     });
     const { runtime } = serving;
     deps = {
@@ -234,6 +249,7 @@ describe.skipIf(!haveTools)('renewal authenticated by the certificate itself', (
 
   afterAll(async () => {
     await serving?.stop();
+    await postgres?.drop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -444,7 +460,8 @@ describe.skipIf(!haveTools)('renewal authenticated by the certificate itself', (
       });
       expect(none.response.status).toBe(400);
       expect(none.body.code).toBe('request.invalid_query');
-      const other = await call('GET', '/v1/certificates?san=example.com', { key: adminKey });
+      // Whole names only: a suffix of a name is not the name.
+      const other = await call('GET', '/v1/certificates?san=isted.example.com', { key: adminKey });
       expect(other.body.items).toEqual([]);
     });
   });
