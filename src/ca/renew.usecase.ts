@@ -1,8 +1,8 @@
-import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto';
-import { calculateJwkThumbprint, compactVerify, decodeProtectedHeader, EmbeddedJWK, type JWK } from 'jose';
+import { type KeyObject, X509Certificate } from 'node:crypto';
 import type { CertificateRecord } from '../db/certificates.repository.ts';
 import type { Clock } from '../lib/clock.ts';
 import { AppError } from '../lib/errors.ts';
+import { verifyKeyJws } from '../lib/key-jws.ts';
 import { InvalidSerialError, normalizeSerial } from '../lib/serial.ts';
 import type { IssuerSet } from './issuers.ts';
 import type { CertificateAuthority, IssuedCertificate } from './types.ts';
@@ -14,7 +14,7 @@ import type { CertificateAuthority, IssuedCertificate } from './types.ts';
  * possession:
  *
  * - a compact JWS (RFC 7515) signed by the certificate's key, its public key in the protected
- *   header as `jwk` (as revocation by key possession, src/revocation/revoke-by-key.ts), payload
+ *   header as `jwk` (src/lib/key-jws.ts, as revocation by key possession), payload
  *   `{ "serial", "iat", "jti", "csr"? }`. It works over plain HTTP: the CSR of a re-key is
  *   inside the signed payload, so nobody on the way can swap in their own key.
  * - mutual TLS with the certificate (the TLS handshake proved the key). The chain is checked
@@ -35,12 +35,9 @@ import type { CertificateAuthority, IssuedCertificate } from './types.ts';
  *   renew.certificate_expired        it expired longer than certificates.renewGrace ago (403)
  */
 
-export const RENEW_JWS_ALGORITHMS = ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA', 'Ed25519'] as const;
 /** How far iat may be from the CA's clock, either way. */
 export const RENEW_IAT_WINDOW_MS = 5 * 60_000;
 const MAX_JWS_LENGTH = 96 * 1024;
-const MAX_JTI_LENGTH = 256;
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$/;
 
 export interface RenewDeps {
   ca: Pick<CertificateAuthority, 'renew'>;
@@ -204,85 +201,28 @@ interface RenewalJws {
 }
 
 async function verifyRenewalJws(jws: unknown, clock: Clock): Promise<RenewalJws> {
-  if (typeof jws !== 'string' || jws.length > MAX_JWS_LENGTH || !COMPACT_JWS.test(jws.trim())) {
-    throw refuse('jws_invalid', 'the body must be a compact JWS (RFC 7515 §7.1): three base64url parts');
-  }
-  const compact = jws.trim();
-  let header: ReturnType<typeof decodeProtectedHeader>;
-  try {
-    header = decodeProtectedHeader(compact);
-  } catch (error) {
-    throw refuse('jws_invalid', 'the JWS protected header is not valid base64url JSON', 'invalid', error);
-  }
-  if (typeof header.alg !== 'string' || !(RENEW_JWS_ALGORITHMS as readonly string[]).includes(header.alg)) {
-    throw refuse('jws_invalid', `the JWS alg must be one of ${RENEW_JWS_ALGORITHMS.join(', ')}`);
-  }
-  if (!header.jwk || typeof header.jwk !== 'object') {
-    throw refuse('jws_invalid', 'the JWS protected header must carry the certificate public key as "jwk"');
-  }
-  let payloadBytes: Uint8Array;
-  let jwk: JWK;
-  try {
-    const verified = await compactVerify(compact, EmbeddedJWK, { algorithms: [...RENEW_JWS_ALGORITHMS] });
-    payloadBytes = verified.payload;
-    jwk = verified.protectedHeader.jwk as JWK;
-  } catch (error) {
-    throw refuse(
-      'jws_invalid',
-      'the JWS signature does not verify with the key in its "jwk" header',
-      'invalid',
-      error,
-    );
-  }
-  let payload: unknown;
-  try {
-    payload = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payloadBytes));
-  } catch (error) {
-    throw refuse('payload_invalid', 'the JWS payload must be a JSON object', 'invalid', error);
-  }
-  if (!payload || typeof payload !== 'object' || Array.isArray(payload)) {
-    throw refuse('payload_invalid', 'the JWS payload must be a JSON object');
-  }
-  const { serial, iat, jti, csr } = payload as Record<string, unknown>;
+  const verified = await verifyKeyJws(jws, {
+    maxLength: MAX_JWS_LENGTH,
+    refuse: (code, message, cause) => refuse(code, message, 'invalid', cause),
+  });
+  const { serial, csr } = verified.payload;
   if (typeof serial !== 'string')
     throw refuse('payload_invalid', 'the payload must name the certificate as "serial" (hex)');
-  if (typeof iat !== 'number' || !Number.isSafeInteger(iat))
-    throw refuse(
-      'payload_invalid',
-      'the payload must carry "iat", seconds since the epoch (RFC 7519 §4.1.6)',
-    );
-  if (
-    typeof jti !== 'string' ||
-    jti.length === 0 ||
-    jti.length > MAX_JTI_LENGTH ||
-    !/^[\x21-\x7e]+$/.test(jti)
-  ) {
-    throw refuse(
-      'payload_invalid',
-      `the payload must carry "jti", 1 to ${MAX_JTI_LENGTH} printable ASCII characters`,
-    );
-  }
   if (csr !== undefined && (typeof csr !== 'string' || csr.length === 0)) {
     throw refuse('payload_invalid', 'the payload\'s "csr", when present, must be a PEM certificate request');
   }
-  if (Math.abs(clock.now().getTime() - iat * 1000) > RENEW_IAT_WINDOW_MS) {
+  if (Math.abs(clock.now().getTime() - verified.iat.getTime()) > RENEW_IAT_WINDOW_MS) {
     throw refuse(
       'iat_stale',
       `iat must be within ${RENEW_IAT_WINDOW_MS / 60_000} minutes of the current time`,
     );
   }
-  let publicKey: KeyObject;
-  try {
-    publicKey = createPublicKey({ key: jwk, format: 'jwk' } as never);
-  } catch (error) {
-    throw refuse('jws_invalid', 'the JWS "jwk" is not a usable public key', 'invalid', error);
-  }
   return {
     serial: canonicalSerial(serial),
-    iat: new Date(iat * 1000),
-    jti,
+    iat: verified.iat,
+    jti: verified.jti,
     ...(typeof csr === 'string' ? { csr } : {}),
-    publicKey,
-    thumbprint: await calculateJwkThumbprint(jwk, 'sha256'),
+    publicKey: verified.publicKey,
+    thumbprint: verified.thumbprint,
   };
 }
