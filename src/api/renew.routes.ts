@@ -30,10 +30,6 @@ export function renewRoutes({ deps, attempts, failedAuth }: RouteContext): Hono<
   const app = new Hono<ApiEnv>();
 
   app.post('/v1/certificates/:serial/renew', async (c) => {
-    if (!deps.renewal) {
-      throw new AppError('renew.unavailable', 'unavailable', 'Renewal is not available on this server.');
-    }
-    const renewal = deps.renewal;
     const client = addressKey(clientAddress(c));
     await checkAttempts(attempts, client);
     const serial = c.req.param('serial');
@@ -49,6 +45,11 @@ export function renewRoutes({ deps, attempts, failedAuth }: RouteContext): Hono<
         throw apiErrors.invalidBody([
           { path: 'csr', message: 'with a JWS, the CSR goes in its signed payload, not beside it' },
         ]);
+      }
+      // After reading the request: a malformed one is the client's mistake on any server.
+      const renewal = deps.renewal;
+      if (!renewal) {
+        throw new AppError('renew.unavailable', 'unavailable', 'Renewal is not available on this server.');
       }
       let result: Renewed;
       if (jws !== undefined) {
