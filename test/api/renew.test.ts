@@ -349,6 +349,29 @@ describe.each(KINDS)('renewal authenticated by the certificate itself (%s)', (ki
       expect((await deps.certificates.list({ limit: 1000 })).items.length).toBe(before);
     });
 
+    it('counts refused proofs against the address: beyond rateLimit.failedAuthPerMinute, 429 before any work', async () => {
+      const limited = caller(createApp({ ...deps, options: { failedAuthPerMinute: 2 } }));
+      const old = await issue('flood', ['flood.example.com']);
+      makeCsr('flood-stranger', ['stranger.example.com']);
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const { response } = await limited('POST', `/v1/certificates/${old.serialNumber}/renew`, {
+          raw: await jwsFor('flood-stranger', claims(old.serialNumber)),
+          headers: { 'content-type': 'application/jose' },
+          address: '192.0.2.99',
+        });
+        statuses.push(response.status);
+      }
+      expect(statuses).toEqual([403, 403, 429]);
+      // Its own key still renews from another address.
+      const { response } = await limited('POST', `/v1/certificates/${old.serialNumber}/renew`, {
+        raw: await jwsFor('flood', claims(old.serialNumber)),
+        headers: { 'content-type': 'application/jose' },
+        address: '192.0.2.100',
+      });
+      expect(response.status).toBe(201);
+    });
+
     it('refuses a replayed jti with 409 renew.jti_replayed', async () => {
       const old = await issue('replay', ['replay.example.com']);
       const jws = await jwsFor('replay', claims(old.serialNumber));
