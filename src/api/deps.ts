@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { AcmeServer } from '../acme/server.ts';
+import type { Renewal } from '../ca/renew.usecase.ts';
 import type { CertificateAuthority } from '../ca/types.ts';
 import type { ApiKeysRepository } from '../db/api-keys.repository.ts';
 import type { AuditRepository } from '../db/audit.repository.ts';
@@ -77,6 +78,8 @@ export interface AppDeps {
   readiness: ReadinessProbe;
   /** Prometheus metrics (createMetrics()); the wiring may observe partition and database latency in it. */
   metrics?: Metrics;
+  /** Renewal by proof of the certificate's key; absent: POST /v1/certificates/{serial}/renew answers 503. */
+  renewal?: Renewal;
   /** Absent: the revocation endpoints answer 503 `revocation.unavailable`. */
   revocation?: RevocationDeps;
   /** The ACME server (RFC 8555) behind /acme/*; absent: no ACME directories are served. */

@@ -94,6 +94,8 @@ export const listCertificatesQuerySchema = z.strictObject({
   policy: text().regex(POLICY_NAME, { message: 'must be a policy name' }).optional(),
   issuer: text().regex(ISSUER_ID, { message: 'must be an issuer id' }).optional(),
   expiresBefore: timestampSchema.optional(),
+  /** A SAN the certificate names: `NAME`, or `dns:`, `ip:`, `email:`, `uri:` then the name. */
+  san: text().min(1).max(1024).optional(),
   cursor: text().min(1).max(512).optional(),
   limit: limitSchema,
 });
@@ -114,6 +116,18 @@ export const revokeBodySchema = z.strictObject({
   // (certificateHold is not supported, case-sensitive names, the list of reasons).
   reason: text().min(1).max(64),
   invalidityDate: text().max(64).optional(),
+});
+
+/** POST /v1/certificates/{serial}/renew as JSON: a JWS (the CSR inside it), or a CSR beside mutual TLS. */
+export const renewBodySchema = z.strictObject({
+  jws: text()
+    .min(1)
+    .max(96 * 1024)
+    .optional(),
+  csr: text()
+    .min(1)
+    .max(64 * 1024)
+    .optional(),
 });
 
 export const revokeByKeyBodySchema = z.strictObject({

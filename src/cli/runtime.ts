@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { createCertificateAuthority } from '../ca/ca.ts';
 import { type IssuerSet, loadIssuers } from '../ca/issuers.ts';
+import { createRenewal, type Renewal } from '../ca/renew.usecase.ts';
 import type { CertificateAuthority } from '../ca/types.ts';
 import { loadConfig, resolveIn, type SignetConfig } from '../config/config.ts';
 import { createApiKeysRepository } from '../db/api-keys.repository.ts';
@@ -18,6 +19,7 @@ import { RemotePartition } from '../hsm/client.ts';
 import { type PartitionProcess, startPartitionProcess } from '../hsm/process.ts';
 import type { KeyManager } from '../hsm/types.ts';
 import { type Clock, systemClock } from '../lib/clock.ts';
+import { parseDuration } from '../lib/duration.ts';
 import { createPolicyRegistry, type PolicyRegistry } from '../policy/registry.ts';
 import { createKeyBlocklist } from '../x509/blocklist.ts';
 import { decodePemBlocks } from '../x509/pem.ts';
@@ -47,6 +49,8 @@ export interface Runtime {
   policies: PolicyRegistry;
   issuers: IssuerSet;
   ca: CertificateAuthority;
+  /** Renewal by proof of the certificate's key (issue #32). */
+  renewal: Renewal;
   trustedRoots: Uint8Array[];
   /** Present when opened with `revocation: true` (signet serve). */
   revocation?: RevocationRuntime;
@@ -202,6 +206,16 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       onInternalError: (message, error) => logger.error({ err: error }, message),
     });
 
+    const grace = parseDuration(config.certificates.renewGrace);
+    const renewal = createRenewal({
+      ca,
+      certificates: repositories.certificates,
+      issuers,
+      consumeJti: (entry) => repositories.replayGuard.claim(entry),
+      clock,
+      graceMs: grace.ok ? grace.seconds * 1000 : 0,
+    });
+
     let revocation: RevocationRuntime | undefined;
     if (options.revocation) {
       revocation = await startRevocation({
@@ -231,6 +245,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       policies,
       issuers,
       ca,
+      renewal,
       trustedRoots,
       close,
     };

@@ -8,6 +8,7 @@ import { createMetrics } from '../api/metrics.ts';
 import { createMemoryAttemptLimiter } from '../api/middleware/rate-limit.ts';
 import { type RunningServer, startServer } from '../api/server.ts';
 import { loadConfig, resolveIn } from '../config/config.ts';
+import type { Clock } from '../lib/clock.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { createAcmeFromConfig } from './acme.ts';
 import { openRuntime, type Runtime } from './runtime.ts';
@@ -17,6 +18,10 @@ export interface ServeOptions {
   port?: number;
   host?: string;
   tls?: { cert: string; key: string; clientCa?: string };
+  /** The service's clock (tests move it; the system clock otherwise). */
+  clock?: Clock;
+  /** PostgreSQL instead of the data folder's database; DATABASE_URL otherwise. */
+  databaseUrl?: string;
 }
 
 export interface Serving {
@@ -35,12 +40,17 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
   const runtime = await openRuntime({
     dataDir: options.dataDir,
     logger,
+    ...(options.clock ? { clock: options.clock } : {}),
     revocation: true,
     observe: {
       partitionSign: (purpose, seconds) => metrics.partitionSignSeconds.observe({ purpose }, seconds),
       database: (operation, seconds) => metrics.databaseSeconds.observe({ operation }, seconds),
     },
-    ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
+    ...(options.databaseUrl
+      ? { databaseUrl: options.databaseUrl }
+      : process.env.DATABASE_URL
+        ? { databaseUrl: process.env.DATABASE_URL }
+        : {}),
   });
   let acme: ReturnType<typeof createAcmeFromConfig>;
   try {
@@ -71,6 +81,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
       clock: runtime.clock,
       logger,
       ca: runtime.ca,
+      renewal: runtime.renewal,
       apiKeys: runtime.repositories.apiKeys,
       idempotency: runtime.repositories.idempotency,
       certificates: runtime.repositories.certificates,

@@ -78,6 +78,19 @@ describe('the service configuration', () => {
     expect(config.audit.failedAuthInterval).toBe('PT10M');
   });
 
+  it('reads certificates.renewGrace as an ISO 8601 duration, PT0S by default (issue #32)', () => {
+    expect(parseConfig(minimal).certificates.renewGrace).toBe('PT0S');
+    expect(parseConfig(`${minimal}\ncertificates: { renewGrace: P7D }\n`).certificates.renewGrace).toBe(
+      'P7D',
+    );
+    for (const wrong of ['7d', 'P1M', '-P1D']) {
+      expect(() => parseConfig(`${minimal}\ncertificates: { renewGrace: ${wrong} }\n`)).toThrow(
+        /certificates\.renewGrace/,
+      );
+    }
+    expect(() => parseConfig(`${minimal}\ncertificates: { renewGrce: P1D }\n`)).toThrow(ConfigError);
+  });
+
   it('takes a PKCS#11 socket for a partition it starts, with its group and user', () => {
     const config = parseConfig(
       'partitions:\n  issuing: { dir: d, socket: s, pinFile: p, p11Socket: hsm/p11.sock, p11SocketGroup: www-data, p11User: web }\ntrustedRoots: [r]\n',

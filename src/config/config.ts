@@ -227,6 +227,15 @@ export const configSchema = z.strictObject({
         .default(64 * 1024),
     })
     .prefault({}),
+  certificates: z
+    .strictObject({
+      /**
+       * How long after its notAfter a certificate may still be renewed by proof of its key
+       * (POST /v1/certificates/{serial}/renew, issue #32); PT0S: only until it expires.
+       */
+      renewGrace: fixedDuration.default('PT0S'),
+    })
+    .prefault({}),
   crl: z
     .strictObject({
       validity: duration.default('P1D'),

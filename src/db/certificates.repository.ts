@@ -81,6 +81,8 @@ export interface CertificateListFilter {
   expiresBefore?: Date;
   /** notAfter >= expiresAfter */
   expiresAfter?: Date;
+  /** Certificates naming this SAN (of this type, when given): a containment match on `sans`. */
+  san?: { type?: string; value: string };
   /** From a previous page's nextCursor. */
   cursor?: string;
   /** Default 50, at most 1000. */
@@ -385,6 +387,12 @@ export function createCertificatesRepository({ db, clock = systemClock }: { db: 
       if (filter.expiresBefore !== undefined)
         conditions.push(lt(certificates.notAfter, filter.expiresBefore));
       if (filter.expiresAfter !== undefined) conditions.push(gte(certificates.notAfter, filter.expiresAfter));
+      if (filter.san !== undefined) {
+        checkStorableText('san value', filter.san.value);
+        const wanted = filter.san.type === undefined ? { value: filter.san.value } : filter.san;
+        // jsonb containment, served by the GIN index on sans (jsonb_path_ops).
+        conditions.push(sql`${certificates.sans} @> ${JSON.stringify([wanted])}::jsonb`);
+      }
       if (filter.cursor !== undefined) {
         const [createdMs, serial] = decodeCursor(filter.cursor, ['number', 'string'] as const);
         const createdAt = new Date(createdMs);

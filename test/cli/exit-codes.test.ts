@@ -167,6 +167,10 @@ const USAGE_MISTAKES = (): Row[] => [
     ['acme', 'eab', 'create', '--directory', 'dev', '--policy', 'web-server', '--expires', '30d'],
   ],
   ['acme without a subcommand', ['acme']],
+  ['certificate create without --policy', ['certificate', 'create', 'a.example.com', '--out', 'x']],
+  ['certificate renew without --key', ['certificate', 'renew', '--cert', 'c.pem']],
+  ['certificate list with an unknown status', ['certificate', 'list', '--status', 'good']],
+  ['certificate without a subcommand', ['certificate']],
   ['issuer add without --key', ['issuer', 'add', '--id', 'x', '--certificate', 'x.pem']],
   [
     'issuer add with an id that is no slug',
@@ -210,6 +214,14 @@ const FAILURES = (): Row[] => [
   ['serve without a data folder', ['serve', '--data', at('missing')]],
   ['serve while another process holds the database', ['serve', '--data', at('held')]],
   ['issue with a CSR file that does not exist', ['issue', '--csr', at('missing.csr')]],
+  [
+    'certificate renew with a certificate file that does not exist',
+    ['certificate', 'renew', '--cert', at('missing.pem'), '--key', at('missing.key')],
+  ],
+  [
+    'certificate list when no server answers',
+    ['certificate', 'list', '--url', '{closed}', '--api-key-file', at('api-key')],
+  ],
   [
     'issue when the server holding the folder cannot be reached',
     ['issue', '--csr', at('not-a-csr.pem'), '--data', at('held'), '--api-key-file', at('api-key')],
@@ -403,6 +415,7 @@ describe('a usage mistake prints the usage line and a hint to --help, and exits 
     const sub: Record<string, string[]> = {
       apikey: ['list'],
       acme: ['eab', 'create'],
+      certificate: ['list'],
       issuer: ['list'],
       crl: ['import'],
       policy: ['lint'],
