@@ -1,3 +1,6 @@
+import { afterAll, beforeAll, describe } from 'vitest';
+import { Pkcs11Token } from '../../src/hsm/pkcs11/token.ts';
+import { createSoftHsmToken, type SoftHsmToken, softHsmAvailable } from '../helpers/softhsm.ts';
 import { runKeyManagerConformance } from './conformance.ts';
 import { CA_USER, OFFICER, openMemoryPartition, startTestPartition } from './helpers.ts';
 
@@ -25,4 +28,34 @@ runKeyManagerConformance('emulated partition process over its socket (RemotePart
     uriFor: (label) => `hsm:partition=conformance;label=${label}`,
     close: () => partition.stop(),
   };
+});
+
+// The same contract with the key objects on a SoftHSM2 token (issue #25): the partition's logic
+// in-process, its keys made and used through PKCS#11.
+describe.runIf(softHsmAvailable())('on a SoftHSM2 token', () => {
+  let token: SoftHsmToken;
+  beforeAll(() => {
+    token = createSoftHsmToken('conformance');
+    process.env.SOFTHSM2_CONF = token.conf;
+  });
+  afterAll(() => token?.cleanup());
+
+  runKeyManagerConformance('PKCS#11 partition (SoftHSM2), in-process session', async () => {
+    const tokenKeys = await Pkcs11Token.open({
+      module: token.module,
+      tokenLabel: token.label,
+      pin: token.pin,
+    });
+    const { partition } = await openMemoryPartition({ name: 'conformance', tokenKeys });
+    const officer = partition.openSession();
+    await officer.login({ user: OFFICER.name, pin: OFFICER.pin });
+    const user = partition.openSession();
+    await user.login({ user: CA_USER.name, pin: CA_USER.pin });
+    return {
+      officer,
+      user,
+      uriFor: (label) => `pkcs11:token=conformance;object=${label}`,
+      close: () => partition.close(),
+    };
+  });
 });
