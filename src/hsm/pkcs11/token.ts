@@ -198,6 +198,16 @@ function algorithmOf(keyType: number, attrs: Map<number, Buffer>): KeyAlgorithm 
 
 const spaces = (s: string) => s.replace(/\s+$/, '');
 
+/** Return values after which a key's handle is looked up again. */
+const STALE_HANDLE = new Set(['CKR_KEY_HANDLE_INVALID', 'CKR_OBJECT_HANDLE_INVALID']);
+/** Return values after which the slot is asked whether the token is still there. */
+const PROBE_AFTER = new Set([
+  ...STALE_HANDLE,
+  'CKR_GENERAL_ERROR',
+  'CKR_DEVICE_ERROR',
+  'CKR_FUNCTION_FAILED',
+]);
+
 interface Handles {
   priv: Buffer;
   entry: TokenKeyEntry;
@@ -381,10 +391,53 @@ export class Pkcs11Token implements TokenKeys {
     releaseModule(this.options.module);
   }
 
+  /**
+   * C_SignInit with the key of this CKA_ID. A handle that stopped working is looked up again once
+   * (the module may have reloaded its objects); if the token no longer answers in its slot, it
+   * is gone.
+   */
+  private signInit(pkcs11: Pkcs11Instance, session: Buffer, mech: Pkcs11Js.Mechanism, id: string): void {
+    for (let attempt = 0; ; attempt++) {
+      const key = this.handleOf(pkcs11, session, id);
+      try {
+        pkcs11.C_SignInit(session, mech, key);
+        return;
+      } catch (error) {
+        const name = returnValueName(moduleReturnValue(error) ?? -1);
+        if (!STALE_HANDLE.has(name) || attempt > 0) throw this.failed('C_SignInit', error);
+        this.handles.delete(id);
+        if (!this.answers(pkcs11)) throw this.failed('C_SignInit', error);
+      }
+    }
+  }
+
+  /** Whether the token still answers in its slot with its label (C_GetTokenInfo). */
+  private answers(pkcs11: Pkcs11Instance): boolean {
+    try {
+      return spaces(pkcs11.C_GetTokenInfo(this.slot!).label) === this.label;
+    } catch {
+      return false;
+    }
+  }
+
   /** Marks the token gone when `error` says so, and returns the error to throw. */
   private failed(callName: string, error: unknown): HsmError {
-    const failure = moduleError(callName, error);
-    if (isTokenGone(error) && !this.broken && !this.closed) {
+    let failure = moduleError(callName, error);
+    let gone = isTokenGone(error);
+    // A module may report a vanished device as a general error or a handle that stopped working
+    // (SoftHSM does when its token folder goes away): ask the slot before blaming the request.
+    if (!gone && !this.broken && this.pkcs11 && !(error instanceof HsmError)) {
+      const name = returnValueName(moduleReturnValue(error) ?? -1);
+      if (PROBE_AFTER.has(name) && !this.answers(this.pkcs11)) {
+        gone = true;
+        failure = new HsmError(
+          'CKR_DEVICE_REMOVED',
+          `token ${this.label} no longer answers in its slot (${callName} returned ${name}): check the HSM; the partition reconnects when it is back`,
+          { cause: error },
+        );
+      }
+    }
+    if (gone && !this.broken && !this.closed) {
       this.broken = failure;
       this.options.log?.(`token ${this.label} is unavailable (${failure.reason}); reconnecting`);
       this.teardown();
@@ -422,33 +475,35 @@ export class Pkcs11Token implements TokenKeys {
 
   /** Every key pair on the token whose type Signet knows, found by CKA_ID. */
   async list(): Promise<TokenKeyEntry[]> {
-    return this.withSession((pkcs11, session) => {
-      try {
-        const found = this.find(pkcs11, session, [
-          { type: CKA.CLASS, value: u(CKO_PRIVATE_KEY) },
-          { type: CKA.TOKEN, value: true },
-        ]);
-        const entries: TokenKeyEntry[] = [];
-        const handles = new Map<string, Handles>();
-        for (const priv of found) {
-          const entry = this.describeKey(pkcs11, session, priv);
-          if (!entry) continue;
-          if (handles.has(entry.id)) {
-            this.options.log?.(
-              `token ${this.label}: two private keys share CKA_ID ${entry.id}; both are ignored`,
-            );
-            handles.delete(entry.id);
-            continue;
-          }
-          handles.set(entry.id, { priv, entry });
+    return this.withSession((pkcs11, session) => this.listOn(pkcs11, session));
+  }
+
+  private listOn(pkcs11: Pkcs11Instance, session: Buffer): TokenKeyEntry[] {
+    try {
+      const found = this.find(pkcs11, session, [
+        { type: CKA.CLASS, value: u(CKO_PRIVATE_KEY) },
+        { type: CKA.TOKEN, value: true },
+      ]);
+      const entries: TokenKeyEntry[] = [];
+      const handles = new Map<string, Handles>();
+      for (const priv of found) {
+        const entry = this.describeKey(pkcs11, session, priv);
+        if (!entry) continue;
+        if (handles.has(entry.id)) {
+          this.options.log?.(
+            `token ${this.label}: two private keys share CKA_ID ${entry.id}; both are ignored`,
+          );
+          handles.delete(entry.id);
+          continue;
         }
-        for (const h of handles.values()) entries.push(h.entry);
-        this.handles = handles;
-        return entries;
-      } catch (error) {
-        throw this.failed('C_FindObjects', error);
+        handles.set(entry.id, { priv, entry });
       }
-    });
+      for (const h of handles.values()) entries.push(h.entry);
+      this.handles = handles;
+      return entries;
+    } catch (error) {
+      throw this.failed('C_FindObjects', error);
+    }
   }
 
   private find(pkcs11: Pkcs11Instance, session: Buffer, template: Pkcs11Js.Template): Buffer[] {
@@ -571,6 +626,8 @@ export class Pkcs11Token implements TokenKeys {
         { type: CKA.CLASS, value: u(CKO_PUBLIC_KEY) },
         { type: CKA.PRIVATE, value: false },
         { type: CKA.VERIFY, value: true },
+        { type: CKA.ENCRYPT, value: false },
+        { type: CKA.WRAP, value: false },
       ];
       const privateTemplate: Pkcs11Js.Template = [
         ...common,
@@ -579,19 +636,18 @@ export class Pkcs11Token implements TokenKeys {
         { type: CKA.SENSITIVE, value: true },
         { type: CKA.EXTRACTABLE, value: false },
         { type: CKA.SIGN, value: usages.includes('sign') },
+        { type: CKA.DECRYPT, value: false },
+        { type: CKA.UNWRAP, value: false },
       ];
       const spec = KEY_ALGORITHM_SPECS[algorithm].generate;
       if (spec.type === 'rsa') {
         publicTemplate.push(
           { type: CKA.MODULUS_BITS, value: u(spec.modulusLength) },
           { type: CKA.PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
-          { type: CKA.ENCRYPT, value: false },
-          { type: CKA.WRAP, value: false },
         );
-        privateTemplate.push({ type: CKA.DECRYPT, value: false }, { type: CKA.UNWRAP, value: false });
       } else {
         publicTemplate.push({ type: CKA.EC_PARAMS, value: EC_PARAMS[algorithm as keyof typeof EC_PARAMS] });
-        if (spec.type === 'ec') privateTemplate.push({ type: CKA.DERIVE, value: false });
+        privateTemplate.push({ type: CKA.DERIVE, value: false });
       }
       let pair: Pkcs11Js.KeyPair;
       try {
@@ -651,10 +707,11 @@ export class Pkcs11Token implements TokenKeys {
     });
   }
 
-  private async handleOf(id: string): Promise<Buffer> {
+  /** The private key's handle in this run of the module, found by CKA_ID (on the caller's session). */
+  private handleOf(pkcs11: Pkcs11Instance, session: Buffer, id: string): Buffer {
     const known = this.handles.get(id);
     if (known) return known.priv;
-    await this.list();
+    this.listOn(pkcs11, session);
     const found = this.handles.get(id);
     if (!found)
       throw new HsmError('CKR_KEY_HANDLE_INVALID', `token ${this.label} holds no key with CKA_ID ${id}`);
@@ -713,14 +770,7 @@ export class Pkcs11Token implements TokenKeys {
   ): Promise<Uint8Array> {
     const length = Pkcs11Token.signatureLength(algorithm);
     return this.withSession(async (pkcs11, session) => {
-      const key = await this.handleOf(id);
-      try {
-        pkcs11.C_SignInit(session, mech, key);
-      } catch (error) {
-        if (returnValueName(moduleReturnValue(error) ?? -1) === 'CKR_KEY_HANDLE_INVALID')
-          this.handles.delete(id);
-        throw this.failed('C_SignInit', error);
-      }
+      this.signInit(pkcs11, session, mech, id);
       let signature: Buffer;
       try {
         signature = await pkcs11.C_SignAsync(session, input, Buffer.alloc(length));
@@ -768,7 +818,6 @@ export class Pkcs11Token implements TokenKeys {
         },
       };
     }
-    const key = await this.handleOf(id);
     let session: Buffer;
     try {
       session = pkcs11.C_OpenSession(this.slot!, CKF_SERIAL_SESSION | CKF_RW_SESSION);
@@ -786,10 +835,10 @@ export class Pkcs11Token implements TokenKeys {
       } catch {}
     };
     try {
-      pkcs11.C_SignInit(session, mech, key);
+      this.signInit(pkcs11, session, mech, id);
     } catch (error) {
       end();
-      throw this.failed('C_SignInit', error);
+      throw error;
     }
     const length = Pkcs11Token.signatureLength(algorithm);
     return {
