@@ -1,9 +1,11 @@
 import type { webcrypto } from 'node:crypto';
 import type { IssuerRecord, IssuersRepository } from '../db/issuers.repository.ts';
 import { partitionOfKeyUri, tokenPartitions } from '../hsm/key-uri.ts';
+import { isPkcs11Uri } from '../hsm/pkcs11/uri.ts';
 import type { KeyManager, SignPurpose } from '../hsm/types.ts';
 import { createPartitionCrypto, getCryptoKey, type PartitionCryptoKey } from '../hsm/webcrypto.ts';
 import type { Clock } from '../lib/clock.ts';
+import { isSelfIssued } from '../x509/crl.ts';
 import { equalBytes } from '../x509/der.ts';
 import { createIssuerContext, type IssuerContext } from '../x509/issuer.ts';
 import type { NameConstraintsInfo } from '../x509/name-constraints.ts';
@@ -117,6 +119,17 @@ export async function loadIssuers(options: LoadIssuersOptions): Promise<IssuerSe
     // offline root partition, is served read-only: its certificate and chain, not its signatures.
     const partition = partitionOfKeyUri(record.keyUri, tokens);
     if (partition === undefined || !options.partitions.has(partition)) continue;
+    // A pkcs11: URI names a token, which the offline root's partition may share with the online
+    // one: a root whose key this server's partition does not hold is served read-only as well.
+    if (
+      isPkcs11Uri(record.keyUri) &&
+      isSelfIssued(record.certificateDer) &&
+      !(await options.partitions
+        .get(partition)!
+        .findKey({ uri: record.keyUri })
+        .catch(() => undefined))
+    )
+      continue;
     loaded.set(record.id, await loadIssuer(record, { ...options, tokens }));
   }
   return {

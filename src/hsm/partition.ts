@@ -280,15 +280,21 @@ export class EmulatedPartition {
   }
 
   /**
-   * The token's key pairs, with the purposes and creation time the store recorded for them. A
-   * key on the token that the store does not know (made with the token's own tools) may sign for
-   * every purpose; a recorded key missing from the token is logged and left out.
+   * The token's key pairs that this partition created, with the purposes and creation time its
+   * store recorded. Other keys on the token (another partition's on a shared token, or made with
+   * the token's own tools) are not this partition's: they are neither listed nor usable. A
+   * recorded key missing from the token is logged and left out.
    */
   private async loadTokenKeys(tokenKeys: TokenKeys, stored: StoredKeyObject[]): Promise<LoadedKey[]> {
     const records = new Map(stored.filter((key) => key.privateKey.length === 0).map((key) => [key.id, key]));
     const loaded: LoadedKey[] = [];
     const labels = new Set<string>();
+    let foreign = 0;
     for (const entry of await tokenKeys.list()) {
+      if (!records.has(entry.id)) {
+        foreign++;
+        continue;
+      }
       if (!KEY_LABEL.test(entry.label) || labels.has(entry.label)) {
         this.log(`token key ${entry.id} has a label Signet cannot address uniquely; it is ignored`);
         continue;
@@ -300,6 +306,7 @@ export class EmulatedPartition {
     }
     for (const record of records.values())
       this.log(`key ${record.label} (${record.id}) is recorded but not on the token; it is left out`);
+    if (foreign > 0) this.log(`the token holds ${foreign} other key pair(s), not this partition's`);
     return loaded;
   }
 

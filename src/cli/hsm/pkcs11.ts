@@ -1,37 +1,17 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { z } from 'zod';
-import { writeNewFile } from '../../hsm/custody/atomic-file.ts';
+import { readFileSync } from 'node:fs';
+import { type Pkcs11FolderSpec, readPkcs11Spec as readSpec } from '../../hsm/pkcs11/folder.ts';
 import { Pkcs11Token } from '../../hsm/pkcs11/token.ts';
 import { CliError, EXIT, UsageError } from '../args.ts';
 
-/**
- * A partition folder whose keys live on a PKCS#11 token records which token in
- * `DIR/pkcs11.json` (module path, token label or slot id; never the token PIN). `signet hsm init
- * --pkcs11-module` writes it; `signet hsm serve --dir DIR` finds it and opens the token before
- * serving (issue #25).
- */
-export const PKCS11_FILE = 'pkcs11.json';
+export { type Pkcs11FolderSpec, writePkcs11Spec } from '../../hsm/pkcs11/folder.ts';
 
-const folderSpec = z.strictObject({
-  module: z.string().min(1),
-  tokenLabel: z.string().min(1).max(32).optional(),
-  slotId: z.number().int().min(0).optional(),
-});
-export type Pkcs11FolderSpec = z.infer<typeof folderSpec>;
-
+/** The folder's token (pkcs11.json), or undefined for an emulated partition. */
 export function readPkcs11Spec(dir: string): Pkcs11FolderSpec | undefined {
-  const file = join(dir, PKCS11_FILE);
-  if (!existsSync(file)) return undefined;
   try {
-    return folderSpec.parse(JSON.parse(readFileSync(file, 'utf8')));
+    return readSpec(dir);
   } catch (error) {
-    throw new CliError(`${file} is not a PKCS#11 token description: ${(error as Error).message}`);
+    throw new CliError((error as Error).message.replace(/^CKR_ARGUMENTS_BAD: /, ''));
   }
-}
-
-export async function writePkcs11Spec(dir: string, spec: Pkcs11FolderSpec): Promise<void> {
-  await writeNewFile(join(dir, PKCS11_FILE), `${JSON.stringify(spec, null, 2)}\n`);
 }
 
 /** The token's own PIN: from the file, else SIGNET_PKCS11_PIN (never SIGNET_HSM_PIN, the partition user's). */

@@ -218,6 +218,8 @@ export class Pkcs11Token implements TokenKeys {
   private slot: Buffer | undefined;
   private mechanisms = new Set<number>();
   private free: Buffer[] = [];
+  /** Every session of the pool, free or in use. */
+  private pool: Buffer[] = [];
   private readonly waiters: ((session: Buffer) => void)[] = [];
   /** Sessions handed out by the pool; those of an older generation are closed on return. */
   private generation = 0;
@@ -328,6 +330,7 @@ export class Pkcs11Token implements TokenKeys {
       this.label = slotLabel;
       this.mechanisms = mechanisms;
       this.free = sessions;
+      this.pool = [...sessions];
       this.generation++;
       this.handles = new Map();
       this.broken = undefined;
@@ -383,9 +386,10 @@ export class Pkcs11Token implements TokenKeys {
     this.handles = new Map();
     this.generation++;
     if (!pkcs11) return;
-    if (this.slot) {
+    // Only this token's sessions: another user of the module (a second partition on it) keeps its own.
+    for (const session of this.pool.splice(0)) {
       try {
-        pkcs11.C_CloseAllSessions(this.slot);
+        pkcs11.C_CloseSession(session);
       } catch {}
     }
     releaseModule(this.options.module);
@@ -877,12 +881,7 @@ export class Pkcs11Token implements TokenKeys {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const pkcs11 = this.pkcs11;
-    if (pkcs11 && this.free[0]) {
-      try {
-        pkcs11.C_Logout(this.free[0]);
-      } catch {}
-    }
+    // Closing the sessions and, for the module's last user, C_Finalize end the login too.
     this.teardown();
   }
 }
