@@ -84,11 +84,12 @@ export function crlsSignedOnline(
   if (issuer.status !== 'active') return false;
   let partition: string | undefined;
   try {
-    // A pkcs11: URI names a token, not a partition: its partition is among `partitions` when the
-    // server opens it (a root is self-issued and stays offline whatever its key URI says).
-    partition = isPkcs11Uri(issuer.keyUri)
-      ? (parsePkcs11Uri(issuer.keyUri), [...partitions][0])
-      : parseKeyUri(issuer.keyUri).partition;
+    if (isPkcs11Uri(issuer.keyUri)) {
+      // A pkcs11: URI names a token, not a partition (issue #25): the online CA signs with it when
+      // it opens any partition at all (a root is self-issued and stays offline whatever its URI).
+      parsePkcs11Uri(issuer.keyUri);
+      partition = [...partitions][0];
+    } else partition = parseKeyUri(issuer.keyUri).partition;
   } catch {
     return false;
   }
