@@ -3,7 +3,7 @@
  * crypto.sign with the same key type, in the same run (issue #2). Run:
  *
  *   node --import tsx bench/hsm-sign.ts [--seconds 1] [--in-flight 128] [--rounds 9] [--keys p256,p384,rsa2048,ed25519]
- *     [--p11 auto|on|off]
+ *     [--p11 auto|on|off] [--softhsm auto|on|off]
  *
  * The partition is a real `signet hsm serve --ephemeral` child process reached over its Unix
  * socket; the client keeps `--in-flight` signatures pending on one connection. Each round measures
@@ -14,15 +14,22 @@
  * partition also serves its PKCS#11 socket and a second table compares, for P-256 one signature
  * at a time: the partition protocol with one request in flight, and PyKCS11 on p11-kit-client.so
  * (bench/p11-sign.py: one session, C_SignInit + C_Sign per signature, as libp11 in nginx does).
+ *
+ * With --softhsm (on when Debian's softhsm2 is installed), a second partition process keeps its
+ * keys on a SoftHSM2 token (issue #25: a partition folder made with --pkcs11-module, its audit log
+ * on disk) and its column is measured in the same rounds, with the same in-flight count.
  */
 import 'reflect-metadata';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { RemotePartition } from '../src/hsm/client.ts';
-import { startPartitionProcess, temporarySocketPath } from '../src/hsm/process.ts';
+import { initPartition } from '../src/hsm/custody/index.ts';
+import { writePkcs11Spec } from '../src/hsm/pkcs11/folder.ts';
+import { type PartitionProcess, startPartitionProcess, temporarySocketPath } from '../src/hsm/process.ts';
 import type { KeyAlgorithm, SignMechanism } from '../src/hsm/types.ts';
 
 const { values } = parseArgs({
@@ -32,6 +39,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '9' },
     keys: { type: 'string', default: 'p256,p384,rsa2048,ed25519' },
     p11: { type: 'string', default: 'auto' },
+    softhsm: { type: 'string', default: 'auto' },
   },
 });
 const seconds = Number(values.seconds);
@@ -155,6 +163,79 @@ const canP11 = existsSync(P11_MODULE) && existsSync('/usr/lib/python3/dist-packa
 if (values.p11 === 'on' && !canP11) throw new Error('--p11 on needs p11-kit-modules and python3-pykcs11');
 const withP11 = values.p11 === 'on' || (values.p11 === 'auto' && canP11);
 const p11Socket = join(socketPath, '..', 'p11.sock');
+const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
+const canSoftHsm = existsSync(SOFTHSM_MODULE) && spawnSync('softhsm2-util', ['--version']).status === 0;
+if (values.softhsm === 'on' && !canSoftHsm) throw new Error('--softhsm on needs softhsm2');
+const withSoftHsm = values.softhsm === 'on' || (values.softhsm === 'auto' && canSoftHsm);
+
+/**
+ * A partition folder whose keys live on a fresh SoftHSM2 token in a temporary folder, served by
+ * `signet hsm serve --dir DIR --token-pin-file FILE`, unsealed, with a client logged in as 'ca'.
+ */
+async function startSoftHsmPartition(): Promise<{
+  process: PartitionProcess;
+  officer: RemotePartition;
+  client: RemotePartition;
+  stop(): Promise<void>;
+}> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-softhsm-'));
+  const conf = join(dir, 'softhsm2.conf');
+  mkdirSync(join(dir, 'tokens'));
+  writeFileSync(
+    conf,
+    `directories.tokendir = ${join(dir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`,
+  );
+  const env = { ...process.env, SOFTHSM2_CONF: conf };
+  const init = spawnSync(
+    'softhsm2-util',
+    ['--init-token', '--free', '--label', 'bench', '--pin', 'bench-token-pin', '--so-pin', 'bench-so-pin'],
+    { env, encoding: 'utf8' },
+  );
+  if (init.status !== 0) throw new Error(`softhsm2-util: ${init.stderr}`);
+  writeFileSync(join(dir, 'token-pin'), 'bench-token-pin\n', { mode: 0o600 });
+  let secret = '';
+  await initPartition({
+    dir: join(dir, 'partition'),
+    name: 'bench-softhsm',
+    sealing: { kind: 'secret' },
+    officerPin: users[0]!.pin,
+    userPin: users[1]!.pin,
+    saveSecrets: async (secrets) => {
+      secret = secrets.secret!;
+    },
+  });
+  await writePkcs11Spec(join(dir, 'partition'), { module: SOFTHSM_MODULE, tokenLabel: 'bench' });
+  const child = await startPartitionProcess({
+    dir: join(dir, 'partition'),
+    socketPath: join(dir, 'p.sock'),
+    args: ['--token-pin-file', join(dir, 'token-pin')],
+    env,
+  });
+  const connect = async (who: (typeof users)[number]) =>
+    RemotePartition.connect({
+      socketPath: join(dir, 'p.sock'),
+      onConnect: async (p) => {
+        if ((await p.status()).state === 'sealed')
+          await p.unseal({ secret: new Uint8Array(Buffer.from(secret)) });
+        await p.login({ user: who.name, pin: who.pin });
+      },
+    });
+  const officer = await connect(users[0]!);
+  const client = await connect(users[1]!);
+  return {
+    process: child,
+    officer,
+    client,
+    async stop() {
+      await client.close();
+      await officer.close();
+      await child.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const softhsm = withSoftHsm ? await startSoftHsmPartition() : undefined;
 const partition = await startPartitionProcess({
   socketPath,
   name: 'bench',
@@ -170,7 +251,15 @@ try {
     selected.map(async (c) => {
       const label = `bench-${c.algorithm}`;
       await officer.createKey({ label, algorithm: c.algorithm });
-      return { c, label, local: c.local(), local_: [] as Measure[], remote: [] as Measure[] };
+      if (softhsm) await softhsm.officer.createKey({ label, algorithm: c.algorithm });
+      return {
+        c,
+        label,
+        local: c.local(),
+        local_: [] as Measure[],
+        remote: [] as Measure[],
+        token: [] as Measure[],
+      };
     }),
   );
   // Warm up both paths (JIT, connection, key caches).
@@ -181,6 +270,18 @@ try {
         client.sign({ key: { label: p.label }, mechanism: p.c.mechanism, purpose: 'certificate', data: tbs }),
       ),
     );
+    if (softhsm) {
+      await Promise.all(
+        Array.from({ length: 200 }, () =>
+          softhsm.client.sign({
+            key: { label: p.label },
+            mechanism: p.c.mechanism,
+            purpose: 'certificate',
+            data: tbs,
+          }),
+        ),
+      );
+    }
   }
   for (let round = 1; round <= rounds; round++) {
     for (const p of prepared) {
@@ -188,9 +289,14 @@ try {
       const remote = await throughPartition(client, partition.child.pid!, p.label, p.c);
       p.local_.push(local);
       p.remote.push(remote);
+      const token = softhsm
+        ? await throughPartition(softhsm.client, softhsm.process.child.pid!, p.label, p.c)
+        : undefined;
+      if (token) p.token.push(token);
       console.error(
         `round ${round} ${p.c.name}: in-process ${Math.round(local.rate)}/s (${local.cpu.toFixed(1)} µs CPU each), ` +
-          `partition ${Math.round(remote.rate)}/s (${remote.partitionCpu!.toFixed(1)} µs partition + ${remote.cpu.toFixed(1)} µs client CPU each)`,
+          `partition ${Math.round(remote.rate)}/s (${remote.partitionCpu!.toFixed(1)} µs partition + ${remote.cpu.toFixed(1)} µs client CPU each)` +
+          (token ? `, SoftHSM2 partition ${Math.round(token.rate)}/s` : ''),
       );
     }
   }
@@ -222,6 +328,27 @@ try {
     ];
     console.log(cells.join(' '));
   }
+  if (softhsm) {
+    console.log(`\nSoftHSM2 token behind the partition (same rounds, ${inFlight} in flight; medians)`);
+    console.log(
+      'key         in-process/s  emulated/s  softhsm2/s  softhsm2/in-process  softhsm2/emulated | partition CPU µs per signature',
+    );
+    for (const p of prepared) {
+      const cells = [
+        p.c.name.padEnd(10),
+        String(Math.round(median(p.local_.map((m) => m.rate)))).padStart(12),
+        String(Math.round(median(p.remote.map((m) => m.rate)))).padStart(11),
+        String(Math.round(median(p.token.map((m) => m.rate)))).padStart(11),
+        `${(median(p.token.map((m, i) => m.rate / p.local_[i]!.rate)) * 100).toFixed(0)}%`.padStart(20),
+        `${(median(p.token.map((m, i) => m.rate / p.remote[i]!.rate)) * 100).toFixed(0)}%`.padStart(18),
+        '|',
+        median(p.token.map((m) => m.partitionCpu!))
+          .toFixed(1)
+          .padStart(10),
+      ];
+      console.log(cells.join(' '));
+    }
+  }
   console.log(
     '\nratio: partition/s over in-process/s. CPU ratio: in-process over partition CPU per signature, the\n' +
       'ratio when the partition has a core to itself and the client the other. On a busy machine the\n' +
@@ -233,6 +360,7 @@ try {
   await officer.close();
 } finally {
   await partition.stop();
+  await softhsm?.stop();
   await cleanup();
 }
 
