@@ -1,63 +1,21 @@
+import { CKR } from '../p11/pkcs11.ts';
 import { HsmError, type HsmReturnValue } from '../types.ts';
 
 /**
  * PKCS#11 return values from a module become HsmErrors that name the code, the call and what an
- * operator should check (issue #25). The values are PKCS#11 v2.40 §3.6 (pkcs11t.h); only the ones
- * a key store meets are named, anything else is shown as its hexadecimal value.
+ * operator should check (issue #25). The numbers are those the p11-kit front end speaks
+ * (p11/pkcs11.ts, PKCS#11 v2.40 pkcs11t.h) plus the few only a module returns; anything else is
+ * shown as its hexadecimal value.
  */
-const NAMES: Record<number, string> = {
-  0: 'CKR_OK',
-  2: 'CKR_HOST_MEMORY',
-  3: 'CKR_SLOT_ID_INVALID',
-  5: 'CKR_GENERAL_ERROR',
-  6: 'CKR_FUNCTION_FAILED',
-  7: 'CKR_ARGUMENTS_BAD',
-  16: 'CKR_ATTRIBUTE_READ_ONLY',
-  17: 'CKR_ATTRIBUTE_SENSITIVE',
-  18: 'CKR_ATTRIBUTE_TYPE_INVALID',
-  19: 'CKR_ATTRIBUTE_VALUE_INVALID',
-  27: 'CKR_ACTION_PROHIBITED',
-  32: 'CKR_DATA_INVALID',
-  33: 'CKR_DATA_LEN_RANGE',
-  48: 'CKR_DEVICE_ERROR',
-  49: 'CKR_DEVICE_MEMORY',
-  50: 'CKR_DEVICE_REMOVED',
-  80: 'CKR_FUNCTION_CANCELED',
-  84: 'CKR_FUNCTION_NOT_SUPPORTED',
-  96: 'CKR_KEY_HANDLE_INVALID',
-  98: 'CKR_KEY_SIZE_RANGE',
-  99: 'CKR_KEY_TYPE_INCONSISTENT',
-  104: 'CKR_KEY_FUNCTION_NOT_PERMITTED',
-  106: 'CKR_KEY_UNEXTRACTABLE',
-  112: 'CKR_MECHANISM_INVALID',
-  113: 'CKR_MECHANISM_PARAM_INVALID',
-  130: 'CKR_OBJECT_HANDLE_INVALID',
-  144: 'CKR_OPERATION_ACTIVE',
-  145: 'CKR_OPERATION_NOT_INITIALIZED',
-  160: 'CKR_PIN_INCORRECT',
-  161: 'CKR_PIN_INVALID',
-  162: 'CKR_PIN_LEN_RANGE',
-  163: 'CKR_PIN_EXPIRED',
-  164: 'CKR_PIN_LOCKED',
-  176: 'CKR_SESSION_CLOSED',
-  177: 'CKR_SESSION_COUNT',
-  179: 'CKR_SESSION_HANDLE_INVALID',
-  181: 'CKR_SESSION_READ_ONLY',
-  183: 'CKR_SESSION_READ_ONLY_EXISTS',
-  192: 'CKR_SIGNATURE_INVALID',
-  208: 'CKR_TEMPLATE_INCOMPLETE',
-  209: 'CKR_TEMPLATE_INCONSISTENT',
-  224: 'CKR_TOKEN_NOT_PRESENT',
-  225: 'CKR_TOKEN_NOT_RECOGNIZED',
-  226: 'CKR_TOKEN_WRITE_PROTECTED',
-  256: 'CKR_USER_ALREADY_LOGGED_IN',
-  257: 'CKR_USER_NOT_LOGGED_IN',
-  258: 'CKR_USER_PIN_NOT_INITIALIZED',
-  259: 'CKR_USER_TYPE_INVALID',
-  336: 'CKR_BUFFER_TOO_SMALL',
-  400: 'CKR_CRYPTOKI_NOT_INITIALIZED',
-  401: 'CKR_CRYPTOKI_ALREADY_INITIALIZED',
-};
+const NAMES: Record<number, string> = Object.fromEntries([
+  ...Object.entries(CKR).map(([name, value]) => [value, `CKR_${name}`] as const),
+  [0x50, 'CKR_FUNCTION_CANCELED'],
+  [0xa1, 'CKR_PIN_INVALID'],
+  [0xa3, 'CKR_PIN_EXPIRED'],
+  [0xc0, 'CKR_SIGNATURE_INVALID'],
+  [0xe1, 'CKR_TOKEN_NOT_RECOGNIZED'],
+  [0xe2, 'CKR_TOKEN_WRITE_PROTECTED'],
+]);
 
 /** What an operator should look at, per return value. */
 const HINTS: Record<string, string> = {

@@ -2,6 +2,7 @@ import { createHash, createPublicKey, type Hash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type * as Pkcs11Js from 'pkcs11js';
 import { KEY_ALGORITHM_SPECS, MECHANISM_SPECS } from '../mechanisms.ts';
+import { CKA, CKG, CKK, CKO, CKM as FRONT_END_CKM } from '../p11/pkcs11.ts';
 import type { TokenKeyEntry, TokenKeys, TokenSignStream } from '../token-keys.ts';
 import { HsmError, type KeyAlgorithm, type KeyUsage, type SignMechanism } from '../types.ts';
 import { isTokenGone, moduleError, moduleReturnValue, returnValueName } from './errors.ts';
@@ -23,54 +24,25 @@ import { formatPkcs11Uri, parsePkcs11Uri } from './uri.ts';
  * finalises the module and opens the token again, so service resumes once it is back.
  */
 
-// PKCS#11 v2.40 constants (pkcs11t.h), spelled out so this file reads without the binding.
-const CKO_PUBLIC_KEY = 2;
-const CKO_PRIVATE_KEY = 3;
-const CKK_RSA = 0;
-const CKK_EC = 3;
+// PKCS#11 v2.40 numbers (pkcs11t.h), shared with the p11-kit front end, plus what only a
+// module client needs: the PSS and EdDSA mechanisms and Edwards keys (PKCS#11 3.0).
+const CKO_PUBLIC_KEY = CKO.PUBLIC_KEY;
+const CKO_PRIVATE_KEY = CKO.PRIVATE_KEY;
+const CKK_RSA = CKK.RSA;
+const CKK_EC = CKK.EC;
 const CKK_EC_EDWARDS = 0x40;
-const CKA = {
-  CLASS: 0x0,
-  TOKEN: 0x1,
-  PRIVATE: 0x2,
-  LABEL: 0x3,
-  KEY_TYPE: 0x100,
-  ID: 0x102,
-  SENSITIVE: 0x103,
-  ENCRYPT: 0x104,
-  DECRYPT: 0x105,
-  WRAP: 0x106,
-  UNWRAP: 0x107,
-  SIGN: 0x108,
-  VERIFY: 0x10a,
-  DERIVE: 0x10c,
-  MODULUS: 0x120,
-  MODULUS_BITS: 0x121,
-  PUBLIC_EXPONENT: 0x122,
-  EXTRACTABLE: 0x162,
-  EC_PARAMS: 0x180,
-  EC_POINT: 0x181,
-} as const;
 export const CKM = {
-  RSA_PKCS_KEY_PAIR_GEN: 0x0,
-  SHA256_RSA_PKCS: 0x40,
-  SHA384_RSA_PKCS: 0x41,
-  SHA512_RSA_PKCS: 0x42,
+  ...FRONT_END_CKM,
   SHA256_RSA_PKCS_PSS: 0x43,
   SHA384_RSA_PKCS_PSS: 0x44,
   SHA512_RSA_PKCS_PSS: 0x45,
-  SHA256: 0x250,
-  SHA384: 0x260,
-  SHA512: 0x270,
-  EC_KEY_PAIR_GEN: 0x1040,
-  ECDSA: 0x1041,
   EC_EDWARDS_KEY_PAIR_GEN: 0x1055,
   EDDSA: 0x1057,
 } as const;
 const MECHANISM_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(CKM).map(([name, value]) => [value, `CKM_${name}`]),
 );
-const CKG_MGF1 = { sha256: 2, sha384: 3, sha512: 4 } as const;
+const CKG_MGF1 = { sha256: CKG.MGF1_SHA256, sha384: CKG.MGF1_SHA384, sha512: CKG.MGF1_SHA512 } as const;
 const CKU_USER = 1;
 const CKF_RW_SESSION = 2;
 const CKF_SERIAL_SESSION = 4;
@@ -700,7 +672,9 @@ export class Pkcs11Token implements TokenKeys {
         const objects = this.find(pkcs11, session, [{ type: CKA.ID, value: Buffer.from(id, 'hex') }]).filter(
           (object) => {
             const cls = this.attributes(pkcs11, session, object, [CKA.CLASS]).get(CKA.CLASS);
-            return cls !== undefined && [CKO_PRIVATE_KEY, CKO_PUBLIC_KEY].includes(readUlong(cls));
+            return (
+              cls !== undefined && (readUlong(cls) === CKO_PRIVATE_KEY || readUlong(cls) === CKO_PUBLIC_KEY)
+            );
           },
         );
         for (const object of objects) pkcs11.C_DestroyObject(session, object);
