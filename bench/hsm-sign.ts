@@ -15,9 +15,10 @@
  * at a time: the partition protocol with one request in flight, and PyKCS11 on p11-kit-client.so
  * (bench/p11-sign.py: one session, C_SignInit + C_Sign per signature, as libp11 in nginx does).
  *
- * With --softhsm (on when Debian's softhsm2 is installed), a second partition process keeps its
- * keys on a SoftHSM2 token (issue #25: a partition folder made with --pkcs11-module, its audit log
- * on disk) and its column is measured in the same rounds, with the same in-flight count.
+ * With --softhsm (on when Debian's softhsm2 is installed), two more partition processes serve
+ * partition folders (their hash-chained audit log on disk): one emulated, one keeping its keys on a
+ * SoftHSM2 token (issue #25: a folder made with --pkcs11-module). Both are measured in the same
+ * rounds with the same in-flight count, so the token's cost is the difference between those two.
  */
 import 'reflect-metadata';
 import { execFile, spawnSync } from 'node:child_process';
@@ -169,16 +170,16 @@ if (values.softhsm === 'on' && !canSoftHsm) throw new Error('--softhsm on needs 
 const withSoftHsm = values.softhsm === 'on' || (values.softhsm === 'auto' && canSoftHsm);
 
 /**
- * A partition folder whose keys live on a fresh SoftHSM2 token in a temporary folder, served by
- * `signet hsm serve --dir DIR --token-pin-file FILE`, unsealed, with a client logged in as 'ca'.
+ * A partition folder served by `signet hsm serve --dir DIR`, unsealed, with a client logged in as
+ * 'ca'; with `token`, its keys live on a fresh SoftHSM2 token in a temporary folder.
  */
-async function startSoftHsmPartition(): Promise<{
+async function startFolderPartition(token: boolean): Promise<{
   process: PartitionProcess;
   officer: RemotePartition;
   client: RemotePartition;
   stop(): Promise<void>;
 }> {
-  const dir = mkdtempSync(join(tmpdir(), 'bench-softhsm-'));
+  const dir = mkdtempSync(join(tmpdir(), token ? 'bench-softhsm-' : 'bench-folder-'));
   const conf = join(dir, 'softhsm2.conf');
   mkdirSync(join(dir, 'tokens'));
   writeFileSync(
@@ -186,13 +187,15 @@ async function startSoftHsmPartition(): Promise<{
     `directories.tokendir = ${join(dir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`,
   );
   const env = { ...process.env, SOFTHSM2_CONF: conf };
-  const init = spawnSync(
-    'softhsm2-util',
-    ['--init-token', '--free', '--label', 'bench', '--pin', 'bench-token-pin', '--so-pin', 'bench-so-pin'],
-    { env, encoding: 'utf8' },
-  );
-  if (init.status !== 0) throw new Error(`softhsm2-util: ${init.stderr}`);
-  writeFileSync(join(dir, 'token-pin'), 'bench-token-pin\n', { mode: 0o600 });
+  if (token) {
+    const init = spawnSync(
+      'softhsm2-util',
+      ['--init-token', '--free', '--label', 'bench', '--pin', 'bench-token-pin', '--so-pin', 'bench-so-pin'],
+      { env, encoding: 'utf8' },
+    );
+    if (init.status !== 0) throw new Error(`softhsm2-util: ${init.stderr}`);
+    writeFileSync(join(dir, 'token-pin'), 'bench-token-pin\n', { mode: 0o600 });
+  }
   let secret = '';
   await initPartition({
     dir: join(dir, 'partition'),
@@ -204,11 +207,11 @@ async function startSoftHsmPartition(): Promise<{
       secret = secrets.secret!;
     },
   });
-  await writePkcs11Spec(join(dir, 'partition'), { module: SOFTHSM_MODULE, tokenLabel: 'bench' });
+  if (token) await writePkcs11Spec(join(dir, 'partition'), { module: SOFTHSM_MODULE, tokenLabel: 'bench' });
   const child = await startPartitionProcess({
     dir: join(dir, 'partition'),
     socketPath: join(dir, 'p.sock'),
-    args: ['--token-pin-file', join(dir, 'token-pin')],
+    ...(token ? { args: ['--token-pin-file', join(dir, 'token-pin')] } : {}),
     env,
   });
   const connect = async (who: (typeof users)[number]) =>
@@ -235,7 +238,8 @@ async function startSoftHsmPartition(): Promise<{
   };
 }
 
-const softhsm = withSoftHsm ? await startSoftHsmPartition() : undefined;
+const softhsm = withSoftHsm ? await startFolderPartition(true) : undefined;
+const folder = withSoftHsm ? await startFolderPartition(false) : undefined;
 const partition = await startPartitionProcess({
   socketPath,
   name: 'bench',
@@ -252,6 +256,7 @@ try {
       const label = `bench-${c.algorithm}`;
       await officer.createKey({ label, algorithm: c.algorithm });
       if (softhsm) await softhsm.officer.createKey({ label, algorithm: c.algorithm });
+      if (folder) await folder.officer.createKey({ label, algorithm: c.algorithm });
       return {
         c,
         label,
@@ -259,6 +264,7 @@ try {
         local_: [] as Measure[],
         remote: [] as Measure[],
         token: [] as Measure[],
+        folder: [] as Measure[],
       };
     }),
   );
@@ -270,10 +276,11 @@ try {
         client.sign({ key: { label: p.label }, mechanism: p.c.mechanism, purpose: 'certificate', data: tbs }),
       ),
     );
-    if (softhsm) {
+    for (const other of [softhsm, folder]) {
+      if (!other) continue;
       await Promise.all(
         Array.from({ length: 200 }, () =>
-          softhsm.client.sign({
+          other.client.sign({
             key: { label: p.label },
             mechanism: p.c.mechanism,
             purpose: 'certificate',
@@ -293,10 +300,15 @@ try {
         ? await throughPartition(softhsm.client, softhsm.process.child.pid!, p.label, p.c)
         : undefined;
       if (token) p.token.push(token);
+      const onDisk = folder
+        ? await throughPartition(folder.client, folder.process.child.pid!, p.label, p.c)
+        : undefined;
+      if (onDisk) p.folder.push(onDisk);
       console.error(
         `round ${round} ${p.c.name}: in-process ${Math.round(local.rate)}/s (${local.cpu.toFixed(1)} µs CPU each), ` +
           `partition ${Math.round(remote.rate)}/s (${remote.partitionCpu!.toFixed(1)} µs partition + ${remote.cpu.toFixed(1)} µs client CPU each)` +
-          (token ? `, SoftHSM2 partition ${Math.round(token.rate)}/s` : ''),
+          (token ? `, SoftHSM2 partition ${Math.round(token.rate)}/s` : '') +
+          (onDisk ? `, emulated folder partition ${Math.round(onDisk.rate)}/s` : ''),
       );
     }
   }
@@ -329,22 +341,27 @@ try {
     console.log(cells.join(' '));
   }
   if (softhsm) {
-    console.log(`\nSoftHSM2 token behind the partition (same rounds, ${inFlight} in flight; medians)`);
     console.log(
-      'key         in-process/s  emulated/s  softhsm2/s  softhsm2/in-process  softhsm2/emulated | partition CPU µs per signature',
+      `\nPartition folders (file audit log): emulated keys vs keys on a SoftHSM2 token (same rounds, ${inFlight} in flight; medians)`,
+    );
+    console.log(
+      'key         in-process/s  folder/s  softhsm2/s  softhsm2/in-process  softhsm2/folder | partition CPU µs per signature: folder softhsm2',
     );
     for (const p of prepared) {
       const cells = [
         p.c.name.padEnd(10),
         String(Math.round(median(p.local_.map((m) => m.rate)))).padStart(12),
-        String(Math.round(median(p.remote.map((m) => m.rate)))).padStart(11),
+        String(Math.round(median(p.folder.map((m) => m.rate)))).padStart(9),
         String(Math.round(median(p.token.map((m) => m.rate)))).padStart(11),
         `${(median(p.token.map((m, i) => m.rate / p.local_[i]!.rate)) * 100).toFixed(0)}%`.padStart(20),
-        `${(median(p.token.map((m, i) => m.rate / p.remote[i]!.rate)) * 100).toFixed(0)}%`.padStart(18),
+        `${(median(p.token.map((m, i) => m.rate / p.folder[i]!.rate)) * 100).toFixed(0)}%`.padStart(16),
         '|',
+        median(p.folder.map((m) => m.partitionCpu!))
+          .toFixed(1)
+          .padStart(38),
         median(p.token.map((m) => m.partitionCpu!))
           .toFixed(1)
-          .padStart(10),
+          .padStart(9),
       ];
       console.log(cells.join(' '));
     }
@@ -361,6 +378,7 @@ try {
 } finally {
   await partition.stop();
   await softhsm?.stop();
+  await folder?.stop();
   await cleanup();
 }
 
