@@ -576,113 +576,130 @@ export class Pkcs11Token implements TokenKeys {
     const generate = GENERATE_MECHANISM[algorithm];
     await this.ready();
     this.requireMechanism(generate, `${algorithm} keys`);
-    return this.withSession(async (pkcs11, session) => {
-      let existing: Buffer[];
-      try {
-        existing = this.find(pkcs11, session, [
-          { type: CKA.CLASS, value: u(CKO_PRIVATE_KEY) },
-          { type: CKA.LABEL, value: label },
-        ]);
-      } catch (error) {
-        throw this.failed('C_FindObjects', error);
-      }
-      if (existing.length > 0)
-        throw new HsmError(
-          'CKR_OBJECT_EXISTS',
-          `token ${this.label} already holds a key labelled '${label}'`,
-        );
-      const idBytes = Buffer.from(id, 'hex');
-      const common = [
-        { type: CKA.TOKEN, value: true },
-        { type: CKA.LABEL, value: label },
-        { type: CKA.ID, value: idBytes },
-      ];
-      const publicTemplate: Pkcs11Js.Template = [
-        ...common,
-        { type: CKA.CLASS, value: u(CKO_PUBLIC_KEY) },
-        { type: CKA.PRIVATE, value: false },
-        { type: CKA.VERIFY, value: true },
-        { type: CKA.ENCRYPT, value: false },
-        { type: CKA.WRAP, value: false },
-      ];
-      const privateTemplate: Pkcs11Js.Template = [
-        ...common,
-        { type: CKA.CLASS, value: u(CKO_PRIVATE_KEY) },
-        { type: CKA.PRIVATE, value: true },
-        { type: CKA.SENSITIVE, value: true },
-        { type: CKA.EXTRACTABLE, value: false },
-        { type: CKA.SIGN, value: usages.includes('sign') },
-        { type: CKA.DECRYPT, value: false },
-        { type: CKA.UNWRAP, value: false },
-      ];
-      const spec = KEY_ALGORITHM_SPECS[algorithm].generate;
-      if (spec.type === 'rsa') {
-        publicTemplate.push(
-          { type: CKA.MODULUS_BITS, value: u(spec.modulusLength) },
-          { type: CKA.PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
-        );
-      } else {
-        publicTemplate.push({ type: CKA.EC_PARAMS, value: EC_PARAMS[algorithm as keyof typeof EC_PARAMS] });
-        privateTemplate.push({ type: CKA.DERIVE, value: false });
-      }
-      let pair: Pkcs11Js.KeyPair;
-      try {
-        pair = await pkcs11.C_GenerateKeyPairAsync(
-          session,
-          { mechanism: generate },
-          publicTemplate,
-          privateTemplate,
-        );
-      } catch (error) {
-        // Some modules name Edwards curves only by their PrintableString name (PKCS#11 3.0 §2.3.10).
-        if (algorithm === 'ed25519' && !isTokenGone(error)) {
-          publicTemplate[publicTemplate.length - 1] = { type: CKA.EC_PARAMS, value: ED25519_NAME };
-          try {
-            pair = await pkcs11.C_GenerateKeyPairAsync(
-              session,
-              { mechanism: generate },
-              publicTemplate,
-              privateTemplate,
-            );
-          } catch (second) {
-            throw this.failed('C_GenerateKeyPair', second);
-          }
-        } else throw this.failed('C_GenerateKeyPair', error);
-      }
-      try {
-        const entry = this.describeKey(pkcs11, session, pair.privateKey);
-        if (!entry || entry.id !== id) throw new Error('the generated key does not read back');
-        this.handles.set(id, { priv: pair.privateKey, entry });
-        return entry;
-      } catch (error) {
-        for (const object of [pair.privateKey, pair.publicKey]) {
-          try {
-            pkcs11.C_DestroyObject(session, object);
-          } catch {}
+    return this.oneAtATime(() =>
+      this.withSession(async (pkcs11, session) => {
+        let existing: Buffer[];
+        try {
+          existing = this.find(pkcs11, session, [
+            { type: CKA.CLASS, value: u(CKO_PRIVATE_KEY) },
+            { type: CKA.LABEL, value: label },
+          ]);
+        } catch (error) {
+          throw this.failed('C_FindObjects', error);
         }
-        throw this.failed('C_GetAttributeValue', error);
-      }
-    });
+        if (existing.length > 0)
+          throw new HsmError(
+            'CKR_OBJECT_EXISTS',
+            `token ${this.label} already holds a key labelled '${label}'`,
+          );
+        const idBytes = Buffer.from(id, 'hex');
+        const common = [
+          { type: CKA.TOKEN, value: true },
+          { type: CKA.LABEL, value: label },
+          { type: CKA.ID, value: idBytes },
+        ];
+        const publicTemplate: Pkcs11Js.Template = [
+          ...common,
+          { type: CKA.CLASS, value: u(CKO_PUBLIC_KEY) },
+          { type: CKA.PRIVATE, value: false },
+          { type: CKA.VERIFY, value: true },
+          { type: CKA.ENCRYPT, value: false },
+          { type: CKA.WRAP, value: false },
+        ];
+        const privateTemplate: Pkcs11Js.Template = [
+          ...common,
+          { type: CKA.CLASS, value: u(CKO_PRIVATE_KEY) },
+          { type: CKA.PRIVATE, value: true },
+          { type: CKA.SENSITIVE, value: true },
+          { type: CKA.EXTRACTABLE, value: false },
+          { type: CKA.SIGN, value: usages.includes('sign') },
+          { type: CKA.DECRYPT, value: false },
+          { type: CKA.UNWRAP, value: false },
+        ];
+        const spec = KEY_ALGORITHM_SPECS[algorithm].generate;
+        if (spec.type === 'rsa') {
+          publicTemplate.push(
+            { type: CKA.MODULUS_BITS, value: u(spec.modulusLength) },
+            { type: CKA.PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+          );
+        } else {
+          publicTemplate.push({ type: CKA.EC_PARAMS, value: EC_PARAMS[algorithm as keyof typeof EC_PARAMS] });
+          privateTemplate.push({ type: CKA.DERIVE, value: false });
+        }
+        let pair: Pkcs11Js.KeyPair;
+        try {
+          pair = await pkcs11.C_GenerateKeyPairAsync(
+            session,
+            { mechanism: generate },
+            publicTemplate,
+            privateTemplate,
+          );
+        } catch (error) {
+          // Some modules name Edwards curves only by their PrintableString name (PKCS#11 3.0 §2.3.10).
+          if (algorithm === 'ed25519' && !isTokenGone(error)) {
+            publicTemplate[publicTemplate.length - 1] = { type: CKA.EC_PARAMS, value: ED25519_NAME };
+            try {
+              pair = await pkcs11.C_GenerateKeyPairAsync(
+                session,
+                { mechanism: generate },
+                publicTemplate,
+                privateTemplate,
+              );
+            } catch (second) {
+              throw this.failed('C_GenerateKeyPair', second);
+            }
+          } else throw this.failed('C_GenerateKeyPair', error);
+        }
+        try {
+          const entry = this.describeKey(pkcs11, session, pair.privateKey);
+          if (!entry || entry.id !== id) throw new Error('the generated key does not read back');
+          this.handles.set(id, { priv: pair.privateKey, entry });
+          return entry;
+        } catch (error) {
+          for (const object of [pair.privateKey, pair.publicKey]) {
+            try {
+              pkcs11.C_DestroyObject(session, object);
+            } catch {}
+          }
+          throw this.failed('C_GetAttributeValue', error);
+        }
+      }),
+    );
+  }
+
+  private changes: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Creates and destroys one at a time: SoftHSM 2.6's file store answered CKR_GENERAL_ERROR to
+   * one of six key pairs generated at once on a loaded machine. Keys are created rarely;
+   * signatures are not serialised.
+   */
+  private oneAtATime<T>(body: () => Promise<T>): Promise<T> {
+    const run = this.changes.then(body, body);
+    this.changes = run.catch(() => {});
+    return run;
   }
 
   /** Destroys both halves of the key with this CKA_ID. */
   async destroy(id: string): Promise<void> {
-    await this.withSession((pkcs11, session) => {
-      try {
-        const objects = this.find(pkcs11, session, [{ type: CKA.ID, value: Buffer.from(id, 'hex') }]).filter(
-          (object) => {
+    await this.oneAtATime(() =>
+      this.withSession((pkcs11, session) => {
+        try {
+          const objects = this.find(pkcs11, session, [
+            { type: CKA.ID, value: Buffer.from(id, 'hex') },
+          ]).filter((object) => {
             const cls = this.attributes(pkcs11, session, object, [CKA.CLASS]).get(CKA.CLASS);
             return (
               cls !== undefined && (readUlong(cls) === CKO_PRIVATE_KEY || readUlong(cls) === CKO_PUBLIC_KEY)
             );
-          },
-        );
-        for (const object of objects) pkcs11.C_DestroyObject(session, object);
-        this.handles.delete(id);
-      } catch (error) {
-        throw this.failed('C_DestroyObject', error);
-      }
-    });
+          });
+          for (const object of objects) pkcs11.C_DestroyObject(session, object);
+          this.handles.delete(id);
+        } catch (error) {
+          throw this.failed('C_DestroyObject', error);
+        }
+      }),
+    );
   }
 
   /** The private key's handle in this run of the module, found by CKA_ID (on the caller's session). */
