@@ -11,7 +11,8 @@ import { openDatabase } from '../db/database.ts';
 import { createIssuersRepository } from '../db/issuers.repository.ts';
 import { RemotePartition } from '../hsm/client.ts';
 import { initPartition } from '../hsm/custody/index.ts';
-import { formatKeyUri } from '../hsm/key-uri.ts';
+import { writePkcs11Spec } from '../hsm/pkcs11/folder.ts';
+import { Pkcs11Token } from '../hsm/pkcs11/token.ts';
 import { startPartitionProcess } from '../hsm/process.ts';
 import type { KeyAlgorithm } from '../hsm/types.ts';
 import { createPartitionCrypto, getCryptoKey } from '../hsm/webcrypto.ts';
@@ -38,6 +39,20 @@ export interface InitOptions {
   rootAlgorithm?: KeyAlgorithm;
   intermediateAlgorithm?: KeyAlgorithm;
   log?: (line: string) => void;
+  /**
+   * Keep both partitions' keys on PKCS#11 tokens (issue #25): the issuing key on `tokenLabel`,
+   * the dev root's on `rootTokenLabel` (default the same token). Users, PINs and audit logs stay
+   * in the partition folders as usual.
+   */
+  pkcs11?: {
+    module: string;
+    tokenLabel: string;
+    rootTokenLabel?: string;
+    /** The tokens' user PIN; checked before anything is created. */
+    pin: string;
+    /** Where the PIN lives, written into signet.yaml as tokenPinFile; else the server needs SIGNET_PKCS11_PIN. */
+    pinFile?: string;
+  };
 }
 
 export interface InitResult {
@@ -81,6 +96,29 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
   await mkdir(path.join(dataDir, 'hsm'), { recursive: true, mode: 0o700 });
   await mkdir(path.join(dataDir, 'certs'), { recursive: true });
 
+  // Both tokens answer before anything is written: a wrong PIN or label leaves no folder behind.
+  const tokenOf = (name: string) =>
+    options.pkcs11 && {
+      module: options.pkcs11.module,
+      tokenLabel:
+        name === 'root'
+          ? (options.pkcs11.rootTokenLabel ?? options.pkcs11.tokenLabel)
+          : options.pkcs11.tokenLabel,
+    };
+  if (options.pkcs11) {
+    for (const name of new Set([
+      options.pkcs11.tokenLabel,
+      options.pkcs11.rootTokenLabel ?? options.pkcs11.tokenLabel,
+    ])) {
+      const token = await Pkcs11Token.open({
+        module: options.pkcs11.module,
+        tokenLabel: name,
+        pin: options.pkcs11.pin,
+      });
+      await token.close();
+    }
+  }
+
   // The partitions: `issuing` (online, the CA's signing keys) and `root` (the dev root's key).
   const partitions: Record<
     string,
@@ -101,6 +139,11 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
       clock,
       saveSecrets: async (material) => writeSecret(secretFile, material.secret!),
     });
+    const token = tokenOf(name);
+    if (token) {
+      await writePkcs11Spec(path.join(dataDir, 'hsm', name), token);
+      log(`partition ${name} keeps its keys on token ${token.tokenLabel} (${token.module})`);
+    }
     await writeSecret(path.join(offline, `pin-${name}-officer`), `${officerPin}\n`);
     await writeSecret(caPinFile, `${caPin}\n`);
     partitions[name] = {
@@ -138,6 +181,7 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
           dir: path.join(dataDir, 'hsm', name),
           socketPath: partitions[name]!.socket,
           name,
+          ...(options.pkcs11 ? { env: { ...process.env, SIGNET_PKCS11_PIN: options.pkcs11.pin } } : {}),
         }),
       );
     }
@@ -245,7 +289,7 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
         id: 'dev-root',
         name: 'Signet Dev Root',
         certificateDer: root.der,
-        keyUri: formatKeyUri('root', 'dev-root'),
+        keyUri: rootKey.uri,
         status: 'active',
         crlUrls: [urls('dev-root').crlUrl],
         ocspUrls: [],
@@ -256,7 +300,7 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
         name: 'Signet Dev Intermediate',
         parentId: 'dev-root',
         certificateDer: intermediate.der,
-        keyUri: formatKeyUri('issuing', 'dev-intermediate'),
+        keyUri: intermediateKey.uri,
         status: 'active',
         crlUrls: [urls('dev-intermediate').crlUrl],
         ocspUrls: [urls('dev-intermediate').ocspUrl],
@@ -312,6 +356,15 @@ async function makePrivate(dir: string): Promise<void> {
   await chmod(dir, 0o700);
 }
 
+/** signet.yaml lines for a partition whose keys live on a PKCS#11 token. */
+function tokenLines(options: InitOptions): string {
+  if (!options.pkcs11) return '';
+  const where = `token ${options.pkcs11.tokenLabel}, module ${options.pkcs11.module} (hsm/issuing/pkcs11.json)`;
+  return options.pkcs11.pinFile
+    ? `\n    # Its keys live on ${where}; the token's own PIN:\n    tokenPinFile: ${options.pkcs11.pinFile}`
+    : `\n    # Its keys live on ${where}; the token's own PIN comes from SIGNET_PKCS11_PIN.`;
+}
+
 function configYaml(options: InitOptions): string {
   return `# Signet service configuration, written by 'signet init'. Every key is documented in
 # README.md ("Configuration"). Relative paths are relative to this folder.
@@ -336,7 +389,7 @@ partitions:
     unsealSecretFile: secrets/unseal-issuing
     user: ca
     pinFile: secrets/pin-issuing-ca
-    spawn: true
+    spawn: true${tokenLines(options)}
     # p11Socket: hsm/issuing-p11.sock   # PKCS#11 for programs (p11-kit), keys of purpose other only
 # The dev root's key lives in the separate partition hsm/root, which the server never opens.
 

@@ -147,7 +147,12 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
           dir: resolveIn(dataDir, partition.dir),
           socketPath,
           name,
-          args: p11Arguments(dataDir, partition),
+          args: [
+            ...p11Arguments(dataDir, partition),
+            ...(partition.tokenPinFile !== undefined
+              ? ['--token-pin-file', resolveIn(dataDir, partition.tokenPinFile)]
+              : []),
+          ],
           onLog: (line) => logger.info({ partition: name }, line),
         });
         closers.push(() => child.stop());

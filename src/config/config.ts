@@ -36,11 +36,22 @@ const partitionSchema = z
     p11SocketGroup: z.string().min(1).optional(),
     /** The partition user C_Login(CKU_USER) logs in as; default `ca`. */
     p11User: z.string().min(1).optional(),
+    /**
+     * For a partition whose keys live on a PKCS#11 token (its folder has pkcs11.json, issue #25):
+     * the file holding the token's own user PIN, passed to the partition process it spawns
+     * (else the process reads SIGNET_PKCS11_PIN).
+     */
+    tokenPinFile: z.string().min(1).optional(),
   })
   .refine((p) => p.spawn || (p.p11Socket ?? p.p11SocketGroup ?? p.p11User) === undefined, {
     message:
       'p11Socket, p11SocketGroup and p11User apply to a partition signet serve starts (spawn: true); give a partition served apart `signet hsm serve --p11-socket` instead',
     path: ['p11Socket'],
+  })
+  .refine((p) => p.spawn || p.tokenPinFile === undefined, {
+    message:
+      'tokenPinFile applies to a partition signet serve starts (spawn: true); give a partition served apart `signet hsm serve --token-pin-file` instead',
+    path: ['tokenPinFile'],
   })
   .refine((p) => p.p11Socket !== undefined || (p.p11SocketGroup ?? p.p11User) === undefined, {
     message: 'p11SocketGroup and p11User need p11Socket',

@@ -13,7 +13,14 @@ import {
   type SignKeyObjectInput,
 } from 'node:crypto';
 import { checkKeyRef, formatKeyUri, KEY_LABEL, PARTITION_NAME, parseKeyUri, USER_NAME } from './key-uri.ts';
-import { KEY_ALGORITHM_SPECS, type KeyAlgorithmSpec, MECHANISM_SPECS, signingInput } from './mechanisms.ts';
+import {
+  checkSignMechanism,
+  KEY_ALGORITHM_SPECS,
+  type KeyAlgorithmSpec,
+  MECHANISM_SPECS,
+  signingInput,
+} from './mechanisms.ts';
+import { isPkcs11Uri } from './pkcs11/uri.ts';
 import { PROTOCOL_VERSION } from './protocol.ts';
 import { mayRawSign, rawSign } from './raw-sign.ts';
 import type {
@@ -26,6 +33,7 @@ import type {
   StoredKeyObject,
   UserRecord,
 } from './store.ts';
+import type { TokenKeys, TokenSignStream } from './token-keys.ts';
 import {
   type Clock,
   type CreateKeyRequest,
@@ -86,6 +94,12 @@ export interface EmulatedPartitionOptions {
   maxOpenStreams?: number;
   /** Operational log for failures the caller only sees as CKR_DEVICE_ERROR; never given secrets. */
   log?: (line: string) => void;
+  /**
+   * Keys on a PKCS#11 token instead of in the sealed store (issue #25). The store then keeps, per
+   * key, only its attributes (purposes, creation time; an empty private key marks it) and the
+   * token is the authority on which keys exist. The partition closes it when it closes.
+   */
+  tokenKeys?: TokenKeys;
 }
 
 /** Who may call an operation: anyone (even before login), any logged-in user, or one role. */
@@ -93,7 +107,9 @@ export type Access = 'public' | 'any' | Role;
 
 interface LoadedKey {
   readonly info: KeyInfo;
-  readonly privateKey: KeyObject;
+  /** Undefined for a key on the token (`onToken`). */
+  readonly privateKey: KeyObject | undefined;
+  readonly onToken?: boolean;
   /** Signing inputs per mechanism and salt length, built once. */
   readonly inputs: Map<string, SignKeyObjectInput>;
 }
@@ -102,7 +118,9 @@ interface Stream {
   key: LoadedKey;
   mechanism: SignMechanism;
   purpose: SignPurpose;
-  input: SignKeyObjectInput;
+  input: SignKeyObjectInput | undefined;
+  /** A token key's multi-part operation (its own C_SignUpdate, hashing or gathering). */
+  token?: TokenSignStream;
   /** RSA and ECDSA hash as they go (C_SignUpdate); Ed25519 gathers the message. */
   signer?: Sign;
   parts?: Buffer[];
@@ -164,6 +182,7 @@ export class EmulatedPartition {
     this.closed = true;
     await Promise.allSettled([...this.sessions].map((s) => s.close()));
     await this.store?.close();
+    await this.options.tokenKeys?.close();
     await this.options.audit.close();
   }
 
@@ -220,10 +239,12 @@ export class EmulatedPartition {
   /** @internal */
   status(user: { name: string; role: Role } | undefined): PartitionStatus {
     const vault = this.options.vault.status();
+    const token = this.options.tokenKeys?.token;
     return {
       name: this.name,
       state: this.state,
-      backend: 'emulated',
+      backend: token ? 'pkcs11' : 'emulated',
+      ...(token ? { token: { ...token } } : {}),
       protocolVersion: PROTOCOL_VERSION,
       ...(vault.sealing ? { sealing: vault.sealing } : {}),
       ...(user && this.store ? { keyCount: this.keysById.size, user: { ...user } } : {}),
@@ -249,9 +270,62 @@ export class EmulatedPartition {
 
   private async load(store: PartitionStore): Promise<void> {
     const stored = await store.listKeys();
-    const loaded = stored.map((key) => this.toLoaded(key));
+    const tokenKeys = this.options.tokenKeys;
+    const loaded = stored
+      .filter((key) => !tokenKeys || key.privateKey.length > 0)
+      .map((key) => this.toLoaded(key));
+    if (tokenKeys) loaded.push(...(await this.loadTokenKeys(tokenKeys, stored)));
     for (const key of loaded) this.index(key);
     this.store = store;
+  }
+
+  /**
+   * The token's key pairs that this partition created, with the purposes and creation time its
+   * store recorded. Other keys on the token (another partition's on a shared token, or made with
+   * the token's own tools) are not this partition's: they are neither listed nor usable. A
+   * recorded key missing from the token is logged and left out.
+   */
+  private async loadTokenKeys(tokenKeys: TokenKeys, stored: StoredKeyObject[]): Promise<LoadedKey[]> {
+    const records = new Map(stored.filter((key) => key.privateKey.length === 0).map((key) => [key.id, key]));
+    const loaded: LoadedKey[] = [];
+    const labels = new Set<string>();
+    let foreign = 0;
+    for (const entry of await tokenKeys.list()) {
+      if (!records.has(entry.id)) {
+        foreign++;
+        continue;
+      }
+      if (!KEY_LABEL.test(entry.label) || labels.has(entry.label)) {
+        this.log(`token key ${entry.id} has a label Signet cannot address uniquely; it is ignored`);
+        continue;
+      }
+      labels.add(entry.label);
+      const record = records.get(entry.id);
+      records.delete(entry.id);
+      loaded.push(this.tokenLoaded(entry, record));
+    }
+    for (const record of records.values())
+      this.log(`key ${record.label} (${record.id}) is recorded but not on the token; it is left out`);
+    if (foreign > 0) this.log(`the token holds ${foreign} other key pair(s), not this partition's`);
+    return loaded;
+  }
+
+  private tokenLoaded(
+    entry: Awaited<ReturnType<TokenKeys['list']>>[number],
+    record: StoredKeyObject | undefined,
+  ): LoadedKey {
+    const info: KeyInfo = {
+      id: entry.id,
+      label: entry.label,
+      algorithm: entry.algorithm,
+      usages: record ? [...record.usages] : [...entry.usages],
+      purposes: record ? [...record.purposes] : [...SIGN_PURPOSES],
+      extractable: entry.extractable,
+      createdAt: record?.createdAt ?? new Date(0).toISOString(),
+      uri: this.options.tokenKeys!.uriFor(entry.label),
+      publicKey: Uint8Array.from(entry.publicKey),
+    };
+    return { info, privateKey: undefined, onToken: true, inputs: new Map() };
   }
 
   /** Turns a stored object into KeyObjects, refusing one whose halves do not belong together. */
@@ -273,7 +347,7 @@ export class EmulatedPartition {
       purposes: [...key.purposes],
       extractable: key.extractable,
       createdAt: key.createdAt,
-      uri: formatKeyUri(this.name, key.label),
+      uri: this.options.tokenKeys?.uriFor(key.label) ?? formatKeyUri(this.name, key.label),
       publicKey: Uint8Array.from(key.publicKey),
     };
     return { info, privateKey: priv, inputs: new Map() };
@@ -299,6 +373,13 @@ export class EmulatedPartition {
     if (ref.label !== undefined) return this.keysByLabel.get(ref.label);
     if (ref.id !== undefined) return this.keysById.get(ref.id);
     let parsed = this.uriCache.get(ref.uri!);
+    if (!parsed && isPkcs11Uri(ref.uri)) {
+      if (!this.options.tokenKeys)
+        throw new HsmError('CKR_ARGUMENTS_BAD', `partition '${this.name}' keeps no keys on a PKCS#11 token`);
+      parsed = this.options.tokenKeys.parseUri(ref.uri);
+      if (this.uriCache.size > 1024) this.uriCache.clear();
+      this.uriCache.set(ref.uri!, parsed);
+    }
     if (!parsed) {
       const uri = parseKeyUri(ref.uri!);
       if (uri.partition !== this.name) {
@@ -353,6 +434,7 @@ export class EmulatedPartition {
     }
     this.pendingLabels.add(label);
     try {
+      if (this.options.tokenKeys) return await this.createTokenKey(store, this.options.tokenKeys, request);
       const { privateKey } = await generate(KEY_ALGORITHM_SPECS[algorithm]);
       const stored: StoredKeyObject = {
         id: randomBytes(16).toString('hex'),
@@ -374,9 +456,44 @@ export class EmulatedPartition {
     }
   }
 
+  /**
+   * A key pair generated on the token, its attributes recorded in the store (an empty private
+   * key marks the record). If the record cannot be written the token key is destroyed again.
+   */
+  private async createTokenKey(
+    store: PartitionStore,
+    tokenKeys: TokenKeys,
+    request: CreateKeyRequest,
+  ): Promise<LoadedKey> {
+    const id = randomBytes(16).toString('hex');
+    const usages = [...new Set(request.usages ?? (['sign', 'verify'] as const))];
+    const entry = await tokenKeys.create({ id, label: request.label, algorithm: request.algorithm, usages });
+    const stored: StoredKeyObject = {
+      id,
+      label: request.label,
+      algorithm: request.algorithm,
+      usages,
+      purposes: [...new Set(request.purposes ?? SIGN_PURPOSES)],
+      extractable: false,
+      createdAt: this.clock.now().toISOString(),
+      publicKey: Uint8Array.from(entry.publicKey),
+      privateKey: new Uint8Array(0),
+    };
+    try {
+      await store.putKey(stored);
+    } catch (error) {
+      await tokenKeys.destroy(id).catch(() => {});
+      throw error;
+    }
+    const loaded = this.tokenLoaded(entry, stored);
+    this.index(loaded);
+    return loaded;
+  }
+
   /** @internal */
   async destroyKey(key: LoadedKey): Promise<void> {
     const store = this.requireStore();
+    if (key.onToken) await this.options.tokenKeys!.destroy(key.info.id);
     await store.deleteKey(key.info.id);
     if (this.isCurrent(key)) {
       this.keysById.delete(key.info.id);
@@ -699,8 +816,16 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
 
   // --- signing -------------------------------------------------------------------------------
 
-  /** Checks that this key may make this signature, and returns the node:crypto signing input. */
-  private signable(key: LoadedKey, mechanism: SignMechanism, purpose: SignPurpose, saltLength?: number) {
+  /**
+   * Checks that this key may make this signature, and returns the node:crypto signing input
+   * (undefined for a token key, whose token does the signing).
+   */
+  private signable(
+    key: LoadedKey,
+    mechanism: SignMechanism,
+    purpose: SignPurpose,
+    saltLength?: number,
+  ): SignKeyObjectInput | undefined {
     const { info } = key;
     if (!info.usages.includes('sign')) {
       throw new HsmError('CKR_KEY_FUNCTION_NOT_PERMITTED', `key ${info.label} was not created for signing`);
@@ -710,6 +835,11 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
         'CKR_KEY_FUNCTION_NOT_PERMITTED',
         `key ${info.label} may not sign for purpose '${purpose}'`,
       );
+    }
+    if (!key.privateKey) {
+      checkSignMechanism(info.algorithm, mechanism, saltLength);
+      this.partition.options.tokenKeys!.checkMechanism(mechanism);
+      return undefined;
     }
     const cacheKey = saltLength === undefined ? mechanism : `${mechanism}/${saltLength}`;
     let input = key.inputs.get(cacheKey);
@@ -727,7 +857,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
    */
   sign(request: SignRequest): Promise<Uint8Array> {
     const event = this.event('sign');
-    let signature: Uint8Array;
+    let signature: Uint8Array | Promise<Uint8Array>;
     try {
       if (this.closed) throw new HsmError('CKR_SESSION_CLOSED', 'session is closed');
       this.partition.requireStore();
@@ -736,7 +866,15 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
     } catch (error) {
       return this.refused(event, error);
     }
-    return this.partition.audit(event).then(() => signature);
+    if (signature instanceof Promise) {
+      // A token key: the token answers later; its failure is audited like any other.
+      return signature.then(
+        (value) => this.partition.audit(event).then(() => value),
+        (error) => this.refused(event, error),
+      );
+    }
+    const value = signature;
+    return this.partition.audit(event).then(() => value);
   }
 
   /** Records a failed operation and rejects with its reason. */
@@ -747,7 +885,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
     throw failure;
   }
 
-  private signOnce(event: AuditEvent, request: SignRequest): Uint8Array {
+  private signOnce(event: AuditEvent, request: SignRequest): Uint8Array | Promise<Uint8Array> {
     checkSignParams(request);
     if (!(request.data instanceof Uint8Array)) throw bad('data is bytes');
     const key = this.keyFor(request.key, event);
@@ -757,6 +895,15 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
     const data = asBuffer(request.data);
     event.length = data.length;
     event.digest = hash('sha256', data, 'hex');
+    if (!input) {
+      return this.partition.options.tokenKeys!.sign(
+        key.info.id,
+        key.info.algorithm,
+        request.mechanism,
+        data,
+        request.saltLength,
+      );
+    }
     try {
       return nodeSign(key.info.algorithm === 'ed25519' ? null : hashOf(request.mechanism), data, input);
     } catch (error) {
@@ -780,6 +927,12 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
       const key = this.keyFor(request.key, event);
       Object.assign(event, { purpose: 'other', mechanism: request.mechanism, length: request.data.length });
       event.digest = hash('sha256', request.data, 'hex');
+      if (!key.privateKey) {
+        throw new HsmError(
+          'CKR_FUNCTION_NOT_SUPPORTED',
+          `key ${key.info.label} is on a PKCS#11 token: use the token's own module for raw signatures`,
+        );
+      }
       if (!mayRawSign(key.info)) {
         throw new HsmError(
           'CKR_KEY_FUNCTION_NOT_PERMITTED',
@@ -797,7 +950,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
 
   /** C_SignInit: returns a handle for signUpdate / signFinal on this session. */
   async signInit(request: SignInitRequest): Promise<number> {
-    return this.perform('signInit', 'user', (event) => {
+    return this.perform('signInit', 'user', async (event) => {
       checkSignParams(request);
       const key = this.keyFor(request.key, event);
       Object.assign(event, { purpose: request.purpose, mechanism: request.mechanism });
@@ -806,6 +959,14 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
         throw new HsmError('CKR_OPERATION_ACTIVE', 'too many multi-part operations open on this session');
       }
       const ed25519 = key.info.algorithm === 'ed25519';
+      const token = input
+        ? undefined
+        : await this.partition.options.tokenKeys!.startStream(
+            key.info.id,
+            key.info.algorithm,
+            request.mechanism,
+            request.saltLength,
+          );
       const stream: Stream = {
         key,
         mechanism: request.mechanism,
@@ -813,7 +974,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
         input,
         length: 0,
         digest: createHash('sha256'),
-        ...(ed25519 ? { parts: [] } : { signer: createSign(hashOf(request.mechanism)!) }),
+        ...(token ? { token } : ed25519 ? { parts: [] } : { signer: createSign(hashOf(request.mechanism)!) }),
       };
       const handle = this.nextHandle;
       this.nextHandle = (this.nextHandle % 0xffff_ffff) + 1;
@@ -832,11 +993,26 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
     const stream = this.streams.get(handle);
     if (stream && this.user?.role === 'user' && chunk instanceof Uint8Array && !this.closed) {
       const limit = this.partition.options.maxStreamBytes ?? 64 * 1024 * 1024;
-      if (!stream.parts || stream.length + chunk.length <= limit) {
+      const gathers = stream.parts !== undefined || (stream.token && stream.key.info.algorithm === 'ed25519');
+      if (!gathers || stream.length + chunk.length <= limit) {
         const data = asBuffer(chunk);
         stream.length += data.length;
         stream.digest.update(data);
-        if (stream.signer) stream.signer.update(data);
+        if (stream.token) {
+          try {
+            stream.token.update(data);
+          } catch (error) {
+            return this.perform('signUpdate', 'user', (event) => {
+              this.streams.delete(handle);
+              Object.assign(event, {
+                keyId: stream.key.info.id,
+                keyLabel: stream.key.info.label,
+                purpose: stream.purpose,
+              });
+              throw error;
+            });
+          }
+        } else if (stream.signer) stream.signer.update(data);
         else stream.parts!.push(Buffer.from(data));
         return Promise.resolve();
       }
@@ -846,6 +1022,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
       const open = this.streams.get(handle);
       if (!open) throw new HsmError('CKR_OPERATION_NOT_INITIALIZED', 'no such multi-part operation');
       this.streams.delete(handle);
+      open.token?.cancel();
       Object.assign(event, { keyId: open.key.info.id, keyLabel: open.key.info.label, purpose: open.purpose });
       if (!(chunk instanceof Uint8Array)) throw bad('chunk is bytes');
       throw new HsmError('CKR_DATA_LEN_RANGE', 'the message exceeds what the partition gathers for Ed25519');
@@ -867,12 +1044,15 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
         length: stream.length,
         digest: stream.digest.digest('hex'),
       });
-      if (!this.partition.isCurrent(key))
+      if (!this.partition.isCurrent(key)) {
+        stream.token?.cancel();
         throw new HsmError('CKR_KEY_HANDLE_INVALID', 'the key was destroyed');
+      }
+      if (stream.token) return stream.token.final();
       try {
         return stream.signer
-          ? stream.signer.sign(stream.input)
-          : nodeSign(null, Buffer.concat(stream.parts!, stream.length), stream.input);
+          ? stream.signer.sign(stream.input!)
+          : nodeSign(null, Buffer.concat(stream.parts!, stream.length), stream.input!);
       } catch (error) {
         throw new HsmError('CKR_DEVICE_ERROR', 'signing failed', { cause: error });
       }
@@ -885,6 +1065,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
       const stream = this.streams.get(handle);
       if (!stream) throw new HsmError('CKR_OPERATION_NOT_INITIALIZED', 'no such multi-part operation');
       this.streams.delete(handle);
+      stream.token?.cancel();
       Object.assign(event, {
         keyId: stream.key.info.id,
         keyLabel: stream.key.info.label,
@@ -907,6 +1088,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
   private abortStreams(reason: string): void {
     for (const [handle, stream] of this.streams) {
       this.streams.delete(handle);
+      stream.token?.cancel();
       void this.partition
         .audit({
           ...this.event('signCancel'),

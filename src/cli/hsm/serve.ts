@@ -17,6 +17,7 @@ import type { OpenPartitionCustody, PartitionCustody } from '../../hsm/store.ts'
 import { ROLES } from '../../hsm/types.ts';
 import { moduleFile } from '../../lib/module-file.ts';
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
+import { openToken, readPkcs11Spec, readTokenPin } from './pkcs11.ts';
 
 export const USAGE = `usage: signet hsm serve (--dir DIR | --ephemeral FILE) [--socket PATH] [--name NAME]
 
@@ -38,7 +39,10 @@ Runs one partition process. Clients reach it only through the Unix socket (mode 
   --p11-socket-group G
                      let group G connect to the PKCS#11 socket too (0660)
   --p11-user NAME    the partition user C_Login(CKU_USER) logs in as; default 'ca'
-                     (C_Login(CKU_SO) is the officer)`;
+                     (C_Login(CKU_SO) is the officer)
+  --token-pin-file FILE
+                     for a partition whose keys live on a PKCS#11 token ('signet hsm init
+                     --pkcs11-module'): the token's own PIN (else SIGNET_PKCS11_PIN)`;
 
 const ephemeralSpec = z.strictObject({
   users: z.array(z.strictObject({ name: z.string(), role: z.enum(ROLES), pin: z.string().min(1) })).max(64),
@@ -56,6 +60,7 @@ export async function run(argv: string[]): Promise<number> {
     'p11-socket': { type: 'string' },
     'p11-socket-group': { type: 'string' },
     'p11-user': { type: 'string' },
+    'token-pin-file': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -81,13 +86,25 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError('--p11-socket must differ from --socket');
 
   const log = (line: string) => process.stderr.write(`signet hsm [${name}]: ${line}\n`);
+  const tokenSpec = values.dir ? readPkcs11Spec(values.dir) : undefined;
+  if (!tokenSpec && values['token-pin-file'] !== undefined)
+    throw new UsageError('--token-pin-file applies to a partition whose keys live on a PKCS#11 token');
+  // The token first: a wrong token PIN must not leave the folder's lock taken.
+  const tokenKeys = tokenSpec
+    ? await openToken(tokenSpec, readTokenPin(values['token-pin-file']), log)
+    : undefined;
   const custody = values.ephemeral
     ? await ephemeralCustody(values.ephemeral)
-    : await dirCustody(values.dir!, name);
+    : await dirCustody(values.dir!, name).catch(async (error) => {
+        await tokenKeys?.close();
+        throw error;
+      });
   let partition: EmulatedPartition;
   try {
-    partition = await EmulatedPartition.open({ name, ...custody, log });
+    partition = await EmulatedPartition.open({ name, ...custody, log, ...(tokenKeys ? { tokenKeys } : {}) });
+    if (tokenKeys) log(`keys on ${tokenKeys.describe()}`);
   } catch (error) {
+    await tokenKeys?.close();
     throw new CliError(`cannot open partition ${name}: ${(error as Error).message}`, EXIT.failed, {
       cause: error,
     });
