@@ -14,8 +14,10 @@ import { createIdempotencyRepository } from '../db/idempotency.repository.ts';
 import { createIssuersRepository } from '../db/issuers.repository.ts';
 import { createOwedWorkRepository } from '../db/owed-work.repository.ts';
 import { createReplayGuardRepository } from '../db/replay-guard.repository.ts';
-import { RemotePartition } from '../hsm/client.ts';
-import { type PartitionProcess, startPartitionProcess } from '../hsm/process.ts';
+import type { RemotePartition, TlsEndpoint } from '../hsm/client.ts';
+import { type ClusterMemberOptions, PartitionCluster } from '../hsm/cluster.ts';
+import { parseLinkUrl } from '../hsm/link.ts';
+import { PartitionSupervisor } from '../hsm/supervisor.ts';
 import type { KeyManager } from '../hsm/types.ts';
 import { type Clock, systemClock } from '../lib/clock.ts';
 import { createPolicyRegistry, type PolicyRegistry } from '../policy/registry.ts';
@@ -43,7 +45,8 @@ export interface Runtime {
     owedWork: ReturnType<typeof createOwedWorkRepository>;
     replayGuard: ReturnType<typeof createReplayGuardRepository>;
   };
-  partitions: Map<string, RemotePartition>;
+  /** Each partition of signet.yaml as the client of its members (one or more). */
+  partitions: Map<string, PartitionCluster>;
   policies: PolicyRegistry;
   issuers: IssuerSet;
   ca: CertificateAuthority;
@@ -135,42 +138,79 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       }
     }
 
-    const partitions = new Map<string, RemotePartition>();
+    const partitions = new Map<string, PartitionCluster>();
     for (const [name, partition] of Object.entries(config.partitions)) {
-      const socketPath = resolveIn(dataDir, partition.socket);
-      if (partition.spawn) {
-        const child: PartitionProcess = await startPartitionProcess({
-          dir: resolveIn(dataDir, partition.dir),
-          socketPath,
-          name,
-          args: p11Arguments(dataDir, partition),
-          onLog: (line) => logger.info({ partition: name }, line),
-        });
-        closers.push(() => child.stop());
-        logger.info({ partition: name, socket: socketPath }, 'partition process started');
-      }
       const pin = readFileSync(resolveIn(dataDir, partition.pinFile), 'utf8').replace(/\r?\n$/, '');
       const secret = partition.unsealSecretFile
         ? readFileSync(resolveIn(dataDir, partition.unsealSecretFile))
         : undefined;
-      const client = await RemotePartition.connect({
-        socketPath,
-        // Sessions do not survive a reconnect: unseal if the partition restarted sealed, then log in.
-        onConnect: async (p) => {
-          const status = await p.status();
-          if (status.state === 'sealed' && secret) await p.unseal({ secret: new Uint8Array(secret) });
-          await p.login({ user: partition.user, pin });
+      const members = partition.members.map((member) => memberEndpoint(dataDir, member));
+      // Sessions do not survive a reconnect: unseal if the member restarted sealed, then log in.
+      const onConnect = async (p: RemotePartition) => {
+        const status = await p.status();
+        if (status.state === 'sealed' && secret) await p.unseal({ secret: new Uint8Array(secret) });
+        await p.login({ user: partition.user, pin });
+      };
+      let cluster: PartitionCluster | undefined;
+      const spawned = partition.members.findIndex((m) => m.spawn);
+      if (spawned >= 0) {
+        const member = partition.members[spawned]!;
+        const memberName = members[spawned]!.name!;
+        const supervisor = await PartitionSupervisor.start({
+          dir: resolveIn(dataDir, member.dir!),
+          socketPath: resolveIn(dataDir, member.socket!),
+          name,
+          args: [...p11Arguments(dataDir, partition), ...listenArguments(dataDir, member)],
+          onLog: (line) => logger.info({ partition: name }, line),
+          events: {
+            died: ({ how, pid, uptimeMs, restartInMs }) => {
+              cluster?.memberDown(memberName, `process died (${how})`);
+              logger.error(
+                { partition: name, member: memberName, pid, exit: how, uptimeMs, restartInMs },
+                `partition process died (${how}); restarting it in ${restartInMs} ms`,
+              );
+            },
+            restarted: ({ pid, attempt }) => {
+              logger.warn(
+                { partition: name, member: memberName, pid, restarts: attempt },
+                secret
+                  ? 'partition process restarted; the node unseals it (unsealSecretFile)'
+                  : 'partition process restarted sealed: it waits for custodians (signet hsm unseal)',
+              );
+              void cluster?.checkAll();
+            },
+            startFailed: ({ error, attempt, retryInMs }) =>
+              logger.error(
+                { partition: name, member: memberName, attempt, retryInMs, err: error },
+                'partition process did not start; trying again',
+              ),
+          },
+        });
+        closers.push(() => supervisor.stop());
+        logger.info(
+          { partition: name, socket: memberName, pid: supervisor.pid },
+          'partition process started',
+        );
+      }
+      cluster = await PartitionCluster.connect({
+        name,
+        members,
+        onConnect,
+        onMemberState: ({ member, state, previous, reason }) => {
+          const fields = { partition: name, member, state, previous, ...(reason ? { reason } : {}) };
+          if (state === 'up') logger.info(fields, 'partition member usable');
+          else logger.warn(fields, `partition member ${state}`);
         },
       });
-      closers.push(() => client.close());
+      closers.push(() => cluster!.close());
       if (observe?.partitionSign) {
         const record = observe.partitionSign;
         const purposeOf = (args: unknown[]) =>
           String((args[0] as { purpose?: string } | undefined)?.purpose ?? 'other');
-        timeMethod(client, 'sign', (seconds, args) => record(purposeOf(args), seconds));
-        timeMethod(client, 'signStream', (seconds, args) => record(purposeOf(args), seconds));
+        timeMethod(cluster, 'sign', (seconds, args) => record(purposeOf(args), seconds));
+        timeMethod(cluster, 'signStream', (seconds, args) => record(purposeOf(args), seconds));
       }
-      partitions.set(name, client);
+      partitions.set(name, cluster);
     }
 
     const policies = await createPolicyRegistry({ dir: resolveIn(dataDir, config.policies.dir) });
@@ -186,6 +226,14 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       clock,
     });
     logger.info({ issuers: issuers.list().map((i) => i.id) }, 'issuers loaded');
+    // A member is used only while it holds every key this node signs with (a clone may predate one).
+    for (const cluster of partitions.values()) {
+      const keys = issuers
+        .list()
+        .filter((issuer) => issuer.keyManager === cluster)
+        .map((issuer) => issuer.keys.certificate.keyRef);
+      cluster.requireKeys(keys);
+    }
 
     const blocklist = config.issuance.keyBlocklist
       ? createKeyBlocklist(resolveIn(dataDir, config.issuance.keyBlocklist))
@@ -243,6 +291,42 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
 /** Each CA node writes its own audit hash chain (DESIGN.md "Storage"). */
 export function nodeId(): string {
   return process.env.SIGNET_NODE_ID ?? hostname();
+}
+
+/** How the CA reaches one member: over mutual TLS when it has a url, else its Unix socket. */
+function memberEndpoint(
+  dataDir: string,
+  member: SignetConfig['partitions'][string]['members'][number],
+): ClusterMemberOptions {
+  if (member.url !== undefined) {
+    const tls: TlsEndpoint = {
+      ...parseLinkUrl(member.url),
+      cert: readFileSync(resolveIn(dataDir, member.cert!)),
+      key: readFileSync(resolveIn(dataDir, member.key!)),
+      ca: readFileSync(resolveIn(dataDir, member.ca!)),
+    };
+    return { name: member.url, tls };
+  }
+  const socketPath = resolveIn(dataDir, member.socket!);
+  return { name: socketPath, socketPath };
+}
+
+/** `signet hsm serve --listen` arguments for the spawned member that also serves mutual TLS. */
+function listenArguments(
+  dataDir: string,
+  member: SignetConfig['partitions'][string]['members'][number],
+): string[] {
+  if (!member.listen || member.url === undefined) return [];
+  return [
+    '--listen',
+    member.url,
+    '--tls-cert',
+    resolveIn(dataDir, member.listen.cert),
+    '--tls-key',
+    resolveIn(dataDir, member.listen.key),
+    '--client-ca',
+    resolveIn(dataDir, member.listen.clientCa),
+  ];
 }
 
 /** `signet hsm serve` arguments for a partition's PKCS#11 socket (partitions.<name>.p11Socket). */

@@ -101,7 +101,9 @@ export async function run(argv: string[]): Promise<number> {
   const config = loadConfig(dataDir);
   const dirs =
     values['partition-dir']?.map((d) => path.resolve(d)) ??
-    Object.values(config.partitions).map((p) => resolveIn(dataDir, p.dir));
+    Object.values(config.partitions).flatMap((p) =>
+      p.members.flatMap((m) => (m.dir === undefined ? [] : [resolveIn(dataDir, m.dir)])),
+    );
 
   for (const dir of dirs) {
     const verification = await verifyAuditLog({ dir });
