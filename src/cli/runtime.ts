@@ -15,10 +15,10 @@ import { createIssuersRepository } from '../db/issuers.repository.ts';
 import { createOwedWorkRepository } from '../db/owed-work.repository.ts';
 import { createReplayGuardRepository } from '../db/replay-guard.repository.ts';
 import type { RemotePartition, TlsEndpoint } from '../hsm/client.ts';
-import { type ClusterMemberOptions, PartitionCluster } from '../hsm/cluster.ts';
+import { type ClusterMemberOptions, type MemberStateEvent, PartitionCluster } from '../hsm/cluster.ts';
 import { parseLinkUrl } from '../hsm/link.ts';
 import { PartitionSupervisor } from '../hsm/supervisor.ts';
-import type { KeyManager } from '../hsm/types.ts';
+import { isHsmError, type KeyManager } from '../hsm/types.ts';
 import { type Clock, systemClock } from '../lib/clock.ts';
 import { createPolicyRegistry, type PolicyRegistry } from '../policy/registry.ts';
 import { createKeyBlocklist } from '../x509/blocklist.ts';
@@ -192,16 +192,34 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
           'partition process started',
         );
       }
-      cluster = await PartitionCluster.connect({
+      const clusterOptions = {
         name,
         members,
         onConnect,
-        onMemberState: ({ member, state, previous, reason }) => {
+        onMemberState: ({ member, state, previous, reason }: MemberStateEvent) => {
           const fields = { partition: name, member, state, previous, ...(reason ? { reason } : {}) };
           if (state === 'up') logger.info(fields, 'partition member usable');
           else logger.warn(fields, `partition member ${state}`);
         },
-      });
+      };
+      for (let waited = false; ; ) {
+        try {
+          cluster = await PartitionCluster.connect(clusterOptions);
+          break;
+        } catch (error) {
+          // A partition this node starts and cannot unseal itself waits for its custodians: it
+          // lives only as long as this process, so exiting would never let them unseal it.
+          if (spawned < 0 || secret || !isHsmError(error) || error.rv !== 'CKR_TOKEN_SEALED') throw error;
+          if (!waited) {
+            logger.warn(
+              { partition: name, socket: members[spawned]!.name },
+              `partition ${name} is sealed: waiting for custodians (signet hsm unseal --socket ${members[spawned]!.name})`,
+            );
+            waited = true;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
+      }
       closers.push(() => cluster!.close());
       if (observe?.partitionSign) {
         const record = observe.partitionSign;

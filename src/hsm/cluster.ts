@@ -39,12 +39,14 @@ export interface PartitionClusterOptions {
   /** How often members that are not up are tried again. Default 1 s. */
   healthIntervalMs?: number;
   /** A member changed state (logged by the node). */
-  onMemberState?: (event: {
-    member: string;
-    state: MemberState;
-    previous: MemberState;
-    reason?: string;
-  }) => void;
+  onMemberState?: (event: MemberStateEvent) => void;
+}
+
+export interface MemberStateEvent {
+  member: string;
+  state: MemberState;
+  previous: MemberState;
+  reason?: string;
 }
 
 export interface MemberSnapshot {
@@ -108,10 +110,12 @@ export class PartitionCluster implements KeyManager {
     const cluster = new PartitionCluster(options);
     await cluster.checkAll();
     if (!cluster.members.some((m) => m.state === 'up')) {
-      const failure = await cluster.members[0]!.client.status().then(
-        () => unavailable(`no member of partition ${options.name} is usable`),
-        (error: unknown) => error,
-      );
+      const failure = cluster.members.some((m) => m.state === 'sealed')
+        ? new HsmError('CKR_TOKEN_SEALED', `partition ${options.name} is sealed`)
+        : await cluster.members[0]!.client.status().then(
+            () => unavailable(`no member of partition ${options.name} is usable`),
+            (error: unknown) => error,
+          );
       await cluster.close();
       throw failure;
     }
