@@ -12,6 +12,7 @@ import { createIssuersRepository } from '../db/issuers.repository.ts';
 import { RemotePartition } from '../hsm/client.ts';
 import { initPartition } from '../hsm/custody/index.ts';
 import { formatKeyUri } from '../hsm/key-uri.ts';
+import { parseLinkUrl } from '../hsm/link.ts';
 import { startPartitionProcess } from '../hsm/process.ts';
 import type { KeyAlgorithm } from '../hsm/types.ts';
 import { createPartitionCrypto, getCryptoKey } from '../hsm/webcrypto.ts';
@@ -21,6 +22,7 @@ import { createCrlImport } from '../revocation/crl-import.ts';
 import { partitionSigner } from '../revocation/partition-signer.ts';
 import { createIntermediateCertificate, createRootCertificate } from '../x509/ca-certificates.ts';
 import { createIssuerContext } from '../x509/issuer.ts';
+import { writeLinkCertificates } from './link-certs.ts';
 
 /**
  * `signet init`: a data folder with everything the embedded default needs (DESIGN.md "Data
@@ -37,6 +39,11 @@ export interface InitOptions {
   databaseUrl?: string;
   rootAlgorithm?: KeyAlgorithm;
   intermediateAlgorithm?: KeyAlgorithm;
+  /**
+   * tls://HOST:PORT (issue #22): the spawned issuing partition also listens there with mutual TLS,
+   * and the node reaches it that way; a link CA and both certificates go to secrets/link/.
+   */
+  partitionListen?: string;
   log?: (line: string) => void;
 }
 
@@ -80,6 +87,16 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
   await chmod(secrets, 0o700);
   await mkdir(path.join(dataDir, 'hsm'), { recursive: true, mode: 0o700 });
   await mkdir(path.join(dataDir, 'certs'), { recursive: true });
+
+  if (options.partitionListen !== undefined) {
+    const { host } = parseLinkUrl(options.partitionListen);
+    const link = await writeLinkCertificates({
+      dir: path.join(secrets, 'link'),
+      hosts: [host],
+      now: clock.now(),
+    });
+    log(`wrote a link CA and the partition's and this node's certificates in ${link.dir}`);
+  }
 
   // The partitions: `issuing` (online, the CA's signing keys) and `root` (the dev root's key).
   const partitions: Record<
@@ -305,6 +322,28 @@ async function makePrivate(dir: string): Promise<void> {
   await chmod(dir, 0o700);
 }
 
+/** The issuing partition's one member: on its socket, or (--partition-listen) over mutual TLS too. */
+function issuingMembers(listen: string | undefined): string {
+  if (listen === undefined)
+    return `    dir: hsm/issuing
+    socket: hsm/issuing.sock
+    spawn: true
+`;
+  return `    # One member, started and supervised by signet serve. It listens on its socket and at url with
+    # mutual TLS (certificates from the link CA in secrets/link/), and the node reaches it at url.
+    # Add members cloned with 'signet hsm backup'/'restore' as { url, cert, key, ca } or { socket }.
+    members:
+      - dir: hsm/issuing
+        socket: hsm/issuing.sock
+        spawn: true
+        url: ${listen}
+        cert: secrets/link/client.crt
+        key: secrets/link/client.key
+        ca: secrets/link/ca.crt
+        listen: { cert: secrets/link/server.crt, key: secrets/link/server.key, clientCa: secrets/link/ca.crt }
+`;
+}
+
 function configYaml(options: InitOptions): string {
   return `# Signet service configuration, written by 'signet init'. Every key is documented in
 # README.md ("Configuration"). Relative paths are relative to this folder.
@@ -324,12 +363,9 @@ database: {}
 # laptop, not for production: there, unseal with 'signet hsm unseal' and remove unsealSecretFile.
 partitions:
   issuing:
-    dir: hsm/issuing
-    socket: hsm/issuing.sock
-    unsealSecretFile: secrets/unseal-issuing
+${issuingMembers(options.partitionListen)}    unsealSecretFile: secrets/unseal-issuing
     user: ca
     pinFile: secrets/pin-issuing-ca
-    spawn: true
     # p11Socket: hsm/issuing-p11.sock   # PKCS#11 for programs (p11-kit), keys of purpose other only
 # The dev root's key lives in the separate partition hsm/root, which the server never opens.
 
