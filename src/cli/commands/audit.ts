@@ -152,7 +152,7 @@ export async function run(argv: string[]): Promise<number> {
 function printReport(report: ReconcileReport, dryRun: boolean): void {
   const would = dryRun ? 'would be ' : '';
   console.log(
-    `examined ${report.signaturesExamined} certificate signatures and ${report.certificatesExamined} database rows${dryRun ? ' (dry run: nothing changed)' : ''}`,
+    `examined ${report.signaturesExamined} certificate signatures (${report.signaturesDistinct} distinct TBS) and ${report.certificatesExamined} database rows${dryRun ? ' (dry run: nothing changed)' : ''}`,
   );
   for (const s of report.signedWithoutRecord)
     console.log(`SIGNED WITHOUT RECORD  tbs ${s.digest} at ${s.time} (${s.source})`);
