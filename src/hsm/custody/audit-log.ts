@@ -78,6 +78,8 @@ function integrity(message: string): never {
  */
 export class AuditLog implements AuditSink {
   #pending: Pending[] = [];
+  /** Set while #flush waits with nothing pending: a new record wakes it. */
+  #wake: (() => void) | undefined;
   #flushing: Promise<void> | undefined;
   #failed: unknown;
   #closed = false;
@@ -229,7 +231,8 @@ export class AuditLog implements AuditSink {
     this.#lastHash = record.hash;
     return new Promise<void>((resolve, reject) => {
       this.#pending.push({ line: record.line, record, resolve, reject });
-      this.#flushing ??= this.#flush();
+      if (this.#flushing) this.#wake?.();
+      else this.#flushing = this.#flush();
     });
   }
 
@@ -247,9 +250,15 @@ export class AuditLog implements AuditSink {
     try {
       for (;;) {
         if (this.#pending.length === 0) {
-          // New records may arrive while the oldest sync finishes; they form the next group.
           if (outstanding.length === 0) break;
-          await outstanding.shift();
+          // Until the oldest sync finishes or a record arrives, which then forms the next group.
+          const oldest = outstanding[0]!;
+          const arrived = new Promise<'arrived'>((resolve) => {
+            this.#wake = () => resolve('arrived');
+          });
+          const what = await Promise.race([oldest.then(() => 'synced' as const), arrived]);
+          this.#wake = undefined;
+          if (what === 'synced') outstanding.shift();
           continue;
         }
         if (this.#failed !== undefined) {

@@ -148,6 +148,59 @@ describe('the audit log', () => {
     await audit.close();
   });
 
+  it('syncs the next group beside a slow one but answers strictly in order', async () => {
+    const { dir, secrets } = await logWith(0);
+    const { header } = await signerOf(dir, secrets.secret!);
+    let calls = 0;
+    const audit = await AuditLog.open({
+      dir,
+      partitionId: header.id,
+      auditKey: header.auditKey,
+      // The first group's sync is slow, the second's fast: the second must still wait for the first.
+      sync: async (handle) => {
+        calls += 1;
+        if (calls === 1) await new Promise((resolve) => setTimeout(resolve, 100));
+        await handle.datasync();
+      },
+    });
+    const order: number[] = [];
+    const first = audit.append(event(1)).then(() => order.push(1));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const second = audit.append(event(2)).then(() => order.push(2));
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    expect(calls).toBe(2);
+    expect(order).toEqual([]);
+    await Promise.all([first, second]);
+    expect(order).toEqual([1, 2]);
+    await audit.close();
+  });
+
+  it('fails a group whose own sync succeeded when a group before it failed', async () => {
+    const { dir, secrets } = await logWith(0);
+    const { header } = await signerOf(dir, secrets.secret!);
+    let calls = 0;
+    const audit = await AuditLog.open({
+      dir,
+      partitionId: header.id,
+      auditKey: header.auditKey,
+      sync: async () => {
+        calls += 1;
+        if (calls === 1) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          throw new Error('EIO');
+        }
+      },
+    });
+    const first = audit.append(event(1));
+    first.catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const second = audit.append(event(2));
+    await expect(first).rejects.toMatchObject({ rv: 'CKR_DEVICE_ERROR' });
+    await expect(second).rejects.toMatchObject({ rv: 'CKR_DEVICE_ERROR' });
+    expect(calls).toBe(2);
+    await audit.close();
+  });
+
   it('refuses every append after a failed write, since the tail is then uncertain', async () => {
     const { dir, secrets } = await logWith(0);
     const { header } = await signerOf(dir, secrets.secret!);
