@@ -130,7 +130,7 @@ export class PartitionCluster implements KeyManager {
   requireKeys(keys: KeyRef[]): void {
     this.needed = keys;
     for (const member of this.members) {
-      if (member.state === 'up') void this.check(member, true);
+      if (member.state === 'up') void this.check(member, { force: true, keys: true });
     }
   }
 
@@ -153,10 +153,16 @@ export class PartitionCluster implements KeyManager {
 
   /** Tries every member that is not up (and, with `all`, those that are). */
   async checkAll(all = false): Promise<void> {
-    await Promise.all(this.members.filter((m) => all || m.state !== 'up').map((m) => this.check(m, all)));
+    await Promise.all(
+      this.members.filter((m) => all || m.state !== 'up').map((m) => this.check(m, { force: all })),
+    );
   }
 
-  private check(member: Member, force = false): Promise<void> {
+  /**
+   * Status of one member, and whether it holds the needed keys when it is about to be used (not
+   * on every periodic check of a member in use: each lookup is a record in its audit log).
+   */
+  private check(member: Member, { force = false, keys = false } = {}): Promise<void> {
     if (this.closed || (member.state === 'up' && !force)) return Promise.resolve();
     member.checking ??= (async () => {
       try {
@@ -165,7 +171,8 @@ export class PartitionCluster implements KeyManager {
           this.setState(member, status.state === 'sealed' ? 'sealed' : 'down', `partition ${status.state}`);
           return;
         }
-        for (const key of this.needed) {
+        const lookKeys = keys || member.state !== 'up';
+        for (const key of lookKeys ? this.needed : []) {
           if (!(await member.client.findKey(key))) {
             this.setState(member, 'missing-keys', `lacks key ${key.uri ?? key.label ?? key.id}`);
             return;
