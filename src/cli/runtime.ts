@@ -66,6 +66,11 @@ export interface OpenRuntimeOptions {
   revocation?: boolean;
   /** Latency observers (the server's Prometheus histograms). */
   observe?: RuntimeObservers;
+  /**
+   * A spawned partition that is sealed, with no unsealSecretFile, is waited for until custodians
+   * unseal it (signet serve); without this the runtime fails at once with hsm.sealed (commands).
+   */
+  waitForCustodians?: boolean;
 }
 
 export interface RuntimeObservers {
@@ -209,7 +214,14 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         } catch (error) {
           // A partition this node starts and cannot unseal itself waits for its custodians: it
           // lives only as long as this process, so exiting would never let them unseal it.
-          if (spawned < 0 || secret || !isHsmError(error) || error.rv !== 'CKR_TOKEN_SEALED') throw error;
+          if (
+            !options.waitForCustodians ||
+            spawned < 0 ||
+            secret ||
+            !isHsmError(error) ||
+            error.rv !== 'CKR_TOKEN_SEALED'
+          )
+            throw error;
           if (!waited) {
             logger.warn(
               { partition: name, socket: members[spawned]!.name },

@@ -36,6 +36,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
     dataDir: options.dataDir,
     logger,
     revocation: true,
+    waitForCustodians: true,
     observe: {
       partitionSign: (purpose, seconds) => metrics.partitionSignSeconds.observe({ purpose }, seconds),
       database: (operation, seconds) => metrics.databaseSeconds.observe({ operation }, seconds),
