@@ -158,12 +158,14 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       };
       let cluster: PartitionCluster | undefined;
       const spawned = partition.members.findIndex((m) => m.spawn);
+      const spawnedSocket =
+        spawned >= 0 ? resolveIn(dataDir, partition.members[spawned]!.socket!) : undefined;
       if (spawned >= 0) {
         const member = partition.members[spawned]!;
         const memberName = members[spawned]!.name!;
         const supervisor = await PartitionSupervisor.start({
           dir: resolveIn(dataDir, member.dir!),
-          socketPath: resolveIn(dataDir, member.socket!),
+          socketPath: spawnedSocket!,
           name,
           args: [...p11Arguments(dataDir, partition), ...listenArguments(dataDir, member)],
           onLog: (line) => logger.info({ partition: name }, line),
@@ -193,7 +195,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         });
         closers.push(() => supervisor.stop());
         logger.info(
-          { partition: name, socket: memberName, pid: supervisor.pid },
+          { partition: name, member: memberName, socket: spawnedSocket, pid: supervisor.pid },
           'partition process started',
         );
       }
@@ -224,8 +226,8 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
             throw error;
           if (!waited) {
             logger.warn(
-              { partition: name, socket: members[spawned]!.name },
-              `partition ${name} is sealed: waiting for custodians (signet hsm unseal --socket ${members[spawned]!.name})`,
+              { partition: name, socket: spawnedSocket },
+              `partition ${name} is sealed: waiting for custodians (signet hsm unseal --socket ${spawnedSocket})`,
             );
             waited = true;
           }
