@@ -3,7 +3,7 @@
  * crypto.sign with the same key type, in the same run (issue #2). Run:
  *
  *   node --import tsx bench/hsm-sign.ts [--seconds 1] [--in-flight 128] [--rounds 9] [--keys p256,p384,rsa2048,ed25519]
- *     [--p11 auto|on|off] [--softhsm auto|on|off]
+ *     [--p11 auto|on|off] [--softhsm auto|on|off] [--members 1,2,3]
  *
  * The partition is a real `signet hsm serve --ephemeral` child process reached over its Unix
  * socket; the client keeps `--in-flight` signatures pending on one connection. Each round measures
@@ -19,6 +19,10 @@
  * partition folders (their hash-chained audit log on disk): one emulated, one keeping its keys on a
  * SoftHSM2 token (issue #25: a folder made with --pkcs11-module). Both are measured in the same
  * rounds with the same in-flight count, so the token's cost is the difference between those two.
+ *
+ * With --members (issue #22; default 1,2,3, 'off' to skip), a third table: P-256 through the CA's
+ * cluster client (PartitionCluster) over 1, 2 and 3 partition processes, each on its own socket,
+ * the signatures spread by fewest in flight; partition CPU is the sum over the members.
  */
 import 'reflect-metadata';
 import { execFile, spawnSync } from 'node:child_process';
@@ -28,6 +32,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { RemotePartition } from '../src/hsm/client.ts';
+import { PartitionCluster } from '../src/hsm/cluster.ts';
 import { initPartition } from '../src/hsm/custody/index.ts';
 import { writePkcs11Spec } from '../src/hsm/pkcs11/folder.ts';
 import { type PartitionProcess, startPartitionProcess, temporarySocketPath } from '../src/hsm/process.ts';
@@ -41,6 +46,7 @@ const { values } = parseArgs({
     keys: { type: 'string', default: 'p256,p384,rsa2048,ed25519' },
     p11: { type: 'string', default: 'auto' },
     softhsm: { type: 'string', default: 'auto' },
+    members: { type: 'string', default: '1,2,3' },
   },
 });
 const seconds = Number(values.seconds);
@@ -372,6 +378,7 @@ try {
       'two processes get more CPU share than the one-thread loop (ratio too high) and the partition\n' +
       'wakes up more often for fewer frames (CPU ratio too low).',
   );
+  if (values.members !== 'off') await compareMembers(values.members.split(',').map(Number));
   if (withP11) await compareP11(officer, client, partition.child.pid!);
   await client.close();
   await officer.close();
@@ -458,4 +465,121 @@ async function throughPartitionOneByOne(
     cpu: (ownCpuMicros() - cpu0) / n,
     partitionCpu: (processCpuMicros(pid) - partitionCpu0) / n,
   };
+}
+
+/**
+ * P-256 through PartitionCluster over 1..N member processes (issue #22). Each member is its own
+ * `signet hsm serve --ephemeral` with a key under one label, as clones hold the same keys.
+ */
+async function compareMembers(counts: number[]): Promise<void> {
+  const c = CASES.p256!;
+  const most = Math.max(...counts);
+  if (!counts.every((n) => Number.isInteger(n) && n >= 1 && n <= 8))
+    throw new Error('--members takes 1 to 8');
+  const members: { socket: Awaited<ReturnType<typeof temporarySocketPath>>; child: PartitionProcess }[] = [];
+  for (let i = 0; i < most; i++) {
+    const socket = await temporarySocketPath();
+    const child = await startPartitionProcess({
+      socketPath: socket.socketPath,
+      name: 'bench',
+      ephemeral: { users },
+    });
+    const officer = await RemotePartition.connect({ socketPath: socket.socketPath });
+    await officer.login({ user: 'officer', pin: users[0]!.pin });
+    await officer.createKey({ label: 'bench-member', algorithm: c.algorithm });
+    await officer.close();
+    members.push({ socket, child });
+  }
+  try {
+    const clusters = await Promise.all(
+      counts.map((n) =>
+        PartitionCluster.connect({
+          name: 'bench',
+          members: members.slice(0, n).map((m) => ({ socketPath: m.socket.socketPath })),
+          onConnect: (p) => p.login({ user: 'ca', pin: users[1]!.pin }).then(() => {}),
+        }),
+      ),
+    );
+    const local = c.local();
+    const rows = counts.map((n) => ({ n, local: [] as Measure[], remote: [] as Measure[] }));
+    for (const cluster of clusters) {
+      await Promise.all(
+        Array.from({ length: 300 }, () =>
+          cluster.sign({
+            key: { label: 'bench-member' },
+            mechanism: c.mechanism,
+            purpose: 'certificate',
+            data: tbs,
+          }),
+        ),
+      );
+    }
+    for (let round = 1; round <= rounds; round++) {
+      for (const [i, row] of rows.entries()) {
+        const cluster = clusters[i]!;
+        const pids = members.slice(0, row.n).map((m) => m.child.child.pid!);
+        const l = inProcess(local, c);
+        const end = performance.now() + seconds * 1000;
+        let count = 0;
+        const cpu0 = ownCpuMicros();
+        const partitionCpu0 = pids.reduce((sum, pid) => sum + processCpuMicros(pid), 0);
+        const started = performance.now();
+        await Promise.all(
+          Array.from({ length: inFlight }, async () => {
+            while (performance.now() < end) {
+              await cluster.sign({
+                key: { label: 'bench-member' },
+                mechanism: c.mechanism,
+                purpose: 'certificate',
+                data: tbs,
+              });
+              count++;
+            }
+          }),
+        );
+        const partitionCpu = pids.reduce((sum, pid) => sum + processCpuMicros(pid), 0) - partitionCpu0;
+        const m = {
+          rate: count / ((performance.now() - started) / 1000),
+          cpu: (ownCpuMicros() - cpu0) / count,
+          partitionCpu: partitionCpu / count,
+        };
+        row.local.push(l);
+        row.remote.push(m);
+        console.error(
+          `round ${round} P-256 ${row.n} member(s): in-process ${Math.round(l.rate)}/s, cluster ${Math.round(m.rate)}/s`,
+        );
+      }
+    }
+    console.log(`
+P-256 through the cluster client (${inFlight} in flight, ${seconds} s x ${rounds} rounds; medians)`);
+    console.log('members  in-process/s  cluster/s  ratio | CPU µs per signature: partitions (sum) client');
+    for (const row of rows) {
+      const ratio = median(row.remote.map((m, i) => m.rate / row.local[i]!.rate));
+      console.log(
+        [
+          String(row.n).padEnd(7),
+          String(Math.round(median(row.local.map((m) => m.rate)))).padStart(13),
+          String(Math.round(median(row.remote.map((m) => m.rate)))).padStart(10),
+          `${(ratio * 100).toFixed(0)}%`.padStart(6),
+          '|',
+          median(row.remote.map((m) => m.partitionCpu!))
+            .toFixed(1)
+            .padStart(39),
+          median(row.remote.map((m) => m.cpu))
+            .toFixed(1)
+            .padStart(6),
+        ].join(' '),
+      );
+    }
+    console.log(
+      'On 2 cores, more members add no CPU: the figure to watch is what spreading costs (ratio and\n' +
+        'client CPU against 1 member); on separate machines each member brings its own cores.',
+    );
+    for (const cluster of clusters) await cluster.close();
+  } finally {
+    for (const m of members) {
+      await m.child.stop();
+      await m.socket.cleanup();
+    }
+  }
 }

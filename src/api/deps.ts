@@ -30,6 +30,17 @@ export interface ReadinessProbe {
   database(): Promise<void>;
   /** The issuing partition's state (KeyManager.status); only 'unsealed' is ready. */
   partition(): Promise<{ state: string }>;
+  /** Each partition member's state, in-flight requests and failovers (issue #22), for /metrics. */
+  members?(): PartitionMemberSnapshot[];
+}
+
+export interface PartitionMemberSnapshot {
+  partition: string;
+  member: string;
+  /** up, down, sealed or missing-keys. */
+  state: string;
+  inFlight: number;
+  failovers: number;
 }
 
 /** Revocation (src/revocation): the use cases and what the public CRL and OCSP endpoints serve. */

@@ -11,6 +11,8 @@ import { openDatabase } from '../db/database.ts';
 import { createIssuersRepository } from '../db/issuers.repository.ts';
 import { RemotePartition } from '../hsm/client.ts';
 import { initPartition } from '../hsm/custody/index.ts';
+import { formatKeyUri } from '../hsm/key-uri.ts';
+import { parseLinkUrl } from '../hsm/link.ts';
 import { writePkcs11Spec } from '../hsm/pkcs11/folder.ts';
 import { Pkcs11Token } from '../hsm/pkcs11/token.ts';
 import { startPartitionProcess } from '../hsm/process.ts';
@@ -22,6 +24,7 @@ import { createCrlImport } from '../revocation/crl-import.ts';
 import { partitionSigner } from '../revocation/partition-signer.ts';
 import { createIntermediateCertificate, createRootCertificate } from '../x509/ca-certificates.ts';
 import { createIssuerContext } from '../x509/issuer.ts';
+import { writeLinkCertificates } from './link-certs.ts';
 
 /**
  * `signet init`: a data folder with everything the embedded default needs (DESIGN.md "Data
@@ -38,6 +41,11 @@ export interface InitOptions {
   databaseUrl?: string;
   rootAlgorithm?: KeyAlgorithm;
   intermediateAlgorithm?: KeyAlgorithm;
+  /**
+   * tls://HOST:PORT (issue #22): the spawned issuing partition also listens there with mutual TLS,
+   * and the node reaches it that way; a link CA and both certificates go to secrets/link/.
+   */
+  partitionListen?: string;
   log?: (line: string) => void;
   /**
    * Keep both partitions' keys on PKCS#11 tokens (issue #25): the issuing key on `tokenLabel`,
@@ -117,6 +125,16 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
       });
       await token.close();
     }
+  }
+
+  if (options.partitionListen !== undefined) {
+    const { host } = parseLinkUrl(options.partitionListen);
+    const link = await writeLinkCertificates({
+      dir: path.join(secrets, 'link'),
+      hosts: [host],
+      now: clock.now(),
+    });
+    log(`wrote a link CA and the partition's and this node's certificates in ${link.dir}`);
   }
 
   // The partitions: `issuing` (online, the CA's signing keys) and `root` (the dev root's key).
@@ -365,6 +383,28 @@ function tokenLines(options: InitOptions): string {
     : `\n    # Its keys live on ${where}; the token's own PIN comes from SIGNET_PKCS11_PIN.`;
 }
 
+/** The issuing partition's one member: on its socket, or (--partition-listen) over mutual TLS too. */
+function issuingMembers(listen: string | undefined): string {
+  if (listen === undefined)
+    return `    dir: hsm/issuing
+    socket: hsm/issuing.sock
+    spawn: true
+`;
+  return `    # One member, started and supervised by signet serve. It listens on its socket and at url with
+    # mutual TLS (certificates from the link CA in secrets/link/), and the node reaches it at url.
+    # Add members cloned with 'signet hsm backup'/'restore' as { url, cert, key, ca } or { socket }.
+    members:
+      - dir: hsm/issuing
+        socket: hsm/issuing.sock
+        spawn: true
+        url: ${listen}
+        cert: secrets/link/client.crt
+        key: secrets/link/client.key
+        ca: secrets/link/ca.crt
+        listen: { cert: secrets/link/server.crt, key: secrets/link/server.key, clientCa: secrets/link/ca.crt }
+`;
+}
+
 function configYaml(options: InitOptions): string {
   return `# Signet service configuration, written by 'signet init'. Every key is documented in
 # README.md ("Configuration"). Relative paths are relative to this folder.
@@ -384,12 +424,9 @@ database: {}
 # laptop, not for production: there, unseal with 'signet hsm unseal' and remove unsealSecretFile.
 partitions:
   issuing:
-    dir: hsm/issuing
-    socket: hsm/issuing.sock
-    unsealSecretFile: secrets/unseal-issuing
+${issuingMembers(options.partitionListen)}    unsealSecretFile: secrets/unseal-issuing
     user: ca
-    pinFile: secrets/pin-issuing-ca
-    spawn: true${tokenLines(options)}
+    pinFile: secrets/pin-issuing-ca${tokenLines(options)}
     # p11Socket: hsm/issuing-p11.sock   # PKCS#11 for programs (p11-kit), keys of purpose other only
 # The dev root's key lives in the separate partition hsm/root, which the server never opens.
 

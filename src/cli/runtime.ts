@@ -15,9 +15,11 @@ import { createIdempotencyRepository } from '../db/idempotency.repository.ts';
 import { createIssuersRepository } from '../db/issuers.repository.ts';
 import { createOwedWorkRepository } from '../db/owed-work.repository.ts';
 import { createReplayGuardRepository } from '../db/replay-guard.repository.ts';
-import { RemotePartition } from '../hsm/client.ts';
-import { type PartitionProcess, startPartitionProcess } from '../hsm/process.ts';
-import type { KeyManager } from '../hsm/types.ts';
+import type { RemotePartition, TlsEndpoint } from '../hsm/client.ts';
+import { type ClusterMemberOptions, type MemberStateEvent, PartitionCluster } from '../hsm/cluster.ts';
+import { parseLinkUrl } from '../hsm/link.ts';
+import { PartitionSupervisor } from '../hsm/supervisor.ts';
+import { isHsmError, type KeyManager } from '../hsm/types.ts';
 import { type Clock, systemClock } from '../lib/clock.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { createPolicyRegistry, type PolicyRegistry } from '../policy/registry.ts';
@@ -45,7 +47,8 @@ export interface Runtime {
     owedWork: ReturnType<typeof createOwedWorkRepository>;
     replayGuard: ReturnType<typeof createReplayGuardRepository>;
   };
-  partitions: Map<string, RemotePartition>;
+  /** Each partition of signet.yaml as the client of its members (one or more). */
+  partitions: Map<string, PartitionCluster>;
   policies: PolicyRegistry;
   issuers: IssuerSet;
   ca: CertificateAuthority;
@@ -67,6 +70,11 @@ export interface OpenRuntimeOptions {
   revocation?: boolean;
   /** Latency observers (the server's Prometheus histograms). */
   observe?: RuntimeObservers;
+  /**
+   * A spawned partition that is sealed, with no unsealSecretFile, is waited for until custodians
+   * unseal it (signet serve); without this the runtime fails at once with hsm.sealed (commands).
+   */
+  waitForCustodians?: boolean;
 }
 
 export interface RuntimeObservers {
@@ -139,47 +147,112 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       }
     }
 
-    const partitions = new Map<string, RemotePartition>();
+    const partitions = new Map<string, PartitionCluster>();
     for (const [name, partition] of Object.entries(config.partitions)) {
-      const socketPath = resolveIn(dataDir, partition.socket);
-      if (partition.spawn) {
-        const child: PartitionProcess = await startPartitionProcess({
-          dir: resolveIn(dataDir, partition.dir),
-          socketPath,
+      const pin = readFileSync(resolveIn(dataDir, partition.pinFile), 'utf8').replace(/\r?\n$/, '');
+      const secret = partition.unsealSecretFile
+        ? readFileSync(resolveIn(dataDir, partition.unsealSecretFile))
+        : undefined;
+      const members = partition.members.map((member) => memberEndpoint(dataDir, member));
+      // Sessions do not survive a reconnect: unseal if the member restarted sealed, then log in.
+      const onConnect = async (p: RemotePartition) => {
+        const status = await p.status();
+        if (status.state === 'sealed' && secret) await p.unseal({ secret: new Uint8Array(secret) });
+        await p.login({ user: partition.user, pin });
+      };
+      let cluster: PartitionCluster | undefined;
+      const spawned = partition.members.findIndex((m) => m.spawn);
+      const spawnedSocket =
+        spawned >= 0 ? resolveIn(dataDir, partition.members[spawned]!.socket!) : undefined;
+      if (spawned >= 0) {
+        const member = partition.members[spawned]!;
+        const memberName = members[spawned]!.name!;
+        const supervisor = await PartitionSupervisor.start({
+          dir: resolveIn(dataDir, member.dir!),
+          socketPath: spawnedSocket!,
           name,
           args: [
             ...p11Arguments(dataDir, partition),
+            ...listenArguments(dataDir, member),
             ...(partition.tokenPinFile !== undefined
               ? ['--token-pin-file', resolveIn(dataDir, partition.tokenPinFile)]
               : []),
           ],
           onLog: (line) => logger.info({ partition: name }, line),
+          events: {
+            died: ({ how, pid, uptimeMs, restartInMs }) => {
+              cluster?.memberDown(memberName, `process died (${how})`);
+              logger.error(
+                { partition: name, member: memberName, pid, exit: how, uptimeMs, restartInMs },
+                `partition process died (${how}); restarting it in ${restartInMs} ms`,
+              );
+            },
+            restarted: ({ pid, attempt }) => {
+              logger.warn(
+                { partition: name, member: memberName, pid, restarts: attempt },
+                secret
+                  ? 'partition process restarted; the node unseals it (unsealSecretFile)'
+                  : 'partition process restarted sealed: it waits for custodians (signet hsm unseal)',
+              );
+              void cluster?.checkAll();
+            },
+            startFailed: ({ error, attempt, retryInMs }) =>
+              logger.error(
+                { partition: name, member: memberName, attempt, retryInMs, err: error },
+                'partition process did not start; trying again',
+              ),
+          },
         });
-        closers.push(() => child.stop());
-        logger.info({ partition: name, socket: socketPath }, 'partition process started');
+        closers.push(() => supervisor.stop());
+        logger.info(
+          { partition: name, member: memberName, socket: spawnedSocket, pid: supervisor.pid },
+          'partition process started',
+        );
       }
-      const pin = readFileSync(resolveIn(dataDir, partition.pinFile), 'utf8').replace(/\r?\n$/, '');
-      const secret = partition.unsealSecretFile
-        ? readFileSync(resolveIn(dataDir, partition.unsealSecretFile))
-        : undefined;
-      const client = await RemotePartition.connect({
-        socketPath,
-        // Sessions do not survive a reconnect: unseal if the partition restarted sealed, then log in.
-        onConnect: async (p) => {
-          const status = await p.status();
-          if (status.state === 'sealed' && secret) await p.unseal({ secret: new Uint8Array(secret) });
-          await p.login({ user: partition.user, pin });
+      const clusterOptions = {
+        name,
+        members,
+        onConnect,
+        onMemberState: ({ member, state, previous, reason }: MemberStateEvent) => {
+          const fields = { partition: name, member, state, previous, ...(reason ? { reason } : {}) };
+          if (state === 'up') logger.info(fields, 'partition member usable');
+          else logger.warn(fields, `partition member ${state}`);
         },
-      });
-      closers.push(() => client.close());
+      };
+      for (let waited = false; ; ) {
+        try {
+          cluster = await PartitionCluster.connect(clusterOptions);
+          break;
+        } catch (error) {
+          // A partition this node starts and cannot unseal itself waits for its custodians: it
+          // lives only as long as this process, so exiting would never let them unseal it.
+          if (
+            !options.waitForCustodians ||
+            spawned < 0 ||
+            secret ||
+            !isHsmError(error) ||
+            error.rv !== 'CKR_TOKEN_SEALED'
+          )
+            throw error;
+          if (!waited) {
+            logger.warn(
+              { partition: name, socket: spawnedSocket },
+              `partition ${name} is sealed: waiting for custodians (signet hsm unseal --socket ${spawnedSocket})`,
+            );
+            waited = true;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
+      }
+      closers.push(() => cluster!.close());
       if (observe?.partitionSign) {
         const record = observe.partitionSign;
         const purposeOf = (args: unknown[]) =>
           String((args[0] as { purpose?: string } | undefined)?.purpose ?? 'other');
-        timeMethod(client, 'sign', (seconds, args) => record(purposeOf(args), seconds));
-        timeMethod(client, 'signStream', (seconds, args) => record(purposeOf(args), seconds));
+        timeMethod(cluster, 'sign', (seconds, args) => record(purposeOf(args), seconds));
+        timeMethod(cluster, 'signStream', (seconds, args) => record(purposeOf(args), seconds));
       }
-      partitions.set(name, client);
+      partitions.set(name, cluster);
     }
 
     const policies = await createPolicyRegistry({ dir: resolveIn(dataDir, config.policies.dir) });
@@ -195,6 +268,14 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       clock,
     });
     logger.info({ issuers: issuers.list().map((i) => i.id) }, 'issuers loaded');
+    // A member is used only while it holds every key this node signs with (a clone may predate one).
+    for (const cluster of partitions.values()) {
+      const keys = issuers
+        .list()
+        .filter((issuer) => issuer.keyManager === cluster)
+        .map((issuer) => issuer.keys.certificate.keyRef);
+      cluster.requireKeys(keys);
+    }
 
     const blocklist = config.issuance.keyBlocklist
       ? createKeyBlocklist(resolveIn(dataDir, config.issuance.keyBlocklist))
@@ -263,6 +344,42 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
 /** Each CA node writes its own audit hash chain (DESIGN.md "Storage"). */
 export function nodeId(): string {
   return process.env.SIGNET_NODE_ID ?? hostname();
+}
+
+/** How the CA reaches one member: over mutual TLS when it has a url, else its Unix socket. */
+function memberEndpoint(
+  dataDir: string,
+  member: SignetConfig['partitions'][string]['members'][number],
+): ClusterMemberOptions {
+  if (member.url !== undefined) {
+    const tls: TlsEndpoint = {
+      ...parseLinkUrl(member.url),
+      cert: readFileSync(resolveIn(dataDir, member.cert!)),
+      key: readFileSync(resolveIn(dataDir, member.key!)),
+      ca: readFileSync(resolveIn(dataDir, member.ca!)),
+    };
+    return { name: member.url, tls };
+  }
+  const socketPath = resolveIn(dataDir, member.socket!);
+  return { name: socketPath, socketPath };
+}
+
+/** `signet hsm serve --listen` arguments for the spawned member that also serves mutual TLS. */
+function listenArguments(
+  dataDir: string,
+  member: SignetConfig['partitions'][string]['members'][number],
+): string[] {
+  if (!member.listen || member.url === undefined) return [];
+  return [
+    '--listen',
+    member.url,
+    '--tls-cert',
+    resolveIn(dataDir, member.listen.cert),
+    '--tls-key',
+    resolveIn(dataDir, member.listen.key),
+    '--client-ca',
+    resolveIn(dataDir, member.listen.clientCa),
+  ];
 }
 
 /** `signet hsm serve` arguments for a partition's PKCS#11 socket (partitions.<name>.p11Socket). */

@@ -42,6 +42,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
     logger,
     ...(options.clock ? { clock: options.clock } : {}),
     revocation: true,
+    waitForCustodians: true,
     observe: {
       partitionSign: (purpose, seconds) => metrics.partitionSignSeconds.observe({ purpose }, seconds),
       database: (operation, seconds) => metrics.databaseSeconds.observe({ operation }, seconds),
@@ -55,10 +56,22 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
   let acme: ReturnType<typeof createAcmeFromConfig>;
   try {
     const { config } = runtime;
-    const firstPartition = [...runtime.partitions.values()][0];
+    const clusters = [...runtime.partitions.values()];
     const readiness = {
       database: () => runtime.database.ping(),
-      partition: async () => (firstPartition ? firstPartition.status() : { state: 'uninitialized' }),
+      // Ready while every partition has a member that is up (issue #22); else why not, by partition.
+      partition: async () => {
+        if (clusters.length === 0) return { state: 'uninitialized' };
+        const states = await Promise.all(
+          clusters.map(async (c) => ({ name: c.name, ...(await c.readiness()) })),
+        );
+        const waiting = states.filter((s) => s.state !== 'unsealed');
+        if (waiting.length === 0) return { state: 'unsealed' };
+        return {
+          state: waiting.map((s) => (clusters.length > 1 ? `${s.name} ${s.state}` : s.state)).join('; '),
+        };
+      },
+      members: () => clusters.flatMap((c) => c.snapshot()),
     };
     const requestTimeoutMs = durationMs(config.server.requestTimeout);
     const failedAuth = createFailedAuthAudit({

@@ -14,19 +14,67 @@ const duration = z.string().regex(/^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\
   message: 'must be an ISO 8601 duration such as PT5S, PT1H or P1D',
 });
 
+const linkUrl = z.string().regex(/^tls:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, {
+  message: 'must be tls://HOST:PORT (IPv6 as tls://[::1]:PORT)',
+});
+
+/**
+ * One member of a partition (issue #22): a partition process holding the same keys as the others
+ * (cloned with `signet hsm backup`/`restore`). The CA reaches it over its Unix socket, or over
+ * mutual TLS when `url`, `cert`, `key` and `ca` are given. The one member `signet serve` starts
+ * and supervises carries `dir` and `spawn: true`, and with `listen` it serves mutual TLS as well.
+ */
+const memberSchema = z
+  .strictObject({
+    /** The member's Unix socket (a spawned member always has one; `signet hsm` commands use it). */
+    socket: z.string().min(1).optional(),
+    /** tls://HOST:PORT of a member served with `signet hsm serve --listen`. */
+    url: linkUrl.optional(),
+    /** This node's client certificate, its key, and the link CA the member's certificate chains to. */
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
+    ca: z.string().min(1).optional(),
+    /** Folder of the member this node starts (with spawn: true). */
+    dir: z.string().min(1).optional(),
+    spawn: z.boolean().default(false),
+    /** A spawned member also serves mutual TLS at `url` with this certificate and client CA. */
+    listen: z
+      .strictObject({ cert: z.string().min(1), key: z.string().min(1), clientCa: z.string().min(1) })
+      .optional(),
+  })
+  .refine((m) => m.socket !== undefined || m.url !== undefined, {
+    message: 'a member needs socket: PATH or url: tls://HOST:PORT',
+  })
+  .refine((m) => m.url === undefined || (m.cert !== undefined && m.key !== undefined && m.ca !== undefined), {
+    message: 'a member reached at url needs cert, key and ca (the client certificate, its key, the link CA)',
+  })
+  .refine((m) => m.url !== undefined || (m.cert ?? m.key ?? m.ca) === undefined, {
+    message: 'cert, key and ca apply to a member reached at url',
+  })
+  .refine((m) => !m.spawn || (m.dir !== undefined && m.socket !== undefined), {
+    message: 'a spawned member needs dir and socket',
+  })
+  .refine((m) => m.listen === undefined || (m.spawn && m.url !== undefined), {
+    message: 'listen applies to the spawned member, which listens at its url',
+  });
+
+export type PartitionMemberConfig = z.infer<typeof memberSchema>;
+
 const partitionSchema = z
   .strictObject({
-    /** Folder of the emulated partition. */
-    dir: z.string().min(1),
-    /** Unix socket the partition process listens on. */
-    socket: z.string().min(1),
+    /** Folder of the emulated partition (the single-member form). */
+    dir: z.string().min(1).optional(),
+    /** Unix socket the partition process listens on (the single-member form). */
+    socket: z.string().min(1).optional(),
+    /** Members holding the same keys, in place of dir/socket/spawn (issue #22). */
+    members: z.array(memberSchema).min(1).max(16).optional(),
     /** File holding the unseal secret; absent means the partition is unsealed by an operator. */
     unsealSecretFile: z.string().min(1).optional(),
     /** The crypto user the server logs in as, and its PIN file. */
     user: z.string().min(1).default('ca'),
     pinFile: z.string().min(1),
     /** Start the partition as a child of `signet serve` (embedded default), or connect to a running one. */
-    spawn: z.boolean().default(true),
+    spawn: z.boolean().optional(),
     /**
      * Also serve p11-kit's PKCS#11 RPC protocol on this socket (issue #26): programs using
      * p11-kit-client.so reach the partition's keys of purpose `other`, never the CA's.
@@ -42,6 +90,35 @@ const partitionSchema = z
      * (else the process reads SIGNET_PKCS11_PIN).
      */
     tokenPinFile: z.string().min(1).optional(),
+  })
+  .superRefine((p, context) => {
+    if (p.members !== undefined) {
+      const single = (['dir', 'socket', 'spawn'] as const).find((key) => p[key] !== undefined);
+      if (single)
+        context.addIssue({
+          code: 'custom',
+          path: [single],
+          message: 'give either members or the single-member dir/socket/spawn, not both',
+        });
+      if (p.members.filter((m) => m.spawn).length > 1)
+        context.addIssue({
+          code: 'custom',
+          path: ['members'],
+          message: 'at most one member is spawned (spawn: true)',
+        });
+    } else {
+      for (const key of ['dir', 'socket'] as const) {
+        if (p[key] === undefined)
+          context.addIssue({ code: 'custom', path: [key], message: `${key} is required (or list members)` });
+      }
+    }
+  })
+  .transform((p) => {
+    const members: PartitionMemberConfig[] = p.members ?? [
+      { dir: p.dir!, socket: p.socket!, spawn: p.spawn ?? true },
+    ];
+    // The single-member form's dir names the partition folder even when it is not spawned (reconcile reads it).
+    return { ...p, spawn: members.some((m) => m.spawn), members };
   })
   .refine((p) => p.spawn || (p.p11Socket ?? p.p11SocketGroup ?? p.p11User) === undefined, {
     message:

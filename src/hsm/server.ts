@@ -69,6 +69,11 @@ export interface PartitionServerOptions {
 export interface PartitionServer {
   readonly socketPath: string;
   connectionCount(): number;
+  /**
+   * Serves one more connection that arrived another way (a mutual-TLS link, tls-listener.ts):
+   * the same framed protocol and limits as the Unix socket's connections.
+   */
+  attach(socket: Socket): void;
   /** Stops accepting, ends every connection (open multi-part operations are abandoned), removes the socket. */
   close(): Promise<void>;
 }
@@ -191,12 +196,14 @@ export async function startPartitionServer(options: PartitionServerOptions): Pro
   }
   await clearStaleSocket(socketPath);
   const connections = new Set<Connection>();
-  const server: Server = createServer({ allowHalfOpen: true }, (socket) => {
+  const maxConnections = options.maxConnections ?? 256;
+  const attach = (socket: Socket) => {
     const connection = new Connection(socket, partition, ops, options);
     connections.add(connection);
     socket.once('close', () => connections.delete(connection));
-  });
-  server.maxConnections = options.maxConnections ?? 256;
+  };
+  const server: Server = createServer({ allowHalfOpen: true }, attach);
+  server.maxConnections = maxConnections;
   server.on('error', (error) => options.log?.(`server error: ${error.message}`));
   // The socket is created with mode 0600 (umask), not chmod-ed afterwards, so no other user can
   // connect in between (issue #2 item 1).
@@ -217,6 +224,13 @@ export async function startPartitionServer(options: PartitionServerOptions): Pro
   return {
     socketPath,
     connectionCount: () => connections.size,
+    attach(socket) {
+      if (closing || connections.size >= maxConnections) {
+        socket.destroy();
+        return;
+      }
+      attach(socket);
+    },
     close() {
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -143,6 +143,10 @@ type Row = [name: string, args: string[], env?: Record<string, string>];
 const USAGE_MISTAKES = (): Row[] => [
   ['start with a port that is not one', ['start', '--port', 'eighty']],
   ['init with port 0', ['init', '--port', '0']],
+  [
+    'init --partition-listen that is no tls:// address',
+    ['init', '--partition-listen', 'https://127.0.0.1:7001'],
+  ],
   ['serve with a port out of range', ['serve', '--port', '70000']],
   ['issue without --csr', ['issue']],
   ['revoke zz (not a serial)', ['revoke', 'zz', '--reason', 'keyCompromise']],
@@ -192,6 +196,29 @@ const USAGE_MISTAKES = (): Row[] => [
   ['hsm init without --dir', ['hsm', 'init']],
   ['hsm init without a secret or shares', ['hsm', 'init', '--dir', 'p']],
   ['hsm serve with neither --dir nor --ephemeral', ['hsm', 'serve']],
+  [
+    'hsm serve --listen without its certificates',
+    [
+      'hsm',
+      'serve',
+      '--ephemeral',
+      'e.json',
+      '--name',
+      'n',
+      '--socket',
+      's',
+      '--listen',
+      'tls://127.0.0.1:7001',
+    ],
+  ],
+  [
+    'hsm serve --listen that is no tls:// address',
+    ['hsm', 'serve', '--ephemeral', 'e.json', '--name', 'n', '--socket', 's', '--listen', '127.0.0.1:7001'],
+  ],
+  [
+    'hsm serve --tls-cert without --listen',
+    ['hsm', 'serve', '--ephemeral', 'e.json', '--name', 'n', '--socket', 's', '--tls-cert', 'c.pem'],
+  ],
   ['hsm status without --socket', ['hsm', 'status']],
   ['hsm unseal with both --socket and --dir', ['hsm', 'unseal', '--socket', 's', '--dir', 'd']],
   ['hsm keys create without --algorithm', ['hsm', 'keys', 'create', '--socket', 's', '--label', 'l']],

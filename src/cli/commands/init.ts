@@ -1,11 +1,12 @@
 import { isAbsolute, resolve } from 'node:path';
 import { resolveDataDir } from '../../config/config.ts';
+import { parseLinkUrl } from '../../hsm/link.ts';
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 import { readTokenPin } from '../hsm/pkcs11.ts';
 import { AlreadyInitialisedError, type InitOptions, initDataDir } from '../init.ts';
 import { parsePort } from '../server-access.ts';
 
-export const USAGE = `usage: signet init [--data DIR] [--port N] [--public-url URL]
+export const USAGE = `usage: signet init [--data DIR] [--port N] [--public-url URL] [--partition-listen tls://HOST:PORT]
                    [--pkcs11-module PATH --token-label L [--root-token-label R] [--token-pin-file FILE]]
 
 Creates a data folder (default $SIGNET_DATA, else ./data): signet.yaml, the 'issuing' and 'root'
@@ -17,7 +18,12 @@ secrets (mode 0600) under DIR/secrets. Refuses to touch a folder that is already
   --root-token-label R    a separate token for the dev root's key
   --token-pin-file FILE   the tokens' user PIN (else SIGNET_PKCS11_PIN); signet.yaml refers to this
                           file (tokenPinFile), it is not copied; with SIGNET_PKCS11_PIN, the server
-                          needs SIGNET_PKCS11_PIN set too`;
+                          needs SIGNET_PKCS11_PIN set too
+
+  --partition-listen tls://HOST:PORT
+      the issuing partition also listens there with mutual TLS 1.3 and the server reaches it
+      that way (a dev setup of the network path); a link CA and the partition's and the
+      server's certificates are written to DIR/secrets/link/`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
@@ -28,6 +34,7 @@ export async function run(argv: string[]): Promise<number> {
     'token-label': { type: 'string' },
     'root-token-label': { type: 'string' },
     'token-pin-file': { type: 'string' },
+    'partition-listen': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -38,11 +45,21 @@ export async function run(argv: string[]): Promise<number> {
   const port = parsePort(values.port) ?? 8080;
   if (port === 0) throw new UsageError('--port 0 is not a port to write into signet.yaml');
   const pkcs11 = pkcs11Init(values);
+  const partitionListen = values['partition-listen'];
+  if (partitionListen !== undefined) {
+    try {
+      if (parseLinkUrl(partitionListen).port === 0)
+        throw new Error('port 0 is not a port to write into signet.yaml');
+    } catch (error) {
+      throw new UsageError(`--partition-listen: ${(error as Error).message}`);
+    }
+  }
   try {
     const result = await initDataDir({
       dataDir,
       port,
       publicUrl: values['public-url'] ?? `http://127.0.0.1:${port}`,
+      ...(partitionListen !== undefined ? { partitionListen } : {}),
       ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
       ...(pkcs11 ? { pkcs11 } : {}),
       log: (line) => console.log(`signet init: ${line}`),

@@ -3,6 +3,13 @@ import { chmod, chown } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
 import {
+  formatLinkUrl,
+  type LinkAddress,
+  type LinkListener,
+  parseLinkUrl,
+  startLinkListener,
+} from '../../hsm/link.ts';
+import {
   createMemoryStore,
   createMemoryVault,
   hashPinScrypt,
@@ -42,7 +49,14 @@ Runs one partition process. Clients reach it only through the Unix socket (mode 
                      (C_Login(CKU_SO) is the officer)
   --token-pin-file FILE
                      for a partition whose keys live on a PKCS#11 token ('signet hsm init
-                     --pkcs11-module'): the token's own PIN (else SIGNET_PKCS11_PIN)`;
+                     --pkcs11-module'): the token's own PIN (else SIGNET_PKCS11_PIN)
+  --listen tls://HOST:PORT
+                     also serve the same protocol on TCP with mutual TLS 1.3, for CA nodes on
+                     other machines (a cluster member); needs --tls-cert, --tls-key and
+                     --client-ca: a client must present a certificate issued by that CA
+  --tls-cert FILE    this partition's certificate (PEM), with its chain
+  --tls-key FILE     its private key (PEM)
+  --client-ca FILE   the CA (PEM) whose certificates the CA nodes present`;
 
 const ephemeralSpec = z.strictObject({
   users: z.array(z.strictObject({ name: z.string(), role: z.enum(ROLES), pin: z.string().min(1) })).max(64),
@@ -61,6 +75,10 @@ export async function run(argv: string[]): Promise<number> {
     'p11-socket-group': { type: 'string' },
     'p11-user': { type: 'string' },
     'token-pin-file': { type: 'string' },
+    listen: { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'client-ca': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -84,6 +102,8 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError('--p11-socket-group and --p11-user need --p11-socket');
   if (p11SocketPath !== undefined && resolve(p11SocketPath) === resolve(socketPath))
     throw new UsageError('--p11-socket must differ from --socket');
+
+  const link = linkOptions(values);
 
   const log = (line: string) => process.stderr.write(`signet hsm [${name}]: ${line}\n`);
   const tokenSpec = values.dir ? readPkcs11Spec(values.dir) : undefined;
@@ -150,6 +170,20 @@ export async function run(argv: string[]): Promise<number> {
       throw new CliError(`cannot share ${socketPath} with group ${values['socket-group']}: ${error.message}`);
     });
   }
+  let linkListener: LinkListener | undefined;
+  if (link) {
+    try {
+      linkListener = await startLinkListener({ ...link, server, log });
+    } catch (error) {
+      await p11?.close();
+      await server.close();
+      await partition.close();
+      throw new CliError(`cannot listen on ${values.listen}: ${(error as Error).message}`, EXIT.failed, {
+        cause: error,
+      });
+    }
+    log(`serving mutual TLS on ${formatLinkUrl(linkListener.address)}`);
+  }
   log(`serving on ${socketPath} (${partition.state})`);
 
   return new Promise<number>((done) => {
@@ -160,7 +194,7 @@ export async function run(argv: string[]): Promise<number> {
       log(`stopping (${why})`);
       void (async () => {
         await p11?.close();
-        await server.close();
+        await Promise.all([linkListener?.close(), server.close()]);
         await partition.close();
         process.stdin.destroy();
         done(EXIT.ok);
@@ -174,6 +208,46 @@ export async function run(argv: string[]): Promise<number> {
       process.stdin.resume();
     }
   });
+}
+
+/** --listen and its three files, read now so that a missing file is a usage mistake at start. */
+function linkOptions(values: {
+  listen?: string | undefined;
+  'tls-cert'?: string | undefined;
+  'tls-key'?: string | undefined;
+  'client-ca'?: string | undefined;
+}): (LinkAddress & { cert: Buffer; key: Buffer; clientCa: Buffer }) | undefined {
+  const files = {
+    'tls-cert': values['tls-cert'],
+    'tls-key': values['tls-key'],
+    'client-ca': values['client-ca'],
+  };
+  if (values.listen === undefined) {
+    const given = Object.entries(files).find(([, file]) => file !== undefined);
+    if (given) throw new UsageError(`--${given[0]} needs --listen tls://HOST:PORT`);
+    return undefined;
+  }
+  let address: LinkAddress;
+  try {
+    address = parseLinkUrl(values.listen);
+  } catch (error) {
+    throw new UsageError(`--listen: ${(error as Error).message}`);
+  }
+  const missing = Object.entries(files).find(([, file]) => file === undefined);
+  if (missing) throw new UsageError(`--listen needs --${missing[0]} FILE`);
+  const read = (flag: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new CliError(`cannot read --${flag} ${file}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+    }
+  };
+  return {
+    ...address,
+    cert: read('tls-cert', files['tls-cert']!),
+    key: read('tls-key', files['tls-key']!),
+    clientCa: read('client-ca', files['client-ca']!),
+  };
 }
 
 async function ephemeralCustody(file: string): Promise<PartitionCustody> {
