@@ -11,7 +11,6 @@ import { openDatabase } from '../db/database.ts';
 import { createIssuersRepository } from '../db/issuers.repository.ts';
 import { RemotePartition } from '../hsm/client.ts';
 import { initPartition } from '../hsm/custody/index.ts';
-import { formatKeyUri } from '../hsm/key-uri.ts';
 import { parseLinkUrl } from '../hsm/link.ts';
 import { writePkcs11Spec } from '../hsm/pkcs11/folder.ts';
 import { Pkcs11Token } from '../hsm/pkcs11/token.ts';
