@@ -3,6 +3,7 @@
 // ephemeral one (in-memory audit) for comparison. Usage: node --import tsx bench/hsm-sign-audit.ts [seconds] [rounds] [inFlight]
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RemotePartition } from '../src/hsm/client.ts';
@@ -64,6 +65,25 @@ async function remote(client: RemotePartition, pid: number) {
   };
 }
 const base = mkdtempSync(join(tmpdir(), 'bench-dir-'));
+/**
+ * The disk's own fdatasync latency, on the file system of the partition folder: each audit group
+ * waits for one, so it bounds what the file audit log can reach (issue #22: print it in the run).
+ */
+async function fdatasyncLatency(samples = 300): Promise<{ median: number; p90: number }> {
+  const handle = await open(join(base, 'fdatasync-probe'), 'w+');
+  const chunk = Buffer.alloc(4096, 0x61);
+  const times: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const t0 = performance.now();
+    await handle.write(chunk, 0, chunk.length, i * chunk.length);
+    await handle.datasync();
+    times.push(performance.now() - t0);
+  }
+  await handle.close();
+  times.sort((a, b) => a - b);
+  return { median: times[Math.floor(samples / 2)]!, p90: times[Math.floor(samples * 0.9)]! };
+}
+const syncBefore = await fdatasyncLatency();
 const dir = join(base, 'bench');
 const pins = { officer: 'bench-officer-pin', ca: 'bench-user-pin-1' };
 const secrets = await initPartition({
@@ -141,6 +161,10 @@ for (const { client, admin, proc } of running) {
   await admin.close();
   await proc.stop();
 }
+const syncAfter = await fdatasyncLatency();
+console.log(
+  `disk (${tmpdir()}): 4 KiB write + fdatasync median ${syncBefore.median.toFixed(2)} ms, p90 ${syncBefore.p90.toFixed(2)} ms before the rounds; ${syncAfter.median.toFixed(2)} / ${syncAfter.p90.toFixed(2)} ms after`,
+);
 const log = statSync(join(dir, 'audit.log'));
 console.log('audit.log', log.size, 'bytes;', JSON.stringify(await verifyAuditLog({ dir })));
 rmSync(base, { recursive: true, force: true });

@@ -3,7 +3,7 @@
  * crypto.sign with the same key type, in the same run (issue #2). Run:
  *
  *   node --import tsx bench/hsm-sign.ts [--seconds 1] [--in-flight 128] [--rounds 9] [--keys p256,p384,rsa2048,ed25519]
- *     [--p11 auto|on|off]
+ *     [--p11 auto|on|off] [--softhsm auto|on|off] [--members 1,2,3]
  *
  * The partition is a real `signet hsm serve --ephemeral` child process reached over its Unix
  * socket; the client keeps `--in-flight` signatures pending on one connection. Each round measures
@@ -14,15 +14,28 @@
  * partition also serves its PKCS#11 socket and a second table compares, for P-256 one signature
  * at a time: the partition protocol with one request in flight, and PyKCS11 on p11-kit-client.so
  * (bench/p11-sign.py: one session, C_SignInit + C_Sign per signature, as libp11 in nginx does).
+ *
+ * With --softhsm (on when Debian's softhsm2 is installed), two more partition processes serve
+ * partition folders (their hash-chained audit log on disk): one emulated, one keeping its keys on a
+ * SoftHSM2 token (issue #25: a folder made with --pkcs11-module). Both are measured in the same
+ * rounds with the same in-flight count, so the token's cost is the difference between those two.
+ *
+ * With --members (issue #22; default 1,2,3, 'off' to skip), a third table: P-256 through the CA's
+ * cluster client (PartitionCluster) over 1, 2 and 3 partition processes, each on its own socket,
+ * the signatures spread by fewest in flight; partition CPU is the sum over the members.
  */
 import 'reflect-metadata';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { RemotePartition } from '../src/hsm/client.ts';
-import { startPartitionProcess, temporarySocketPath } from '../src/hsm/process.ts';
+import { PartitionCluster } from '../src/hsm/cluster.ts';
+import { initPartition } from '../src/hsm/custody/index.ts';
+import { writePkcs11Spec } from '../src/hsm/pkcs11/folder.ts';
+import { type PartitionProcess, startPartitionProcess, temporarySocketPath } from '../src/hsm/process.ts';
 import type { KeyAlgorithm, SignMechanism } from '../src/hsm/types.ts';
 
 const { values } = parseArgs({
@@ -32,6 +45,8 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '9' },
     keys: { type: 'string', default: 'p256,p384,rsa2048,ed25519' },
     p11: { type: 'string', default: 'auto' },
+    softhsm: { type: 'string', default: 'auto' },
+    members: { type: 'string', default: '1,2,3' },
   },
 });
 const seconds = Number(values.seconds);
@@ -155,6 +170,82 @@ const canP11 = existsSync(P11_MODULE) && existsSync('/usr/lib/python3/dist-packa
 if (values.p11 === 'on' && !canP11) throw new Error('--p11 on needs p11-kit-modules and python3-pykcs11');
 const withP11 = values.p11 === 'on' || (values.p11 === 'auto' && canP11);
 const p11Socket = join(socketPath, '..', 'p11.sock');
+const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
+const canSoftHsm = existsSync(SOFTHSM_MODULE) && spawnSync('softhsm2-util', ['--version']).status === 0;
+if (values.softhsm === 'on' && !canSoftHsm) throw new Error('--softhsm on needs softhsm2');
+const withSoftHsm = values.softhsm === 'on' || (values.softhsm === 'auto' && canSoftHsm);
+
+/**
+ * A partition folder served by `signet hsm serve --dir DIR`, unsealed, with a client logged in as
+ * 'ca'; with `token`, its keys live on a fresh SoftHSM2 token in a temporary folder.
+ */
+async function startFolderPartition(token: boolean): Promise<{
+  process: PartitionProcess;
+  officer: RemotePartition;
+  client: RemotePartition;
+  stop(): Promise<void>;
+}> {
+  const dir = mkdtempSync(join(tmpdir(), token ? 'bench-softhsm-' : 'bench-folder-'));
+  const conf = join(dir, 'softhsm2.conf');
+  mkdirSync(join(dir, 'tokens'));
+  writeFileSync(
+    conf,
+    `directories.tokendir = ${join(dir, 'tokens')}\nobjectstore.backend = file\nlog.level = ERROR\n`,
+  );
+  const env = { ...process.env, SOFTHSM2_CONF: conf };
+  if (token) {
+    const init = spawnSync(
+      'softhsm2-util',
+      ['--init-token', '--free', '--label', 'bench', '--pin', 'bench-token-pin', '--so-pin', 'bench-so-pin'],
+      { env, encoding: 'utf8' },
+    );
+    if (init.status !== 0) throw new Error(`softhsm2-util: ${init.stderr}`);
+    writeFileSync(join(dir, 'token-pin'), 'bench-token-pin\n', { mode: 0o600 });
+  }
+  let secret = '';
+  await initPartition({
+    dir: join(dir, 'partition'),
+    name: 'bench-softhsm',
+    sealing: { kind: 'secret' },
+    officerPin: users[0]!.pin,
+    userPin: users[1]!.pin,
+    saveSecrets: async (secrets) => {
+      secret = secrets.secret!;
+    },
+  });
+  if (token) await writePkcs11Spec(join(dir, 'partition'), { module: SOFTHSM_MODULE, tokenLabel: 'bench' });
+  const child = await startPartitionProcess({
+    dir: join(dir, 'partition'),
+    socketPath: join(dir, 'p.sock'),
+    ...(token ? { args: ['--token-pin-file', join(dir, 'token-pin')] } : {}),
+    env,
+  });
+  const connect = async (who: (typeof users)[number]) =>
+    RemotePartition.connect({
+      socketPath: join(dir, 'p.sock'),
+      onConnect: async (p) => {
+        if ((await p.status()).state === 'sealed')
+          await p.unseal({ secret: new Uint8Array(Buffer.from(secret)) });
+        await p.login({ user: who.name, pin: who.pin });
+      },
+    });
+  const officer = await connect(users[0]!);
+  const client = await connect(users[1]!);
+  return {
+    process: child,
+    officer,
+    client,
+    async stop() {
+      await client.close();
+      await officer.close();
+      await child.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const softhsm = withSoftHsm ? await startFolderPartition(true) : undefined;
+const folder = withSoftHsm ? await startFolderPartition(false) : undefined;
 const partition = await startPartitionProcess({
   socketPath,
   name: 'bench',
@@ -170,7 +261,17 @@ try {
     selected.map(async (c) => {
       const label = `bench-${c.algorithm}`;
       await officer.createKey({ label, algorithm: c.algorithm });
-      return { c, label, local: c.local(), local_: [] as Measure[], remote: [] as Measure[] };
+      if (softhsm) await softhsm.officer.createKey({ label, algorithm: c.algorithm });
+      if (folder) await folder.officer.createKey({ label, algorithm: c.algorithm });
+      return {
+        c,
+        label,
+        local: c.local(),
+        local_: [] as Measure[],
+        remote: [] as Measure[],
+        token: [] as Measure[],
+        folder: [] as Measure[],
+      };
     }),
   );
   // Warm up both paths (JIT, connection, key caches).
@@ -181,6 +282,19 @@ try {
         client.sign({ key: { label: p.label }, mechanism: p.c.mechanism, purpose: 'certificate', data: tbs }),
       ),
     );
+    for (const other of [softhsm, folder]) {
+      if (!other) continue;
+      await Promise.all(
+        Array.from({ length: 200 }, () =>
+          other.client.sign({
+            key: { label: p.label },
+            mechanism: p.c.mechanism,
+            purpose: 'certificate',
+            data: tbs,
+          }),
+        ),
+      );
+    }
   }
   for (let round = 1; round <= rounds; round++) {
     for (const p of prepared) {
@@ -188,9 +302,19 @@ try {
       const remote = await throughPartition(client, partition.child.pid!, p.label, p.c);
       p.local_.push(local);
       p.remote.push(remote);
+      const token = softhsm
+        ? await throughPartition(softhsm.client, softhsm.process.child.pid!, p.label, p.c)
+        : undefined;
+      if (token) p.token.push(token);
+      const onDisk = folder
+        ? await throughPartition(folder.client, folder.process.child.pid!, p.label, p.c)
+        : undefined;
+      if (onDisk) p.folder.push(onDisk);
       console.error(
         `round ${round} ${p.c.name}: in-process ${Math.round(local.rate)}/s (${local.cpu.toFixed(1)} µs CPU each), ` +
-          `partition ${Math.round(remote.rate)}/s (${remote.partitionCpu!.toFixed(1)} µs partition + ${remote.cpu.toFixed(1)} µs client CPU each)`,
+          `partition ${Math.round(remote.rate)}/s (${remote.partitionCpu!.toFixed(1)} µs partition + ${remote.cpu.toFixed(1)} µs client CPU each)` +
+          (token ? `, SoftHSM2 partition ${Math.round(token.rate)}/s` : '') +
+          (onDisk ? `, emulated folder partition ${Math.round(onDisk.rate)}/s` : ''),
       );
     }
   }
@@ -222,17 +346,46 @@ try {
     ];
     console.log(cells.join(' '));
   }
+  if (softhsm) {
+    console.log(
+      `\nPartition folders (file audit log): emulated keys vs keys on a SoftHSM2 token (same rounds, ${inFlight} in flight; medians)`,
+    );
+    console.log(
+      'key         in-process/s  folder/s  softhsm2/s  softhsm2/in-process  softhsm2/folder | partition CPU µs per signature: folder softhsm2',
+    );
+    for (const p of prepared) {
+      const cells = [
+        p.c.name.padEnd(10),
+        String(Math.round(median(p.local_.map((m) => m.rate)))).padStart(12),
+        String(Math.round(median(p.folder.map((m) => m.rate)))).padStart(9),
+        String(Math.round(median(p.token.map((m) => m.rate)))).padStart(11),
+        `${(median(p.token.map((m, i) => m.rate / p.local_[i]!.rate)) * 100).toFixed(0)}%`.padStart(20),
+        `${(median(p.token.map((m, i) => m.rate / p.folder[i]!.rate)) * 100).toFixed(0)}%`.padStart(16),
+        '|',
+        median(p.folder.map((m) => m.partitionCpu!))
+          .toFixed(1)
+          .padStart(38),
+        median(p.token.map((m) => m.partitionCpu!))
+          .toFixed(1)
+          .padStart(9),
+      ];
+      console.log(cells.join(' '));
+    }
+  }
   console.log(
     '\nratio: partition/s over in-process/s. CPU ratio: in-process over partition CPU per signature, the\n' +
       'ratio when the partition has a core to itself and the client the other. On a busy machine the\n' +
       'two processes get more CPU share than the one-thread loop (ratio too high) and the partition\n' +
       'wakes up more often for fewer frames (CPU ratio too low).',
   );
+  if (values.members !== 'off') await compareMembers(values.members.split(',').map(Number));
   if (withP11) await compareP11(officer, client, partition.child.pid!);
   await client.close();
   await officer.close();
 } finally {
   await partition.stop();
+  await softhsm?.stop();
+  await folder?.stop();
   await cleanup();
 }
 
@@ -312,4 +465,121 @@ async function throughPartitionOneByOne(
     cpu: (ownCpuMicros() - cpu0) / n,
     partitionCpu: (processCpuMicros(pid) - partitionCpu0) / n,
   };
+}
+
+/**
+ * P-256 through PartitionCluster over 1..N member processes (issue #22). Each member is its own
+ * `signet hsm serve --ephemeral` with a key under one label, as clones hold the same keys.
+ */
+async function compareMembers(counts: number[]): Promise<void> {
+  const c = CASES.p256!;
+  const most = Math.max(...counts);
+  if (!counts.every((n) => Number.isInteger(n) && n >= 1 && n <= 8))
+    throw new Error('--members takes 1 to 8');
+  const members: { socket: Awaited<ReturnType<typeof temporarySocketPath>>; child: PartitionProcess }[] = [];
+  for (let i = 0; i < most; i++) {
+    const socket = await temporarySocketPath();
+    const child = await startPartitionProcess({
+      socketPath: socket.socketPath,
+      name: 'bench',
+      ephemeral: { users },
+    });
+    const officer = await RemotePartition.connect({ socketPath: socket.socketPath });
+    await officer.login({ user: 'officer', pin: users[0]!.pin });
+    await officer.createKey({ label: 'bench-member', algorithm: c.algorithm });
+    await officer.close();
+    members.push({ socket, child });
+  }
+  try {
+    const clusters = await Promise.all(
+      counts.map((n) =>
+        PartitionCluster.connect({
+          name: 'bench',
+          members: members.slice(0, n).map((m) => ({ socketPath: m.socket.socketPath })),
+          onConnect: (p) => p.login({ user: 'ca', pin: users[1]!.pin }).then(() => {}),
+        }),
+      ),
+    );
+    const local = c.local();
+    const rows = counts.map((n) => ({ n, local: [] as Measure[], remote: [] as Measure[] }));
+    for (const cluster of clusters) {
+      await Promise.all(
+        Array.from({ length: 300 }, () =>
+          cluster.sign({
+            key: { label: 'bench-member' },
+            mechanism: c.mechanism,
+            purpose: 'certificate',
+            data: tbs,
+          }),
+        ),
+      );
+    }
+    for (let round = 1; round <= rounds; round++) {
+      for (const [i, row] of rows.entries()) {
+        const cluster = clusters[i]!;
+        const pids = members.slice(0, row.n).map((m) => m.child.child.pid!);
+        const l = inProcess(local, c);
+        const end = performance.now() + seconds * 1000;
+        let count = 0;
+        const cpu0 = ownCpuMicros();
+        const partitionCpu0 = pids.reduce((sum, pid) => sum + processCpuMicros(pid), 0);
+        const started = performance.now();
+        await Promise.all(
+          Array.from({ length: inFlight }, async () => {
+            while (performance.now() < end) {
+              await cluster.sign({
+                key: { label: 'bench-member' },
+                mechanism: c.mechanism,
+                purpose: 'certificate',
+                data: tbs,
+              });
+              count++;
+            }
+          }),
+        );
+        const partitionCpu = pids.reduce((sum, pid) => sum + processCpuMicros(pid), 0) - partitionCpu0;
+        const m = {
+          rate: count / ((performance.now() - started) / 1000),
+          cpu: (ownCpuMicros() - cpu0) / count,
+          partitionCpu: partitionCpu / count,
+        };
+        row.local.push(l);
+        row.remote.push(m);
+        console.error(
+          `round ${round} P-256 ${row.n} member(s): in-process ${Math.round(l.rate)}/s, cluster ${Math.round(m.rate)}/s`,
+        );
+      }
+    }
+    console.log(`
+P-256 through the cluster client (${inFlight} in flight, ${seconds} s x ${rounds} rounds; medians)`);
+    console.log('members  in-process/s  cluster/s  ratio | CPU µs per signature: partitions (sum) client');
+    for (const row of rows) {
+      const ratio = median(row.remote.map((m, i) => m.rate / row.local[i]!.rate));
+      console.log(
+        [
+          String(row.n).padEnd(7),
+          String(Math.round(median(row.local.map((m) => m.rate)))).padStart(13),
+          String(Math.round(median(row.remote.map((m) => m.rate)))).padStart(10),
+          `${(ratio * 100).toFixed(0)}%`.padStart(6),
+          '|',
+          median(row.remote.map((m) => m.partitionCpu!))
+            .toFixed(1)
+            .padStart(39),
+          median(row.remote.map((m) => m.cpu))
+            .toFixed(1)
+            .padStart(6),
+        ].join(' '),
+      );
+    }
+    console.log(
+      'On 2 cores, more members add no CPU: the figure to watch is what spreading costs (ratio and\n' +
+        'client CPU against 1 member); on separate machines each member brings its own cores.',
+    );
+    for (const cluster of clusters) await cluster.close();
+  } finally {
+    for (const m of members) {
+      await m.child.stop();
+      await m.socket.cleanup();
+    }
+  }
 }

@@ -1,6 +1,6 @@
 import { type AcmeCall, type AcmeContext, accountOf, actorOf, authenticate, json } from './context.ts';
 import { AcmeError, acmeError } from './errors.ts';
-import { authorizationStatus, challengeDocument } from './objects.ts';
+import { acmeUrls, authorizationStatus, challengeDocument } from './objects.ts';
 import type { AcmeResponse } from './types.ts';
 import type { ChallengeType } from './validation/validator.ts';
 
@@ -78,6 +78,8 @@ export async function runValidation(ctx: AcmeContext, id: string): Promise<void>
       identifier,
       token: challenge.token,
       keyAuthorization,
+      wildcard: authorization.wildcard,
+      accountUri: acmeUrls(ctx.options.publicUrl, account.directory).account(account.id),
     });
   } catch (error) {
     if (error instanceof AcmeError) problem = error;

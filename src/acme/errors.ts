@@ -6,9 +6,11 @@
 
 export const ACME_ERROR_PREFIX = 'urn:ietf:params:acme:error:';
 
-/** RFC 8555 §6.7 Table 1 (the part-1 subset) and the status each is answered with here. */
+/** RFC 8555 §6.7 Table 1, RFC 9773 and draft-ietf-acme-profiles, with the status each is answered with here. */
 export const ACME_ERROR_STATUS = {
   accountDoesNotExist: 400,
+  /** RFC 9773 §7.4: the certificate named by `replaces` was replaced already. */
+  alreadyReplaced: 409,
   alreadyRevoked: 400,
   badCSR: 400,
   badNonce: 400,
@@ -22,6 +24,8 @@ export const ACME_ERROR_STATUS = {
   externalAccountRequired: 403,
   incorrectResponse: 403,
   invalidContact: 400,
+  /** draft-ietf-acme-profiles: a newOrder `profile` the directory does not offer. */
+  invalidProfile: 400,
   malformed: 400,
   orderNotReady: 403,
   rateLimited: 429,

@@ -44,7 +44,7 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
  * Reads a request body as a flattened JWS and checks its protected header; the signature is not
  * checked yet (the key may be the account's, found by `kid`).
  */
-export function parseJws(body: string): ParsedJws {
+export function parseJws(body: string, options: { inner?: boolean } = {}): ParsedJws {
   let outer: unknown;
   try {
     outer = JSON.parse(body);
@@ -93,15 +93,19 @@ export function parseJws(body: string): ParsedJws {
     throw acmeError('malformed', '"kid" must be an account URL');
   if (typeof url !== 'string')
     throw acmeError('malformed', 'the JWS protected header must carry "url" (RFC 8555 §6.4)');
-  // RFC 8555 §6.5: a request without a nonce is refused with badNonce.
-  if (typeof nonce !== 'string' || nonce.length === 0) {
+  // RFC 8555 §7.3.5: keyChange's inner JWS has no nonce; it is spent by the outer one.
+  if (options.inner) {
+    if (nonce !== undefined)
+      throw acmeError('malformed', 'the inner JWS must not carry a "nonce" (RFC 8555 §7.3.5)');
+  } else if (typeof nonce !== 'string' || nonce.length === 0) {
+    // RFC 8555 §6.5: a request without a nonce is refused with badNonce.
     throw acmeError('badNonce', 'the JWS protected header must carry a "nonce" from this server');
   }
   return {
     jws: { protected: protectedText, payload, signature },
     header: {
       alg: alg as AcmeJwsAlgorithm,
-      nonce,
+      nonce: typeof nonce === 'string' ? nonce : '',
       url,
       ...(jwk !== undefined ? { jwk: jwk as JWK } : {}),
       ...(kid !== undefined ? { kid: kid as string } : {}),

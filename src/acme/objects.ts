@@ -20,7 +20,11 @@ export interface AcmeUrls {
   newAccount: string;
   newOrder: string;
   revokeCert: string;
+  keyChange: string;
+  renewalInfo: string;
   account(id: string): string;
+  /** RFC 8555 §7.1.2.1: the account's orders list. */
+  orders(accountId: string): string;
   order(id: string): string;
   finalize(orderId: string): string;
   authorization(id: string): string;
@@ -39,7 +43,10 @@ export function acmeUrls(publicUrl: string, directory: string): AcmeUrls {
     newAccount: `${base}/new-account`,
     newOrder: `${base}/new-order`,
     revokeCert: `${base}/revoke-cert`,
+    keyChange: `${base}/key-change`,
+    renewalInfo: `${base}/renewal-info`,
     account: (id) => `${accountPrefix}${id}`,
+    orders: (id) => `${accountPrefix}${id}/orders`,
     order: (id) => `${base}/order/${id}`,
     finalize: (id) => `${base}/order/${id}/finalize`,
     authorization: (id) => `${base}/authz/${id}`,
@@ -53,23 +60,31 @@ export function acmeUrls(publicUrl: string, directory: string): AcmeUrls {
   };
 }
 
-/** RFC 8555 §7.1.1. keyChange and renewalInfo come with issue #31. */
-export function directoryDocument(urls: AcmeUrls): Record<string, unknown> {
+/**
+ * RFC 8555 §7.1.1, with renewalInfo (RFC 9773 §3) and meta: externalAccountRequired (§7.3.4)
+ * and the profiles with their descriptions (draft-ietf-acme-profiles §3).
+ */
+export function directoryDocument(
+  urls: AcmeUrls,
+  meta: { externalAccountRequired: boolean; profiles: Record<string, string> },
+): Record<string, unknown> {
   return {
     newNonce: urls.newNonce,
     newAccount: urls.newAccount,
     newOrder: urls.newOrder,
     revokeCert: urls.revokeCert,
-    // TODO(#31): keyChange, renewalInfo, meta (externalAccountRequired, profiles).
+    keyChange: urls.keyChange,
+    renewalInfo: urls.renewalInfo,
+    meta,
   };
 }
 
-export function accountDocument(account: AcmeAccountRecord): Record<string, unknown> {
-  // TODO(#31): `orders`, the paginated list of the account's orders (RFC 8555 §7.1.2.1).
+export function accountDocument(account: AcmeAccountRecord, urls: AcmeUrls): Record<string, unknown> {
   return {
     status: account.status,
     contact: account.contact,
     termsOfServiceAgreed: account.termsOfServiceAgreed,
+    orders: urls.orders(account.id),
     createdAt: account.createdAt.toISOString(),
   };
 }
@@ -120,6 +135,8 @@ export function orderDocument(
     identifiers: order.identifiers,
     authorizations: order.authorizationIds.map(urls.authorization),
     finalize: urls.finalize(order.id),
+    ...(order.profile ? { profile: order.profile } : {}),
+    ...(order.replaces ? { replaces: order.replaces } : {}),
     ...(order.certificateSerial && status === 'valid'
       ? { certificate: urls.certificate(order.certificateSerial) }
       : {}),

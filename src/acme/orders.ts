@@ -6,7 +6,9 @@ import { evaluateNames } from '../policy/evaluate.ts';
 import type { Violation } from '../policy/types.ts';
 import { parseCsr } from '../x509/csr.ts';
 import type { ParsedCsr, San } from '../x509/types.ts';
+import { alternatesOf } from './chains.ts';
 import { type AcmeCall, type AcmeContext, accountOf, actorOf, authenticate, json } from './context.ts';
+import { offeredPolicies } from './eab.ts';
 import { type AcmeIdentifier, type AcmeSubproblem, acmeError } from './errors.ts';
 import {
   type AuthorizationTarget,
@@ -15,7 +17,8 @@ import {
   normaliseIdentifier,
   parseOrderIdentifiers,
 } from './identifiers.ts';
-import { authorizationDocument, orderDocument, orderStatus } from './objects.ts';
+import { authorizationDocument, authorizationStatus, orderDocument, orderStatus } from './objects.ts';
+import { findByCertId, parseCertId } from './renewal-info.ts';
 import type { AcmeDirectoryConfig, AcmeResponse } from './types.ts';
 import type { ChallengeType } from './validation/validator.ts';
 
@@ -65,9 +68,13 @@ export async function newOrder(ctx: AcmeContext, call: AcmeCall): Promise<AcmeRe
       'notBefore and notAfter are not supported: the directory policy sets the validity',
     );
   }
-  // TODO(#31): profile and replaces.
   const identifiers = parseOrderIdentifiers(payload.identifiers);
   const { directory } = call;
+  const profile = chooseProfile(directory, account, payload.profile);
+  const replaces =
+    payload.replaces === undefined
+      ? undefined
+      : await checkReplaces(ctx, account, identifiers, payload.replaces);
   const targets = identifiers.map(authorizationTarget);
 
   const unsupported: AcmeSubproblem[] = [];
@@ -88,8 +95,9 @@ export async function newOrder(ctx: AcmeContext, call: AcmeCall): Promise<AcmeRe
     });
   }
 
-  const policy = ctx.options.policies.get(directory.policy);
-  if (!policy) throw acmeError('serverInternal', `the policy of directory ${directory.name} is not loaded`);
+  const policy = ctx.options.policies.get(profile);
+  if (!policy)
+    throw acmeError('serverInternal', `policy ${profile} of directory ${directory.name} is not loaded`);
   const { violations } = evaluateNames(policy, identifiers.map(toSan));
   if (violations.length > 0) {
     throw acmeError(
@@ -108,15 +116,101 @@ export async function newOrder(ctx: AcmeContext, call: AcmeCall): Promise<AcmeRe
   }
   await limiter.fail(account.id);
 
-  const order = await createOrder(ctx, account, directory, identifiers, targets);
+  let order: AcmeOrderRecord;
+  try {
+    order = await createOrder(ctx, account, directory, identifiers, targets, { profile, replaces });
+  } catch (error) {
+    if (replaces && isUniqueViolation(error)) throw alreadyReplaced();
+    throw error;
+  }
   await ctx.audit({
     actor: actorOf(account),
     action: 'acme.order.create',
     target: `acme-order:${order.id}`,
     decision: 'allowed',
-    details: { directory: directory.name, identifiers: identifiers.map(identifierKey) },
+    details: {
+      directory: directory.name,
+      identifiers: identifiers.map(identifierKey),
+      policy: profile,
+      ...(replaces ? { replaces } : {}),
+    },
   });
   return orderResponse(ctx, call, order, 201);
+}
+
+/**
+ * The policy of a new order (draft-ietf-acme-profiles): the `profile` asked for, else the
+ * directory's policy, else (for an account bound by EAB to other policies) its key's first one
+ * that the directory offers.
+ */
+export function chooseProfile(
+  directory: AcmeDirectoryConfig,
+  account: AcmeAccountRecord,
+  raw: unknown,
+): string {
+  const offered = offeredPolicies(directory);
+  const allowed = account.policies ? offered.filter((p) => account.policies!.includes(p)) : offered;
+  if (raw === undefined) {
+    const chosen = allowed.includes(directory.policy) ? directory.policy : allowed[0];
+    if (!chosen)
+      throw acmeError('unauthorized', 'this account may use none of the profiles of this directory');
+    return chosen;
+  }
+  if (typeof raw !== 'string') throw acmeError('malformed', '"profile" must be a string');
+  if (!offered.includes(raw)) {
+    throw acmeError(
+      'invalidProfile',
+      `directory ${directory.name} has no profile ${JSON.stringify(raw.slice(0, 64))}; it offers ${offered.join(', ')}`,
+    );
+  }
+  if (!allowed.includes(raw)) {
+    throw acmeError('unauthorized', `the external account key of this account does not allow profile ${raw}`);
+  }
+  return raw;
+}
+
+const alreadyReplaced = () =>
+  acmeError('alreadyReplaced', 'another order already replaces this certificate (RFC 9773 §5)');
+
+const isUniqueViolation = (error: unknown): boolean =>
+  (error as { cause?: { code?: string } })?.cause?.code === '23505' ||
+  (error as { code?: string })?.code === '23505';
+
+/**
+ * RFC 9773 §5: `replaces` names a certificate of this CA, ordered by this account, sharing an
+ * identifier with the new order, and not replaced by another live order. Answers the certID.
+ */
+async function checkReplaces(
+  ctx: AcmeContext,
+  account: AcmeAccountRecord,
+  identifiers: AcmeIdentifier[],
+  raw: unknown,
+): Promise<string> {
+  const id = parseCertId(raw);
+  const { repository } = ctx.options;
+  const found = await findByCertId(ctx, id);
+  const previous = found ? await repository.findOrderByCertificate(id.serial) : null;
+  if (!found || !previous) {
+    throw acmeError('malformed', '"replaces" names no certificate this CA issued through ACME', {
+      status: 404,
+    });
+  }
+  if (previous.accountId !== account.id) {
+    throw acmeError('unauthorized', 'the certificate to replace was ordered by another account');
+  }
+  const wanted = new Set(identifiers.map(identifierKey));
+  if (!previous.identifiers.some((i) => wanted.has(identifierKey(i)))) {
+    throw acmeError(
+      'malformed',
+      'the new order shares no identifier with the certificate it replaces (RFC 9773 §5)',
+    );
+  }
+  const replacing = await repository.findReplacingOrder(id.text);
+  if (replacing) {
+    if (replacing.status === 'pending' && replacing.expiresAt <= ctx.now()) await repository.expire();
+    else throw alreadyReplaced();
+  }
+  return id.text;
 }
 
 async function createOrder(
@@ -125,6 +219,7 @@ async function createOrder(
   directory: AcmeDirectoryConfig,
   identifiers: AcmeIdentifier[],
   targets: AuthorizationTarget[],
+  extra: { profile: string; replaces: string | undefined },
 ): Promise<AcmeOrderRecord> {
   const { repository, orderLifetimeMs } = ctx.options;
   const now = ctx.now();
@@ -158,6 +253,8 @@ async function createOrder(
     expiresAt,
     authorizationIds,
     newAuthorizations: fresh,
+    profile: extra.profile,
+    ...(extra.replaces ? { replaces: extra.replaces } : {}),
   });
 }
 
@@ -170,7 +267,12 @@ async function orderResponse(
   const now = ctx.now();
   const authorizations = await ctx.options.repository.findAuthorizations(order.authorizationIds);
   const state = orderStatus(order, authorizations, now);
-  return json(status, orderDocument(order, state, call.urls, now), { location: call.urls.order(order.id) });
+  const answer = json(status, orderDocument(order, state, call.urls, now), {
+    location: call.urls.order(order.id),
+  });
+  // RFC 8555 §7.4: a client polls a processing order, no sooner than Retry-After.
+  if (state === 'processing') answer.headers['retry-after'] = '1';
+  return answer;
 }
 
 async function ownOrder(ctx: AcmeContext, account: AcmeAccountRecord, id: string): Promise<AcmeOrderRecord> {
@@ -189,15 +291,40 @@ export async function getOrder(ctx: AcmeContext, call: AcmeCall, id: string): Pr
 export async function getAuthorization(ctx: AcmeContext, call: AcmeCall, id: string): Promise<AcmeResponse> {
   const auth = await authenticate(ctx, call, 'kid');
   const account = accountOf(auth);
-  // TODO(#31): deactivation of an authorisation ({"status": "deactivated"}, RFC 8555 §7.5.2).
-  if (auth.payload && Object.keys(auth.payload).length > 0) {
-    throw acmeError('malformed', 'an authorization is read with POST-as-GET (an empty payload)');
+  const payload = auth.payload ?? {};
+  const keys = Object.keys(payload);
+  if (keys.length > 0 && (keys.length !== 1 || payload.status !== 'deactivated')) {
+    throw acmeError(
+      'malformed',
+      'an authorization is read with POST-as-GET, or deactivated with {"status": "deactivated"} (RFC 8555 §7.5.2)',
+    );
   }
-  const [authorization] = await ctx.options.repository.findAuthorizations([id]);
+  const { repository } = ctx.options;
+  const [authorization] = await repository.findAuthorizations([id]);
   if (!authorization) throw acmeError('malformed', `there is no authorization ${id}`, { status: 404 });
   if (authorization.accountId !== account.id)
     throw acmeError('unauthorized', 'this authorization belongs to another account');
-  return json(200, authorizationDocument(authorization, ctx.now(), call.urls));
+  if (keys.length === 0) return json(200, authorizationDocument(authorization, ctx.now(), call.urls));
+  // RFC 8555 §7.5.2: a pending or valid authorisation may be deactivated; its orders then fail.
+  const status = authorizationStatus(authorization, ctx.now());
+  if ((status !== 'pending' && status !== 'valid') || !(await repository.deactivateAuthorization(id))) {
+    throw acmeError(
+      'malformed',
+      `the authorization is ${status}; only a pending or valid one can be deactivated`,
+    );
+  }
+  await ctx.audit({
+    actor: actorOf(account),
+    action: 'acme.authorization.deactivate',
+    target: `acme-authorization:${id}`,
+    decision: 'allowed',
+    details: {
+      directory: account.directory,
+      identifier: `${authorization.identifierType}:${authorization.identifierValue}`,
+    },
+  });
+  const [updated] = await repository.findAuthorizations([id]);
+  return json(200, authorizationDocument(updated!, ctx.now(), call.urls));
 }
 
 /** The names a CSR asks for: its SANs, and its CN (RFC 8555 §7.4 lets a dns name be in either). */
@@ -280,13 +407,14 @@ export async function finalize(ctx: AcmeContext, call: AcmeCall, id: string): Pr
     throw acmeError('orderNotReady', 'the order is being finalized or was finalized already');
   }
   const directory = call.directory;
+  const policy = order.profile ?? directory.policy;
   try {
     const issued = await ca.issue({
       csr: csr.der,
-      policy: directory.policy,
+      policy,
       // Names only in the CN (RFC 8555 §7.4 allows it) reach the certificate as SANs.
       ...(overrideSans ? { overrides: { sans: order.identifiers.map(toSan) } } : {}),
-      requester: { id: actorOf(account), kind: 'acme', policies: [directory.policy] },
+      requester: { id: actorOf(account), kind: 'acme', policies: [policy] },
     });
     await repository.finishOrder(order.id, {
       status: 'valid',
@@ -298,7 +426,7 @@ export async function finalize(ctx: AcmeContext, call: AcmeCall, id: string): Pr
       action: 'acme.order.finalize',
       target: `acme-order:${order.id}`,
       decision: 'allowed',
-      details: { directory: directory.name, serial: issued.serialNumber, policy: directory.policy },
+      details: { directory: directory.name, serial: issued.serialNumber, policy },
     });
   } catch (error) {
     const problem = issuanceProblem(error, order);
@@ -351,11 +479,15 @@ function issuanceProblem(error: unknown, order: AcmeOrderRecord) {
   return acmeError('serverInternal', 'the certificate could not be issued', { cause: error });
 }
 
-/** The certificate chain (RFC 8555 §7.4.2), for the account that ordered it. */
+/**
+ * The certificate chain (RFC 8555 §7.4.2), for the account that ordered it: the default one, or
+ * the alternate `index` (1, 2, ...), each answer naming the others with `Link: rel="alternate"`.
+ */
 export async function getCertificate(
   ctx: AcmeContext,
   call: AcmeCall,
   serial: string,
+  index?: string,
 ): Promise<AcmeResponse> {
   const account = accountOf(await authenticate(ctx, call, 'kid'));
   const order = /^[0-9a-f]{1,42}$/.test(serial)
@@ -365,10 +497,21 @@ export async function getCertificate(
     throw acmeError('malformed', `there is no certificate ${serial.slice(0, 64)} here`, { status: 404 });
   if (order.accountId !== account.id)
     throw acmeError('unauthorized', 'this certificate was ordered by another account');
+  const chains = [
+    order.certificateChain,
+    ...alternatesOf(order.certificateChain, ctx.options.alternateChains ?? []),
+  ];
+  const chosen = index === undefined ? 0 : /^[1-9]\d{0,2}$/.test(index) ? Number(index) : -1;
+  if (chosen < 0 || chosen >= chains.length) {
+    throw acmeError('malformed', `certificate ${serial} has no alternate chain ${index}`, { status: 404 });
+  }
+  const url = call.urls.certificate(serial);
   return {
     status: 200,
     headers: { 'content-type': 'application/pem-certificate-chain' },
-    links: [],
-    body: order.certificateChain,
+    links: chains.flatMap((_, i) =>
+      i === chosen ? [] : [`<${i === 0 ? url : `${url}/${i}`}>;rel="alternate"`],
+    ),
+    body: chains[chosen],
   };
 }

@@ -1,13 +1,15 @@
 import type { AuditEventInput } from '../db/audit.repository.ts';
 import { createBatcher } from '../lib/batcher.ts';
 import { AppError } from '../lib/errors.ts';
-import { newAccount, updateAccount } from './accounts.ts';
+import { keyChange, listOrders, newAccount, updateAccount } from './accounts.ts';
 import { MAX_QUEUED, postChallenge, runValidation } from './challenges.ts';
 import type { AcmeCall, AcmeContext } from './context.ts';
+import { type CreatedEabKey, createEabKey, offeredPolicies } from './eab.ts';
 import { AcmeError, acmeError } from './errors.ts';
 import { createNonceService } from './nonces.ts';
 import { acmeUrls, directoryDocument } from './objects.ts';
 import { finalize, getAuthorization, getCertificate, getOrder, newOrder } from './orders.ts';
+import { getRenewalInfo } from './renewal-info.ts';
 import { revokeCert } from './revoke.ts';
 import type { AcmeRequest, AcmeResponse, AcmeServerOptions } from './types.ts';
 import { createValidationQueue } from './validation/queue.ts';
@@ -26,6 +28,13 @@ export interface AcmeServer {
    * with a nonce like every other answer.
    */
   errorResponse(error: unknown, directory: string | undefined): Promise<AcmeResponse>;
+  /** A new single-use EAB key (RFC 8555 §7.3.4) for `POST /v1/acme/eab-keys`. */
+  createEabKey(input: {
+    directory: string;
+    policies: string[];
+    expiresAt: Date | null;
+    createdBy: string;
+  }): Promise<CreatedEabKey>;
   /** Starts the periodic sweep (expiry, abandoned validations). */
   start(): void;
   /** Expires what time has decided and takes up validations another node abandoned. */
@@ -42,7 +51,7 @@ interface Route {
   methods: Partial<Record<'GET' | 'POST', Handler>>;
 }
 
-/** `:id` matches one path segment of base64url or hex. */
+/** `:id` matches one path segment of base64url or hex; `:certid` an RFC 9773 certificate identifier. */
 const ROUTES: Route[] = [
   { pattern: ['directory'], methods: { GET: directory } },
   { pattern: ['new-nonce'], methods: { GET: newNonce } },
@@ -54,16 +63,27 @@ const ROUTES: Route[] = [
   { pattern: ['authz', ':id'], methods: { POST: getAuthorization } },
   { pattern: ['chall', ':id'], methods: { POST: postChallenge } },
   { pattern: ['cert', ':id'], methods: { POST: getCertificate } },
+  { pattern: ['cert', ':id', ':id'], methods: { POST: getCertificate } },
   { pattern: ['revoke-cert'], methods: { POST: revokeCert } },
-  // TODO(#31): key-change, renewal-info, the account's orders list.
+  { pattern: ['key-change'], methods: { POST: keyChange } },
+  { pattern: ['account', ':id', 'orders'], methods: { POST: listOrders } },
+  { pattern: ['account', ':id', 'orders', ':id'], methods: { POST: listOrders } },
+  { pattern: ['renewal-info', ':certid'], methods: { GET: getRenewalInfo } },
 ];
 
-async function directory(_ctx: AcmeContext, call: AcmeCall): Promise<AcmeResponse> {
+async function directory(ctx: AcmeContext, call: AcmeCall): Promise<AcmeResponse> {
+  const profiles: Record<string, string> = {};
+  for (const name of offeredPolicies(call.directory)) {
+    profiles[name] = ctx.options.policies.get(name)?.description ?? name;
+  }
   return {
     status: 200,
     headers: { 'content-type': 'application/json' },
     links: [],
-    body: directoryDocument(call.urls),
+    body: directoryDocument(call.urls, {
+      externalAccountRequired: call.directory.eab === 'required',
+      profiles,
+    }),
   };
 }
 
@@ -82,6 +102,11 @@ function match(resource: string[]): { route: Route; ids: string[] } | undefined 
     const ids: string[] = [];
     const matched = route.pattern.every((part, i) => {
       const segment = resource[i]!;
+      if (part === ':certid') {
+        if (!/^[A-Za-z0-9_-]{1,128}\.[A-Za-z0-9_-]{1,64}$/.test(segment)) return false;
+        ids.push(segment);
+        return true;
+      }
       if (part !== ':id') return part === segment;
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(segment)) return false;
       ids.push(segment);
@@ -99,8 +124,10 @@ export function createAcmeServer(options: AcmeServerOptions): AcmeServer {
   const { clock, logger, repository } = options;
   const directories = new Map(options.directories.map((d) => [d.name, d]));
   for (const d of options.directories) {
-    if (!options.policies.get(d.policy)) {
-      throw new Error(`acme.directories: directory ${d.name} names policy ${d.policy}, which is not loaded`);
+    for (const policy of offeredPolicies(d)) {
+      if (!options.policies.get(policy)) {
+        throw new Error(`acme.directories: directory ${d.name} names policy ${policy}, which is not loaded`);
+      }
     }
   }
   const auditLog = createBatcher<AuditEventInput, void>({
@@ -213,6 +240,8 @@ export function createAcmeServer(options: AcmeServerOptions): AcmeServer {
     async errorResponse(error, directoryName) {
       return finish(problemResponse(problemOf(error)), directoryName);
     },
+
+    createEabKey: (input) => createEabKey(ctx, input),
 
     start() {
       if (timer) return;

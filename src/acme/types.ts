@@ -4,6 +4,7 @@ import type { AuditEventInput } from '../db/audit.repository.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { RevocationReason } from '../lib/revocation-reasons.ts';
 import type { Policy } from '../policy/types.ts';
+import type { AlternateChain } from './chains.ts';
 import type { ChallengeType, ChallengeValidator } from './validation/validator.ts';
 
 /**
@@ -13,13 +14,26 @@ import type { ChallengeType, ChallengeValidator } from './validation/validator.t
  * use case (revokeCert), the audit log and its own repository.
  */
 
+/** Seals and opens EAB HMAC keys under a partition-held key (src/acme/eab.ts). */
+export interface EabSealer {
+  seal(kid: string, key: Uint8Array): Promise<Uint8Array>;
+  /** Throws when the sealed bytes were altered or belong to another key id. */
+  open(kid: string, sealed: Uint8Array): Promise<Uint8Array>;
+}
+
 /** One directory of signet.yaml's acme.directories. */
 export interface AcmeDirectoryConfig {
   name: string;
   /** Every certificate of this directory is issued under this policy. */
   policy: string;
   challenges: ChallengeType[];
-  // TODO(#31): eab, profiles.
+  /** `required`: newAccount must carry an external account binding (RFC 8555 §7.3.4). */
+  eab?: 'required' | 'optional';
+  /**
+   * Policies a newOrder may ask for by `profile` (draft-ietf-acme-profiles), beside `policy`,
+   * which stays the default.
+   */
+  profiles?: string[];
 }
 
 /**
@@ -76,6 +90,8 @@ export interface AcmeServerOptions {
   revoker?: AcmeRevoker;
   audit: { append(events: AuditEventInput | AuditEventInput[]): Promise<unknown> };
   validator: ChallengeValidator;
+  /** Seals EAB keys under the partition (eab.ts); absent: EAB keys can be neither made nor used. */
+  eabSealer?: EabSealer;
   limits: AcmeLimits;
   nonceLifetimeMs: number;
   orderLifetimeMs: number;
@@ -83,6 +99,10 @@ export interface AcmeServerOptions {
   validationConcurrency: number;
   /** acme.validation.timeout: also how long a node holds a challenge it validates. */
   validationTimeoutMs: number;
+  /** Cross-signed chains offered beside the default one (acme.alternateChains, chains.ts). */
+  alternateChains?: AlternateChain[];
+  /** Orders per page of an account's orders list (default 100). */
+  ordersPageSize?: number;
   /** How often expiry and abandoned validations are swept (default one minute). */
   sweepIntervalMs?: number;
 }

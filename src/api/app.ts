@@ -24,6 +24,7 @@ import { responseHeaders } from './middleware/response-headers.ts';
 import { requestTimeout } from './middleware/timeout.ts';
 import { ocspRoutes } from './ocsp.routes.ts';
 import { policiesRoutes } from './policies.routes.ts';
+import { renewRoutes } from './renew.routes.ts';
 import { revocationsRoutes } from './revocations.routes.ts';
 import type { RouteContext } from './routes.ts';
 
@@ -82,6 +83,7 @@ export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<Api
   for (const routes of [
     healthRoutes,
     certificatesRoutes,
+    renewRoutes,
     revocationsRoutes,
     policiesRoutes,
     apikeysRoutes,

@@ -3,7 +3,8 @@ import type { IssuedCertificate } from '../ca/types.ts';
 import type { CertificateListFilter, CertificateSummary } from '../db/certificates.repository.ts';
 import { AppError } from '../lib/errors.ts';
 import { InvalidSerialError, normalizeSerial } from '../lib/serial.ts';
-import type { San } from '../x509/types.ts';
+import { canonicalIp } from '../x509/names.ts';
+import type { San, SanType } from '../x509/types.ts';
 import { refuse } from './audit.ts';
 import type { ApiEnv, Principal } from './env.ts';
 import { apiErrors } from './errors.ts';
@@ -135,6 +136,26 @@ function storedFilter(
   }
 }
 
+/**
+ * `?san=` as the stored SANs hold it (DESIGN.md "SANs in JSON"): `type:NAME` matches that type
+ * only, a bare NAME any type. DNS names are stored lower case and IP addresses in canonical text,
+ * so both are put in that form first; emails and URIs are matched as written.
+ */
+export function sanFilter(text: string): { type?: SanType; value: string } {
+  const typed = /^(dns|ip|email|uri):(.+)$/i.exec(text);
+  const type = typed ? (typed[1]!.toLowerCase() as SanType) : undefined;
+  const name = typed ? typed[2]! : text;
+  if (type === 'ip' || type === undefined) {
+    const ip = canonicalIp(name);
+    if (ip !== undefined) return { ...(type ? { type } : {}), value: ip };
+    if (type === 'ip')
+      throw apiErrors.invalidQuery([{ path: 'san', message: `${name} is not an IP address` }]);
+  }
+  if (type === 'dns' || (type === undefined && !name.includes('@') && !name.includes(':')))
+    return { ...(type ? { type } : {}), value: name.toLowerCase() };
+  return { ...(type ? { type } : {}), value: name };
+}
+
 /** The issuer role reads only its own certificates; revoker, auditor and admin read all. */
 const readsOnlyOwn = (principal: Principal) => !principal.roles.some((role) => role !== 'issuer');
 
@@ -223,6 +244,7 @@ export function certificatesRoutes({ deps, guard, idempotent, metrics }: RouteCo
         ...storedFilter(query.status, query.expiresBefore, now),
         ...(query.policy ? { policy: query.policy } : {}),
         ...(query.issuer ? { issuerId: query.issuer } : {}),
+        ...(query.san ? { san: sanFilter(query.san) } : {}),
         ...(query.cursor ? { cursor: query.cursor } : {}),
         ...(readsOnlyOwn(principal) ? { requester: principal.id } : {}),
         limit: query.limit,

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { AcmeServer } from '../acme/server.ts';
+import type { Renewal } from '../ca/renew.usecase.ts';
 import type { CertificateAuthority } from '../ca/types.ts';
 import type { ApiKeysRepository } from '../db/api-keys.repository.ts';
 import type { AuditRepository } from '../db/audit.repository.ts';
@@ -29,6 +30,17 @@ export interface ReadinessProbe {
   database(): Promise<void>;
   /** The issuing partition's state (KeyManager.status); only 'unsealed' is ready. */
   partition(): Promise<{ state: string }>;
+  /** Each partition member's state, in-flight requests and failovers (issue #22), for /metrics. */
+  members?(): PartitionMemberSnapshot[];
+}
+
+export interface PartitionMemberSnapshot {
+  partition: string;
+  member: string;
+  /** up, down, sealed or missing-keys. */
+  state: string;
+  inFlight: number;
+  failovers: number;
 }
 
 /** Revocation (src/revocation): the use cases and what the public CRL and OCSP endpoints serve. */
@@ -77,6 +89,8 @@ export interface AppDeps {
   readiness: ReadinessProbe;
   /** Prometheus metrics (createMetrics()); the wiring may observe partition and database latency in it. */
   metrics?: Metrics;
+  /** Renewal by proof of the certificate's key; absent: POST /v1/certificates/{serial}/renew answers 503. */
+  renewal?: Renewal;
   /** Absent: the revocation endpoints answer 503 `revocation.unavailable`. */
   revocation?: RevocationDeps;
   /** The ACME server (RFC 8555) behind /acme/*; absent: no ACME directories are served. */

@@ -18,7 +18,13 @@ export interface Metrics {
   ready: Gauge<'check'>;
   /** nextUpdate of each served CRL, Unix seconds (issue #18: alert before an imported one expires). */
   crlNextUpdate: Gauge<'issuer' | 'shard' | 'kind' | 'source'>;
+  /** Issue #22: 1 for each member's current state (up, down, sealed, missing-keys), 0 for the others. */
+  partitionMemberState: Gauge<'partition' | 'member' | 'state'>;
+  partitionMemberInFlight: Gauge<'partition' | 'member'>;
+  partitionMemberFailovers: Gauge<'partition' | 'member'>;
 }
+
+const MEMBER_STATES = ['up', 'down', 'sealed', 'missing-keys'];
 
 export function createMetrics({ prefix = 'signet_' }: { prefix?: string } = {}): Metrics {
   const registry = new Registry();
@@ -63,6 +69,25 @@ export function createMetrics({ prefix = 'signet_' }: { prefix?: string } = {}):
       labelNames: ['issuer', 'shard', 'kind', 'source'],
       registers: [registry],
     }),
+    partitionMemberState: new Gauge({
+      name: `${prefix}partition_member_state`,
+      help: 'Each partition member: 1 for its current state (up, down, sealed, missing-keys)',
+      labelNames: ['partition', 'member', 'state'],
+      registers: [registry],
+    }),
+    partitionMemberInFlight: new Gauge({
+      name: `${prefix}partition_member_in_flight`,
+      help: 'Requests sent to each partition member and not yet answered',
+      labelNames: ['partition', 'member'],
+      registers: [registry],
+    }),
+    // A gauge read from the client's own count at each scrape (monotonic while the node runs).
+    partitionMemberFailovers: new Gauge({
+      name: `${prefix}partition_member_failovers`,
+      help: 'Requests a partition member failed that were retried on another member, since the node started',
+      labelNames: ['partition', 'member'],
+      registers: [registry],
+    }),
   };
 }
 
@@ -85,9 +110,20 @@ export function requestMetrics(metrics: Metrics): MiddlewareHandler<ApiEnv> {
 /** Probes readiness for a scrape, recording the database ping latency. */
 export async function probeReadiness(
   metrics: Metrics,
-  readiness: { database(): Promise<void>; partition(): Promise<{ state: string }> },
+  readiness: {
+    database(): Promise<void>;
+    partition(): Promise<{ state: string }>;
+    members?(): { partition: string; member: string; state: string; inFlight: number; failovers: number }[];
+  },
   timeoutMs = 2000,
 ): Promise<void> {
+  for (const m of readiness.members?.() ?? []) {
+    const labels = { partition: m.partition, member: m.member };
+    for (const state of MEMBER_STATES)
+      metrics.partitionMemberState.set({ ...labels, state }, m.state === state ? 1 : 0);
+    metrics.partitionMemberInFlight.set(labels, m.inFlight);
+    metrics.partitionMemberFailovers.set(labels, m.failovers);
+  }
   const within = <T>(promise: Promise<T>) =>
     Promise.race([
       promise,

@@ -54,6 +54,16 @@ export const rawIssueQuerySchema = z.strictObject({
   validity: durationSchema.optional(),
 });
 
+/** `POST /v1/acme/eab-keys`: an external account binding key (RFC 8555 §7.3.4). */
+export const createEabKeyBodySchema = z.strictObject({
+  directory: text().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { message: 'must be an ACME directory name' }),
+  policies: z
+    .array(text().regex(POLICY_NAME, { message: 'must be a policy name' }))
+    .min(1)
+    .max(100),
+  expiresIn: durationSchema.optional(),
+});
+
 export const createApiKeyBodySchema = z
   .strictObject({
     roles: z.array(z.enum(ROLES)).min(1).max(ROLES.length),
@@ -84,6 +94,8 @@ export const listCertificatesQuerySchema = z.strictObject({
   policy: text().regex(POLICY_NAME, { message: 'must be a policy name' }).optional(),
   issuer: text().regex(ISSUER_ID, { message: 'must be an issuer id' }).optional(),
   expiresBefore: timestampSchema.optional(),
+  /** A SAN the certificate names: `NAME`, or `dns:`, `ip:`, `email:`, `uri:` then the name. */
+  san: text().min(1).max(1024).optional(),
   cursor: text().min(1).max(512).optional(),
   limit: limitSchema,
 });
@@ -104,6 +116,18 @@ export const revokeBodySchema = z.strictObject({
   // (certificateHold is not supported, case-sensitive names, the list of reasons).
   reason: text().min(1).max(64),
   invalidityDate: text().max(64).optional(),
+});
+
+/** POST /v1/certificates/{serial}/renew as JSON: a JWS (the CSR inside it), or a CSR beside mutual TLS. */
+export const renewBodySchema = z.strictObject({
+  jws: text()
+    .min(1)
+    .max(96 * 1024)
+    .optional(),
+  csr: text()
+    .min(1)
+    .max(64 * 1024)
+    .optional(),
 });
 
 export const revokeByKeyBodySchema = z.strictObject({

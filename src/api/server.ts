@@ -13,7 +13,7 @@ export interface ServerOptions {
   host?: string;
   /** 0 picks a free port (tests). */
   port?: number;
-  /** PEM material for HTTPS; with `clientCa`, client certificates are asked for (mutual TLS). */
+  /** PEM material for HTTPS; client certificates are asked for, `clientCa` verifies mTLS principals. */
   tls?: { cert: string | Buffer; key: string | Buffer; clientCa?: string | Buffer };
   /** Whole request, headers and body, from a client (node's requestTimeout). */
   requestTimeoutMs?: number;
@@ -75,7 +75,11 @@ export async function startServer(
             ...limits,
             cert: tls.cert,
             key: tls.key,
-            ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}),
+            // A client certificate is always asked for, never required: renewal authenticates by
+            // the certificate renewed (issue #32), whatever CA the mTLS principals come from.
+            requestCert: true,
+            rejectUnauthorized: false,
+            ...(tls.clientCa ? { ca: tls.clientCa } : {}),
             minVersion: 'TLSv1.2' as const,
           },
         }

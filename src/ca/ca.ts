@@ -18,11 +18,17 @@ import type { PolicyRegistry } from '../policy/registry.ts';
 import type { Evaluation } from '../policy/types.ts';
 import type { KeyBlocklist } from '../x509/blocklist.ts';
 import { buildTbsCertificate, generateSerial } from '../x509/certificate.ts';
-import { parseCsr } from '../x509/csr.ts';
+import { parseCsr, requestFromCertificate } from '../x509/csr.ts';
 import { certificateToPem } from '../x509/pem.ts';
 import type { CertificateTemplate, ParsedCsr } from '../x509/types.ts';
 import type { IssuerSet, LoadedIssuer } from './issuers.ts';
-import type { CertificateAuthority, EvaluationResult, IssuedCertificate, IssueInput } from './types.ts';
+import type {
+  CertificateAuthority,
+  EvaluationResult,
+  IssuedCertificate,
+  IssueInput,
+  RenewInput,
+} from './types.ts';
 
 /**
  * The issuing core (DESIGN.md "ca/"): CSR intake -> policy -> prepare (TBS, lint, token) ->
@@ -76,11 +82,17 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
     },
   });
 
+  const csrOptions = {
+    ...(options.maxCsrBytes ? { maxBytes: options.maxCsrBytes } : {}),
+    ...(options.blocklist ? { blocklist: options.blocklist } : {}),
+  };
+
   function intake(input: IssueInput): { csr: ParsedCsr; evaluation: Evaluation } {
-    const csr = parseCsr(input.csr, {
-      ...(options.maxCsrBytes ? { maxBytes: options.maxCsrBytes } : {}),
-      ...(options.blocklist ? { blocklist: options.blocklist } : {}),
-    });
+    const csr = parseCsr(input.csr, csrOptions);
+    return { csr, evaluation: evaluateRequest(input, csr) };
+  }
+
+  function evaluateRequest(input: Pick<IssueInput, 'policy' | 'overrides' | 'requester'>, csr: ParsedCsr) {
     const policy = policies.get(input.policy);
     if (!policy) {
       throw new AppError(
@@ -89,23 +101,23 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
         `there is no policy named ${JSON.stringify(input.policy)}`,
       );
     }
-    const evaluation = evaluate({
+    return evaluate({
       policy,
       csr,
       ...(input.overrides ? { overrides: input.overrides } : {}),
       requester: { id: input.requester.id, policies: input.requester.policies },
     });
-    return { csr, evaluation };
   }
 
   async function refuse(
-    input: IssueInput,
+    input: Pick<IssueInput, 'policy' | 'requester'>,
     evaluation: Extract<Evaluation, { allowed: false }>,
+    action = 'certificate.issue',
   ): Promise<never> {
     const unbound = evaluation.violations.some((v) => v.code === REQUESTER_NOT_BOUND);
     await auditLog.submit({
       actor: input.requester.id,
-      action: 'certificate.issue',
+      action,
       target: `policy:${input.policy}`,
       decision: 'denied',
       details: { policy: input.policy, violations: evaluation.violations.map((v) => v.code) },
@@ -139,14 +151,19 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
   }
 
   /** Builds the TBS for a fresh serial and lints it: only a pass yields the token that signs. */
-  async function prepare(input: IssueInput, template: CertificateTemplate, issuer: LoadedIssuer) {
+  async function prepare(
+    input: Pick<IssueInput, 'policy' | 'requester'>,
+    template: CertificateTemplate,
+    issuer: LoadedIssuer,
+    action: string,
+  ) {
     const built = buildTbsCertificate(template, issuer.context, { serial: generateSerial(), clock });
     const lint = lintCertificate(built.der, { issuer: issuer.context, profile: 'leaf' });
     if (lint.ok) return { built, token: lint.token, findings: lint.findings };
     const errors = lint.findings.filter((f) => f.severity === 'error');
     await auditLog.submit({
       actor: input.requester.id,
-      action: 'certificate.issue',
+      action,
       target: `policy:${input.policy}`,
       decision: 'denied',
       details: { policy: input.policy, lint: errors.map((f) => f.rule) },
@@ -161,9 +178,10 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
 
   /** Signs a prepared token through src/issuance (which re-checks the result), then stores it. */
   async function issueToken(
-    input: IssueInput,
+    input: Pick<IssueInput, 'policy' | 'requester' | 'idempotency'>,
     issuer: LoadedIssuer,
     prepared: Awaited<ReturnType<typeof prepare>>,
+    renewed?: string,
   ): Promise<Uint8Array> {
     const serial = prepared.built.serialNumber;
     let der: Uint8Array;
@@ -179,21 +197,27 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
       ...(input.idempotency ? { link: { ...input.idempotency, serial } } : {}),
       event: {
         actor: input.requester.id,
-        action: 'certificate.issue',
+        action: renewed === undefined ? 'certificate.issue' : 'certificate.renew',
         target: `certificate:${serial}`,
         decision: 'allowed',
-        details: { policy: input.policy, issuer: issuer.id },
+        details: { policy: input.policy, issuer: issuer.id, ...(renewed ? { renewed } : {}) },
       },
     });
     if (!stored) throw new Error(`certificate ${serial} was signed but could not be stored`);
     return der;
   }
 
-  async function signAndStore(input: IssueInput, csr: ParsedCsr, template: CertificateTemplate) {
+  async function signAndStore(
+    input: Pick<IssueInput, 'policy' | 'requester' | 'idempotency'>,
+    csr: ParsedCsr,
+    template: CertificateTemplate,
+    renewed?: string,
+  ) {
+    const action = renewed === undefined ? 'certificate.issue' : 'certificate.renew';
     const issuer = issuerFor(template);
     for (let attempt = 0; attempt < SERIAL_ATTEMPTS; attempt++) {
       // A new serial is a new TBS: a collision goes back through building and linting.
-      const prepared = await prepare(input, template, issuer);
+      const prepared = await prepare(input, template, issuer, action);
       const { built } = prepared;
       const reserved = await reservations.submit({
         serial: built.serialNumber,
@@ -209,7 +233,7 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
         spkiSha256: sha256(template.publicKey),
       });
       if (!reserved) continue;
-      const der = await issueToken(input, issuer, prepared);
+      const der = await issueToken(input, issuer, prepared, renewed);
       return { issuer, der, built };
     }
     throw new Error(`no free serial after ${SERIAL_ATTEMPTS} attempts`);
@@ -240,17 +264,27 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
       const { csr, evaluation } = intake(input);
       if (!evaluation.allowed) return refuse(input, evaluation);
       const { issuer, der, built } = await signAndStore(input, csr, evaluation.template);
-      const issued: IssuedCertificate = {
-        serialNumber: built.serialNumber,
-        certificateDer: der,
-        certificatePem: certificateToPem(der),
-        chainPem: issuer.chainPem,
-        notBefore: built.notBefore,
-        notAfter: built.notAfter,
-        policy: input.policy,
-        issuer: issuer.id,
-      };
-      return issued;
+      return issuedOf(issuer, der, built, input.policy);
+    },
+
+    async renew(input: RenewInput) {
+      // The names come from the certificate renewed, never from a CSR: a re-key changes the key only.
+      const current = requestFromCertificate(input.certificate, csrOptions);
+      let request = current;
+      if (input.csr !== undefined) {
+        const fresh = parseCsr(input.csr, csrOptions);
+        request = {
+          ...current,
+          der: fresh.der,
+          sha256: fresh.sha256,
+          publicKey: fresh.publicKey,
+          keyAlgorithm: fresh.keyAlgorithm,
+        };
+      }
+      const evaluation = evaluateRequest(input, request);
+      if (!evaluation.allowed) return refuse(input, evaluation, 'certificate.renew');
+      const { issuer, der, built } = await signAndStore(input, request, evaluation.template, input.serial);
+      return issuedOf(issuer, der, built, input.policy);
     },
 
     async stored(serial) {
@@ -292,6 +326,24 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
         violations: evaluation.allowed ? [] : evaluation.violations,
       };
     },
+  };
+}
+
+function issuedOf(
+  issuer: LoadedIssuer,
+  der: Uint8Array,
+  built: { serialNumber: string; notBefore: Date; notAfter: Date },
+  policy: string,
+): IssuedCertificate {
+  return {
+    serialNumber: built.serialNumber,
+    certificateDer: der,
+    certificatePem: certificateToPem(der),
+    chainPem: issuer.chainPem,
+    notBefore: built.notBefore,
+    notAfter: built.notAfter,
+    policy,
+    issuer: issuer.id,
   };
 }
 

@@ -1,9 +1,11 @@
 import type { webcrypto } from 'node:crypto';
 import type { IssuerRecord, IssuersRepository } from '../db/issuers.repository.ts';
-import { parseKeyUri } from '../hsm/key-uri.ts';
+import { partitionOfKeyUri, tokenPartitions } from '../hsm/key-uri.ts';
+import { isPkcs11Uri } from '../hsm/pkcs11/uri.ts';
 import type { KeyManager, SignPurpose } from '../hsm/types.ts';
 import { createPartitionCrypto, getCryptoKey, type PartitionCryptoKey } from '../hsm/webcrypto.ts';
 import type { Clock } from '../lib/clock.ts';
+import { isSelfIssued } from '../x509/crl.ts';
 import { equalBytes } from '../x509/der.ts';
 import { createIssuerContext, type IssuerContext } from '../x509/issuer.ts';
 import type { NameConstraintsInfo } from '../x509/name-constraints.ts';
@@ -107,13 +109,28 @@ export async function verifyIssuerChain(
 /** Loads every active issuer whose key lives in one of `partitions`; refuses the set if any check fails. */
 export async function loadIssuers(options: LoadIssuersOptions): Promise<IssuerSet> {
   const loaded = new Map<string, LoadedIssuer>();
-  for (const record of await options.issuers.list()) {
-    if (record.status !== 'active') continue;
+  const records = (await options.issuers.list()).filter((record) => record.status === 'active');
+  // pkcs11: key URIs name a token; the partitions say which token they keep keys on (issue #25).
+  const tokens = records.some((record) => record.keyUri.startsWith('pkcs11:'))
+    ? await tokenPartitions(options.partitions)
+    : new Map<string, string>();
+  for (const record of records) {
     // A root (or any issuer) whose key sits in a partition this server does not open, such as the
     // offline root partition, is served read-only: its certificate and chain, not its signatures.
-    const partition = parseKeyUri(record.keyUri).partition;
+    const partition = partitionOfKeyUri(record.keyUri, tokens);
     if (partition === undefined || !options.partitions.has(partition)) continue;
-    loaded.set(record.id, await loadIssuer(record, options));
+    // A pkcs11: URI names a token, which the offline root's partition may share with the online
+    // one: a root whose key this server's partition does not hold is served read-only as well.
+    if (
+      isPkcs11Uri(record.keyUri) &&
+      isSelfIssued(record.certificateDer) &&
+      !(await options.partitions
+        .get(partition)!
+        .findKey({ uri: record.keyUri })
+        .catch(() => undefined))
+    )
+      continue;
+    loaded.set(record.id, await loadIssuer(record, { ...options, tokens }));
   }
   return {
     get: (id) => loaded.get(id),
@@ -121,9 +138,14 @@ export async function loadIssuers(options: LoadIssuersOptions): Promise<IssuerSe
   };
 }
 
-export async function loadIssuer(record: IssuerRecord, options: LoadIssuersOptions): Promise<LoadedIssuer> {
-  const uri = parseKeyUri(record.keyUri);
-  const keyManager = options.partitions.get(uri.partition ?? '');
+export async function loadIssuer(
+  record: IssuerRecord,
+  options: LoadIssuersOptions & { tokens?: ReadonlyMap<string, string> },
+): Promise<LoadedIssuer> {
+  const tokens =
+    options.tokens ??
+    (record.keyUri.startsWith('pkcs11:') ? await tokenPartitions(options.partitions) : new Map());
+  const keyManager = options.partitions.get(partitionOfKeyUri(record.keyUri, tokens) ?? '');
   if (!keyManager) {
     throw new IssuerLoadError(
       `issuer ${record.id}: its key ${record.keyUri} is in no partition this server uses`,

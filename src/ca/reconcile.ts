@@ -24,7 +24,13 @@ export interface PartitionSignature {
 }
 
 export interface ReconcileReport {
+  /** Certificate signatures read from the logs, each record once. */
   signaturesExamined: number;
+  /**
+   * Distinct signatures by purpose and TBS hash (issue #22): a TBS retried on another member of a
+   * cluster after the first failed is signed twice, by two members, and counts once.
+   */
+  signaturesDistinct: number;
   certificatesExamined: number;
   /** Signatures whose TBS hash matches no database row: the partition signed what the CA never reserved. */
   signedWithoutRecord: PartitionSignature[];
@@ -72,15 +78,18 @@ export function needsAttention(report: ReconcileReport): boolean {
  * decision, a real run then carries it out. So a dry run lists exactly what the run would change.
  */
 export async function reconcile(options: ReconcileOptions): Promise<ReconcileReport> {
+  // Every signature read here is of purpose certificate; the key is its TBS hash, so a TBS signed
+  // by two members (a failover retry) is one signature.
   const signed = new Map<string, PartitionSignature>();
   let signaturesExamined = 0;
   for await (const signature of options.signatures) {
     signaturesExamined += 1;
-    signed.set(signature.digest, signature);
+    if (!signed.has(signature.digest)) signed.set(signature.digest, signature);
   }
 
   const report: ReconcileReport = {
     signaturesExamined,
+    signaturesDistinct: signed.size,
     certificatesExamined: 0,
     signedWithoutRecord: [],
     signedButNotStored: [],

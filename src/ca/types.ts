@@ -11,7 +11,7 @@ import type { San } from '../x509/types.ts';
 export interface Requester {
   /** Stable id recorded with every decision (api key id, certificate subject, `cli:<user>`, `acme:<directory>:<account>`). */
   id: string;
-  kind: 'apikey' | 'mtls' | 'cli' | 'acme';
+  kind: 'apikey' | 'mtls' | 'cli' | 'acme' | 'certificate';
   /** Policies this credential may use; '*' for all (admin, local CLI). */
   policies: string[] | '*';
 }
@@ -28,6 +28,21 @@ export interface IssueInput {
    * the transaction that stores it, so a retry after a crash finds it (issue #17).
    */
   idempotency?: { credentialId: string; key: string };
+}
+
+/**
+ * A renewal (issue #32): a new certificate for the names of one the CA issued, under its policy
+ * as the policy is now. The caller has checked that the requester holds the certificate's key.
+ */
+export interface RenewInput {
+  /** The certificate renewed, DER, as stored. */
+  certificate: Uint8Array;
+  /** Its serial, recorded with the new certificate's audit event. */
+  serial: string;
+  /** A PKCS#10 CSR for a new key (re-key); absent, the new certificate certifies the same key. */
+  csr?: string | Uint8Array;
+  policy: string;
+  requester: Requester;
 }
 
 export interface IssuedCertificate {
@@ -67,6 +82,8 @@ export interface CertificateAuthority {
    * idempotent request whose first attempt stored it. Null when none is stored under the serial.
    */
   stored(serial: string): Promise<IssuedCertificate | null>;
+  /** A new certificate for the same names; refusals as for issue(). */
+  renew(input: RenewInput): Promise<IssuedCertificate>;
   /** The dry run: evaluates the CSR against the policy, signs nothing. */
   evaluate(input: IssueInput): Promise<EvaluationResult>;
 }

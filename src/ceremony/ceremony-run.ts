@@ -118,7 +118,10 @@ export class Run {
     };
     this.rec.custodians.push(custodians);
     await this.rec.step(
-      `Create partition '${p.name}' in ${p.dir}, sealed under ${create.threshold}-of-${create.custodians.length} custodian shares`,
+      `Create partition '${p.name}' in ${p.dir}, sealed under ${create.threshold}-of-${create.custodians.length} custodian shares` +
+        (create.pkcs11
+          ? `, its keys on PKCS#11 token ${create.pkcs11['token-label'] ?? `in slot ${create.pkcs11['slot-id']}`}`
+          : ''),
       async (detail) => {
         const dir = resolvePath(this.baseDir, p.dir!);
         await mkdir(dirname(dir), { recursive: true });
@@ -129,6 +132,17 @@ export class Run {
           shares: create.custodians.length,
           officerPin,
           userPin,
+          ...(create.pkcs11
+            ? {
+                pkcs11: {
+                  module: create.pkcs11.module,
+                  ...(create.pkcs11['token-label'] !== undefined
+                    ? { tokenLabel: create.pkcs11['token-label'] }
+                    : {}),
+                  ...(create.pkcs11['slot-id'] !== undefined ? { slotId: create.pkcs11['slot-id'] } : {}),
+                },
+              }
+            : {}),
           saveShares: async (texts) => {
             // Each share goes to its own custodian's file, once, before the partition exists.
             for (const [i, custodian] of create.custodians.entries()) {

@@ -185,6 +185,20 @@ const offlinePartitionSchema = z.strictObject({
     .strictObject({
       threshold: z.number().int().min(2).max(255),
       custodians: z.array(custodianSchema).min(2).max(255),
+      /**
+       * Keep the new partition's keys on a PKCS#11 token (issue #25); its token PIN comes from
+       * SIGNET_PKCS11_PIN when the ceremony starts the partition process.
+       */
+      pkcs11: z
+        .strictObject({
+          module: z.string().startsWith('/', { message: 'must be an absolute path' }),
+          'token-label': z.string().min(1).max(32).optional(),
+          'slot-id': z.number().int().min(0).optional(),
+        })
+        .refine((t) => t['token-label'] !== undefined || t['slot-id'] !== undefined, {
+          message: 'names the token by token-label (or slot-id)',
+        })
+        .optional(),
     })
     .optional(),
 });

@@ -1,5 +1,6 @@
 import { RemotePartition } from '../hsm/client.ts';
 import { initPartition, type PartitionSecrets, parseShare } from '../hsm/custody/index.ts';
+import { type Pkcs11FolderSpec, writePkcs11Spec } from '../hsm/pkcs11/folder.ts';
 import { startPartitionProcess, temporarySocketPath } from '../hsm/process.ts';
 import { HsmError, isHsmError, type KeyManager, type UnsealRequest } from '../hsm/types.ts';
 import { CeremonyError } from './errors.ts';
@@ -38,6 +39,8 @@ export interface CreatePartitionRequest {
   userPin: string;
   /** Writes each share file, once, before the partition folder appears; share 1 first. */
   saveShares(shares: string[]): Promise<void>;
+  /** Keys on this PKCS#11 token instead of in the sealed folder (issue #25). */
+  pkcs11?: Pkcs11FolderSpec;
 }
 
 export interface OpenPartitionRequest {
@@ -87,6 +90,7 @@ export const processPartitionDriver: PartitionDriver = {
           await request.saveShares(secrets.shares);
         },
       });
+      if (request.pkcs11) await writePkcs11Spec(request.dir, request.pkcs11);
     } catch (error) {
       throw asCeremonyError(error, `cannot create the partition in ${request.dir}`);
     }

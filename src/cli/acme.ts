@@ -1,10 +1,15 @@
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { parseAlternateChain } from '../acme/chains.ts';
+import { createPartitionEabSealer } from '../acme/eab.ts';
 import { type AcmeServer, createAcmeServer } from '../acme/server.ts';
 import type { EventLimiter } from '../acme/types.ts';
 import { createValidationNetwork } from '../acme/validation/network.ts';
 import { createChallengeValidator } from '../acme/validation/validator.ts';
 import { createMemoryAttemptLimiter } from '../api/middleware/rate-limit.ts';
+import { resolveIn } from '../config/config.ts';
 import { createAcmeRepository } from '../db/acme.repository.ts';
+import { parseKeyUri } from '../hsm/key-uri.ts';
 import { parseDuration } from '../lib/duration.ts';
 import type { Runtime } from './runtime.ts';
 
@@ -31,6 +36,7 @@ export function createAcmeFromConfig({
     denyNetworks: acme.validation.denyNetworks,
   });
   const validationTimeoutMs = ms(acme.validation.timeout);
+  const eabPartition = runtime.partitions.get(parseKeyUri(acme.eabKey).partition ?? '');
   return createAcmeServer({
     clock,
     logger: logger.child({ component: 'acme' }),
@@ -42,17 +48,27 @@ export function createAcmeFromConfig({
     certificates: runtime.repositories.certificates,
     ...(runtime.revocation ? { revoker: runtime.revocation.revoke } : {}),
     audit: runtime.repositories.audit,
+    ...(eabPartition
+      ? { eabSealer: createPartitionEabSealer({ partition: eabPartition, keyUri: acme.eabKey }) }
+      : {}),
     validator: createChallengeValidator({
       network,
       httpPort: acme.validation.httpPort,
       tlsPort: acme.validation.tlsPort,
       timeoutMs: validationTimeoutMs,
+      caaIdentities: acme.caaIdentities,
     }),
     limits: {
       newAccounts: createMemoryAttemptLimiter({ perMinute: acme.rateLimit.newAccountsPerMinute, clock }),
       newOrders: createMemoryAttemptLimiter({ perMinute: acme.rateLimit.newOrdersPerMinute, clock }),
       failedAuth,
     },
+    alternateChains: acme.alternateChains.map((file) =>
+      parseAlternateChain(
+        readFileSync(resolveIn(runtime.dataDir, file), 'utf8'),
+        `acme.alternateChains ${file}`,
+      ),
+    ),
     nonceLifetimeMs: ms(acme.nonceLifetime),
     orderLifetimeMs: ms(acme.orderLifetime),
     authorizationLifetimeMs: ms(acme.authorizationLifetime),

@@ -18,8 +18,10 @@ commands:
   hsm              operate a partition: init, serve, status, unseal, keys, user, audit, backup
   issue            issue a certificate from a CSR
   revoke           revoke a certificate
+  certificate      create a key and certificate here, renew it (--daemon), list certificates
   policy           lint policies, dry-run a CSR against one
   apikey           create, list and revoke API keys
+  acme             ACME administration: external account binding keys (eab create)
   issuer           add or list issuers
   crl              import a CRL signed offline (a root's, from the crl ceremony)
   audit            reconcile partition signatures with the database

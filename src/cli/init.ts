@@ -11,7 +11,9 @@ import { openDatabase } from '../db/database.ts';
 import { createIssuersRepository } from '../db/issuers.repository.ts';
 import { RemotePartition } from '../hsm/client.ts';
 import { initPartition } from '../hsm/custody/index.ts';
-import { formatKeyUri } from '../hsm/key-uri.ts';
+import { parseLinkUrl } from '../hsm/link.ts';
+import { writePkcs11Spec } from '../hsm/pkcs11/folder.ts';
+import { Pkcs11Token } from '../hsm/pkcs11/token.ts';
 import { startPartitionProcess } from '../hsm/process.ts';
 import type { KeyAlgorithm } from '../hsm/types.ts';
 import { createPartitionCrypto, getCryptoKey } from '../hsm/webcrypto.ts';
@@ -21,6 +23,7 @@ import { buildCrl } from '../revocation/crl-builder.ts';
 import { createCrlImport } from '../revocation/crl-import.ts';
 import { partitionSigner } from '../revocation/partition-signer.ts';
 import { createIssuerContext } from '../x509/issuer.ts';
+import { writeLinkCertificates } from './link-certs.ts';
 
 /**
  * `signet init`: a data folder with everything the embedded default needs (DESIGN.md "Data
@@ -37,7 +40,26 @@ export interface InitOptions {
   databaseUrl?: string;
   rootAlgorithm?: KeyAlgorithm;
   intermediateAlgorithm?: KeyAlgorithm;
+  /**
+   * tls://HOST:PORT (issue #22): the spawned issuing partition also listens there with mutual TLS,
+   * and the node reaches it that way; a link CA and both certificates go to secrets/link/.
+   */
+  partitionListen?: string;
   log?: (line: string) => void;
+  /**
+   * Keep both partitions' keys on PKCS#11 tokens (issue #25): the issuing key on `tokenLabel`,
+   * the dev root's on `rootTokenLabel` (default the same token). Users, PINs and audit logs stay
+   * in the partition folders as usual.
+   */
+  pkcs11?: {
+    module: string;
+    tokenLabel: string;
+    rootTokenLabel?: string;
+    /** The tokens' user PIN; checked before anything is created. */
+    pin: string;
+    /** Where the PIN lives, written into signet.yaml as tokenPinFile; else the server needs SIGNET_PKCS11_PIN. */
+    pinFile?: string;
+  };
 }
 
 export interface InitResult {
@@ -82,6 +104,39 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
   await mkdir(path.join(dataDir, 'hsm'), { recursive: true, mode: 0o700 });
   await mkdir(path.join(dataDir, 'certs'), { recursive: true });
 
+  // Both tokens answer before anything is written: a wrong PIN or label leaves no folder behind.
+  const tokenOf = (name: string) =>
+    options.pkcs11 && {
+      module: options.pkcs11.module,
+      tokenLabel:
+        name === 'root'
+          ? (options.pkcs11.rootTokenLabel ?? options.pkcs11.tokenLabel)
+          : options.pkcs11.tokenLabel,
+    };
+  if (options.pkcs11) {
+    for (const name of new Set([
+      options.pkcs11.tokenLabel,
+      options.pkcs11.rootTokenLabel ?? options.pkcs11.tokenLabel,
+    ])) {
+      const token = await Pkcs11Token.open({
+        module: options.pkcs11.module,
+        tokenLabel: name,
+        pin: options.pkcs11.pin,
+      });
+      await token.close();
+    }
+  }
+
+  if (options.partitionListen !== undefined) {
+    const { host } = parseLinkUrl(options.partitionListen);
+    const link = await writeLinkCertificates({
+      dir: path.join(secrets, 'link'),
+      hosts: [host],
+      now: clock.now(),
+    });
+    log(`wrote a link CA and the partition's and this node's certificates in ${link.dir}`);
+  }
+
   // The partitions: `issuing` (online, the CA's signing keys) and `root` (the dev root's key).
   const partitions: Record<
     string,
@@ -102,6 +157,11 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
       clock,
       saveSecrets: async (material) => writeSecret(secretFile, material.secret!),
     });
+    const token = tokenOf(name);
+    if (token) {
+      await writePkcs11Spec(path.join(dataDir, 'hsm', name), token);
+      log(`partition ${name} keeps its keys on token ${token.tokenLabel} (${token.module})`);
+    }
     await writeSecret(path.join(offline, `pin-${name}-officer`), `${officerPin}\n`);
     await writeSecret(caPinFile, `${caPin}\n`);
     partitions[name] = {
@@ -139,6 +199,7 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
           dir: path.join(dataDir, 'hsm', name),
           socketPath: partitions[name]!.socket,
           name,
+          ...(options.pkcs11 ? { env: { ...process.env, SIGNET_PKCS11_PIN: options.pkcs11.pin } } : {}),
         }),
       );
     }
@@ -153,7 +214,14 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
       label: 'dev-intermediate',
       algorithm: options.intermediateAlgorithm ?? 'ecdsa-p256',
     });
-    log(`created keys ${rootKey.uri} and ${intermediateKey.uri}`);
+    // The key EAB HMAC keys are sealed under (acme.eabKey, src/acme/eab.ts): Ed25519 of purpose
+    // 'other' only, which the PKCS#11 front end does not expose.
+    const eabKey = await issuingOfficer.createKey({
+      label: 'acme-eab',
+      algorithm: 'ed25519',
+      purposes: ['other'],
+    });
+    log(`created keys ${rootKey.uri}, ${intermediateKey.uri} and ${eabKey.uri}`);
 
     const rootUser = await open('root', 'ca');
     const rootCrypto = createPartitionCrypto(rootUser);
@@ -239,7 +307,7 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
         id: 'dev-root',
         name: 'Signet Dev Root',
         certificateDer: root.der,
-        keyUri: formatKeyUri('root', 'dev-root'),
+        keyUri: rootKey.uri,
         status: 'active',
         crlUrls: [urls('dev-root').crlUrl],
         ocspUrls: [],
@@ -250,7 +318,7 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
         name: 'Signet Dev Intermediate',
         parentId: 'dev-root',
         certificateDer: intermediate.der,
-        keyUri: formatKeyUri('issuing', 'dev-intermediate'),
+        keyUri: intermediateKey.uri,
         status: 'active',
         crlUrls: [urls('dev-intermediate').crlUrl],
         ocspUrls: [urls('dev-intermediate').ocspUrl],
@@ -306,6 +374,37 @@ async function makePrivate(dir: string): Promise<void> {
   await chmod(dir, 0o700);
 }
 
+/** signet.yaml lines for a partition whose keys live on a PKCS#11 token. */
+function tokenLines(options: InitOptions): string {
+  if (!options.pkcs11) return '';
+  const where = `token ${options.pkcs11.tokenLabel}, module ${options.pkcs11.module} (hsm/issuing/pkcs11.json)`;
+  return options.pkcs11.pinFile
+    ? `\n    # Its keys live on ${where}; the token's own PIN:\n    tokenPinFile: ${options.pkcs11.pinFile}`
+    : `\n    # Its keys live on ${where}; the token's own PIN comes from SIGNET_PKCS11_PIN.`;
+}
+
+/** The issuing partition's one member: on its socket, or (--partition-listen) over mutual TLS too. */
+function issuingMembers(listen: string | undefined): string {
+  if (listen === undefined)
+    return `    dir: hsm/issuing
+    socket: hsm/issuing.sock
+    spawn: true
+`;
+  return `    # One member, started and supervised by signet serve. It listens on its socket and at url with
+    # mutual TLS (certificates from the link CA in secrets/link/), and the node reaches it at url.
+    # Add members cloned with 'signet hsm backup'/'restore' as { url, cert, key, ca } or { socket }.
+    members:
+      - dir: hsm/issuing
+        socket: hsm/issuing.sock
+        spawn: true
+        url: ${listen}
+        cert: secrets/link/client.crt
+        key: secrets/link/client.key
+        ca: secrets/link/ca.crt
+        listen: { cert: secrets/link/server.crt, key: secrets/link/server.key, clientCa: secrets/link/ca.crt }
+`;
+}
+
 function configYaml(options: InitOptions): string {
   return `# Signet service configuration, written by 'signet init'. Every key is documented in
 # README.md ("Configuration"). Relative paths are relative to this folder.
@@ -325,12 +424,9 @@ database: {}
 # laptop, not for production: there, unseal with 'signet hsm unseal' and remove unsealSecretFile.
 partitions:
   issuing:
-    dir: hsm/issuing
-    socket: hsm/issuing.sock
-    unsealSecretFile: secrets/unseal-issuing
+${issuingMembers(options.partitionListen)}    unsealSecretFile: secrets/unseal-issuing
     user: ca
-    pinFile: secrets/pin-issuing-ca
-    spawn: true
+    pinFile: secrets/pin-issuing-ca${tokenLines(options)}
     # p11Socket: hsm/issuing-p11.sock   # PKCS#11 for programs (p11-kit), keys of purpose other only
 # The dev root's key lives in the separate partition hsm/root, which the server never opens.
 

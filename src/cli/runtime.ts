@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { createCertificateAuthority } from '../ca/ca.ts';
 import { type IssuerSet, loadIssuers } from '../ca/issuers.ts';
+import { createRenewal, type Renewal } from '../ca/renew.usecase.ts';
 import type { CertificateAuthority } from '../ca/types.ts';
 import { loadConfig, resolveIn, type SignetConfig } from '../config/config.ts';
 import { createApiKeysRepository } from '../db/api-keys.repository.ts';
@@ -15,10 +16,13 @@ import { createIssuanceUnitOfWork } from '../db/issuance.unit-of-work.ts';
 import { createIssuersRepository } from '../db/issuers.repository.ts';
 import { createOwedWorkRepository } from '../db/owed-work.repository.ts';
 import { createReplayGuardRepository } from '../db/replay-guard.repository.ts';
-import { RemotePartition } from '../hsm/client.ts';
-import { type PartitionProcess, startPartitionProcess } from '../hsm/process.ts';
-import type { KeyManager } from '../hsm/types.ts';
+import type { RemotePartition, TlsEndpoint } from '../hsm/client.ts';
+import { type ClusterMemberOptions, type MemberStateEvent, PartitionCluster } from '../hsm/cluster.ts';
+import { parseLinkUrl } from '../hsm/link.ts';
+import { PartitionSupervisor } from '../hsm/supervisor.ts';
+import { isHsmError, type KeyManager } from '../hsm/types.ts';
 import { type Clock, systemClock } from '../lib/clock.ts';
+import { parseDuration } from '../lib/duration.ts';
 import { createPolicyRegistry, type PolicyRegistry } from '../policy/registry.ts';
 import { createKeyBlocklist } from '../x509/blocklist.ts';
 import { decodePemBlocks } from '../x509/pem.ts';
@@ -44,10 +48,13 @@ export interface Runtime {
     owedWork: ReturnType<typeof createOwedWorkRepository>;
     replayGuard: ReturnType<typeof createReplayGuardRepository>;
   };
-  partitions: Map<string, RemotePartition>;
+  /** Each partition of signet.yaml as the client of its members (one or more). */
+  partitions: Map<string, PartitionCluster>;
   policies: PolicyRegistry;
   issuers: IssuerSet;
   ca: CertificateAuthority;
+  /** Renewal by proof of the certificate's key (issue #32). */
+  renewal: Renewal;
   trustedRoots: Uint8Array[];
   /** Present when opened with `revocation: true` (signet serve). */
   revocation?: RevocationRuntime;
@@ -64,6 +71,11 @@ export interface OpenRuntimeOptions {
   revocation?: boolean;
   /** Latency observers (the server's Prometheus histograms). */
   observe?: RuntimeObservers;
+  /**
+   * A spawned partition that is sealed, with no unsealSecretFile, is waited for until custodians
+   * unseal it (signet serve); without this the runtime fails at once with hsm.sealed (commands).
+   */
+  waitForCustodians?: boolean;
 }
 
 export interface RuntimeObservers {
@@ -108,36 +120,110 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       replayGuard: createReplayGuardRepository({ db: database.db, clock }),
     };
 
-    const partitions = new Map<string, RemotePartition>();
+    const partitions = new Map<string, PartitionCluster>();
     for (const [name, partition] of Object.entries(config.partitions)) {
-      const socketPath = resolveIn(dataDir, partition.socket);
-      if (partition.spawn) {
-        const child: PartitionProcess = await startPartitionProcess({
-          dir: resolveIn(dataDir, partition.dir),
-          socketPath,
-          name,
-          args: p11Arguments(dataDir, partition),
-          onLog: (line) => logger.info({ partition: name }, line),
-        });
-        closers.push(() => child.stop());
-        logger.info({ partition: name, socket: socketPath }, 'partition process started');
-      }
       const pin = readFileSync(resolveIn(dataDir, partition.pinFile), 'utf8').replace(/\r?\n$/, '');
       const secret = partition.unsealSecretFile
         ? readFileSync(resolveIn(dataDir, partition.unsealSecretFile))
         : undefined;
-      const client = await RemotePartition.connect({
-        socketPath,
-        ...(options.observe?.partitionSign ? { onSigned: options.observe.partitionSign } : {}),
-        // Sessions do not survive a reconnect: unseal if the partition restarted sealed, then log in.
-        onConnect: async (p) => {
-          const status = await p.status();
-          if (status.state === 'sealed' && secret) await p.unseal({ secret: new Uint8Array(secret) });
-          await p.login({ user: partition.user, pin });
+      const onSigned = options.observe?.partitionSign;
+      // Each member's client reports how long its signatures take (an explicit hook, src/hsm/client.ts).
+      const members = partition.members.map((member) => ({
+        ...memberEndpoint(dataDir, member),
+        ...(onSigned ? { onSigned } : {}),
+      }));
+      // Sessions do not survive a reconnect: unseal if the member restarted sealed, then log in.
+      const onConnect = async (p: RemotePartition) => {
+        const status = await p.status();
+        if (status.state === 'sealed' && secret) await p.unseal({ secret: new Uint8Array(secret) });
+        await p.login({ user: partition.user, pin });
+      };
+      let cluster: PartitionCluster | undefined;
+      const spawned = partition.members.findIndex((m) => m.spawn);
+      const spawnedSocket =
+        spawned >= 0 ? resolveIn(dataDir, partition.members[spawned]!.socket!) : undefined;
+      if (spawned >= 0) {
+        const member = partition.members[spawned]!;
+        const memberName = members[spawned]!.name!;
+        const supervisor = await PartitionSupervisor.start({
+          dir: resolveIn(dataDir, member.dir!),
+          socketPath: spawnedSocket!,
+          name,
+          args: [
+            ...p11Arguments(dataDir, partition),
+            ...listenArguments(dataDir, member),
+            ...(partition.tokenPinFile !== undefined
+              ? ['--token-pin-file', resolveIn(dataDir, partition.tokenPinFile)]
+              : []),
+          ],
+          onLog: (line) => logger.info({ partition: name }, line),
+          events: {
+            died: ({ how, pid, uptimeMs, restartInMs }) => {
+              cluster?.memberDown(memberName, `process died (${how})`);
+              logger.error(
+                { partition: name, member: memberName, pid, exit: how, uptimeMs, restartInMs },
+                `partition process died (${how}); restarting it in ${restartInMs} ms`,
+              );
+            },
+            restarted: ({ pid, attempt }) => {
+              logger.warn(
+                { partition: name, member: memberName, pid, restarts: attempt },
+                secret
+                  ? 'partition process restarted; the node unseals it (unsealSecretFile)'
+                  : 'partition process restarted sealed: it waits for custodians (signet hsm unseal)',
+              );
+              void cluster?.checkAll();
+            },
+            startFailed: ({ error, attempt, retryInMs }) =>
+              logger.error(
+                { partition: name, member: memberName, attempt, retryInMs, err: error },
+                'partition process did not start; trying again',
+              ),
+          },
+        });
+        closers.push(() => supervisor.stop());
+        logger.info(
+          { partition: name, member: memberName, socket: spawnedSocket, pid: supervisor.pid },
+          'partition process started',
+        );
+      }
+      const clusterOptions = {
+        name,
+        members,
+        onConnect,
+        onMemberState: ({ member, state, previous, reason }: MemberStateEvent) => {
+          const fields = { partition: name, member, state, previous, ...(reason ? { reason } : {}) };
+          if (state === 'up') logger.info(fields, 'partition member usable');
+          else logger.warn(fields, `partition member ${state}`);
         },
-      });
-      closers.push(() => client.close());
-      partitions.set(name, client);
+      };
+      for (let waited = false; ; ) {
+        try {
+          cluster = await PartitionCluster.connect(clusterOptions);
+          break;
+        } catch (error) {
+          // A partition this node starts and cannot unseal itself waits for its custodians: it
+          // lives only as long as this process, so exiting would never let them unseal it.
+          if (
+            !options.waitForCustodians ||
+            spawned < 0 ||
+            secret ||
+            !isHsmError(error) ||
+            error.rv !== 'CKR_TOKEN_SEALED'
+          )
+            throw error;
+          if (!waited) {
+            logger.warn(
+              { partition: name, socket: spawnedSocket },
+              `partition ${name} is sealed: waiting for custodians (signet hsm unseal --socket ${spawnedSocket})`,
+            );
+            waited = true;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
+      }
+      closers.push(() => cluster!.close());
+      partitions.set(name, cluster);
     }
 
     const policies = await createPolicyRegistry({ dir: resolveIn(dataDir, config.policies.dir) });
@@ -153,6 +239,14 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       clock,
     });
     logger.info({ issuers: issuers.list().map((i) => i.id) }, 'issuers loaded');
+    // A member is used only while it holds every key this node signs with (a clone may predate one).
+    for (const cluster of partitions.values()) {
+      const keys = issuers
+        .list()
+        .filter((issuer) => issuer.keyManager === cluster)
+        .map((issuer) => issuer.keys.certificate.keyRef);
+      cluster.requireKeys(keys);
+    }
 
     const blocklist = config.issuance.keyBlocklist
       ? createKeyBlocklist(resolveIn(dataDir, config.issuance.keyBlocklist))
@@ -173,6 +267,16 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       maxCsrBytes: config.issuance.maxCsrBytes,
       ...(blocklist ? { blocklist } : {}),
       onInternalError: (message, error) => logger.error({ err: error }, message),
+    });
+
+    const grace = parseDuration(config.certificates.renewGrace);
+    const renewal = createRenewal({
+      ca,
+      certificates: repositories.certificates,
+      issuers,
+      consumeJti: (entry) => repositories.replayGuard.claim(entry),
+      clock,
+      graceMs: grace.ok ? grace.seconds * 1000 : 0,
     });
 
     let revocation: RevocationRuntime | undefined;
@@ -204,6 +308,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       policies,
       issuers,
       ca,
+      renewal,
       trustedRoots,
       close,
     };
@@ -216,6 +321,42 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
 /** Each CA node writes its own audit hash chain (DESIGN.md "Storage"). */
 export function nodeId(): string {
   return process.env.SIGNET_NODE_ID ?? hostname();
+}
+
+/** How the CA reaches one member: over mutual TLS when it has a url, else its Unix socket. */
+function memberEndpoint(
+  dataDir: string,
+  member: SignetConfig['partitions'][string]['members'][number],
+): ClusterMemberOptions {
+  if (member.url !== undefined) {
+    const tls: TlsEndpoint = {
+      ...parseLinkUrl(member.url),
+      cert: readFileSync(resolveIn(dataDir, member.cert!)),
+      key: readFileSync(resolveIn(dataDir, member.key!)),
+      ca: readFileSync(resolveIn(dataDir, member.ca!)),
+    };
+    return { name: member.url, tls };
+  }
+  const socketPath = resolveIn(dataDir, member.socket!);
+  return { name: socketPath, socketPath };
+}
+
+/** `signet hsm serve --listen` arguments for the spawned member that also serves mutual TLS. */
+function listenArguments(
+  dataDir: string,
+  member: SignetConfig['partitions'][string]['members'][number],
+): string[] {
+  if (!member.listen || member.url === undefined) return [];
+  return [
+    '--listen',
+    member.url,
+    '--tls-cert',
+    resolveIn(dataDir, member.listen.cert),
+    '--tls-key',
+    resolveIn(dataDir, member.listen.key),
+    '--client-ca',
+    resolveIn(dataDir, member.listen.clientCa),
+  ];
 }
 
 /** `signet hsm serve` arguments for a partition's PKCS#11 socket (partitions.<name>.p11Socket). */

@@ -8,6 +8,7 @@ import { createMetrics } from '../api/metrics.ts';
 import { createMemoryAttemptLimiter } from '../api/middleware/rate-limit.ts';
 import { type RunningServer, startServer } from '../api/server.ts';
 import { loadConfig, resolveIn } from '../config/config.ts';
+import type { Clock } from '../lib/clock.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { createAcmeFromConfig } from './acme.ts';
 import { openRuntime, type Runtime } from './runtime.ts';
@@ -17,6 +18,10 @@ export interface ServeOptions {
   port?: number;
   host?: string;
   tls?: { cert: string; key: string; clientCa?: string };
+  /** The service's clock (tests move it; the system clock otherwise). */
+  clock?: Clock;
+  /** PostgreSQL instead of the data folder's database; DATABASE_URL otherwise. */
+  databaseUrl?: string;
 }
 
 export interface Serving {
@@ -36,20 +41,38 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
   const runtime = await openRuntime({
     dataDir: options.dataDir,
     logger,
+    ...(options.clock ? { clock: options.clock } : {}),
     revocation: true,
+    waitForCustodians: true,
     observe: {
       partitionSign: (purpose, seconds) => metrics.partitionSignSeconds.observe({ purpose }, seconds),
       database: (operation, seconds) => metrics.databaseSeconds.observe({ operation }, seconds),
     },
-    ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}),
+    ...(options.databaseUrl
+      ? { databaseUrl: options.databaseUrl }
+      : process.env.DATABASE_URL
+        ? { databaseUrl: process.env.DATABASE_URL }
+        : {}),
   });
   let acme: ReturnType<typeof createAcmeFromConfig>;
   try {
     const { config } = runtime;
-    const firstPartition = [...runtime.partitions.values()][0];
+    const clusters = [...runtime.partitions.values()];
     const readiness = {
       database: () => runtime.database.ping(),
-      partition: async () => (firstPartition ? firstPartition.status() : { state: 'uninitialized' }),
+      // Ready while every partition has a member that is up (issue #22); else why not, by partition.
+      partition: async () => {
+        if (clusters.length === 0) return { state: 'uninitialized' };
+        const states = await Promise.all(
+          clusters.map(async (c) => ({ name: c.name, ...(await c.readiness()) })),
+        );
+        const waiting = states.filter((s) => s.state !== 'unsealed');
+        if (waiting.length === 0) return { state: 'unsealed' };
+        return {
+          state: waiting.map((s) => (clusters.length > 1 ? `${s.name} ${s.state}` : s.state)).join('; '),
+        };
+      },
+      members: () => clusters.flatMap((c) => c.snapshot()),
     };
     const requestTimeoutMs = durationMs(config.server.requestTimeout);
     const failedAuth = createFailedAuthAudit({
@@ -72,6 +95,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
       clock: runtime.clock,
       logger,
       ca: runtime.ca,
+      renewal: runtime.renewal,
       apiKeys: runtime.repositories.apiKeys,
       idempotency: runtime.repositories.idempotency,
       certificates: runtime.repositories.certificates,

@@ -40,10 +40,34 @@ describe('the service configuration', () => {
       `${minimal}\nacme:\n  directories: [{ name: dev, policy: web-server }, { name: dns-only, policy: web-server, challenges: [dns-01] }]\n  validation: { httpPort: 5002, tlsPort: 5001, dnsResolver: '127.0.0.1:8053' }\n`,
     );
     expect(acme.directories).toEqual([
-      { name: 'dev', policy: 'web-server', challenges: ['http-01', 'dns-01', 'tls-alpn-01'] },
-      { name: 'dns-only', policy: 'web-server', challenges: ['dns-01'] },
+      {
+        name: 'dev',
+        policy: 'web-server',
+        challenges: ['http-01', 'dns-01', 'tls-alpn-01'],
+        eab: 'optional',
+        profiles: [],
+      },
+      { name: 'dns-only', policy: 'web-server', challenges: ['dns-01'], eab: 'optional', profiles: [] },
     ]);
     expect(acme.validation).toMatchObject({ httpPort: 5002, tlsPort: 5001, dnsResolver: '127.0.0.1:8053' });
+  });
+
+  it('reads EAB, profiles, CAA identities and alternate chains (issue #31)', () => {
+    const { acme } = parseConfig(
+      `${minimal}\nacme:\n  directories: [{ name: private, policy: web-server, eab: required, profiles: [short-lived] }]\n  caaIdentities: [ca.example.net]\n  alternateChains: [certs/cross.pem]\n`,
+    );
+    expect(acme.directories[0]).toMatchObject({ eab: 'required', profiles: ['short-lived'] });
+    expect(acme).toMatchObject({
+      caaIdentities: ['ca.example.net'],
+      alternateChains: ['certs/cross.pem'],
+      eabKey: 'hsm:partition=issuing;label=acme-eab',
+    });
+    expect(() =>
+      parseConfig(`${minimal}\nacme:\n  directories: [{ name: d, policy: p, eab: sometimes }]\n`),
+    ).toThrow(/eab/);
+    expect(() => parseConfig(`${minimal}\nacme:\n  caaIdentities: ['not a name']\n`)).toThrow(
+      /caaIdentities/,
+    );
   });
 
   it('reads the failed-authentication limits (issue #19)', () => {
@@ -52,6 +76,47 @@ describe('the service configuration', () => {
     );
     expect(config.rateLimit).toEqual({ perMinute: 6000, failedAuthPerMinute: 5 });
     expect(config.audit.failedAuthInterval).toBe('PT10M');
+  });
+
+  it('reads certificates.renewGrace as an ISO 8601 duration, PT0S by default (issue #32)', () => {
+    expect(parseConfig(minimal).certificates.renewGrace).toBe('PT0S');
+    expect(parseConfig(`${minimal}\ncertificates: { renewGrace: P7D }\n`).certificates.renewGrace).toBe(
+      'P7D',
+    );
+    for (const wrong of ['7d', 'P1M', '-P1D']) {
+      expect(() => parseConfig(`${minimal}\ncertificates: { renewGrace: ${wrong} }\n`)).toThrow(
+        /certificates\.renewGrace/,
+      );
+    }
+    expect(() => parseConfig(`${minimal}\ncertificates: { renewGrce: P1D }\n`)).toThrow(ConfigError);
+  });
+
+  it('reads the single socket/dir form as a one-member list (issue #22)', () => {
+    const issuing = parseConfig(minimal).partitions.issuing!;
+    expect(issuing.members).toEqual([{ dir: 'hsm/issuing', socket: 'hsm/issuing.sock', spawn: true }]);
+    expect(issuing.spawn).toBe(true);
+    const apart = parseConfig(
+      'partitions:\n  issuing: { dir: d, socket: s, pinFile: p, spawn: false }\ntrustedRoots: [r]\n',
+    ).partitions.issuing!;
+    expect(apart.members).toEqual([{ dir: 'd', socket: 's', spawn: false }]);
+    expect(apart.spawn).toBe(false);
+  });
+
+  it('reads members: one spawned that also listens, one on a socket, one over mutual TLS (issue #22)', () => {
+    const issuing = parseConfig(`partitions:
+  issuing:
+    pinFile: p
+    members:
+      - { dir: hsm/issuing, socket: hsm/issuing.sock, spawn: true, url: 'tls://127.0.0.1:7001', cert: c.crt, key: c.key, ca: ca.crt, listen: { cert: s.crt, key: s.key, clientCa: ca.crt } }
+      - { socket: /run/signet-hsm/issuing-2.sock }
+      - { url: 'tls://[2001:db8::7]:7001', cert: c.crt, key: c.key, ca: ca.crt }
+trustedRoots: [r]
+`).partitions.issuing!;
+    expect(issuing.members).toHaveLength(3);
+    expect(issuing.members[0]).toMatchObject({ spawn: true, listen: { clientCa: 'ca.crt' } });
+    expect(issuing.members[1]).toEqual({ socket: '/run/signet-hsm/issuing-2.sock', spawn: false });
+    expect(issuing.members[2]).toMatchObject({ url: 'tls://[2001:db8::7]:7001', spawn: false });
+    expect(issuing.spawn).toBe(true);
   });
 
   it('takes a PKCS#11 socket for a partition it starts, with its group and user', () => {
@@ -126,6 +191,46 @@ describe('the service configuration', () => {
       'a PKCS#11 user without its socket',
       'partitions:\n  issuing: { dir: d, socket: s, pinFile: p, p11User: web }\ntrustedRoots: [r]\n',
       /partitions\.issuing\.p11Socket: p11SocketGroup and p11User need p11Socket/,
+    ],
+    [
+      'members beside the single-member socket',
+      'partitions:\n  issuing: { socket: s, pinFile: p, members: [{ socket: t }] }\ntrustedRoots: [r]\n',
+      /partitions\.issuing\.socket: give either members or the single-member/,
+    ],
+    [
+      'a partition with neither socket nor members',
+      'partitions:\n  issuing: { dir: d, pinFile: p }\ntrustedRoots: [r]\n',
+      /partitions\.issuing\.socket: socket is required \(or list members\)/,
+    ],
+    [
+      'two spawned members',
+      'partitions:\n  issuing: { pinFile: p, members: [{ socket: a, dir: a, spawn: true }, { socket: b, dir: b, spawn: true }] }\ntrustedRoots: [r]\n',
+      /partitions\.issuing\.members: at most one member is spawned/,
+    ],
+    [
+      'a member over TLS without its client certificate',
+      "partitions:\n  issuing: { pinFile: p, members: [{ url: 'tls://127.0.0.1:7001', ca: ca.crt }] }\ntrustedRoots: [r]\n",
+      /partitions\.issuing\.members\.0: a member reached at url needs cert, key and ca/,
+    ],
+    [
+      'a member address that is not tls://',
+      "partitions:\n  issuing: { pinFile: p, members: [{ url: 'https://127.0.0.1:7001', cert: c, key: k, ca: a }] }\ntrustedRoots: [r]\n",
+      /partitions\.issuing\.members\.0\.url: must be tls:\/\/HOST:PORT/,
+    ],
+    [
+      'a member with neither socket nor url',
+      'partitions:\n  issuing: { pinFile: p, members: [{ spawn: false }] }\ntrustedRoots: [r]\n',
+      /a member needs socket: PATH or url/,
+    ],
+    [
+      'a spawned member without its folder',
+      'partitions:\n  issuing: { pinFile: p, members: [{ socket: s, spawn: true }] }\ntrustedRoots: [r]\n',
+      /a spawned member needs dir and socket/,
+    ],
+    [
+      'listen on a member this node does not start',
+      "partitions:\n  issuing: { pinFile: p, members: [{ url: 'tls://127.0.0.1:1', cert: c, key: k, ca: a, listen: { cert: c, key: k, clientCa: a } }] }\ntrustedRoots: [r]\n",
+      /listen applies to the spawned member/,
     ],
   ])('refuses %s and names the path', (_name, text, pattern) => {
     expect(() => parseConfig(text)).toThrow(ConfigError);

@@ -14,19 +14,67 @@ const duration = z.string().regex(/^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\
   message: 'must be an ISO 8601 duration such as PT5S, PT1H or P1D',
 });
 
+const linkUrl = z.string().regex(/^tls:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, {
+  message: 'must be tls://HOST:PORT (IPv6 as tls://[::1]:PORT)',
+});
+
+/**
+ * One member of a partition (issue #22): a partition process holding the same keys as the others
+ * (cloned with `signet hsm backup`/`restore`). The CA reaches it over its Unix socket, or over
+ * mutual TLS when `url`, `cert`, `key` and `ca` are given. The one member `signet serve` starts
+ * and supervises carries `dir` and `spawn: true`, and with `listen` it serves mutual TLS as well.
+ */
+const memberSchema = z
+  .strictObject({
+    /** The member's Unix socket (a spawned member always has one; `signet hsm` commands use it). */
+    socket: z.string().min(1).optional(),
+    /** tls://HOST:PORT of a member served with `signet hsm serve --listen`. */
+    url: linkUrl.optional(),
+    /** This node's client certificate, its key, and the link CA the member's certificate chains to. */
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
+    ca: z.string().min(1).optional(),
+    /** Folder of the member this node starts (with spawn: true). */
+    dir: z.string().min(1).optional(),
+    spawn: z.boolean().default(false),
+    /** A spawned member also serves mutual TLS at `url` with this certificate and client CA. */
+    listen: z
+      .strictObject({ cert: z.string().min(1), key: z.string().min(1), clientCa: z.string().min(1) })
+      .optional(),
+  })
+  .refine((m) => m.socket !== undefined || m.url !== undefined, {
+    message: 'a member needs socket: PATH or url: tls://HOST:PORT',
+  })
+  .refine((m) => m.url === undefined || (m.cert !== undefined && m.key !== undefined && m.ca !== undefined), {
+    message: 'a member reached at url needs cert, key and ca (the client certificate, its key, the link CA)',
+  })
+  .refine((m) => m.url !== undefined || (m.cert ?? m.key ?? m.ca) === undefined, {
+    message: 'cert, key and ca apply to a member reached at url',
+  })
+  .refine((m) => !m.spawn || (m.dir !== undefined && m.socket !== undefined), {
+    message: 'a spawned member needs dir and socket',
+  })
+  .refine((m) => m.listen === undefined || (m.spawn && m.url !== undefined), {
+    message: 'listen applies to the spawned member, which listens at its url',
+  });
+
+export type PartitionMemberConfig = z.infer<typeof memberSchema>;
+
 const partitionSchema = z
   .strictObject({
-    /** Folder of the emulated partition. */
-    dir: z.string().min(1),
-    /** Unix socket the partition process listens on. */
-    socket: z.string().min(1),
+    /** Folder of the emulated partition (the single-member form). */
+    dir: z.string().min(1).optional(),
+    /** Unix socket the partition process listens on (the single-member form). */
+    socket: z.string().min(1).optional(),
+    /** Members holding the same keys, in place of dir/socket/spawn (issue #22). */
+    members: z.array(memberSchema).min(1).max(16).optional(),
     /** File holding the unseal secret; absent means the partition is unsealed by an operator. */
     unsealSecretFile: z.string().min(1).optional(),
     /** The crypto user the server logs in as, and its PIN file. */
     user: z.string().min(1).default('ca'),
     pinFile: z.string().min(1),
     /** Start the partition as a child of `signet serve` (embedded default), or connect to a running one. */
-    spawn: z.boolean().default(true),
+    spawn: z.boolean().optional(),
     /**
      * Also serve p11-kit's PKCS#11 RPC protocol on this socket (issue #26): programs using
      * p11-kit-client.so reach the partition's keys of purpose `other`, never the CA's.
@@ -36,11 +84,51 @@ const partitionSchema = z
     p11SocketGroup: z.string().min(1).optional(),
     /** The partition user C_Login(CKU_USER) logs in as; default `ca`. */
     p11User: z.string().min(1).optional(),
+    /**
+     * For a partition whose keys live on a PKCS#11 token (its folder has pkcs11.json, issue #25):
+     * the file holding the token's own user PIN, passed to the partition process it spawns
+     * (else the process reads SIGNET_PKCS11_PIN).
+     */
+    tokenPinFile: z.string().min(1).optional(),
+  })
+  .superRefine((p, context) => {
+    if (p.members !== undefined) {
+      const single = (['dir', 'socket', 'spawn'] as const).find((key) => p[key] !== undefined);
+      if (single)
+        context.addIssue({
+          code: 'custom',
+          path: [single],
+          message: 'give either members or the single-member dir/socket/spawn, not both',
+        });
+      if (p.members.filter((m) => m.spawn).length > 1)
+        context.addIssue({
+          code: 'custom',
+          path: ['members'],
+          message: 'at most one member is spawned (spawn: true)',
+        });
+    } else {
+      for (const key of ['dir', 'socket'] as const) {
+        if (p[key] === undefined)
+          context.addIssue({ code: 'custom', path: [key], message: `${key} is required (or list members)` });
+      }
+    }
+  })
+  .transform((p) => {
+    const members: PartitionMemberConfig[] = p.members ?? [
+      { dir: p.dir!, socket: p.socket!, spawn: p.spawn ?? true },
+    ];
+    // The single-member form's dir names the partition folder even when it is not spawned (reconcile reads it).
+    return { ...p, spawn: members.some((m) => m.spawn), members };
   })
   .refine((p) => p.spawn || (p.p11Socket ?? p.p11SocketGroup ?? p.p11User) === undefined, {
     message:
       'p11Socket, p11SocketGroup and p11User apply to a partition signet serve starts (spawn: true); give a partition served apart `signet hsm serve --p11-socket` instead',
     path: ['p11Socket'],
+  })
+  .refine((p) => p.spawn || p.tokenPinFile === undefined, {
+    message:
+      'tokenPinFile applies to a partition signet serve starts (spawn: true); give a partition served apart `signet hsm serve --token-pin-file` instead',
+    path: ['tokenPinFile'],
   })
   .refine((p) => p.p11Socket !== undefined || (p.p11SocketGroup ?? p.p11User) === undefined, {
     message: 'p11SocketGroup and p11User need p11Socket',
@@ -75,6 +163,13 @@ const acmeDirectory = z.strictObject({
     .min(1)
     .refine((list) => new Set(list).size === list.length, { message: 'lists a challenge type twice' })
     .default([...ACME_CHALLENGE_TYPES]),
+  /** `required`: newAccount must carry an external account binding (RFC 8555 §7.3.4). */
+  eab: z.enum(['required', 'optional']).default('optional'),
+  /** Policies newOrder may select by `profile` (draft-ietf-acme-profiles); `policy` stays the default. */
+  profiles: z
+    .array(z.string().min(1))
+    .refine((list) => new Set(list).size === list.length, { message: 'lists a profile twice' })
+    .default([]),
 });
 
 /**
@@ -115,6 +210,28 @@ const acmeSchema = z
       .refine((list) => new Set(list.map((d) => d.name)).size === list.length, {
         message: 'two directories have the same name',
       }),
+    /**
+     * The partition key EAB HMAC keys are sealed under (src/acme/eab.ts): Ed25519, purposes
+     * exactly ['other']; `signet init` creates it.
+     */
+    eabKey: z.string().min(1).default('hsm:partition=issuing;label=acme-eab'),
+    /**
+     * The issuer domain names (RFC 8659 §4.2) that stand for this CA in CAA records. Empty: CAA
+     * is not checked.
+     */
+    caaIdentities: z
+      .array(
+        z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*$/, {
+          message: 'must be a domain name such as ca.example.com',
+        }),
+      )
+      .default([]),
+    /**
+     * PEM files, each a cross-signed certificate of one of this CA's issuers followed by the
+     * certificates above it: offered as alternate chains (RFC 8555 §7.4.2) for what that issuer
+     * signs. Relative to the data folder.
+     */
+    alternateChains: z.array(z.string().min(1)).default([]),
     /** How long a nonce from newNonce or Replay-Nonce stays usable (once). */
     nonceLifetime: fixedDuration.default('PT10M'),
     /** How long a new order (and its pending authorisations) may take to become valid. */
@@ -196,6 +313,15 @@ export const configSchema = z.strictObject({
         .min(1024)
         .max(1024 * 1024)
         .default(64 * 1024),
+    })
+    .prefault({}),
+  certificates: z
+    .strictObject({
+      /**
+       * How long after its notAfter a certificate may still be renewed by proof of its key
+       * (POST /v1/certificates/{serial}/renew, issue #32); PT0S: only until it expires.
+       */
+      renewGrace: fixedDuration.default('PT0S'),
     })
     .prefault({}),
   crl: z

@@ -4,7 +4,7 @@
  * calls, a challenge answered twice) are single conditional statements, so the database decides
  * which one wins.
  */
-import { and, asc, eq, gt, inArray, lte, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
 import { type Clock, systemClock } from '../lib/clock.ts';
 import type { Db } from './database.ts';
 import {
@@ -12,6 +12,7 @@ import {
   acmeAccounts,
   acmeAuthorizations,
   acmeChallenges,
+  acmeEabKeys,
   acmeNonces,
   acmeOrders,
   type StoredAcmeIdentifier,
@@ -23,6 +24,12 @@ export type AcmeAccountRecord = typeof acmeAccounts.$inferSelect;
 export type AcmeOrderRecord = typeof acmeOrders.$inferSelect;
 export type AcmeAuthorizationRecord = typeof acmeAuthorizations.$inferSelect;
 export type AcmeChallengeRecord = typeof acmeChallenges.$inferSelect;
+export type AcmeEabKeyRecord = typeof acmeEabKeys.$inferSelect;
+
+/** The EAB key named at newAccount was taken, expired or removed meanwhile (RFC 8555 §7.3.4). */
+export class EabKeyUnavailableError extends Error {
+  override readonly name = 'EabKeyUnavailableError';
+}
 export type { StoredAcmeIdentifier, StoredAcmeProblem };
 
 export interface AcmeAuthorizationWithChallenges extends AcmeAuthorizationRecord {
@@ -37,6 +44,8 @@ export interface NewAcmeAccount {
   keyJwk: Record<string, unknown>;
   contact: string[];
   termsOfServiceAgreed: boolean;
+  /** The EAB key consumed by this account and the policies it grants. */
+  eab?: { keyId: string; policies: string[] };
 }
 
 export interface NewAcmeAuthorization {
@@ -57,6 +66,10 @@ export interface NewAcmeOrder {
   authorizationIds: string[];
   /** The authorisations created with the order (with their challenges). */
   newAuthorizations: NewAcmeAuthorization[];
+  /** The policy it is issued under. */
+  profile?: string;
+  /** RFC 9773 §5: the certID of the certificate it replaces. */
+  replaces?: string;
 }
 
 export type ChallengeOutcome =
@@ -75,7 +88,21 @@ export interface AcmeRepository {
   /** Deletes each listed nonce that exists and has not expired; answers the ones it deleted. */
   takeNonces(nonces: string[]): Promise<Set<string>>;
 
-  /** Creates the account, or finds the one this key already has in that directory. */
+  createEabKey(input: {
+    id: string;
+    directory: string;
+    policies: string[];
+    sealed: Uint8Array;
+    createdBy: string;
+    expiresAt: Date | null;
+  }): Promise<AcmeEabKeyRecord>;
+  findEabKey(id: string): Promise<AcmeEabKeyRecord | null>;
+
+  /**
+   * Creates the account, or finds the one this key already has in that directory. With `eab`,
+   * the EAB key is consumed in the same transaction (EabKeyUnavailableError when it is used or
+   * expired by then).
+   */
   createAccount(input: NewAcmeAccount): Promise<{ account: AcmeAccountRecord; created: boolean }>;
   findAccount(id: string): Promise<AcmeAccountRecord | null>;
   findAccountByKey(directory: string, keyThumbprint: string): Promise<AcmeAccountRecord | null>;
@@ -88,6 +115,14 @@ export interface AcmeRepository {
   /** The order, its new authorisations and their challenges, in one transaction. */
   createOrder(input: NewAcmeOrder): Promise<AcmeOrderRecord>;
   findOrder(id: string): Promise<AcmeOrderRecord | null>;
+  /** The order (not invalid) whose `replaces` is this certID (RFC 9773 §5). */
+  findReplacingOrder(certId: string): Promise<AcmeOrderRecord | null>;
+  /** The account's orders, newest first, `limit` of them after the cursor (an order id). */
+  listOrders(
+    accountId: string,
+    limit: number,
+    after?: { createdAt: Date; id: string },
+  ): Promise<AcmeOrderRecord[]>;
   /** The order that produced the certificate with this serial. */
   findOrderByCertificate(serial: string): Promise<AcmeOrderRecord | null>;
   /** The authorisations with these ids and their challenges, in the order of `ids`. */
@@ -100,6 +135,17 @@ export interface AcmeRepository {
     accountId: string,
     identifiers: { type: 'dns' | 'ip'; value: string }[],
   ): Promise<AcmeAuthorizationRecord[]>;
+  /** pending or valid -> deactivated (RFC 8555 §7.5.2); false when it was in another state. */
+  deactivateAuthorization(id: string): Promise<boolean>;
+  /**
+   * Replaces the account key (RFC 8555 §7.3.5) if it is still `oldThumbprint`; `conflict` when
+   * another account of the directory has the new key.
+   */
+  changeAccountKey(
+    id: string,
+    oldThumbprint: string,
+    key: { thumbprint: string; jwk: Record<string, unknown> },
+  ): Promise<'changed' | 'stale' | 'conflict'>;
   findChallenge(
     id: string,
   ): Promise<{ challenge: AcmeChallengeRecord; authorization: AcmeAuthorizationRecord } | null>;
@@ -170,14 +216,53 @@ export function createAcmeRepository({ db, clock = systemClock }: { db: Db; cloc
       return new Set(rows.map((row) => row.nonce));
     },
 
+    async createEabKey(input) {
+      checkId('id', input.id);
+      const [row] = await db
+        .insert(acmeEabKeys)
+        .values({ ...input, createdAt: clock.now() })
+        .returning();
+      return row!;
+    },
+
+    async findEabKey(id) {
+      const rows = await db.select().from(acmeEabKeys).where(eq(acmeEabKeys.id, id));
+      return rows[0] ?? null;
+    },
+
     async createAccount(input) {
       checkId('id', input.id);
       const now = clock.now();
-      const inserted = await db
-        .insert(acmeAccounts)
-        .values({ ...input, status: 'valid', createdAt: now, updatedAt: now })
-        .onConflictDoNothing({ target: [acmeAccounts.directory, acmeAccounts.keyThumbprint] })
-        .returning();
+      const { eab, ...account } = input;
+      const inserted = await db.transaction(async (tx) => {
+        const rows = await tx
+          .insert(acmeAccounts)
+          .values({
+            ...account,
+            ...(eab ? { eabKeyId: eab.keyId, policies: eab.policies } : {}),
+            status: 'valid',
+            createdAt: now,
+            updatedAt: now,
+          })
+          .onConflictDoNothing({ target: [acmeAccounts.directory, acmeAccounts.keyThumbprint] })
+          .returning();
+        if (rows[0] && eab) {
+          // RFC 8555 §7.3.4: the key binds one account; the conditional update decides a race.
+          const used = await tx
+            .update(acmeEabKeys)
+            .set({ accountId: input.id, usedAt: now })
+            .where(
+              and(
+                eq(acmeEabKeys.id, eab.keyId),
+                isNull(acmeEabKeys.accountId),
+                or(isNull(acmeEabKeys.expiresAt), gt(acmeEabKeys.expiresAt, now)),
+              ),
+            )
+            .returning({ id: acmeEabKeys.id });
+          if (used.length === 0) throw new EabKeyUnavailableError('the EAB key is used or expired');
+        }
+        return rows;
+      });
       if (inserted[0]) return { account: inserted[0], created: true };
       const existing = await repository.findAccountByKey(input.directory, input.keyThumbprint);
       if (!existing) throw new Error('an ACME account conflicted on its key but cannot be found');
@@ -250,6 +335,8 @@ export function createAcmeRepository({ db, clock = systemClock }: { db: Db; cloc
             identifiers: input.identifiers,
             authorizationIds: input.authorizationIds,
             expiresAt: input.expiresAt,
+            profile: input.profile ?? null,
+            replaces: input.replaces ?? null,
             createdAt: now,
             updatedAt: now,
           })
@@ -261,6 +348,38 @@ export function createAcmeRepository({ db, clock = systemClock }: { db: Db; cloc
     async findOrder(id) {
       const rows = await db.select().from(acmeOrders).where(eq(acmeOrders.id, id));
       return rows[0] ?? null;
+    },
+
+    async findReplacingOrder(certId) {
+      const rows = await db
+        .select()
+        .from(acmeOrders)
+        .where(and(eq(acmeOrders.replaces, certId), sql`${acmeOrders.status} <> 'invalid'`))
+        .limit(1);
+      return rows[0] ?? null;
+    },
+
+    async listOrders(accountId, limit, after) {
+      const rows = await db
+        .select()
+        .from(acmeOrders)
+        .where(
+          and(
+            eq(acmeOrders.accountId, accountId),
+            // RFC 8555 §7.1.2.1: pending and valid orders, not invalid ones.
+            sql`${acmeOrders.status} <> 'invalid'`,
+            sql`not (${acmeOrders.status} = 'pending' and ${acmeOrders.expiresAt} <= ${clock.now().toISOString()}::timestamptz)`,
+            after
+              ? or(
+                  lt(acmeOrders.createdAt, after.createdAt),
+                  and(eq(acmeOrders.createdAt, after.createdAt), lt(acmeOrders.id, after.id)),
+                )
+              : undefined,
+          ),
+        )
+        .orderBy(desc(acmeOrders.createdAt), desc(acmeOrders.id))
+        .limit(limit);
+      return rows;
     },
 
     async findOrderByCertificate(serial) {
@@ -291,6 +410,38 @@ export function createAcmeRepository({ db, clock = systemClock }: { db: Db; cloc
       return rows.filter((row) =>
         identifiers.some((i) => i.type === row.identifierType && i.value === row.identifierValue),
       );
+    },
+
+    async deactivateAuthorization(id) {
+      const rows = await db
+        .update(acmeAuthorizations)
+        .set({ status: 'deactivated', updatedAt: clock.now() })
+        .where(and(eq(acmeAuthorizations.id, id), inArray(acmeAuthorizations.status, ['pending', 'valid'])))
+        .returning({ id: acmeAuthorizations.id });
+      return rows.length === 1;
+    },
+
+    async changeAccountKey(id, oldThumbprint, key) {
+      try {
+        const rows = await db
+          .update(acmeAccounts)
+          .set({ keyThumbprint: key.thumbprint, keyJwk: key.jwk, updatedAt: clock.now() })
+          .where(
+            and(
+              eq(acmeAccounts.id, id),
+              eq(acmeAccounts.keyThumbprint, oldThumbprint),
+              eq(acmeAccounts.status, 'valid'),
+            ),
+          )
+          .returning({ id: acmeAccounts.id });
+        return rows.length === 1 ? 'changed' : 'stale';
+      } catch (error) {
+        const code =
+          (error as { code?: string; cause?: { code?: string } }).cause?.code ??
+          (error as { code?: string }).code;
+        if (code === '23505') return 'conflict';
+        throw error;
+      }
     },
 
     async findChallenge(id) {

@@ -1,4 +1,5 @@
-import { createConnection, type Socket } from 'node:net';
+import { createConnection, isIP, type Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
 import {
   callFrame,
   FrameReader,
@@ -41,8 +42,21 @@ import {
  * gets no answer within its timeout fails the same way and drops the connection. The next call
  * connects again, runs `onConnect` (unseal if needed, log in) and proceeds.
  */
+/** A member over mutual TLS (link.ts): where, and the CA node's client certificate with the link CA. */
+export interface TlsEndpoint {
+  host: string;
+  port: number;
+  /** PEM: the client certificate, its key, and the CA the partition's certificate must chain to. */
+  cert: string | Buffer;
+  key: string | Buffer;
+  ca: string | Buffer;
+}
+
 export interface RemotePartitionOptions {
-  socketPath: string;
+  /** The partition's Unix socket; or, instead, `tls`. */
+  socketPath?: string;
+  /** A partition member over mutual TLS 1.3 (`signet hsm serve --listen`). */
+  tls?: TlsEndpoint;
   /** Default 30 s. */
   requestTimeoutMs?: number;
   /** Key generation (RSA-4096 takes seconds). Default 120 s. */
@@ -116,21 +130,40 @@ class ClientConnection {
     this.sweeper.unref();
   }
 
-  static open(socketPath: string, timeoutMs: number): Promise<ClientConnection> {
+  static open(
+    endpoint: { socketPath?: string; tls?: TlsEndpoint },
+    timeoutMs: number,
+  ): Promise<ClientConnection> {
+    const { tls } = endpoint;
+    const where = tls
+      ? `tls://${isIP(tls.host) === 6 ? `[${tls.host}]` : tls.host}:${tls.port}`
+      : endpoint.socketPath;
     return new Promise((resolve, reject) => {
-      const socket = createConnection(socketPath);
+      const socket = tls
+        ? connectTls({
+            host: tls.host,
+            port: tls.port,
+            cert: tls.cert,
+            key: tls.key,
+            ca: tls.ca,
+            minVersion: 'TLSv1.3',
+            maxVersion: 'TLSv1.3',
+            // SNI carries host names only (RFC 6066 section 3); the certificate is checked against the host either way.
+            ...(isIP(tls.host) === 0 ? { servername: tls.host } : {}),
+          })
+        : createConnection(endpoint.socketPath ?? '');
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(unavailable(`no partition answered at ${socketPath}`));
+        reject(unavailable(`no partition answered at ${where}`));
       }, timeoutMs);
-      socket.once('connect', () => {
+      socket.once(tls ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
         socket.removeAllListeners('error');
         resolve(new ClientConnection(socket));
       });
       socket.once('error', (error: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(unavailable(`no partition at ${socketPath} (${error.code ?? error.message})`, error));
+        reject(unavailable(`no partition at ${where} (${error.code ?? error.message})`, error));
       });
     });
   }
@@ -259,6 +292,27 @@ export class RemotePartition implements KeyManager, PartitionSessionControl, Par
     private readonly bound?: ClientConnection,
   ) {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+    if ((options.socketPath === undefined) === (options.tls === undefined)) {
+      throw new Error('a partition client takes exactly one of socketPath and tls');
+    }
+  }
+
+  /** Where this client connects: the socket path or tls://host:port. */
+  get endpoint(): string {
+    const { tls } = this.options;
+    return tls
+      ? `tls://${isIP(tls.host) === 6 ? `[${tls.host}]` : tls.host}:${tls.port}`
+      : this.options.socketPath!;
+  }
+
+  /** Whether a connection is open now (no call is made). */
+  get connected(): boolean {
+    return (this.bound ?? this.connection)?.open ?? false;
+  }
+
+  /** A client that connects at its first call (a cluster member that may be down now). */
+  static create(options: RemotePartitionOptions): RemotePartition {
+    return new RemotePartition(options);
   }
 
   /** Connects (and runs onConnect); fails with CKR_DEVICE_REMOVED when no partition answers. */
@@ -317,8 +371,8 @@ export class RemotePartition implements KeyManager, PartitionSessionControl, Par
   }
 
   private async open(): Promise<ClientConnection> {
-    const { socketPath, connectTimeoutMs = 5000 } = this.options;
-    const connection = await ClientConnection.open(socketPath, connectTimeoutMs);
+    const { connectTimeoutMs = 5000 } = this.options;
+    const connection = await ClientConnection.open(this.options, connectTimeoutMs);
     try {
       const body = await connection.send(
         callFrame('hello', { protocol: PROTOCOL_NAME, versions: [...SUPPORTED_VERSIONS] }),

@@ -1,4 +1,5 @@
-import { HsmError, type KeyRef } from './types.ts';
+import { isPkcs11Uri, parsePkcs11Uri } from './pkcs11/uri.ts';
+import { HsmError, type KeyManager, type KeyRef } from './types.ts';
 
 /**
  * Names inside the emulated partition and its key URIs, `hsm:partition=NAME;label=LABEL` or
@@ -73,5 +74,33 @@ export function checkKeyRef(ref: KeyRef): void {
   if (ref.id !== undefined && (typeof ref.id !== 'string' || !KEY_ID.test(ref.id))) {
     throw bad('id must be lowercase hexadecimal');
   }
-  if (ref.uri !== undefined) parseKeyUri(ref.uri);
+  if (ref.uri !== undefined) {
+    if (isPkcs11Uri(ref.uri)) parsePkcs11Uri(ref.uri);
+    else parseKeyUri(ref.uri);
+  }
+}
+
+/**
+ * The partition a key URI belongs to. `hsm:` URIs name it; an RFC 7512 `pkcs11:` URI names a
+ * token, which `tokens` maps to the partition that keeps its keys on it (see tokenPartitions).
+ * A `pkcs11:` URI without `token=` belongs to the only PKCS#11 partition, if there is one.
+ * Undefined when no partition matches; CKR_ARGUMENTS_BAD for a malformed URI.
+ */
+export function partitionOfKeyUri(uri: string, tokens: ReadonlyMap<string, string>): string | undefined {
+  if (!isPkcs11Uri(uri)) return parseKeyUri(uri).partition;
+  const { token } = parsePkcs11Uri(uri);
+  if (token !== undefined) return tokens.get(token);
+  return tokens.size === 1 ? [...tokens.values()][0] : undefined;
+}
+
+/** Token label -> partition name, for the partitions that keep their keys on a PKCS#11 token. */
+export async function tokenPartitions(
+  partitions: ReadonlyMap<string, Pick<KeyManager, 'status'>>,
+): Promise<Map<string, string>> {
+  const tokens = new Map<string, string>();
+  for (const [name, partition] of partitions) {
+    const status = await partition.status().catch(() => undefined);
+    if (status?.token) tokens.set(status.token.label, name);
+  }
+  return tokens;
 }

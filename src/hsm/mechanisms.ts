@@ -69,15 +69,14 @@ export const MECHANISM_SPECS: Record<SignMechanism, MechanismSpec> = {
 };
 
 /**
- * Checks that the mechanism suits the key and its parameters, and returns the node:crypto
- * signing input (ECDSA as IEEE P1363 r||s, the form WebCrypto returns).
+ * Checks that the mechanism suits the key and its parameters (for any backend); returns the PSS
+ * salt length in octets, undefined for other mechanisms.
  */
-export function signingInput(
+export function checkSignMechanism(
   keyAlgorithm: KeyAlgorithm,
-  privateKey: KeyObject,
   mechanism: SignMechanism,
   saltLength: number | undefined,
-): SignKeyObjectInput {
+): number | undefined {
   const spec = MECHANISM_SPECS[mechanism];
   if (!spec) throw new HsmError('CKR_MECHANISM_INVALID', `unknown mechanism '${String(mechanism)}'`);
   const keySpec = KEY_ALGORITHM_SPECS[keyAlgorithm];
@@ -90,23 +89,39 @@ export function signingInput(
   if (saltLength !== undefined && spec.padding !== 'pss') {
     throw new HsmError('CKR_MECHANISM_PARAM_INVALID', `mechanism ${mechanism} takes no salt length`);
   }
-  switch (spec.padding) {
-    case 'pss': {
-      const salt = saltLength ?? spec.hashLength;
-      // RFC 8017 §9.1.1 step 3: emLen >= hLen + sLen + 2, with emLen = ceil((modBits - 1) / 8).
-      const modulusBits = KEY_ALGORITHM_SPECS[keyAlgorithm].generate;
-      const emLen = modulusBits.type === 'rsa' ? Math.ceil((modulusBits.modulusLength - 1) / 8) : 0;
-      if (!Number.isInteger(salt) || salt < 0 || salt > emLen - spec.hashLength - 2) {
-        throw new HsmError(
-          'CKR_MECHANISM_PARAM_INVALID',
-          `salt length ${salt} is out of range for ${keyAlgorithm}`,
-        );
-      }
-      return { key: privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: salt };
-    }
+  if (spec.padding !== 'pss') return undefined;
+  const salt = saltLength ?? spec.hashLength;
+  // RFC 8017 §9.1.1 step 3: emLen >= hLen + sLen + 2, with emLen = ceil((modBits - 1) / 8).
+  const modulusBits = keySpec.generate;
+  const emLen = modulusBits.type === 'rsa' ? Math.ceil((modulusBits.modulusLength - 1) / 8) : 0;
+  if (!Number.isInteger(salt) || salt < 0 || salt > emLen - spec.hashLength - 2) {
+    throw new HsmError(
+      'CKR_MECHANISM_PARAM_INVALID',
+      `salt length ${salt} is out of range for ${keyAlgorithm}`,
+    );
+  }
+  return salt;
+}
+
+/**
+ * Checks that the mechanism suits the key and its parameters, and returns the node:crypto
+ * signing input (ECDSA as IEEE P1363 r||s, the form WebCrypto returns).
+ */
+export function signingInput(
+  keyAlgorithm: KeyAlgorithm,
+  privateKey: KeyObject,
+  mechanism: SignMechanism,
+  saltLength: number | undefined,
+): SignKeyObjectInput {
+  const salt = checkSignMechanism(keyAlgorithm, mechanism, saltLength);
+  switch (MECHANISM_SPECS[mechanism].padding) {
+    case 'pss':
+      return { key: privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: salt! };
     case 'pkcs1':
       return { key: privateKey, padding: constants.RSA_PKCS1_PADDING };
     default:
-      return spec.family === 'ec' ? { key: privateKey, dsaEncoding: 'ieee-p1363' } : { key: privateKey };
+      return MECHANISM_SPECS[mechanism].family === 'ec'
+        ? { key: privateKey, dsaEncoding: 'ieee-p1363' }
+        : { key: privateKey };
   }
 }

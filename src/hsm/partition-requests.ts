@@ -2,6 +2,7 @@ import { generateKeyPair, type Hash, type KeyObject, type Sign, type SignKeyObje
 import { KEY_LABEL } from './key-uri.ts';
 import type { KeyAlgorithmSpec } from './mechanisms.ts';
 import type { LoadedKey } from './partition.ts';
+import type { TokenSignStream } from './token-keys.ts';
 import {
   type CreateKeyRequest,
   HsmError,
@@ -18,7 +19,7 @@ import {
 
 /**
  * Checks of the requests a partition session receives, and the small helpers the partition and
- * its sessions share (key generation, error wrapping).
+ * its sessions share (key generation, error wrapping, an open multi-part signature).
  */
 
 export function generate(spec: KeyAlgorithmSpec): Promise<{ privateKey: KeyObject }> {
@@ -98,7 +99,9 @@ export interface Stream {
   key: LoadedKey;
   mechanism: SignMechanism;
   purpose: SignPurpose;
-  input: SignKeyObjectInput;
+  input: SignKeyObjectInput | undefined;
+  /** A token key's multi-part operation (its own C_SignUpdate, hashing or gathering). */
+  token?: TokenSignStream;
   /** RSA and ECDSA hash as they go (C_SignUpdate); Ed25519 gathers the message. */
   signer?: Sign;
   parts?: Buffer[];
@@ -107,5 +110,4 @@ export interface Stream {
   digest: Hash;
 }
 
-/** Longer PINs are refused before hashing. */
 export const MAX_PIN_OCTETS = 256;

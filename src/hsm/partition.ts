@@ -5,9 +5,10 @@ import {
   randomBytes,
   type SignKeyObjectInput,
 } from 'node:crypto';
-import { checkKeyRef, formatKeyUri, PARTITION_NAME, parseKeyUri } from './key-uri.ts';
+import { checkKeyRef, formatKeyUri, KEY_LABEL, PARTITION_NAME, parseKeyUri } from './key-uri.ts';
 import { KEY_ALGORITHM_SPECS } from './mechanisms.ts';
 import { copyInfo, generate } from './partition-requests.ts';
+import { isPkcs11Uri } from './pkcs11/uri.ts';
 import { PROTOCOL_VERSION } from './protocol.ts';
 import { PartitionSession } from './session.ts';
 import type {
@@ -20,6 +21,7 @@ import type {
   StoredKeyObject,
   UserRecord,
 } from './store.ts';
+import type { TokenKeys } from './token-keys.ts';
 import {
   type Clock,
   type CreateKeyRequest,
@@ -64,6 +66,12 @@ export interface EmulatedPartitionOptions {
   maxOpenStreams?: number;
   /** Operational log for failures the caller only sees as CKR_DEVICE_ERROR; never given secrets. */
   log?: (line: string) => void;
+  /**
+   * Keys on a PKCS#11 token instead of in the sealed store (issue #25). The store then keeps, per
+   * key, only its attributes (purposes, creation time; an empty private key marks it) and the
+   * token is the authority on which keys exist. The partition closes it when it closes.
+   */
+  tokenKeys?: TokenKeys;
 }
 
 /** Who may call an operation: anyone (even before login), any logged-in user, or one role. */
@@ -71,7 +79,9 @@ export type Access = 'public' | 'any' | Role;
 
 export interface LoadedKey {
   readonly info: KeyInfo;
-  readonly privateKey: KeyObject;
+  /** Undefined for a key on the token (`onToken`). */
+  readonly privateKey: KeyObject | undefined;
+  readonly onToken?: boolean;
   /** Signing inputs per mechanism and salt length, built once. */
   readonly inputs: Map<string, SignKeyObjectInput>;
 }
@@ -127,6 +137,7 @@ export class EmulatedPartition {
     this.closed = true;
     await Promise.allSettled([...this.sessions].map((s) => s.close()));
     await this.store?.close();
+    await this.options.tokenKeys?.close();
     await this.options.audit.close();
   }
 
@@ -183,10 +194,12 @@ export class EmulatedPartition {
   /** @internal */
   status(user: { name: string; role: Role } | undefined): PartitionStatus {
     const vault = this.options.vault.status();
+    const token = this.options.tokenKeys?.token;
     return {
       name: this.name,
       state: this.state,
-      backend: 'emulated',
+      backend: token ? 'pkcs11' : 'emulated',
+      ...(token ? { token: { ...token } } : {}),
       protocolVersion: PROTOCOL_VERSION,
       ...(vault.sealing ? { sealing: vault.sealing } : {}),
       ...(user && this.store ? { keyCount: this.keysById.size, user: { ...user } } : {}),
@@ -212,9 +225,62 @@ export class EmulatedPartition {
 
   private async load(store: PartitionStore): Promise<void> {
     const stored = await store.listKeys();
-    const loaded = stored.map((key) => this.toLoaded(key));
+    const tokenKeys = this.options.tokenKeys;
+    const loaded = stored
+      .filter((key) => !tokenKeys || key.privateKey.length > 0)
+      .map((key) => this.toLoaded(key));
+    if (tokenKeys) loaded.push(...(await this.loadTokenKeys(tokenKeys, stored)));
     for (const key of loaded) this.index(key);
     this.store = store;
+  }
+
+  /**
+   * The token's key pairs that this partition created, with the purposes and creation time its
+   * store recorded. Other keys on the token (another partition's on a shared token, or made with
+   * the token's own tools) are not this partition's: they are neither listed nor usable. A
+   * recorded key missing from the token is logged and left out.
+   */
+  private async loadTokenKeys(tokenKeys: TokenKeys, stored: StoredKeyObject[]): Promise<LoadedKey[]> {
+    const records = new Map(stored.filter((key) => key.privateKey.length === 0).map((key) => [key.id, key]));
+    const loaded: LoadedKey[] = [];
+    const labels = new Set<string>();
+    let foreign = 0;
+    for (const entry of await tokenKeys.list()) {
+      if (!records.has(entry.id)) {
+        foreign++;
+        continue;
+      }
+      if (!KEY_LABEL.test(entry.label) || labels.has(entry.label)) {
+        this.log(`token key ${entry.id} has a label Signet cannot address uniquely; it is ignored`);
+        continue;
+      }
+      labels.add(entry.label);
+      const record = records.get(entry.id);
+      records.delete(entry.id);
+      loaded.push(this.tokenLoaded(entry, record));
+    }
+    for (const record of records.values())
+      this.log(`key ${record.label} (${record.id}) is recorded but not on the token; it is left out`);
+    if (foreign > 0) this.log(`the token holds ${foreign} other key pair(s), not this partition's`);
+    return loaded;
+  }
+
+  private tokenLoaded(
+    entry: Awaited<ReturnType<TokenKeys['list']>>[number],
+    record: StoredKeyObject | undefined,
+  ): LoadedKey {
+    const info: KeyInfo = {
+      id: entry.id,
+      label: entry.label,
+      algorithm: entry.algorithm,
+      usages: record ? [...record.usages] : [...entry.usages],
+      purposes: record ? [...record.purposes] : [...SIGN_PURPOSES],
+      extractable: entry.extractable,
+      createdAt: record?.createdAt ?? new Date(0).toISOString(),
+      uri: this.options.tokenKeys!.uriFor(entry.label),
+      publicKey: Uint8Array.from(entry.publicKey),
+    };
+    return { info, privateKey: undefined, onToken: true, inputs: new Map() };
   }
 
   /** Turns a stored object into KeyObjects, refusing one whose halves do not belong together. */
@@ -236,7 +302,7 @@ export class EmulatedPartition {
       purposes: [...key.purposes],
       extractable: key.extractable,
       createdAt: key.createdAt,
-      uri: formatKeyUri(this.name, key.label),
+      uri: this.options.tokenKeys?.uriFor(key.label) ?? formatKeyUri(this.name, key.label),
       publicKey: Uint8Array.from(key.publicKey),
     };
     return { info, privateKey: priv, inputs: new Map() };
@@ -262,6 +328,13 @@ export class EmulatedPartition {
     if (ref.label !== undefined) return this.keysByLabel.get(ref.label);
     if (ref.id !== undefined) return this.keysById.get(ref.id);
     let parsed = this.uriCache.get(ref.uri!);
+    if (!parsed && isPkcs11Uri(ref.uri)) {
+      if (!this.options.tokenKeys)
+        throw new HsmError('CKR_ARGUMENTS_BAD', `partition '${this.name}' keeps no keys on a PKCS#11 token`);
+      parsed = this.options.tokenKeys.parseUri(ref.uri);
+      if (this.uriCache.size > 1024) this.uriCache.clear();
+      this.uriCache.set(ref.uri!, parsed);
+    }
     if (!parsed) {
       const uri = parseKeyUri(ref.uri!);
       if (uri.partition !== this.name) {
@@ -316,6 +389,7 @@ export class EmulatedPartition {
     }
     this.pendingLabels.add(label);
     try {
+      if (this.options.tokenKeys) return await this.createTokenKey(store, this.options.tokenKeys, request);
       const { privateKey } = await generate(KEY_ALGORITHM_SPECS[algorithm]);
       const stored: StoredKeyObject = {
         id: randomBytes(16).toString('hex'),
@@ -337,9 +411,44 @@ export class EmulatedPartition {
     }
   }
 
+  /**
+   * A key pair generated on the token, its attributes recorded in the store (an empty private
+   * key marks the record). If the record cannot be written the token key is destroyed again.
+   */
+  private async createTokenKey(
+    store: PartitionStore,
+    tokenKeys: TokenKeys,
+    request: CreateKeyRequest,
+  ): Promise<LoadedKey> {
+    const id = randomBytes(16).toString('hex');
+    const usages = [...new Set(request.usages ?? (['sign', 'verify'] as const))];
+    const entry = await tokenKeys.create({ id, label: request.label, algorithm: request.algorithm, usages });
+    const stored: StoredKeyObject = {
+      id,
+      label: request.label,
+      algorithm: request.algorithm,
+      usages,
+      purposes: [...new Set(request.purposes ?? SIGN_PURPOSES)],
+      extractable: false,
+      createdAt: this.clock.now().toISOString(),
+      publicKey: Uint8Array.from(entry.publicKey),
+      privateKey: new Uint8Array(0),
+    };
+    try {
+      await store.putKey(stored);
+    } catch (error) {
+      await tokenKeys.destroy(id).catch(() => {});
+      throw error;
+    }
+    const loaded = this.tokenLoaded(entry, stored);
+    this.index(loaded);
+    return loaded;
+  }
+
   /** @internal */
   async destroyKey(key: LoadedKey): Promise<void> {
     const store = this.requireStore();
+    if (key.onToken) await this.options.tokenKeys!.destroy(key.info.id);
     await store.deleteKey(key.info.id);
     if (this.isCurrent(key)) {
       this.keysById.delete(key.info.id);

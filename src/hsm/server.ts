@@ -1,4 +1,4 @@
-import { lstat, unlink } from 'node:fs/promises';
+import { chmod, lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { z } from 'zod';
 import type { EmulatedPartition, PartitionSession } from './partition.ts';
@@ -30,7 +30,6 @@ import {
   SIGN_PURPOSES,
   type SignRequest,
 } from './types.ts';
-import { listenPrivately } from './unix-socket.ts';
 
 /**
  * The partition's socket server: one PartitionSession per connection, requests answered as they
@@ -70,6 +69,11 @@ export interface PartitionServerOptions {
 export interface PartitionServer {
   readonly socketPath: string;
   connectionCount(): number;
+  /**
+   * Serves one more connection that arrived another way (a mutual-TLS link, tls-listener.ts):
+   * the same framed protocol and limits as the Unix socket's connections.
+   */
+  attach(socket: Socket): void;
   /** Stops accepting, ends every connection (open multi-part operations are abandoned), removes the socket. */
   close(): Promise<void>;
 }
@@ -192,14 +196,51 @@ export async function startPartitionServer(options: PartitionServerOptions): Pro
   }
   await clearStaleSocket(socketPath);
   const connections = new Set<Connection>();
-  const server: Server = createServer({ allowHalfOpen: true }, (socket) => {
+  const maxConnections = options.maxConnections ?? 256;
+  const attach = (socket: Socket) => {
     const connection = new Connection(socket, partition, ops, options);
     connections.add(connection);
     socket.once('close', () => connections.delete(connection));
-  });
-  server.maxConnections = options.maxConnections ?? 256;
+  };
+  const server: Server = createServer({ allowHalfOpen: true }, attach);
+  server.maxConnections = maxConnections;
   server.on('error', (error) => options.log?.(`server error: ${error.message}`));
-  return listenPrivately(server, socketPath, connections);
+  // The socket is created with mode 0600 (umask), not chmod-ed afterwards, so no other user can
+  // connect in between (issue #2 item 1).
+  const previous = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } finally {
+    process.umask(previous);
+  }
+  await chmod(socketPath, 0o600);
+  let closing: Promise<void> | undefined;
+  return {
+    socketPath,
+    connectionCount: () => connections.size,
+    attach(socket) {
+      if (closing || connections.size >= maxConnections) {
+        socket.destroy();
+        return;
+      }
+      attach(socket);
+    },
+    close() {
+      closing ??= (async () => {
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        for (const connection of connections) connection.destroy();
+        await stopped;
+        await unlink(socketPath).catch(() => {});
+      })();
+      return closing;
+    },
+  };
 }
 
 /** Removes a socket file left by a partition that died; refuses to touch a live socket or any other file. */

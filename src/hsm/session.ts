@@ -1,6 +1,13 @@
-import { createHash, createSign, hash, sign as nodeSign, randomBytes } from 'node:crypto';
+import {
+  createHash,
+  createSign,
+  hash,
+  sign as nodeSign,
+  randomBytes,
+  type SignKeyObjectInput,
+} from 'node:crypto';
 import { USER_NAME } from './key-uri.ts';
-import { MECHANISM_SPECS, signingInput } from './mechanisms.ts';
+import { checkSignMechanism, MECHANISM_SPECS, signingInput } from './mechanisms.ts';
 import type { Access, EmulatedPartition, LoadedKey } from './partition.ts';
 import {
   asBuffer,
@@ -252,8 +259,16 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
 
   // --- signing -------------------------------------------------------------------------------
 
-  /** Checks that this key may make this signature, and returns the node:crypto signing input. */
-  private signable(key: LoadedKey, mechanism: SignMechanism, purpose: SignPurpose, saltLength?: number) {
+  /**
+   * Checks that this key may make this signature, and returns the node:crypto signing input
+   * (undefined for a token key, whose token does the signing).
+   */
+  private signable(
+    key: LoadedKey,
+    mechanism: SignMechanism,
+    purpose: SignPurpose,
+    saltLength?: number,
+  ): SignKeyObjectInput | undefined {
     const { info } = key;
     if (!info.usages.includes('sign')) {
       throw new HsmError('CKR_KEY_FUNCTION_NOT_PERMITTED', `key ${info.label} was not created for signing`);
@@ -263,6 +278,11 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
         'CKR_KEY_FUNCTION_NOT_PERMITTED',
         `key ${info.label} may not sign for purpose '${purpose}'`,
       );
+    }
+    if (!key.privateKey) {
+      checkSignMechanism(info.algorithm, mechanism, saltLength);
+      this.partition.options.tokenKeys!.checkMechanism(mechanism);
+      return undefined;
     }
     const cacheKey = saltLength === undefined ? mechanism : `${mechanism}/${saltLength}`;
     let input = key.inputs.get(cacheKey);
@@ -280,7 +300,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
    */
   sign(request: SignRequest): Promise<Uint8Array> {
     const event = this.event('sign');
-    let signature: Uint8Array;
+    let signature: Uint8Array | Promise<Uint8Array>;
     try {
       if (this.closed) throw new HsmError('CKR_SESSION_CLOSED', 'session is closed');
       this.partition.requireStore();
@@ -289,7 +309,15 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
     } catch (error) {
       return this.refused(event, error);
     }
-    return this.partition.audit(event).then(() => signature);
+    if (signature instanceof Promise) {
+      // A token key: the token answers later; its failure is audited like any other.
+      return signature.then(
+        (value) => this.partition.audit(event).then(() => value),
+        (error) => this.refused(event, error),
+      );
+    }
+    const value = signature;
+    return this.partition.audit(event).then(() => value);
   }
 
   /** Records a failed operation and rejects with its reason. */
@@ -300,7 +328,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
     throw failure;
   }
 
-  private signOnce(event: AuditEvent, request: SignRequest): Uint8Array {
+  private signOnce(event: AuditEvent, request: SignRequest): Uint8Array | Promise<Uint8Array> {
     checkSignParams(request);
     if (!(request.data instanceof Uint8Array)) throw bad('data is bytes');
     const key = this.keyFor(request.key, event);
@@ -310,6 +338,15 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
     const data = asBuffer(request.data);
     event.length = data.length;
     event.digest = hash('sha256', data, 'hex');
+    if (!input) {
+      return this.partition.options.tokenKeys!.sign(
+        key.info.id,
+        key.info.algorithm,
+        request.mechanism,
+        data,
+        request.saltLength,
+      );
+    }
     try {
       return nodeSign(key.info.algorithm === 'ed25519' ? null : hashOf(request.mechanism), data, input);
     } catch (error) {
@@ -333,6 +370,12 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
       const key = this.keyFor(request.key, event);
       Object.assign(event, { purpose: 'other', mechanism: request.mechanism, length: request.data.length });
       event.digest = hash('sha256', request.data, 'hex');
+      if (!key.privateKey) {
+        throw new HsmError(
+          'CKR_FUNCTION_NOT_SUPPORTED',
+          `key ${key.info.label} is on a PKCS#11 token: use the token's own module for raw signatures`,
+        );
+      }
       if (!mayRawSign(key.info)) {
         throw new HsmError(
           'CKR_KEY_FUNCTION_NOT_PERMITTED',
@@ -350,7 +393,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
 
   /** C_SignInit: returns a handle for signUpdate / signFinal on this session. */
   async signInit(request: SignInitRequest): Promise<number> {
-    return this.perform('signInit', 'user', (event) => {
+    return this.perform('signInit', 'user', async (event) => {
       checkSignParams(request);
       const key = this.keyFor(request.key, event);
       Object.assign(event, { purpose: request.purpose, mechanism: request.mechanism });
@@ -359,6 +402,14 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
         throw new HsmError('CKR_OPERATION_ACTIVE', 'too many multi-part operations open on this session');
       }
       const ed25519 = key.info.algorithm === 'ed25519';
+      const token = input
+        ? undefined
+        : await this.partition.options.tokenKeys!.startStream(
+            key.info.id,
+            key.info.algorithm,
+            request.mechanism,
+            request.saltLength,
+          );
       const stream: Stream = {
         key,
         mechanism: request.mechanism,
@@ -366,7 +417,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
         input,
         length: 0,
         digest: createHash('sha256'),
-        ...(ed25519 ? { parts: [] } : { signer: createSign(hashOf(request.mechanism)!) }),
+        ...(token ? { token } : ed25519 ? { parts: [] } : { signer: createSign(hashOf(request.mechanism)!) }),
       };
       const handle = this.nextHandle;
       this.nextHandle = (this.nextHandle % 0xffff_ffff) + 1;
@@ -385,11 +436,26 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
     const stream = this.streams.get(handle);
     if (stream && this.user?.role === 'user' && chunk instanceof Uint8Array && !this.closed) {
       const limit = this.partition.options.maxStreamBytes ?? 64 * 1024 * 1024;
-      if (!stream.parts || stream.length + chunk.length <= limit) {
+      const gathers = stream.parts !== undefined || (stream.token && stream.key.info.algorithm === 'ed25519');
+      if (!gathers || stream.length + chunk.length <= limit) {
         const data = asBuffer(chunk);
         stream.length += data.length;
         stream.digest.update(data);
-        if (stream.signer) stream.signer.update(data);
+        if (stream.token) {
+          try {
+            stream.token.update(data);
+          } catch (error) {
+            return this.perform('signUpdate', 'user', (event) => {
+              this.streams.delete(handle);
+              Object.assign(event, {
+                keyId: stream.key.info.id,
+                keyLabel: stream.key.info.label,
+                purpose: stream.purpose,
+              });
+              throw error;
+            });
+          }
+        } else if (stream.signer) stream.signer.update(data);
         else stream.parts!.push(Buffer.from(data));
         return Promise.resolve();
       }
@@ -399,6 +465,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
       const open = this.streams.get(handle);
       if (!open) throw new HsmError('CKR_OPERATION_NOT_INITIALIZED', 'no such multi-part operation');
       this.streams.delete(handle);
+      open.token?.cancel();
       Object.assign(event, { keyId: open.key.info.id, keyLabel: open.key.info.label, purpose: open.purpose });
       if (!(chunk instanceof Uint8Array)) throw bad('chunk is bytes');
       throw new HsmError('CKR_DATA_LEN_RANGE', 'the message exceeds what the partition gathers for Ed25519');
@@ -420,12 +487,15 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
         length: stream.length,
         digest: stream.digest.digest('hex'),
       });
-      if (!this.partition.isCurrent(key))
+      if (!this.partition.isCurrent(key)) {
+        stream.token?.cancel();
         throw new HsmError('CKR_KEY_HANDLE_INVALID', 'the key was destroyed');
+      }
+      if (stream.token) return stream.token.final();
       try {
         return stream.signer
-          ? stream.signer.sign(stream.input)
-          : nodeSign(null, Buffer.concat(stream.parts!, stream.length), stream.input);
+          ? stream.signer.sign(stream.input!)
+          : nodeSign(null, Buffer.concat(stream.parts!, stream.length), stream.input!);
       } catch (error) {
         throw new HsmError('CKR_DEVICE_ERROR', 'signing failed', { cause: error });
       }
@@ -438,6 +508,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
       const stream = this.streams.get(handle);
       if (!stream) throw new HsmError('CKR_OPERATION_NOT_INITIALIZED', 'no such multi-part operation');
       this.streams.delete(handle);
+      stream.token?.cancel();
       Object.assign(event, {
         keyId: stream.key.info.id,
         keyLabel: stream.key.info.label,
@@ -460,6 +531,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
   private abortStreams(reason: string): void {
     for (const [handle, stream] of this.streams) {
       this.streams.delete(handle);
+      stream.token?.cancel();
       void this.partition
         .audit({
           ...this.event('signCancel'),

@@ -132,6 +132,8 @@ export interface PartitionStatus {
   state: PartitionState;
   /** Backend name: 'emulated' or 'pkcs11'. */
   backend: string;
+  /** For backend 'pkcs11': the token the keys live on and the module that reaches it. */
+  token?: { label: string; module: string };
   /** Protocol version the partition speaks. */
   protocolVersion: number;
   /** Present when unsealed and logged in. */

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { parseKeyUri } from '../hsm/key-uri.ts';
+import { isPkcs11Uri, parsePkcs11Uri } from '../hsm/pkcs11/uri.ts';
 import type { Clock } from '../lib/clock.ts';
 import { AppError } from '../lib/errors.ts';
 import { CrlReadError, checkCrlSignature, isSelfIssued, type ReadCrl, readCrl } from '../x509/crl.ts';
@@ -83,11 +84,16 @@ export function crlsSignedOnline(
   if (issuer.status !== 'active') return false;
   let partition: string | undefined;
   try {
-    partition = parseKeyUri(issuer.keyUri).partition;
+    if (isPkcs11Uri(issuer.keyUri)) {
+      // A pkcs11: URI names a token, not a partition (issue #25): the online CA signs with it when
+      // it opens any partition at all (a root is self-issued and stays offline whatever its URI).
+      parsePkcs11Uri(issuer.keyUri);
+      partition = [...partitions][0];
+    } else partition = parseKeyUri(issuer.keyUri).partition;
   } catch {
     return false;
   }
-  return partitions.has(partition) && !isSelfIssued(issuer.certificateDer);
+  return partition !== undefined && partitions.has(partition) && !isSelfIssued(issuer.certificateDer);
 }
 
 export function createCrlImport({

@@ -1,7 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { calculateJwkThumbprint, compactVerify, decodeProtectedHeader, EmbeddedJWK, type JWK } from 'jose';
 import type { Clock } from '../lib/clock.ts';
 import { AppError } from '../lib/errors.ts';
+import { KEY_JWS_ALGORITHMS, verifyKeyJws } from '../lib/key-jws.ts';
 import { readCertificateSpki } from './issuer.ts';
 import { parseRevocationReason, type RevocationReason } from './reasons.ts';
 import type { RevokeResult, RevokeUseCase } from './revoke.usecase.ts';
@@ -28,13 +28,12 @@ import { parseRevocationSerial } from './serial.ts';
  */
 
 /** JWS algorithms accepted (RFC 7518 §3.1, RFC 8037 §3.1; Ed25519 is RFC 9864's fully specified name). */
-export const KEY_REVOCATION_ALGORITHMS = ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA', 'Ed25519'] as const;
+export const KEY_REVOCATION_ALGORITHMS = KEY_JWS_ALGORITHMS;
 
 /** How far iat may be from the CA's clock, either way. */
 export const IAT_WINDOW_MS = 5 * 60_000;
 
 const MAX_JWS_LENGTH = 16 * 1024;
-const MAX_JTI_LENGTH = 256;
 
 export interface KeyRevocationRequest {
   serial: string;
@@ -82,91 +81,28 @@ function refuse(
   );
 }
 
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$/;
-
 /**
  * Verifies the JWS and its payload against the certificate it names. Does not spend the jti and
  * does not revoke: `createRevokeByKey` does both.
  */
-// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the RFC 8555 §7.6 checks of a key-signed revocation in their order, each a few lines
 export async function verifyKeyRevocation(
   jws: unknown,
   { certificates, clock }: Pick<RevokeByKeyDeps, 'certificates' | 'clock'>,
 ): Promise<KeyRevocationRequest & { publicKey: KeyObject }> {
-  if (typeof jws !== 'string' || jws.length > MAX_JWS_LENGTH || !COMPACT_JWS.test(jws.trim())) {
-    throw refuse('jws_invalid', 'the body must be a compact JWS (RFC 7515 §7.1): three base64url parts');
-  }
-  const compact = jws.trim();
-  let header: ReturnType<typeof decodeProtectedHeader>;
-  try {
-    header = decodeProtectedHeader(compact);
-  } catch (error) {
-    throw refuse('jws_invalid', 'the JWS protected header is not valid base64url JSON', 'invalid', error);
-  }
-  if (
-    typeof header.alg !== 'string' ||
-    !(KEY_REVOCATION_ALGORITHMS as readonly string[]).includes(header.alg)
-  ) {
-    throw refuse('jws_invalid', `the JWS alg must be one of ${KEY_REVOCATION_ALGORITHMS.join(', ')}`);
-  }
-  if (!header.jwk || typeof header.jwk !== 'object') {
-    throw refuse('jws_invalid', 'the JWS protected header must carry the certificate public key as "jwk"');
-  }
-  let payloadBytes: Uint8Array;
-  let jwk: JWK;
-  try {
-    const verified = await compactVerify(compact, EmbeddedJWK, {
-      algorithms: [...KEY_REVOCATION_ALGORITHMS],
-    });
-    payloadBytes = verified.payload;
-    jwk = verified.protectedHeader.jwk as JWK;
-  } catch (error) {
-    throw refuse(
-      'jws_invalid',
-      'the JWS signature does not verify with the key in its "jwk" header',
-      'invalid',
-      error,
-    );
-  }
-
-  let payload: Record<string, unknown>;
-  try {
-    payload = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payloadBytes)) as Record<
-      string,
-      unknown
-    >;
-  } catch (error) {
-    throw refuse('payload_invalid', 'the JWS payload must be a JSON object', 'invalid', error);
-  }
-  if (!payload || typeof payload !== 'object' || Array.isArray(payload)) {
-    throw refuse('payload_invalid', 'the JWS payload must be a JSON object');
-  }
-  const { serial, reason, iat, jti } = payload;
+  const verified = await verifyKeyJws(jws, {
+    maxLength: MAX_JWS_LENGTH,
+    refuse: (code, message, cause) => refuse(code, message, 'invalid', cause),
+  });
+  const { serial, reason } = verified.payload;
   if (typeof serial !== 'string')
     throw refuse('payload_invalid', 'the payload must name the certificate as "serial" (hex)');
-  if (typeof iat !== 'number' || !Number.isSafeInteger(iat)) {
-    throw refuse(
-      'payload_invalid',
-      'the payload must carry "iat", seconds since the epoch (RFC 7519 §4.1.6)',
-    );
-  }
-  if (
-    typeof jti !== 'string' ||
-    jti.length === 0 ||
-    jti.length > MAX_JTI_LENGTH ||
-    !/^[\x21-\x7e]+$/.test(jti)
-  ) {
-    throw refuse(
-      'payload_invalid',
-      `the payload must carry "jti", 1 to ${MAX_JTI_LENGTH} printable ASCII characters`,
-    );
-  }
+  const { iat, jti } = verified;
   if (reason === undefined) throw refuse('payload_invalid', 'the payload must carry "reason"');
   const parsedReason = parseRevocationReason(reason);
   const canonical = parseRevocationSerial(serial);
 
   const now = clock.now().getTime();
-  if (Math.abs(now - iat * 1000) > IAT_WINDOW_MS) {
+  if (Math.abs(now - iat.getTime()) > IAT_WINDOW_MS) {
     throw refuse('iat_stale', `iat must be within ${IAT_WINDOW_MS / 60_000} minutes of the current time`);
   }
 
@@ -175,32 +111,27 @@ export async function verifyKeyRevocation(
     throw refuse('certificate_not_found', `no issued certificate has serial ${canonical}`, 'not_found');
   }
   let certificateKey: KeyObject;
-  let jwsKey: KeyObject;
   try {
     certificateKey = createPublicKey({
       key: Buffer.from(readCertificateSpki(record.der)),
       format: 'der',
       type: 'spki',
     });
-    jwsKey = createPublicKey({
-      key: jwk as Parameters<typeof createPublicKey>[0] & object,
-      format: 'jwk',
-    } as never);
   } catch (error) {
     throw refuse('key_mismatch', 'the JWS key is not the certificate public key', 'forbidden', error);
   }
   // Compared as keys, not as encodings: an SPKI may carry a compressed or uncompressed EC point.
-  if (!certificateKey.equals(jwsKey)) {
+  if (!certificateKey.equals(verified.publicKey)) {
     throw refuse('key_mismatch', 'the JWS key is not the certificate public key', 'forbidden');
   }
   return {
     serial: canonical,
     reason: parsedReason,
-    iat: new Date(iat * 1000),
+    iat,
     jti,
-    alg: header.alg,
-    thumbprint: await calculateJwkThumbprint(jwk, 'sha256'),
-    publicKey: jwsKey,
+    alg: verified.alg,
+    thumbprint: verified.thumbprint,
+    publicKey: verified.publicKey,
   };
 }
 

@@ -440,3 +440,49 @@ function parseEku(value: Tlv): string[] {
     return decodeOid(purpose);
   });
 }
+
+/**
+ * A renewal without a new key (issue #32): the request a certificate stands for. The subject,
+ * the SANs and the public key are read from the certificate the CA issued, and the key passes
+ * the same checks a CSR's key does (weak keys, the blocklist as it is now). Proof of possession
+ * is the caller's business (a JWS or a TLS handshake with that key): there is no CSR signature.
+ * `der` and `sha256` are the certificate's, so the record says which certificate it renewed.
+ */
+export function requestFromCertificate(certificate: Uint8Array, options: ParseCsrOptions = {}): ParsedCsr {
+  try {
+    return requestFromCertificateUnchecked(certificate, options);
+  } catch (error) {
+    if (error instanceof CsrError) throw error;
+    throw new CsrError('csr.malformed', 'the certificate could not be read', { cause: error });
+  }
+}
+
+function requestFromCertificateUnchecked(certificate: Uint8Array, options: ParseCsrOptions): ParsedCsr {
+  const root = readStrict(certificate, MAX_CSR_DEPTH, 'the certificate');
+  const tbs = root.children[0];
+  if (root.tag !== TAG.SEQUENCE || !tbs || tbs.tag !== TAG.SEQUENCE)
+    throw new CsrError('csr.malformed', 'not a Certificate (RFC 5280 §4.1)');
+  // TBSCertificate: [0] version, serial, signature, issuer, validity, subject, spki, ... [3] extensions.
+  const fields = tbs.children[0]?.tag === contextTag(0, true) ? tbs.children.slice(1) : tbs.children;
+  const subjectTlv = fields[4];
+  const spkiTlv = fields[5];
+  if (!subjectTlv || !spkiTlv || spkiTlv.tag !== TAG.SEQUENCE)
+    throw new CsrError('csr.malformed', 'not a TBSCertificate (RFC 5280 §4.1)');
+  const key = checkKey(spkiTlv, options);
+  const subject = parseSubject(subjectTlv);
+  let sans: San[] = [];
+  const extensionsTlv = fields.slice(6).find((field) => field.tag === contextTag(3, true));
+  for (const extension of extensionsTlv?.children[0]?.children ?? []) {
+    const { oid, value } = readExtension(extension);
+    if (oid === OID.subjectAltName) sans = parseSans(value);
+  }
+  return {
+    der: Uint8Array.from(certificate),
+    sha256: createHash('sha256').update(certificate).digest('hex'),
+    subject,
+    sans,
+    publicKey: Uint8Array.from(key.spki),
+    keyAlgorithm: key.name,
+    extensions: [],
+  };
+}

@@ -91,6 +91,15 @@ describe('the ACME server (RFC 8555) on the real service', () => {
       newAccount: `${PUBLIC_URL}/acme/dev/new-account`,
       newOrder: `${PUBLIC_URL}/acme/dev/new-order`,
       revokeCert: `${PUBLIC_URL}/acme/dev/revoke-cert`,
+      keyChange: `${PUBLIC_URL}/acme/dev/key-change`,
+      renewalInfo: `${PUBLIC_URL}/acme/dev/renewal-info`,
+      meta: {
+        externalAccountRequired: false,
+        profiles: {
+          'web-server':
+            'TLS server certificates for example.com, its subdomains and the documentation ranges.',
+        },
+      },
     });
     expect(response.headers.get('replay-nonce')).toMatch(/^[A-Za-z0-9_-]{22}$/);
     expect(response.headers.get('link')).toBe(`<${DIRECTORY_URL}>;rel="index"`);

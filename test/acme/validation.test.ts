@@ -367,6 +367,37 @@ describe.skipIf(!haveChalltestsrv)(
       expect((await failure(validator.validate(job('absent.example.com')))).type).toBe('dns');
     });
 
+    it('reads CAA records through the configured server (RFC 8659) and refuses a CA they do not name', async () => {
+      await manage('/add-caa', {
+        host: 'caa.example.com.',
+        policies: [{ tag: 'issue', value: 'other.example.org' }],
+      });
+      expect(await network.caa('caa.example.com')).toEqual([
+        { critical: 0, tag: 'issue', value: 'other.example.org' },
+      ]);
+      expect(await network.caa('nocaa.example.com')).toEqual([]);
+      const withCaa = createChallengeValidator({
+        network,
+        httpPort: 1,
+        tlsPort: 1,
+        timeoutMs: 5000,
+        caaIdentities: ['ca.example.net'],
+      });
+      const { createHash } = await import('node:crypto');
+      const value = createHash('sha256').update(KEY_AUTHORIZATION).digest('base64url');
+      await manage('/set-txt', { host: '_acme-challenge.www.caa.example.com.', value });
+      const error = await failure(
+        withCaa.validate({
+          type: 'dns-01',
+          identifier: { type: 'dns', value: 'www.caa.example.com' },
+          token: TOKEN,
+          keyAuthorization: KEY_AUTHORIZATION,
+          accountUri: 'https://ca.example.net/acme/dev/account/a',
+        }),
+      );
+      expect(error.type).toBe('caa');
+    });
+
     it('fails with dns when the configured server does not answer', async () => {
       const silent = createValidationNetwork({
         dnsServers: [`127.0.0.1:${await freePort()}`],

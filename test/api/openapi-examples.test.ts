@@ -177,3 +177,21 @@ describe('the PKI in the examples', () => {
     expect((example('Revocation') as { serialNumber: string }).serialNumber).toBe(issued.serialNumber);
   });
 });
+
+describe('the renewal examples', () => {
+  it('sign the serial of the example certificate with the key in their header, and re-key with a CSR for its names', async () => {
+    const jws = example('RenewJws') as string;
+    expect((example('RenewJson') as { jws: string }).jws).toBe(jws);
+    const { jwk, alg } = decodeProtectedHeader(jws) as { jwk: JWK; alg: string };
+    expect(alg).toBe('ES256');
+    const { payload } = await compactVerify(jws, await importJWK(jwk, 'ES256'));
+    const claims = JSON.parse(Buffer.from(payload).toString('utf8'));
+    expect(Object.keys(claims).sort()).toEqual(['iat', 'jti', 'serial']);
+    expect(claims.serial).toBe((example('IssuedCertificate') as { serialNumber: string }).serialNumber);
+    const rekey = parseCsr((example('RenewRekeyMtls') as { csr: string }).csr);
+    expect(rekey.sans).toEqual(parseCsr(example('CsrPem') as string).sans);
+    expect(Buffer.from(rekey.publicKey)).not.toEqual(
+      Buffer.from(parseCsr(example('CsrPem') as string).publicKey),
+    );
+  });
+});

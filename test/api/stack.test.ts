@@ -135,6 +135,7 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
       clock: runtime.clock,
       logger: logs.logger,
       ca: runtime.ca,
+      renewal: runtime.renewal,
       apiKeys: runtime.repositories.apiKeys,
       idempotency: runtime.repositories.idempotency,
       certificates: runtime.repositories.certificates,
@@ -146,6 +147,8 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
         partition: () => [...runtime.partitions.values()][0]!.status(),
       },
       ...(runtime.revocation ? { revocation: runtime.revocation } : {}),
+      // The ACME server of signet.yaml's `dev` directory: its admin route is in openapi.yaml.
+      ...(serving.acme ? { acme: serving.acme } : {}),
     };
     call = caller(createApp(deps));
     keys.admin = readFileSync(adminKeyFile, 'utf8').trim();
@@ -798,6 +801,33 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
       expect(body.code).toBe('certificate.not_found');
     });
 
+    it('renews by proof of key possession without a credential, for the same names (issue #32)', async () => {
+      const csr = makeCsr('renew', ['renew.example.com']);
+      const issued = await call('POST', '/v1/certificates', {
+        key: keys.issuer,
+        body: { csr: csr.pem, policy: 'web-server' },
+      });
+      const { importPKCS8, exportJWK, CompactSign } = await import('jose');
+      const { createPrivateKey, createPublicKey } = await import('node:crypto');
+      const privatePem = readFileSync(csr.keyFile, 'utf8');
+      const jwk = await exportJWK(createPublicKey(createPrivateKey(privatePem)));
+      const claims = { serial: issued.body.serialNumber, iat: Math.floor(Date.now() / 1000), jti: 'renew-1' };
+      const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(claims)))
+        .setProtectedHeader({ alg: 'ES256', jwk })
+        .sign(await importPKCS8(privatePem, 'ES256'));
+      secrets.push(jws.split('.')[2]!);
+      const renewed = await call('POST', `/v1/certificates/${issued.body.serialNumber}/renew`, {
+        raw: jws,
+        headers: { 'content-type': 'application/jose' },
+      });
+      expect(renewed.response.status).toBe(201);
+      expect(renewed.body.serialNumber).not.toBe(issued.body.serialNumber);
+      expect(new X509Certificate(renewed.body.certificate).subjectAltName).toBe('DNS:renew.example.com');
+      expect(verifyChain('renewed', renewed.body.certificate, renewed.body.chain.join(''))).toContain(
+        'leaf: OK',
+      );
+    });
+
     it('revokes by proof of key possession without a credential, once per jti', async () => {
       const csr = makeCsr('bykey', ['bykey.example.com']);
       const issued = await call('POST', '/v1/certificates', {
@@ -879,6 +909,12 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
       { method: 'POST', path: () => '/v1/apikeys', roles: [], body: () => ({ roles: ['auditor'] }) },
       { method: 'GET', path: () => '/v1/apikeys', roles: [] },
       { method: 'DELETE', path: () => `/v1/apikeys/${keyId}`, roles: [] },
+      {
+        method: 'POST',
+        path: () => '/v1/acme/eab-keys',
+        roles: [],
+        body: () => ({ directory: 'dev', policies: ['web-server'], expiresIn: 'P1D' }),
+      },
       { method: 'GET', path: () => '/v1/issuers', roles: 'all' },
       { method: 'GET', path: () => '/v1/issuers/dev-intermediate', roles: 'all' },
       { method: 'GET', path: () => '/v1/audit', roles: ['auditor'] },

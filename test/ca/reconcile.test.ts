@@ -69,6 +69,19 @@ describeEachDatabase('signet audit reconcile', (getDatabase) => {
     expect(needsAttention(report)).toBe(true);
   });
 
+  it('counts a TBS that two members signed (a failover retry) once', async () => {
+    const stored = await reserve('0d01');
+    await certificates.markIssued('0d01', new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x04]));
+    const onFirst = { ...signature(stored), source: 'hsm/issuing' };
+    const onSecond = { ...signature(stored), source: 'members/2' };
+    const report = await reconcile({ signatures: fromList([onFirst, onSecond]), certificates, clock });
+    expect(report.signaturesExamined).toBe(2);
+    expect(report.signaturesDistinct).toBe(1);
+    expect(report.signedWithoutRecord).toEqual([]);
+    expect(report.certificatesWithoutSignature).toEqual([]);
+    expect(needsAttention(report)).toBe(false);
+  });
+
   it('reports a stored certificate that no partition log signed', async () => {
     const tbs = await reserve('0b01');
     await certificates.markIssued('0b01', new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x02]));

@@ -143,6 +143,10 @@ type Row = [name: string, args: string[], env?: Record<string, string>];
 const USAGE_MISTAKES = (): Row[] => [
   ['start with a port that is not one', ['start', '--port', 'eighty']],
   ['init with port 0', ['init', '--port', '0']],
+  [
+    'init --partition-listen that is no tls:// address',
+    ['init', '--partition-listen', 'https://127.0.0.1:7001'],
+  ],
   ['serve with a port out of range', ['serve', '--port', '70000']],
   ['issue without --csr', ['issue']],
   ['revoke zz (not a serial)', ['revoke', 'zz', '--reason', 'keyCompromise']],
@@ -161,6 +165,16 @@ const USAGE_MISTAKES = (): Row[] => [
   ['apikey revoke without an id', ['apikey', 'revoke']],
   ['apikey without a subcommand', ['apikey']],
   ['apikey list without any API key', ['apikey', 'list', '--data', '/nonexistent-signet']],
+  ['acme eab create without --policy', ['acme', 'eab', 'create', '--directory', 'dev']],
+  [
+    'acme eab create with a duration that is not ISO 8601',
+    ['acme', 'eab', 'create', '--directory', 'dev', '--policy', 'web-server', '--expires', '30d'],
+  ],
+  ['acme without a subcommand', ['acme']],
+  ['certificate create without --policy', ['certificate', 'create', 'a.example.com', '--out', 'x']],
+  ['certificate renew without --key', ['certificate', 'renew', '--cert', 'c.pem']],
+  ['certificate list with an unknown status', ['certificate', 'list', '--status', 'good']],
+  ['certificate without a subcommand', ['certificate']],
   ['issuer add without --key', ['issuer', 'add', '--id', 'x', '--certificate', 'x.pem']],
   [
     'issuer add with an id that is no slug',
@@ -182,6 +196,29 @@ const USAGE_MISTAKES = (): Row[] => [
   ['hsm init without --dir', ['hsm', 'init']],
   ['hsm init without a secret or shares', ['hsm', 'init', '--dir', 'p']],
   ['hsm serve with neither --dir nor --ephemeral', ['hsm', 'serve']],
+  [
+    'hsm serve --listen without its certificates',
+    [
+      'hsm',
+      'serve',
+      '--ephemeral',
+      'e.json',
+      '--name',
+      'n',
+      '--socket',
+      's',
+      '--listen',
+      'tls://127.0.0.1:7001',
+    ],
+  ],
+  [
+    'hsm serve --listen that is no tls:// address',
+    ['hsm', 'serve', '--ephemeral', 'e.json', '--name', 'n', '--socket', 's', '--listen', '127.0.0.1:7001'],
+  ],
+  [
+    'hsm serve --tls-cert without --listen',
+    ['hsm', 'serve', '--ephemeral', 'e.json', '--name', 'n', '--socket', 's', '--tls-cert', 'c.pem'],
+  ],
   ['hsm status without --socket', ['hsm', 'status']],
   ['hsm unseal with both --socket and --dir', ['hsm', 'unseal', '--socket', 's', '--dir', 'd']],
   ['hsm keys create without --algorithm', ['hsm', 'keys', 'create', '--socket', 's', '--label', 'l']],
@@ -205,6 +242,14 @@ const FAILURES = (): Row[] => [
   ['serve while another process holds the database', ['serve', '--data', at('held')]],
   ['issue with a CSR file that does not exist', ['issue', '--csr', at('missing.csr')]],
   [
+    'certificate renew with a certificate file that does not exist',
+    ['certificate', 'renew', '--cert', at('missing.pem'), '--key', at('missing.key')],
+  ],
+  [
+    'certificate list when no server answers',
+    ['certificate', 'list', '--url', '{closed}', '--api-key-file', at('api-key')],
+  ],
+  [
     'issue when the server holding the folder cannot be reached',
     ['issue', '--csr', at('not-a-csr.pem'), '--data', at('held'), '--api-key-file', at('api-key')],
   ],
@@ -223,6 +268,22 @@ const FAILURES = (): Row[] => [
   [
     'apikey revoke when no server answers',
     ['apikey', 'revoke', '0123456789abcdef', '--url', '{closed}', '--api-key-file', at('api-key')],
+  ],
+  [
+    'acme eab create when no server answers',
+    [
+      'acme',
+      'eab',
+      'create',
+      '--directory',
+      'dev',
+      '--policy',
+      'web-server',
+      '--url',
+      '{closed}',
+      '--api-key-file',
+      at('api-key'),
+    ],
   ],
   ['issuer list while another process holds the database', ['issuer', 'list', '--data', at('held')]],
   [
@@ -380,6 +441,8 @@ describe('a usage mistake prints the usage line and a hint to --help, and exits 
     // Past a subcommand where there is one, so the option reaches the command's own parser.
     const sub: Record<string, string[]> = {
       apikey: ['list'],
+      acme: ['eab', 'create'],
+      certificate: ['list'],
       issuer: ['list'],
       crl: ['import'],
       policy: ['lint'],

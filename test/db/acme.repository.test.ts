@@ -1,6 +1,10 @@
 import { beforeEach, expect, test } from 'vitest';
 import { createNonceService } from '../../src/acme/nonces.ts';
-import { type AcmeRepository, createAcmeRepository } from '../../src/db/acme.repository.ts';
+import {
+  type AcmeRepository,
+  createAcmeRepository,
+  EabKeyUnavailableError,
+} from '../../src/db/acme.repository.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { describeEachDatabase } from '../helpers/database.ts';
 import { manualClock } from './builders.ts';
@@ -164,5 +168,120 @@ describeEachDatabase('the ACME repository', (getDatabase) => {
     expect(await repository.expire()).toEqual({ orders: 1, authorizations: 1, nonces: 1 });
     expect((await repository.findOrder('order-1'))?.status).toBe('invalid');
     expect(await repository.expire()).toEqual({ orders: 0, authorizations: 0, nonces: 0 });
+  });
+
+  const eabKey = (id: string, expiresAt: Date | null = null) =>
+    repository.createEabKey({
+      id,
+      directory: 'dev',
+      policies: ['web-server'],
+      sealed: new Uint8Array([1, 2, 3]),
+      createdBy: 'test',
+      expiresAt,
+    });
+
+  const boundAccount = (id: string, keyId: string) =>
+    repository.createAccount({
+      id,
+      directory: 'dev',
+      keyThumbprint: `thumb-${id}`,
+      keyJwk: { kty: 'EC' },
+      contact: [],
+      termsOfServiceAgreed: true,
+      eab: { keyId, policies: ['web-server'] },
+    });
+
+  test('an EAB key binds one account: of racing registrations one wins, the rest leave nothing behind', async () => {
+    await eabKey('kid-1');
+    const results = await Promise.allSettled(['a1', 'a2', 'a3'].map((id) => boundAccount(id, 'kid-1')));
+    const won = results.filter((r) => r.status === 'fulfilled');
+    expect(won).toHaveLength(1);
+    for (const lost of results.filter((r) => r.status === 'rejected')) {
+      expect((lost as PromiseRejectedResult).reason).toBeInstanceOf(EabKeyUnavailableError);
+    }
+    const winner = (won[0] as PromiseFulfilledResult<{ account: { id: string } }>).value.account;
+    expect(await repository.findEabKey('kid-1')).toMatchObject({ accountId: winner.id });
+    expect(await repository.findAccount(winner.id)).toMatchObject({
+      eabKeyId: 'kid-1',
+      policies: ['web-server'],
+    });
+    // The losers' accounts were rolled back with their attempt.
+    const others = ['a1', 'a2', 'a3'].filter((id) => id !== winner.id);
+    for (const id of others) expect(await repository.findAccount(id)).toBeNull();
+  });
+
+  test('an expired EAB key binds nothing', async () => {
+    await eabKey('kid-old', new Date(clock.now().getTime() + 1000));
+    clock.advance(1000);
+    await expect(boundAccount('late', 'kid-old')).rejects.toBeInstanceOf(EabKeyUnavailableError);
+    expect(await repository.findAccount('late')).toBeNull();
+  });
+
+  test('one live order replaces a certificate (RFC 9773 §5); an invalid one frees it', async () => {
+    await account();
+    const replacing = (id: string) =>
+      repository.createOrder({
+        id,
+        accountId: 'acct-1',
+        identifiers: [{ type: 'dns', value: 'www.example.com' }],
+        expiresAt: new Date(clock.now().getTime() + 3600_000),
+        authorizationIds: [],
+        newAuthorizations: [],
+        replaces: 'aki.serial',
+      });
+    await replacing('r1');
+    await expect(replacing('r2')).rejects.toThrow();
+    expect(await repository.findReplacingOrder('aki.serial')).toMatchObject({ id: 'r1' });
+    await repository.beginFinalize('r1');
+    await repository.finishOrder('r1', { status: 'invalid', error: { type: 'x', detail: 'y' } });
+    expect(await repository.findReplacingOrder('aki.serial')).toBeNull();
+    await replacing('r3');
+  });
+
+  test('a key change is conditional on the old key, and refused for a key another account holds', async () => {
+    await account('acct-1', 'thumb-1');
+    await account('acct-2', 'thumb-2');
+    expect(await repository.changeAccountKey('acct-1', 'thumb-1', { thumbprint: 'thumb-2', jwk: {} })).toBe(
+      'conflict',
+    );
+    expect(await repository.changeAccountKey('acct-1', 'thumb-x', { thumbprint: 'thumb-3', jwk: {} })).toBe(
+      'stale',
+    );
+    expect(
+      await repository.changeAccountKey('acct-1', 'thumb-1', { thumbprint: 'thumb-3', jwk: { k: 1 } }),
+    ).toBe('changed');
+    expect(await repository.findAccountByKey('dev', 'thumb-3')).toMatchObject({
+      id: 'acct-1',
+      keyJwk: { k: 1 },
+    });
+  });
+
+  test('lists an account orders newest first, page by page, without invalid ones', async () => {
+    await account();
+    for (const id of ['o1', 'o2', 'o3', 'o4']) {
+      clock.advance(1000);
+      await repository.createOrder({
+        id,
+        accountId: 'acct-1',
+        identifiers: [{ type: 'dns', value: `${id}.example.com` }],
+        expiresAt: new Date(clock.now().getTime() + 3600_000),
+        authorizationIds: [],
+        newAuthorizations: [],
+      });
+    }
+    await repository.beginFinalize('o2');
+    await repository.finishOrder('o2', { status: 'invalid', error: { type: 'x', detail: 'y' } });
+    const first = await repository.listOrders('acct-1', 2);
+    expect(first.map((o) => o.id)).toEqual(['o4', 'o3']);
+    const last = first.at(-1)!;
+    const second = await repository.listOrders('acct-1', 2, { createdAt: last.createdAt, id: last.id });
+    expect(second.map((o) => o.id)).toEqual(['o1']);
+  });
+
+  test('deactivates a pending authorization once', async () => {
+    await order();
+    expect(await repository.deactivateAuthorization('order-1-authz')).toBe(true);
+    expect(await repository.deactivateAuthorization('order-1-authz')).toBe(false);
+    expect((await repository.findAuthorizations(['order-1-authz']))[0]?.status).toBe('deactivated');
   });
 });

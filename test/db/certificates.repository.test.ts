@@ -307,6 +307,30 @@ describeEachDatabase('the certificates repository', (getDatabase) => {
     ).toEqual([b.serial]);
   });
 
+  test('list finds certificates by a SAN they name, of any type or of the type given, and nothing else', async () => {
+    const www = await issued({
+      sans: [
+        { type: 'dns', value: 'www.example.com' },
+        { type: 'dns', value: 'example.com' },
+      ],
+    });
+    const api = await issued({ sans: [{ type: 'dns', value: 'api.example.com' }] });
+    const ip = await issued({ sans: [{ type: 'ip', value: '192.0.2.10' }] });
+    const mail = await issued({ sans: [{ type: 'email', value: 'ops@example.com' }] });
+    const serialsOf = async (san: { type?: string; value: string }) =>
+      (await certificates.list({ san })).items.map((x) => x.serial).sort();
+    expect(await serialsOf({ value: 'example.com' })).toEqual([www.serial]);
+    expect(await serialsOf({ type: 'dns', value: 'api.example.com' })).toEqual([api.serial]);
+    expect(await serialsOf({ value: '192.0.2.10' })).toEqual([ip.serial]);
+    expect(await serialsOf({ type: 'dns', value: '192.0.2.10' })).toEqual([]);
+    expect(await serialsOf({ type: 'email', value: 'ops@example.com' })).toEqual([mail.serial]);
+    // Containment of whole values: a prefix or a suffix of a name is not the name.
+    expect(await serialsOf({ value: 'www.example' })).toEqual([]);
+    expect(await serialsOf({ value: 'xample.com' })).toEqual([]);
+    // Characters that mean something in JSON or SQL are only characters here.
+    expect(await serialsOf({ value: `"}]' or 1=1 --` })).toEqual([]);
+  });
+
   test.each([
     { name: 'garbage', cursor: '!!!' },
     { name: 'base64 of non-JSON', cursor: Buffer.from('hello').toString('base64url') },

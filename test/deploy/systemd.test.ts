@@ -50,20 +50,23 @@ const directives = (unit: string) =>
   );
 
 describe('the units', () => {
-  it.each([['signet.service'], ['signet-hsm@.service']])('%s is hardened', (unit) => {
-    const d = directives(unit);
-    for (const [key, value] of [
-      ['ProtectSystem', 'strict'],
-      ['NoNewPrivileges', 'yes'],
-      ['PrivateTmp', 'yes'],
-      ['ProtectHome', 'yes'],
-      ['CapabilityBoundingSet', ''],
-      ['UMask', '0077'],
-    ])
-      expect(d.get(key!), key).toBe(value);
-    expect(d.get('ReadWritePaths')).toMatch(/^\/var\/lib\/signet/);
-    expect(d.get('User')).toMatch(/^signet/);
-  });
+  it.each([['signet.service'], ['signet-hsm@.service'], ['signet-renew@.service']])(
+    '%s is hardened',
+    (unit) => {
+      const d = directives(unit);
+      for (const [key, value] of [
+        ['ProtectSystem', 'strict'],
+        ['NoNewPrivileges', 'yes'],
+        ['PrivateTmp', 'yes'],
+        ['ProtectHome', 'yes'],
+        ['CapabilityBoundingSet', ''],
+        ['UMask', '0077'],
+      ])
+        expect(d.get(key!), key).toBe(value);
+      expect(d.get('ReadWritePaths')).toMatch(/^\/var\/lib\/signet/);
+      expect(d.get('User')).toMatch(/^signet/);
+    },
+  );
 
   it('run the partition as another user than the CA, whose group alone reaches its socket', () => {
     const ca = directives('signet.service');
@@ -72,6 +75,10 @@ describe('the units', () => {
     expect(partition.get('ExecStart')).toContain('--socket-group signet-hsm-clients');
     expect(ca.get('SupplementaryGroups')).toBe('signet-hsm-clients');
     expect(ca.get('ExecStart')).toBe(`${INSTALLED} serve --data /var/lib/signet`);
+    // The renewal daemon keeps a certificate renewed with its own key: no API key, no data folder.
+    expect(directives('signet-renew@.service').get('ExecStart')).toBe(
+      `${INSTALLED} certificate renew --daemon --cert /var/lib/signet-certs/%i.pem --key /var/lib/signet-certs/%i.key --url \${SIGNET_URL}`,
+    );
     // The partition needs no network: only its Unix sockets.
     expect(partition.get('RestrictAddressFamilies')).toBe('AF_UNIX');
     expect(partition.get('PrivateNetwork')).toBe('yes');
@@ -79,11 +86,14 @@ describe('the units', () => {
 });
 
 describe.skipIf(!haveTool)('systemd-analyze', () => {
-  it.each([['signet.service'], ['signet-hsm@issuing.service']])('verify %s: no error, no warning', (unit) => {
-    const result = analyze(['verify', unit]);
-    expect(`${result.stdout}${result.stderr}`).toBe('');
-    expect(result.status).toBe(0);
-  });
+  it.each([['signet.service'], ['signet-hsm@issuing.service'], ['signet-renew@www.example.com.service']])(
+    'verify %s: no error, no warning',
+    (unit) => {
+      const result = analyze(['verify', unit]);
+      expect(`${result.stdout}${result.stderr}`).toBe('');
+      expect(result.status).toBe(0);
+    },
+  );
 
   it('verify refuses a copy with a mistake, so the check above can fail', () => {
     const text = readFileSync(path.join(dir, 'signet.service'), 'utf8');
@@ -98,6 +108,7 @@ describe.skipIf(!haveTool)('systemd-analyze', () => {
   it.each([
     ['signet.service', 2.0],
     ['signet-hsm@issuing.service', 1.0],
+    ['signet-renew@www.example.com.service', 2.0],
   ])('security --offline rates %s at an exposure of at most %s', (unit, most) => {
     const result = analyze(['security', '--offline=yes', '--no-pager', unit]);
     const exposure = Number(/Overall exposure level for \S+: ([0-9.]+)/.exec(result.stdout)?.[1]);

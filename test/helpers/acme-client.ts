@@ -3,7 +3,7 @@
  * bench/acme: every request is a flattened JWS built here with node:crypto, so a test can bend any
  * part of it (the nonce, the url, both jwk and kid, the algorithm) and see the server's answer.
  */
-import { createHash, generateKeyPairSync, type KeyObject, sign as nodeSign } from 'node:crypto';
+import { createHash, createHmac, generateKeyPairSync, type KeyObject, sign as nodeSign } from 'node:crypto';
 import { base64url, calculateJwkThumbprint, type JWK } from 'jose';
 
 export type Fetch = (url: string, init: RequestInit) => Promise<Response>;
@@ -86,22 +86,9 @@ export class AcmeClient {
     if (options.useJwk || options.key || options.both || !this.kid) header.jwk = key.jwk;
     if ((!options.useJwk && !options.key && this.kid) || options.both) header.kid = this.kid;
     Object.assign(header, options.header);
-    const protectedText = base64url.encode(JSON.stringify(header));
-    const payloadText = payload === '' ? '' : base64url.encode(JSON.stringify(payload));
-    // Signed here with node:crypto rather than jose, which refuses to sign what a test must send.
-    const input = Buffer.from(`${protectedText}.${payloadText}`);
-    const signature =
-      key.alg === 'RS256'
-        ? nodeSign('sha256', input, key.privateKey)
-        : nodeSign(key.alg === 'ES256' ? 'sha256' : 'sha384', input, {
-            key: key.privateKey,
-            dsaEncoding: 'ieee-p1363',
-          });
-    return JSON.stringify({
-      protected: protectedText,
-      payload: payloadText,
-      signature: signature.toString('base64url'),
-    });
+    return JSON.stringify(
+      flattenedJws(key, header, payload === '' ? '' : base64url.encode(JSON.stringify(payload))),
+    );
   }
 
   async postRaw(url: string, body: string, contentType = 'application/jose+json'): Promise<AcmeAnswer> {
@@ -158,3 +145,49 @@ export class AcmeClient {
 }
 
 export const b64u = (bytes: Uint8Array): string => base64url.encode(bytes);
+
+/** A flattened JWS signed by `key` with exactly `header` as its protected header (keyChange's inner JWS). */
+export function signedJws(
+  key: AcmeKey,
+  header: Record<string, unknown>,
+  payload: unknown,
+): Record<string, string> {
+  return flattenedJws(key, { alg: key.alg, ...header }, base64url.encode(JSON.stringify(payload)));
+}
+
+/**
+ * A flattened JWS with exactly `header`, signed here with node:crypto rather than jose, which
+ * refuses to sign what a test must send.
+ */
+function flattenedJws(
+  key: AcmeKey,
+  header: Record<string, unknown>,
+  payloadText: string,
+): Record<string, string> {
+  const protectedText = base64url.encode(JSON.stringify(header));
+  const input = Buffer.from(`${protectedText}.${payloadText}`);
+  const signature =
+    key.alg === 'RS256'
+      ? nodeSign('sha256', input, key.privateKey)
+      : nodeSign(key.alg === 'ES256' ? 'sha256' : 'sha384', input, {
+          key: key.privateKey,
+          dsaEncoding: 'ieee-p1363',
+        });
+  return { protected: protectedText, payload: payloadText, signature: signature.toString('base64url') };
+}
+
+/** RFC 8555 §7.3.4: the account key MACed with an EAB key (HS256). */
+export function eabBinding(
+  accountJwk: JWK,
+  kid: string,
+  hmacKey: string,
+  url: string,
+  header: Record<string, unknown> = {},
+): Record<string, string> {
+  const protectedText = base64url.encode(JSON.stringify({ alg: 'HS256', kid, url, ...header }));
+  const payloadText = base64url.encode(JSON.stringify(accountJwk));
+  const signature = createHmac('sha256', Buffer.from(hmacKey, 'base64url'))
+    .update(`${protectedText}.${payloadText}`)
+    .digest('base64url');
+  return { protected: protectedText, payload: payloadText, signature };
+}

@@ -33,6 +33,17 @@ export interface ConformanceOptions {
   algorithms?: readonly KeyAlgorithm[];
   /** Also verify every signature with the openssl command line. Default true. */
   openssl?: boolean;
+  /**
+   * A backend whose token lacks `mechanism` (a PKCS#11 token): signing with it must be refused
+   * with CKR_MECHANISM_INVALID and a message naming the PKCS#11 mechanism, before anything is signed.
+   */
+  lacking?: {
+    mechanism: SignMechanism;
+    algorithm: KeyAlgorithm;
+    /** The PKCS#11 name the refusal must mention (CKM_SHA256_RSA_PKCS_PSS...). */
+    names: string;
+    factory: () => Promise<KeyManagerUnderTest>;
+  };
 }
 
 const FAMILY: Record<KeyAlgorithm, 'ec' | 'rsa' | 'ed25519'> = {
@@ -466,6 +477,49 @@ export function runKeyManagerConformance(
     test.each([0, -1, 65537, 1.5])('refuses %s random bytes (CKR_ARGUMENTS_BAD)', async (length) => {
       expect(await refusal(target.user.generateRandom({ length }))).toBe('CKR_ARGUMENTS_BAD');
     });
+
+    it.runIf(options.lacking !== undefined)(
+      'refuses a mechanism the token lacks (CKR_MECHANISM_INVALID), naming it',
+      async () => {
+        const lacking = options.lacking!;
+        const other = await lacking.factory();
+        try {
+          const key = await other.officer.createKey({
+            label: label('lacking'),
+            algorithm: lacking.algorithm,
+          });
+          try {
+            const error = await other.user
+              .sign({
+                key: { id: key.id },
+                mechanism: lacking.mechanism,
+                purpose: 'crl',
+                data: Buffer.from('x'),
+              })
+              .then(
+                () => undefined,
+                (e: unknown) => e,
+              );
+            expect(error).toBeInstanceOf(HsmError);
+            expect((error as HsmError).rv).toBe('CKR_MECHANISM_INVALID');
+            expect((error as HsmError).message).toContain(lacking.names);
+            // Another mechanism of the same key still signs: the refusal is about the mechanism.
+            const fine = SIGN_MECHANISMS.find((m) => m !== lacking.mechanism && suits(lacking.algorithm, m))!;
+            const signature = await other.user.sign({
+              key: { id: key.id },
+              mechanism: fine,
+              purpose: 'crl',
+              data: Buffer.from('x'),
+            });
+            expect(nodeVerifies(key.publicKey, fine, Buffer.from('x'), signature)).toBe(true);
+          } finally {
+            await other.officer.destroyKey({ id: key.id });
+          }
+        } finally {
+          await other.close();
+        }
+      },
+    );
 
     it('reports itself unsealed in status', async () => {
       const status = await target.user.status();

@@ -1,6 +1,7 @@
 import { promises as dns } from 'node:dns';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { acmeError } from '../errors.ts';
+import type { CaaRecord } from './caa.ts';
 
 /**
  * What validation needs of the network: addresses and TXT records of a name through the
@@ -13,6 +14,8 @@ export interface ValidationNetwork {
   addresses(name: string): Promise<string[]>;
   /** TXT records of `name`, each with its character-strings joined (RFC 7208 §3.3 style). */
   txt(name: string): Promise<string[]>;
+  /** CAA records at exactly `name` (RFC 8659); [] when there are none. */
+  caa(name: string): Promise<CaaRecord[]>;
   /** Whether `address` lies in a denied network (IPv4-mapped IPv6 is checked as IPv4). */
   denied(address: string): boolean;
 }
@@ -76,6 +79,15 @@ export function createValidationNetwork(options: ValidationNetworkOptions): Vali
     async txt(name) {
       const records = await query('TXT', name, () => resolver.resolveTxt(name));
       return records.map((chunks) => chunks.join(''));
+    },
+
+    async caa(name) {
+      const records = await query('CAA', name, () => resolver.resolveCaa(name));
+      return records.map((record) => {
+        const { critical, ...properties } = record as unknown as Record<string, string | number>;
+        const [tag = '', value = ''] = Object.entries(properties)[0] ?? [];
+        return { critical: Number(critical), tag, value: String(value) };
+      });
     },
 
     denied(address) {

@@ -1,4 +1,5 @@
 import { AcmeError, acmeError } from '../errors.ts';
+import { checkCaa } from './caa.ts';
 import { validateDns01 } from './dns-01.ts';
 import { validateHttp01 } from './http-01.ts';
 import type { ValidationNetwork } from './network.ts';
@@ -12,6 +13,9 @@ export interface ChallengeJob {
   identifier: { type: 'dns' | 'ip'; value: string };
   token: string;
   keyAuthorization: string;
+  /** For CAA (RFC 8659 §4.3, RFC 8657): a wildcard authorisation, and the account's URL. */
+  wildcard?: boolean;
+  accountUri?: string;
 }
 
 export interface ChallengeValidator {
@@ -26,6 +30,8 @@ export interface ChallengeValidatorOptions {
   tlsPort: number;
   /** The whole validation, lookups and redirects included (acme.validation.timeout). */
   timeoutMs: number;
+  /** acme.caaIdentities: checked once the challenge passes (RFC 8659); empty or absent: no CAA check. */
+  caaIdentities?: string[];
 }
 
 export function createChallengeValidator(options: ChallengeValidatorOptions): ChallengeValidator {
@@ -43,7 +49,20 @@ export function createChallengeValidator(options: ChallengeValidatorOptions): Ch
         }, timeoutMs);
       });
       const signal = controller.signal;
-      const run = (): Promise<void> => {
+      const caaIdentities = options.caaIdentities ?? [];
+      const run = async (): Promise<void> => {
+        await challenge();
+        // RFC 8659 §3: CAA is checked for DNS names (IP addresses have none), at validation time.
+        if (caaIdentities.length > 0 && job.identifier.type === 'dns') {
+          await checkCaa(network, caaIdentities, {
+            name: job.identifier.value,
+            wildcard: job.wildcard ?? false,
+            accountUri: job.accountUri ?? '',
+            method: job.type,
+          });
+        }
+      };
+      const challenge = (): Promise<void> => {
         switch (job.type) {
           case 'http-01':
             return validateHttp01({ ...job, port: httpPort, network, signal });

@@ -1,9 +1,14 @@
 import { type Context, Hono, type MiddlewareHandler } from 'hono';
 import type { AcmeServer } from '../../acme/server.ts';
 import type { AcmeResponse } from '../../acme/types.ts';
+import { parseDuration } from '../../lib/duration.ts';
+import { AppError } from '../../lib/errors.ts';
 import { addressKey, clientAddress } from '../client-address.ts';
 import type { ApiEnv } from '../env.ts';
+import { apiErrors } from '../errors.ts';
+import { isJsonType, iso, readJson } from '../http.ts';
 import type { RouteContext } from '../routes.ts';
+import { createEabKeyBodySchema } from '../schemas.ts';
 
 /**
  * The ACME server's HTTP edge (RFC 8555): `/acme/{directory}/...` handed to src/acme as plain
@@ -42,9 +47,45 @@ export function acmeErrors(acme: AcmeServer): MiddlewareHandler<ApiEnv> {
   };
 }
 
-export function acmeRoutes({ deps }: RouteContext): Hono<ApiEnv> {
+export function acmeRoutes({ deps, guard }: RouteContext): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
   const acme = deps.acme;
+
+  // RFC 8555 §7.3.4 keys are made by an admin; the HMAC key is in this answer only. Without ACME
+  // configured, every directory is unknown.
+  app.post('/v1/acme/eab-keys', guard({ action: 'acme.eab.create', roles: ['admin'] }), async (c) => {
+    if (!isJsonType(c.req.header('content-type'))) throw apiErrors.unsupportedMediaType(['application/json']);
+    const body = await readJson(c, createEabKeyBodySchema);
+    const now = deps.clock.now();
+    const seconds = body.expiresIn
+      ? (parseDuration(body.expiresIn) as { seconds: number }).seconds
+      : undefined;
+    if (!acme) {
+      throw new AppError(
+        'acme.unknown_directory',
+        'invalid',
+        `there is no ACME directory named ${body.directory}: this server configures none (acme.directories)`,
+      );
+    }
+    const created = await acme.createEabKey({
+      directory: body.directory,
+      policies: body.policies,
+      expiresAt: seconds === undefined ? null : new Date(now.getTime() + seconds * 1000),
+      createdBy: c.get('principal')!.id,
+    });
+    return c.json(
+      {
+        kid: created.kid,
+        hmacKey: created.hmacKey,
+        directory: created.directory,
+        policies: created.policies,
+        createdAt: created.createdAt.toISOString(),
+        expiresAt: iso(created.expiresAt),
+      },
+      201,
+    );
+  });
+
   if (!acme) return app;
   const handle = async (c: Context<ApiEnv>) => {
     const [, , directory = '', ...resource] = c.req.path.split('/');

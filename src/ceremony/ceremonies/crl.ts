@@ -7,7 +7,7 @@ export async function crlCeremony(
   run: Run,
   config: Extract<CeremonyConfig, { 'ceremony-type': 'crl' }>,
 ): Promise<void> {
-  const { issuerCert, issuerKey, issuer } = await openIssuer(run, config);
+  const { issuerKey, issuer } = await openIssuer(run, config);
   await run.issueCrl({
     profile: config['crl-profile'],
     issuer,

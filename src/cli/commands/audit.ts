@@ -101,7 +101,9 @@ export async function run(argv: string[]): Promise<number> {
   const config = loadConfig(dataDir);
   const dirs =
     values['partition-dir']?.map((d) => path.resolve(d)) ??
-    Object.values(config.partitions).map((p) => resolveIn(dataDir, p.dir));
+    Object.values(config.partitions).flatMap((p) =>
+      p.members.flatMap((m) => (m.dir === undefined ? [] : [resolveIn(dataDir, m.dir)])),
+    );
 
   for (const dir of dirs) {
     const verification = await verifyAuditLog({ dir });
@@ -150,7 +152,7 @@ export async function run(argv: string[]): Promise<number> {
 function printReport(report: ReconcileReport, dryRun: boolean): void {
   const would = dryRun ? 'would be ' : '';
   console.log(
-    `examined ${report.signaturesExamined} certificate signatures and ${report.certificatesExamined} database rows${dryRun ? ' (dry run: nothing changed)' : ''}`,
+    `examined ${report.signaturesExamined} certificate signatures (${report.signaturesDistinct} distinct TBS) and ${report.certificatesExamined} database rows${dryRun ? ' (dry run: nothing changed)' : ''}`,
   );
   for (const s of report.signedWithoutRecord)
     console.log(`SIGNED WITHOUT RECORD  tbs ${s.digest} at ${s.time} (${s.source})`);

@@ -3,6 +3,7 @@ import { verifyIntermediateForActivation } from '../../ceremony/activation.ts';
 import { loadConfig, resolveDataDir } from '../../config/config.ts';
 import { DatabaseLockedError } from '../../db/errors.ts';
 import { isIssuerId } from '../../db/issuers.repository.ts';
+import { partitionOfKeyUri, tokenPartitions } from '../../hsm/key-uri.ts';
 import { equalBytes } from '../../x509/der.ts';
 import { readCertificateFields } from '../../x509/issuer.ts';
 import { decodeName } from '../../x509/names.ts';
@@ -116,7 +117,13 @@ export async function run(argv: string[]): Promise<number> {
   const publicUrl = config.server.publicUrl.replace(/\/$/, '');
 
   return withRuntime(dataDir, async (runtime) => {
-    const partitionName = /partition=([^;]+)/.exec(keyUri)?.[1];
+    // hsm: URIs name their partition; pkcs11: URIs name a token that one partition keeps keys on.
+    let partitionName: string | undefined;
+    try {
+      partitionName = partitionOfKeyUri(keyUri, await tokenPartitions(runtime.partitions));
+    } catch (error) {
+      throw new CliError(`--key ${keyUri}: ${(error as Error).message}`);
+    }
     const partition = partitionName ? runtime.partitions.get(partitionName) : undefined;
     if (!partition) throw new CliError(`the key ${keyUri} is in no partition listed in signet.yaml`);
     const key = await partition.findKey({ uri: keyUri });

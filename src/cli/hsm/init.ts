@@ -4,10 +4,12 @@ import { writeNewFile } from '../../hsm/custody/atomic-file.ts';
 import { initPartition, type PartitionSecrets } from '../../hsm/custody/index.ts';
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
 import { hsmFailure } from './connect.ts';
+import { openToken, type Pkcs11FolderSpec, parseSlotId, readTokenPin, writePkcs11Spec } from './pkcs11.ts';
 import { promptSecret } from './unseal.ts';
 
 export const USAGE = `usage: signet hsm init --dir DIR (--secret-out FILE | --shares N --threshold M --shares-out FOLDER)
                       --officer-pin-file FILE [--user-pin-file FILE] [--name NAME] [--json]
+                      [--pkcs11-module PATH --token-label L [--slot-id N] [--token-pin-file FILE]]
 
 Creates a sealed partition in a new folder: a random master key sealed under a new unseal secret,
 or split into N custodian shares of which any M unseal it; the crypto officer 'officer' and the
@@ -23,6 +25,11 @@ an existing file is never overwritten.
   --officer-pin-file FILE  the officer's PIN, chosen by the operator (else SIGNET_HSM_PIN, else a prompt)
   --user-pin-file FILE     the PIN of the crypto user 'ca'; without it 'ca' cannot log in until the
                            officer sets its PIN ('signet hsm user pin ca')
+  --pkcs11-module PATH     keep the partition's keys on a PKCS#11 token reached through this module
+                           (its users, PINs, lockout and audit log stay in DIR); the token must exist
+  --token-label L          the token's label (preferred way to choose it)
+  --slot-id N              the PKCS#11 slot ID, when the label does not single the token out
+  --token-pin-file FILE    the token's own user PIN (else SIGNET_PKCS11_PIN); checked now, never stored
   --json                   print JSON`;
 
 function readPinFile(file: string, what: string): string {
@@ -60,6 +67,7 @@ function parseCount(text: string | undefined, flag: string): number {
   return Number(text);
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the command's options read, checked and carried out in one straight line, as every hsm command
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
     dir: { type: 'string' },
@@ -71,6 +79,10 @@ export async function run(argv: string[]): Promise<number> {
     'officer-pin-file': { type: 'string' },
     'user-pin-file': { type: 'string' },
     json: { type: 'boolean' },
+    'pkcs11-module': { type: 'string' },
+    'token-label': { type: 'string' },
+    'slot-id': { type: 'string' },
+    'token-pin-file': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -83,6 +95,7 @@ export async function run(argv: string[]): Promise<number> {
   if (withShares === (values['secret-out'] !== undefined)) {
     throw new UsageError('pass either --secret-out FILE or --shares N --threshold M --shares-out FOLDER');
   }
+  const pkcs11 = pkcs11Options(values);
   const name = values.name ?? basename(resolve(values.dir));
   let sealing: Parameters<typeof initPartition>[0]['sealing'] = { kind: 'secret' };
   let shareFiles: string[] = [];
@@ -101,6 +114,12 @@ export async function run(argv: string[]): Promise<number> {
   // Refuse before creating anything: the outputs are written once and never overwritten.
   for (const file of values['secret-out'] ? [values['secret-out']] : shareFiles) {
     if (existsSync(file)) throw new CliError(`${file} exists: unseal material is never overwritten`);
+  }
+  // The token is checked before anything is written: a wrong PIN or label leaves no folder behind.
+  if (pkcs11) {
+    const token = await openToken(pkcs11, readTokenPin(values['token-pin-file']));
+    pkcs11.tokenLabel = token.label;
+    await token.close();
   }
   const officerPin = await readNewPin(values['officer-pin-file'], 'officer PIN');
   const userPin = values['user-pin-file'] ? readPinFile(values['user-pin-file'], 'ca user PIN') : undefined;
@@ -129,10 +148,13 @@ export async function run(argv: string[]): Promise<number> {
       );
     throw hsmFailure(error);
   }
+  if (pkcs11) await writePkcs11Spec(values.dir, pkcs11);
   const summary = {
     partitionId: secrets.partitionId,
     name,
     dir: values.dir,
+    backend: pkcs11 ? 'pkcs11' : 'emulated',
+    ...(pkcs11 ? { token: { label: pkcs11.tokenLabel, module: pkcs11.module } } : {}),
     sealing:
       sealing.kind === 'secret'
         ? { kind: 'secret' }
@@ -144,6 +166,10 @@ export async function run(argv: string[]): Promise<number> {
     console.log(JSON.stringify(summary, null, 2));
   } else {
     console.log(`partition ${name} (${secrets.partitionId}) created in ${values.dir}, sealed`);
+    if (pkcs11)
+      console.log(
+        `its keys live on token ${pkcs11.tokenLabel} (module ${pkcs11.module}); serve it with the token PIN in --token-pin-file or SIGNET_PKCS11_PIN`,
+      );
     console.log(
       sealing.kind === 'secret'
         ? `unseal secret written to ${written[0]}: keep it offline, apart from the partition folder`
@@ -153,4 +179,27 @@ export async function run(argv: string[]): Promise<number> {
       console.log("user 'ca' has no PIN yet: the officer sets it with 'signet hsm user pin ca'");
   }
   return EXIT.ok;
+}
+
+function pkcs11Options(values: {
+  'pkcs11-module'?: string;
+  'token-label'?: string;
+  'slot-id'?: string;
+  'token-pin-file'?: string;
+}): Pkcs11FolderSpec | undefined {
+  const module = values['pkcs11-module'];
+  if (module === undefined) {
+    if ((values['token-label'] ?? values['slot-id'] ?? values['token-pin-file']) !== undefined)
+      throw new UsageError('--token-label, --slot-id and --token-pin-file need --pkcs11-module');
+    return undefined;
+  }
+  if (!module.startsWith('/')) throw new UsageError('--pkcs11-module takes an absolute path');
+  const slotId = parseSlotId(values['slot-id']);
+  if (values['token-label'] === undefined && slotId === undefined)
+    throw new UsageError('--pkcs11-module needs --token-label L (or --slot-id N)');
+  return {
+    module,
+    ...(values['token-label'] !== undefined ? { tokenLabel: values['token-label'] } : {}),
+    ...(slotId !== undefined ? { slotId } : {}),
+  };
 }

@@ -3,6 +3,13 @@ import { chmod, chown } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
 import {
+  formatLinkUrl,
+  type LinkAddress,
+  type LinkListener,
+  parseLinkUrl,
+  startLinkListener,
+} from '../../hsm/link.ts';
+import {
   createMemoryStore,
   createMemoryVault,
   hashPinScrypt,
@@ -17,6 +24,7 @@ import type { OpenPartitionCustody, PartitionCustody } from '../../hsm/store.ts'
 import { ROLES } from '../../hsm/types.ts';
 import { moduleFile } from '../../lib/module-file.ts';
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
+import { openToken, readPkcs11Spec, readTokenPin } from './pkcs11.ts';
 
 export const USAGE = `usage: signet hsm serve (--dir DIR | --ephemeral FILE) [--socket PATH] [--name NAME]
 
@@ -38,7 +46,17 @@ Runs one partition process. Clients reach it only through the Unix socket (mode 
   --p11-socket-group G
                      let group G connect to the PKCS#11 socket too (0660)
   --p11-user NAME    the partition user C_Login(CKU_USER) logs in as; default 'ca'
-                     (C_Login(CKU_SO) is the officer)`;
+                     (C_Login(CKU_SO) is the officer)
+  --token-pin-file FILE
+                     for a partition whose keys live on a PKCS#11 token ('signet hsm init
+                     --pkcs11-module'): the token's own PIN (else SIGNET_PKCS11_PIN)
+  --listen tls://HOST:PORT
+                     also serve the same protocol on TCP with mutual TLS 1.3, for CA nodes on
+                     other machines (a cluster member); needs --tls-cert, --tls-key and
+                     --client-ca: a client must present a certificate issued by that CA
+  --tls-cert FILE    this partition's certificate (PEM), with its chain
+  --tls-key FILE     its private key (PEM)
+  --client-ca FILE   the CA (PEM) whose certificates the CA nodes present`;
 
 const ephemeralSpec = z.strictObject({
   users: z.array(z.strictObject({ name: z.string(), role: z.enum(ROLES), pin: z.string().min(1) })).max(64),
@@ -57,6 +75,11 @@ export async function run(argv: string[]): Promise<number> {
     'p11-socket': { type: 'string' },
     'p11-socket-group': { type: 'string' },
     'p11-user': { type: 'string' },
+    'token-pin-file': { type: 'string' },
+    listen: { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'client-ca': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -81,14 +104,28 @@ export async function run(argv: string[]): Promise<number> {
   if (p11SocketPath !== undefined && resolve(p11SocketPath) === resolve(socketPath))
     throw new UsageError('--p11-socket must differ from --socket');
 
+  const link = linkOptions(values);
+
   const log = (line: string) => process.stderr.write(`signet hsm [${name}]: ${line}\n`);
+  const tokenSpec = values.dir ? readPkcs11Spec(values.dir) : undefined;
+  if (!tokenSpec && values['token-pin-file'] !== undefined)
+    throw new UsageError('--token-pin-file applies to a partition whose keys live on a PKCS#11 token');
+  // The token first: a wrong token PIN must not leave the folder's lock taken.
+  const tokenKeys = tokenSpec
+    ? await openToken(tokenSpec, readTokenPin(values['token-pin-file']), log)
+    : undefined;
   const custody = values.ephemeral
     ? await ephemeralCustody(values.ephemeral)
-    : await dirCustody(values.dir!, name);
+    : await dirCustody(values.dir!, name).catch(async (error) => {
+        await tokenKeys?.close();
+        throw error;
+      });
   let partition: EmulatedPartition;
   try {
-    partition = await EmulatedPartition.open({ name, ...custody, log });
+    partition = await EmulatedPartition.open({ name, ...custody, log, ...(tokenKeys ? { tokenKeys } : {}) });
+    if (tokenKeys) log(`keys on ${tokenKeys.describe()}`);
   } catch (error) {
+    await tokenKeys?.close();
     throw new CliError(`cannot open partition ${name}: ${(error as Error).message}`, EXIT.failed, {
       cause: error,
     });
@@ -134,6 +171,20 @@ export async function run(argv: string[]): Promise<number> {
       throw new CliError(`cannot share ${socketPath} with group ${values['socket-group']}: ${error.message}`);
     });
   }
+  let linkListener: LinkListener | undefined;
+  if (link) {
+    try {
+      linkListener = await startLinkListener({ ...link, server, log });
+    } catch (error) {
+      await p11?.close();
+      await server.close();
+      await partition.close();
+      throw new CliError(`cannot listen on ${values.listen}: ${(error as Error).message}`, EXIT.failed, {
+        cause: error,
+      });
+    }
+    log(`serving mutual TLS on ${formatLinkUrl(linkListener.address)}`);
+  }
   log(`serving on ${socketPath} (${partition.state})`);
 
   return new Promise<number>((done) => {
@@ -144,7 +195,7 @@ export async function run(argv: string[]): Promise<number> {
       log(`stopping (${why})`);
       void (async () => {
         await p11?.close();
-        await server.close();
+        await Promise.all([linkListener?.close(), server.close()]);
         await partition.close();
         process.stdin.destroy();
         done(EXIT.ok);
@@ -158,6 +209,46 @@ export async function run(argv: string[]): Promise<number> {
       process.stdin.resume();
     }
   });
+}
+
+/** --listen and its three files, read now so that a missing file is a usage mistake at start. */
+function linkOptions(values: {
+  listen?: string | undefined;
+  'tls-cert'?: string | undefined;
+  'tls-key'?: string | undefined;
+  'client-ca'?: string | undefined;
+}): (LinkAddress & { cert: Buffer; key: Buffer; clientCa: Buffer }) | undefined {
+  const files = {
+    'tls-cert': values['tls-cert'],
+    'tls-key': values['tls-key'],
+    'client-ca': values['client-ca'],
+  };
+  if (values.listen === undefined) {
+    const given = Object.entries(files).find(([, file]) => file !== undefined);
+    if (given) throw new UsageError(`--${given[0]} needs --listen tls://HOST:PORT`);
+    return undefined;
+  }
+  let address: LinkAddress;
+  try {
+    address = parseLinkUrl(values.listen);
+  } catch (error) {
+    throw new UsageError(`--listen: ${(error as Error).message}`);
+  }
+  const missing = Object.entries(files).find(([, file]) => file === undefined);
+  if (missing) throw new UsageError(`--listen needs --${missing[0]} FILE`);
+  const read = (flag: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new CliError(`cannot read --${flag} ${file}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+    }
+  };
+  return {
+    ...address,
+    cert: read('tls-cert', files['tls-cert']!),
+    key: read('tls-key', files['tls-key']!),
+    clientCa: read('client-ca', files['client-ca']!),
+  };
 }
 
 async function ephemeralCustody(file: string): Promise<PartitionCustody> {

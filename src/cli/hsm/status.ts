@@ -27,7 +27,12 @@ export function formatStatus(status: PartitionStatus): string {
   const rows: [string, string][] = [
     ['partition', status.name],
     ['state', status.state],
-    ['backend', status.backend],
+    [
+      'backend',
+      status.token
+        ? `${status.backend} (token ${status.token.label}, module ${status.token.module})`
+        : status.backend,
+    ],
     ['protocol', String(status.protocolVersion)],
   ];
   if (status.sealing) {

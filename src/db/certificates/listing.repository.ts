@@ -1,10 +1,11 @@
 /** Finding and listing certificates: by serial, by key, by filter with a cursor, counts by status. */
-import { and, count, desc, eq, gte, inArray, lt, or, type SQL } from 'drizzle-orm';
+import { and, count, desc, eq, gte, inArray, lt, or, type SQL, sql } from 'drizzle-orm';
 import { normalizeSerial } from '../../lib/serial.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
 import type { Db } from '../database.ts';
 import { type DatabaseObserver, timed } from '../observe.ts';
 import { CERTIFICATE_STATUSES, type CertificateStatus, certificates } from '../schema/index.ts';
+import { checkStorableText } from '../text.ts';
 import { checkOneOf, clampLimit, summaryColumns } from './shared.ts';
 import type {
   CertificateListFilter,
@@ -60,6 +61,12 @@ export function createCertificateListingRepository({
       if (filter.expiresBefore !== undefined)
         conditions.push(lt(certificates.notAfter, filter.expiresBefore));
       if (filter.expiresAfter !== undefined) conditions.push(gte(certificates.notAfter, filter.expiresAfter));
+      if (filter.san !== undefined) {
+        checkStorableText('san value', filter.san.value);
+        const wanted = filter.san.type === undefined ? { value: filter.san.value } : filter.san;
+        // jsonb containment, served by the GIN index on sans (jsonb_path_ops).
+        conditions.push(sql`${certificates.sans} @> ${JSON.stringify([wanted])}::jsonb`);
+      }
       if (filter.cursor !== undefined) {
         const [createdMs, serial] = decodeCursor(filter.cursor, ['number', 'string'] as const);
         const createdAt = new Date(createdMs);

@@ -40,6 +40,8 @@ export interface CertificateListFilter {
   expiresBefore?: Date;
   /** notAfter >= expiresAfter */
   expiresAfter?: Date;
+  /** Certificates naming this SAN (of this type, when given): a containment match on `sans`. */
+  san?: { type?: string; value: string };
   /** From a previous page's nextCursor. */
   cursor?: string;
   /** Default 50, at most 1000. */

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { boolean, check, index, integer, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
-import { timestamptz } from './columns.ts';
+import { bytea, timestamptz } from './columns.ts';
 
 /**
  * The ACME server's state (RFC 8555, src/acme): accounts, orders, authorisations, challenges and
@@ -57,6 +57,13 @@ export const acmeAccounts = pgTable(
     status: text('status').$type<AcmeAccountStatus>().notNull(),
     contact: jsonb('contact').$type<string[]>().notNull().default(sql`'[]'::jsonb`),
     termsOfServiceAgreed: boolean('terms_of_service_agreed').notNull().default(false),
+    /** The external account binding key the account consumed (RFC 8555 §7.3.4), if any. */
+    eabKeyId: text('eab_key_id'),
+    /**
+     * The policies the account may order under (its EAB key's); null: every policy the directory
+     * offers.
+     */
+    policies: jsonb('policies').$type<string[]>(),
     createdAt: timestamptz('created_at').notNull(),
     updatedAt: timestamptz('updated_at').notNull(),
   },
@@ -84,6 +91,10 @@ export const acmeOrders = pgTable(
     certificateSerial: text('certificate_serial'),
     /** The certificate and the intermediates, PEM, as the certificate URL serves them. */
     certificateChain: text('certificate_chain'),
+    /** The policy the certificate is issued under: the directory's, or the profile asked for. */
+    profile: text('profile'),
+    /** RFC 9773 §5: the serial of the certificate this order replaces. */
+    replaces: text('replaces'),
     createdAt: timestamptz('created_at').notNull(),
     updatedAt: timestamptz('updated_at').notNull(),
   },
@@ -91,6 +102,8 @@ export const acmeOrders = pgTable(
     index('acme_orders_account_idx').on(t.accountId, t.createdAt),
     index('acme_orders_certificate_idx').on(t.certificateSerial),
     index('acme_orders_expiry_idx').on(t.status, t.expiresAt),
+    // RFC 9773 §5: a certificate is replaced by one order; a failed order frees it again.
+    uniqueIndex('acme_orders_replaces_key').on(t.replaces).where(sql`${t.status} <> 'invalid'`),
     check('acme_orders_status_known', sql`${t.status} in (${inList(ACME_ORDER_STATUSES)})`),
   ],
 );
@@ -163,4 +176,28 @@ export const acmeNonces = pgTable(
     expiresAt: timestamptz('expires_at').notNull(),
   },
   (t) => [index('acme_nonces_expires_idx').on(t.expiresAt)],
+);
+
+/**
+ * External account binding keys (RFC 8555 §7.3.4), made by an admin for one directory. The HMAC
+ * key is never stored in clear: `sealed` is AES-256-GCM under a key only the partition can
+ * derive (src/acme/eab.ts). A key binds once, to the account that consumed it.
+ */
+export const acmeEabKeys = pgTable(
+  'acme_eab_keys',
+  {
+    /** The key identifier clients send as the EAB `kid`. */
+    id: text('id').primaryKey(),
+    directory: text('directory').notNull(),
+    /** The policies the bound account may order under. */
+    policies: jsonb('policies').$type<string[]>().notNull(),
+    sealed: bytea('sealed').notNull(),
+    createdBy: text('created_by').notNull(),
+    createdAt: timestamptz('created_at').notNull(),
+    expiresAt: timestamptz('expires_at'),
+    /** Set once, when an account binds with the key. */
+    accountId: text('account_id'),
+    usedAt: timestamptz('used_at'),
+  },
+  (t) => [uniqueIndex('acme_eab_keys_account_key').on(t.accountId)],
 );

@@ -86,6 +86,8 @@ export const certificates = pgTable(
     index('certificates_requester_created_idx').on(t.requester, t.createdAt, t.serial),
     index('certificates_issuer_status_not_after_idx').on(t.issuerId, t.status, t.notAfter),
     index('certificates_spki_sha256_idx').on(t.spkiSha256),
+    // GET /v1/certificates?san=NAME (issue #32): containment queries on the SAN list.
+    index('certificates_sans_gin_idx').using('gin', sql`${t.sans} jsonb_path_ops`),
     // Reconcile: pending rows are few, so a partial index stays small.
     index('certificates_pending_created_idx').on(t.createdAt).where(sql`${t.status} = 'pending'`),
     // Full CRLs page through an issuer's revoked serials; delta CRLs look at recent changes.

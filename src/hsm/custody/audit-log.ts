@@ -56,6 +56,9 @@ async function openHead(path: string): Promise<FileHandle> {
   }
 }
 
+/** Groups whose fdatasync may run at once; their answers are still released in order. */
+const SYNCS_IN_FLIGHT = 2;
+
 /** How stale the head on disk may be after a crash. */
 const HEAD_SYNC_MS = 100;
 
@@ -75,6 +78,8 @@ function integrity(message: string): never {
  */
 export class AuditLog implements AuditSink {
   #pending: Pending[] = [];
+  /** Set while #flush waits with nothing pending: a new record wakes it. */
+  #wake: (() => void) | undefined;
   #flushing: Promise<void> | undefined;
   #failed: unknown;
   #closed = false;
@@ -202,6 +207,8 @@ export class AuditLog implements AuditSink {
   /** Sets (or clears) the key that signs heads: the partition's audit key, once unsealed. */
   setSigner(key: KeyObject | undefined): void {
     this.#signer = key;
+    // Records appended while sealed are anchored soon after the unseal.
+    this.#anchorSoon();
   }
 
   stats(): AuditLogStats {
@@ -224,46 +231,124 @@ export class AuditLog implements AuditSink {
     this.#lastHash = record.hash;
     return new Promise<void>((resolve, reject) => {
       this.#pending.push({ line: record.line, record, resolve, reject });
-      this.#flushing ??= this.#flush();
+      if (this.#flushing) this.#wake?.();
+      else this.#flushing = this.#flush();
     });
   }
 
+  /**
+   * Writes the pending records as one group and makes them durable, then releases them. Nothing
+   * else runs between the records arriving and their answers: the signed head, which only guards
+   * against records cut off the end, is written apart (#anchorSoon). And the next group does not
+   * wait for this group's fdatasync: it is written as soon as this group's write returns and synced
+   * beside it (SYNCS_IN_FLIGHT), while answers are still released strictly in order, each group
+   * only once it and every group before it are durable (issue #22). Writes stay one after the
+   * other, so the file never has a hole, and a group's fdatasync covers every byte written before.
+   */
   async #flush(): Promise<void> {
+    const outstanding: Promise<boolean>[] = [];
     try {
-      while (this.#pending.length > 0) {
+      for (;;) {
+        if (this.#pending.length === 0) {
+          if (outstanding.length === 0) break;
+          // Until the oldest sync finishes or a record arrives, which then forms the next group.
+          const oldest = outstanding[0]!;
+          const arrived = new Promise<'arrived'>((resolve) => {
+            this.#wake = () => resolve('arrived');
+          });
+          const what = await Promise.race([oldest.then(() => 'synced' as const), arrived]);
+          this.#wake = undefined;
+          if (what === 'synced') outstanding.shift();
+          continue;
+        }
+        if (this.#failed !== undefined) {
+          this.#rejectPending(this.#pending.splice(0));
+          continue;
+        }
         const group = this.#pending;
         this.#pending = [];
+        const data =
+          group.length === 1
+            ? Buffer.from(group[0]!.line)
+            : Buffer.from(group.map((item) => item.line).join(''));
+        const lastOffset = this.#size + data.length - Buffer.byteLength(group[group.length - 1]!.line);
+        let synced: Promise<void>;
         try {
-          const data = Buffer.from(group.map((item) => item.line).join(''));
-          const lastOffset = this.#size + data.length - Buffer.byteLength(group[group.length - 1]!.line);
           await this.log.write(data, 0, data.length, this.#size);
-          await (this.options.sync ?? ((handle) => handle.datasync()))(this.log);
           this.#size += data.length;
-          this.#stats.syncs += 1;
-          this.#stats.records += group.length;
-          const last = group[group.length - 1]!.record;
-          this.#stats.lastSeq = last.seq;
-          if (this.#signer)
-            await this.#writeHead({
-              seq: last.seq,
-              hash: last.hash,
-              offset: lastOffset,
-              time: this.options.clock.now().toISOString(),
-            });
+          synced = (this.options.sync ?? ((handle) => handle.datasync()))(this.log);
         } catch (error) {
-          this.#failed = error;
-          const failure = new HsmError('CKR_DEVICE_ERROR', 'the audit log could not be written', {
-            cause: error,
-          });
-          for (const item of [...group, ...this.#pending]) item.reject(failure);
-          this.#pending = [];
-          return;
+          this.#failed ??= error;
+          this.#rejectPending(group);
+          continue;
         }
-        for (const item of group) item.resolve();
+        const previous = outstanding.at(-1);
+        outstanding.push(
+          (async () => {
+            let failure: unknown;
+            try {
+              await synced;
+            } catch (error) {
+              failure = error;
+            }
+            // In order: a group is released only after every group before it.
+            if (previous && !(await previous)) failure ??= this.#failed;
+            if (failure !== undefined) {
+              this.#failed ??= failure;
+              this.#rejectPending(group);
+              return false;
+            }
+            const last = group[group.length - 1]!.record;
+            this.#stats.syncs += 1;
+            this.#stats.records += group.length;
+            this.#stats.lastSeq = last.seq;
+            this.#newest = { seq: last.seq, hash: last.hash, offset: lastOffset };
+            for (const item of group) item.resolve();
+            this.#anchorSoon();
+            return true;
+          })(),
+        );
+        if (outstanding.length >= SYNCS_IN_FLIGHT) await outstanding.shift();
       }
     } finally {
       this.#flushing = undefined;
     }
+  }
+
+  #rejectPending(group: Pending[]): void {
+    const failure = new HsmError('CKR_DEVICE_ERROR', 'the audit log could not be written', {
+      cause: this.#failed,
+    });
+    for (const item of group) item.reject(failure);
+  }
+
+  /** The newest durable record, which the next head names. */
+  #newest: { seq: number; hash: string; offset: number } | undefined;
+
+  /**
+   * Signs the newest durable record into audit.head (and syncs it) at most every HEAD_SYNC_MS, off
+   * the path of the answers; close() signs the last one. After a crash the signed head may lag
+   * the log by that long: those records verify by their chain, and only their being cut off is
+   * not detected, as before, when the head on disk was synced on the same schedule.
+   */
+  #anchorSoon(): void {
+    if (this.#headSync || !this.#signer) return;
+    this.#headSync = new Promise<void>((resolve) => setTimeout(resolve, HEAD_SYNC_MS))
+      .then(() => this.#anchor())
+      .catch((error: unknown) => {
+        this.#failed ??= error;
+      })
+      .finally(() => {
+        this.#headSync = undefined;
+      });
+  }
+
+  /** Writes and syncs a head naming the newest durable record, if the last head does not. */
+  async #anchor(): Promise<void> {
+    const newest = this.#newest;
+    if (!this.#signer || !newest || newest.seq <= this.#stats.anchoredSeq) return;
+    await this.#writeHead({ ...newest, time: this.options.clock.now().toISOString() });
+    await this.head.datasync();
   }
 
   async #writeHead(head: AuditHead): Promise<void> {
@@ -278,20 +363,6 @@ export class AuditLog implements AuditSink {
       slot * HEAD_SLOT_BYTES,
     );
     this.#stats.anchoredSeq = head.seq;
-    this.#syncHeadSoon();
-  }
-
-  /** Syncs the head in the background, at most every HEAD_SYNC_MS, off the path of the answers. */
-  #syncHeadSoon(): void {
-    if (this.#headSync) return;
-    this.#headSync = new Promise<void>((resolve) => setTimeout(resolve, HEAD_SYNC_MS))
-      .then(() => this.head.datasync())
-      .catch((error: unknown) => {
-        this.#failed ??= error;
-      })
-      .finally(() => {
-        this.#headSync = undefined;
-      });
   }
 
   /** Waits for pending appends, signs the head if it can, and closes the files. */
@@ -300,6 +371,7 @@ export class AuditLog implements AuditSink {
     while (this.#flushing) await this.#flushing;
     this.#closed = true;
     await this.#headSync;
+    if (this.#failed === undefined) await this.#anchor().catch(() => {});
     await this.head.datasync().catch(() => {});
     await this.log.close();
     await this.head.close();

@@ -86,8 +86,9 @@ export function checkKeyObject(key: StoredKeyObject): void {
     typeof key.extractable === 'boolean' &&
     typeof key.createdAt === 'string' &&
     key.publicKey instanceof Uint8Array &&
-    key.privateKey instanceof Uint8Array &&
-    key.privateKey.length > 0;
+    // Empty for a key whose private half lives on a PKCS#11 token (issue #25): the record then
+    // keeps its purposes and creation time, sealed and authenticated like any other.
+    key.privateKey instanceof Uint8Array;
   if (!ok) throw new HsmError('CKR_ARGUMENTS_BAD', 'the key object to store is malformed');
 }
 

@@ -51,6 +51,9 @@ export function scriptedCa(): CertificateAuthority & { calls: IssueInput[]; gate
     async stored(): Promise<IssuedCertificate | null> {
       return null;
     },
+    async renew(): Promise<IssuedCertificate> {
+      throw new Error('the scripted CA does not renew');
+    },
     async evaluate(input: IssueInput) {
       return { allowed: true, policy: input.policy, decisions: [], violations: [] };
     },

@@ -125,8 +125,80 @@ describe('the audit log', () => {
     await audit.close();
     expect(stats.records).toBe(200);
     expect(stats.syncs).toBeLessThanOrEqual(3);
-    expect(stats.anchoredSeq).toBe(201);
+    // The head is signed off the answers' path (issue #22): at latest when the log closes.
+    expect(audit.stats().anchoredSeq).toBe(201);
     expect(await verifyAuditLog({ dir })).toMatchObject({ ok: true, records: 201, unanchored: 0 });
+  });
+
+  it('answers appends before signing the head, and signs the head soon after without a close', async () => {
+    const { dir, secrets } = await logWith(0);
+    const { header, signer } = await signerOf(dir, secrets.secret!);
+    const audit = await AuditLog.open({ dir, partitionId: header.id, auditKey: header.auditKey });
+    audit.setSigner(signer);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => audit.append(event(i))));
+    const lastSeq = audit.stats().lastSeq;
+    expect(audit.stats().anchoredSeq).toBeLessThan(lastSeq);
+    const deadline = Date.now() + 2000;
+    while (audit.stats().anchoredSeq < lastSeq && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(audit.stats().anchoredSeq).toBe(lastSeq);
+    // On disk already, while the log is still open: a crash now would lose no anchor.
+    expect(await verifyAuditLog({ dir })).toMatchObject({ ok: true, anchoredSeq: lastSeq, unanchored: 0 });
+    await audit.close();
+  });
+
+  it('syncs the next group beside a slow one but answers strictly in order', async () => {
+    const { dir, secrets } = await logWith(0);
+    const { header } = await signerOf(dir, secrets.secret!);
+    let calls = 0;
+    const audit = await AuditLog.open({
+      dir,
+      partitionId: header.id,
+      auditKey: header.auditKey,
+      // The first group's sync is slow, the second's fast: the second must still wait for the first.
+      sync: async (handle) => {
+        calls += 1;
+        if (calls === 1) await new Promise((resolve) => setTimeout(resolve, 100));
+        await handle.datasync();
+      },
+    });
+    const order: number[] = [];
+    const first = audit.append(event(1)).then(() => order.push(1));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const second = audit.append(event(2)).then(() => order.push(2));
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    expect(calls).toBe(2);
+    expect(order).toEqual([]);
+    await Promise.all([first, second]);
+    expect(order).toEqual([1, 2]);
+    await audit.close();
+  });
+
+  it('fails a group whose own sync succeeded when a group before it failed', async () => {
+    const { dir, secrets } = await logWith(0);
+    const { header } = await signerOf(dir, secrets.secret!);
+    let calls = 0;
+    const audit = await AuditLog.open({
+      dir,
+      partitionId: header.id,
+      auditKey: header.auditKey,
+      sync: async () => {
+        calls += 1;
+        if (calls === 1) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          throw new Error('EIO');
+        }
+      },
+    });
+    const first = audit.append(event(1));
+    first.catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const second = audit.append(event(2));
+    await expect(first).rejects.toMatchObject({ rv: 'CKR_DEVICE_ERROR' });
+    await expect(second).rejects.toMatchObject({ rv: 'CKR_DEVICE_ERROR' });
+    expect(calls).toBe(2);
+    await audit.close();
   });
 
   it('refuses every append after a failed write, since the tail is then uncertain', async () => {

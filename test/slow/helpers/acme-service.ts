@@ -9,7 +9,7 @@ import path from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { createLogger } from '../../../src/api/logger.ts';
 import { initDataDir } from '../../../src/cli/init.ts';
-import { openRuntime } from '../../../src/cli/runtime.ts';
+import { openRuntime, type Runtime } from '../../../src/cli/runtime.ts';
 import { type Serving, serveDataDir } from '../../../src/cli/serve.ts';
 
 const TLS_POLICY = `# The CA's own TLS certificate for the ACME client tests: 127.0.0.1 only.
@@ -38,6 +38,8 @@ export interface AcmeServiceOptions {
   acme?: Record<string, unknown>;
   /** Serve HTTPS with Signet's own certificate (default true). */
   https?: boolean;
+  /** Runs on the initialised data folder before the server starts (files signet.yaml will name). */
+  prepare?: (runtime: Runtime, dataDir: string) => Promise<void>;
 }
 
 export interface StartedAcmeService {
@@ -86,10 +88,18 @@ export async function startAcmeService(options: AcmeServiceOptions): Promise<Sta
         path.join(dataDir, 'certs', 'tls.pem'),
         `${issued.certificatePem}${issued.chainPem.join('')}`,
       );
+      await options.prepare?.(runtime, dataDir);
     } finally {
       await runtime.close();
     }
     config.server = { ...config.server, tls: { cert: 'certs/tls.pem', key: 'secrets/tls.key' } };
+  } else if (options.prepare) {
+    const runtime = await openRuntime({ dataDir, logger: createLogger({ level: 'silent' }) });
+    try {
+      await options.prepare(runtime, dataDir);
+    } finally {
+      await runtime.close();
+    }
   }
   config.acme = {
     ...config.acme,

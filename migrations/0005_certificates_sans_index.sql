@@ -1,0 +1,1 @@
+CREATE INDEX "certificates_sans_gin_idx" ON "certificates" USING gin ("sans" jsonb_path_ops);
