@@ -15,9 +15,9 @@
 import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import { createIntermediateCertificate, createRootCertificate } from '../src/issuance/ca-certificates.ts';
+import { lintCertificate, signCertificate } from '../src/issuance/token.ts';
 import { fixedClock } from '../src/lib/clock.ts';
-import { lintCertificate, signCertificate } from '../src/lint/token.ts';
-import { createIntermediateCertificate, createRootCertificate } from '../src/x509/ca-certificates.ts';
 import { buildTbsCertificate, generateSerial } from '../src/x509/certificate.ts';
 import { parseCsr } from '../src/x509/csr.ts';
 import { createIssuerContext } from '../src/x509/issuer.ts';

@@ -4,7 +4,9 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
 import { StorageError, sqlState } from '../db/errors.ts';
 import { HsmError } from '../hsm/types.ts';
+import { partitionUnavailable } from '../hsm/unavailable.ts';
 import { AppError, type ErrorCategory, isAppError } from '../lib/errors.ts';
+import { REQUESTER_NOT_BOUND } from '../policy/binding.ts';
 import type { ApiEnv } from './env.ts';
 import { problemResponse, STATUS_BY_CATEGORY, TITLE_BY_CATEGORY } from './problem.ts';
 
@@ -33,11 +35,7 @@ export const apiErrors = {
       `This endpoint needs one of the roles: ${needed.join(', ')}.`,
     ),
   policyNotBound: (policy: string) =>
-    new AppError(
-      'auth.policy_not_bound',
-      'forbidden',
-      `The credential is not bound to the policy '${policy}'.`,
-    ),
+    new AppError(REQUESTER_NOT_BOUND, 'forbidden', `The credential is not bound to the policy '${policy}'.`),
   invalidBody: (issues: { path: string; message: string }[]) =>
     new AppError('request.invalid_body', 'invalid', 'The request body does not match the schema.', {
       errors: issues,
@@ -151,16 +149,6 @@ const STORAGE_CATEGORY: Record<string, ErrorCategory> = {
   'certificate.invalid_state': 'conflict',
 };
 
-/** Partition failures that mean "not now" rather than "broken": 503 hsm.unavailable. */
-const HSM_UNAVAILABLE = new Set([
-  'hsm.unavailable',
-  'hsm.sealed',
-  'hsm.not_logged_in',
-  'hsm.session_closed',
-  'hsm.protocol_error',
-  'hsm.device_error',
-]);
-
 /**
  * Errors of the layers below that are not AppError: storage errors with a client-facing code,
  * database connection failures (SQLSTATE class 08, 57P0x, 53300, ECONNREFUSED) and partition
@@ -188,7 +176,8 @@ export function translateError(error: unknown): AppError | undefined {
     return undefined;
   }
   if (error instanceof HsmError) {
-    if (HSM_UNAVAILABLE.has(error.code)) {
+    // Partition failures that mean "not now" rather than "broken" (src/hsm/unavailable.ts): 503.
+    if (partitionUnavailable(error)) {
       return new AppError(
         'hsm.unavailable',
         'unavailable',

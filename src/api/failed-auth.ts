@@ -58,6 +58,7 @@ interface ClientState {
  * client's next failure, at any failure once a sweep is due, from a timer, and at `flush()`.
  * A request whose failure writes a row waits for that write, as every refusal did before.
  */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a factory: its closures share the per-address counters; each is short
 export function createFailedAuthAudit({
   audit,
   clock,

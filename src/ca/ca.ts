@@ -1,12 +1,18 @@
 import { createHash } from 'node:crypto';
 import type { AuditEventInput, AuditRepository } from '../db/audit.repository.ts';
-import type { CertificateReservation, CertificatesRepository } from '../db/certificates.repository.ts';
-import type { IdempotencyLink, IdempotencyRepository } from '../db/idempotency.repository.ts';
+import type {
+  CertificateIssuanceRepository,
+  CertificateListingRepository,
+  CertificateReservation,
+} from '../db/certificates.repository.ts';
+import type { IssuanceUnitOfWork, IssuedCertificateToStore } from '../db/issuance.unit-of-work.ts';
 import { HsmError } from '../hsm/types.ts';
+import { partitionUnavailable } from '../hsm/unavailable.ts';
+import { lintCertificate, MisissuanceError, signCertificate } from '../issuance/token.ts';
 import { createBatcher } from '../lib/batcher.ts';
 import type { Clock } from '../lib/clock.ts';
 import { AppError } from '../lib/errors.ts';
-import { lintCertificate, MisissuanceError, signCertificate } from '../lint/token.ts';
+import { REQUESTER_NOT_BOUND } from '../policy/binding.ts';
 import { evaluate } from '../policy/evaluate.ts';
 import type { PolicyRegistry } from '../policy/registry.ts';
 import type { Evaluation } from '../policy/types.ts';
@@ -25,19 +31,21 @@ import type {
 } from './types.ts';
 
 /**
- * The issuing core (DESIGN.md "ca/"): CSR intake -> policy -> TBS -> lint -> token -> reserve the
- * serial as pending with the TBS hash -> sign in the partition -> store -> return. Nothing signs
- * without a passing lint (the token), and nothing is returned that is not stored and audited (one
- * transaction). Database writes of concurrent issuances share transactions (group commit).
+ * The issuing core (DESIGN.md "ca/"): CSR intake -> policy -> prepare (TBS, lint, token) ->
+ * reserve the serial as pending with the TBS hash -> issue(token): sign in the partition through
+ * src/issuance, re-check, store with its audit event in one unit of work -> return. Nothing signs
+ * without a passing lint (the token), and nothing is returned that is not stored and audited.
+ * Database writes of concurrent issuances share transactions (group commit).
  */
 export interface CertificateAuthorityOptions {
   clock: Clock;
   policies: PolicyRegistry;
   issuers: IssuerSet;
-  certificates: CertificatesRepository;
-  audit: AuditRepository;
-  /** Links a stored certificate to the Idempotency-Key record of its request (same transaction). */
-  idempotency?: Pick<IdempotencyRepository, 'linkWithin'>;
+  certificates: Pick<CertificateIssuanceRepository, 'reservePendingMany' | 'markFailed'> &
+    Pick<CertificateListingRepository, 'findBySerial'>;
+  /** Stores a batch of signed certificates with their audit events and idempotency links. */
+  store: IssuanceUnitOfWork;
+  audit: Pick<AuditRepository, 'append'>;
   blocklist?: KeyBlocklist;
   maxCsrBytes?: number;
   /** Where misissuance and internal failures are reported (never to the client). */
@@ -47,6 +55,7 @@ export interface CertificateAuthorityOptions {
 /** How many fresh serials an issuance tries before giving up on collisions (2^-136 each: never). */
 const SERIAL_ATTEMPTS = 3;
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a factory: prepare, issue and their batchers share the core's repositories; each closure is short
 export function createCertificateAuthority(options: CertificateAuthorityOptions): CertificateAuthority {
   const { clock, policies, issuers, certificates, audit } = options;
 
@@ -59,21 +68,9 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
   });
   // Storing a certificate, appending its audit event and linking it to its idempotent request
   // share one transaction per batch: all commit or none does, and a batch costs one commit.
-  const stores = createBatcher<
-    { serial: string; der: Uint8Array; event: AuditEventInput; link?: IdempotencyLink },
-    boolean
-  >({
+  const stores = createBatcher<IssuedCertificateToStore, boolean>({
     flush: async (items) => {
-      const { notStored } = await certificates.markIssuedManyWith(items, async (tx, notStored) => {
-        const failed = new Set(notStored);
-        const stored = items.filter((item) => !failed.has(item.serial));
-        await audit.appendWithin(
-          tx,
-          stored.map((item) => item.event),
-        );
-        const links = stored.flatMap((item) => (item.link ? [item.link] : []));
-        if (links.length > 0) await options.idempotency?.linkWithin(tx, links);
-      });
+      const { notStored } = await options.store.storeIssued(items);
       const failed = new Set(notStored);
       return items.map((item) => !failed.has(item.serial));
     },
@@ -117,7 +114,7 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
     evaluation: Extract<Evaluation, { allowed: false }>,
     action = 'certificate.issue',
   ): Promise<never> {
-    const unbound = evaluation.violations.some((v) => v.code === 'policy.requester_not_bound');
+    const unbound = evaluation.violations.some((v) => v.code === REQUESTER_NOT_BOUND);
     await auditLog.submit({
       actor: input.requester.id,
       action,
@@ -127,7 +124,7 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
     });
     if (unbound) {
       throw new AppError(
-        'policy.requester_not_bound',
+        REQUESTER_NOT_BOUND,
         'forbidden',
         `this credential may not use policy ${input.policy}`,
         { violations: evaluation.violations },
@@ -153,6 +150,63 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
     return issuer;
   }
 
+  /** Builds the TBS for a fresh serial and lints it: only a pass yields the token that signs. */
+  async function prepare(
+    input: Pick<IssueInput, 'policy' | 'requester'>,
+    template: CertificateTemplate,
+    issuer: LoadedIssuer,
+    action: string,
+  ) {
+    const built = buildTbsCertificate(template, issuer.context, { serial: generateSerial(), clock });
+    const lint = lintCertificate(built.der, { issuer: issuer.context, profile: 'leaf' });
+    if (lint.ok) return { built, token: lint.token, findings: lint.findings };
+    const errors = lint.findings.filter((f) => f.severity === 'error');
+    await auditLog.submit({
+      actor: input.requester.id,
+      action,
+      target: `policy:${input.policy}`,
+      decision: 'denied',
+      details: { policy: input.policy, lint: errors.map((f) => f.rule) },
+    });
+    throw new AppError(
+      'ca.lint_failed',
+      'forbidden',
+      `the certificate would break issuance rules: ${errors.map((f) => `${f.rule}: ${f.message}`).join('; ')}`,
+      { findings: errors },
+    );
+  }
+
+  /** Signs a prepared token through src/issuance (which re-checks the result), then stores it. */
+  async function issueToken(
+    input: Pick<IssueInput, 'policy' | 'requester' | 'idempotency'>,
+    issuer: LoadedIssuer,
+    prepared: Awaited<ReturnType<typeof prepare>>,
+    renewed?: string,
+  ): Promise<Uint8Array> {
+    const serial = prepared.built.serialNumber;
+    let der: Uint8Array;
+    try {
+      der = await signCertificate(prepared.token, { crypto: issuer.crypto, key: issuer.keys.certificate });
+    } catch (error) {
+      await settleFailedSignature(serial, error);
+      throw translateSigningError(error, issuer.id);
+    }
+    const stored = await stores.submit({
+      serial,
+      der,
+      ...(input.idempotency ? { link: { ...input.idempotency, serial } } : {}),
+      event: {
+        actor: input.requester.id,
+        action: renewed === undefined ? 'certificate.issue' : 'certificate.renew',
+        target: `certificate:${serial}`,
+        decision: 'allowed',
+        details: { policy: input.policy, issuer: issuer.id, ...(renewed ? { renewed } : {}) },
+      },
+    });
+    if (!stored) throw new Error(`certificate ${serial} was signed but could not be stored`);
+    return der;
+  }
+
   async function signAndStore(
     input: Pick<IssueInput, 'policy' | 'requester' | 'idempotency'>,
     csr: ParsedCsr,
@@ -163,24 +217,8 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
     const issuer = issuerFor(template);
     for (let attempt = 0; attempt < SERIAL_ATTEMPTS; attempt++) {
       // A new serial is a new TBS: a collision goes back through building and linting.
-      const built = buildTbsCertificate(template, issuer.context, { serial: generateSerial(), clock });
-      const lint = lintCertificate(built.der, { issuer: issuer.context, profile: 'leaf' });
-      if (!lint.ok) {
-        const errors = lint.findings.filter((f) => f.severity === 'error');
-        await auditLog.submit({
-          actor: input.requester.id,
-          action,
-          target: `policy:${input.policy}`,
-          decision: 'denied',
-          details: { policy: input.policy, lint: errors.map((f) => f.rule) },
-        });
-        throw new AppError(
-          'ca.lint_failed',
-          'forbidden',
-          `the certificate would break issuance rules: ${errors.map((f) => `${f.rule}: ${f.message}`).join('; ')}`,
-          { findings: errors },
-        );
-      }
+      const prepared = await prepare(input, template, issuer, action);
+      const { built } = prepared;
       const reserved = await reservations.submit({
         serial: built.serialNumber,
         issuerId: issuer.id,
@@ -195,29 +233,7 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
         spkiSha256: sha256(template.publicKey),
       });
       if (!reserved) continue;
-
-      let der: Uint8Array;
-      try {
-        der = await signCertificate(lint.token, { crypto: issuer.crypto, key: issuer.keys.certificate });
-      } catch (error) {
-        await settleFailedSignature(built.serialNumber, error);
-        throw translateSigningError(error, issuer.id);
-      }
-      const stored = await stores.submit({
-        serial: built.serialNumber,
-        der,
-        ...(input.idempotency ? { link: { ...input.idempotency, serial: built.serialNumber } } : {}),
-        event: {
-          actor: input.requester.id,
-          action,
-          target: `certificate:${built.serialNumber}`,
-          decision: 'allowed',
-          details: { policy: input.policy, issuer: issuer.id, ...(renewed ? { renewed } : {}) },
-        },
-      });
-      if (!stored) {
-        throw new Error(`certificate ${built.serialNumber} was signed but could not be stored`);
-      }
+      const der = await issueToken(input, issuer, prepared, renewed);
       return { issuer, der, built };
     }
     throw new Error(`no free serial after ${SERIAL_ATTEMPTS} attempts`);
@@ -333,8 +349,7 @@ function issuedOf(
 
 function translateSigningError(error: unknown, issuerId: string): Error {
   if (error instanceof MisissuanceError) return error;
-  const hsm = error instanceof HsmError ? error : error instanceof Error ? error.cause : undefined;
-  if (hsm instanceof HsmError && (hsm.rv === 'CKR_DEVICE_REMOVED' || hsm.rv === 'CKR_TOKEN_SEALED')) {
+  if (partitionUnavailable(error)) {
     return new AppError(
       'hsm.unavailable',
       'unavailable',

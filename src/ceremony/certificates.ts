@@ -1,30 +1,17 @@
 import { createPublicKey, verify as nodeVerify } from 'node:crypto';
 import type { KeyManager, SignMechanism } from '../hsm/types.ts';
 import { ecdsaP1363ToDer } from '../x509/algorithms.ts';
-import {
-  encodeAuthorityInfoAccess,
-  encodeAuthorityKeyIdentifier,
-  encodeBasicConstraints,
-  encodeCertificatePolicies,
-  encodeCrlDistributionPoints,
-  encodeExtendedKeyUsage,
-  encodeExtension,
-  encodeKeyUsage,
-  encodeTbsCertificate,
-} from '../x509/certificate.ts';
-import { octetString } from '../x509/der.ts';
-import { type IssuerContext, subjectKeyIdentifier } from '../x509/issuer.ts';
-import { encodeNameConstraints, type NameConstraintInput } from '../x509/name-constraints.ts';
+import { encodeCaTbs } from '../x509/ca-certificate.ts';
+import type { IssuerContext } from '../x509/issuer.ts';
+import type { NameConstraintInput } from '../x509/name-constraints.ts';
 import { encodeName } from '../x509/names.ts';
-import { OID } from '../x509/oids.ts';
 import type { SubjectAttribute } from '../x509/types.ts';
 import type { CertificateProfile, CrossProfile, SubjectConfig } from './config.ts';
 import { CeremonyError } from './errors.ts';
 
 /**
- * CA certificates from a ceremony's certificate profile. The TBSCertificate is composed from
- * src/x509's DER builders (encodeTbsCertificate and the extension encoders); the ceremony adds
- * only the choice of extensions a CA certificate carries. Signing is src/lint's signCertificate
+ * CA certificates from a ceremony's certificate profile. The TBSCertificate is src/x509's one
+ * CA-certificate builder (encodeCaTbs); the ceremony maps its reviewed profile onto it. Signing is src/issuance's signCertificate
  * with the issuance token of a passing lint, through the partition's WebCrypto facade.
  */
 
@@ -65,69 +52,26 @@ function nameConstraintInputs(
 
 /** A CA certificate's TBSCertificate (RFC 5280 §4.1), with exactly the profile's validity. */
 export function buildCaTbs(request: CaTbsRequest): Uint8Array {
-  const { profile, issuer } = request;
-  const extensions: Uint8Array[] = [
-    // RFC 5280 §4.2.1.9: CA certificates MUST mark basicConstraints critical.
-    encodeExtension(OID.basicConstraints, true, encodeBasicConstraints(true, profile['path-length'])),
-    // RFC 5280 §4.2.1.3: SHOULD be critical.
-    encodeExtension(OID.keyUsage, true, encodeKeyUsage(profile['key-usages'])),
-    // RFC 5280 §4.2.1.2: CA certificates MUST carry a subjectKeyIdentifier.
-    encodeExtension(OID.subjectKeyIdentifier, false, octetString(subjectKeyIdentifier(request.publicKey))),
-    // RFC 5280 §4.2.1.1: MUST be present except in self-signed certificates, where it MAY be.
-    encodeExtension(
-      OID.authorityKeyIdentifier,
-      false,
-      encodeAuthorityKeyIdentifier(issuer.subjectKeyIdentifier),
-    ),
-  ];
-  const eku = profile['extended-key-usages'];
-  if (eku && eku.length > 0)
-    extensions.push(encodeExtension(OID.extKeyUsage, false, encodeExtendedKeyUsage(eku)));
+  const { profile } = request;
   const nc = profile['name-constraints'];
-  if (nc) {
-    extensions.push(
-      encodeExtension(
-        OID.nameConstraints,
-        nc.critical,
-        encodeNameConstraints({
-          permitted: nameConstraintInputs(nc.permitted),
-          excluded: nameConstraintInputs(nc.excluded),
-        }),
-      ),
-    );
-  }
-  if (profile['policy-oids'].length > 0) {
-    extensions.push(
-      encodeExtension(OID.certificatePolicies, false, encodeCertificatePolicies(profile['policy-oids'])),
-    );
-  }
-  if (profile['crl-url']) {
-    extensions.push(
-      encodeExtension(OID.crlDistributionPoints, false, encodeCrlDistributionPoints(profile['crl-url'])),
-    );
-  }
-  if (profile['issuer-url'] || profile['ocsp-url']) {
-    // RFC 5280 §4.2.2.1: MUST be non-critical.
-    extensions.push(
-      encodeExtension(
-        OID.authorityInfoAccess,
-        false,
-        encodeAuthorityInfoAccess({
-          ...(profile['ocsp-url'] ? { ocspUrl: profile['ocsp-url'] } : {}),
-          ...(profile['issuer-url'] ? { caIssuersUrl: profile['issuer-url'] } : {}),
-        }),
-      ),
-    );
-  }
-  return encodeTbsCertificate({
+  return encodeCaTbs({
     serial: request.serial,
-    signatureAlgorithm: issuer.signatureAlgorithm.identifier,
-    issuer: issuer.subject,
-    notBefore: new Date(profile['not-before']),
-    notAfter: new Date(profile['not-after']),
+    issuer: request.issuer,
     subject: request.subject,
     publicKey: request.publicKey,
-    extensions,
+    notBefore: new Date(profile['not-before']),
+    notAfter: new Date(profile['not-after']),
+    pathLength: profile['path-length'],
+    keyUsages: profile['key-usages'],
+    extendedKeyUsages: profile['extended-key-usages'],
+    nameConstraints: nc && {
+      critical: nc.critical,
+      value: { permitted: nameConstraintInputs(nc.permitted), excluded: nameConstraintInputs(nc.excluded) },
+    },
+    policyOids: profile['policy-oids'],
+    crlUrl: profile['crl-url'],
+    ocspUrl: profile['ocsp-url'],
+    caIssuersUrl: profile['issuer-url'],
   });
 }
 

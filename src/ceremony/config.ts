@@ -1,9 +1,10 @@
 import { isAlias, isNode, parseDocument, visit } from 'yaml';
 import { z } from 'zod';
+import { KEY_USAGE_NAMES } from '../lib/key-usage.ts';
 import { REVOCATION_REASONS } from '../lib/revocation-reasons.ts';
 import { parseCidr } from '../x509/name-constraints.ts';
+import { crossFieldProblems } from './config-checks.ts';
 import { type ConfigProblem, configInvalid } from './errors.ts';
-
 /**
  * The ceremony configuration: one strict YAML file per ceremony, reviewed in advance and run
  * unchanged (after Boulder's cmd/ceremony). `ceremony-type` selects the schema; each schema is
@@ -20,17 +21,9 @@ export const CEREMONY_TYPES = [
   'crl',
   'hierarchy',
 ] as const;
+
 export type CeremonyType = (typeof CEREMONY_TYPES)[number];
 
-const KEY_USAGE_NAMES = [
-  'digitalSignature',
-  'nonRepudiation',
-  'keyEncipherment',
-  'dataEncipherment',
-  'keyAgreement',
-  'keyCertSign',
-  'cRLSign',
-] as const;
 export type ProfileKeyUsage = (typeof KEY_USAGE_NAMES)[number];
 
 const EKU_NAMES = [
@@ -50,20 +43,25 @@ const nonEmpty = z
   .trim()
   .min(1, { message: 'must not be empty' })
   .regex(/^[^\p{Cc}]*$/u, { message: 'must not contain control characters' });
+
 const filePath = z
   .string()
   .min(1, { message: 'must not be empty' })
   .refine((v) => !v.includes('\0'), {
     message: 'must not contain NUL',
   });
+
 const label = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
   message: 'must be 1-64 of A-Z a-z 0-9 . _ - starting alphanumeric',
 });
+
 const partitionName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, { message: 'must be a lowercase slug' });
+
 const userName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,31}$/, { message: 'must be a partition user name' });
 // Certificates carry URIs as IA5String (RFC 5280 §4.2.1.6): ASCII only, IDNs in their A-label form.
+
 const httpUrl = z
   .url({ protocol: /^https?$/, message: 'must be an absolute http or https URL' })
   .regex(/^[\x21-\x7e]+$/, { message: 'must be ASCII (write international names as A-labels)' });
@@ -83,17 +81,21 @@ const oid = z
   .regex(/^[0-2](\.(0|[1-9]\d*))+$/, { message: 'must be a dotted OID such as 2.23.140.1.2.1' });
 
 // RFC 5280 §4.2.1.10 name constraint forms.
+
 const dnsConstraint = z
   .string()
   .regex(/^\.?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/, {
     message: 'must be a lowercase DNS name (A-labels), optionally with a leading dot',
   });
+
 const ipConstraint = z.string().refine(isCidr, {
   message: 'must be an address range in CIDR form without host bits, e.g. 192.0.2.0/24',
 });
+
 const emailConstraint = z.string().regex(/^([^@\s]+@)?\.?[a-z0-9.-]+$/, {
   message: 'must be a mailbox, a host or a .domain',
 });
+
 const uriConstraint = z
   .string()
   .regex(/^\.?[a-z0-9.-]+$/, { message: 'must be a host or a .domain (RFC 5280 §4.2.1.10)' });
@@ -104,6 +106,8 @@ const nameSet = z.strictObject({
   email: z.array(emailConstraint).default([]),
   uri: z.array(uriConstraint).default([]),
 });
+
+export type NameSet = z.infer<typeof nameSet>;
 
 const subjectSchema = z.strictObject({
   'common-name': nonEmpty.max(64),
@@ -116,6 +120,7 @@ const subjectSchema = z.strictObject({
   state: nonEmpty.max(128).optional(),
   locality: nonEmpty.max(128).optional(),
 });
+
 export type SubjectConfig = z.infer<typeof subjectSchema>;
 
 const keySchema = z.strictObject({
@@ -124,6 +129,7 @@ const keySchema = z.strictObject({
   'ecdsa-curve': z.enum(['P-256', 'P-384']).optional(),
   'rsa-mod-length': z.literal([2048, 3072, 4096]).optional(),
 });
+
 export type KeyConfig = z.infer<typeof keySchema>;
 
 const profileFields = {
@@ -149,9 +155,12 @@ const profileFields = {
 };
 
 const profileSchema = z.strictObject({ subject: subjectSchema, ...profileFields });
+
 /** A cross-certificate copies its subject from the other CA's certificate. */
 const crossProfileSchema = z.strictObject(profileFields);
+
 export type CertificateProfile = z.infer<typeof profileSchema>;
+
 export type CrossProfile = z.infer<typeof crossProfileSchema>;
 
 const custodianSchema = z.strictObject({ name: nonEmpty, 'share-path': filePath });
@@ -166,7 +175,9 @@ const partitionFields = {
   /** The crypto user, who signs. */
   user: userName.default('ca'),
 };
+
 const partitionSchema = z.strictObject({ ...partitionFields, name: partitionName });
+
 const offlinePartitionSchema = z.strictObject({
   ...partitionFields,
   name: partitionName.default('root'),
@@ -191,11 +202,14 @@ const offlinePartitionSchema = z.strictObject({
     })
     .optional(),
 });
+
 const existingOfflinePartitionSchema = z.strictObject({
   ...partitionFields,
   name: partitionName.default('root'),
 });
+
 export type PartitionConfig = z.infer<typeof partitionSchema>;
+
 export type OfflinePartitionConfig = z.infer<typeof offlinePartitionSchema>;
 
 const participantsSchema = z.array(z.strictObject({ name: nonEmpty, role: nonEmpty })).min(1);
@@ -213,6 +227,7 @@ const subjectKeySchema = z.strictObject({
   'public-key-path': filePath.optional(),
   'csr-path': filePath.optional(),
 });
+
 const hierarchySubjectKeySchema = z.strictObject({ ...subjectKeySchema.shape, key: keySchema.optional() });
 
 const crlProfileSchema = z.strictObject({
@@ -247,6 +262,7 @@ const crlProfileSchema = z.strictObject({
     )
     .default([]),
 });
+
 export type CrlProfile = z.infer<typeof crlProfileSchema>;
 
 const common = {
@@ -327,11 +343,17 @@ const hierarchySchema = z.strictObject({
 });
 
 export type RootCeremony = z.infer<typeof rootSchema>;
+
 export type KeyCeremony = z.infer<typeof keyCeremonySchema>;
+
 export type IntermediateCeremony = z.infer<typeof intermediateSchema>;
+
 export type CrossCeremony = z.infer<typeof crossSchema>;
+
 export type CrlCeremony = z.infer<typeof crlSchema>;
+
 export type HierarchyCeremony = z.infer<typeof hierarchySchema>;
+
 export type CeremonyConfig =
   | RootCeremony
   | KeyCeremony
@@ -483,493 +505,4 @@ function isCidr(value: string): boolean {
   } catch {
     return false;
   }
-}
-
-function keyProblems(key: KeyConfig, at: string): ConfigProblem[] {
-  const problems: ConfigProblem[] = [];
-  if (key.type === 'rsa' && key['rsa-mod-length'] === undefined) {
-    problems.push({
-      path: `${at}.rsa-mod-length`,
-      code: 'ceremony.config.required',
-      message: 'is required with key type rsa',
-    });
-  }
-  if (key.type !== 'rsa' && key['rsa-mod-length'] !== undefined) {
-    problems.push({
-      path: `${at}.rsa-mod-length`,
-      code: 'ceremony.config.rsa_size_without_rsa',
-      message: `is only allowed with key type rsa, not ${key.type}`,
-    });
-  }
-  if (key.type === 'ecdsa' && key['ecdsa-curve'] === undefined) {
-    problems.push({
-      path: `${at}.ecdsa-curve`,
-      code: 'ceremony.config.required',
-      message: 'is required with key type ecdsa',
-    });
-  }
-  if (key.type !== 'ecdsa' && key['ecdsa-curve'] !== undefined) {
-    problems.push({
-      path: `${at}.ecdsa-curve`,
-      code: 'ceremony.config.curve_without_ecdsa',
-      message: `is only allowed with key type ecdsa, not ${key.type}`,
-    });
-  }
-  return problems;
-}
-
-/**
- * Checks of a CA certificate profile that need no other file. `signerAlgorithm` is the key
- * algorithm that will sign the certificate when the configuration alone says it.
- */
-export function profileProblems(profile: CertificateProfile | CrossProfile, at: string): ConfigProblem[] {
-  const problems: ConfigProblem[] = [];
-  if (Date.parse(profile['not-after']) <= Date.parse(profile['not-before'])) {
-    problems.push({
-      path: `${at}.not-after`,
-      code: 'ceremony.config.validity_empty',
-      message: 'must be after not-before',
-    });
-  }
-  // RFC 5280 §4.2.1.3 / §4.2.1.9: a CA certificate asserts keyCertSign.
-  if (!profile['key-usages'].includes('keyCertSign')) {
-    problems.push({
-      path: `${at}.key-usages`,
-      code: 'ceremony.config.ca_without_key_cert_sign',
-      message: 'must include keyCertSign for a CA certificate (RFC 5280 §4.2.1.3)',
-    });
-  }
-  const seen = new Set<string>();
-  for (const usage of profile['key-usages']) {
-    if (seen.has(usage)) {
-      problems.push({
-        path: `${at}.key-usages`,
-        code: 'ceremony.config.duplicate',
-        message: `lists ${usage} twice`,
-      });
-    }
-    seen.add(usage);
-  }
-  const nc = profile['name-constraints'];
-  if (nc && !hasNames(nc.permitted) && !hasNames(nc.excluded)) {
-    // RFC 5280 §4.2.1.10: at least one of permittedSubtrees or excludedSubtrees MUST be present.
-    problems.push({
-      path: `${at}.name-constraints`,
-      code: 'ceremony.config.name_constraints_empty',
-      message: 'must list at least one permitted or excluded name (RFC 5280 §4.2.1.10)',
-    });
-  }
-  return problems;
-}
-
-function hasNames(set: z.infer<typeof nameSet> | undefined): boolean {
-  return !!set && set.dns.length + set.ip.length + set.email.length + set.uri.length > 0;
-}
-
-/** A `crl` ceremony's CRL follows an earlier one; a hierarchy's is its new root's first. */
-function crlProblems(profile: CrlProfile, at: string, { first = false } = {}): ConfigProblem[] {
-  const problems: ConfigProblem[] = [];
-  if (first && profile['previous-crl-path'] !== undefined) {
-    problems.push({
-      path: `${at}.previous-crl-path`,
-      code: 'ceremony.config.invalid_value',
-      message:
-        'is not allowed in a hierarchy: its root is new, so its first CRL follows none (number defaults to 1)',
-    });
-  }
-  if (!first && profile.number === undefined && profile['previous-crl-path'] === undefined) {
-    problems.push({
-      path: `${at}.number`,
-      code: 'ceremony.config.required',
-      message:
-        'is required without previous-crl-path: give the CRL published before (its number + 1 is used) or the number itself',
-    });
-  }
-  if (Date.parse(profile['next-update']) <= Date.parse(profile['this-update'])) {
-    problems.push({
-      path: `${at}.next-update`,
-      code: 'ceremony.config.validity_empty',
-      message: 'must be after this-update',
-    });
-  }
-  // RFC 5280 §5.2.3: CRL numbers are at most 20 octets.
-  if (profile.number !== undefined && BigInt(profile.number) >= 2n ** 159n) {
-    problems.push({
-      path: `${at}.number`,
-      code: 'ceremony.config.invalid_value',
-      message: 'must fit in 20 octets',
-    });
-  }
-  profile['revoked-certificates'].forEach((entry, i) => {
-    const here = `${at}.revoked-certificates.${i}`;
-    if ((entry['certificate-path'] === undefined) === (entry.serial === undefined)) {
-      problems.push({
-        path: here,
-        code: 'ceremony.config.exactly_one',
-        message: 'must give exactly one of certificate-path and serial',
-      });
-    }
-    if (Date.parse(entry['revocation-date']) > Date.parse(profile['this-update'])) {
-      problems.push({
-        path: `${here}.revocation-date`,
-        code: 'ceremony.config.revoked_after_this_update',
-        message: 'must not be after this-update',
-      });
-    }
-  });
-  return problems;
-}
-
-function partitionProblems(p: PartitionConfig & { create?: unknown }, at: string): ConfigProblem[] {
-  if ((p.dir === undefined) === (p.socket === undefined)) {
-    return [
-      { path: at, code: 'ceremony.config.exactly_one', message: 'must give exactly one of dir and socket' },
-    ];
-  }
-  if (p.create !== undefined && p.dir === undefined) {
-    return [
-      {
-        path: `${at}.create`,
-        code: 'ceremony.config.create_needs_dir',
-        message: 'needs dir: a served partition already exists',
-      },
-    ];
-  }
-  return [];
-}
-
-function custodianProblems(p: OfflinePartitionConfig, at: string): ConfigProblem[] {
-  if (!p.create) return [];
-  const problems: ConfigProblem[] = [];
-  const { threshold, custodians } = p.create;
-  if (threshold > custodians.length) {
-    problems.push({
-      path: `${at}.create.threshold`,
-      code: 'ceremony.config.threshold_above_shares',
-      message: `must not exceed the number of custodians (${custodians.length})`,
-    });
-  }
-  const names = new Set<string>();
-  custodians.forEach((c, i) => {
-    if (names.has(c.name)) {
-      problems.push({
-        path: `${at}.create.custodians.${i}.name`,
-        code: 'ceremony.config.duplicate',
-        message: `${c.name} is listed twice`,
-      });
-    }
-    names.add(c.name);
-  });
-  return problems;
-}
-
-function subjectKeyProblems(
-  k: { 'public-key-path'?: string; 'csr-path'?: string; key?: KeyConfig },
-  at: string,
-): ConfigProblem[] {
-  const given = [k['public-key-path'], k['csr-path'], k.key].filter((v) => v !== undefined).length;
-  if (given !== 1) {
-    const options =
-      'key' in k || at.startsWith('intermediates')
-        ? 'public-key-path, csr-path and key'
-        : 'public-key-path and csr-path';
-    return [
-      { path: at, code: 'ceremony.config.exactly_one', message: `must give exactly one of ${options}` },
-    ];
-  }
-  return k.key ? keyProblems(k.key, `${at}.key`) : [];
-}
-
-/**
- * Problems with the transcript's signer that the configuration alone shows. The signer must be
- * allowed to sign (RFC 5280 §4.2.1.3 digitalSignature): by default the root (or issuer) key,
- * whose profile must then carry digitalSignature; otherwise `transcript.signing-key` names another
- * key: one this ceremony creates, or one already in the signing partition (checked when run).
- */
-function transcriptSignerProblems(config: CeremonyConfig): ConfigProblem[] {
-  const named = config.transcript['signing-key'];
-  const at = 'transcript.signing-key';
-  const type = config['ceremony-type'];
-  if (type !== 'root' && type !== 'hierarchy') return [];
-  const root = type === 'root' ? config : config.root;
-  const rootSigns = root['certificate-profile']['key-usages'].includes('digitalSignature');
-  if (named === undefined) {
-    return rootSigns
-      ? []
-      : [
-          {
-            path: at,
-            code: 'ceremony.config.transcript_signer_missing',
-            message:
-              'is required when the root profile omits digitalSignature: the root key may not sign the transcript (RFC 5280 §4.2.1.3); name another key',
-          },
-        ];
-  }
-  if (named === root.key.label && !rootSigns) {
-    return [
-      {
-        path: at,
-        code: 'ceremony.config.transcript_signer_not_allowed',
-        message: 'names the root key, whose profile omits digitalSignature (RFC 5280 §4.2.1.3)',
-      },
-    ];
-  }
-  if (type === 'hierarchy') {
-    const owner = config.intermediates.find((i) => i['subject-key'].key?.label === named);
-    if (owner && !owner['certificate-profile']['key-usages'].includes('digitalSignature')) {
-      return [
-        {
-          path: at,
-          code: 'ceremony.config.transcript_signer_not_allowed',
-          message: `names ${named}, whose profile omits digitalSignature (RFC 5280 §4.2.1.3)`,
-        },
-      ];
-    }
-    if (owner) return [];
-  }
-  if (named !== root.key.label && config['offline-partition'].create) {
-    return [
-      {
-        path: at,
-        code: 'ceremony.config.transcript_signer_unknown',
-        message: 'names no key of this ceremony, and the offline partition is created empty',
-      },
-    ];
-  }
-  return [];
-}
-
-/** Outputs of a ceremony by their config path, in the order they are written. */
-export function outputPaths(config: CeremonyConfig): { at: string; path: string }[] {
-  const list: { at: string; path: string }[] = [];
-  const add = (at: string, path: string | undefined) => {
-    if (path !== undefined) list.push({ at, path });
-  };
-  switch (config['ceremony-type']) {
-    case 'root':
-      add(
-        'offline-partition.dir',
-        config['offline-partition'].create ? config['offline-partition'].dir : undefined,
-      );
-      for (const [i, c] of (config['offline-partition'].create?.custodians ?? []).entries()) {
-        add(`offline-partition.create.custodians.${i}.share-path`, c['share-path']);
-      }
-      add('outputs.public-key-path', config.outputs['public-key-path']);
-      add('outputs.certificate-path', config.outputs['certificate-path']);
-      break;
-    case 'key':
-      add('outputs.public-key-path', config.outputs['public-key-path']);
-      break;
-    case 'intermediate':
-    case 'cross-certificate':
-      add('outputs.certificate-path', config.outputs['certificate-path']);
-      break;
-    case 'crl':
-      add('outputs.crl-path', config.outputs['crl-path']);
-      break;
-    case 'hierarchy':
-      add(
-        'offline-partition.dir',
-        config['offline-partition'].create ? config['offline-partition'].dir : undefined,
-      );
-      for (const [i, c] of (config['offline-partition'].create?.custodians ?? []).entries()) {
-        add(`offline-partition.create.custodians.${i}.share-path`, c['share-path']);
-      }
-      add('root.outputs.public-key-path', config.root.outputs['public-key-path']);
-      add('root.outputs.certificate-path', config.root.outputs['certificate-path']);
-      config.intermediates.forEach((i, n) => {
-        add(`intermediates.${n}.outputs.public-key-path`, i.outputs['public-key-path']);
-        add(`intermediates.${n}.outputs.certificate-path`, i.outputs['certificate-path']);
-      });
-      add('crl.outputs.crl-path', config.crl.outputs['crl-path']);
-      break;
-  }
-  const t = config.transcript.path;
-  add('transcript.path', t);
-  add('transcript.path', transcriptMarkdownPath(t));
-  add('transcript.path', transcriptSignaturePath(t));
-  add('transcript.path', transcriptCmsPath(t));
-  return list;
-}
-
-export const transcriptMarkdownPath = (jsonPath: string) => jsonPath.replace(/\.json$/, '.md');
-export const transcriptSignaturePath = (jsonPath: string) => `${jsonPath}.sig`;
-/** The detached CMS SignedData (RFC 5652), written when the signing key has a certificate. */
-export const transcriptCmsPath = (jsonPath: string) => `${jsonPath}.p7s`;
-
-function crossFieldProblems(config: CeremonyConfig): ConfigProblem[] {
-  const problems: ConfigProblem[] = [];
-  switch (config['ceremony-type']) {
-    case 'root': {
-      const p = config['offline-partition'];
-      problems.push(
-        ...partitionProblems(p, 'offline-partition'),
-        ...custodianProblems(p, 'offline-partition'),
-      );
-      problems.push(...keyProblems(config.key, 'key'));
-      problems.push(...profileProblems(config['certificate-profile'], 'certificate-profile'));
-      break;
-    }
-    case 'key':
-      problems.push(...partitionProblems(config.partition, 'partition'), ...keyProblems(config.key, 'key'));
-      break;
-    case 'intermediate':
-      problems.push(...partitionProblems(config['offline-partition'], 'offline-partition'));
-      problems.push(...subjectKeyProblems(config['subject-key'], 'subject-key'));
-      problems.push(...profileProblems(config['certificate-profile'], 'certificate-profile'));
-      break;
-    case 'cross-certificate':
-      problems.push(...partitionProblems(config['offline-partition'], 'offline-partition'));
-      problems.push(...profileProblems(config['certificate-profile'], 'certificate-profile'));
-      break;
-    case 'crl':
-      problems.push(...partitionProblems(config['offline-partition'], 'offline-partition'));
-      problems.push(...crlProblems(config['crl-profile'], 'crl-profile'));
-      break;
-    case 'hierarchy': {
-      const p = config['offline-partition'];
-      problems.push(
-        ...partitionProblems(p, 'offline-partition'),
-        ...custodianProblems(p, 'offline-partition'),
-      );
-      if (config['online-partition'])
-        problems.push(...partitionProblems(config['online-partition'], 'online-partition'));
-      problems.push(...keyProblems(config.root.key, 'root.key'));
-      const rootProfile = config.root['certificate-profile'];
-      problems.push(...profileProblems(rootProfile, 'root.certificate-profile'));
-      const labels = new Map<string, string>([[config.root.key.label, 'root.key.label']]);
-      config.intermediates.forEach((inter, i) => {
-        const at = `intermediates.${i}`;
-        problems.push(...subjectKeyProblems(inter['subject-key'], `${at}.subject-key`));
-        const profile = inter['certificate-profile'];
-        problems.push(...profileProblems(profile, `${at}.certificate-profile`));
-        problems.push(
-          ...validityInsideProblems(profile, `${at}.certificate-profile`, rootProfile, 'the root'),
-        );
-        problems.push(
-          ...pathLengthProblems(profile, `${at}.certificate-profile`, rootProfile['path-length']),
-        );
-        const key = inter['subject-key'].key;
-        if (key) {
-          if (!config['online-partition']) {
-            problems.push({
-              path: `${at}.subject-key.key`,
-              code: 'ceremony.config.online_partition_missing',
-              message: 'needs online-partition: the partition the key is created in',
-            });
-          }
-          const first = labels.get(key.label);
-          if (first) {
-            problems.push({
-              path: `${at}.subject-key.key.label`,
-              code: 'ceremony.config.duplicate',
-              message: `repeats the label at ${first}`,
-            });
-          }
-          labels.set(key.label, `${at}.subject-key.key.label`);
-        } else if (inter.outputs['public-key-path'] !== undefined) {
-          problems.push({
-            path: `${at}.outputs.public-key-path`,
-            code: 'ceremony.config.public_key_output_without_key',
-            message: 'is only written for a key this ceremony creates (subject-key.key)',
-          });
-        }
-      });
-      const crl = config.crl['crl-profile'];
-      problems.push(...crlProblems(crl, 'crl.crl-profile', { first: true }));
-      if (!rootProfile['key-usages'].includes('cRLSign')) {
-        problems.push({
-          path: 'root.certificate-profile.key-usages',
-          code: 'ceremony.config.crl_without_crl_sign',
-          message: 'must include cRLSign: this ceremony signs a CRL with the root key (RFC 5280 §4.2.1.3)',
-        });
-      }
-      if (Date.parse(crl['this-update']) < Date.parse(rootProfile['not-before'])) {
-        problems.push({
-          path: 'crl.crl-profile.this-update',
-          code: 'ceremony.config.crl_before_issuer',
-          message: "must not be before the root's not-before",
-        });
-      }
-      crl['revoked-certificates'].forEach((entry, i) => {
-        if (entry['certificate-path'] !== undefined) {
-          problems.push({
-            path: `crl.crl-profile.revoked-certificates.${i}.certificate-path`,
-            code: 'ceremony.config.invalid_value',
-            message: "is not allowed in a hierarchy's first CRL: revoke by serial",
-          });
-        }
-      });
-      break;
-    }
-  }
-  problems.push(...transcriptSignerProblems(config));
-  // Two outputs at one path would make the second write fail halfway through the ceremony.
-  const seen = new Map<string, string>();
-  for (const { at, path } of outputPaths(config)) {
-    const first = seen.get(path);
-    if (first !== undefined && first !== at) {
-      problems.push({
-        path: at,
-        code: 'ceremony.config.duplicate_output',
-        message: `is the same file as ${first}`,
-      });
-    }
-    seen.set(path, at);
-  }
-  return problems;
-}
-
-/** RFC 5280 §6.1.3(a)(2): a certificate is valid only while its issuer is; require it by construction. */
-export function validityInsideProblems(
-  profile: { 'not-before': string; 'not-after': string },
-  at: string,
-  issuer: { 'not-before': string; 'not-after': string },
-  issuerName: string,
-): ConfigProblem[] {
-  const problems: ConfigProblem[] = [];
-  if (Date.parse(profile['not-before']) < Date.parse(issuer['not-before'])) {
-    problems.push({
-      path: `${at}.not-before`,
-      code: 'ceremony.config.validity_outside_issuer',
-      message: `must not be before ${issuerName}'s not-before (${issuer['not-before']})`,
-    });
-  }
-  if (Date.parse(profile['not-after']) > Date.parse(issuer['not-after'])) {
-    problems.push({
-      path: `${at}.not-after`,
-      code: 'ceremony.config.validity_outside_issuer',
-      message: `must not be after ${issuerName}'s not-after (${issuer['not-after']})`,
-    });
-  }
-  return problems;
-}
-
-/** RFC 5280 §4.2.1.9: pathLenConstraint bounds the CA certificates that may follow. */
-export function pathLengthProblems(
-  profile: { 'path-length'?: number | undefined },
-  at: string,
-  issuerPathLength: number | undefined,
-): ConfigProblem[] {
-  if (issuerPathLength === undefined) return [];
-  if (issuerPathLength === 0) {
-    return [
-      {
-        path: at,
-        code: 'ceremony.config.path_length_exceeded',
-        message: "cannot be a CA certificate: the issuer's path-length is 0 (RFC 5280 §4.2.1.9)",
-      },
-    ];
-  }
-  const own = profile['path-length'];
-  if (own !== undefined && own > issuerPathLength - 1) {
-    return [
-      {
-        path: `${at}.path-length`,
-        code: 'ceremony.config.path_length_exceeded',
-        message: `must be at most ${issuerPathLength - 1}, one less than the issuer's path-length (RFC 5280 §4.2.1.9)`,
-      },
-    ];
-  }
-  return [];
 }

@@ -6,7 +6,8 @@ import {
   KeyUsage,
   TBSCertList,
 } from '@peculiar/asn1-x509';
-import { type IssuanceToken, lintCertificate } from '../lint/token.ts';
+import { type IssuanceToken, lintCertificate } from '../issuance/token.ts';
+import { lintCrl as lintCrlRules } from '../lint/crl.ts';
 import { encoding, equalBytes, readDer } from '../x509/der.ts';
 import type { IssuerContext } from '../x509/issuer.ts';
 import { readCertificateFields } from '../x509/issuer.ts';
@@ -18,8 +19,8 @@ import type { RevocationEntry } from './validate.ts';
  * Lint before sign. A CA certificate passes the online CA's linter (src/lint, with its root and
  * intermediate profiles; only a pass yields the issuance token that signing needs) and the
  * ceremony's own conformance rules: the TBS says exactly what the reviewed profile says
- * (validity to the second, key usage, path length, name constraints, policies, URLs). A CRL has
- * no linter online, so it gets the ceremony's CRL rules (RFC 5280 §5).
+ * (validity to the second, key usage, path length, name constraints, policies, URLs). A CRL
+ * gets src/lint's CRL rules (the online CRL writer's) and the ceremony's conformance to its profile.
  */
 
 export interface CeremonyFinding {
@@ -31,7 +32,7 @@ export interface CeremonyFinding {
 export interface LintOutcome {
   passed: boolean;
   findings: CeremonyFinding[];
-  /** From src/lint's lintCertificate when everything passed; signing needs it. */
+  /** From src/issuance's lintCertificate when everything passed; signing needs it. */
   token?: IssuanceToken;
 }
 
@@ -258,7 +259,12 @@ export const defaultCaLinter: CaLinter = {
     return { passed, findings, ...(passed && result.ok ? { token: result.token } : {}) };
   },
   lintCrl(tbs, options) {
-    const findings = crlConformance(tbs, options);
+    const findings: CeremonyFinding[] = lintCrlRules(tbs, { issuer: options.issuer }).map((f) => ({
+      code: `lint.${f.rule}`,
+      severity: f.severity,
+      message: `${f.message} (${f.citation})`,
+    }));
+    findings.push(...crlConformance(tbs, options));
     return { passed: findings.every((f) => f.severity !== 'error'), findings };
   },
 };

@@ -1,5 +1,5 @@
+import { canonicalJson } from '../lib/canonical-json.ts';
 import type { Clock } from '../lib/clock.ts';
-import { canonicalJson } from './canonical-json.ts';
 import type { NetworkObservation } from './network.ts';
 import type { WrittenOutput } from './outputs.ts';
 
@@ -159,6 +159,7 @@ export function transcriptBytes(transcript: Transcript): Buffer {
 }
 
 /** The readable rendering. Not signed: it is regenerated from, and checked against, the JSON. */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: one Markdown document written top to bottom, a section at a time
 export function renderTranscriptMarkdown(
   t: Transcript,
   { jsonFile, signatureFile, cmsFile }: { jsonFile: string; signatureFile: string; cmsFile?: string },

@@ -9,11 +9,10 @@ import {
   type CertificateProfile,
   type CrlProfile,
   type CrossProfile,
-  outputPaths,
   parseCeremonyConfig,
-  pathLengthProblems,
-  validityInsideProblems,
 } from './config.ts';
+import { pathLengthProblems, validityInsideProblems } from './config-checks.ts';
+import { outputPaths } from './config-paths.ts';
 import { type ConfigProblem, configInvalid } from './errors.ts';
 import {
   hasKeyUsage,
@@ -70,6 +69,7 @@ export interface ValidatedCeremony {
   inputs: CeremonyInputs;
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the validation steps in the order the ceremony will meet them, each announced
 export async function validateCeremony({
   text,
   file,

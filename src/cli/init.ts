@@ -17,11 +17,11 @@ import { Pkcs11Token } from '../hsm/pkcs11/token.ts';
 import { startPartitionProcess } from '../hsm/process.ts';
 import type { KeyAlgorithm } from '../hsm/types.ts';
 import { createPartitionCrypto, getCryptoKey } from '../hsm/webcrypto.ts';
+import { createIntermediateCertificate, createRootCertificate } from '../issuance/ca-certificates.ts';
 import { type Clock, systemClock } from '../lib/clock.ts';
 import { buildCrl } from '../revocation/crl-builder.ts';
 import { createCrlImport } from '../revocation/crl-import.ts';
 import { partitionSigner } from '../revocation/partition-signer.ts';
-import { createIntermediateCertificate, createRootCertificate } from '../x509/ca-certificates.ts';
 import { createIssuerContext } from '../x509/issuer.ts';
 import { writeLinkCertificates } from './link-certs.ts';
 
@@ -84,6 +84,7 @@ async function writeSecret(file: string, content: string): Promise<void> {
   await chmod(file, 0o600);
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a straight line of init steps in the order they must happen (each writes what the next reads)
 export async function initDataDir(options: InitOptions): Promise<InitResult> {
   const { dataDir, publicUrl } = options;
   const clock = options.clock ?? systemClock;

@@ -33,6 +33,7 @@ export interface Serving {
 }
 
 /** Opens the runtime and serves the API on it; `stop()` closes the listener, then the runtime. */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a straight line of start-up steps in the order they must happen
 export async function serveDataDir(options: ServeOptions): Promise<Serving> {
   const level = (process.env.SIGNET_LOG_LEVEL ?? loadConfig(options.dataDir).log.level) as 'info';
   const logger = createLogger({ level });

@@ -71,6 +71,7 @@ export interface IdempotencyRepository {
 
 const MAX_KEY_LENGTH = 255;
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a repository factory: one short method per query over the same handle
 export function createIdempotencyRepository({
   db,
   instances,

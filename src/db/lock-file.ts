@@ -10,8 +10,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, unlinkSync } from 'node:fs';
-import { link, open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
+import {
+  createExclusive as createWithOpenExclusive,
+  holderAlive,
+  processStartTime,
+} from '../lib/lock-holder.ts';
 import { DatabaseLockedError } from './errors.ts';
 
 interface LockHolder {
@@ -112,22 +117,6 @@ async function createExclusive(path: string, content: string): Promise<boolean> 
   }
 }
 
-async function createWithOpenExclusive(path: string, content: string): Promise<boolean> {
-  let handle: Awaited<ReturnType<typeof open>>;
-  try {
-    handle = await open(path, 'wx', 0o600);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw error;
-  }
-  try {
-    await handle.writeFile(content);
-  } finally {
-    await handle.close();
-  }
-  return true;
-}
-
 type ReadLock = 'missing' | { raw: string; holder: LockHolder | undefined; mtimeMs: number };
 
 async function readLock(path: string): Promise<ReadLock> {
@@ -152,23 +141,6 @@ function parseHolder(raw: string): LockHolder | undefined {
   } catch {
     return undefined;
   }
-}
-
-/**
- * Whether the holder still runs. A lock from another host cannot be checked and counts as held.
- * A pid that exists but started at another time than recorded was reused: the holder is gone.
- */
-function isAlive(holder: LockHolder): boolean {
-  if (holder.hostname !== undefined && holder.hostname !== osHostname()) return true;
-  try {
-    process.kill(holder.pid, 0);
-  } catch (error) {
-    // EPERM: it exists but belongs to another user.
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  if (holder.startTime === undefined) return true;
-  const startTime = processStartTime(holder.pid);
-  return startTime === undefined || startTime === holder.startTime;
 }
 
 /**
@@ -201,18 +173,10 @@ function describeSelf(): LockHolder {
   return { pid: process.pid, startTime: processStartTime(process.pid), hostname: osHostname() };
 }
 
-/** Field 22 of /proc/PID/stat (Linux); undefined elsewhere. */
-function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) is in parentheses and may itself contain spaces or ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[19];
-  } catch {
-    return undefined;
-  }
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** The holder as src/lib/lock-holder.ts reads it (this file's lock records its hostname and start time). */
+const isAlive = (holder: LockHolder): boolean =>
+  holderAlive({ pid: holder.pid, host: holder.hostname, start: holder.startTime });

@@ -59,10 +59,8 @@ export type KeyUsage = (typeof KEY_USAGES)[number];
 export const ROLES = ['officer', 'user'] as const;
 export type Role = (typeof ROLES)[number];
 
-/** Injected time source (the project's `Clock`, redeclared here because src/hsm imports nothing else of src). */
-export interface Clock {
-  now(): Date;
-}
+/** Injected time source: the project's one `Clock` (src/lib, which src/hsm may import). */
+export type { Clock } from '../lib/clock.ts';
 
 /** How a caller names a key: by URI, by label or by id. Exactly one must be given. */
 export interface KeyRef {

@@ -19,3 +19,8 @@ export function fixedClock(
     },
   };
 }
+
+/** Drops milliseconds: every time Signet signs is a whole second, and the stored copy must match. */
+export function wholeSeconds(date: Date): Date {
+  return new Date(Math.floor(date.getTime() / 1000) * 1000);
+}

@@ -26,3 +26,6 @@ export const REASON_CODES: Readonly<Record<RevocationReason, number>> = {
   privilegeWithdrawn: 9,
   aACompromise: 10,
 };
+
+export const isRevocationReason = (value: unknown): value is RevocationReason =>
+  typeof value === 'string' && (REVOCATION_REASONS as readonly string[]).includes(value);

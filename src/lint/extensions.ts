@@ -6,6 +6,7 @@
  * finding of the rule that asked.
  */
 
+import { KEY_USAGE_BIT_NAMES } from '../lib/key-usage.ts';
 import {
   bitStringBytes,
   content,
@@ -112,17 +113,7 @@ export function decodeBasicConstraints(value: Uint8Array): { ca: boolean; pathLe
   return pathLen === undefined ? { ca } : { ca, pathLen };
 }
 
-export const KEY_USAGE_NAMES = [
-  'digitalSignature',
-  'nonRepudiation',
-  'keyEncipherment',
-  'dataEncipherment',
-  'keyAgreement',
-  'keyCertSign',
-  'cRLSign',
-  'encipherOnly',
-  'decipherOnly',
-] as const;
+export const KEY_USAGE_NAMES = KEY_USAGE_BIT_NAMES;
 export type KeyUsageBit = (typeof KEY_USAGE_NAMES)[number];
 
 /** RFC 5280 §4.2.1.3 KeyUsage named bits that are set. */

@@ -1,6 +1,6 @@
 /**
  * The rule engine: parses a TBSCertificate once and runs every rule that applies to the profile.
- * It yields findings only; an issuance token comes from lintCertificate (token.ts).
+ * It yields findings only; an issuance token comes from lintCertificate in src/issuance/token.ts.
  */
 
 import type { IssuerContext } from '../x509/issuer.ts';

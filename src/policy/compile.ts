@@ -35,6 +35,7 @@ const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 const MAX_BACKDATE_SECONDS = 86_400;
 const MAX_DNS_LABELS = 127;
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a flat list of field compilations, one per policy key, in the order of the file
 export function compilePolicy(
   document: PolicyDocument,
   { name, file, lines }: { name: string; file: string; lines: Record<string, number> },

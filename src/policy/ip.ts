@@ -5,6 +5,7 @@
  * decimal for IPv4 and RFC 5952 for IPv6.
  */
 
+import { formatIpBytes } from '../lib/ip-text.ts';
 import { printable } from './text.ts';
 
 export interface IpAddress {
@@ -123,29 +124,7 @@ export function comparable(address: IpAddress): IpAddress {
 
 /** Dotted decimal for IPv4; RFC 5952 §4 for IPv6, with §5's mixed notation for IPv4-mapped. */
 export function formatIp(address: IpAddress): string {
-  const b = address.bytes;
-  if (address.version === 4) return Array.from(b).join('.');
-  if (isIpv4Mapped(address)) return `::ffff:${Array.from(b.slice(12)).join('.')}`;
-  const groups = Array.from({ length: 8 }, (_, i) => (b[2 * i]! << 8) | b[2 * i + 1]!);
-  // §4.2.3: compress the longest run of two or more zero groups, the first one on a tie.
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+  return formatIpBytes(address.bytes);
 }
 
 export function parseCidr(text: string): CidrResult {

@@ -63,6 +63,7 @@ export function parsePolicy(input: { text: string; file: string; name: string })
   }
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a flat list of field checks, one per policy key, in the order of the file
 function parsePolicyText({ text, file, name }: { text: string; file: string; name: string }): PolicyResult {
   const errors: PolicyError[] = [];
   if (!POLICY_NAME.test(name)) {

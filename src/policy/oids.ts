@@ -1,26 +1,22 @@
-/** Object identifiers the policy engine reasons about. */
+/**
+ * What the policy engine reasons about in object identifiers. The OIDs themselves are the one
+ * table in src/x509/oids.ts; this adds the policy's views of it.
+ */
 
-import type { ExtendedKeyUsageName } from '../x509/types.ts';
+import { EKU_OIDS, ekuOid, OID } from '../x509/oids.ts';
 
-/** RFC 5280 §4.2.1.12 key purposes by the names the template uses. */
-export const EKU_OIDS: Record<ExtendedKeyUsageName, string> = {
-  serverAuth: '1.3.6.1.5.5.7.3.1',
-  clientAuth: '1.3.6.1.5.5.7.3.2',
-  codeSigning: '1.3.6.1.5.5.7.3.3',
-  emailProtection: '1.3.6.1.5.5.7.3.4',
-  timeStamping: '1.3.6.1.5.5.7.3.8',
-  ocspSigning: '1.3.6.1.5.5.7.3.9',
-};
+export { EKU_OIDS, ekuOid };
 
-export const ANY_EXTENDED_KEY_USAGE = '2.5.29.37.0';
+export const ANY_EXTENDED_KEY_USAGE = OID.anyExtendedKeyUsage;
 
+/** The extensions a request may ask for that the policy decides on. */
 export const EXTENSION_OIDS = {
-  subjectKeyIdentifier: '2.5.29.14',
-  keyUsage: '2.5.29.15',
-  subjectAltName: '2.5.29.17',
-  basicConstraints: '2.5.29.19',
-  extendedKeyUsage: '2.5.29.37',
-  tlsFeature: '1.3.6.1.5.5.7.1.24',
+  subjectKeyIdentifier: OID.subjectKeyIdentifier,
+  keyUsage: OID.keyUsage,
+  subjectAltName: OID.subjectAltName,
+  basicConstraints: OID.basicConstraints,
+  extendedKeyUsage: OID.extKeyUsage,
+  tlsFeature: OID.tlsFeature,
 } as const;
 
 /**
@@ -61,8 +57,4 @@ export function isOid(text: string): boolean {
 export function ekuName(oid: string): string {
   for (const [name, value] of Object.entries(EKU_OIDS)) if (value === oid) return name;
   return oid;
-}
-
-export function ekuOid(nameOrOid: string): string {
-  return (EKU_OIDS as Record<string, string>)[nameOrOid] ?? nameOrOid;
 }

@@ -6,7 +6,8 @@
 
 import { z } from 'zod';
 import { parseDuration } from '../lib/duration.ts';
-import type { KeyUsageName, SubjectAttributeType } from '../x509/types.ts';
+import { KEY_USAGE_NAMES } from '../lib/key-usage.ts';
+import type { SubjectAttributeType } from '../x509/types.ts';
 
 export const SUBJECT_ATTRIBUTE_TYPES = [
   'CN',
@@ -22,15 +23,7 @@ export const SUBJECT_ATTRIBUTE_TYPES = [
   'postalCode',
 ] as const satisfies readonly SubjectAttributeType[];
 
-export const KEY_USAGE_NAMES = [
-  'digitalSignature',
-  'nonRepudiation',
-  'keyEncipherment',
-  'dataEncipherment',
-  'keyAgreement',
-  'keyCertSign',
-  'cRLSign',
-] as const satisfies readonly KeyUsageName[];
+export { KEY_USAGE_NAMES };
 
 const duration = z.string().superRefine((value, ctx) => {
   const parsed = parseDuration(value);

@@ -19,8 +19,9 @@
  * year 2262, far under the 20-octet limit.
  */
 
-/** The largest positive INTEGER in 20 octets. */
-export const CRL_NUMBER_MAX = (1n << 159n) - 1n;
+import { CRL_NUMBER_MAX } from '../x509/crl-encoder.ts';
+
+export { CRL_NUMBER_MAX };
 
 export function timeDerivedCrlNumber(at: Date): bigint {
   const ms = at.getTime();

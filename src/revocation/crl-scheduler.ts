@@ -1,4 +1,6 @@
+import { partitionUnavailable } from '../hsm/unavailable.ts';
 import type { Clock } from '../lib/clock.ts';
+import { wholeSeconds } from '../lib/clock.ts';
 import { type BuiltCrl, buildCrl } from './crl-builder.ts';
 import { timeDerivedCrlNumber } from './crl-number.ts';
 import {
@@ -13,7 +15,6 @@ import {
   realTimers,
   type Timers,
 } from './crl-ports.ts';
-import { wholeSeconds } from './der.ts';
 import { type IssuerFacts, readIssuerFacts } from './issuer.ts';
 
 /**
@@ -164,6 +165,7 @@ export function needsCrl(
   return !current || current.thisUpdate.getTime() <= issuer.lastCertificateExpiry.getTime();
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a factory: its closures share the per-issuer schedule state; each is short
 export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
   const {
     issuers,
@@ -353,7 +355,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
       await owed?.recordFailure(state.id, SHARD, error).catch((failure) => onError?.(failure, state.id));
       // A key that cannot sign (partition down or sealed) is watched, so that the CRL follows as
       // soon as it can sign again rather than after the retry delay (issue #17).
-      if (signerReady && !(await isSignerReady(state.id))) {
+      if (signerReady && (partitionUnavailable(error) || !(await isSignerReady(state.id)))) {
         state.awaitingSigner = true;
         next = now() + probeMs;
       }

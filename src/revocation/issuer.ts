@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate, id_ce_subjectKeyIdentifier, SubjectKeyIdentifier } from '@peculiar/asn1-x509';
-import { readChildren, readTlv, slice, TAG } from './der.ts';
+import { readChildrenOf, readTlvAt, TAG, tlvEncoding } from '../x509/der.ts';
+import type { IssuerIdentity } from '../x509/issuer.ts';
 
 /** The CertID hash algorithms an OCSP responder recognises (RFC 6960 §4.1.1; SHA-1 is what most clients send). */
 export const CERT_ID_HASHES = ['sha1', 'sha256', 'sha384', 'sha512'] as const;
@@ -15,19 +16,14 @@ export const CERT_ID_HASH_OIDS: Readonly<Record<CertIdHash, string>> = {
 };
 
 /** What CRLs and OCSP responses need from an issuer certificate, read once. */
-export interface IssuerFacts {
+export interface IssuerFacts extends IssuerIdentity {
   certificate: Uint8Array;
-  /** The subject Name exactly as encoded in the certificate: a CRL's issuer must match it byte for byte. */
-  subject: Uint8Array;
-  /** SubjectPublicKeyInfo, DER. */
-  spki: Uint8Array;
   /** The subjectPublicKey BIT STRING's value without the unused-bits octet. */
-  publicKey: Uint8Array;
+  subjectPublicKey: Uint8Array;
   /**
-   * The keyIdentifier for the AKI of a CRL (RFC 5280 §5.2.1): the issuer's subjectKeyIdentifier,
-   * else the SHA-1 of the public key (method 1 of §4.2.1.2).
+   * subjectKeyIdentifier (for the AKI of a CRL, RFC 5280 §5.2.1): the issuer's own, else the
+   * SHA-1 of the public key (method 1 of §4.2.1.2).
    */
-  keyIdentifier: Uint8Array;
   /** RFC 6960 §4.1.1 issuerNameHash and issuerKeyHash per hash algorithm. */
   nameHash: Readonly<Record<CertIdHash, Uint8Array>>;
   keyHash: Readonly<Record<CertIdHash, Uint8Array>>;
@@ -42,19 +38,19 @@ function hashAll(data: Uint8Array): Record<CertIdHash, Uint8Array> {
 
 /** The subject and SubjectPublicKeyInfo of a DER certificate, exactly as encoded in it. */
 function rawSubjectAndSpki(der: Uint8Array): { subject: Uint8Array; spki: Uint8Array } {
-  const outer = readTlv(der);
-  if (outer.tag !== TAG.sequence || outer.end !== der.byteLength) throw new Error('not a DER SEQUENCE');
-  const [tbs] = readChildren(der, outer);
-  if (!tbs || tbs.tag !== TAG.sequence) throw new Error('no tbsCertificate');
-  const fields = readChildren(der, tbs);
+  const outer = readTlvAt(der);
+  if (outer.tag !== TAG.SEQUENCE || outer.end !== der.byteLength) throw new Error('not a DER SEQUENCE');
+  const [tbs] = readChildrenOf(der, outer);
+  if (!tbs || tbs.tag !== TAG.SEQUENCE) throw new Error('no tbsCertificate');
+  const fields = readChildrenOf(der, tbs);
   // TBSCertificate: [0] version (optional), serialNumber, signature, issuer, validity, subject, spki.
   const base = fields[0]?.tag === 0xa0 ? 1 : 0;
   const subjectTlv = fields[base + 4];
   const spkiTlv = fields[base + 5];
-  if (!subjectTlv || !spkiTlv || subjectTlv.tag !== TAG.sequence || spkiTlv.tag !== TAG.sequence) {
+  if (!subjectTlv || !spkiTlv || subjectTlv.tag !== TAG.SEQUENCE || spkiTlv.tag !== TAG.SEQUENCE) {
     throw new Error('tbsCertificate lacks subject or subjectPublicKeyInfo');
   }
-  return { subject: slice(der, subjectTlv).slice(), spki: slice(der, spkiTlv).slice() };
+  return { subject: tlvEncoding(der, subjectTlv).slice(), spki: tlvEncoding(der, spkiTlv).slice() };
 }
 
 /** The SubjectPublicKeyInfo (DER) of a certificate. Throws a plain Error for anything else. */
@@ -79,19 +75,19 @@ export function readIssuerFacts(certificate: Uint8Array): IssuerFacts {
     throw new Error('issuer certificate is not a DER X.509 certificate', { cause: error });
   }
   const tbs = parsed.tbsCertificate;
-  const publicKey = new Uint8Array(tbs.subjectPublicKeyInfo.subjectPublicKey);
+  const subjectPublicKey = new Uint8Array(tbs.subjectPublicKeyInfo.subjectPublicKey);
   const skiExtension = tbs.extensions?.find((extension) => extension.extnID === id_ce_subjectKeyIdentifier);
   const keyIdentifier = skiExtension
     ? new Uint8Array(AsnConvert.parse(skiExtension.extnValue.buffer, SubjectKeyIdentifier).buffer)
-    : new Uint8Array(createHash('sha1').update(publicKey).digest());
+    : new Uint8Array(createHash('sha1').update(subjectPublicKey).digest());
   return {
     certificate: der,
     subject,
-    spki,
-    publicKey,
-    keyIdentifier,
+    publicKey: spki,
+    subjectPublicKey,
+    subjectKeyIdentifier: keyIdentifier,
     nameHash: hashAll(subject),
-    keyHash: hashAll(publicKey),
+    keyHash: hashAll(subjectPublicKey),
     notAfter: tbs.validity.notAfter.getTime(),
   };
 }

@@ -5,13 +5,14 @@ import { AppError } from '../lib/errors.ts';
  * certificateHold (6) and removeFromCRL (8) are refused: Signet's revocations are permanent.
  * Code 7 is unassigned in RFC 5280.
  */
-import { REASON_CODES, REVOCATION_REASONS, type RevocationReason } from '../lib/revocation-reasons.ts';
+import {
+  isRevocationReason,
+  REASON_CODES,
+  REVOCATION_REASONS,
+  type RevocationReason,
+} from '../lib/revocation-reasons.ts';
 
-export { REASON_CODES, REVOCATION_REASONS, type RevocationReason };
-
-const REASON_BY_CODE = new Map<number, RevocationReason>(
-  REVOCATION_REASONS.map((reason) => [REASON_CODES[reason], reason]),
-);
+export { isRevocationReason, REASON_CODES, REVOCATION_REASONS, type RevocationReason };
 
 const REFUSED: Readonly<Record<string, string>> = {
   certificateHold:
@@ -21,9 +22,6 @@ const REFUSED: Readonly<Record<string, string>> = {
     'removeFromCRL is not supported: it only lifts a certificateHold in a delta CRL (RFC 5280 §5.3.1), ' +
     'and Signet never places certificates on hold',
 };
-
-export const isRevocationReason = (value: unknown): value is RevocationReason =>
-  typeof value === 'string' && (REVOCATION_REASONS as readonly string[]).includes(value);
 
 /**
  * Parses a reason as a client wrote it. Throws AppError `revocation.reason_invalid` (400) with a
@@ -66,10 +64,3 @@ export function parseRevocationReason(value: unknown): RevocationReason {
 }
 
 export const reasonCode = (reason: RevocationReason): number => REASON_CODES[reason];
-
-/** For reading stored or received codes; throws a plain Error for codes Signet never writes. */
-export function reasonFromCode(code: number): RevocationReason {
-  const reason = REASON_BY_CODE.get(code);
-  if (reason === undefined) throw new Error(`CRLReason code ${code} is not a supported revocation reason`);
-  return reason;
-}

@@ -5,7 +5,7 @@ import { KEY_JWS_ALGORITHMS, verifyKeyJws } from '../lib/key-jws.ts';
 import { readCertificateSpki } from './issuer.ts';
 import { parseRevocationReason, type RevocationReason } from './reasons.ts';
 import type { RevokeResult, RevokeUseCase } from './revoke.usecase.ts';
-import { normalizeSerial } from './serial.ts';
+import { parseRevocationSerial } from './serial.ts';
 
 /**
  * Revocation by proof of possession of the certified key (issue #12; the same idea as ACME's
@@ -99,7 +99,7 @@ export async function verifyKeyRevocation(
   const { iat, jti } = verified;
   if (reason === undefined) throw refuse('payload_invalid', 'the payload must carry "reason"');
   const parsedReason = parseRevocationReason(reason);
-  const canonical = normalizeSerial(serial);
+  const canonical = parseRevocationSerial(serial);
 
   const now = clock.now().getTime();
   if (Math.abs(now - iat.getTime()) > IAT_WINDOW_MS) {

@@ -1,7 +1,7 @@
 import type { Clock } from '../lib/clock.ts';
 import { AppError } from '../lib/errors.ts';
 import { parseRevocationReason, type RevocationReason } from './reasons.ts';
-import { normalizeSerial } from './serial.ts';
+import { parseRevocationSerial } from './serial.ts';
 
 /**
  * The revoke rule (issue #11), for `POST /v1/certificates/{serial}/revoke`, `signet revoke` and
@@ -134,7 +134,7 @@ export function createRevokeUseCase({
 }): RevokeUseCase {
   return {
     async revoke(input) {
-      const serial = normalizeSerial(input.serial);
+      const serial = parseRevocationSerial(input.serial);
       const reason = parseRevocationReason(input.reason);
       const now = clock.now();
       const invalidityDate =

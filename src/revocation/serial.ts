@@ -1,19 +1,18 @@
 import { AppError } from '../lib/errors.ts';
-import {
-  InvalidSerialError,
-  normalizeSerial as normalizeSerialText,
-  serialFromBytes,
-} from '../lib/serial.ts';
+import { InvalidSerialError, normalizeSerial, serialFromBytes } from '../lib/serial.ts';
 
 /**
  * Serials as revocation reads them, over src/lib/serial.ts (DESIGN.md "Serials": lowercase hex of
  * the INTEGER's content octets; either case, colons and a leading 00 accepted on input).
  */
 
-/** The canonical serial, or AppError `revocation.serial_invalid` (400) saying why not. */
-export function normalizeSerial(input: unknown): string {
+/**
+ * A serial as a revocation request wrote it: src/lib's normalizeSerial, its refusal turned into
+ * AppError `revocation.serial_invalid` (400) saying why.
+ */
+export function parseRevocationSerial(input: unknown): string {
   try {
-    return normalizeSerialText(input as string);
+    return normalizeSerial(input as string);
   } catch (error) {
     if (error instanceof InvalidSerialError) {
       throw new AppError('revocation.serial_invalid', 'invalid', error.message, undefined, { cause: error });

@@ -82,13 +82,12 @@ export function readDer(bytes: Uint8Array, options: ReadDerOptions = {}): Tlv {
   return root;
 }
 
-function readTlv(bytes: Uint8Array, offset: number, limit: number, depth: number, maxDepth: number): Tlv {
+/** Reads the identifier and length octets at `offset`; DER's rules on lengths (X.690 §10.1). */
+function readHeader(bytes: Uint8Array, offset: number, limit: number): TlvBounds {
   if (offset + 2 > limit) throw new DerError('malformed', 'truncated TLV header');
   const tag = bytes[offset]!;
   if ((tag & 0x1f) === 0x1f) throw new DerError('malformed', 'high tag numbers are not used in X.509');
   if (tag === 0x00) throw new DerError('non_der', 'end-of-contents octets (indefinite length) in DER');
-  const constructed = (tag & 0x20) !== 0;
-  const universal = (tag & 0xc0) === 0;
   const first = bytes[offset + 1]!;
   let length: number;
   let contentStart: number;
@@ -112,6 +111,13 @@ function readTlv(bytes: Uint8Array, offset: number, limit: number, depth: number
   }
   const end = contentStart + length;
   if (end > limit) throw new DerError('malformed', 'length runs past the enclosing value');
+  return { tag, start: offset, contentStart, end };
+}
+
+function readTlv(bytes: Uint8Array, offset: number, limit: number, depth: number, maxDepth: number): Tlv {
+  const { tag, contentStart, end } = readHeader(bytes, offset, limit);
+  const constructed = (tag & 0x20) !== 0;
+  const universal = (tag & 0xc0) === 0;
 
   if (universal) {
     const number = tag & 0x1f;
@@ -139,6 +145,42 @@ function readTlv(bytes: Uint8Array, offset: number, limit: number, depth: number
   }
   return { tag, constructed, start: offset, contentStart, end, children, bytes };
 }
+
+// ---- Reading one level at a time -----------------------------------------------------------------
+
+/** Where one TLV sits in its bytes, without its children (a shallow read). */
+export interface TlvBounds {
+  readonly tag: number;
+  readonly start: number;
+  readonly contentStart: number;
+  readonly end: number;
+}
+
+/**
+ * Reads one TLV at `offset` without walking into it, with the same length rules as readDer: for
+ * large input of which only a few fields are read (an OCSP request's CertIDs, an issuer's subject)
+ * and for envelopes around bytes that must not be re-encoded.
+ */
+export function readTlvAt(bytes: Uint8Array, offset = 0, limit = bytes.byteLength): TlvBounds {
+  return readHeader(bytes, offset, limit);
+}
+
+/** The children of a constructed TLV, one level down. */
+export function readChildrenOf(bytes: Uint8Array, parent: TlvBounds): TlvBounds[] {
+  const children: TlvBounds[] = [];
+  for (let offset = parent.contentStart; offset < parent.end; ) {
+    const child = readHeader(bytes, offset, parent.end);
+    children.push(child);
+    offset = child.end;
+  }
+  return children;
+}
+
+/** The whole encoding (identifier, length and contents) of a shallow-read TLV. */
+export const tlvEncoding = (bytes: Uint8Array, t: TlvBounds): Uint8Array => bytes.subarray(t.start, t.end);
+/** The content octets of a shallow-read TLV. */
+export const tlvContent = (bytes: Uint8Array, t: TlvBounds): Uint8Array =>
+  bytes.subarray(t.contentStart, t.end);
 
 /** X.690 §11.6: the components of a SET OF are in ascending order of their encodings. */
 function checkSetOrder(bytes: Uint8Array, children: Tlv[]): void {
@@ -380,10 +422,21 @@ export function concat(parts: readonly Uint8Array[]): Uint8Array {
 }
 
 function lengthOctets(length: number): number[] {
+  if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`invalid DER length ${length}`);
   if (length < 0x80) return [length];
   const octets: number[] = [];
   for (let n = length; n > 0; n = Math.floor(n / 256)) octets.unshift(n & 0xff);
   return [0x80 | octets.length, ...octets];
+}
+
+/** X.690 §8.1.3: definite length, short form below 128, long form otherwise. */
+export function encodeLength(length: number): Uint8Array {
+  return Uint8Array.from(lengthOctets(length));
+}
+
+/** The identifier and length octets of a TLV whose contents are `length` octets long (for streaming). */
+export function header(tag: number, length: number): Uint8Array {
+  return Uint8Array.from([tag, ...lengthOctets(length)]);
 }
 
 /** A TLV around the given content parts. */
@@ -416,6 +469,19 @@ export function integerFromUnsigned(magnitude: Uint8Array): Uint8Array {
   const trimmed = magnitude.subarray(i);
   if (trimmed.length === 0) return tlv(TAG.INTEGER, new Uint8Array([0]));
   return trimmed[0]! >= 0x80 ? tlv(TAG.INTEGER, new Uint8Array([0]), trimmed) : tlv(TAG.INTEGER, trimmed);
+}
+
+/** DER INTEGER of a non-negative bigint (X.690 §8.3: minimal two's complement). */
+export function integerFromBigInt(value: bigint): Uint8Array {
+  if (value < 0n) throw new RangeError('negative INTEGER');
+  let hex = value.toString(16);
+  if (hex.length % 2 === 1) hex = `0${hex}`;
+  return integerFromUnsigned(new Uint8Array(Buffer.from(hex, 'hex')));
+}
+
+export function enumerated(value: number): Uint8Array {
+  if (!Number.isInteger(value) || value < 0 || value > 127) throw new RangeError(`ENUMERATED ${value}`);
+  return Uint8Array.of(TAG.ENUMERATED, 1, value);
 }
 
 export function integerFromNumber(value: number): Uint8Array {
@@ -474,24 +540,40 @@ export function asciiString(tag: number, text: string): Uint8Array {
   return tlv(tag, bytes);
 }
 
-/**
- * RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050, both in whole seconds
- * with Z. Milliseconds are dropped (truncated), never rounded up past the intended instant.
- */
-export function time(date: Date): Uint8Array {
-  const year = date.getUTCFullYear();
-  if (year < 1950 || year > 9999) throw new RangeError('time outside the range X.509 can express');
-  const pad = (n: number, width = 2): string => String(n).padStart(width, '0');
-  const rest =
+const pad = (n: number, width = 2): string => String(n).padStart(width, '0');
+
+function timeRest(date: Date): string {
+  return (
     pad(date.getUTCMonth() + 1) +
     pad(date.getUTCDate()) +
     pad(date.getUTCHours()) +
     pad(date.getUTCMinutes()) +
     pad(date.getUTCSeconds()) +
-    'Z';
-  return year < 2050
-    ? asciiString(TAG.UTC_TIME, pad(year % 100) + rest)
-    : asciiString(TAG.GENERALIZED_TIME, pad(year, 4) + rest);
+    'Z'
+  );
+}
+
+/**
+ * RFC 5280 §4.1.2.5: UTCTime for 1950 through 2049, GeneralizedTime otherwise, both in whole
+ * seconds with Z. Milliseconds are dropped (truncated), never rounded up past the intended instant.
+ */
+export function time(date: Date): Uint8Array {
+  const year = date.getUTCFullYear();
+  if (Number.isNaN(year) || year < 0 || year > 9999)
+    throw new RangeError('time outside the range X.509 can express');
+  return year >= 1950 && year < 2050
+    ? asciiString(TAG.UTC_TIME, pad(year % 100) + timeRest(date))
+    : asciiString(TAG.GENERALIZED_TIME, pad(year, 4) + timeRest(date));
+}
+
+/**
+ * GeneralizedTime YYYYMMDDHHMMSSZ (RFC 5280 §4.1.2.5.2, RFC 6960's times). Fractional seconds are
+ * refused, not dropped: callers round first, so the date they store is the date they sign.
+ */
+export function generalizedTime(date: Date): Uint8Array {
+  if (Number.isNaN(date.getTime())) throw new RangeError('invalid date');
+  if (date.getUTCMilliseconds() !== 0) throw new RangeError('DER times must be whole seconds');
+  return asciiString(TAG.GENERALIZED_TIME, pad(date.getUTCFullYear(), 4) + timeRest(date));
 }
 
 /** Context-specific tag byte: [n] with the constructed bit as given. */

@@ -34,16 +34,25 @@ export interface IssuerUrls {
   caIssuersUrl?: string;
 }
 
-export interface IssuerContext extends IssuerUrls {
+/**
+ * The one issuer shape: what every signer of certificates, CRLs and OCSP responses is known by.
+ * The issuing core, the linter and the ceremony use IssuerContext (below); revocation extends it
+ * with the CertID hashes OCSP needs (src/revocation/issuer.ts).
+ */
+export interface IssuerIdentity {
+  /** The issuer's subject Name, DER, exactly as in its certificate (RFC 5280 §4.1.2.4). */
+  readonly subject: Uint8Array;
+  /** For the AKI of what it signs (RFC 5280 §4.2.1.1, §5.2.1). */
+  readonly subjectKeyIdentifier: Uint8Array;
+  /** SubjectPublicKeyInfo, DER. */
+  readonly publicKey: Uint8Array;
+}
+
+export interface IssuerContext extends IssuerIdentity, IssuerUrls {
   /** The issuer's short stable id (slug). */
   readonly id: string;
   /** The issuer's certificate, DER; absent for a root that is being created. */
   readonly certificate?: Uint8Array;
-  /** The issuer's subject Name, DER, exactly as in its certificate (RFC 5280 §4.1.2.4). */
-  readonly subject: Uint8Array;
-  readonly subjectKeyIdentifier: Uint8Array;
-  /** SubjectPublicKeyInfo, DER. */
-  readonly publicKey: Uint8Array;
   readonly keyAlgorithm: PublicKeyAlgorithmName;
   /** Chosen by the issuer's key, never by a request. */
   readonly signatureAlgorithm: SignatureAlgorithm;

@@ -3,6 +3,7 @@
  * support (DESIGN.md "SANs in JSON"), and subject Name encoding and decoding.
  */
 
+import { formatIpBytes } from '../lib/ip-text.ts';
 import {
   asciiString,
   content,
@@ -84,36 +85,8 @@ function parseIpv6(text: string): Uint8Array | undefined {
   return out;
 }
 
-/** IPv4 dotted quad, or IPv6 in the RFC 5952 canonical form. */
-export function formatIp(bytes: Uint8Array): string {
-  if (bytes.length === 4) return Array.from(bytes).join('.');
-  if (bytes.length !== 16) throw new RangeError('an IP address has 4 or 16 octets');
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
-  // RFC 5952 §5: IPv4-mapped addresses keep the dotted quad.
-  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    return `::ffff:${Array.from(bytes.subarray(12)).join('.')}`;
-  }
-  // RFC 5952 §4.2: compress the longest run of two or more zero groups, the first if tied.
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
-}
+/** IPv4 dotted quad, or IPv6 in the RFC 5952 canonical form (src/lib/ip-text.ts). */
+export const formatIp = formatIpBytes;
 
 /** The canonical text of an IP address given as text, or undefined when it is not one. */
 export function canonicalIp(text: string): string | undefined {

@@ -17,6 +17,12 @@ export const OID = {
   extKeyUsage: '2.5.29.37',
   inhibitAnyPolicy: '2.5.29.54',
   authorityInfoAccess: '1.3.6.1.5.5.7.1.1',
+  // RFC 5280 §5.2, §5.3 CRL and CRL entry extensions
+  crlNumber: '2.5.29.20',
+  crlReason: '2.5.29.21',
+  invalidityDate: '2.5.29.24',
+  deltaCrlIndicator: '2.5.29.27',
+  issuingDistributionPoint: '2.5.29.28',
   // RFC 7633
   tlsFeature: '1.3.6.1.5.5.7.1.24',
   // RFC 5280 §4.2.2.1

@@ -1,3 +1,4 @@
+import type { KEY_USAGE_NAMES } from '../lib/key-usage.ts';
 /**
  * The shapes that pass between CSR intake (x509/csr), the policy engine (policy/) and the
  * certificate builder (x509/certificate): a parsed request in, a certificate template out.
@@ -64,14 +65,7 @@ export interface ParsedCsr {
 }
 
 /** RFC 5280 §4.2.1.3 key usage bit names. */
-export type KeyUsageName =
-  | 'digitalSignature'
-  | 'nonRepudiation'
-  | 'keyEncipherment'
-  | 'dataEncipherment'
-  | 'keyAgreement'
-  | 'keyCertSign'
-  | 'cRLSign';
+export type KeyUsageName = (typeof KEY_USAGE_NAMES)[number];
 
 /** RFC 5280 §4.2.1.12 purposes by name; any other EKU is written as its dotted OID. */
 export type ExtendedKeyUsageName =

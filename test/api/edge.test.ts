@@ -141,14 +141,14 @@ describe('the HTTP edge', () => {
         body: { csr: CSR, policy: 'other' },
       });
       expect(response.status).toBe(403);
-      expect(body.code).toBe('auth.policy_not_bound');
+      expect(body.code).toBe('policy.requester_not_bound');
       expect(ca.calls).toHaveLength(0);
       expect(await auditEvents()).toEqual([
         expect.objectContaining({
           action: 'certificate.issue',
           decision: 'denied',
           target: 'policy:other',
-          details: expect.objectContaining({ code: 'auth.policy_not_bound' }),
+          details: expect.objectContaining({ code: 'policy.requester_not_bound' }),
         }),
       ]);
     });

@@ -186,7 +186,7 @@ describe.skipIf(!haveTools)('mutual TLS', () => {
       }),
     ]);
     expect(refused.status).toBe(403);
-    expect(JSON.parse(refused.body).code).toBe('auth.policy_not_bound');
+    expect(JSON.parse(refused.body).code).toBe('policy.requester_not_bound');
     const events = (await h.deps.audit.list({ action: 'certificate.issue' })).items;
     expect(events[0]).toMatchObject({ actor: 'mtls:CN=deployer', decision: 'denied' });
   });

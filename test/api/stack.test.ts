@@ -997,7 +997,7 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
         body: { csr: csrText, policy: 'client-mtls' },
       });
       expect(response.status).toBe(403);
-      expect(body.code).toBe('auth.policy_not_bound');
+      expect(body.code).toBe('policy.requester_not_bound');
       const [last] = (await deps.audit.list({ limit: 1 })).items;
       expect(last).toMatchObject({
         action: 'certificate.issue',
@@ -1144,7 +1144,7 @@ describe.skipIf(!haveTools)('the API on the real service', () => {
       const text = await response.text();
       expect(text).toMatch(/signet_partition_sign_duration_seconds_count\{purpose="certificate"\} [1-9]/);
       expect(text).toMatch(
-        /signet_database_duration_seconds_count\{operation="certificates\.markIssuedManyWith"\} [1-9]/,
+        /signet_database_duration_seconds_count\{operation="certificates\.storeIssued"\} [1-9]/,
       );
     });
 

@@ -7,8 +7,8 @@ import { parse, stringify } from 'yaml';
 import { runCeremony } from '../../src/ceremony/run.ts';
 import { verifyTranscript } from '../../src/ceremony/transcript-signature.ts';
 import { validateCeremony } from '../../src/ceremony/validate.ts';
+import { createIntermediateCertificate, createRootCertificate } from '../../src/issuance/ca-certificates.ts';
 import { fixedClock } from '../../src/lib/clock.ts';
-import { createIntermediateCertificate, createRootCertificate } from '../../src/x509/ca-certificates.ts';
 import { createIssuerContext } from '../../src/x509/issuer.ts';
 import { hasTool } from '../helpers/tools.ts';
 import {

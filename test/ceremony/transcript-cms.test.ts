@@ -9,8 +9,8 @@ import { signTranscriptCms, verifyTranscriptCms } from '../../src/ceremony/trans
 import type { PartitionSession } from '../../src/hsm/partition.ts';
 import type { KeyAlgorithm, KeyInfo } from '../../src/hsm/types.ts';
 import { createPartitionCrypto, getCryptoKey } from '../../src/hsm/webcrypto.ts';
+import { createIntermediateCertificate, createRootCertificate } from '../../src/issuance/ca-certificates.ts';
 import { fixedClock } from '../../src/lib/clock.ts';
-import { createIntermediateCertificate, createRootCertificate } from '../../src/x509/ca-certificates.ts';
 import { createIssuerContext } from '../../src/x509/issuer.ts';
 import { hasTool } from '../helpers/tools.ts';
 import { CA_USER, OFFICER, openMemoryPartition } from '../hsm/helpers.ts';

@@ -11,7 +11,6 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, test } from 'vitest';
-import { canonicalJson } from '../../src/ceremony/canonical-json.ts';
 import { checkNetwork, type InterfaceObservation } from '../../src/ceremony/network.ts';
 import {
   renderTranscriptMarkdown,
@@ -20,6 +19,7 @@ import {
   transcriptBytes,
 } from '../../src/ceremony/transcript.ts';
 import { verifyTranscript } from '../../src/ceremony/transcript-signature.ts';
+import { canonicalJson } from '../../src/lib/canonical-json.ts';
 import { ecdsaP1363ToDer as p1363ToDer } from '../../src/x509/algorithms.ts';
 import { hasTool } from '../helpers/tools.ts';
 

@@ -180,41 +180,6 @@ describeEachDatabase('the certificates repository', (getDatabase) => {
     expect((await certificates.findBySerial(batch[0]!.serial))?.status).toBe('good');
   });
 
-  test('markIssuedManyWith runs its callback in the same transaction, told which serials were not stored', async () => {
-    const batch = Array.from({ length: 3 }, () => reservation());
-    await certificates.reservePendingMany(batch);
-    await certificates.markIssued(batch[2]!.serial, fakeDer(batch[2]!.serial));
-    const seen: string[][] = [];
-    const { notStored } = await certificates.markIssuedManyWith(
-      batch.map((r) => ({ serial: r.serial, der: fakeDer(r.serial) })),
-      async (tx, failed) => {
-        seen.push(failed);
-        // Inside the transaction the stored rows are already visible to `tx`.
-        const rows = await createCertificatesRepository({ db: tx, clock }).findBySerial(batch[0]!.serial);
-        expect(rows?.status).toBe('good');
-      },
-    );
-    expect(notStored).toEqual([batch[2]!.serial]);
-    expect(seen).toEqual([[batch[2]!.serial]]);
-  });
-
-  test('markIssuedManyWith stores nothing of the batch when its callback throws', async () => {
-    const batch = Array.from({ length: 2 }, () => reservation());
-    await certificates.reservePendingMany(batch);
-    await expect(
-      certificates.markIssuedManyWith(
-        batch.map((r) => ({ serial: r.serial, der: fakeDer(r.serial) })),
-        async () => {
-          throw new Error('audit unavailable');
-        },
-      ),
-    ).rejects.toThrow('audit unavailable');
-    for (const r of batch) {
-      const row = await certificates.findBySerial(r.serial);
-      expect(row).toMatchObject({ status: 'pending', der: null });
-    }
-  });
-
   test('revoking again keeps the first revocation unless the new reason is keyCompromise', async () => {
     const r = await issued();
     const firstTime = clock.now();
@@ -447,29 +412,12 @@ describeEachDatabase('the certificates repository', (getDatabase) => {
     ]);
   });
 
-  test('listPendingOlderThan finds reservations left pending, oldest first, for reconcile', async () => {
-    const old = reservation();
-    await certificates.reservePending(old);
-    clock.advance(10 * 60_000);
-    const recent = reservation();
-    await certificates.reservePending(recent);
-    const done = reservation();
-    await certificates.reservePending(done);
-    await certificates.markIssued(done.serial, fakeDer(done.serial));
-
-    const stale = await certificates.listPendingOlderThan(new Date(clock.now().getTime() - 5 * 60_000));
-    expect(stale.map((c) => c.serial)).toEqual([old.serial]);
-    expect(stale[0]!.tbsSha256).toEqual(old.tbsSha256);
-  });
-
-  test('findByTbsSha256 and listBySpkiSha256 find certificates by what was signed and by key', async () => {
+  test('listBySpkiSha256 finds certificates by key, newest first', async () => {
     const spki = randomDigest();
     const a = await issued({ spkiSha256: spki });
     clock.advance(1000);
     const b = await issued({ spkiSha256: spki });
     await issued();
-    expect((await certificates.findByTbsSha256(a.tbsSha256))?.serial).toBe(a.serial);
-    expect(await certificates.findByTbsSha256(randomDigest())).toBeNull();
     expect((await certificates.listBySpkiSha256(spki)).map((c) => c.serial)).toEqual([b.serial, a.serial]);
   });
 

@@ -1,7 +1,9 @@
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { createAuditRepository } from '../../src/db/audit.repository.ts';
 import { createCertificatesRepository } from '../../src/db/certificates.repository.ts';
 import { type Database, openDatabase } from '../../src/db/database.ts';
 import { createIdempotencyRepository } from '../../src/db/idempotency.repository.ts';
+import { createIssuanceUnitOfWork } from '../../src/db/issuance.unit-of-work.ts';
 import {
   createTestDatabase,
   DATABASE_KINDS,
@@ -55,9 +57,20 @@ describeEachDatabase('the idempotency repository', (getDatabase) => {
     await seedIssuer(db);
     const certificates = createCertificatesRepository({ db, clock });
     await certificates.reservePending(reservation({ serial }));
-    await certificates.markIssuedManyWith([{ serial, der: fakeDer(serial) }], (tx) =>
-      repository.linkWithin(tx, [{ credentialId: request.credentialId, key: request.key, serial }]),
-    );
+    const audit = createAuditRepository({ db, clock, nodeId: 'node-a' });
+    await createIssuanceUnitOfWork({ db, clock, audit, idempotency: repository }).storeIssued([
+      {
+        serial,
+        der: fakeDer(serial),
+        event: {
+          actor: 'k_1',
+          action: 'certificate.issue',
+          target: `certificate:${serial}`,
+          decision: 'allowed',
+        },
+        link: { credentialId: request.credentialId, key: request.key, serial },
+      },
+    ]);
   }
 
   test('the first request starts, a retry during it is in flight, and a retry after it gets the stored response', async () => {

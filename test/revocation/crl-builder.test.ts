@@ -13,7 +13,7 @@ import * as x509 from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildCrl, type CrlEntry, encodeCrlEntry } from '../../src/revocation/crl-builder.ts';
 import { REASON_CODES, REVOCATION_REASONS } from '../../src/revocation/reasons.ts';
-import { normalizeSerial } from '../../src/revocation/serial.ts';
+import { parseRevocationSerial } from '../../src/revocation/serial.ts';
 import { hasTool } from '../helpers/tools.ts';
 import { openssl, scratch } from './helpers/openssl.ts';
 import {
@@ -73,7 +73,7 @@ describe('a CRL entry', () => {
         }),
       );
     }
-    const serial = Buffer.from(normalizeSerial(entry.serial), 'hex');
+    const serial = Buffer.from(parseRevocationSerial(entry.serial), 'hex');
     const reference = new RevokedCertificate({
       userCertificate: serial.buffer.slice(serial.byteOffset, serial.byteOffset + serial.byteLength),
       revocationDate: new Time(entry.revokedAt),

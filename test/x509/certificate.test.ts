@@ -2,8 +2,8 @@ import { createHash, webcrypto, X509Certificate } from 'node:crypto';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { beforeAll, describe, expect, test } from 'vitest';
+import { lintCertificate, signCertificate } from '../../src/issuance/token.ts';
 import { fixedClock } from '../../src/lib/clock.ts';
-import { lintCertificate, signCertificate } from '../../src/lint/token.ts';
 import {
   buildTbsCertificate,
   generateSerial,

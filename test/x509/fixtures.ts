@@ -1,6 +1,6 @@
 /**
  * Test builders for x509 and lint: keys (Node's webcrypto, extractable so openssl can use the
- * leaf keys), a root → intermediate chain built with src/x509/ca-certificates, leaf templates
+ * leaf keys), a root → intermediate chain built with src/issuance/ca-certificates, leaf templates
  * with sane defaults, and a hand CSR builder for requests no tool would produce.
  */
 
@@ -9,13 +9,13 @@ import { createPrivateKey, type KeyObject, sign as nodeSign, webcrypto } from 'n
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Clock } from '../../src/lib/clock.ts';
-import { systemClock } from '../../src/lib/clock.ts';
 import {
   type CaCertificate,
   createIntermediateCertificate,
   createRootCertificate,
-} from '../../src/x509/ca-certificates.ts';
+} from '../../src/issuance/ca-certificates.ts';
+import type { Clock } from '../../src/lib/clock.ts';
+import { systemClock } from '../../src/lib/clock.ts';
 import { encodeExtension } from '../../src/x509/certificate.ts';
 import {
   bitString,

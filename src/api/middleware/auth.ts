@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Clock } from '../../lib/clock.ts';
 import { AppError, isAppError } from '../../lib/errors.ts';
+import { isBoundToPolicy } from '../../policy/binding.ts';
 import { refuse } from '../audit.ts';
 import { bearerToken, verifyApiKey } from '../auth/api-keys.ts';
 import { addressKey, clientAddress } from '../client-address.ts';
@@ -37,8 +38,9 @@ export const hasRole = (principal: Principal, roles: readonly Role[] | 'authenti
   principal.roles.includes('admin') ||
   roles.some((role) => principal.roles.includes(role));
 
+/** src/policy/binding.ts's check, asked before any work so a refusal costs nothing. */
 export const mayUsePolicy = (principal: Principal, policy: string): boolean =>
-  principal.policies === '*' || principal.policies.includes(policy);
+  isBoundToPolicy(principal.policies, policy);
 
 /**
  * `guard({ action, roles })` middleware: refuses a client address that spent its failed

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { outputPaths, transcriptCmsPath, transcriptSignaturePath } from '../../ceremony/config.ts';
+import { outputPaths, transcriptCmsPath, transcriptSignaturePath } from '../../ceremony/config-paths.ts';
 import { CeremonyError, isConfigInvalid } from '../../ceremony/errors.ts';
 import {
   checkTranscriptOutputs,

@@ -48,6 +48,7 @@ function commonName(der: Uint8Array): string | undefined {
   return undefined;
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the command's sub-commands in one switch, each a few lines
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === '--help' || sub === '-h') {

@@ -67,6 +67,7 @@ function parseCount(text: string | undefined, flag: string): number {
   return Number(text);
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: the command's options read, checked and carried out in one straight line, as every hsm command
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
     dir: { type: 'string' },

@@ -63,6 +63,7 @@ const ephemeralSpec = z.strictObject({
   unsealSecret: z.base64().optional(),
 });
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a straight line of start-up steps in the order they must happen
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCommandArgs(argv, {
     dir: { type: 'string' },

@@ -109,6 +109,7 @@ export async function verifyAuditLog({ dir }: { dir: string }): Promise<AuditVer
   }
 }
 
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: one pass over the chain; every record check needs the previous record's state
 async function walk(
   lines: AsyncIterator<string>,
   partitionId: string,

@@ -1,11 +1,7 @@
 import { createHash, hash } from 'node:crypto';
 
-/** Injected time source (the project's `Clock`; redeclared because src/hsm imports nothing else of src). */
-export interface Clock {
-  now(): Date;
-}
-
-export const systemClock: Clock = { now: () => new Date() };
+export { canonicalJson } from '../../lib/canonical-json.ts';
+export { type Clock, systemClock } from '../../lib/clock.ts';
 
 export function sha256(data: Uint8Array | string): Buffer {
   return createHash('sha256').update(data).digest();
@@ -36,28 +32,6 @@ export function toBase64Url(bytes: Uint8Array): string {
 export function fromBase64Url(text: string, what: string): Buffer {
   if (!/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) throw new Error(`${what} is not base64url`);
   return Buffer.from(text, 'base64url');
-}
-
-/**
- * Canonical JSON in the manner of RFC 8785 (JCS) for the values used here (strings, safe
- * integers, booleans, arrays, plain objects): object keys sorted by code unit, no whitespace,
- * ECMAScript string escaping. Hashes and associated data are computed over this form so that
- * re-serialising a record never changes its digest. `undefined` members are omitted.
- */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value === 'boolean' || typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value)) throw new Error('canonical JSON here carries only safe integers');
-    return JSON.stringify(value);
-  }
-  if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item)).join(',')}]`;
-  if (typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, item]) => item !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
-  }
-  throw new Error(`canonical JSON cannot carry a ${typeof value}`);
 }
 
 export function isRecord(value: unknown): value is Record<string, unknown> {

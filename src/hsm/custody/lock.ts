@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { open, readFile, rm, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { createExclusive, holderAlive, processStartTime } from '../../lib/lock-holder.ts';
 import { HsmError } from '../types.ts';
 import { fsyncDir } from './atomic-file.ts';
 import { isRecord } from './codec.ts';
@@ -30,28 +30,6 @@ export interface DirLock {
   release(): Promise<void>;
 }
 
-function processStart(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
-
-function isAlive(holder: LockContent): boolean {
-  if (holder.host !== hostname()) return true; // cannot tell: assume held
-  try {
-    process.kill(holder.pid, 0);
-  } catch (error) {
-    // EPERM: the pid runs under another OS user, so it is alive.
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  const start = processStart(holder.pid);
-  return holder.start === undefined || start === undefined || start === holder.start;
-}
-
 async function readHolder(path: string): Promise<LockContent | 'unreadable' | undefined> {
   let text: string;
   try {
@@ -67,23 +45,6 @@ async function readHolder(path: string): Promise<LockContent | 'unreadable' | un
     }
   } catch {}
   return 'unreadable';
-}
-
-async function createExclusive(path: string, content: string): Promise<boolean> {
-  let handle: Awaited<ReturnType<typeof open>>;
-  try {
-    handle = await open(path, 'wx', 0o600);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw error;
-  }
-  try {
-    await handle.writeFile(content);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  return true;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -102,13 +63,13 @@ export async function acquireDirLock(dir: string): Promise<DirLock> {
   const mine: LockContent = {
     pid: process.pid,
     host: hostname(),
-    start: processStart(process.pid),
+    start: processStartTime(process.pid),
     token: randomBytes(8).toString('hex'),
     since: new Date().toISOString(),
   };
   const content = `${JSON.stringify(mine)}\n`;
   for (let attempt = 0; attempt < 50; attempt++) {
-    if (await createExclusive(path, content)) {
+    if (await createExclusive(path, content, { sync: true })) {
       await fsyncDir(dir);
       return { path, release: () => releaseLock(path, mine.token) };
     }
@@ -121,7 +82,7 @@ export async function acquireDirLock(dir: string): Promise<DirLock> {
         await sleep(50);
         continue;
       }
-    } else if (isAlive(holder)) {
+    } else if (holderAlive(holder)) {
       throw heldError(dir, holder);
     }
     await takeOverStale(dir, path, holder);
@@ -131,10 +92,10 @@ export async function acquireDirLock(dir: string): Promise<DirLock> {
 
 async function takeOverStale(dir: string, path: string, stale: LockContent | 'unreadable'): Promise<void> {
   const guard = join(dir, TAKEOVER_FILE);
-  const mine = JSON.stringify({ pid: process.pid, host: hostname(), start: processStart(process.pid) });
-  if (!(await createExclusive(guard, mine))) {
+  const mine = JSON.stringify({ pid: process.pid, host: hostname(), start: processStartTime(process.pid) });
+  if (!(await createExclusive(guard, mine, { sync: true }))) {
     const other = await readHolder(guard);
-    if (other !== undefined && other !== 'unreadable' && isAlive(other)) {
+    if (other !== undefined && other !== 'unreadable' && holderAlive(other)) {
       await sleep(50); // another starter is taking it over; the loop re-reads the lock
       return;
     }
@@ -163,6 +124,6 @@ async function releaseLock(path: string, token: string): Promise<void> {
 /** Who holds the folder's lock, if a live process does (for status messages). */
 export async function lockHolder(dir: string): Promise<{ pid: number; host: string } | undefined> {
   const holder = await readHolder(join(dir, LOCK_FILE));
-  if (holder === undefined || holder === 'unreadable' || !isAlive(holder)) return undefined;
+  if (holder === undefined || holder === 'unreadable' || !holderAlive(holder)) return undefined;
   return { pid: holder.pid, host: holder.host };
 }

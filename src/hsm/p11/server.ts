@@ -1,8 +1,8 @@
-import { chmod, unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { EmulatedPartition } from '../partition.ts';
 import { clearStaleSocket } from '../server.ts';
 import { HsmError } from '../types.ts';
+import { listenPrivately } from '../unix-socket.ts';
 import { dispatch } from './dispatch.ts';
 import { P11Token } from './token.ts';
 import { ProtocolError, RpcReader } from './wire.ts';
@@ -74,33 +74,7 @@ export async function startP11Server(options: P11ServerOptions): Promise<P11Serv
   server.maxConnections = options.maxConnections ?? 256;
   server.on('error', (error) => options.log?.(`p11 server error: ${error.message}`));
   // Created 0600 through the umask, so nobody else can connect before the chmod (as server.ts does).
-  const previous = process.umask(0o177);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(socketPath, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  } finally {
-    process.umask(previous);
-  }
-  await chmod(socketPath, 0o600);
-  let closing: Promise<void> | undefined;
-  return {
-    socketPath,
-    connectionCount: () => connections.size,
-    close() {
-      closing ??= (async () => {
-        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-        for (const connection of connections) connection.destroy();
-        await stopped;
-        await unlink(socketPath).catch(() => {});
-      })();
-      return closing;
-    },
-  };
+  return listenPrivately(server, socketPath, connections);
 }
 
 class P11Connection {

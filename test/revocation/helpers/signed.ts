@@ -1,5 +1,5 @@
 import { createPublicKey, verify } from 'node:crypto';
-import { contents, readChildren, readTlv, slice } from '../../../src/revocation/der.ts';
+import { readChildrenOf, readTlvAt, tlvContent, tlvEncoding } from '../../../src/x509/der.ts';
 
 /** Splits a signed SEQUENCE { tbs, algorithm, BIT STRING } (a CRL or BasicOCSPResponse). */
 export function splitSigned(der: Uint8Array): {
@@ -7,13 +7,13 @@ export function splitSigned(der: Uint8Array): {
   algorithm: Uint8Array;
   signature: Uint8Array;
 } {
-  const outer = readTlv(der);
-  const [tbs, algorithm, bits] = readChildren(der, outer);
+  const outer = readTlvAt(der);
+  const [tbs, algorithm, bits] = readChildrenOf(der, outer);
   if (!tbs || !algorithm || !bits) throw new Error('not a signed structure');
   return {
-    tbs: slice(der, tbs),
-    algorithm: slice(der, algorithm),
-    signature: contents(der, bits).subarray(1),
+    tbs: tlvEncoding(der, tbs),
+    algorithm: tlvEncoding(der, algorithm),
+    signature: tlvContent(der, bits).subarray(1),
   };
 }
 

@@ -1,40 +1,22 @@
 /**
  * Root and intermediate CA certificates, for `signet init`, the ceremony and tests. They go
  * through the same path as leaves: TBS built here, linted with the root or intermediate profile,
- * signed only through an issuance token (src/lint/token.ts). The signing key is any WebCrypto
+ * signed only through an issuance token (token.ts). The signing key is any WebCrypto
  * CryptoKey (an HSM handle through the facade, or a Node webcrypto key in tests).
  */
 
 import type { webcrypto } from 'node:crypto';
 import type { Clock } from '../lib/clock.ts';
 import { AppError } from '../lib/errors.ts';
-import { lintCertificate, type SigningCrypto, signCertificate } from '../lint/token.ts';
 import type { LintFinding } from '../lint/types.ts';
-import {
-  encodeAuthorityInfoAccess,
-  encodeAuthorityKeyIdentifier,
-  encodeBasicConstraints,
-  encodeCertificatePolicies,
-  encodeCrlDistributionPoints,
-  encodeExtension,
-  encodeKeyUsage,
-  encodeTbsCertificate,
-  generateSerial,
-  leafValidity,
-  serialToHex,
-} from './certificate.ts';
-import { octetString } from './der.ts';
-import {
-  createSelfIssuerContext,
-  type IssuerContext,
-  type IssuerUrls,
-  subjectKeyIdentifier,
-} from './issuer.ts';
-import { encodeNameConstraints, type NameConstraintsInput } from './name-constraints.ts';
-import { encodeName } from './names.ts';
-import { OID } from './oids.ts';
-import { certificateToPem } from './pem.ts';
-import type { KeyUsageName, SubjectAttribute } from './types.ts';
+import { encodeCaTbs } from '../x509/ca-certificate.ts';
+import { generateSerial, leafValidity, serialToHex } from '../x509/certificate.ts';
+import { createSelfIssuerContext, type IssuerContext, type IssuerUrls } from '../x509/issuer.ts';
+import type { NameConstraintsInput } from '../x509/name-constraints.ts';
+import { encodeName } from '../x509/names.ts';
+import { certificateToPem } from '../x509/pem.ts';
+import type { SubjectAttribute } from '../x509/types.ts';
+import { lintCertificate, type SigningCrypto, signCertificate } from './token.ts';
 
 /** The linter refused a certificate we built: a bug or a bad configuration, never signed. */
 export class LintRefusedError extends AppError {
@@ -98,48 +80,6 @@ async function spkiOf(options: CaCertificateOptions): Promise<Uint8Array> {
   return new Uint8Array(await options.crypto.subtle.exportKey('spki', options.publicKey));
 }
 
-function caExtensions(
-  options: CaCertificateOptions,
-  spki: Uint8Array,
-  issuer: IssuerContext,
-  urls: IssuerUrls,
-): Uint8Array[] {
-  const usages: KeyUsageName[] = options.digitalSignature
-    ? ['digitalSignature', 'keyCertSign', 'cRLSign']
-    : ['keyCertSign', 'cRLSign'];
-  const extensions = [
-    encodeExtension(OID.subjectKeyIdentifier, false, octetString(subjectKeyIdentifier(spki))),
-    encodeExtension(
-      OID.authorityKeyIdentifier,
-      false,
-      encodeAuthorityKeyIdentifier(issuer.subjectKeyIdentifier),
-    ),
-    // RFC 5280 §4.2.1.9: critical in CA certificates.
-    encodeExtension(OID.basicConstraints, true, encodeBasicConstraints(true, options.pathLength)),
-    encodeExtension(OID.keyUsage, true, encodeKeyUsage(usages)),
-  ];
-  if (options.nameConstraints) {
-    // RFC 5280 §4.2.1.10: conforming CAs MUST mark this extension critical.
-    extensions.push(
-      encodeExtension(OID.nameConstraints, true, encodeNameConstraints(options.nameConstraints)),
-    );
-  }
-  if (options.policyOids?.length) {
-    extensions.push(
-      encodeExtension(OID.certificatePolicies, false, encodeCertificatePolicies(options.policyOids)),
-    );
-  }
-  if (urls.crlUrl) {
-    extensions.push(
-      encodeExtension(OID.crlDistributionPoints, false, encodeCrlDistributionPoints(urls.crlUrl)),
-    );
-  }
-  if (urls.ocspUrl || urls.caIssuersUrl) {
-    extensions.push(encodeExtension(OID.authorityInfoAccess, false, encodeAuthorityInfoAccess(urls)));
-  }
-  return extensions;
-}
-
 async function issueCa(
   options: CaCertificateOptions,
   spki: Uint8Array,
@@ -148,15 +88,24 @@ async function issueCa(
   profile: 'root' | 'intermediate',
 ): Promise<CaCertificate> {
   const serial = options.serial ?? generateSerial();
-  const tbs = encodeTbsCertificate({
+  const urls: IssuerUrls = profile === 'root' ? {} : issuer;
+  const tbs = encodeCaTbs({
     serial,
-    signatureAlgorithm: issuer.signatureAlgorithm.identifier,
-    issuer: issuer.subject,
-    notBefore: validity.notBefore,
-    notAfter: validity.notAfter,
+    issuer,
     subject: encodeName(options.subject),
     publicKey: spki,
-    extensions: caExtensions(options, spki, issuer, profile === 'root' ? {} : issuer),
+    ...validity,
+    pathLength: options.pathLength,
+    // A CA that signs OCSP responses itself needs digitalSignature too.
+    keyUsages: options.digitalSignature
+      ? ['digitalSignature', 'keyCertSign', 'cRLSign']
+      : ['keyCertSign', 'cRLSign'],
+    // RFC 5280 §4.2.1.10: conforming CAs MUST mark name constraints critical.
+    nameConstraints: options.nameConstraints && { critical: true, value: options.nameConstraints },
+    policyOids: options.policyOids,
+    crlUrl: urls.crlUrl,
+    ocspUrl: urls.ocspUrl,
+    caIssuersUrl: urls.caIssuersUrl,
   });
   const lint = lintCertificate(tbs, { issuer, profile });
   if (!lint.ok) throw new LintRefusedError(lint.findings);

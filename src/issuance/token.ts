@@ -1,5 +1,6 @@
 /**
- * Issuance tokens (Boulder's linting-before-signing, STYLE.md): only a passing lint yields a
+ * Issuance tokens (Boulder's linting-before-signing, STYLE.md), in src/issuance (database-free,
+ * used by src/ca and the ceremony) so that src/lint only finds and never signs: only a passing lint yields a
  * token, the token holds the exact TBS bytes that were linted and the issuer they were linted
  * for, and signCertificate takes the token and nothing else for the bytes. A token cannot be
  * made outside this module (a module-private brand checked at run time, private fields) and
@@ -8,27 +9,17 @@
  * else is a MisissuanceError and nothing is returned.
  */
 
-import { createHash, createPublicKey, type KeyObject, type webcrypto } from 'node:crypto';
-import { AppError } from '../lib/errors.ts';
-import {
-  type SignatureAlgorithm,
-  signatureValueFromWebCrypto,
-  verifySignature,
-  webCryptoSignParams,
-} from '../x509/algorithms.ts';
+import { createHash, type webcrypto } from 'node:crypto';
+import { type LintOptions, runLint } from '../lint/lint.ts';
+import type { LintFinding, LintProfile } from '../lint/types.ts';
+import { signatureValueFromWebCrypto, webCryptoSignParams } from '../x509/algorithms.ts';
 import { assembleCertificate } from '../x509/certificate.ts';
-import { bitStringBytes, encoding, equalBytes, readDer, toHex } from '../x509/der.ts';
-import type { IssuerContext } from '../x509/issuer.ts';
-import { readCertificateFields } from '../x509/issuer.ts';
-import { type LintOptions, runLint } from './lint.ts';
-import type { LintFinding, LintProfile } from './types.ts';
+import { encoding, toHex } from '../x509/der.ts';
+import { type IssuerContext, readCertificateFields } from '../x509/issuer.ts';
+import { MisissuanceError } from './errors.ts';
+import { checkSignedCertificate, checkSigningKey } from './post-sign-check.ts';
 
-/** Something went wrong between lint and certificate: 500 at the edge, logged, nothing returned. */
-export class MisissuanceError extends AppError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ca.misissuance', 'internal', message, undefined, options);
-  }
-}
+export { MisissuanceError };
 
 /** Set only while mint() runs, so the constructor refuses every other caller, subclasses included. */
 let minting = false;
@@ -122,43 +113,6 @@ export interface SignCertificateOptions {
   key: webcrypto.CryptoKey;
 }
 
-const issuerKeys = new WeakMap<IssuerContext, KeyObject>();
-
-function issuerPublicKey(issuer: IssuerContext): KeyObject {
-  let key = issuerKeys.get(issuer);
-  if (!key) {
-    key = createPublicKey({ key: Buffer.from(issuer.publicKey), format: 'der', type: 'spki' });
-    issuerKeys.set(issuer, key);
-  }
-  return key;
-}
-
-/** Refuses a signing key whose WebCrypto algorithm cannot produce the issuer's signature algorithm. */
-function checkSigningKey(
-  key: webcrypto.CryptoKey,
-  algorithm: SignatureAlgorithm,
-  issuer: IssuerContext,
-): void {
-  const keyAlgorithm = key?.algorithm as
-    | (webcrypto.KeyAlgorithm & { namedCurve?: string; hash?: unknown })
-    | undefined;
-  if (!keyAlgorithm?.name) return; // an opaque handle: the verification below still decides
-  const expected = { ec: 'ECDSA', rsa: 'RSASSA-PKCS1-v1_5', ed25519: 'Ed25519' }[algorithm.keyType];
-  const curve = { 'ecdsa-p256': 'P-256', 'ecdsa-p384': 'P-384' }[issuer.keyAlgorithm as 'ecdsa-p256'];
-  const hash = keyAlgorithm.hash as { name?: string } | string | undefined;
-  const hashName = typeof hash === 'string' ? hash : hash?.name;
-  // Only what the handle states is checked; the verification after signing decides the rest.
-  if (
-    keyAlgorithm.name !== expected ||
-    (curve && keyAlgorithm.namedCurve !== undefined && keyAlgorithm.namedCurve !== curve) ||
-    (algorithm.keyType === 'rsa' && hashName !== undefined && hashName !== 'SHA-256')
-  ) {
-    throw new MisissuanceError(
-      `the signing key (${keyAlgorithm.name}) cannot sign ${algorithm.name} for issuer ${issuer.id}`,
-    );
-  }
-}
-
 /**
  * Signs the token's TBS through `crypto`, assembles the certificate, and checks it before
  * returning it: TBS identical to what was linted, signature valid under the issuer's key.
@@ -184,28 +138,6 @@ export async function signCertificate(
     throw new Error(`signing for issuer ${issuer.id} failed`, { cause: error });
   }
   const certificate = assembleCertificate(tbs, algorithm.identifier, signature);
-
-  let signedTbs: Uint8Array;
-  let signatureValue: Uint8Array;
-  let outerAlgorithm: Uint8Array;
-  try {
-    const root = readDer(certificate, { maxDepth: 16 });
-    const [tbsTlv, algorithmTlv, signatureTlv] = root.children;
-    signedTbs = encoding(tbsTlv!);
-    outerAlgorithm = encoding(algorithmTlv!);
-    signatureValue = bitStringBytes(signatureTlv!).bytes;
-  } catch (error) {
-    throw new MisissuanceError('the assembled certificate does not parse', { cause: error });
-  }
-  if (!equalBytes(signedTbs, tbs)) {
-    throw new MisissuanceError('the certificate’s TBS differs from the linted TBS');
-  }
-  // RFC 5280 §4.1.1.2: signatureAlgorithm MUST equal the TBS signature field.
-  if (!equalBytes(outerAlgorithm, encoding(readCertificateFields(tbs, true).signature))) {
-    throw new MisissuanceError('signatureAlgorithm differs from the TBS signature field (RFC 5280 §4.1.1.2)');
-  }
-  if (!verifySignature(algorithm, issuerPublicKey(issuer), signedTbs, signatureValue)) {
-    throw new MisissuanceError(`the signature does not verify with issuer ${issuer.id}’s public key`);
-  }
+  checkSignedCertificate(certificate, tbs, issuer);
   return certificate;
 }

@@ -1,7 +1,12 @@
 import { webcrypto } from 'node:crypto';
 import { beforeAll, describe, expect, test } from 'vitest';
+import {
+  IssuanceToken,
+  lintCertificate,
+  MisissuanceError,
+  signCertificate,
+} from '../../src/issuance/token.ts';
 import { fixedClock } from '../../src/lib/clock.ts';
-import { IssuanceToken, lintCertificate, MisissuanceError, signCertificate } from '../../src/lint/token.ts';
 import { buildTbsCertificate, generateSerial } from '../../src/x509/certificate.ts';
 import { readCertificateFields } from '../../src/x509/issuer.ts';
 import {
