@@ -21,7 +21,12 @@ export function fromBase64(text: unknown, what: string): Buffer {
   if (typeof text !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) {
     throw new Error(`${what} is not base64`);
   }
-  return Buffer.from(text, 'base64');
+  // Canonical only (RFC 4648 §3.5): a decoder ignores the unused low bits of the last character,
+  // so without this check an edited signature or object could decode to the same bytes and an
+  // alteration of a signed file would pass unnoticed.
+  const bytes = Buffer.from(text, 'base64');
+  if (bytes.toString('base64') !== text) throw new Error(`${what} is not canonical base64`);
+  return bytes;
 }
 
 export function toBase64Url(bytes: Uint8Array): string {
@@ -31,7 +36,9 @@ export function toBase64Url(bytes: Uint8Array): string {
 /** Strict unpadded base64url (RFC 4648 §5). */
 export function fromBase64Url(text: string, what: string): Buffer {
   if (!/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) throw new Error(`${what} is not base64url`);
-  return Buffer.from(text, 'base64url');
+  const bytes = Buffer.from(text, 'base64url');
+  if (bytes.toString('base64url') !== text) throw new Error(`${what} is not canonical base64url`);
+  return bytes;
 }
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
