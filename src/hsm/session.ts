@@ -20,7 +20,8 @@ import {
   toHsmError,
 } from './partition-requests.ts';
 import { mayRawSign, rawSign } from './raw-sign.ts';
-import type { AuditEvent, UserRecord } from './store.ts';
+import * as users from './session-users.ts';
+import type { AuditEvent } from './store.ts';
 import {
   type CreateKeyRequest,
   HSM_REASONS,
@@ -35,7 +36,6 @@ import {
   type PartitionUserAdmin,
   RAW_SIGN_MECHANISMS,
   type RawSignRequest,
-  ROLES,
   type Role,
   type SignInitRequest,
   type SignMechanism,
@@ -152,26 +152,7 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
       event.user = name;
       if (this.user)
         throw new HsmError('CKR_USER_ALREADY_LOGGED_IN', `already logged in as ${this.user.name}`);
-      const store = this.partition.requireStore();
-      const role = await this.partition.serialLogin(name, async () => {
-        const record = await store.getUser(name);
-        if (!record) {
-          const dummy = await this.partition.dummy();
-          if (dummy) await this.partition.options.verifyPin(dummy, request.pin);
-          throw new HsmError('CKR_PIN_INCORRECT', 'wrong user or PIN');
-        }
-        if (record.locked)
-          throw new HsmError('CKR_PIN_LOCKED', `user ${name} is locked; the officer must unlock it`);
-        if (!(await this.partition.options.verifyPin(record, request.pin))) {
-          const failedLogins = record.failedLogins + 1;
-          const locked = failedLogins >= (this.partition.options.maxFailedLogins ?? 5);
-          await store.putUser({ ...record, failedLogins, locked });
-          if (locked) throw new HsmError('CKR_PIN_LOCKED', `wrong PIN; user ${name} is now locked`);
-          throw new HsmError('CKR_PIN_INCORRECT', 'wrong user or PIN');
-        }
-        if (record.failedLogins !== 0) await store.putUser({ ...record, failedLogins: 0 });
-        return record.role;
-      });
+      const role = await users.checkLogin(this.partition, name, request.pin);
       // A concurrent login on this session may have won while this one waited.
       const winner = this.loggedInAs;
       if (winner) throw new HsmError('CKR_USER_ALREADY_LOGGED_IN', `already logged in as ${winner.name}`);
@@ -548,88 +529,26 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
   // --- users ---------------------------------------------------------------------------------
 
   async createUser(request: { name: string; role: Role; pin: string }): Promise<UserInfo> {
-    return this.perform('createUser', 'officer', async (event) => {
-      const name = this.checkUserName(request?.name, event);
-      if (!(ROLES as readonly string[]).includes(request.role))
-        throw bad(`role must be one of ${ROLES.join(', ')}`);
-      const pinHash = await this.hashPin(request.pin);
-      const store = this.partition.requireStore();
-      if (await store.getUser(name)) throw new HsmError('CKR_OBJECT_EXISTS', `user ${name} exists`);
-      const record: UserRecord = { name, role: request.role, pinHash, failedLogins: 0, locked: false };
-      await store.putUser(record);
-      return userInfo(record);
-    });
+    return this.perform('createUser', 'officer', (event) => users.createUser(this.partition, event, request));
   }
 
   async listUsers(): Promise<UserInfo[]> {
-    return this.perform('listUsers', 'officer', async () => {
-      const users = await this.partition.requireStore().listUsers();
-      return users.map(userInfo).sort((a, b) => a.name.localeCompare(b.name));
-    });
+    return this.perform('listUsers', 'officer', () => users.listUsers(this.partition));
   }
 
   async unlockUser(request: { name: string }): Promise<UserInfo> {
-    return this.perform('unlockUser', 'officer', async (event) => {
-      const name = this.checkUserName(request?.name, event);
-      return this.partition.serialLogin(name, async () => {
-        const record = await this.existingUser(name);
-        const unlocked = { ...record, failedLogins: 0, locked: false };
-        await this.partition.requireStore().putUser(unlocked);
-        return userInfo(unlocked);
-      });
-    });
+    return this.perform('unlockUser', 'officer', (event) => users.unlockUser(this.partition, event, request));
   }
 
   /** Sets a user's PIN (C_InitPIN); also clears a lock, the usual way back for a locked user. */
   async setUserPin(request: { name: string; pin: string }): Promise<void> {
-    return this.perform('setUserPin', 'officer', async (event) => {
-      const name = this.checkUserName(request?.name, event);
-      const pinHash = await this.hashPin(request.pin);
-      await this.partition.serialLogin(name, async () => {
-        const record = await this.existingUser(name);
-        await this.partition.requireStore().putUser({ ...record, pinHash, failedLogins: 0, locked: false });
-      });
-    });
+    return this.perform('setUserPin', 'officer', (event) => users.setUserPin(this.partition, event, request));
   }
 
   async deleteUser(request: { name: string }): Promise<void> {
-    return this.perform('deleteUser', 'officer', async (event) => {
-      const name = this.checkUserName(request?.name, event);
-      const store = this.partition.requireStore();
-      if (!store.deleteUser)
-        throw new HsmError('CKR_FUNCTION_NOT_SUPPORTED', 'this store cannot delete users');
-      if (name === this.user?.name)
-        throw new HsmError('CKR_OPERATION_NOT_PERMITTED', 'an officer cannot delete itself');
-      const record = await this.existingUser(name);
-      if (record.role === 'officer') {
-        const officers = (await store.listUsers()).filter((u) => u.role === 'officer');
-        if (officers.length <= 1) throw new HsmError('CKR_OPERATION_NOT_PERMITTED', 'the last officer stays');
-      }
-      await store.deleteUser(name);
-    });
-  }
-
-  private checkUserName(name: unknown, event: AuditEvent): string {
-    if (typeof name !== 'string' || !USER_NAME.test(name))
-      throw bad('user name must match [a-z0-9][a-z0-9._-]{0,31}');
-    event.subject = name;
-    return name;
-  }
-
-  private async existingUser(name: string): Promise<UserRecord> {
-    const record = await this.partition.requireStore().getUser(name);
-    if (!record) throw bad(`no user ${name}`);
-    return record;
-  }
-
-  private async hashPin(pin: unknown): Promise<string> {
-    const hashPin = this.partition.options.hashPin;
-    if (!hashPin) throw new HsmError('CKR_FUNCTION_NOT_SUPPORTED', 'this partition cannot set PINs');
-    const min = this.partition.options.minPinLength ?? 8;
-    if (typeof pin !== 'string' || [...pin].length < min || Buffer.byteLength(pin) > MAX_PIN_OCTETS) {
-      throw new HsmError('CKR_PIN_LEN_RANGE', `a PIN has ${min} to ${MAX_PIN_OCTETS} characters`);
-    }
-    return hashPin(pin);
+    return this.perform('deleteUser', 'officer', (event) =>
+      users.deleteUser(this.partition, event, request, this.user?.name),
+    );
   }
 
   /** Ends the session: open multi-part operations are abandoned (nothing is signed), the login ends. */
@@ -643,10 +562,3 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
 }
 
 const hashOf = (mechanism: SignMechanism): string | null => MECHANISM_SPECS[mechanism].hash;
-
-const userInfo = (record: UserRecord): UserInfo => ({
-  name: record.name,
-  role: record.role,
-  failedLogins: record.failedLogins,
-  locked: record.locked,
-});

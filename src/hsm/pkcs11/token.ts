@@ -1,12 +1,33 @@
-import { createHash, createPublicKey, type Hash } from 'node:crypto';
-import { createRequire } from 'node:module';
+import { createHash } from 'node:crypto';
 import type * as Pkcs11Js from 'pkcs11js';
-import { KEY_ALGORITHM_SPECS, MECHANISM_SPECS } from '../mechanisms.ts';
-import { CKA, CKG, CKK, CKO, CKM as FRONT_END_CKM } from '../p11/pkcs11.ts';
+import { MECHANISM_SPECS } from '../mechanisms.ts';
+import { CKA } from '../p11/pkcs11.ts';
 import type { TokenKeyEntry, TokenKeys, TokenSignStream } from '../token-keys.ts';
 import { HsmError, type KeyAlgorithm, type KeyUsage, type SignMechanism } from '../types.ts';
+import {
+  CKF_RW_SESSION,
+  CKF_SERIAL_SESSION,
+  CKO_PRIVATE_KEY,
+  CKO_PUBLIC_KEY,
+  CKU_USER,
+  ED25519_NAME,
+  GENERATE_MECHANISM,
+  MECHANISM_NAMES,
+  SIGN_MECHANISM,
+} from './constants.ts';
 import { isTokenGone, moduleError, moduleReturnValue, returnValueName } from './errors.ts';
+import { acquireModule, call, findSlot, type Pkcs11Instance, releaseModule, spaces } from './module.ts';
+import { describeKey, findObjects, keyPairTemplates, readAttributes, readUlong, u } from './objects.ts';
+import {
+  digestingStream,
+  gatheringStream,
+  mechanismParams,
+  moduleStream,
+  signatureLength,
+} from './signing.ts';
 import { formatPkcs11Uri, parsePkcs11Uri } from './uri.ts';
+
+export { CKM } from './constants.ts';
 
 /**
  * One PKCS#11 token, opened by the partition process (never by the CA): the module loaded with
@@ -22,63 +43,11 @@ import { formatPkcs11Uri, parsePkcs11Uri } from './uri.ts';
  * A token that goes away (CKR_DEVICE_REMOVED, CKR_SESSION_HANDLE_INVALID...) makes operations fail
  * with CKR_DEVICE_REMOVED (hsm.unavailable, 503 at the API); the next operation after that
  * finalises the module and opens the token again, so service resumes once it is back.
+ *
+ * Beside it: module.ts (loading the module, finding the slot), objects.ts (finding keys, reading
+ * their attributes, key-pair templates), constants.ts (the PKCS#11 numbers), signing.ts
+ * (mechanism parameters, multi-part streams), errors.ts (return values to HsmError).
  */
-
-// PKCS#11 v2.40 numbers (pkcs11t.h), shared with the p11-kit front end, plus what only a
-// module client needs: the PSS and EdDSA mechanisms and Edwards keys (PKCS#11 3.0).
-const CKO_PUBLIC_KEY = CKO.PUBLIC_KEY;
-const CKO_PRIVATE_KEY = CKO.PRIVATE_KEY;
-const CKK_RSA = CKK.RSA;
-const CKK_EC = CKK.EC;
-const CKK_EC_EDWARDS = 0x40;
-export const CKM = {
-  ...FRONT_END_CKM,
-  SHA256_RSA_PKCS_PSS: 0x43,
-  SHA384_RSA_PKCS_PSS: 0x44,
-  SHA512_RSA_PKCS_PSS: 0x45,
-  EC_EDWARDS_KEY_PAIR_GEN: 0x1055,
-  EDDSA: 0x1057,
-} as const;
-const MECHANISM_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(CKM).map(([name, value]) => [value, `CKM_${name}`]),
-);
-const CKG_MGF1 = { sha256: CKG.MGF1_SHA256, sha384: CKG.MGF1_SHA384, sha512: CKG.MGF1_SHA512 } as const;
-const CKU_USER = 1;
-const CKF_RW_SESSION = 2;
-const CKF_SERIAL_SESSION = 4;
-const CK_PARAMS_RSA_PSS = 5;
-const CKF_OS_LOCKING_OK = 2;
-
-/** DER OIDs for CKA_EC_PARAMS (RFC 5480 §2.1.1.1, RFC 8410 §3). */
-const EC_PARAMS = {
-  'ecdsa-p256': Buffer.from('06082a8648ce3d030107', 'hex'),
-  'ecdsa-p384': Buffer.from('06052b81040022', 'hex'),
-  ed25519: Buffer.from('06032b6570', 'hex'),
-} as const;
-/** PKCS#11 3.0 also allows the curve's name as a PrintableString for Edwards curves. */
-const ED25519_NAME = Buffer.from('130c656477617264733235353139', 'hex');
-
-/** Which key-pair generation and signing mechanisms each operation needs. */
-const GENERATE_MECHANISM: Record<KeyAlgorithm, number> = {
-  'ecdsa-p256': CKM.EC_KEY_PAIR_GEN,
-  'ecdsa-p384': CKM.EC_KEY_PAIR_GEN,
-  'rsa-2048': CKM.RSA_PKCS_KEY_PAIR_GEN,
-  'rsa-3072': CKM.RSA_PKCS_KEY_PAIR_GEN,
-  'rsa-4096': CKM.RSA_PKCS_KEY_PAIR_GEN,
-  ed25519: CKM.EC_EDWARDS_KEY_PAIR_GEN,
-};
-const SIGN_MECHANISM: Record<SignMechanism, number> = {
-  'ecdsa-sha256': CKM.ECDSA,
-  'ecdsa-sha384': CKM.ECDSA,
-  'rsa-pkcs1-sha256': CKM.SHA256_RSA_PKCS,
-  'rsa-pkcs1-sha384': CKM.SHA384_RSA_PKCS,
-  'rsa-pkcs1-sha512': CKM.SHA512_RSA_PKCS,
-  'rsa-pss-sha256': CKM.SHA256_RSA_PKCS_PSS,
-  'rsa-pss-sha384': CKM.SHA384_RSA_PKCS_PSS,
-  'rsa-pss-sha512': CKM.SHA512_RSA_PKCS_PSS,
-  ed25519: CKM.EDDSA,
-};
-const HASH_MECHANISM = { sha256: CKM.SHA256, sha384: CKM.SHA384, sha512: CKM.SHA512 } as const;
 
 export interface Pkcs11TokenOptions {
   /** Path of the PKCS#11 module (/usr/lib/softhsm/libsofthsm2.so, /opt/cloudhsm/lib/libcloudhsm_pkcs11.so...). */
@@ -95,80 +64,6 @@ export interface Pkcs11TokenOptions {
   excludeMechanisms?: number[];
   log?: (line: string) => void;
 }
-
-type Pkcs11Module = typeof Pkcs11Js;
-
-let binding: Pkcs11Module | undefined;
-/** pkcs11js is a native addon: loaded only by a partition that uses a token. */
-function loadBinding(): Pkcs11Module {
-  if (!binding) {
-    try {
-      binding = createRequire(import.meta.url)('pkcs11js') as Pkcs11Module;
-    } catch (error) {
-      throw new HsmError(
-        'CKR_DEVICE_ERROR',
-        'the PKCS#11 binding (pkcs11js) cannot be loaded: reinstall with its native build (npm ci)',
-        { cause: error },
-      );
-    }
-  }
-  return binding;
-}
-
-const u = (n: number) => n;
-const readUlong = (buffer: Buffer): number =>
-  buffer.length >= 8 ? Number(buffer.readBigUInt64LE(0)) : buffer.readUInt32LE(0);
-const readBool = (buffer: Buffer): boolean => buffer.length > 0 && buffer[0] !== 0;
-const b64url = (buffer: Buffer) => buffer.toString('base64url');
-
-/** CKA_EC_POINT is a DER OCTET STRING around the point (PKCS#11 v2.40 §2.3.3); some modules give the bare point. */
-function unwrapPoint(value: Buffer, pointLength: number): Buffer {
-  if (value.length === pointLength) return value;
-  if (value[0] === 0x04) {
-    const short = value[1]! < 0x80;
-    const offset = short ? 2 : 2 + (value[1]! & 0x7f);
-    const inner = value.subarray(offset);
-    if (inner.length === pointLength) return inner;
-  }
-  throw new HsmError('CKR_DEVICE_ERROR', 'the token returned an EC point of an unexpected form');
-}
-
-function spkiOf(algorithm: KeyAlgorithm, attrs: Map<number, Buffer>): Buffer {
-  let jwk: Record<string, string>;
-  if (algorithm === 'ed25519') {
-    jwk = { kty: 'OKP', crv: 'Ed25519', x: b64url(unwrapPoint(attrs.get(CKA.EC_POINT)!, 32)) };
-  } else if (algorithm.startsWith('ecdsa')) {
-    const size = algorithm === 'ecdsa-p256' ? 32 : 48;
-    const point = unwrapPoint(attrs.get(CKA.EC_POINT)!, 1 + 2 * size);
-    if (point[0] !== 0x04) throw new HsmError('CKR_DEVICE_ERROR', 'the token returned a compressed EC point');
-    jwk = {
-      kty: 'EC',
-      crv: algorithm === 'ecdsa-p256' ? 'P-256' : 'P-384',
-      x: b64url(point.subarray(1, 1 + size)),
-      y: b64url(point.subarray(1 + size)),
-    };
-  } else {
-    jwk = { kty: 'RSA', n: b64url(attrs.get(CKA.MODULUS)!), e: b64url(attrs.get(CKA.PUBLIC_EXPONENT)!) };
-  }
-  return createPublicKey({ key: jwk, format: 'jwk' }).export({ format: 'der', type: 'spki' });
-}
-
-function algorithmOf(keyType: number, attrs: Map<number, Buffer>): KeyAlgorithm | undefined {
-  if (keyType === CKK_EC_EDWARDS) return 'ed25519';
-  if (keyType === CKK_EC) {
-    const params = attrs.get(CKA.EC_PARAMS);
-    if (params?.equals(EC_PARAMS['ecdsa-p256'])) return 'ecdsa-p256';
-    if (params?.equals(EC_PARAMS['ecdsa-p384'])) return 'ecdsa-p384';
-    return undefined;
-  }
-  if (keyType === CKK_RSA) {
-    const bits = (attrs.get(CKA.MODULUS)?.length ?? 0) * 8;
-    return (['rsa-2048', 'rsa-3072', 'rsa-4096'] as const).find((a) => a === `rsa-${bits}`);
-  }
-  return undefined;
-}
-
-const spaces = (s: string) => s.replace(/\s+$/, '');
 
 /** Return values after which a key's handle is looked up again. */
 const STALE_HANDLE = new Set(['CKR_KEY_HANDLE_INVALID', 'CKR_OBJECT_HANDLE_INVALID']);
@@ -251,43 +146,14 @@ export class Pkcs11Token implements TokenKeys {
   private async connect(): Promise<void> {
     const pkcs11 = acquireModule(this.options.module);
     try {
-      const slots = call('C_GetSlotList', () => pkcs11.C_GetSlotList(true));
-      let slot: Buffer | undefined;
-      let slotLabel = '';
-      const seen: string[] = [];
-      for (const candidate of slots) {
-        const info = call('C_GetTokenInfo', () => pkcs11.C_GetTokenInfo(candidate));
-        const label = spaces(info.label);
-        const id = slotNumber(candidate);
-        seen.push(`${label} (slot ${id})`);
-        const matches =
-          this.options.tokenLabel !== undefined
-            ? label === this.options.tokenLabel &&
-              (this.options.slotId === undefined || id === this.options.slotId)
-            : id === this.options.slotId;
-        if (!matches) continue;
-        if (slot) {
-          throw new HsmError(
-            'CKR_ARGUMENTS_BAD',
-            `two tokens are labelled '${this.options.tokenLabel}': choose one with --slot-id`,
-          );
-        }
-        slot = candidate;
-        slotLabel = label;
-      }
-      if (!slot) {
-        throw new HsmError(
-          'CKR_DEVICE_REMOVED',
-          `CKR_TOKEN_NOT_PRESENT: no token ${this.options.tokenLabel !== undefined ? `labelled '${this.options.tokenLabel}'` : `in slot ${this.options.slotId}`} in ${this.options.module} (tokens present: ${seen.join(', ') || 'none'}); check the label and that the HSM is reachable`,
-        );
-      }
-      const mechanisms = new Set(call('C_GetMechanismList', () => pkcs11.C_GetMechanismList(slot!)));
+      const { slot, label: slotLabel } = findSlot(pkcs11, this.options);
+      const mechanisms = new Set(call('C_GetMechanismList', () => pkcs11.C_GetMechanismList(slot)));
       for (const m of this.options.excludeMechanisms ?? []) mechanisms.delete(m);
       const sessions: Buffer[] = [];
       const count = Math.max(1, Math.min(this.options.sessions ?? 4, 64));
       for (let i = 0; i < count; i++) {
         sessions.push(
-          call('C_OpenSession', () => pkcs11.C_OpenSession(slot!, CKF_SERIAL_SESSION | CKF_RW_SESSION)),
+          call('C_OpenSession', () => pkcs11.C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION)),
         );
       }
       try {
@@ -456,14 +322,14 @@ export class Pkcs11Token implements TokenKeys {
 
   private listOn(pkcs11: Pkcs11Instance, session: Buffer): TokenKeyEntry[] {
     try {
-      const found = this.find(pkcs11, session, [
+      const found = findObjects(pkcs11, session, [
         { type: CKA.CLASS, value: u(CKO_PRIVATE_KEY) },
         { type: CKA.TOKEN, value: true },
       ]);
       const entries: TokenKeyEntry[] = [];
       const handles = new Map<string, Handles>();
       for (const priv of found) {
-        const entry = this.describeKey(pkcs11, session, priv);
+        const entry = describeKey(pkcs11, session, priv);
         if (!entry) continue;
         if (handles.has(entry.id)) {
           this.options.log?.(
@@ -482,85 +348,6 @@ export class Pkcs11Token implements TokenKeys {
     }
   }
 
-  private find(pkcs11: Pkcs11Instance, session: Buffer, template: Pkcs11Js.Template): Buffer[] {
-    pkcs11.C_FindObjectsInit(session, template);
-    try {
-      const all: Buffer[] = [];
-      for (;;) {
-        const batch = pkcs11.C_FindObjects(session, 64);
-        all.push(...batch);
-        if (batch.length < 64) return all;
-      }
-    } finally {
-      pkcs11.C_FindObjectsFinal(session);
-    }
-  }
-
-  private attributes(
-    pkcs11: Pkcs11Instance,
-    session: Buffer,
-    object: Buffer,
-    types: number[],
-  ): Map<number, Buffer> {
-    const result = new Map<number, Buffer>();
-    // One call per attribute: a module answers CKR_ATTRIBUTE_TYPE_INVALID for a whole template
-    // when one attribute does not apply to the object.
-    for (const type of types) {
-      try {
-        const [attr] = pkcs11.C_GetAttributeValue(session, object, [{ type }]);
-        if (attr?.value) result.set(type, attr.value as Buffer);
-      } catch (error) {
-        if (isTokenGone(error)) throw error;
-      }
-    }
-    return result;
-  }
-
-  private describeKey(pkcs11: Pkcs11Instance, session: Buffer, priv: Buffer): TokenKeyEntry | undefined {
-    const attrs = this.attributes(pkcs11, session, priv, [
-      CKA.ID,
-      CKA.LABEL,
-      CKA.KEY_TYPE,
-      CKA.SIGN,
-      CKA.EXTRACTABLE,
-      CKA.EC_PARAMS,
-      CKA.MODULUS,
-      CKA.PUBLIC_EXPONENT,
-    ]);
-    const id = attrs.get(CKA.ID);
-    const keyType = attrs.get(CKA.KEY_TYPE);
-    if (!id || id.length === 0 || id.length > 32 || !keyType) return undefined;
-    // The public half gives the point (EC) or is the only place it is readable.
-    const [pub] = this.find(pkcs11, session, [
-      { type: CKA.CLASS, value: u(CKO_PUBLIC_KEY) },
-      { type: CKA.ID, value: id },
-    ]);
-    if (pub) {
-      for (const [type, value] of this.attributes(pkcs11, session, pub, [
-        CKA.EC_PARAMS,
-        CKA.EC_POINT,
-        CKA.MODULUS,
-        CKA.PUBLIC_EXPONENT,
-      ]))
-        attrs.set(type, value);
-    }
-    const algorithm = algorithmOf(readUlong(keyType), attrs);
-    if (!algorithm) return undefined;
-    if (algorithm !== 'ed25519' && !algorithm.startsWith('rsa') && !attrs.has(CKA.EC_POINT)) return undefined;
-    if (algorithm === 'ed25519' && !attrs.has(CKA.EC_POINT)) return undefined;
-    if (algorithm.startsWith('rsa') && !(attrs.has(CKA.MODULUS) && attrs.has(CKA.PUBLIC_EXPONENT)))
-      return undefined;
-    const sign = attrs.has(CKA.SIGN) && readBool(attrs.get(CKA.SIGN)!);
-    return {
-      id: id.toString('hex'),
-      label: attrs.get(CKA.LABEL)?.toString('utf8') ?? '',
-      algorithm,
-      usages: sign ? ['sign', 'verify'] : ['verify'],
-      extractable: attrs.has(CKA.EXTRACTABLE) && readBool(attrs.get(CKA.EXTRACTABLE)!),
-      publicKey: spkiOf(algorithm, attrs),
-    };
-  }
-
   /**
    * Generates a key pair on the token: CKA_TOKEN, CKA_PRIVATE and CKA_SENSITIVE true,
    * CKA_EXTRACTABLE false, and only the usages asked (sign on the private half, verify on the
@@ -572,7 +359,7 @@ export class Pkcs11Token implements TokenKeys {
     algorithm: KeyAlgorithm;
     usages: KeyUsage[];
   }): Promise<TokenKeyEntry> {
-    const { id, label, algorithm, usages } = request;
+    const { id, label, algorithm } = request;
     const generate = GENERATE_MECHANISM[algorithm];
     await this.ready();
     this.requireMechanism(generate, `${algorithm} keys`);
@@ -580,7 +367,7 @@ export class Pkcs11Token implements TokenKeys {
       this.withSession(async (pkcs11, session) => {
         let existing: Buffer[];
         try {
-          existing = this.find(pkcs11, session, [
+          existing = findObjects(pkcs11, session, [
             { type: CKA.CLASS, value: u(CKO_PRIVATE_KEY) },
             { type: CKA.LABEL, value: label },
           ]);
@@ -592,40 +379,7 @@ export class Pkcs11Token implements TokenKeys {
             'CKR_OBJECT_EXISTS',
             `token ${this.label} already holds a key labelled '${label}'`,
           );
-        const idBytes = Buffer.from(id, 'hex');
-        const common = [
-          { type: CKA.TOKEN, value: true },
-          { type: CKA.LABEL, value: label },
-          { type: CKA.ID, value: idBytes },
-        ];
-        const publicTemplate: Pkcs11Js.Template = [
-          ...common,
-          { type: CKA.CLASS, value: u(CKO_PUBLIC_KEY) },
-          { type: CKA.PRIVATE, value: false },
-          { type: CKA.VERIFY, value: true },
-          { type: CKA.ENCRYPT, value: false },
-          { type: CKA.WRAP, value: false },
-        ];
-        const privateTemplate: Pkcs11Js.Template = [
-          ...common,
-          { type: CKA.CLASS, value: u(CKO_PRIVATE_KEY) },
-          { type: CKA.PRIVATE, value: true },
-          { type: CKA.SENSITIVE, value: true },
-          { type: CKA.EXTRACTABLE, value: false },
-          { type: CKA.SIGN, value: usages.includes('sign') },
-          { type: CKA.DECRYPT, value: false },
-          { type: CKA.UNWRAP, value: false },
-        ];
-        const spec = KEY_ALGORITHM_SPECS[algorithm].generate;
-        if (spec.type === 'rsa') {
-          publicTemplate.push(
-            { type: CKA.MODULUS_BITS, value: u(spec.modulusLength) },
-            { type: CKA.PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
-          );
-        } else {
-          publicTemplate.push({ type: CKA.EC_PARAMS, value: EC_PARAMS[algorithm as keyof typeof EC_PARAMS] });
-          privateTemplate.push({ type: CKA.DERIVE, value: false });
-        }
+        const { publicTemplate, privateTemplate } = keyPairTemplates(request);
         let pair: Pkcs11Js.KeyPair;
         try {
           pair = await pkcs11.C_GenerateKeyPairAsync(
@@ -651,7 +405,7 @@ export class Pkcs11Token implements TokenKeys {
           } else throw this.failed('C_GenerateKeyPair', error);
         }
         try {
-          const entry = this.describeKey(pkcs11, session, pair.privateKey);
+          const entry = describeKey(pkcs11, session, pair.privateKey);
           if (!entry || entry.id !== id) throw new Error('the generated key does not read back');
           this.handles.set(id, { priv: pair.privateKey, entry });
           return entry;
@@ -685,10 +439,10 @@ export class Pkcs11Token implements TokenKeys {
     await this.oneAtATime(() =>
       this.withSession((pkcs11, session) => {
         try {
-          const objects = this.find(pkcs11, session, [
+          const objects = findObjects(pkcs11, session, [
             { type: CKA.ID, value: Buffer.from(id, 'hex') },
           ]).filter((object) => {
-            const cls = this.attributes(pkcs11, session, object, [CKA.CLASS]).get(CKA.CLASS);
+            const cls = readAttributes(pkcs11, session, object, [CKA.CLASS]).get(CKA.CLASS);
             return (
               cls !== undefined && (readUlong(cls) === CKO_PRIVATE_KEY || readUlong(cls) === CKO_PUBLIC_KEY)
             );
@@ -716,27 +470,8 @@ export class Pkcs11Token implements TokenKeys {
   // --- signing ---------------------------------------------------------------------------------
 
   private mechanismFor(mechanism: SignMechanism, saltLength: number | undefined): Pkcs11Js.Mechanism {
-    const type = SIGN_MECHANISM[mechanism];
-    this.requireMechanism(type, mechanism);
-    const spec = MECHANISM_SPECS[mechanism];
-    if (spec.padding !== 'pss') return { mechanism: type };
-    const hash = spec.hash as 'sha256' | 'sha384' | 'sha512';
-    return {
-      mechanism: type,
-      parameter: {
-        type: CK_PARAMS_RSA_PSS,
-        hashAlg: HASH_MECHANISM[hash],
-        mgf: CKG_MGF1[hash],
-        saltLen: saltLength ?? spec.hashLength,
-      } as Pkcs11Js.RsaPSS,
-    };
-  }
-
-  private static signatureLength(algorithm: KeyAlgorithm): number {
-    const spec = KEY_ALGORITHM_SPECS[algorithm].generate;
-    if (spec.type === 'rsa') return spec.modulusLength / 8;
-    if (spec.type === 'ec') return spec.namedCurve === 'P-256' ? 64 : 96;
-    return 64;
+    this.requireMechanism(SIGN_MECHANISM[mechanism], mechanism);
+    return mechanismParams(mechanism, saltLength);
   }
 
   /**
@@ -763,7 +498,7 @@ export class Pkcs11Token implements TokenKeys {
     mech: Pkcs11Js.Mechanism,
     input: Buffer,
   ): Promise<Uint8Array> {
-    const length = Pkcs11Token.signatureLength(algorithm);
+    const length = signatureLength(algorithm);
     return this.withSession(async (pkcs11, session) => {
       this.signInit(pkcs11, session, mech, id);
       let signature: Buffer;
@@ -795,24 +530,9 @@ export class Pkcs11Token implements TokenKeys {
     const pkcs11 = await this.ready();
     const mech = this.mechanismFor(mechanism, saltLength);
     const spec = MECHANISM_SPECS[mechanism];
-    if (spec.family === 'ec') {
-      const hash: Hash = createHash(spec.hash!);
-      return {
-        update: (chunk) => void hash.update(chunk),
-        final: () => this.signPrepared(id, algorithm, mech, hash.digest()),
-        cancel: () => {},
-      };
-    }
-    if (spec.family === 'ed25519') {
-      const parts: Buffer[] = [];
-      return {
-        update: (chunk) => void parts.push(Buffer.from(chunk)),
-        final: () => this.signPrepared(id, algorithm, mech, Buffer.concat(parts)),
-        cancel: () => {
-          parts.length = 0;
-        },
-      };
-    }
+    const signOnce = (input: Buffer) => this.signPrepared(id, algorithm, mech, input);
+    if (spec.family === 'ec') return digestingStream(spec.hash!, signOnce);
+    if (spec.family === 'ed25519') return gatheringStream(signOnce);
     let session: Buffer;
     try {
       session = pkcs11.C_OpenSession(this.slot!, CKF_SERIAL_SESSION | CKF_RW_SESSION);
@@ -835,27 +555,9 @@ export class Pkcs11Token implements TokenKeys {
       end();
       throw error;
     }
-    const length = Pkcs11Token.signatureLength(algorithm);
-    return {
-      update: (chunk) => {
-        try {
-          pkcs11.C_SignUpdate(session, chunk);
-        } catch (error) {
-          end();
-          throw this.failed('C_SignUpdate', error);
-        }
-      },
-      final: async () => {
-        try {
-          return new Uint8Array(await pkcs11.C_SignFinalAsync(session, Buffer.alloc(length)));
-        } catch (error) {
-          throw this.failed('C_SignFinal', error);
-        } finally {
-          end();
-        }
-      },
-      cancel: end,
-    };
+    return moduleStream(pkcs11, session, signatureLength(algorithm), end, (call, error) =>
+      this.failed(call, error),
+    );
   }
 
   /** C_GenerateRandom from the token. */
@@ -875,71 +577,4 @@ export class Pkcs11Token implements TokenKeys {
     // Closing the sessions and, for the module's last user, C_Finalize end the login too.
     this.teardown();
   }
-}
-
-type Pkcs11Instance = InstanceType<Pkcs11Module['PKCS11']>;
-
-/**
- * One loaded, initialised module per path for the whole process: PKCS#11 allows one
- * C_Initialize per application, and two tokens of one module (a root token and an issuing token)
- * share it. The last user's release finalises it, so a module that lost its device starts afresh.
- */
-const modules = new Map<string, { pkcs11: Pkcs11Instance; users: number }>();
-
-function acquireModule(path: string): Pkcs11Instance {
-  const known = modules.get(path);
-  if (known) {
-    known.users++;
-    return known.pkcs11;
-  }
-  const p = loadBinding();
-  const pkcs11 = new p.PKCS11();
-  try {
-    pkcs11.load(path);
-  } catch (error) {
-    throw new HsmError(
-      'CKR_DEVICE_ERROR',
-      `cannot load the PKCS#11 module ${path}: check the path and that it matches this machine`,
-      { cause: error },
-    );
-  }
-  try {
-    // CKF_OS_LOCKING_OK: the *Async calls run on libuv's threads, so the module must lock
-    // (with NULL arguments a module may assume one thread, and SoftHSM then crashes).
-    pkcs11.C_Initialize({ flags: CKF_OS_LOCKING_OK });
-  } catch (error) {
-    if (returnValueName(moduleReturnValue(error) ?? -1) !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') {
-      try {
-        pkcs11.close();
-      } catch {}
-      throw moduleError('C_Initialize', error);
-    }
-  }
-  modules.set(path, { pkcs11, users: 1 });
-  return pkcs11;
-}
-
-function releaseModule(path: string): void {
-  const known = modules.get(path);
-  if (!known || --known.users > 0) return;
-  modules.delete(path);
-  try {
-    known.pkcs11.C_Finalize();
-  } catch {}
-  try {
-    known.pkcs11.close();
-  } catch {}
-}
-
-function call<T>(name: string, body: () => T): T {
-  try {
-    return body();
-  } catch (error) {
-    throw moduleError(name, error);
-  }
-}
-
-/** A slot handle (CK_SLOT_ID as the binding's little-endian buffer) as a number. */
-function slotNumber(slot: Buffer): number {
-  return slot.length >= 8 ? Number(slot.readBigUInt64LE(0)) : slot.readUInt32LE(0);
 }
