@@ -2,7 +2,7 @@
  * Scripted stand-ins for the HTTP edge's own tests (problem rendering, idempotency in flight,
  * limits, hostile input): a CA that refuses, crashes or hangs on cue, which the real core does
  * only under faults a test cannot cheaply arrange. The real pieces are tested on their own
- * (test/ca/issuing-core.test.ts) and together through HTTP (test/api/stack.test.ts).
+ * (test/ca/issuing-core.test.ts) and together through HTTP (test/api/stack-*.test.ts).
  */
 import type { ReadinessProbe, RevocationDeps } from '../../../src/api/deps.ts';
 import type { CertificateAuthority, IssuedCertificate, IssueInput } from '../../../src/ca/types.ts';
