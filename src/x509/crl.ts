@@ -20,6 +20,7 @@ import {
   type Tlv,
   toHex,
 } from './der.ts';
+import { extensionParts } from './extension.ts';
 import { readCertificateFields } from './issuer.ts';
 import { OID } from './oids.ts';
 
@@ -157,24 +158,15 @@ function readCrlExtensions(field: Tlv | undefined): {
   }
   const seen = new Set<string>();
   for (const extension of extensions?.children ?? []) {
-    const [oidTlv, second, third, ...more] = extension.children;
-    const valueTlv = third ?? second;
-    if (
-      extension.tag !== TAG.SEQUENCE ||
-      oidTlv?.tag !== TAG.OID ||
-      valueTlv?.tag !== TAG.OCTET_STRING ||
-      more.length > 0 ||
-      (third !== undefined && second?.tag !== TAG.BOOLEAN)
-    ) {
-      fail('malformed CRL extension');
-    }
-    const oid = decodeOid(oidTlv);
+    const parts = extensionParts(extension);
+    if (!parts) fail('malformed CRL extension');
+    const oid = decodeOid(parts.oid);
     // RFC 5280 §4.2 (and §5.2 by reference): an extension appears at most once.
     if (seen.has(oid)) fail(`the CRL extension ${oid} appears twice`);
     seen.add(oid);
-    if (third !== undefined && content(second!)[0] === 0xff) criticalExtensions.push(oid);
+    if (parts.critical && content(parts.critical)[0] === 0xff) criticalExtensions.push(oid);
     if (oid === ID_CE_CRL_NUMBER) {
-      const value = readInteger(content(valueTlv));
+      const value = readInteger(content(parts.value));
       if (value < 0n) fail('the cRLNumber is negative (RFC 5280 §5.2.3)');
       number = value;
     }

@@ -21,6 +21,7 @@ import {
   TAG,
   type Tlv,
 } from './der.ts';
+import { extensionParts } from './extension.ts';
 import { inspectPublicKey, KeyError, type PublicKeyDetails } from './keys.ts';
 import { decodeGeneralNames, decodeName, UnsupportedNameError } from './names.ts';
 import { OID } from './oids.ts';
@@ -374,20 +375,11 @@ function parseExtensions(extensionsTlv: Tlv, result: RequestedExtensions): void 
 }
 
 function readExtension(extension: Tlv): { oid: string; critical: boolean; value: Uint8Array } {
-  const [oidTlv, second, third, ...extra] = extension.children;
-  const criticalTlv = third ? second : undefined;
-  const valueTlv = third ?? second;
-  if (
-    extension.tag !== TAG.SEQUENCE ||
-    !oidTlv ||
-    !valueTlv ||
-    extra.length > 0 ||
-    oidTlv.tag !== TAG.OID ||
-    valueTlv.tag !== TAG.OCTET_STRING ||
-    (criticalTlv && criticalTlv.tag !== TAG.BOOLEAN)
-  ) {
+  const parts = extensionParts(extension);
+  if (!parts) {
     throw new CsrError('csr.malformed', 'an extension is not SEQUENCE { OID, BOOLEAN, OCTET STRING }');
   }
+  const { oid: oidTlv, critical: criticalTlv, value: valueTlv } = parts;
   // X.690 §11.5: a DEFAULT value is omitted in DER, so an explicit critical FALSE is not DER.
   if (criticalTlv && content(criticalTlv)[0] === 0x00) {
     throw new CsrError('csr.non_der_encoding', 'critical FALSE must be omitted in DER (X.690 §11.5)');

@@ -18,6 +18,7 @@ import {
   TAG,
   type Tlv,
 } from './der.ts';
+import { extensionParts } from './extension.ts';
 import { inspectPublicKey } from './keys.ts';
 import { type NameConstraintsInfo, parseNameConstraints } from './name-constraints.ts';
 import { encodeName } from './names.ts';
@@ -140,22 +141,11 @@ export function readCertificateFields(der: Uint8Array | Tlv, bare = false): Cert
     }
   }
   for (const extension of extensionsTlv?.children ?? []) {
-    const [oidTlv, second, third, ...extra] = extension.children;
-    const valueTlv = third ?? second;
-    if (
-      extension.tag !== TAG.SEQUENCE ||
-      !oidTlv ||
-      !valueTlv ||
-      extra.length > 0 ||
-      oidTlv.tag !== TAG.OID ||
-      valueTlv.tag !== TAG.OCTET_STRING ||
-      (third !== undefined && second!.tag !== TAG.BOOLEAN)
-    ) {
-      throw new Error('malformed extension');
-    }
-    const critical = third !== undefined && content(second!)[0] === 0xff;
-    const entry = { oid: decodeOid(oidTlv), critical, value: content(valueTlv) };
-    extensionList.push(third !== undefined && !critical ? { ...entry, explicitFalse: true } : entry);
+    const parts = extensionParts(extension);
+    if (!parts) throw new Error('malformed extension');
+    const critical = parts.critical !== undefined && content(parts.critical)[0] === 0xff;
+    const entry = { oid: decodeOid(parts.oid), critical, value: content(parts.value) };
+    extensionList.push(parts.critical !== undefined && !critical ? { ...entry, explicitFalse: true } : entry);
     if (!extensions.has(entry.oid)) extensions.set(entry.oid, { critical, value: entry.value });
   }
   if (

@@ -10,10 +10,10 @@ import {
   type PartitionHeader,
   parseHeader,
   type UnsealMaterial,
-  unsealMasterKey,
+  unsealPartitionKeys,
 } from './header.ts';
 import { INDEX_FILE, type IndexCertificate, KEYS_DIR, keyFile } from './objects.ts';
-import { derivePartitionKeys, type PartitionKeys } from './seal.ts';
+import type { PartitionKeys } from './seal.ts';
 import { openPartitionVault, publishPartition, writeContent } from './vault.ts';
 
 /**
@@ -157,6 +157,14 @@ function loadFromBackup(backup: ParsedBackup, keys: PartitionKeys): Promise<Load
   });
 }
 
+/** What restoreBackup and syncBackup take: the backup, the folder, what unseals it, the clock. */
+interface BackupInto {
+  blob: Uint8Array;
+  dir: string;
+  material: UnsealMaterial;
+  clock?: Clock;
+}
+
 /**
  * Restores a backup into a new folder. Only the partition's own unseal secret or shares open it
  * (CKR_UNSEAL_FAILED otherwise, and nothing is written); every object is authenticated before
@@ -168,20 +176,9 @@ export async function restoreBackup({
   dir,
   material,
   clock = systemClock,
-}: {
-  blob: Uint8Array;
-  dir: string;
-  material: UnsealMaterial;
-  clock?: Clock;
-}): Promise<BackupSummary> {
+}: BackupInto): Promise<BackupSummary> {
   const backup = parseBackup(blob);
-  const masterKey = await unsealMasterKey(backup.header, material);
-  let keys: PartitionKeys;
-  try {
-    keys = derivePartitionKeys(masterKey, Buffer.from(backup.header.id, 'hex'));
-  } finally {
-    masterKey.fill(0);
-  }
+  const keys = await unsealPartitionKeys(backup.header, material);
   const loaded = await loadFromBackup(backup, keys);
   const files = new Map<string, Uint8Array>();
   for (const id of loaded.keys.keys()) files.set(keyFile(id), backup.files.get(keyFile(id))!);
@@ -246,12 +243,7 @@ export async function syncBackup({
   dir,
   material,
   clock = systemClock,
-}: {
-  blob: Uint8Array;
-  dir: string;
-  material: UnsealMaterial;
-  clock?: Clock;
-}): Promise<SyncSummary> {
+}: BackupInto): Promise<SyncSummary> {
   const backup = parseBackup(blob);
   const folder = await openPartitionVault({ dir, clock });
   const audit = (

@@ -2,7 +2,15 @@ import { timingSafeEqual } from 'node:crypto';
 import { PARTITION_NAME } from '../key-uri.ts';
 import { HsmError } from '../types.ts';
 import { canonicalJson, fromBase64, isRecord, sha256Hex, toBase64 } from './codec.ts';
-import { aesKey, deriveKeyBytes, open, type Sealed, seal } from './seal.ts';
+import {
+  aesKey,
+  deriveKeyBytes,
+  derivePartitionKeys,
+  open,
+  type PartitionKeys,
+  type Sealed,
+  seal,
+} from './seal.ts';
 import { combineShares, parseSecret, parseShare } from './unseal-material.ts';
 
 /**
@@ -180,5 +188,18 @@ export async function unsealMasterKey(header: PartitionHeader, material: UnsealM
     return masterKey;
   } finally {
     unsealKey.fill(0);
+  }
+}
+
+/** The partition's keys from the unseal material; the master key they derive from is wiped at once. */
+export async function unsealPartitionKeys(
+  header: PartitionHeader,
+  material: UnsealMaterial,
+): Promise<PartitionKeys> {
+  const masterKey = await unsealMasterKey(header, material);
+  try {
+    return derivePartitionKeys(masterKey, Buffer.from(header.id, 'hex'));
+  } finally {
+    masterKey.fill(0);
   }
 }

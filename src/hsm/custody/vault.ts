@@ -17,7 +17,7 @@ import {
   sealHeader,
   serializeHeader,
   type UnsealMaterial,
-  unsealMasterKey,
+  unsealPartitionKeys,
 } from './header.ts';
 import { acquireDirLock, type DirLock } from './lock.ts';
 import { INDEX_FILE, type IndexContent, KEYS_DIR, sealIndex } from './objects.ts';
@@ -272,13 +272,7 @@ export class PartitionFolder implements PartitionVault {
     if (this.#closed) throw new HsmError('CKR_DEVICE_REMOVED', 'the partition folder is closed');
     if (this.#store) throw new HsmError('CKR_OPERATION_NOT_PERMITTED', 'partition is already unsealed');
     const attempt = (async () => {
-      const masterKey = await unsealMasterKey(this.header, material);
-      let keys: PartitionKeys;
-      try {
-        keys = derivePartitionKeys(masterKey, Buffer.from(this.header.id, 'hex'));
-      } finally {
-        masterKey.fill(0);
-      }
+      const keys = await unsealPartitionKeys(this.header, material);
       const store = await SealedFileStore.open(this.dir, this.header.id, keys);
       this.audit.setSigner(keys.auditSigning);
       return store;

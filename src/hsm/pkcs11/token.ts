@@ -380,25 +380,17 @@ export class Pkcs11Token implements TokenKeys {
             `token ${this.label} already holds a key labelled '${label}'`,
           );
         const { publicTemplate, privateTemplate } = keyPairTemplates(request);
+        const generatePair = () =>
+          pkcs11.C_GenerateKeyPairAsync(session, { mechanism: generate }, publicTemplate, privateTemplate);
         let pair: Pkcs11Js.KeyPair;
         try {
-          pair = await pkcs11.C_GenerateKeyPairAsync(
-            session,
-            { mechanism: generate },
-            publicTemplate,
-            privateTemplate,
-          );
+          pair = await generatePair();
         } catch (error) {
           // Some modules name Edwards curves only by their PrintableString name (PKCS#11 3.0 §2.3.10).
           if (algorithm === 'ed25519' && !isTokenGone(error)) {
             publicTemplate[publicTemplate.length - 1] = { type: CKA.EC_PARAMS, value: ED25519_NAME };
             try {
-              pair = await pkcs11.C_GenerateKeyPairAsync(
-                session,
-                { mechanism: generate },
-                publicTemplate,
-                privateTemplate,
-              );
+              pair = await generatePair();
             } catch (second) {
               throw this.failed('C_GenerateKeyPair', second);
             }
