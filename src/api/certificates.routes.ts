@@ -2,7 +2,7 @@ import { type Context, Hono } from 'hono';
 import type { IssuedCertificate } from '../ca/types.ts';
 import type { CertificateListFilter, CertificateSummary } from '../db/certificates.repository.ts';
 import { AppError } from '../lib/errors.ts';
-import { InvalidSerialError, normalizeSerial } from '../lib/serial.ts';
+import { parseRequestSerial } from '../lib/serial.ts';
 import { canonicalIp } from '../x509/names.ts';
 import type { San, SanType } from '../x509/types.ts';
 import { refuse } from './audit.ts';
@@ -159,16 +159,6 @@ export function sanFilter(text: string): { type?: SanType; value: string } {
 /** The issuer role reads only its own certificates; revoker, auditor and admin read all. */
 const readsOnlyOwn = (principal: Principal) => !principal.roles.some((role) => role !== 'issuer');
 
-export function parseSerialParam(text: string): string {
-  try {
-    return normalizeSerial(text);
-  } catch (error) {
-    if (error instanceof InvalidSerialError)
-      throw new AppError(error.code, 'invalid', `Bad serial: ${error.message}.`);
-    throw error;
-  }
-}
-
 // biome-ignore lint/complexity/noExcessiveLinesPerFunction: a route table (hono): one short handler per route, sharing the route context
 export function certificatesRoutes({ deps, guard, idempotent, metrics }: RouteContext): Hono<ApiEnv> {
   const { ca, certificates, audit, clock } = deps;
@@ -261,7 +251,7 @@ export function certificatesRoutes({ deps, guard, idempotent, metrics }: RouteCo
     guard({ action: 'certificate.read', roles: ['issuer', 'revoker', 'auditor'] }),
     async (c) => {
       const principal = c.get('principal')!;
-      const serial = parseSerialParam(c.req.param('serial'));
+      const serial = parseRequestSerial(c.req.param('serial'));
       const record = await certificates.findBySerial(serial);
       // Another caller's certificate answers as absent, so serials of others are not confirmed.
       if (

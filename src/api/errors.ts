@@ -149,6 +149,10 @@ const STORAGE_CATEGORY: Record<string, ErrorCategory> = {
   'certificate.invalid_state': 'conflict',
 };
 
+/** 503 with Retry-After: `db.unavailable` or `hsm.unavailable`, the cause kept for the logs. */
+const unavailable = (area: 'db' | 'hsm', message: string, cause: unknown) =>
+  new AppError(`${area}.unavailable`, 'unavailable', message, undefined, { cause });
+
 /**
  * Errors of the layers below that are not AppError: storage errors with a client-facing code,
  * database connection failures (SQLSTATE class 08, 57P0x, 53300, ECONNREFUSED) and partition
@@ -166,25 +170,13 @@ export function translateError(error: unknown): AppError | undefined {
         { cause: error },
       );
     if (error.code === 'db.locked')
-      return new AppError(
-        'db.unavailable',
-        'unavailable',
-        'The database is unavailable; retry later.',
-        undefined,
-        { cause: error },
-      );
+      return unavailable('db', 'The database is unavailable; retry later.', error);
     return undefined;
   }
   if (error instanceof HsmError) {
     // Partition failures that mean "not now" rather than "broken" (src/hsm/unavailable.ts): 503.
     if (partitionUnavailable(error)) {
-      return new AppError(
-        'hsm.unavailable',
-        'unavailable',
-        'The signing partition is unavailable; retry later.',
-        undefined,
-        { cause: error },
-      );
+      return unavailable('hsm', 'The signing partition is unavailable; retry later.', error);
     }
     return undefined;
   }
@@ -193,13 +185,7 @@ export function translateError(error: unknown): AppError | undefined {
     (error as { code?: unknown; cause?: { code?: unknown } } | undefined)?.cause?.code ??
     (error as { code?: unknown })?.code;
   if ((state && /^(08|57P0|53300)/.test(state)) || errno === 'ECONNREFUSED' || errno === 'ECONNRESET') {
-    return new AppError(
-      'db.unavailable',
-      'unavailable',
-      'The database is unavailable; retry later.',
-      undefined,
-      { cause: error },
-    );
+    return unavailable('db', 'The database is unavailable; retry later.', error);
   }
   return undefined;
 }

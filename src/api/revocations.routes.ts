@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { AppError } from '../lib/errors.ts';
+import { parseRequestSerial } from '../lib/serial.ts';
 import { recordAudit } from './audit.ts';
-import { parseSerialParam } from './certificates.routes.ts';
 import { addressKey, clientAddress } from './client-address.ts';
 import type { RevocationDeps } from './deps.ts';
 import type { ApiEnv } from './env.ts';
@@ -41,7 +41,7 @@ export function revocationsRoutes({
     idempotent,
     async (c) => {
       if (!deps.revocation) throw revocationUnavailable();
-      const serial = parseSerialParam(c.req.param('serial'));
+      const serial = parseRequestSerial(c.req.param('serial'));
       if (!isJsonType(c.req.header('content-type')))
         throw apiErrors.unsupportedMediaType(['application/json']);
       const body = await readJson(c, revokeBodySchema);

@@ -1,9 +1,9 @@
 import { type KeyObject, X509Certificate } from 'node:crypto';
 import type { CertificateRecord } from '../db/certificates.repository.ts';
 import type { Clock } from '../lib/clock.ts';
-import { AppError } from '../lib/errors.ts';
+import { refusal } from '../lib/errors.ts';
 import { verifyKeyJws } from '../lib/key-jws.ts';
-import { InvalidSerialError, normalizeSerial } from '../lib/serial.ts';
+import { parseRequestSerial } from '../lib/serial.ts';
 import type { IssuerSet } from './issuers.ts';
 import type { CertificateAuthority, IssuedCertificate } from './types.ts';
 
@@ -68,30 +68,7 @@ export interface Renewal {
   ): Promise<Renewed>;
 }
 
-function refuse(
-  code: string,
-  message: string,
-  category: AppError['category'] = 'invalid',
-  cause?: unknown,
-): AppError {
-  return new AppError(
-    `renew.${code}`,
-    category,
-    message,
-    undefined,
-    cause === undefined ? undefined : { cause },
-  );
-}
-
-function canonicalSerial(text: string): string {
-  try {
-    return normalizeSerial(text);
-  } catch (error) {
-    if (error instanceof InvalidSerialError)
-      throw new AppError(error.code, 'invalid', `Bad serial: ${error.message}.`);
-    throw error;
-  }
-}
+const refuse = refusal('renew');
 
 export function createRenewal(deps: RenewDeps): Renewal {
   const { ca, certificates, issuers, clock, graceMs } = deps;
@@ -133,7 +110,7 @@ export function createRenewal(deps: RenewDeps): Renewal {
 
   return {
     async withJws(serial, jws) {
-      const canonical = canonicalSerial(serial);
+      const canonical = parseRequestSerial(serial);
       const request = await verifyRenewalJws(jws, clock);
       if (request.serial !== canonical) {
         throw refuse('serial_mismatch', `the JWS names certificate ${request.serial}, the URL ${canonical}`);
@@ -161,7 +138,7 @@ export function createRenewal(deps: RenewDeps): Renewal {
     },
 
     async withClientCertificate(serial, clientCertificate, csr) {
-      const canonical = canonicalSerial(serial);
+      const canonical = parseRequestSerial(serial);
       const record = await issuedRecord(canonical);
       // The handshake proved the key of this exact certificate: it must be the one stored under
       // the serial, and verify under the Signet issuer that signed it.
@@ -218,7 +195,7 @@ async function verifyRenewalJws(jws: unknown, clock: Clock): Promise<RenewalJws>
     );
   }
   return {
-    serial: canonicalSerial(serial),
+    serial: parseRequestSerial(serial),
     iat: verified.iat,
     jti: verified.jti,
     ...(typeof csr === 'string' ? { csr } : {}),

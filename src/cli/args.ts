@@ -101,25 +101,60 @@ export async function runLocated(command: string, module: CommandModule, argv: s
   }
 }
 
+/** `a, b or c`, as a usage message lists the choices. */
+function choices(names: string[]): string {
+  return names.length < 2 ? names.join('') : `${names.slice(0, -1).join(', ')} or ${names.at(-1)}`;
+}
+
+/**
+ * A command made of subcommands (`signet apikey create|list|revoke`): help, a missing or unknown
+ * subcommand as usage errors, and a refusal the server or a client library gave (`isRefusal`) as
+ * one line with exit 1 rather than a stack trace.
+ */
+export async function runSubcommand(
+  argv: string[],
+  usage: string,
+  subcommands: Record<string, (argv: string[]) => Promise<number>>,
+  isRefusal: (error: unknown) => error is Error = (_error): _error is Error => false,
+): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === '--help' || sub === '-h' || sub === 'help') {
+    console.log(usage);
+    return EXIT.ok;
+  }
+  if (!sub) throw new UsageError(`a subcommand is required: ${choices(Object.keys(subcommands))}`);
+  const command = Object.hasOwn(subcommands, sub) ? subcommands[sub] : undefined;
+  if (!command) throw new UsageError(`unknown subcommand '${sub}'`);
+  try {
+    return await command(rest);
+  } catch (error) {
+    if (isRefusal(error)) throw new CliError(error.message, EXIT.failed, { cause: error });
+    throw error;
+  }
+}
+
+/** A secret from its file, its trailing newline stripped; unreadable or empty is a CliError. */
+export function readSecretFile(file: string, what: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new CliError(
+      `cannot read ${what} from ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
+  }
+  const value = text.replace(/\r?\n$/, '');
+  if (value.length === 0) throw new CliError(`${what} file ${file} is empty`);
+  return value;
+}
+
 /**
  * Reads a secret (PIN, unseal secret, API key) from a file, else an environment variable.
  * Secrets are never taken as argument values (DESIGN.md "Secrets on the command line").
  * Trailing newlines are stripped so `echo secret > file` works.
  */
 export function readSecret({ file, env, what }: { file?: string; env?: string; what: string }): string {
-  if (file !== undefined) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (error) {
-      throw new CliError(
-        `cannot read ${what} from ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
-      );
-    }
-    const value = text.replace(/\r?\n$/, '');
-    if (value.length === 0) throw new CliError(`${what} file ${file} is empty`);
-    return value;
-  }
+  if (file !== undefined) return readSecretFile(file, what);
   const fromEnv = env ? process.env[env] : undefined;
   if (fromEnv !== undefined && fromEnv.length > 0) return fromEnv;
   throw new UsageError(`${what} is required: pass its file${env ? ` or set ${env}` : ''}`);

@@ -51,7 +51,8 @@ export class RenewerError extends Error {
   override readonly name = 'RenewerError';
 }
 
-function readCertificate(file: string): X509Certificate {
+/** A PEM file parsed by `parse`; unreadable or unparsable is a RenewerError naming the file. */
+function readPem<T>(file: string, what: string, parse: (bytes: Buffer) => T): T {
   let bytes: Buffer;
   try {
     bytes = readFileSync(file);
@@ -61,27 +62,14 @@ function readCertificate(file: string): X509Certificate {
     });
   }
   try {
-    return new X509Certificate(bytes);
+    return parse(bytes);
   } catch (error) {
-    throw new RenewerError(`${file} is not a PEM certificate`, { cause: error });
+    throw new RenewerError(`${file} is not a PEM ${what}`, { cause: error });
   }
 }
 
-function readKey(file: string) {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (error) {
-    throw new RenewerError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {
-      cause: error,
-    });
-  }
-  try {
-    return readPrivateKey(bytes);
-  } catch (error) {
-    throw new RenewerError(`${file} is not a PEM private key`, { cause: error });
-  }
-}
+const readCertificate = (file: string) => readPem(file, 'certificate', (bytes) => new X509Certificate(bytes));
+const readKey = (file: string) => readPem(file, 'private key', readPrivateKey);
 
 /** Renews now if due (or `force`); answers what it did. */
 export async function renewOnce(options: RenewerOptions, { force = false } = {}): Promise<RenewOutcome> {

@@ -30,3 +30,18 @@ export class AppError extends Error {
 }
 
 export const isAppError = (error: unknown): error is AppError => error instanceof AppError;
+
+/**
+ * The refusal function of one area: `refusal('renew')('not_found', ...)` makes an AppError with the
+ * code `renew.not_found`, the category (default `invalid`), and the cause kept for the logs.
+ */
+export function refusal(area: string) {
+  return (code: string, message: string, category: ErrorCategory = 'invalid', cause?: unknown) =>
+    new AppError(
+      `${area}.${code}`,
+      category,
+      message,
+      undefined,
+      cause === undefined ? undefined : { cause },
+    );
+}

@@ -7,6 +7,7 @@
  * colons and with or without a leading `00`. RFC 5280 §4.1.2.2: positive, at most 20 octets.
  */
 import { getRandomValues } from 'node:crypto';
+import { AppError } from './errors.ts';
 
 /** RFC 5280 §4.1.2.2: conforming CAs MUST NOT use serialNumber values longer than 20 octets. */
 export const MAX_SERIAL_OCTETS = 20;
@@ -29,6 +30,17 @@ export class InvalidSerialError extends Error {
   ) {
     super(message);
     this.name = 'InvalidSerialError';
+  }
+}
+
+/** normalizeSerial for a serial a client sent: a bad one is a 400 `request.serial_invalid`. */
+export function parseRequestSerial(input: string): string {
+  try {
+    return normalizeSerial(input);
+  } catch (error) {
+    if (error instanceof InvalidSerialError)
+      throw new AppError(error.code, 'invalid', `Bad serial: ${error.message}.`);
+    throw error;
   }
 }
 

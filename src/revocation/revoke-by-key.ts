@@ -1,6 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { Clock } from '../lib/clock.ts';
-import { AppError } from '../lib/errors.ts';
+import { refusal } from '../lib/errors.ts';
 import { KEY_JWS_ALGORITHMS, verifyKeyJws } from '../lib/key-jws.ts';
 import { readCertificateSpki } from './issuer.ts';
 import { parseRevocationReason, type RevocationReason } from './reasons.ts';
@@ -66,20 +66,7 @@ export interface RevokeByKeyDeps {
   clock: Clock;
 }
 
-function refuse(
-  code: string,
-  message: string,
-  category: AppError['category'] = 'invalid',
-  cause?: unknown,
-): AppError {
-  return new AppError(
-    `revocation.${code}`,
-    category,
-    message,
-    undefined,
-    cause === undefined ? undefined : { cause },
-  );
-}
+const refuse = refusal('revocation');
 
 /**
  * Verifies the JWS and its payload against the certificate it names. Does not spend the jti and

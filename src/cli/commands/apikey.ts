@@ -2,7 +2,7 @@ import { ApiClientError, createApiClient } from '../../api/client.ts';
 import { ROLES } from '../../api/env.ts';
 import { resolveDataDir } from '../../config/config.ts';
 import { parseDuration } from '../../lib/duration.ts';
-import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
+import { EXIT, parseCommandArgs, runSubcommand, UsageError } from '../args.ts';
 import { apiKeyFor, serverUrl } from '../server-access.ts';
 
 /**
@@ -150,20 +150,12 @@ function help(): number {
 
 const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = { create, list, revoke };
 
-export async function run(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === '--help' || sub === '-h' || sub === 'help') {
-    console.log(USAGE);
-    return EXIT.ok;
-  }
-  if (!sub) throw new UsageError('a subcommand is required: create, list or revoke');
-  const command = Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
-  if (!command) throw new UsageError(`unknown subcommand '${sub}'`);
-  try {
-    return await command(rest);
-  } catch (error) {
-    // The server refused (401/403/404/...) or could not be reached: one line, exit 1.
-    if (error instanceof ApiClientError) throw new CliError(error.message, EXIT.failed, { cause: error });
-    throw error;
-  }
+export function run(argv: string[]): Promise<number> {
+  // The server refused (401/403/404/...) or could not be reached: one line, exit 1.
+  return runSubcommand(
+    argv,
+    USAGE,
+    SUBCOMMANDS,
+    (error): error is ApiClientError => error instanceof ApiClientError,
+  );
 }

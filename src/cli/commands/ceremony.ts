@@ -9,7 +9,7 @@ import {
   verifyTranscriptCms,
 } from '../../ceremony/transcript-signature.ts';
 import { validateCeremony } from '../../ceremony/validate.ts';
-import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
+import { CliError, EXIT, parseCommandArgs, runSubcommand, UsageError } from '../args.ts';
 
 /**
  * `signet ceremony validate|run|verify-transcript`: the offline ceremonies (ceremonies/README.md).
@@ -31,27 +31,12 @@ Relative paths in FILE resolve against --output-dir (default: the current folder
 See ceremonies/README.md for every configuration key.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
   try {
-    switch (sub) {
-      case 'validate':
-        return await validateCommand(rest);
-      case 'run':
-        return await runCommand(rest);
-      case 'verify-transcript':
-        return await verifyTranscriptCommand(rest);
-      case '--help':
-      case '-h':
-      case 'help':
-        console.log(USAGE);
-        return EXIT.ok;
-      default:
-        throw new UsageError(
-          sub
-            ? `unknown subcommand '${sub}'`
-            : 'a subcommand is required: validate, run or verify-transcript',
-        );
-    }
+    return await runSubcommand(argv, USAGE, {
+      validate: validateCommand,
+      run: runCommand,
+      'verify-transcript': verifyTranscriptCommand,
+    });
   } catch (error) {
     // A secret the ceremony needs was not named (checked before any partition is touched): that
     // is a mistake in the command line, not a refusal (issue #33).

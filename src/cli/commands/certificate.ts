@@ -3,7 +3,7 @@ import path from 'node:path';
 import { ApiClientError, createApiClient } from '../../api/client.ts';
 import { resolveDataDir } from '../../config/config.ts';
 import { systemClock } from '../../lib/clock.ts';
-import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
+import { CliError, EXIT, parseCommandArgs, runSubcommand, UsageError } from '../args.ts';
 import {
   FileExistsError,
   fileStem,
@@ -266,18 +266,12 @@ function help(): number {
 
 const SUBCOMMANDS: Record<string, (argv: string[]) => Promise<number>> = { create, renew, list };
 
-export async function run(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === '--help' || sub === '-h' || sub === 'help') return help();
-  if (!sub) throw new UsageError('a subcommand is required: create, renew or list');
-  const command = Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
-  if (!command) throw new UsageError(`unknown subcommand '${sub}'`);
-  try {
-    return await command(rest);
-  } catch (error) {
-    // The server refused (401/403/404/...) or could not be reached: one message, exit 1.
-    if (error instanceof ApiClientError || error instanceof RenewerError)
-      throw new CliError(error.message, EXIT.failed, { cause: error });
-    throw error;
-  }
+export function run(argv: string[]): Promise<number> {
+  // The server refused (401/403/404/...) or could not be reached: one line, exit 1.
+  return runSubcommand(
+    argv,
+    USAGE,
+    SUBCOMMANDS,
+    (error): error is Error => error instanceof ApiClientError || error instanceof RenewerError,
+  );
 }

@@ -9,7 +9,7 @@ import { formatPolicyError, loadPolicies, loadPolicyFile } from '../../policy/lo
 import type { Decision, Evaluation, Policy, RequestOverrides, Violation } from '../../policy/types.ts';
 import { parseCsr } from '../../x509/csr.ts';
 import type { San } from '../../x509/types.ts';
-import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
+import { CliError, EXIT, parseCommandArgs, runSubcommand, UsageError } from '../args.ts';
 
 /**
  * `signet policy lint|check`: validate policy files, and dry-run a CSR against one policy,
@@ -45,21 +45,8 @@ function defaultPolicyDir(data: string | undefined): string {
   return resolveIn(dataDir, loadConfig(dataDir).policies.dir);
 }
 
-export async function run(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  switch (sub) {
-    case 'lint':
-      return lint(rest);
-    case 'check':
-      return check(rest);
-    case '--help':
-    case '-h':
-    case 'help':
-      console.log(USAGE);
-      return EXIT.ok;
-    default:
-      throw new UsageError(sub ? `unknown subcommand '${sub}'` : 'a subcommand is required: lint or check');
-  }
+export function run(argv: string[]): Promise<number> {
+  return runSubcommand(argv, USAGE, { lint, check });
 }
 
 async function lint(argv: string[]): Promise<number> {

@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { writeNewFile } from '../../hsm/custody/atomic-file.ts';
 import { initPartition, type PartitionSecrets } from '../../hsm/custody/index.ts';
-import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
+import { CliError, EXIT, parseCommandArgs, readSecretFile, UsageError } from '../args.ts';
 import { hsmFailure } from './connect.ts';
 import { openToken, type Pkcs11FolderSpec, parseSlotId, readTokenPin, writePkcs11Spec } from './pkcs11.ts';
 import { promptSecret } from './unseal.ts';
@@ -32,27 +32,13 @@ an existing file is never overwritten.
   --token-pin-file FILE    the token's own user PIN (else SIGNET_PKCS11_PIN); checked now, never stored
   --json                   print JSON`;
 
-function readPinFile(file: string, what: string): string {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new CliError(
-      `cannot read ${what} from ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
-    );
-  }
-  const pin = text.replace(/\r?\n$/, '');
-  if (pin.length === 0) throw new CliError(`${what} file ${file} is empty`);
-  return pin;
-}
-
 /** A PIN from its file, else SIGNET_HSM_PIN, else typed twice at a prompt. */
 export async function readNewPin(
   file: string | undefined,
   what: string,
   env = 'SIGNET_HSM_PIN',
 ): Promise<string> {
-  if (file !== undefined) return readPinFile(file, what);
+  if (file !== undefined) return readSecretFile(file, what);
   const fromEnv = process.env[env];
   if (fromEnv) return fromEnv;
   if (!process.stdin.isTTY) throw new UsageError(`${what} is required: pass its file or set ${env}`);
@@ -122,7 +108,9 @@ export async function run(argv: string[]): Promise<number> {
     await token.close();
   }
   const officerPin = await readNewPin(values['officer-pin-file'], 'officer PIN');
-  const userPin = values['user-pin-file'] ? readPinFile(values['user-pin-file'], 'ca user PIN') : undefined;
+  const userPin = values['user-pin-file']
+    ? readSecretFile(values['user-pin-file'], 'ca user PIN')
+    : undefined;
 
   const written: string[] = [];
   const saveSecrets = async (secrets: PartitionSecrets) => {

@@ -62,24 +62,12 @@ export interface RevokeRequest {
   invalidityDate?: Date | null;
 }
 
-/**
- * revoked: newly revoked. unchanged: it already was, and the existing revocation stands.
- * reason_updated: it already was, and the reason became keyCompromise (the revocation time stays).
- */
-export type RevokeOutcome = 'revoked' | 'unchanged' | 'reason_updated';
-
-export interface Revocation {
-  serial: string;
-  issuerId: string;
-  revokedAt: Date;
-  reason: RevocationReason;
-  invalidityDate: Date | null;
-}
-
-export interface RevokeResult {
-  outcome: RevokeOutcome;
-  revocation: Revocation;
-}
+/** The outcome of a revocation is the revoke rule's (src/revocation/revoke.usecase.ts). */
+export type {
+  RevocationRecord as Revocation,
+  RevokeOutcome,
+  RevokeResult,
+} from '../../revocation/revoke.usecase.ts';
 
 /** One revokedCertificates entry (RFC 5280 §5.1.2.6). */
 export interface CrlEntry {
