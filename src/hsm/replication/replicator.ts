@@ -66,10 +66,19 @@ export class Replicator implements ReplicationHooks {
     return store;
   }
 
+  /** The last membership read, by the stored value it was read from (its signature is checked once). */
+  private read: { raw: unknown; signed: SignedMembership | undefined } | undefined;
+
   /** The membership this member holds, if any (and it checks). */
   membership(): SignedMembership | undefined {
     const store = this.options.folder.store;
-    return store && readMembership(store.keys.cluster, this.partitionId, store.membership);
+    if (!store) return undefined;
+    const raw = store.membership;
+    const known = this.read;
+    if (known && known.raw === raw) return known.signed;
+    const signed = readMembership(store.keys.cluster, this.partitionId, raw);
+    this.read = { raw, signed };
+    return signed;
   }
 
   fingerprintOf(member: Member): string {
@@ -320,7 +329,7 @@ export class Replicator implements ReplicationHooks {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    await this.chain.catch(() => {});
+    // A pull in flight is not waited for: what it would still apply, the next start pulls again.
     await Promise.all([...this.peers.values()].map((peer) => peer.client.close()));
     this.peers.clear();
   }
