@@ -244,6 +244,24 @@ describe('a partition cluster that keeps itself in sync', () => {
     expect(key.id).toBe((await o1.findKey({ label: 'while-down' }))!.id);
   }, 60_000);
 
+  it('does not acknowledge a key fewer than the quorum hold; the members that were down get it when they return', async () => {
+    await Promise.all([stop(m('m2')), stop(m('m3'))]);
+    const o1 = await officer(m('m1'));
+    const refusal = await o1
+      .createKey({ label: 'no-quorum', algorithm: 'ecdsa-p256' })
+      .catch((error: unknown) => error);
+    expect(isHsmError(refusal) && refusal.code).toBe('hsm.device_error');
+    expect(String(refusal)).toMatch(/only 1 of the 2 members the quorum needs hold it/);
+    const kept = await o1.findKey({ label: 'no-quorum' });
+    expect(kept).toBeDefined();
+    await Promise.all([start(m('m2')), start(m('m3'))]);
+    for (const name of ['m2', 'm3']) {
+      const client = await officer(m(name));
+      const key = await eventually(`${name} holds the key`, () => client.findKey({ label: 'no-quorum' }));
+      expect(key.id).toBe(kept!.id);
+    }
+  }, 60_000);
+
   it('destroys a key on a member that was down when it was destroyed, and never brings it back', async () => {
     await stop(m('m3'));
     const o1 = await officer(m('m1'));
