@@ -119,17 +119,39 @@ describe('a partition cluster that keeps itself in sync', () => {
     return run;
   }
 
-  async function member(name: string, dir: string, secret: Buffer): Promise<Member> {
+  async function member(name: string, dir: string, secret: Buffer, { cli = false } = {}): Promise<Member> {
     const port = await freePort();
-    const issued = issueMemberCertificate({
-      caCert: readFileSync(linkCa, 'utf8'),
-      caKey: readFileSync(path.join(root, 'link', 'ca.key'), 'utf8'),
-      name: `member ${name}`,
-      hosts: ['127.0.0.1'],
-    });
     const certFile = path.join(root, `${name}.crt`);
-    writeFileSync(certFile, issued.cert);
-    writeFileSync(`${certFile}.key`, issued.key, { mode: 0o600 });
+    if (cli) {
+      // As an operator would: `signet hsm cluster member-cert` from the dev link CA.
+      const run = spawnSync(
+        process.execPath,
+        [
+          SIGNET,
+          'hsm',
+          'cluster',
+          'member-cert',
+          '--link-dir',
+          path.join(root, 'link'),
+          '--host',
+          '127.0.0.1',
+          '--out',
+          path.join(root, name),
+        ],
+        { encoding: 'utf8', timeout: 120_000 },
+      );
+      expect(run.status, run.stderr).toBe(0);
+      writeFileSync(`${certFile}.key`, readFileSync(path.join(root, `${name}.key`)), { mode: 0o600 });
+    } else {
+      const issued = issueMemberCertificate({
+        caCert: readFileSync(linkCa, 'utf8'),
+        caKey: readFileSync(path.join(root, 'link', 'ca.key'), 'utf8'),
+        name: `member ${name}`,
+        hosts: ['127.0.0.1'],
+      });
+      writeFileSync(certFile, issued.cert);
+      writeFileSync(`${certFile}.key`, issued.key, { mode: 0o600 });
+    }
     const made: Member = {
       name,
       dir,
@@ -170,7 +192,7 @@ describe('a partition cluster that keeps itself in sync', () => {
     backupBlob = await createBackup({ dir: m1.dir });
     for (const name of ['m2', 'm3', 'm4']) {
       await restoreBackup({ blob: backupBlob, dir: path.join(root, name), material: { secret } });
-      const made = await member(name, path.join(root, name), secret);
+      const made = await member(name, path.join(root, name), secret, { cli: name === 'm4' });
       if (name !== 'm4') await start(made);
     }
     const added = cluster([

@@ -1,5 +1,8 @@
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { writeNewFile } from '../../hsm/custody/atomic-file.ts';
 import { CliError, EXIT, parseCommandArgs, UsageError } from '../args.ts';
+import { issueMemberCertificate } from '../link-certs.ts';
 import { CONNECT_OPTIONS, CONNECT_USAGE, withPartition } from './connect.ts';
 
 export const USAGE = `usage: signet hsm cluster <status|add-member|remove-member> --socket PATH [options]
@@ -17,6 +20,10 @@ these commands reach one member's socket as the crypto officer (--user defaults 
                                     unsealed: a member whose master key is not the cluster's is
                                     refused. The first add-member also enrols the member asked.
   remove-member --id ID             remove a member (ID or its URL); the others stop talking to it
+  member-cert --link-dir DIR --host HOST... --out PREFIX
+                                    for a dev setup: a member certificate (serverAuth and
+                                    clientAuth) from the link CA 'signet init --partition-listen'
+                                    wrote (DIR: its secrets/link), as PREFIX.crt and PREFIX.key (0600)
 
 ${CONNECT_USAGE}`;
 
@@ -25,6 +32,9 @@ const OPTIONS = {
   url: { type: 'string' },
   cert: { type: 'string' },
   id: { type: 'string' },
+  'link-dir': { type: 'string' },
+  host: { type: 'string', multiple: true },
+  out: { type: 'string' },
 } as const;
 
 interface StatusRow {
@@ -112,9 +122,49 @@ export async function run(argv: string[]): Promise<number> {
       );
       return EXIT.ok;
     }
+    case 'member-cert':
+      await memberCertificate(values['link-dir'], values.host ?? [], values.out);
+      return EXIT.ok;
     default:
-      throw new UsageError(`unknown action '${action}': status, add-member or remove-member`);
+      throw new UsageError(`unknown action '${action}': status, add-member, remove-member or member-cert`);
   }
+}
+
+async function memberCertificate(
+  linkDir: string | undefined,
+  hosts: string[],
+  out: string | undefined,
+): Promise<void> {
+  if (!linkDir || hosts.length === 0 || !out)
+    throw new UsageError('member-cert needs --link-dir DIR, --host HOST (repeatable) and --out PREFIX');
+  const read = (file: string) => {
+    try {
+      return readFileSync(path.join(linkDir, file), 'utf8');
+    } catch (error) {
+      throw new CliError(
+        `cannot read ${path.join(linkDir, file)}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
+    }
+  };
+  const made = issueMemberCertificate({
+    caCert: read('ca.crt'),
+    caKey: read('ca.key'),
+    name: `partition ${hosts[0]}`,
+    hosts,
+  });
+  for (const [file, content, mode] of [
+    [`${out}.key`, made.key, 0o600],
+    [`${out}.crt`, made.cert, 0o644],
+  ] as const) {
+    await writeNewFile(file, content, mode).catch((error: NodeJS.ErrnoException) => {
+      throw new CliError(
+        error.code === 'EEXIST'
+          ? `${file} exists: choose another --out`
+          : `cannot write ${file}: ${error.code}`,
+      );
+    });
+  }
+  console.log(`member certificate for ${hosts.join(', ')} written to ${out}.crt, its key to ${out}.key`);
 }
 
 const missedLine = (missed: string[]) =>

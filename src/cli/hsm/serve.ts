@@ -64,6 +64,9 @@ Runs one partition process. Clients reach it only through the Unix socket (mode 
                      is acknowledged; default a majority of the members
   --sync-interval-ms N
                      in a cluster: how often this member compares with every other; default 5000
+  --advertise tls://HOST:PORT
+                     in a cluster: where the other members reach this one, when not at --listen
+                     (which may be 0.0.0.0); recorded when the first add-member enrols it
 
 With --dir and --listen the partition can be a member of a cluster ('signet hsm cluster'): the
 members replicate keys, tombstones, users and failed logins among themselves over their links,
@@ -93,6 +96,7 @@ export async function run(argv: string[]): Promise<number> {
     'client-ca': { type: 'string' },
     quorum: { type: 'string' },
     'sync-interval-ms': { type: 'string' },
+    advertise: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -149,8 +153,14 @@ export async function run(argv: string[]): Promise<number> {
       ? new Replicator({
           partition,
           folder: custody.vault,
-          self: { url: values.listen!, cert: link.cert, key: link.key, ca: link.clientCa },
-          ...cluster,
+          self: {
+            url: cluster.advertise ?? values.listen!,
+            cert: link.cert,
+            key: link.key,
+            ca: link.clientCa,
+          },
+          ...(cluster.quorum !== undefined ? { quorum: cluster.quorum } : {}),
+          ...(cluster.intervalMs !== undefined ? { intervalMs: cluster.intervalMs } : {}),
           log,
         })
       : undefined;
@@ -242,9 +252,13 @@ export async function run(argv: string[]): Promise<number> {
 
 /** --quorum and --sync-interval-ms, which apply to a cluster member (--dir and --listen). */
 function clusterOptions(
-  values: { quorum?: string | undefined; 'sync-interval-ms'?: string | undefined },
+  values: {
+    quorum?: string | undefined;
+    'sync-interval-ms'?: string | undefined;
+    advertise?: string | undefined;
+  },
   member: boolean,
-): { quorum?: number; intervalMs?: number } | undefined {
+): { quorum?: number; intervalMs?: number; advertise?: string } | undefined {
   const number = (flag: string, text: string | undefined, min: number) => {
     if (text === undefined) return undefined;
     if (!member) throw new UsageError(`--${flag} applies to a cluster member (--dir and --listen)`);
@@ -255,8 +269,20 @@ function clusterOptions(
   };
   const quorum = number('quorum', values.quorum, 1);
   const intervalMs = number('sync-interval-ms', values['sync-interval-ms'], 100);
+  if (values.advertise !== undefined) {
+    if (!member) throw new UsageError('--advertise applies to a cluster member (--dir and --listen)');
+    try {
+      parseLinkUrl(values.advertise);
+    } catch (error) {
+      throw new UsageError(`--advertise: ${(error as Error).message}`);
+    }
+  }
   if (!member) return undefined;
-  return { ...(quorum !== undefined ? { quorum } : {}), ...(intervalMs !== undefined ? { intervalMs } : {}) };
+  return {
+    ...(quorum !== undefined ? { quorum } : {}),
+    ...(intervalMs !== undefined ? { intervalMs } : {}),
+    ...(values.advertise !== undefined ? { advertise: values.advertise } : {}),
+  };
 }
 
 /** --listen and its three files, read now so that a missing file is a usage mistake at start. */

@@ -169,6 +169,11 @@ export class SealedFileStore implements PartitionStore {
     return [...this.#keys.values()].map(copyKey);
   }
 
+  /** Ids of the keys held, without copying any key material. */
+  keyIds(): string[] {
+    return [...this.#keys.keys()];
+  }
+
   async getKey(id: string): Promise<StoredKeyObject | undefined> {
     const key = this.#keys.get(id);
     return key ? copyKey(key) : undefined;

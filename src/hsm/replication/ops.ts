@@ -148,10 +148,7 @@ async function peerState(replicator: Replicator): Promise<PeerState> {
   const store = replicator.requireStore();
   return {
     membership: store.membership ?? null,
-    keys: (await store.listKeys()).map((key) => {
-      key.privateKey.fill(0);
-      return key.id;
-    }),
+    keys: store.keyIds(),
     tombstones: store.tombstones(),
     users: sealUsers(store.keys.objects, replicator.partitionId, {
       users: await store.listUsers(),

@@ -43,6 +43,8 @@ export class Replicator implements ReplicationHooks {
   private chain: Promise<unknown> = Promise.resolve();
   /** Peers with a periodic pull waiting in the chain (a slow peer does not pile them up). */
   private readonly queued = new Set<string>();
+  /** The last refusal logged per member. */
+  private readonly refusals = new Map<string, string>();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
 
@@ -206,9 +208,15 @@ export class Replicator implements ReplicationHooks {
     let state: PeerState;
     try {
       state = await peer.client.call<PeerState>('peer.state', undefined, { timeoutMs: REQUEST_TIMEOUT_MS });
+      this.refusals.delete(memberId);
     } catch (error) {
-      if (!isHsmError(error, 'CKR_DEVICE_REMOVED') && !isHsmError(error, 'CKR_TOKEN_SEALED'))
-        this.log(`member ${memberId} refused to share its state: ${(error as Error).message}`);
+      const message = (error as Error).message;
+      // Logged once per reason, not every round: a removed member keeps asking, and keeps being refused.
+      const quiet = isHsmError(error, 'CKR_DEVICE_REMOVED') || isHsmError(error, 'CKR_TOKEN_SEALED');
+      if (!quiet && this.refusals.get(memberId) !== message) {
+        this.refusals.set(memberId, message);
+        this.log(`member ${memberId} refused to share its state: ${message}`);
+      }
       throw error;
     }
     const store = this.requireStore();
