@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { createPublicKey, verify } from 'node:crypto';
+import { createPublicKey, verify, webcrypto } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import * as x509 from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueMemberCertificate, writeLinkCertificates } from '../../src/cli/link-certs.ts';
 import { RemotePartition } from '../../src/hsm/client.ts';
@@ -298,6 +299,37 @@ describe('a partition cluster that keeps itself in sync', () => {
     // Several rounds later, no member has taken it back from another.
     await new Promise((r) => setTimeout(r, 4 * INTERVAL_MS));
     for (const client of [o1, o2, o3]) expect(await client.findKey({ label: 'while-down' })).toBeUndefined();
+  }, 60_000);
+
+  it('stores a certificate beside a key on every member', async () => {
+    const o1 = await officer(m('m1'));
+    const key = await o1.createKey({ label: 'tls-other', algorithm: 'ecdsa-p256', purposes: ['other'] });
+    const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+    const ca = (await webcrypto.subtle.generateKey(alg, false, [
+      'sign',
+      'verify',
+    ])) as webcrypto.CryptoKeyPair;
+    const certificate = await x509.X509CertificateGenerator.create(
+      {
+        serialNumber: '01',
+        subject: 'CN=www.example.com',
+        issuer: 'CN=Throwaway CA',
+        notBefore: new Date('2026-01-01T00:00:00Z'),
+        notAfter: new Date('2027-01-01T00:00:00Z'),
+        publicKey: new x509.PublicKey(Buffer.from(key.publicKey)),
+        signingKey: ca.privateKey,
+        signingAlgorithm: alg,
+      },
+      webcrypto as unknown as webcrypto.Crypto,
+    );
+    const der = Buffer.from(certificate.rawData);
+    await o1.call('storeCertificate', { key: { label: 'tls-other' }, der: der.toString('base64') });
+    for (const name of ['m2', 'm3']) {
+      const stored = await (await officer(m(name))).call<{ keyId: string; der: string }[]>(
+        'listCertificates',
+      );
+      expect(stored.map((c) => [c.keyId, c.der])).toEqual([[key.id, der.toString('base64')]]);
+    }
   }, 60_000);
 
   it('locks a user on all three members after five wrong PINs spread over them, and unlocking replicates', async () => {

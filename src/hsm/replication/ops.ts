@@ -150,6 +150,12 @@ async function peerState(replicator: Replicator): Promise<PeerState> {
     membership: store.membership ?? null,
     keys: store.keyIds(),
     tombstones: store.tombstones(),
+    certificates: Object.fromEntries(
+      (await store.listCertificates()).map((c) => [
+        c.keyId,
+        { label: c.label, der: Buffer.from(c.der).toString('base64'), storedAt: c.storedAt },
+      ]),
+    ),
     users: sealUsers(store.keys.objects, replicator.partitionId, {
       users: await store.listUsers(),
       deleted: store.userTombstones(),

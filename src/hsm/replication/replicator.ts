@@ -2,6 +2,7 @@ import { RemotePartition } from '../client.ts';
 import type { SealedFileStore } from '../custody/file-store.ts';
 import type { PartitionFolder } from '../custody/vault.ts';
 import { parseLinkUrl } from '../link.ts';
+import { checkCertificate } from '../p11/certificates.ts';
 import type { EmulatedPartition, ReplicationHooks } from '../partition.ts';
 import type { UserRecord } from '../store.ts';
 import { HsmError, isHsmError } from '../types.ts';
@@ -226,6 +227,30 @@ export class Replicator implements ReplicationHooks {
     }
     await this.mergeUsers(store, state, memberId);
     await this.mergeKeys(store, peer, state);
+    await this.mergeCertificates(store, state, memberId);
+  }
+
+  /** Certificates of keys this member holds, where it has none or an older one. */
+  private async mergeCertificates(store: SealedFileStore, state: PeerState, from: string): Promise<void> {
+    const mine = new Map((await store.listCertificates()).map((c) => [c.keyId, c.storedAt]));
+    const held = new Set(store.keyIds());
+    for (const [keyId, c] of Object.entries(state.certificates ?? {})) {
+      const have = mine.get(keyId);
+      if (!held.has(keyId) || (have !== undefined && have >= c.storedAt)) continue;
+      if (typeof c.label !== 'string' || typeof c.der !== 'string' || typeof c.storedAt !== 'string')
+        continue;
+      const key = await store.getKey(keyId);
+      key?.privateKey.fill(0);
+      let der: Buffer;
+      try {
+        der = checkCertificate(Buffer.from(c.der, 'base64'), key!.publicKey);
+      } catch (error) {
+        this.log(`certificate of key ${keyId} from member ${from} not taken: ${(error as Error).message}`);
+        continue;
+      }
+      await store.putCertificate({ keyId, label: c.label, der, storedAt: c.storedAt });
+      await this.audit({ op: 'replicateCertificate', keyId, detail: `from member ${from}` });
+    }
   }
 
   private async mergeUsers(store: SealedFileStore, state: PeerState, from: string): Promise<void> {

@@ -22,6 +22,11 @@ export interface PeerState {
   tombstones: Record<string, { label: string; destroyedAt: string }>;
   /** Users and user tombstones, sealed (sealUsers). */
   users: { nonce: string; sealed: string };
+  /**
+   * Certificates stored beside keys (issue #26): key id -> label, DER (base64), when stored. Public
+   * data; of two certificates of one key the one stored last is kept.
+   */
+  certificates?: Record<string, { label: string; der: string; storedAt: string }>;
 }
 
 export interface UsersSnapshot {
