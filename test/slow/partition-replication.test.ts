@@ -67,7 +67,7 @@ describe('a partition cluster that keeps itself in sync', () => {
 
   const m = (name: string) => members.get(name)!;
 
-  async function start(member: Member): Promise<void> {
+  async function start(member: Member, { unseal = true } = {}): Promise<void> {
     const { port } = new URL(member.url.replace('tls:', 'http:'));
     member.process = await startPartitionProcess({
       dir: member.dir,
@@ -86,6 +86,7 @@ describe('a partition cluster that keeps itself in sync', () => {
         String(INTERVAL_MS),
       ],
     });
+    if (!unseal) return;
     const client = await RemotePartition.connect({ socketPath: member.socket });
     await client.unseal({ secret: member.secret });
     await client.close();
@@ -277,7 +278,23 @@ describe('a partition cluster that keeps itself in sync', () => {
     expect(String(refusal)).toMatch(/only 1 of the 2 members the quorum needs hold it/);
     const kept = await o1.findKey({ label: 'no-quorum' });
     expect(kept).toBeDefined();
-    await Promise.all([start(m('m2')), start(m('m3'))]);
+    // m2 back but still sealed: status says so, and it catches up only once unsealed.
+    await start(m('m2'), { unseal: false });
+    const status = await o1.call<{ members: { url: string; reachable: boolean; state: string }[] }>(
+      'cluster.status',
+    );
+    expect(status.members.find((row) => row.url === m('m2').url)).toMatchObject({
+      reachable: true,
+      state: 'sealed',
+    });
+    expect(status.members.find((row) => row.url === m('m3').url)).toMatchObject({
+      reachable: false,
+      state: 'unreachable',
+    });
+    const unseal = await RemotePartition.connect({ socketPath: m('m2').socket });
+    await unseal.unseal({ secret: m('m2').secret });
+    await unseal.close();
+    await start(m('m3'));
     for (const name of ['m2', 'm3']) {
       const client = await officer(m(name));
       const key = await eventually(`${name} holds the key`, () => client.findKey({ label: 'no-quorum' }));
