@@ -41,7 +41,13 @@ function memberOnly(replicator: Replicator, session: PartitionSession): Member {
 }
 
 export function createClusterOps(replicator: Replicator): Record<string, PartitionOp<never>> {
-  const op = definePartitionOp;
+  return { ...officerOps(replicator), ...peerOps(replicator) };
+}
+
+const op = definePartitionOp;
+
+/** `signet hsm cluster ...`, the crypto officer's. */
+function officerOps(replicator: Replicator): Record<string, PartitionOp<never>> {
   return {
     'cluster.status': op({
       access: 'officer',
@@ -68,6 +74,12 @@ export function createClusterOps(replicator: Replicator): Record<string, Partiti
         return removeMember(replicator, session, args.id);
       },
     }),
+  };
+}
+
+/** What members ask each other over their links. */
+function peerOps(replicator: Replicator): Record<string, PartitionOp<never>> {
+  return {
     'peer.identify': op({
       access: 'public',
       args: z.strictObject({ nonce: z.string().regex(/^[0-9a-f]{32,128}$/) }),
@@ -122,11 +134,18 @@ export function createClusterOps(replicator: Replicator): Record<string, Partiti
     }),
     'peer.notify': op({
       access: 'public',
-      args: z.strictObject({}).optional(),
-      run: async (session) => {
+      args: z
+        .strictObject({
+          key: z
+            .string()
+            .regex(/^[0-9a-f]{2,64}$/)
+            .optional(),
+        })
+        .optional(),
+      run: async (session, args) => {
         const member = memberOnly(replicator, session);
         await replicator.pull(member.id);
-        return null;
+        return args?.key ? { holds: replicator.requireStore().keyIds().includes(args.key) } : null;
       },
     }),
     'peer.status': op({

@@ -150,9 +150,11 @@ export class Replicator implements ReplicationHooks {
     await new Promise<void>((resolve, reject) => {
       if (needed <= 0) resolve();
       for (const peer of others) {
-        this.notify(peer)
+        this.notify(peer, id)
           .then(
-            () => {
+            (answer) => {
+              // Counted only when the peer says it now holds the key (a label clash keeps it out).
+              if ((answer as { holds?: unknown } | null)?.holds !== true) return;
               acks += 1;
               if (acks === needed) resolve();
             },
@@ -177,9 +179,9 @@ export class Replicator implements ReplicationHooks {
     await Promise.allSettled(this.others().map((peer) => this.notify(peer)));
   }
 
-  /** Asks a peer to pull from this member now; resolves once it has. */
-  private notify(peer: Peer): Promise<unknown> {
-    return peer.client.call('peer.notify', undefined, { timeoutMs: REQUEST_TIMEOUT_MS });
+  /** Asks a peer to pull from this member now; resolves once it has (saying whether it holds `key`). */
+  private notify(peer: Peer, key?: string): Promise<unknown> {
+    return peer.client.call('peer.notify', key ? { key } : undefined, { timeoutMs: REQUEST_TIMEOUT_MS });
   }
 
   // --- pulling -------------------------------------------------------------------------------
