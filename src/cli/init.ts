@@ -392,7 +392,8 @@ function issuingMembers(listen: string | undefined): string {
 `;
   return `    # One member, started and supervised by signet serve. It listens on its socket and at url with
     # mutual TLS (certificates from the link CA in secrets/link/), and the node reaches it at url.
-    # Add members cloned with 'signet hsm backup'/'restore' as { url, cert, key, ca } or { socket }.
+    # Add members cloned with 'signet hsm backup'/'restore' as { url, cert, key, ca } or { socket };
+    # 'signet hsm cluster add-member' makes them keep themselves in sync (README).
     members:
       - dir: hsm/issuing
         socket: hsm/issuing.sock

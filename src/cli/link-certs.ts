@@ -1,4 +1,4 @@
-import { generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, type KeyObject, sign, X509Certificate } from 'node:crypto';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
@@ -52,7 +52,7 @@ function certificate(options: {
   notAfter: Date;
   ca: boolean;
   keyUsage: KeyUsageName[];
-  eku?: string;
+  eku?: string[];
   sans?: San[];
 }): Made {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -84,7 +84,7 @@ function certificate(options: {
           ),
         ]
       : []),
-    ...(options.eku ? [encodeExtension(OID.extKeyUsage, false, encodeExtendedKeyUsage([options.eku]))] : []),
+    ...(options.eku ? [encodeExtension(OID.extKeyUsage, false, encodeExtendedKeyUsage(options.eku))] : []),
     ...(options.sans ? [encodeExtension(OID.subjectAltName, false, encodeGeneralNames(options.sans))] : []),
   ];
   const tbs = encodeTbsCertificate({
@@ -100,6 +100,53 @@ function certificate(options: {
   // ECDSA-Sig-Value is DER (RFC 5480 section 2.2 via RFC 3279), node's default encoding.
   const signature = sign('sha256', tbs, options.issuer?.privateKey ?? privateKey);
   return { der: assembleCertificate(tbs, ALGORITHM.identifier, new Uint8Array(signature)), spki, privateKey };
+}
+
+const sansOf = (hosts: string[]): San[] =>
+  hosts.map((host) =>
+    isIP(host)
+      ? { type: 'ip', value: canonicalIp(host) ?? host }
+      : { type: 'dns', value: host.toLowerCase() },
+  );
+
+/**
+ * The certificate of one more cluster member (issue #23), issued by the link CA `signet init
+ * --partition-listen` made (its ca.crt and ca.key in `linkDir`): serverAuth for the CA nodes and
+ * the other members that connect to it, clientAuth for its own links to the other members.
+ * Answers the PEM of the certificate and of its key.
+ */
+export function issueMemberCertificate(options: {
+  caCert: string;
+  caKey: string;
+  name: string;
+  hosts: string[];
+  now?: Date;
+  validityDays?: number;
+}): { cert: string; key: string } {
+  const now = options.now ?? new Date();
+  const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000 - 60_000);
+  const notAfter = new Date(notBefore.getTime() + (options.validityDays ?? 825) * DAY_MS);
+  const caCert = new X509Certificate(options.caCert);
+  const issuer = {
+    name: 'Signet partition link CA',
+    der: new Uint8Array(caCert.raw),
+    spki: new Uint8Array(caCert.publicKey.export({ type: 'spki', format: 'der' })),
+    privateKey: createPrivateKey(options.caKey),
+  };
+  const made = certificate({
+    name: options.name,
+    issuer,
+    notBefore,
+    notAfter,
+    ca: false,
+    keyUsage: ['digitalSignature'],
+    eku: ['serverAuth', 'clientAuth'],
+    sans: sansOf(options.hosts),
+  });
+  return {
+    cert: certificateToPem(made.der),
+    key: made.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  };
 }
 
 /** SubjectKeyIdentifier ::= KeyIdentifier (OCTET STRING). */
@@ -138,12 +185,9 @@ export async function writeLinkCertificates(options: {
     notAfter,
     ca: false,
     keyUsage: ['digitalSignature'],
-    eku: 'serverAuth',
-    sans: hosts.map((host) =>
-      isIP(host)
-        ? { type: 'ip', value: canonicalIp(host) ?? host }
-        : { type: 'dns', value: host.toLowerCase() },
-    ),
+    // clientAuth too: as a cluster member (issue #23) it presents this certificate to the other members.
+    eku: ['serverAuth', 'clientAuth'],
+    sans: sansOf(hosts),
   });
   const client = certificate({
     name: 'Signet CA node',
@@ -152,7 +196,7 @@ export async function writeLinkCertificates(options: {
     notAfter,
     ca: false,
     keyUsage: ['digitalSignature'],
-    eku: 'clientAuth',
+    eku: ['clientAuth'],
   });
   const pem = (made: Made) => certificateToPem(made.der);
   const keyPem = (made: Made) => made.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();

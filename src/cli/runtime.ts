@@ -152,6 +152,10 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
           args: [
             ...p11Arguments(dataDir, partition),
             ...listenArguments(dataDir, member),
+            // A cluster member acknowledges a key once this many members hold it (issue #23).
+            ...(partition.quorum !== undefined && member.listen
+              ? ['--quorum', String(partition.quorum)]
+              : []),
             ...(partition.tokenPinFile !== undefined
               ? ['--token-pin-file', resolveIn(dataDir, partition.tokenPinFile)]
               : []),

@@ -117,6 +117,19 @@ trustedRoots: [r]
     expect(issuing.members[1]).toEqual({ socket: '/run/signet-hsm/issuing-2.sock', spawn: false });
     expect(issuing.members[2]).toMatchObject({ url: 'tls://[2001:db8::7]:7001', spawn: false });
     expect(issuing.spawn).toBe(true);
+    expect(issuing.quorum).toBeUndefined();
+  });
+
+  it('takes the quorum of a cluster whose spawned member listens (issue #23)', () => {
+    const issuing = parseConfig(`partitions:
+  issuing:
+    pinFile: p
+    quorum: 3
+    members:
+      - { dir: d, socket: s, spawn: true, url: 'tls://127.0.0.1:7001', cert: c, key: k, ca: a, listen: { cert: s.crt, key: s.key, clientCa: a } }
+trustedRoots: [r]
+`).partitions.issuing!;
+    expect(issuing.quorum).toBe(3);
   });
 
   it('takes a PKCS#11 socket for a partition it starts, with its group and user', () => {
@@ -186,6 +199,11 @@ trustedRoots: [r]
       'a PKCS#11 socket on a partition signet serve does not start',
       'partitions:\n  issuing: { dir: d, socket: s, pinFile: p, spawn: false, p11Socket: p11.sock }\ntrustedRoots: [r]\n',
       /partitions\.issuing\.p11Socket: .*spawn: true/,
+    ],
+    [
+      'a quorum for a partition with no listening member it starts',
+      'partitions:\n  issuing: { dir: d, socket: s, pinFile: p, quorum: 2 }\ntrustedRoots: [r]\n',
+      /partitions\.issuing\.quorum: quorum applies to a cluster member signet serve starts/,
     ],
     [
       'a PKCS#11 user without its socket',

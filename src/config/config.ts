@@ -90,6 +90,11 @@ const partitionSchema = z
      * (else the process reads SIGNET_PKCS11_PIN).
      */
     tokenPinFile: z.string().min(1).optional(),
+    /**
+     * Issue #23: how many members of the cluster must hold a key created through the spawned
+     * member before that member acknowledges it (`signet hsm serve --quorum`); default a majority.
+     */
+    quorum: z.number().int().min(1).max(32).optional(),
   })
   .superRefine((p, context) => {
     if (p.members !== undefined) {
@@ -129,6 +134,11 @@ const partitionSchema = z
     message:
       'tokenPinFile applies to a partition signet serve starts (spawn: true); give a partition served apart `signet hsm serve --token-pin-file` instead',
     path: ['tokenPinFile'],
+  })
+  .refine((p) => p.quorum === undefined || p.members.some((m) => m.spawn && m.listen !== undefined), {
+    message:
+      'quorum applies to a cluster member signet serve starts (spawn: true with listen); give a member served apart `signet hsm serve --quorum` instead',
+    path: ['quorum'],
   })
   .refine((p) => p.p11Socket !== undefined || (p.p11SocketGroup ?? p.p11User) === undefined, {
     message: 'p11SocketGroup and p11User need p11Socket',

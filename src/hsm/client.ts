@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { createConnection, isIP, type Socket } from 'node:net';
-import { connect as connectTls } from 'node:tls';
+import { checkServerIdentity, connect as connectTls, type PeerCertificate } from 'node:tls';
 import {
   callFrame,
   FrameReader,
@@ -50,6 +51,11 @@ export interface TlsEndpoint {
   cert: string | Buffer;
   key: string | Buffer;
   ca: string | Buffer;
+  /**
+   * SHA-256 (hex) of the one certificate the member may present, on top of the chain and name
+   * checks: how members of a cluster reach exactly the member the membership lists (issue #23).
+   */
+  fingerprint?: string;
 }
 
 export interface RemotePartitionOptions {
@@ -99,6 +105,15 @@ const STICKY_FAILURES = new Set([
 const UPDATE_WINDOW = 8;
 /** Chunk size a multi-part signature sends, well under the frame limit. */
 const UPDATE_CHUNK = 512 * 1024;
+
+/** The usual host name check, then the certificate must be exactly the pinned one. */
+const pinned =
+  (fingerprint: string) =>
+  (host: string, cert: PeerCertificate): Error | undefined =>
+    checkServerIdentity(host, cert) ??
+    (createHash('sha256').update(cert.raw).digest('hex') === fingerprint
+      ? undefined
+      : new Error(`the certificate presented at ${host} is not the member's`));
 
 /** One socket to the partition: framing, request ids, answers, timeouts. */
 class ClientConnection {
@@ -150,6 +165,7 @@ class ClientConnection {
             maxVersion: 'TLSv1.3',
             // SNI carries host names only (RFC 6066 section 3); the certificate is checked against the host either way.
             ...(isIP(tls.host) === 0 ? { servername: tls.host } : {}),
+            ...(tls.fingerprint ? { checkServerIdentity: pinned(tls.fingerprint) } : {}),
           })
         : createConnection(endpoint.socketPath ?? '');
       const timer = setTimeout(() => {

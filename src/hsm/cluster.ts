@@ -286,7 +286,10 @@ export class PartitionCluster implements KeyManager {
     return this.route((c) => c.getPublicKey(request));
   }
 
-  /** Creates the key on one member: others get it by `signet hsm sync` (DESIGN.md "Cluster"). */
+  /**
+   * Creates the key on one member, which answers once its cluster's quorum holds it (issue #23,
+   * replication/); members outside a cluster get it by `signet hsm sync` (DESIGN.md "Cluster").
+   */
   async createKey(request: CreateKeyRequest): Promise<KeyInfo> {
     return this.route((c) => c.createKey(request), { replayable: false });
   }

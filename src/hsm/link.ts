@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { PartitionServer } from './server.ts';
@@ -70,7 +71,11 @@ export async function startLinkListener(options: LinkListenerOptions): Promise<L
         socket.destroy();
         return;
       }
-      options.server.attach(socket);
+      const peer = socket.getPeerCertificate();
+      options.server.attach(
+        socket,
+        peer?.raw ? createHash('sha256').update(peer.raw).digest('hex') : undefined,
+      );
     },
   );
   tls.on('tlsClientError', (error, socket) => {

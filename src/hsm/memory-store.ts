@@ -65,7 +65,7 @@ export function createMemoryStore(
       return user && { ...user };
     },
     putUser: async (user) => {
-      users.set(user.name, { ...user });
+      users.set(user.name, { ...user, ...(user.failures ? { failures: { ...user.failures } } : {}) });
     },
     deleteUser: async (name) => {
       users.delete(name);

@@ -74,6 +74,19 @@ export interface EmulatedPartitionOptions {
   tokenKeys?: TokenKeys;
 }
 
+/**
+ * What the partition tells the cluster it belongs to (issue #23, replication/replicator.ts). Absent
+ * on a partition alone.
+ */
+export interface ReplicationHooks {
+  /** This member's id in the cluster, which stamps the user versions it writes ('' when alone). */
+  memberId(): string;
+  /** A key was created here: resolves once the cluster's quorum holds it, else rejects. */
+  keyCreated(id: string): Promise<void>;
+  /** A key was destroyed or a user changed here: resolves once the reachable members have it. */
+  changed(): Promise<void>;
+}
+
 /** Who may call an operation: anyone (even before login), any logged-in user, or one role. */
 export type Access = 'public' | 'any' | Role;
 
@@ -101,6 +114,8 @@ export class EmulatedPartition {
   private dummyUser: Promise<UserRecord | undefined> | undefined;
   private nextSessionId = 1;
   private closed = false;
+  /** Set by the cluster this partition is a member of (issue #23). */
+  replication: ReplicationHooks | undefined;
 
   private constructor(readonly options: EmulatedPartitionOptions) {
     if (!PARTITION_NAME.test(options.name))
@@ -405,6 +420,8 @@ export class EmulatedPartition {
       const loaded = this.toLoaded(stored, privateKey);
       await store.putKey(stored);
       this.index(loaded);
+      // Acknowledged only once the cluster's quorum holds it; the key stays here either way.
+      await this.replication?.keyCreated(stored.id);
       return loaded;
     } finally {
       this.pendingLabels.delete(label);
@@ -450,11 +467,28 @@ export class EmulatedPartition {
     const store = this.requireStore();
     if (key.onToken) await this.options.tokenKeys!.destroy(key.info.id);
     await store.deleteKey(key.info.id);
-    if (this.isCurrent(key)) {
-      this.keysById.delete(key.info.id);
-      this.keysByLabel.delete(key.info.label);
-      this.uriCache.clear();
-    }
+    this.forgetKey(key.info.id);
+    await this.replication?.changed();
+  }
+
+  /** A key another member of the cluster created, already stored here: usable from now on. */
+  adoptKey(key: StoredKeyObject): void {
+    if (this.options.tokenKeys) throw new Error('a partition on a PKCS#11 token does not replicate');
+    this.index(this.toLoaded(key));
+  }
+
+  /** Drops a key from the partition's view (destroyed here or, by its tombstone, elsewhere). */
+  forgetKey(id: string): void {
+    const key = this.keysById.get(id);
+    if (!key) return;
+    this.keysById.delete(id);
+    if (this.keysByLabel.get(key.info.label) === key) this.keysByLabel.delete(key.info.label);
+    this.uriCache.clear();
+  }
+
+  /** The member id user versions are stamped with ('' alone). */
+  memberId(): string {
+    return this.replication?.memberId() ?? '';
   }
 
   /**

@@ -71,9 +71,10 @@ export interface PartitionServer {
   connectionCount(): number;
   /**
    * Serves one more connection that arrived another way (a mutual-TLS link, tls-listener.ts):
-   * the same framed protocol and limits as the Unix socket's connections.
+   * the same framed protocol and limits as the Unix socket's connections. `peer` is the SHA-256 of
+   * the certificate the link's client presented (PartitionSession.linkPeer).
    */
-  attach(socket: Socket): void;
+  attach(socket: Socket, peer?: string): void;
   /** Stops accepting, ends every connection (open multi-part operations are abandoned), removes the socket. */
   close(): Promise<void>;
 }
@@ -197,8 +198,8 @@ export async function startPartitionServer(options: PartitionServerOptions): Pro
   await clearStaleSocket(socketPath);
   const connections = new Set<Connection>();
   const maxConnections = options.maxConnections ?? 256;
-  const attach = (socket: Socket) => {
-    const connection = new Connection(socket, partition, ops, options);
+  const attach = (socket: Socket, peer?: string) => {
+    const connection = new Connection(socket, partition, ops, options, peer);
     connections.add(connection);
     socket.once('close', () => connections.delete(connection));
   };
@@ -224,12 +225,9 @@ export async function startPartitionServer(options: PartitionServerOptions): Pro
   return {
     socketPath,
     connectionCount: () => connections.size,
-    attach(socket) {
-      if (closing || connections.size >= maxConnections) {
-        socket.destroy();
-        return;
-      }
-      attach(socket);
+    attach(socket, peer) {
+      if (closing || connections.size >= maxConnections) socket.destroy();
+      else attach(socket, peer);
     },
     close() {
       closing ??= (async () => {
@@ -292,8 +290,10 @@ class Connection {
     partition: EmulatedPartition,
     private readonly ops: Record<string, PartitionOp<never>>,
     private readonly options: PartitionServerOptions,
+    peer: string | undefined,
   ) {
     this.session = partition.openSession();
+    this.session.linkPeer = peer;
     this.maxInFlight = options.maxInFlight ?? 4096;
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
@@ -488,9 +488,7 @@ class Connection {
           name,
           definition.access,
           (event) => definition.run(this.session, parsed.data as never, event),
-          {
-            whenSealed: definition.whenSealed ?? false,
-          },
+          { whenSealed: definition.whenSealed ?? false },
         );
     this.track(id, result, (value) => JSON.stringify(value ?? null));
   }

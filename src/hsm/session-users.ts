@@ -1,6 +1,7 @@
 import { USER_NAME } from './key-uri.ts';
 import type { EmulatedPartition } from './partition.ts';
 import { bad, MAX_PIN_OCTETS } from './partition-requests.ts';
+import { nextVersion, recordFailure } from './replication/versions.ts';
 import type { AuditEvent, UserRecord } from './store.ts';
 import { HsmError, ROLES, type Role, type UserInfo } from './types.ts';
 
@@ -9,10 +10,17 @@ import { HsmError, ROLES, type Role, type UserInfo } from './types.ts';
  * administration of users (PartitionSession runs each through perform(), which audits it).
  */
 
-/** Checks a user's PIN (counting failures, locking after too many); answers the user's role. */
-export function checkLogin(partition: EmulatedPartition, name: string, pin: string): Promise<Role> {
+/**
+ * Checks a user's PIN (counting failures, locking after too many); answers the user's role. In a
+ * cluster a failure is counted for this member and reported to the others before the answer
+ * (issue #23), so the limit holds for the cluster, not per member.
+ */
+export async function checkLogin(partition: EmulatedPartition, name: string, pin: string): Promise<Role> {
   const store = partition.requireStore();
-  return partition.serialLogin(name, async () => {
+  const limit = partition.options.maxFailedLogins ?? 5;
+  let refusal: HsmError | undefined;
+  let changed = false;
+  const role = await partition.serialLogin(name, async () => {
     const record = await store.getUser(name);
     if (!record) {
       const dummy = await partition.dummy();
@@ -22,15 +30,24 @@ export function checkLogin(partition: EmulatedPartition, name: string, pin: stri
     if (record.locked)
       throw new HsmError('CKR_PIN_LOCKED', `user ${name} is locked; the officer must unlock it`);
     if (!(await partition.options.verifyPin(record, pin))) {
-      const failedLogins = record.failedLogins + 1;
-      const locked = failedLogins >= (partition.options.maxFailedLogins ?? 5);
-      await store.putUser({ ...record, failedLogins, locked });
-      if (locked) throw new HsmError('CKR_PIN_LOCKED', `wrong PIN; user ${name} is now locked`);
-      throw new HsmError('CKR_PIN_INCORRECT', 'wrong user or PIN');
+      const failed = recordFailure(record, partition.memberId(), limit);
+      await store.putUser(failed);
+      changed = true;
+      refusal = failed.locked
+        ? new HsmError('CKR_PIN_LOCKED', `wrong PIN; user ${name} is now locked`)
+        : new HsmError('CKR_PIN_INCORRECT', 'wrong user or PIN');
+      return undefined;
     }
-    if (record.failedLogins !== 0) await store.putUser({ ...record, failedLogins: 0 });
+    if (record.failedLogins !== 0) {
+      await store.putUser(nextVersion(record, partition.memberId()));
+      changed = true;
+    }
     return record.role;
   });
+  // Outside the per-user queue: a peer merging this user's record must not wait behind it.
+  if (changed) await partition.replication?.changed();
+  if (refusal || role === undefined) throw refusal;
+  return role;
 }
 
 export async function createUser(
@@ -44,8 +61,14 @@ export async function createUser(
   const pinHash = await hashPin(partition, request.pin);
   const store = partition.requireStore();
   if (await store.getUser(name)) throw new HsmError('CKR_OBJECT_EXISTS', `user ${name} exists`);
-  const record: UserRecord = { name, role: request.role, pinHash, failedLogins: 0, locked: false };
+  // A name deleted before starts above its deletion, so the cluster keeps the new user.
+  const deleted = await store.userTombstone?.(name);
+  const record = nextVersion(
+    { name, role: request.role, pinHash, failedLogins: 0, locked: false, version: deleted?.version ?? 0 },
+    partition.memberId(),
+  );
   await store.putUser(record);
+  await partition.replication?.changed();
   return userInfo(record);
 }
 
@@ -60,12 +83,17 @@ export function unlockUser(
   request: { name: string },
 ): Promise<UserInfo> {
   const name = checkUserName(request?.name, event);
-  return partition.serialLogin(name, async () => {
-    const record = await existingUser(partition, name);
-    const unlocked = { ...record, failedLogins: 0, locked: false };
-    await partition.requireStore().putUser(unlocked);
-    return userInfo(unlocked);
-  });
+  return partition
+    .serialLogin(name, async () => {
+      const record = await existingUser(partition, name);
+      const unlocked = nextVersion(record, partition.memberId());
+      await partition.requireStore().putUser(unlocked);
+      return userInfo(unlocked);
+    })
+    .then(async (info) => {
+      await partition.replication?.changed();
+      return info;
+    });
 }
 
 /** Sets a user's PIN (C_InitPIN); also clears a lock, the usual way back for a locked user. */
@@ -78,8 +106,9 @@ export async function setUserPin(
   const pinHash = await hashPin(partition, request.pin);
   await partition.serialLogin(name, async () => {
     const record = await existingUser(partition, name);
-    await partition.requireStore().putUser({ ...record, pinHash, failedLogins: 0, locked: false });
+    await partition.requireStore().putUser(nextVersion(record, partition.memberId(), { pinHash }));
   });
+  await partition.replication?.changed();
 }
 
 /** Deletes a user; `self` (the officer asking) and the last officer stay. */
@@ -98,7 +127,8 @@ export async function deleteUser(
     const officers = (await store.listUsers()).filter((u) => u.role === 'officer');
     if (officers.length <= 1) throw new HsmError('CKR_OPERATION_NOT_PERMITTED', 'the last officer stays');
   }
-  await store.deleteUser(name);
+  await store.deleteUser(name, { version: (record.version ?? 0) + 1, origin: partition.memberId() });
+  await partition.replication?.changed();
 }
 
 function checkUserName(name: unknown, event: AuditEvent): string {

@@ -55,6 +55,11 @@ export class PartitionSession implements KeyManager, PartitionSessionControl, Pa
   private readonly streams = new Map<number, Stream>();
   private nextHandle = 1;
   private closed = false;
+  /**
+   * Set on a session that came over a mutual-TLS link: the SHA-256 (hex) of the certificate its
+   * client presented. Members of a cluster are recognised by it (replication/ops.ts).
+   */
+  linkPeer: string | undefined;
 
   constructor(
     private readonly partition: EmulatedPartition,

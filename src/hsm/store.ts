@@ -58,6 +58,14 @@ export interface UserRecord {
   failedLogins: number;
   /** Locked after too many failures, until an officer unlocks. Survives restarts. */
   locked: boolean;
+  /**
+   * In a cluster (issue #23, replication/versions.ts): the record's version, the id of the member
+   * that wrote it, and the failed logins each member counted against that version (their sum is
+   * failedLogins). Absent on records written before, read as version 0.
+   */
+  version?: number;
+  origin?: string;
+  failures?: Record<string, number>;
 }
 
 /** Durable storage of an unsealed partition. Each write is atomic and durable before it resolves. */
@@ -69,8 +77,13 @@ export interface PartitionStore {
   listUsers(): Promise<UserRecord[]>;
   getUser(name: string): Promise<UserRecord | undefined>;
   putUser(user: UserRecord): Promise<void>;
-  /** Optional: without it the partition answers deleteUser with CKR_FUNCTION_NOT_SUPPORTED. */
-  deleteUser?(name: string): Promise<void>;
+  /**
+   * Optional: without it the partition answers deleteUser with CKR_FUNCTION_NOT_SUPPORTED. A store
+   * that replicates keeps `tombstone` (the deletion's version) so a peer's older copy stays deleted.
+   */
+  deleteUser?(name: string, tombstone?: { version: number; origin: string }): Promise<void>;
+  /** Optional: the version at which a deleted user was deleted (a new user of that name starts above it). */
+  userTombstone?(name: string): Promise<{ version: number; origin: string } | undefined>;
   /**
    * Optional, with putCertificate and deleteCertificate: certificates stored beside keys. Without
    * them a store keeps none (importing one answers CKR_FUNCTION_NOT_SUPPORTED). deleteKey also

@@ -131,6 +131,7 @@ const HSM_SUBCOMMANDS = [
   'backup',
   'restore',
   'sync',
+  'cluster',
 ];
 
 /** `hsm keys` for ['hsm', 'keys', ...], else the top-level command. */
@@ -230,6 +231,10 @@ const USAGE_MISTAKES = (): Row[] => [
   ['hsm backup without --out', ['hsm', 'backup', '--dir', 'p']],
   ['hsm restore without --in', ['hsm', 'restore', '--dir', 'p', '--secret-file', 's']],
   ['hsm sync without --dir', ['hsm', 'sync', '--in', 'b']],
+  [
+    'hsm cluster add-member without --url',
+    ['hsm', 'cluster', 'add-member', '--socket', 's', '--cert', 'c.pem'],
+  ],
   ['an unknown command', ['frobnicate']],
 ];
 
@@ -374,6 +379,10 @@ const FAILURES = (): Row[] => [
   [
     'hsm sync of a backup that does not exist',
     ['hsm', 'sync', '--in', at('missing.bin'), '--dir', at('restored'), '--secret-file', at('secret')],
+  ],
+  [
+    'hsm cluster status of a socket nobody serves',
+    ['hsm', 'cluster', 'status', '--socket', at('missing.sock'), '--pin-file', at('pin')],
   ],
 ];
 

@@ -19,6 +19,7 @@ const SUBCOMMANDS: Record<string, string> = {
   backup: 'write an encrypted backup of a partition folder',
   restore: 'restore a backup into a new folder (needs the unseal secret or shares)',
   sync: 'bring keys created since into an existing clone, from a newer backup',
+  cluster: 'cluster members: status, add-member, remove-member (they replicate among themselves)',
 };
 
 /** Subcommands served by another one's module, which gets the subcommand's name first. */

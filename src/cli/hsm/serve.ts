@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
+import { PartitionFolder } from '../../hsm/custody/vault.ts';
 import {
   formatLinkUrl,
   type LinkAddress,
@@ -19,6 +20,8 @@ import {
 import { createCertificateOps } from '../../hsm/p11/certificates.ts';
 import { type P11Server, startP11Server } from '../../hsm/p11/server.ts';
 import { EmulatedPartition } from '../../hsm/partition.ts';
+import { createClusterOps } from '../../hsm/replication/ops.ts';
+import { Replicator } from '../../hsm/replication/replicator.ts';
 import { type PartitionOp, startPartitionServer } from '../../hsm/server.ts';
 import type { OpenPartitionCustody, PartitionCustody } from '../../hsm/store.ts';
 import { ROLES } from '../../hsm/types.ts';
@@ -56,7 +59,18 @@ Runs one partition process. Clients reach it only through the Unix socket (mode 
                      --client-ca: a client must present a certificate issued by that CA
   --tls-cert FILE    this partition's certificate (PEM), with its chain
   --tls-key FILE     its private key (PEM)
-  --client-ca FILE   the CA (PEM) whose certificates the CA nodes present`;
+  --client-ca FILE   the CA (PEM) whose certificates the CA nodes present
+  --quorum N         in a cluster: members that must hold a key created here before its creation
+                     is acknowledged; default a majority of the members
+  --sync-interval-ms N
+                     in a cluster: how often this member compares with every other; default 5000
+  --advertise tls://HOST:PORT
+                     in a cluster: where the other members reach this one, when not at --listen
+                     (which may be 0.0.0.0); recorded when the first add-member enrols it
+
+With --dir and --listen the partition can be a member of a cluster ('signet hsm cluster'): the
+members replicate keys, tombstones, users and failed logins among themselves over their links,
+each presenting its --tls-cert (which then needs both serverAuth and clientAuth) to the others.`;
 
 const ephemeralSpec = z.strictObject({
   users: z.array(z.strictObject({ name: z.string(), role: z.enum(ROLES), pin: z.string().min(1) })).max(64),
@@ -80,6 +94,9 @@ export async function run(argv: string[]): Promise<number> {
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
     'client-ca': { type: 'string' },
+    quorum: { type: 'string' },
+    'sync-interval-ms': { type: 'string' },
+    advertise: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -105,6 +122,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError('--p11-socket must differ from --socket');
 
   const link = linkOptions(values);
+  const cluster = clusterOptions(values, link !== undefined && values.dir !== undefined);
 
   const log = (line: string) => process.stderr.write(`signet hsm [${name}]: ${line}\n`);
   const tokenSpec = values.dir ? readPkcs11Spec(values.dir) : undefined;
@@ -130,7 +148,27 @@ export async function run(argv: string[]): Promise<number> {
       cause: error,
     });
   }
-  const extensions = { ...(await custodyOps(partition, custody)), ...createCertificateOps(partition) };
+  const replicator =
+    link && cluster && custody.vault instanceof PartitionFolder
+      ? new Replicator({
+          partition,
+          folder: custody.vault,
+          self: {
+            url: cluster.advertise ?? values.listen!,
+            cert: link.cert,
+            key: link.key,
+            ca: link.clientCa,
+          },
+          ...(cluster.quorum !== undefined ? { quorum: cluster.quorum } : {}),
+          ...(cluster.intervalMs !== undefined ? { intervalMs: cluster.intervalMs } : {}),
+          log,
+        })
+      : undefined;
+  const extensions = {
+    ...(await custodyOps(partition, custody)),
+    ...createCertificateOps(partition),
+    ...(replicator ? createClusterOps(replicator) : {}),
+  };
   // The PKCS#11 socket first: whoever waits for the partition's own socket then finds both.
   let p11: P11Server | undefined;
   if (p11SocketPath !== undefined) {
@@ -195,6 +233,7 @@ export async function run(argv: string[]): Promise<number> {
       log(`stopping (${why})`);
       void (async () => {
         await p11?.close();
+        await replicator?.close();
         await Promise.all([linkListener?.close(), server.close()]);
         await partition.close();
         process.stdin.destroy();
@@ -209,6 +248,41 @@ export async function run(argv: string[]): Promise<number> {
       process.stdin.resume();
     }
   });
+}
+
+/** --quorum and --sync-interval-ms, which apply to a cluster member (--dir and --listen). */
+function clusterOptions(
+  values: {
+    quorum?: string | undefined;
+    'sync-interval-ms'?: string | undefined;
+    advertise?: string | undefined;
+  },
+  member: boolean,
+): { quorum?: number; intervalMs?: number; advertise?: string } | undefined {
+  const number = (flag: string, text: string | undefined, min: number) => {
+    if (text === undefined) return undefined;
+    if (!member) throw new UsageError(`--${flag} applies to a cluster member (--dir and --listen)`);
+    const value = Number(text);
+    if (!Number.isSafeInteger(value) || value < min)
+      throw new UsageError(`--${flag} takes a whole number of at least ${min}`);
+    return value;
+  };
+  const quorum = number('quorum', values.quorum, 1);
+  const intervalMs = number('sync-interval-ms', values['sync-interval-ms'], 100);
+  if (values.advertise !== undefined) {
+    if (!member) throw new UsageError('--advertise applies to a cluster member (--dir and --listen)');
+    try {
+      parseLinkUrl(values.advertise);
+    } catch (error) {
+      throw new UsageError(`--advertise: ${(error as Error).message}`);
+    }
+  }
+  if (!member) return undefined;
+  return {
+    ...(quorum !== undefined ? { quorum } : {}),
+    ...(intervalMs !== undefined ? { intervalMs } : {}),
+    ...(values.advertise !== undefined ? { advertise: values.advertise } : {}),
+  };
 }
 
 /** --listen and its three files, read now so that a missing file is a usage mistake at start. */

@@ -7,6 +7,7 @@ import {
   type UnsealMaterial,
 } from '../../hsm/custody/index.ts';
 import { EmulatedPartition, type PartitionSession } from '../../hsm/partition.ts';
+import { nextVersion } from '../../hsm/replication/versions.ts';
 import type { PartitionUserAdmin, Role, UserInfo } from '../../hsm/types.ts';
 import { HsmError, ROLES } from '../../hsm/types.ts';
 import { CliError, EXIT, parseCommandArgs, readSecret, UsageError } from '../args.ts';
@@ -244,8 +245,8 @@ async function asCustodians(
       const record = await store.getUser(name);
       if (!record) throw new HsmError('CKR_ARGUMENTS_BAD', `no user ${name}`);
       const pinHash = action === 'pin' ? await hashPin(newPin) : record.pinHash;
-      const updated = { ...record, pinHash, failedLogins: 0, locked: false };
-      await store.putUser(updated);
+      // A new version (issue #23), so the members of its cluster take it over their older copies.
+      await store.putUser(nextVersion(record, record.origin ?? '', { pinHash }));
       await audit('ok');
       return { name, role: record.role, failedLogins: 0, locked: false };
     } catch (error) {

@@ -325,6 +325,11 @@ export class AuditLog implements AuditSink {
   /** The newest durable record, which the next head names. */
   #newest: { seq: number; hash: string; offset: number } | undefined;
 
+  /** The newest durable record's sequence number and hash (`signet hsm cluster status` shows it). */
+  get newest(): { seq: number; hash: string } | undefined {
+    return this.#newest && { seq: this.#newest.seq, hash: this.#newest.hash };
+  }
+
   /**
    * Signs the newest durable record into audit.head (and syncs it) at most every HEAD_SYNC_MS, off
    * the path of the answers; close() signs the last one. After a crash the signed head may lag

@@ -11,12 +11,14 @@ import {
   type IndexContent,
   KEY_ID,
   KEYS_DIR,
+  type KeyTombstone,
   keyFile,
   openIndex,
   openKeyObject,
   peekLabel,
   sealIndex,
   sealKeyObject,
+  userFields,
 } from './objects.ts';
 import type { PartitionKeys } from './seal.ts';
 
@@ -30,10 +32,7 @@ function copyKey(key: StoredKeyObject): StoredKeyObject {
   };
 }
 
-function copyUser(user: UserRecord): UserRecord {
-  const { name, role, pinHash, failedLogins, locked } = user;
-  return { name, role, pinHash, failedLogins, locked };
-}
+const copyUser = userFields;
 
 /** Everything a partition folder holds once checked: the index and every key object it lists. */
 export interface LoadedPartition {
@@ -170,6 +169,11 @@ export class SealedFileStore implements PartitionStore {
     return [...this.#keys.values()].map(copyKey);
   }
 
+  /** Ids of the keys held, without copying any key material. */
+  keyIds(): string[] {
+    return [...this.#keys.keys()];
+  }
+
   async getKey(id: string): Promise<StoredKeyObject | undefined> {
     const key = this.#keys.get(id);
     return key ? copyKey(key) : undefined;
@@ -228,9 +232,14 @@ export class SealedFileStore implements PartitionStore {
     });
   }
 
-  deleteKey(id: string): Promise<void> {
+  /**
+   * Removes a key and leaves its tombstone (issue #23), in one index write: a peer that still holds
+   * the key learns from the tombstone to destroy it too, never to copy it back.
+   */
+  deleteKey(id: string, destroyedAt = new Date().toISOString()): Promise<void> {
     return this.#serially(async () => {
-      if (!this.#keys.has(id)) return;
+      const key = this.#keys.get(id);
+      if (!key) return;
       const keys = { ...this.#index.keys };
       delete keys[id];
       // The key's certificate goes in the same index write.
@@ -241,12 +250,47 @@ export class SealedFileStore implements PartitionStore {
         generation: this.#index.generation + 1,
         keys,
         certificates,
+        tombstones: { ...this.#index.tombstones, [id]: { label: key.label, destroyedAt } },
       });
       this.#keys.delete(id);
       // The index no longer lists it, so it is gone for good; remove the bytes too.
       await rm(join(this.dir, keyFile(id)), { force: true });
       await fsyncDir(join(this.dir, KEYS_DIR));
     });
+  }
+
+  /** Records the tombstone of a key this member never held (destroyed elsewhere before it got it). */
+  buryKey(id: string, tombstone: KeyTombstone): Promise<void> {
+    return this.#serially(async () => {
+      if (this.#index.tombstones?.[id] || this.#keys.has(id)) return;
+      await this.#writeIndex({
+        ...this.#index,
+        generation: this.#index.generation + 1,
+        tombstones: { ...this.#index.tombstones, [id]: { ...tombstone } },
+      });
+    });
+  }
+
+  /** Keys destroyed, by id. */
+  tombstones(): Record<string, KeyTombstone> {
+    return { ...this.#index.tombstones };
+  }
+
+  /** A key's file as stored: sealed under the master key, for a peer to pull (never opened on the way). */
+  async sealedKey(id: string): Promise<Buffer | undefined> {
+    if (!this.#keys.has(id)) return undefined;
+    return readFileIfExists(join(this.dir, keyFile(id)));
+  }
+
+  /** The membership the index holds (checked by its reader, replication/membership.ts). */
+  get membership(): unknown {
+    return this.#index.membership;
+  }
+
+  setMembership(membership: unknown): Promise<void> {
+    return this.#serially(() =>
+      this.#writeIndex({ ...this.#index, generation: this.#index.generation + 1, membership }),
+    );
   }
 
   async listCertificates(): Promise<StoredCertificate[]> {
@@ -304,17 +348,42 @@ export class SealedFileStore implements PartitionStore {
       const users = this.#index.users.filter((candidate) => candidate.name !== user.name);
       users.push(copyUser(user));
       users.sort((a, b) => (a.name < b.name ? -1 : 1));
-      await this.#writeIndex({ ...this.#index, generation: this.#index.generation + 1, users });
+      const userTombstones = { ...this.#index.userTombstones };
+      delete userTombstones[user.name];
+      await this.#writeIndex({
+        ...this.#index,
+        generation: this.#index.generation + 1,
+        users,
+        userTombstones,
+      });
     });
   }
 
-  /** Removes a user record; used by the officer's user management. */
-  deleteUser(name: string): Promise<void> {
+  /** Removes a user record, keeping the deletion's version when given (issue #23). */
+  deleteUser(name: string, tombstone?: { version: number; origin: string }): Promise<void> {
     return this.#serially(async () => {
       const users = this.#index.users.filter((candidate) => candidate.name !== name);
-      if (users.length === this.#index.users.length) return;
-      await this.#writeIndex({ ...this.#index, generation: this.#index.generation + 1, users });
+      if (users.length === this.#index.users.length && !tombstone) return;
+      const userTombstones = tombstone
+        ? { ...this.#index.userTombstones, [name]: { ...tombstone } }
+        : this.#index.userTombstones;
+      await this.#writeIndex({
+        ...this.#index,
+        generation: this.#index.generation + 1,
+        users,
+        ...(userTombstones ? { userTombstones } : {}),
+      });
     });
+  }
+
+  async userTombstone(name: string): Promise<{ version: number; origin: string } | undefined> {
+    const tombstone = this.#index.userTombstones?.[name];
+    return tombstone && { ...tombstone };
+  }
+
+  /** Every user tombstone, by name. */
+  userTombstones(): Record<string, { version: number; origin: string }> {
+    return { ...this.#index.userTombstones };
   }
 
   /** The files of the partition as stored, read consistently (for backups). */

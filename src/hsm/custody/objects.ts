@@ -41,6 +41,20 @@ export interface IndexContent {
    * up and restored with everything else. Absent when there is none.
    */
   certificates?: Record<string, IndexCertificate>;
+  /**
+   * Issue #23. Keys destroyed (here or on another member of the cluster), kept for good so a member
+   * that missed the destruction never brings the key back.
+   */
+  tombstones?: Record<string, KeyTombstone>;
+  /** Users deleted, at the version of the deletion (replication/versions.ts). */
+  userTombstones?: Record<string, { version: number; origin: string }>;
+  /** The cluster's membership, as the officer last signed it (replication/membership.ts). */
+  membership?: unknown;
+}
+
+export interface KeyTombstone {
+  label: string;
+  destroyedAt: string;
 }
 
 export interface IndexCertificate {
@@ -194,8 +208,28 @@ export function checkUser(user: UserRecord): void {
     typeof user.pinHash === 'string' &&
     Number.isSafeInteger(user.failedLogins) &&
     user.failedLogins >= 0 &&
-    typeof user.locked === 'boolean';
+    typeof user.locked === 'boolean' &&
+    (user.version === undefined || (Number.isSafeInteger(user.version) && user.version >= 0)) &&
+    (user.origin === undefined || typeof user.origin === 'string') &&
+    (user.failures === undefined ||
+      (isRecord(user.failures) &&
+        Object.values(user.failures).every((n) => Number.isSafeInteger(n) && (n as number) >= 0)));
   if (!ok) throw new HsmError('CKR_ARGUMENTS_BAD', 'the user record to store is malformed');
+}
+
+/** A user record's stored fields, and only those (the cluster's ones when set). */
+export function userFields(user: UserRecord): UserRecord {
+  const { name, role, pinHash, failedLogins, locked, version, origin, failures } = user;
+  return {
+    name,
+    role,
+    pinHash,
+    failedLogins,
+    locked,
+    ...(version !== undefined ? { version } : {}),
+    ...(origin !== undefined ? { origin } : {}),
+    ...(failures !== undefined ? { failures: { ...failures } } : {}),
+  };
 }
 
 export function sealIndex(objectsKey: KeyObject, partitionId: string, index: IndexContent): Buffer {
@@ -204,17 +238,18 @@ export function sealIndex(objectsKey: KeyObject, partitionId: string, index: Ind
       generation: index.generation,
       name: index.name,
       createdAt: index.createdAt,
-      users: index.users.map(({ name, role, pinHash, failedLogins, locked }) => ({
-        name,
-        role,
-        pinHash,
-        failedLogins,
-        locked,
-      })),
+      users: index.users.map(userFields),
       keys: index.keys,
       ...(index.certificates && Object.keys(index.certificates).length > 0
         ? { certificates: index.certificates }
         : {}),
+      ...(index.tombstones && Object.keys(index.tombstones).length > 0
+        ? { tombstones: index.tombstones }
+        : {}),
+      ...(index.userTombstones && Object.keys(index.userTombstones).length > 0
+        ? { userTombstones: index.userTombstones }
+        : {}),
+      ...(index.membership !== undefined ? { membership: index.membership } : {}),
     }),
   );
   const { nonce, sealed } = seal(objectsKey, plaintext, indexAad(partitionId));
@@ -282,6 +317,16 @@ export function openIndex(
             typeof c.label === 'string' &&
             typeof c.der === 'string' &&
             typeof c.storedAt === 'string',
+        ))) &&
+    (index.tombstones === undefined ||
+      (isRecord(index.tombstones) &&
+        Object.entries(index.tombstones).every(
+          ([id, t]) => KEY_ID.test(id) && isRecord(t) && typeof t.label === 'string',
+        ))) &&
+    (index.userTombstones === undefined ||
+      (isRecord(index.userTombstones) &&
+        Object.values(index.userTombstones).every(
+          (t) => isRecord(t) && Number.isSafeInteger(t.version) && typeof t.origin === 'string',
         )));
   if (!ok) integrity(file, 'holds malformed content');
   try {

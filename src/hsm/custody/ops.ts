@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { EmulatedPartition, PartitionSession } from '../partition.ts';
+import { nextVersion, recordFailure } from '../replication/versions.ts';
 import { definePartitionOp, type PartitionOp } from '../server.ts';
 import type { PartitionCustody } from '../store.ts';
 import { HsmError } from '../types.ts';
@@ -26,20 +27,25 @@ export async function changeOwnPin(
   if (!me) throw new HsmError('CKR_USER_NOT_LOGGED_IN', 'log in first');
   const store = partition.requireStore();
   const pinHash = await custody.hashPin(newPin);
-  await partition.serialLogin(me.name, async () => {
+  const limit = custody.maxFailedLogins ?? partition.options.maxFailedLogins ?? 5;
+  const refusal = await partition.serialLogin(me.name, async () => {
     const record = await store.getUser(me.name);
     if (!record) throw new HsmError('CKR_USER_NOT_LOGGED_IN', `user ${me.name} no longer exists`);
     if (record.locked)
       throw new HsmError('CKR_PIN_LOCKED', `user ${me.name} is locked; the officer must unlock it`);
     if (!(await custody.verifyPin(record, oldPin))) {
-      const failedLogins = record.failedLogins + 1;
-      const locked = failedLogins >= (custody.maxFailedLogins ?? partition.options.maxFailedLogins ?? 5);
-      await store.putUser({ ...record, failedLogins, locked });
-      if (locked) throw new HsmError('CKR_PIN_LOCKED', `wrong PIN; user ${me.name} is now locked`);
-      throw new HsmError('CKR_PIN_INCORRECT', 'the current PIN is wrong');
+      const failed = recordFailure(record, partition.memberId(), limit);
+      await store.putUser(failed);
+      return failed.locked
+        ? new HsmError('CKR_PIN_LOCKED', `wrong PIN; user ${me.name} is now locked`)
+        : new HsmError('CKR_PIN_INCORRECT', 'the current PIN is wrong');
     }
-    await store.putUser({ ...record, pinHash, failedLogins: 0 });
+    await store.putUser(nextVersion(record, partition.memberId(), { pinHash }));
+    return undefined;
   });
+  // Reported to the cluster before the answer, as a failed login is (issue #23).
+  await partition.replication?.changed();
+  if (refusal) throw refusal;
 }
 
 export function createCustodyOps(

@@ -62,21 +62,33 @@ export interface PartitionKeys {
   objects: KeyObject;
   /** Ed25519 private key that signs the audit log's head. */
   auditSigning: KeyObject;
+  /**
+   * Ed25519 private key that signs the cluster's membership and a member's proof that it holds
+   * this master key (issue #23): every member derives the same one, nobody else can.
+   */
+  cluster: KeyObject;
 }
 
 const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
 export function derivePartitionKeys(masterKey: Uint8Array, partitionId: Uint8Array): PartitionKeys {
   const objects = deriveKeyBytes(masterKey, partitionId, 'signet-hsm objects v1');
-  const seed = deriveKeyBytes(masterKey, partitionId, 'signet-hsm audit-signing v1');
-  const auditSigning = createPrivateKey({
-    key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]),
-    format: 'der',
-    type: 'pkcs8',
-  });
-  const keys = { objects: aesKey(objects), auditSigning };
+  const ed25519 = (info: string) => {
+    const seed = deriveKeyBytes(masterKey, partitionId, info);
+    const key = createPrivateKey({
+      key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]),
+      format: 'der',
+      type: 'pkcs8',
+    });
+    seed.fill(0);
+    return key;
+  };
+  const keys = {
+    objects: aesKey(objects),
+    auditSigning: ed25519('signet-hsm audit-signing v1'),
+    cluster: ed25519('signet-hsm cluster v1'),
+  };
   objects.fill(0);
-  seed.fill(0);
   return keys;
 }
 

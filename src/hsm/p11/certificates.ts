@@ -71,6 +71,8 @@ export async function storeCertificate(
   const stored: StoredCertificate = { keyId: key.info.id, label, der, storedAt: partition.isoNow() };
   await store.putCertificate(stored);
   event.detail = `certificate ${label}`;
+  // The other members of its cluster store it beside their copy of the key (issue #23).
+  await partition.replication?.changed();
   return stored;
 }
 
