@@ -1,6 +1,7 @@
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import type { OcspAnswer } from '../revocation/ocsp-responder.ts';
 import { errorResponse } from '../revocation/ocsp-responder.ts';
+import { addressKey, clientAddress } from './client-address.ts';
 import type { ApiEnv } from './env.ts';
 import type { RouteContext } from './routes.ts';
 
@@ -10,12 +11,14 @@ export const OCSP_RESPONSE = 'application/ocsp-response';
 /**
  * OCSP over HTTP (RFC 6960 Appendix A, RFC 5019): every answer is a DER OCSPResponse with
  * status 200, errors included (malformedRequest, unauthorized, tryLater, internalError), never
- * JSON. Successful answers without a nonce are cacheable until nextUpdate (RFC 5019 §6).
+ * JSON. Successful answers without a nonce are pre-signed and cacheable until nextUpdate
+ * (RFC 5019 §6.2: max-age, ETag, Last-Modified, Expires); a GET that names the response the
+ * client holds (If-None-Match, If-Modified-Since) gets 304 Not Modified.
  */
 export function ocspRoutes({ deps }: RouteContext): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
 
-  function render(answer: OcspAnswer): Response {
+  function render(answer: OcspAnswer, conditional?: { ifNoneMatch?: string; ifModifiedSince?: string }) {
     const headers: Record<string, string> = { 'content-type': OCSP_RESPONSE };
     const now = deps.clock.now();
     if (answer.status === 'successful' && !answer.nonce && answer.nextUpdate && answer.thisUpdate) {
@@ -23,6 +26,11 @@ export function ocspRoutes({ deps }: RouteContext): Hono<ApiEnv> {
       headers['cache-control'] = `public, max-age=${maxAge}, no-transform, must-revalidate`;
       headers['last-modified'] = answer.thisUpdate.toUTCString();
       headers.expires = answer.nextUpdate.toUTCString();
+      if (answer.etag) headers.etag = answer.etag;
+      if (conditional && notModified(answer, conditional)) {
+        delete headers['content-type'];
+        return new Response(null, { status: 304, headers });
+      }
     } else {
       headers['cache-control'] = 'no-store';
     }
@@ -35,12 +43,14 @@ export function ocspRoutes({ deps }: RouteContext): Hono<ApiEnv> {
       headers: { 'content-type': OCSP_RESPONSE, 'cache-control': 'no-store' },
     });
 
+  const context = (c: Context<ApiEnv>) => ({ client: addressKey(clientAddress(c)) });
+
   app.post('/ocsp', async (c) => {
     if (!deps.revocation) return failed('tryLater');
     const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
     if (type !== OCSP_REQUEST) return failed('malformedRequest');
     try {
-      return render(await deps.revocation.ocsp.answer(new Uint8Array(await c.req.arrayBuffer())));
+      return render(await deps.revocation.ocsp.answer(new Uint8Array(await c.req.arrayBuffer()), context(c)));
     } catch (error) {
       c.get('logger').error({ err: error }, 'OCSP responder failed');
       return failed('internalError');
@@ -52,7 +62,10 @@ export function ocspRoutes({ deps }: RouteContext): Hono<ApiEnv> {
     if (!deps.revocation) return failed('tryLater');
     const raw = new URL(c.req.url).pathname.slice('/ocsp/'.length);
     try {
-      return render(await deps.revocation.ocsp.answerGetPath(raw));
+      return render(await deps.revocation.ocsp.answerGetPath(raw, context(c)), {
+        ...(c.req.header('if-none-match') ? { ifNoneMatch: c.req.header('if-none-match')! } : {}),
+        ...(c.req.header('if-modified-since') ? { ifModifiedSince: c.req.header('if-modified-since')! } : {}),
+      });
     } catch (error) {
       c.get('logger').error({ err: error }, 'OCSP responder failed');
       return failed('internalError');
@@ -60,4 +73,21 @@ export function ocspRoutes({ deps }: RouteContext): Hono<ApiEnv> {
   });
 
   return app;
+}
+
+/** RFC 9110 §13.1.2 and §13.1.3: If-None-Match wins; If-Modified-Since compares whole seconds. */
+function notModified(
+  answer: OcspAnswer,
+  { ifNoneMatch, ifModifiedSince }: { ifNoneMatch?: string; ifModifiedSince?: string },
+) {
+  if (ifNoneMatch !== undefined) {
+    if (!answer.etag) return false;
+    const tags = ifNoneMatch.split(',').map((tag) => tag.trim().replace(/^W\//, ''));
+    return tags.includes('*') || tags.includes(answer.etag);
+  }
+  if (ifModifiedSince !== undefined && answer.thisUpdate) {
+    const since = Date.parse(ifModifiedSince);
+    return Number.isFinite(since) && answer.thisUpdate.getTime() <= since;
+  }
+  return false;
 }

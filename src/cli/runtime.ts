@@ -14,6 +14,7 @@ import { type Database, openDatabase } from '../db/database.ts';
 import { createIdempotencyRepository } from '../db/idempotency.repository.ts';
 import { createIssuanceUnitOfWork } from '../db/issuance.unit-of-work.ts';
 import { createIssuersRepository } from '../db/issuers.repository.ts';
+import { createOcspResponsesRepository } from '../db/ocsp-responses.repository.ts';
 import { createOwedWorkRepository } from '../db/owed-work.repository.ts';
 import { createReplayGuardRepository } from '../db/replay-guard.repository.ts';
 import type { RemotePartition, TlsEndpoint } from '../hsm/client.ts';
@@ -47,6 +48,7 @@ export interface Runtime {
     crls: ReturnType<typeof createCrlsRepository>;
     owedWork: ReturnType<typeof createOwedWorkRepository>;
     replayGuard: ReturnType<typeof createReplayGuardRepository>;
+    ocspResponses: ReturnType<typeof createOcspResponsesRepository>;
   };
   /** Each partition of signet.yaml as the client of its members (one or more). */
   partitions: Map<string, PartitionCluster>;
@@ -118,6 +120,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       crls: createCrlsRepository({ db: database.db }),
       owedWork: createOwedWorkRepository({ db: database.db, clock }),
       replayGuard: createReplayGuardRepository({ db: database.db, clock }),
+      ocspResponses: createOcspResponsesRepository({ db: database.db }),
     };
 
     const partitions = new Map<string, PartitionCluster>();
@@ -292,6 +295,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         crls: repositories.crls,
         owedWork: repositories.owedWork,
         replayGuard: repositories.replayGuard,
+        ocspResponses: repositories.ocspResponses,
         nodeId: nodeId(),
       });
       closers.push(() => revocation!.stop());

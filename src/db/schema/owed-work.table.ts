@@ -9,7 +9,7 @@ import { timestamptz } from './columns.ts';
  * are new values here, checked by src/db/owed-work.repository.ts: the table does not change, so a
  * node that does not know a kind yet leaves its rows alone.
  */
-export const OWED_WORK_KINDS = ['crl'] as const;
+export const OWED_WORK_KINDS = ['crl', 'ocsp'] as const;
 export type OwedWorkKind = (typeof OWED_WORK_KINDS)[number];
 
 /**
