@@ -164,6 +164,61 @@ describe.skipIf(!haveTools)('the API on the real service: revocation, CRLs and O
       }
     });
 
+    it('answers 1,000 identical requests without a nonce with zero partition signatures once the response exists, GET with ETag and 304', async () => {
+      const csr = makeCsr('presigned', ['presigned.example.com']);
+      const issued = await call('POST', '/v1/certificates', {
+        key: keys.issuer,
+        body: { csr: csr.pem, policy: 'web-server' },
+      });
+      const certFile = path.join(dir, 'presigned.pem');
+      writeFileSync(certFile, issued.body.certificate);
+      const reqFile = path.join(dir, 'presigned-req.der');
+      await execFileAsync('openssl', [
+        'ocsp',
+        '-issuer',
+        intermediateFile(),
+        '-cert',
+        certFile,
+        '-no_nonce',
+        '-reqout',
+        reqFile,
+      ]);
+      const request = readFileSync(reqFile);
+      const auditFile = path.join(dataDir, 'hsm/issuing/audit.log');
+      const ocspSignatures = () =>
+        readFileSync(auditFile, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => JSON.parse(line) as { op: string; purpose?: string; result: string })
+          .filter((record) => record.op === 'sign' && record.purpose === 'ocsp').length;
+      const post = () =>
+        fetch(`${serving.server.url}/ocsp`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/ocsp-request' },
+          body: request,
+        }).then(async (response) => Buffer.from(await response.arrayBuffer()));
+      const before = ocspSignatures();
+      const first = await post();
+      expect(ocspSignatures()).toBe(before + 1);
+      const answers: Buffer[] = [];
+      for (let round = 0; round < 20; round++)
+        answers.push(...(await Promise.all(Array.from({ length: 50 }, post))));
+      expect(answers).toHaveLength(1000);
+      expect(answers.every((answer) => answer.equals(first))).toBe(true);
+      expect(ocspSignatures()).toBe(before + 1);
+
+      const url = `${serving.server.url}/ocsp/${encodeURIComponent(request.toString('base64'))}`;
+      const get = await curl([url]);
+      expect(get.body.equals(first)).toBe(true);
+      const etag = /^etag: (.+)$/im.exec(get.headers)![1]!.trim();
+      const lastModified = /^last-modified: (.+)$/im.exec(get.headers)![1]!.trim();
+      expect(get.headers).toMatch(/^expires: /im);
+      expect((await curl(['-H', `if-none-match: ${etag}`, url])).status).toBe(304);
+      expect((await curl(['-H', `if-modified-since: ${lastModified}`, url])).status).toBe(304);
+      expect((await curl(['-H', 'if-none-match: "other"', url])).status).toBe(200);
+      expect(ocspSignatures()).toBe(before + 1);
+    });
+
     it('publishes a CRL that openssl verifies, listing the revoked serial, with ETag, Last-Modified and 304', async () => {
       await serving.runtime.revocation!.scheduler.publishNow('dev-intermediate');
       const crl = await curl([`${serving.server.url}/crl/dev-intermediate.crl`]);
