@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import { acmeErrors, acmeRoutes } from './acme/acme.routes.ts';
 import { apikeysRoutes } from './apikeys.routes.ts';
 import { auditRoutes } from './audit.routes.ts';
-import { createMtlsResolver } from './auth/mtls.ts';
+import { createMtlsResolver, revokedByThisCa } from './auth/mtls.ts';
 import { certificatesRoutes } from './certificates.routes.ts';
 import { crlRoutes } from './crl.routes.ts';
 import type { AppDeps } from './deps.ts';
@@ -59,7 +59,9 @@ export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<Api
     attempts,
     failedAuth,
     resolvers: [
-      ...(options.tlsClients?.length ? [createMtlsResolver(options.tlsClients)] : []),
+      ...(options.tlsClients?.length
+        ? [createMtlsResolver(options.tlsClients, { revoked: revokedByThisCa(deps.certificates) })]
+        : []),
       ...(extras.resolvers ?? []),
     ],
   });
