@@ -5,6 +5,7 @@ import type { CertificatesRepository } from '../db/certificates.repository.ts';
 import type { CrlsRepository } from '../db/crls.repository.ts';
 import type { Database } from '../db/database.ts';
 import type { IssuersRepository } from '../db/issuers.repository.ts';
+import type { OcspRespondersRepository } from '../db/ocsp-responders.repository.ts';
 import { OCSP_INVALIDATION_CHANNEL, type OcspResponsesRepository } from '../db/ocsp-responses.repository.ts';
 import { crlWorkKey, type OwedWorkRepository, parseCrlWorkKey } from '../db/owed-work.repository.ts';
 import type { ReplayGuardRepository } from '../db/replay-guard.repository.ts';
@@ -31,6 +32,7 @@ import { partitionSigner } from '../revocation/partition-signer.ts';
 import { createRevokeUseCase, type RevokeUseCase } from '../revocation/revoke.usecase.ts';
 import { createRevokeByKey, type RevokeByKey } from '../revocation/revoke-by-key.ts';
 import { isSelfIssued } from '../x509/crl.ts';
+import { createResponderDirectory, type ResponderDirectory } from './ocsp-responders.ts';
 
 /**
  * Revocation as `signet serve` runs it: the revoke use case (which tells the CRL scheduler), the
@@ -49,6 +51,8 @@ export interface RevocationRuntime {
   ocsp: OcspResponder;
   /** Re-signs what revocations owe and, with ocsp.preSign all, signs ahead (issue #27). */
   ocspMaintenance: OcspMaintenance;
+  /** Each issuer's delegated responder (or the issuer itself), renewed before it expires. */
+  ocspResponders: ResponderDirectory;
   scheduler: CrlScheduler;
   stop(): Promise<void>;
 }
@@ -65,7 +69,10 @@ export interface RevocationRuntimeOptions {
   crls: CrlsRepository;
   owedWork: OwedWorkRepository;
   replayGuard: ReplayGuardRepository;
-  ocspResponses: OcspResponsesRepository;
+  /** Pre-signed OCSP responses. */
+  ocspResponseStore: OcspResponsesRepository;
+  /** Delegated OCSP responders. */
+  ocspResponders: OcspRespondersRepository;
   nodeId: string;
 }
 
@@ -167,7 +174,7 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
       logger.error({ err: error, issuer: issuerId }, 'CRL generation failed; will retry'),
   });
 
-  const { ocsp, ocspMaintenance, stopOcsp } = await startOcsp(options);
+  const { ocsp, ocspMaintenance, ocspResponders, stopOcsp } = await startOcsp(options);
   const revoke = createRevokeUseCase({
     certificates,
     clock,
@@ -195,6 +202,7 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     crlImport,
     ocsp,
     ocspMaintenance,
+    ocspResponders,
     scheduler,
     stop: async () => {
       await stopOcsp();
@@ -211,16 +219,23 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
 async function startOcsp(options: RevocationRuntimeOptions) {
   const { config, clock, logger, issuers, certificates } = options;
   const validityMs = durationMs(config.ocsp.validity);
+  // Each issuer answers through its delegated responder when it has one (renewed here, no operator).
+  const directory = createResponderDirectory({
+    issuers,
+    responders: options.ocspResponders,
+    certificates,
+    clock,
+    validitySeconds: durationMs(config.ocsp.responderValidity) / 1000,
+    lock: (name, fn) => options.database.withAdvisoryLock(name, fn),
+    logger,
+  });
+  await directory.start();
   const ocsp = createOcspResponder({
-    issuers: issuers.list().map((issuer) => ({
-      id: issuer.id,
-      certificate: issuer.certificateDer,
-      signer: partitionSigner(issuer.crypto, issuer.keys.ocsp, 'ocsp'),
-    })),
+    issuers: directory,
     status: certificates,
     clock,
     validityMs,
-    store: presignedStore(options.ocspResponses),
+    store: presignedStore(options.ocspResponseStore),
     cacheEntries: config.ocsp.cacheEntries,
     signingBudget: createSigningBudget({ perMinute: config.ocsp.nonceRateLimit.perMinute, clock }),
     onError: (error, context) => logger.warn({ err: error, ...context }, 'OCSP request failed'),
@@ -244,9 +259,9 @@ async function startOcsp(options: RevocationRuntimeOptions) {
       ? {
           preSignAll: {
             unsigned: async (now, limit) =>
-              (await options.ocspResponses.listUnsigned(now, limit)).flatMap(certIdOf),
+              (await options.ocspResponseStore.listUnsigned(now, limit)).flatMap(certIdOf),
             due: async (before, now, limit) =>
-              (await options.ocspResponses.listDue(before, now, limit)).map((row) => row.certIdDer),
+              (await options.ocspResponseStore.listDue(before, now, limit)).map((row) => row.certIdDer),
           },
         }
       : {}),
@@ -256,7 +271,9 @@ async function startOcsp(options: RevocationRuntimeOptions) {
   return {
     ocsp,
     ocspMaintenance,
+    ocspResponders: directory,
     stopOcsp: async () => {
+      directory.stop();
       await ocspMaintenance.stop();
       await unlisten();
     },

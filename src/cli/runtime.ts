@@ -14,6 +14,7 @@ import { type Database, openDatabase } from '../db/database.ts';
 import { createIdempotencyRepository } from '../db/idempotency.repository.ts';
 import { createIssuanceUnitOfWork } from '../db/issuance.unit-of-work.ts';
 import { createIssuersRepository } from '../db/issuers.repository.ts';
+import { createOcspRespondersRepository } from '../db/ocsp-responders.repository.ts';
 import { createOcspResponsesRepository } from '../db/ocsp-responses.repository.ts';
 import { createOwedWorkRepository } from '../db/owed-work.repository.ts';
 import { createReplayGuardRepository } from '../db/replay-guard.repository.ts';
@@ -49,6 +50,7 @@ export interface Runtime {
     owedWork: ReturnType<typeof createOwedWorkRepository>;
     replayGuard: ReturnType<typeof createReplayGuardRepository>;
     ocspResponses: ReturnType<typeof createOcspResponsesRepository>;
+    ocspResponders: ReturnType<typeof createOcspRespondersRepository>;
   };
   /** Each partition of signet.yaml as the client of its members (one or more). */
   partitions: Map<string, PartitionCluster>;
@@ -121,6 +123,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       owedWork: createOwedWorkRepository({ db: database.db, clock }),
       replayGuard: createReplayGuardRepository({ db: database.db, clock }),
       ocspResponses: createOcspResponsesRepository({ db: database.db }),
+      ocspResponders: createOcspRespondersRepository({ db: database.db, clock }),
     };
 
     const partitions = new Map<string, PartitionCluster>();
@@ -295,7 +298,8 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         crls: repositories.crls,
         owedWork: repositories.owedWork,
         replayGuard: repositories.replayGuard,
-        ocspResponses: repositories.ocspResponses,
+        ocspResponseStore: repositories.ocspResponses,
+        ocspResponders: repositories.ocspResponders,
         nodeId: nodeId(),
       });
       closers.push(() => revocation!.stop());

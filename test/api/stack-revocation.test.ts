@@ -1,8 +1,10 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { AsnConvert } from '@peculiar/asn1-schema';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { signDevRootCrl } from '../helpers/dev-root-crl.ts';
+import { decodeOcspResponse } from '../revocation/helpers/ocsp.ts';
 import { crlPem } from '../revocation/helpers/pki.ts';
 import {
   call,
@@ -14,6 +16,7 @@ import {
   itClosesCleanly,
   keys,
   makeCsr,
+  openssl,
   rootPem,
   secrets,
   serving,
@@ -66,7 +69,10 @@ describe.skipIf(!haveTools)('the API on the real service: revocation, CRLs and O
     };
 
     it('answers openssl ocsp (POST) good, then revoked after a revoker revokes, and revoking again changes nothing', async () => {
-      expect(await ocspStatus()).toContain(`${leafFile}: good`);
+      // Signed by the delegated responder; openssl has only the root as anchor (-CAfile).
+      const answered = await ocspStatus();
+      expect(answered).toContain('Response verify OK');
+      expect(answered).toContain(`${leafFile}: good`);
       const first = await call('POST', `/v1/certificates/${serial}/revoke`, {
         key: keys.revoker,
         body: { reason: 'superseded' },
@@ -200,6 +206,18 @@ describe.skipIf(!haveTools)('the API on the real service: revocation, CRLs and O
       const before = ocspSignatures();
       const first = await post();
       expect(ocspSignatures()).toBe(before + 1);
+      // Signed by dev-intermediate's delegated responder (signet init made it): its certificate,
+      // EKU id-kp-OCSPSigning and id-pkix-ocsp-nocheck, is in `certs`.
+      const { basic } = decodeOcspResponse(new Uint8Array(first));
+      expect(basic!.certs).toHaveLength(1);
+      const responder = new X509Certificate(Buffer.from(AsnConvert.serialize(basic!.certs![0]!)));
+      expect(responder.subject).toContain('dev-intermediate OCSP responder');
+      expect(responder.checkIssued(new X509Certificate(readFileSync(intermediateFile())))).toBe(true);
+      const responderFile = path.join(dir, 'responder.pem');
+      writeFileSync(responderFile, responder.toString());
+      const text = openssl(['x509', '-noout', '-text', '-in', responderFile]);
+      expect(text).toContain('OCSP Signing');
+      expect(text).toContain('OCSP No Check');
       const answers: Buffer[] = [];
       for (let round = 0; round < 20; round++)
         answers.push(...(await Promise.all(Array.from({ length: 50 }, post))));
