@@ -79,7 +79,12 @@ export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<Api
   // ACME answers its errors in its own problem types, those of the middlewares below included.
   if (deps.acme) app.use('/acme/*', acmeErrors(deps.acme));
   // The time budget covers reading the body too: bodyLimit reads a chunked body in full.
-  app.use(requestTimeout({ ms: options.requestTimeoutMs ?? 30_000 }));
+  app.use(
+    requestTimeout({
+      ms: options.requestTimeoutMs ?? 30_000,
+      unwatchedBodies: (c) => c.req.method === 'POST' && c.req.path === '/ocsp',
+    }),
+  );
   app.use(bodyLimit({ maxBytes: options.bodyLimit ?? 64 * 1024 }));
 
   for (const routes of [
