@@ -61,7 +61,8 @@ export function ocspRoutes({ deps }: RouteContext): Hono<ApiEnv> {
   // RFC 6960 §A.1: GET {url}/{url-encoding of base64 of DER request}; the base64 may hold '/'.
   app.get('/ocsp/*', async (c) => {
     if (!deps.revocation) return failed('tryLater');
-    const raw = new URL(c.req.url).pathname.slice('/ocsp/'.length);
+    // The raw path (not percent-decoded: decodeOcspGetPath does that), without building a URL.
+    const raw = c.req.path.slice('/ocsp/'.length);
     try {
       return render(await deps.revocation.ocsp.answerGetPath(raw, context(c)), {
         ...(c.req.header('if-none-match') ? { ifNoneMatch: c.req.header('if-none-match')! } : {}),
