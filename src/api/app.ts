@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import { acmeErrors, acmeRoutes } from './acme/acme.routes.ts';
 import { apikeysRoutes } from './apikeys.routes.ts';
 import { auditRoutes } from './audit.routes.ts';
-import { createMtlsResolver } from './auth/mtls.ts';
+import { createMtlsResolver, revokedByThisCa } from './auth/mtls.ts';
 import { certificatesRoutes } from './certificates.routes.ts';
 import { crlRoutes } from './crl.routes.ts';
 import type { AppDeps } from './deps.ts';
@@ -59,7 +59,9 @@ export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<Api
     attempts,
     failedAuth,
     resolvers: [
-      ...(options.tlsClients?.length ? [createMtlsResolver(options.tlsClients)] : []),
+      ...(options.tlsClients?.length
+        ? [createMtlsResolver(options.tlsClients, { revoked: revokedByThisCa(deps.certificates) })]
+        : []),
       ...(extras.resolvers ?? []),
     ],
   });
@@ -77,7 +79,12 @@ export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<Api
   // ACME answers its errors in its own problem types, those of the middlewares below included.
   if (deps.acme) app.use('/acme/*', acmeErrors(deps.acme));
   // The time budget covers reading the body too: bodyLimit reads a chunked body in full.
-  app.use(requestTimeout({ ms: options.requestTimeoutMs ?? 30_000 }));
+  app.use(
+    requestTimeout({
+      ms: options.requestTimeoutMs ?? 30_000,
+      unwatchedBodies: (c) => c.req.method === 'POST' && c.req.path === '/ocsp',
+    }),
+  );
   app.use(bodyLimit({ maxBytes: options.bodyLimit ?? 64 * 1024 }));
 
   for (const routes of [

@@ -32,4 +32,6 @@ export interface ApiEnv {
 }
 
 /** Finds the caller of a request by other means than an API key (mTLS client certificates). */
-export type PrincipalResolver = (c: Context<ApiEnv>) => Principal | undefined;
+export type PrincipalResolver = (
+  c: Context<ApiEnv>,
+) => Principal | undefined | Promise<Principal | undefined>;

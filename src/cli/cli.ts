@@ -23,6 +23,7 @@ commands:
   apikey           create, list and revoke API keys
   acme             ACME administration: external account binding keys (eab create)
   issuer           add or list issuers
+  ocsp-responder   rotate or list an issuer's delegated OCSP responder
   crl              import a CRL signed offline (a root's, from the crl ceremony)
   audit            reconcile partition signatures with the database
   ceremony         validate and run offline root ceremonies

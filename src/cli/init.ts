@@ -4,11 +4,14 @@ import { chmod, copyFile, mkdir, readdir, stat, writeFile } from 'node:fs/promis
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createApiKey } from '../api/auth/api-keys.ts';
+import type { LoadedIssuer } from '../ca/issuers.ts';
 import { resolveIn } from '../config/config.ts';
 import { createApiKeysRepository } from '../db/api-keys.repository.ts';
+import { createCertificatesRepository } from '../db/certificates.repository.ts';
 import { createCrlsRepository } from '../db/crls.repository.ts';
 import { openDatabase } from '../db/database.ts';
 import { createIssuersRepository } from '../db/issuers.repository.ts';
+import { createOcspRespondersRepository } from '../db/ocsp-responders.repository.ts';
 import { RemotePartition } from '../hsm/client.ts';
 import { initPartition } from '../hsm/custody/index.ts';
 import { parseLinkUrl } from '../hsm/link.ts';
@@ -24,6 +27,7 @@ import { createCrlImport } from '../revocation/crl-import.ts';
 import { partitionSigner } from '../revocation/partition-signer.ts';
 import { createIssuerContext } from '../x509/issuer.ts';
 import { writeLinkCertificates } from './link-certs.ts';
+import { issueResponder } from './ocsp-responders.ts';
 
 /**
  * `signet init`: a data folder with everything the embedded default needs (DESIGN.md "Data
@@ -221,7 +225,15 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
       algorithm: 'ed25519',
       purposes: ['other'],
     });
-    log(`created keys ${rootKey.uri}, ${intermediateKey.uri} and ${eabKey.uri}`);
+    // dev-intermediate's delegated OCSP responder (issue #27): its own key, purpose ocsp only;
+    // the server re-issues its certificate before it expires (`signet ocsp-responder rotate`
+    // makes a new key).
+    const responderKey = await issuingOfficer.createKey({
+      label: 'dev-intermediate-ocsp',
+      algorithm: 'ecdsa-p256',
+      purposes: ['ocsp'],
+    });
+    log(`created keys ${rootKey.uri}, ${intermediateKey.uri}, ${responderKey.uri} and ${eabKey.uri}`);
 
     const rootUser = await open('root', 'ca');
     const rootCrypto = createPartitionCrypto(rootUser);
@@ -324,6 +336,34 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
         ocspUrls: [urls('dev-intermediate').ocspUrl],
         caIssuersUrls: [urls('dev-intermediate').caIssuersUrl],
       });
+      const issuingUser = await open('issuing', 'ca');
+      const responder = await issueResponder({
+        issuer: {
+          id: 'dev-intermediate',
+          context: createIssuerContext({
+            id: 'dev-intermediate',
+            certificate: intermediate.der,
+            ...urls('dev-intermediate'),
+          }),
+          crypto: createPartitionCrypto(issuingUser),
+          keys: {
+            certificate: await getCryptoKey(
+              issuingUser,
+              { id: intermediateKey.id },
+              { purpose: 'certificate' },
+            ),
+          } as LoadedIssuer['keys'],
+        },
+        keyUri: responderKey.uri,
+        publicKey: responderKey.publicKey,
+        responders: createOcspRespondersRepository({ db: database.db, clock }),
+        certificates: createCertificatesRepository({ db: database.db, clock }),
+        clock,
+        validitySeconds: 7 * DAY,
+      });
+      log(
+        `issued the dev-intermediate OCSP responder certificate (${responder.id}, valid for 7 days, renewed by the server)`,
+      );
       await createCrlImport({
         issuers: {
           get: async (id) =>

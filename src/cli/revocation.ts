@@ -5,6 +5,8 @@ import type { CertificatesRepository } from '../db/certificates.repository.ts';
 import type { CrlsRepository } from '../db/crls.repository.ts';
 import type { Database } from '../db/database.ts';
 import type { IssuersRepository } from '../db/issuers.repository.ts';
+import type { OcspRespondersRepository } from '../db/ocsp-responders.repository.ts';
+import { OCSP_INVALIDATION_CHANNEL, type OcspResponsesRepository } from '../db/ocsp-responses.repository.ts';
 import { crlWorkKey, type OwedWorkRepository, parseCrlWorkKey } from '../db/owed-work.repository.ts';
 import type { ReplayGuardRepository } from '../db/replay-guard.repository.ts';
 import type { Clock } from '../lib/clock.ts';
@@ -16,11 +18,21 @@ import {
   createCrlScheduler,
   type OwedCrls,
 } from '../revocation/crl-scheduler.ts';
+import { readIssuerFacts } from '../revocation/issuer.ts';
+import {
+  createOcspMaintenance,
+  type OcspMaintenance,
+  type OwedOcsp,
+} from '../revocation/ocsp-maintenance.ts';
+import type { PresignedStore } from '../revocation/ocsp-presigned.ts';
+import { createSigningBudget } from '../revocation/ocsp-rate-limit.ts';
+import { certIdFor } from '../revocation/ocsp-request.ts';
 import { createOcspResponder, type OcspResponder } from '../revocation/ocsp-responder.ts';
 import { partitionSigner } from '../revocation/partition-signer.ts';
 import { createRevokeUseCase, type RevokeUseCase } from '../revocation/revoke.usecase.ts';
 import { createRevokeByKey, type RevokeByKey } from '../revocation/revoke-by-key.ts';
 import { isSelfIssued } from '../x509/crl.ts';
+import { createResponderDirectory, type ResponderDirectory } from './ocsp-responders.ts';
 
 /**
  * Revocation as `signet serve` runs it: the revoke use case (which tells the CRL scheduler), the
@@ -37,6 +49,10 @@ export interface RevocationRuntime {
   /** Publishing CRLs signed offline (POST /v1/issuers/{id}/crl, `signet crl import`). */
   crlImport: CrlImport;
   ocsp: OcspResponder;
+  /** Re-signs what revocations owe and, with ocsp.preSign all, signs ahead (issue #27). */
+  ocspMaintenance: OcspMaintenance;
+  /** Each issuer's delegated responder (or the issuer itself), renewed before it expires. */
+  ocspResponders: ResponderDirectory;
   scheduler: CrlScheduler;
   stop(): Promise<void>;
 }
@@ -45,7 +61,7 @@ export interface RevocationRuntimeOptions {
   config: SignetConfig;
   clock: Clock;
   logger: Logger;
-  database: Pick<Database, 'withAdvisoryLock'>;
+  database: Pick<Database, 'withAdvisoryLock' | 'listen'>;
   issuers: IssuerSet;
   /** Every issuer record, including those served read-only (offline roots). */
   issuerRecords: Pick<IssuersRepository, 'get'>;
@@ -53,6 +69,10 @@ export interface RevocationRuntimeOptions {
   crls: CrlsRepository;
   owedWork: OwedWorkRepository;
   replayGuard: ReplayGuardRepository;
+  /** Pre-signed OCSP responses. */
+  ocspResponseStore: OcspResponsesRepository;
+  /** Delegated OCSP responders. */
+  ocspResponders: OcspRespondersRepository;
   nodeId: string;
 }
 
@@ -75,6 +95,31 @@ export function owedCrls(owedWork: OwedWorkRepository): OwedCrls {
       const message = error instanceof Error ? error.message : String(error);
       await owedWork.recordFailure('crl', crlWorkKey(issuerId, shard), message);
     },
+  };
+}
+
+/** The owed_work outbox, kind `ocsp` (key: the serial), as the OCSP maintenance reads it. */
+export function owedOcsp(owedWork: OwedWorkRepository): OwedOcsp {
+  return {
+    list: async () => (await owedWork.list('ocsp')).map((row) => row.key),
+    async claim(serial) {
+      const claim = await owedWork.claim('ocsp', serial);
+      return claim && { settle: (claimedAt: Date) => owedWork.settle(claim, { claimedAt }) };
+    },
+    async recordFailure(serial, error) {
+      await owedWork.recordFailure('ocsp', serial, error instanceof Error ? error.message : String(error));
+    },
+  };
+}
+
+/** The ocsp_responses table as the pre-signed responses' store. */
+export function presignedStore(responses: OcspResponsesRepository): PresignedStore {
+  return {
+    find: (certIdSha256) => responses.find(certIdSha256),
+    listForSerial: (serial) => responses.listForSerial(serial),
+    store: (response, basis) =>
+      // Sources without statusChangedAt (none in the service) compare the status alone.
+      responses.store(response, { status: basis.status, statusChangedAt: basis.statusChangedAt ?? null }),
   };
 }
 
@@ -129,10 +174,18 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
       logger.error({ err: error, issuer: issuerId }, 'CRL generation failed; will retry'),
   });
 
+  const { ocsp, ocspMaintenance, ocspResponders, stopOcsp } = await startOcsp(options);
   const revoke = createRevokeUseCase({
     certificates,
     clock,
-    listeners: [(result) => scheduler.notifyRevocation(result.revocation.issuerId)],
+    listeners: [
+      (result) => scheduler.notifyRevocation(result.revocation.issuerId),
+      // This node at once; the others through the NOTIFY sent at commit (src/db).
+      (result) => {
+        ocsp.invalidate(result.revocation.serial);
+        ocspMaintenance.kick();
+      },
+    ],
     onListenerError: (error) => logger.error({ err: error }, 'revocation listener failed'),
   });
   const revokeByKey = createRevokeByKey({
@@ -141,18 +194,6 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     revocations: revoke,
     clock,
   });
-  const ocsp = createOcspResponder({
-    issuers: issuers.list().map((issuer) => ({
-      id: issuer.id,
-      certificate: issuer.certificateDer,
-      signer: partitionSigner(issuer.crypto, issuer.keys.ocsp, 'ocsp'),
-    })),
-    status: certificates,
-    clock,
-    validityMs: durationMs(config.ocsp.validity),
-    onError: (error, context) => logger.warn({ err: error, ...context }, 'OCSP request failed'),
-  });
-
   await scheduler.start();
   return {
     revoke,
@@ -160,8 +201,82 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     crls: store,
     crlImport,
     ocsp,
+    ocspMaintenance,
+    ocspResponders,
     scheduler,
-    stop: () => scheduler.stop(),
+    stop: async () => {
+      await stopOcsp();
+      await scheduler.stop();
+    },
+  };
+}
+
+/**
+ * The OCSP responder with its pre-signed responses in the database, told of revocations on other
+ * nodes by LISTEN (a lost connection may have missed some: everything in memory is dropped), and
+ * its maintenance (owed re-signing, preSign all) started: what a crash left owed is done now.
+ */
+async function startOcsp(options: RevocationRuntimeOptions) {
+  const { config, clock, logger, issuers, certificates } = options;
+  const validityMs = durationMs(config.ocsp.validity);
+  // Each issuer answers through its delegated responder when it has one (renewed here, no operator).
+  const directory = createResponderDirectory({
+    issuers,
+    responders: options.ocspResponders,
+    certificates,
+    clock,
+    validitySeconds: durationMs(config.ocsp.responderValidity) / 1000,
+    lock: (name, fn) => options.database.withAdvisoryLock(name, fn),
+    logger,
+  });
+  await directory.start();
+  const ocsp = createOcspResponder({
+    issuers: directory,
+    status: certificates,
+    clock,
+    validityMs,
+    store: presignedStore(options.ocspResponseStore),
+    cacheEntries: config.ocsp.cacheEntries,
+    signingBudget: createSigningBudget({ perMinute: config.ocsp.nonceRateLimit.perMinute, clock }),
+    onError: (error, context) => logger.warn({ err: error, ...context }, 'OCSP request failed'),
+  });
+  const unlisten = await options.database.listen(OCSP_INVALIDATION_CHANNEL, (serial) => {
+    if (serial === null) ocsp.clearCache();
+    else ocsp.invalidate(serial);
+  });
+  const facts = new Map(issuers.list().map((issuer) => [issuer.id, readIssuerFacts(issuer.certificateDer)]));
+  const certIdOf = (row: { issuerId: string; serial: string }) => {
+    const issuer = facts.get(row.issuerId);
+    return issuer ? [certIdFor(issuer, row.serial)] : [];
+  };
+  const ocspMaintenance = createOcspMaintenance({
+    responder: ocsp,
+    owed: owedOcsp(options.owedWork),
+    clock,
+    lock: (name, fn) => options.database.withAdvisoryLock(name, fn),
+    validityMs,
+    ...(config.ocsp.preSign === 'all'
+      ? {
+          preSignAll: {
+            unsigned: async (now, limit) =>
+              (await options.ocspResponseStore.listUnsigned(now, limit)).flatMap(certIdOf),
+            due: async (before, now, limit) =>
+              (await options.ocspResponseStore.listDue(before, now, limit)).map((row) => row.certIdDer),
+          },
+        }
+      : {}),
+    onError: (error, serial) => logger.warn({ err: error, serial }, 'OCSP pre-signing failed; will retry'),
+  });
+  await ocspMaintenance.start();
+  return {
+    ocsp,
+    ocspMaintenance,
+    ocspResponders: directory,
+    stopOcsp: async () => {
+      directory.stop();
+      await ocspMaintenance.stop();
+      await unlisten();
+    },
   };
 }
 

@@ -14,6 +14,8 @@ import { type Database, openDatabase } from '../db/database.ts';
 import { createIdempotencyRepository } from '../db/idempotency.repository.ts';
 import { createIssuanceUnitOfWork } from '../db/issuance.unit-of-work.ts';
 import { createIssuersRepository } from '../db/issuers.repository.ts';
+import { createOcspRespondersRepository } from '../db/ocsp-responders.repository.ts';
+import { createOcspResponsesRepository } from '../db/ocsp-responses.repository.ts';
 import { createOwedWorkRepository } from '../db/owed-work.repository.ts';
 import { createReplayGuardRepository } from '../db/replay-guard.repository.ts';
 import type { RemotePartition, TlsEndpoint } from '../hsm/client.ts';
@@ -47,6 +49,8 @@ export interface Runtime {
     crls: ReturnType<typeof createCrlsRepository>;
     owedWork: ReturnType<typeof createOwedWorkRepository>;
     replayGuard: ReturnType<typeof createReplayGuardRepository>;
+    ocspResponses: ReturnType<typeof createOcspResponsesRepository>;
+    ocspResponders: ReturnType<typeof createOcspRespondersRepository>;
   };
   /** Each partition of signet.yaml as the client of its members (one or more). */
   partitions: Map<string, PartitionCluster>;
@@ -118,6 +122,8 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       crls: createCrlsRepository({ db: database.db }),
       owedWork: createOwedWorkRepository({ db: database.db, clock }),
       replayGuard: createReplayGuardRepository({ db: database.db, clock }),
+      ocspResponses: createOcspResponsesRepository({ db: database.db }),
+      ocspResponders: createOcspRespondersRepository({ db: database.db, clock }),
     };
 
     const partitions = new Map<string, PartitionCluster>();
@@ -296,6 +302,8 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         crls: repositories.crls,
         owedWork: repositories.owedWork,
         replayGuard: repositories.replayGuard,
+        ocspResponseStore: repositories.ocspResponses,
+        ocspResponders: repositories.ocspResponders,
         nodeId: nodeId(),
       });
       closers.push(() => revocation!.stop());

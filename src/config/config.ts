@@ -352,6 +352,21 @@ export const configSchema = z.strictObject({
   ocsp: z
     .strictObject({
       validity: duration.default('PT4H'),
+      /** Pre-signed responses kept in memory per node (the rest are read from the database). */
+      cacheEntries: z.number().int().min(1).max(10_000_000).default(100_000),
+      /**
+       * requested: a certificate's response is signed the first time it is asked for; all: also in
+       * the background for every valid certificate.
+       */
+      preSign: z.enum(['requested', 'all']).default('requested'),
+      nonceRateLimit: z
+        .strictObject({
+          /** Responses signed on the spot (nonce, several CertIDs) per client address per minute. */
+          perMinute: z.number().int().min(1).default(600),
+        })
+        .prefault({}),
+      /** Validity of a delegated responder's certificate (re-issued for the same key before it expires). */
+      responderValidity: duration.default('P7D'),
     })
     .prefault({}),
   rateLimit: z

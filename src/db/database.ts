@@ -68,15 +68,14 @@ export interface Database {
    * surrounding transaction commits. For cache invalidation (e.g. an OCSP response after a
    * revocation). Payloads are at most 7999 bytes.
    */
-  // TODO(#29): built and tested, not yet called: several CA nodes will invalidate each other's
-  // caches through it (with listen below).
   notify(channel: string, payload: string): Promise<void>;
   /**
    * Calls `handler(payload)` for each notification on `channel`. After the listening connection
    * was lost and re-established, `handler(null)` says that notifications may have been missed:
    * drop whatever they would have invalidated. Returns a function that stops listening.
    */
-  // TODO(#29): see notify.
+  // OCSP (issue #27) listens on OCSP_INVALIDATION_CHANNEL (src/db/ocsp-responses.repository.ts),
+  // whose revocations notify inside their own transaction (pg_notify, delivered at commit).
   listen(channel: string, handler: (payload: string | null) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }

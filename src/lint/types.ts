@@ -6,7 +6,11 @@
 import type { IssuerContext } from '../x509/issuer.ts';
 import type { LintCertificate } from './certificate.ts';
 
-export type LintProfile = 'leaf' | 'intermediate' | 'root';
+/**
+ * `ocsp-responder`: a delegated OCSP responder's certificate (RFC 6960 §4.2.2.2), an end entity
+ * without names or revocation URLs (id-pkix-ocsp-nocheck says not to check it).
+ */
+export type LintProfile = 'leaf' | 'intermediate' | 'root' | 'ocsp-responder';
 export type LintSeverity = 'error' | 'warning';
 
 export interface LintFinding {
@@ -36,6 +40,8 @@ export interface LintRule {
   check(certificate: LintCertificate, context: LintContext): string[] | string | undefined;
 }
 
-export const ALL_PROFILES: readonly LintProfile[] = ['leaf', 'intermediate', 'root'];
+export const ALL_PROFILES: readonly LintProfile[] = ['leaf', 'intermediate', 'root', 'ocsp-responder'];
 export const CA_PROFILES: readonly LintProfile[] = ['intermediate', 'root'];
 export const LEAF_ONLY: readonly LintProfile[] = ['leaf'];
+/** Certificates of end entities: leaves and OCSP responders. */
+export const END_ENTITIES: readonly LintProfile[] = ['leaf', 'ocsp-responder'];

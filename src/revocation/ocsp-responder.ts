@@ -1,10 +1,6 @@
-import { id_pkix_ocsp_nonce, OCSPRequest } from '@peculiar/asn1-ocsp';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import type { Extension } from '@peculiar/asn1-x509';
 import { partitionUnavailable } from '../hsm/unavailable.ts';
 import type { Clock } from '../lib/clock.ts';
 import { wholeSeconds } from '../lib/clock.ts';
-import { readChildrenOf, readTlvAt, TAG, tlvEncoding } from '../x509/der.ts';
 import {
   encodeResponseData,
   encodeSingleResponse,
@@ -14,9 +10,19 @@ import {
   responderCertificates,
   responderIdByKey,
 } from '../x509/ocsp-encoder.ts';
-import { CERT_ID_HASH_OIDS, type CertIdHash, type IssuerFacts, readIssuerFacts } from './issuer.ts';
+import { type IssuerFacts, readIssuerFacts } from './issuer.ts';
+import { createPresignedResponses, type PresignedResponses, type PresignedStore } from './ocsp-presigned.ts';
+import type { SigningBudget } from './ocsp-rate-limit.ts';
+import {
+  type CertIdLookup,
+  decodeOcspGetPath,
+  type ParsedCertId,
+  type ParsedRequest,
+  parseCertId,
+  parseOcspRequest,
+} from './ocsp-request.ts';
 import type { RevocationReason } from './reasons.ts';
-import { parseRevocationSerial, serialFromIntegerContent } from './serial.ts';
+import { parseRevocationSerial } from './serial.ts';
 import {
   assertPurpose,
   type RevocationSigner,
@@ -32,23 +38,30 @@ import {
  *   malformedRequest  unparsable DER, trailing bytes, version other than v1, no or too many
  *                     CertIDs, a nonce outside 1..128 octets (RFC 9654 §2.1), duplicate or
  *                     unknown critical extensions (RFC 6960 §4.4)
- *   unauthorized      a CertID whose issuer this responder does not serve, or CertIDs of several
- *                     issuers in one request (RFC 6960 §2.3: "not capable of responding
- *                     authoritatively"; one response carries one signature, and each issuer signs
- *                     its own)
+ *   unauthorized      a CertID whose issuer this responder does not serve, CertIDs of several
+ *                     issuers in one request (RFC 6960 §2.3), or a serial this CA never issued
+ *                     (RFC 5019 §2.2.3): unsigned, so a guessed serial costs no signature
  *   tryLater          the partition is unreachable, sealed or logged out, the database is down,
- *                     or an answer takes longer than `timeoutMs`
+ *                     an answer takes longer than `timeoutMs`, or a client over its budget of
+ *                     signatures on the spot asks about several CertIDs
  *   internalError     anything else; details go to `onError`, never into the response
  *
- * A successful response is a BasicOCSPResponse signed by the issuer's own key (purpose 'ocsp'),
- * responderID byKey (RFC 6960 §4.2.2.3, SHA-1 of the issuer's public key), no certificates,
- * producedAt/thisUpdate/nextUpdate in whole seconds, one SingleResponse per CertID echoing it
- * as sent (SHA-1 and SHA-256 alike), and the request's nonce echoed (RFC 9654). A serial the
- * issuer never issued (or whose certificate is not yet or no longer stored) is `unknown`, never
- * `good`.
+ * A request with one CertID and no nonce is answered from a pre-signed response
+ * (ocsp-presigned.ts): signed the first time it is asked for, then served without a signature or
+ * (when in memory) a database read until it is refreshed or a revocation replaces it. A request
+ * with a nonce or several CertIDs is signed on the spot (RFC 9654: the nonce echoed) within the
+ * client's budget (`signingBudget`); over it, one CertID gets the pre-signed response without the
+ * nonce (RFC 9654 §2.1 allows a responder to leave it out) and several get tryLater.
+ *
+ * A successful response is a BasicOCSPResponse signed by the issuer's key (purpose 'ocsp') or its
+ * delegated responder's (RFC 6960 §4.2.2.2, whose certificate goes in `certs`), responderID byKey
+ * (RFC 6960 §4.2.2.3), producedAt/thisUpdate/nextUpdate in whole seconds, one SingleResponse per
+ * CertID echoing it as sent (SHA-1 and SHA-256 alike).
  */
 
-export { errorResponse, type OcspResponseStatusName };
+export { OcspMalformedError } from './ocsp-request.ts';
+export type { CertIdLookup };
+export { decodeOcspGetPath, errorResponse, type OcspResponseStatusName, parseOcspRequest };
 
 export interface OcspIssuer {
   /** The issuer id (slug). */
@@ -64,12 +77,6 @@ export interface OcspIssuer {
   responderCertificate?: Uint8Array;
 }
 
-export interface CertIdLookup {
-  hash: CertIdHash;
-  issuerNameHash: Uint8Array;
-  issuerKeyHash: Uint8Array;
-}
-
 /** Finds the issuer a CertID names (by issuerNameHash and issuerKeyHash). */
 export interface OcspIssuerDirectory {
   find(certId: CertIdLookup): OcspIssuer | undefined | Promise<OcspIssuer | undefined>;
@@ -81,6 +88,8 @@ export interface CertificateStatusRecord {
   status: string;
   revokedAt: Date | null;
   revocationReason: RevocationReason | null;
+  /** Last change of status: a pre-signed response is stored only if it is still this. */
+  statusChangedAt?: Date;
 }
 
 export interface CertificateStatusSource {
@@ -103,16 +112,16 @@ export interface OcspResponderOptions {
   /** Decides whether a failure is transient (tryLater) rather than internal. */
   isTransient?: (error: unknown) => boolean;
   /** Logs failures; the response never carries their details. */
-  onError?: (error: unknown, context: { stage: 'lookup' | 'status' | 'sign'; issuerId?: string }) => void;
-  /**
-   * Keeps signed responses to requests without a nonce and answers the same request from memory
-   * (no database read, no partition signature) while they are younger than `maxAgeMs` (default a
-   * quarter of the validity). Off by default: whoever turns it on must call `invalidate(serial)`
-   * on every revocation, on every node (the revoke use case's listener, LISTEN/NOTIFY).
-   */
-  // TODO(#27): built and tested, not yet turned on by the service: OCSP at scale wires it, with
-  // invalidate() on every revocation on every node.
-  cache?: { maxEntries?: number; maxAgeMs?: number };
+  onError?: (
+    error: unknown,
+    context: { stage: 'lookup' | 'status' | 'sign' | 'store'; issuerId?: string },
+  ) => void;
+  /** Where pre-signed responses are kept (the database); absent: in memory only. */
+  store?: PresignedStore;
+  /** Pre-signed responses kept in memory (signet.yaml ocsp.cacheEntries). Default 100,000. */
+  cacheEntries?: number;
+  /** Signatures on the spot per client (ocsp.nonceRateLimit.perMinute); absent: unlimited. */
+  signingBudget?: SigningBudget;
 }
 
 export interface OcspAnswer {
@@ -127,176 +136,38 @@ export interface OcspAnswer {
   nonce: boolean;
   /** Per CertID, in request order, on successful answers. */
   certStatuses?: ('good' | 'revoked' | 'unknown')[];
+  /** A strong entity tag of `der`, on pre-signed answers (RFC 5019 §6.2 caching). */
+  etag?: string;
+}
+
+/** Who asks: the client's address key (src/api/client-address.ts), for the signing budget. */
+export interface OcspRequestContext {
+  client?: string;
 }
 
 export interface OcspResponder {
   /** DER OCSPResponse for a DER OCSPRequest (POST body). Never throws. */
-  respond(request: Uint8Array): Promise<Uint8Array>;
+  respond(request: Uint8Array, context?: OcspRequestContext): Promise<Uint8Array>;
   /** The same with what an HTTP edge needs for RFC 5019 §6 caching headers. Never throws. */
-  answer(request: Uint8Array): Promise<OcspAnswer>;
+  answer(request: Uint8Array, context?: OcspRequestContext): Promise<OcspAnswer>;
   /** For GET /ocsp/{path}: decodes the path (decodeOcspGetPath) and answers. Never throws. */
-  answerGetPath(path: string): Promise<OcspAnswer>;
-  /** Forgets cached responses about this serial (any form `parseRevocationSerial` accepts). */
-  // TODO(#27): called by no one until the cache is turned on (see `cache`).
+  answerGetPath(path: string, context?: OcspRequestContext): Promise<OcspAnswer>;
+  /**
+   * Forgets pre-signed responses about this serial held in memory (any form
+   * `parseRevocationSerial` accepts): a revocation calls it on every node.
+   */
   invalidate(serial: string): void;
-  /** Forgets every cached response (e.g. notifications may have been missed). */
+  /** Forgets every response in memory (e.g. notifications may have been missed). */
   clearCache(): void;
-}
-
-/** Raised for requests that are not OCSP requests; the responder turns it into malformedRequest. */
-export class OcspMalformedError extends Error {
-  readonly code = 'ocsp.malformed_request';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'OcspMalformedError';
-  }
+  /** Signs again the stored responses of a serial (what a revocation owes). */
+  resign(serial: string): Promise<void>;
+  /** Signs and stores the response to a CertID (DER) unless a fresh one is stored (preSign: all). */
+  prepare(certIdDer: Uint8Array): Promise<void>;
+  /** Responses held in memory. */
+  cacheSize(): number;
 }
 
 class OcspUnauthorizedError extends Error {}
-
-const HASH_BY_OID = new Map<string, CertIdHash>(
-  (Object.entries(CERT_ID_HASH_OIDS) as [CertIdHash, string][]).map(([name, oid]) => [oid, name]),
-);
-const HASH_LENGTH: Readonly<Record<CertIdHash, number>> = { sha1: 20, sha256: 32, sha384: 48, sha512: 64 };
-
-/** RFC 9654 §2.1: Nonce ::= OCTET STRING (SIZE(1..128)). */
-export const MAX_NONCE_OCTETS = 128;
-/** A request path in a URL is short; anything longer than this is not an OCSP request (RFC 5019 §5). */
-const MAX_GET_PATH = 8192;
-
-/**
- * Decodes the path of GET /ocsp/{path} (RFC 6960 Appendix A.1: the URL-encoding of the base64 of
- * the DER request) into the request bytes. The path may hold `/` (base64), percent-escapes
- * (`%2B`, `%2F`, `%3D`), and `+` that a proxy turned into a space (restored, as cfssl and Boulder
- * do); base64url and missing padding are accepted. Leading slashes are dropped: a DER SEQUENCE in
- * base64 starts with `M`. Throws OcspMalformedError.
- */
-export function decodeOcspGetPath(path: string): Uint8Array {
-  if (typeof path !== 'string' || path.length === 0)
-    throw new OcspMalformedError('the request path is empty');
-  if (path.length > MAX_GET_PATH) throw new OcspMalformedError('the request path is too long');
-  let text: string;
-  try {
-    text = decodeURIComponent(path);
-  } catch (error) {
-    throw new OcspMalformedError('the request path is not valid percent-encoding', { cause: error });
-  }
-  text = text.replace(/^\/+/, '').replaceAll(' ', '+').replaceAll('-', '+').replaceAll('_', '/');
-  const match = /^([A-Za-z0-9+/]+)(={0,2})$/.exec(text);
-  if (!match) throw new OcspMalformedError('the request path is not base64');
-  const [, body, padding] = match as unknown as [string, string, string];
-  if (padding.length > 0 ? (body.length + padding.length) % 4 !== 0 : body.length % 4 === 1) {
-    throw new OcspMalformedError('the request path is not base64 of a whole number of octets');
-  }
-  const bytes = new Uint8Array(Buffer.from(body, 'base64'));
-  if (bytes.byteLength === 0) throw new OcspMalformedError('the request is empty');
-  return bytes;
-}
-
-interface ParsedCertId {
-  /** The CertID exactly as received, echoed in the SingleResponse. */
-  der: Uint8Array;
-  /** Its canonical serial, when it is one a certificate can have. */
-  serial: string | undefined;
-  /** Undefined for a hash algorithm or hash lengths no issuer can match. */
-  lookup: CertIdLookup | undefined;
-}
-
-interface ParsedRequest {
-  certIds: ParsedCertId[];
-  /** The nonce extension's extnValue contents (the DER Nonce), echoed as is. */
-  nonce: Uint8Array | undefined;
-}
-
-/** RFC 6960 §4.4: an extension the responder does not understand is ignored unless critical. */
-function checkExtensions(extensions: readonly Extension[] | undefined, understood: readonly string[]): void {
-  const seen = new Set<string>();
-  for (const extension of extensions ?? []) {
-    // RFC 5280 §4.2 (which RFC 6960 §4.4 follows): one instance of an extension.
-    if (seen.has(extension.extnID))
-      throw new OcspMalformedError(`extension ${extension.extnID} appears twice`);
-    seen.add(extension.extnID);
-    if (extension.critical && !understood.includes(extension.extnID)) {
-      throw new OcspMalformedError(`critical extension ${extension.extnID} is not supported`);
-    }
-  }
-}
-
-/** Parses and checks a DER OCSPRequest (RFC 6960 §4.1.1). Throws OcspMalformedError. */
-export function parseOcspRequest(
-  bytes: Uint8Array,
-  { maxCertIds = 20, maxRequestBytes = 16 * 1024 }: { maxCertIds?: number; maxRequestBytes?: number } = {},
-): ParsedRequest {
-  if (!(bytes instanceof Uint8Array) || bytes.byteLength === 0)
-    throw new OcspMalformedError('the request is empty');
-  if (bytes.byteLength > maxRequestBytes) throw new OcspMalformedError('the request is too large');
-  let request: OCSPRequest;
-  let rawCertIds: Uint8Array[];
-  try {
-    const outer = readTlvAt(bytes);
-    if (outer.tag !== TAG.SEQUENCE) throw new Error('not a SEQUENCE');
-    if (outer.end !== bytes.byteLength) throw new Error('trailing bytes after the request');
-    request = AsnConvert.parse(bytes, OCSPRequest);
-    // The CertIDs as sent, to echo byte for byte: TBSRequest ::= SEQUENCE { [0] version OPTIONAL,
-    // [1] requestorName OPTIONAL, requestList SEQUENCE OF Request, [2] requestExtensions OPTIONAL }.
-    const tbsTlv = readChildrenOf(bytes, outer)[0]!;
-    const list = readChildrenOf(bytes, tbsTlv).find((child) => child.tag === TAG.SEQUENCE);
-    if (!list) throw new Error('no requestList');
-    rawCertIds = readChildrenOf(bytes, list).map((single) =>
-      tlvEncoding(bytes, readChildrenOf(bytes, single)[0]!),
-    );
-  } catch (error) {
-    throw new OcspMalformedError('the request is not a DER OCSPRequest', { cause: error });
-  }
-  const tbs = request.tbsRequest;
-  if (tbs.version !== 0) throw new OcspMalformedError(`unsupported request version ${tbs.version}`);
-  if (tbs.requestList.length === 0) throw new OcspMalformedError('the request names no certificate');
-  if (tbs.requestList.length > maxCertIds) {
-    throw new OcspMalformedError(`the request names more than ${maxCertIds} certificates`);
-  }
-  checkExtensions(tbs.requestExtensions, [id_pkix_ocsp_nonce]);
-  let nonce: Uint8Array | undefined;
-  const nonceExtension = tbs.requestExtensions?.find((extension) => extension.extnID === id_pkix_ocsp_nonce);
-  if (nonceExtension) {
-    const value = new Uint8Array(nonceExtension.extnValue.buffer);
-    try {
-      const inner = readTlvAt(value);
-      if (inner.tag !== TAG.OCTET_STRING || inner.end !== value.byteLength)
-        throw new Error('not an OCTET STRING');
-      const length = inner.end - inner.contentStart;
-      if (length < 1 || length > MAX_NONCE_OCTETS) throw new Error(`a nonce of ${length} octets`);
-    } catch (error) {
-      throw new OcspMalformedError(
-        `the nonce must be an OCTET STRING of 1 to ${MAX_NONCE_OCTETS} octets (RFC 9654)`,
-        {
-          cause: error,
-        },
-      );
-    }
-    nonce = value;
-  }
-  if (rawCertIds.length !== tbs.requestList.length)
-    throw new OcspMalformedError('the request list is inconsistent');
-  const certIds = tbs.requestList.map((single, index): ParsedCertId => {
-    checkExtensions(single.singleRequestExtensions, []);
-    const certId = single.reqCert;
-    const hash = HASH_BY_OID.get(certId.hashAlgorithm.algorithm);
-    const issuerNameHash = new Uint8Array(certId.issuerNameHash.buffer);
-    const issuerKeyHash = new Uint8Array(certId.issuerKeyHash.buffer);
-    const lookup =
-      hash &&
-      issuerNameHash.byteLength === HASH_LENGTH[hash] &&
-      issuerKeyHash.byteLength === HASH_LENGTH[hash]
-        ? { hash, issuerNameHash, issuerKeyHash }
-        : undefined;
-    return {
-      der: rawCertIds[index]!.slice(),
-      serial: serialFromIntegerContent(new Uint8Array(certId.serialNumber)),
-      lookup,
-    };
-  });
-  return { certIds, nonce };
-}
 
 const equalBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 
@@ -364,7 +235,15 @@ interface PreparedIssuer {
   certs: Uint8Array | undefined;
 }
 
-// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a factory: its closures share the prepared issuers and the cache; each is short
+type CertState =
+  | { name: 'good' }
+  | { name: 'revoked'; revokedAt: Date; reason: RevocationReason }
+  | { name: 'unissued' };
+
+const hex = (bytes: Uint8Array) =>
+  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: a factory: its closures share the prepared issuers and the pre-signed responses; each is short
 export function createOcspResponder(options: OcspResponderOptions): OcspResponder {
   const {
     status,
@@ -375,6 +254,7 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
     timeoutMs = 10_000,
     isTransient = isTransientFailure,
     onError,
+    signingBudget,
   } = options;
   if (!Number.isFinite(validityMs) || validityMs < 1000)
     throw new RangeError('validityMs must be at least 1 second');
@@ -384,16 +264,17 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
     ? createOcspIssuerDirectory(options.issuers as readonly OcspIssuer[])
     : (options.issuers as OcspIssuerDirectory);
   const prepared = new WeakMap<OcspIssuer, PreparedIssuer>();
-  const cacheMax = options.cache ? (options.cache.maxEntries ?? 10_000) : 0;
-  const cacheAgeMs = options.cache?.maxAgeMs ?? Math.floor(validityMs / 4);
-  if (options.cache && (!Number.isInteger(cacheMax) || cacheMax < 1 || !(cacheAgeMs >= 0))) {
-    throw new RangeError('cache.maxEntries must be a positive integer and cache.maxAgeMs non-negative');
-  }
-  /** Request CertIDs (hex) -> the answer; Map order is the LRU order. */
-  const cache = new Map<string, { answer: OcspAnswer; serials: (string | undefined)[]; until: number }>();
   // A fixed list is checked now: a wrong certificate or key handle fails at start, not per request.
   if (Array.isArray(options.issuers))
     for (const issuer of options.issuers as readonly OcspIssuer[]) prepare(issuer);
+
+  const presigned: PresignedResponses = createPresignedResponses({
+    clock,
+    ...(options.store ? { store: options.store } : {}),
+    ...(options.cacheEntries !== undefined ? { maxEntries: options.cacheEntries } : {}),
+    sign: signOne,
+    onError: (error) => onError?.(error, { stage: 'store' }),
+  });
 
   function prepare(issuer: OcspIssuer): PreparedIssuer {
     let entry = prepared.get(issuer);
@@ -416,83 +297,48 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
     return { der: errorResponse(status), status, nonce: false };
   }
 
-  async function certStatus(issuer: OcspIssuer, certId: ParsedCertId) {
-    const serial = certId.serial;
-    if (serial === undefined) return { name: 'unknown' as const };
+  function failed(error: unknown, stage: 'lookup' | 'status' | 'sign', issuerId?: string): OcspAnswer {
+    onError?.(error, { stage, ...(issuerId ? { issuerId } : {}) });
+    return failure(isTransient(error) ? 'tryLater' : 'internalError');
+  }
+
+  async function certState(issuer: OcspIssuer, serial: string | undefined) {
+    if (serial === undefined) return { state: { name: 'unissued' } as CertState };
     const record = await status.findStatus(serial);
-    if (!record || record.issuerId !== issuer.id) return { name: 'unknown' as const };
-    if (record.status === 'good') return { name: 'good' as const };
+    // Never issued here, issued by another issuer, a reservation whose certificate is not stored
+    // yet or one never signed: not ours to sign for (RFC 5019 §2.2.3 unauthorized).
+    if (!record || record.issuerId !== issuer.id) return { state: { name: 'unissued' } as CertState };
+    const basis = { status: record.status, statusChangedAt: record.statusChangedAt };
+    if (record.status === 'good') return { state: { name: 'good' } as CertState, basis };
     if (record.status === 'revoked' && record.revokedAt && record.revocationReason) {
-      return { name: 'revoked' as const, revokedAt: record.revokedAt, reason: record.revocationReason };
+      const state: CertState = {
+        name: 'revoked',
+        revokedAt: record.revokedAt,
+        reason: record.revocationReason,
+      };
+      return { state, basis };
     }
-    // pending (a reservation whose certificate is not stored yet) or failed (never signed).
-    return { name: 'unknown' as const };
+    return { state: { name: 'unissued' } as CertState };
   }
 
-  async function answer(request: Uint8Array): Promise<OcspAnswer> {
-    let parsed: ParsedRequest;
-    try {
-      parsed = parseOcspRequest(request, { maxCertIds, maxRequestBytes });
-    } catch {
-      return failure('malformedRequest');
-    }
-    // A request with a nonce wants a response made for it (RFC 9654); others may share one.
-    const cacheKey =
-      cacheMax > 0 && !parsed.nonce
-        ? parsed.certIds.map((certId) => Buffer.from(certId.der).toString('hex')).join('.')
-        : undefined;
-    if (cacheKey !== undefined) {
-      const hit = cache.get(cacheKey);
-      if (hit && clock.now().getTime() < hit.until) {
-        cache.delete(cacheKey);
-        cache.set(cacheKey, hit);
-        return hit.answer;
-      }
-      if (hit) cache.delete(cacheKey);
-    }
-    const fresh = await answerFresh(parsed);
-    if (cacheKey !== undefined && fresh.status === 'successful') {
-      const until = Math.min(fresh.producedAt!.getTime() + cacheAgeMs, fresh.nextUpdate!.getTime());
-      cache.set(cacheKey, { answer: fresh, serials: parsed.certIds.map((certId) => certId.serial), until });
-      if (cache.size > cacheMax) cache.delete(cache.keys().next().value!);
-    }
-    return fresh;
-  }
-
-  async function answerFresh(parsed: ParsedRequest): Promise<OcspAnswer> {
-    let issuer: OcspIssuer | undefined;
-    try {
-      issuer = await withTimeout(findIssuer(parsed), timeoutMs);
-    } catch (error) {
-      if (error instanceof OcspUnauthorizedError) return failure('unauthorized');
-      onError?.(error, { stage: 'lookup' });
-      return failure(isTransient(error) ? 'tryLater' : 'internalError');
-    }
-    if (!issuer) return failure('unauthorized');
-
-    let states: Awaited<ReturnType<typeof certStatus>>[];
-    try {
-      states = await withTimeout(
-        Promise.all(parsed.certIds.map((certId) => certStatus(issuer, certId))),
-        timeoutMs,
-      );
-    } catch (error) {
-      onError?.(error, { stage: 'status', issuerId: issuer.id });
-      return failure(isTransient(error) ? 'tryLater' : 'internalError');
-    }
-
+  async function sign(
+    issuer: OcspIssuer,
+    certIds: ParsedCertId[],
+    states: Exclude<CertState, { name: 'unissued' }>[],
+    nonce: Uint8Array | undefined,
+  ): Promise<OcspAnswer> {
     try {
       const ready = prepare(issuer);
       const producedAt = wholeSeconds(clock.now());
       const nextUpdate = new Date(producedAt.getTime() + Math.floor(validityMs / 1000) * 1000);
-      const responses = parsed.certIds.map((certId, i) =>
+      const responses = certIds.map((certId, i) =>
         encodeSingleResponse(certId.der, states[i]!, producedAt, nextUpdate),
       );
       const responseData = encodeResponseData({
         responderId: ready.responderId,
         producedAt,
         responses,
-        nonce: parsed.nonce,
+        nonce,
       });
       const signature = await withTimeout(signWith(issuer.signer, ready.scheme, responseData), timeoutMs);
       const der = encodeSuccessfulResponse({
@@ -508,18 +354,77 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
         producedAt,
         thisUpdate: producedAt,
         nextUpdate,
-        nonce: parsed.nonce !== undefined,
+        nonce: nonce !== undefined,
         certStatuses: states.map((state) => state.name),
       };
     } catch (error) {
-      onError?.(error, { stage: 'sign', issuerId: issuer.id });
-      return failure(isTransient(error) ? 'tryLater' : 'internalError');
+      return failed(error, 'sign', issuer.id);
     }
   }
 
-  async function findIssuer(parsed: ParsedRequest): Promise<OcspIssuer | undefined> {
+  /** Looks up, checks and signs the CertIDs of a request now. */
+  async function signNow(parsed: ParsedRequest): Promise<{ answer: OcspAnswer; basis?: CertStateBasis }> {
+    let issuer: OcspIssuer | undefined;
+    try {
+      issuer = await withTimeout(findIssuer(parsed.certIds), timeoutMs);
+    } catch (error) {
+      if (error instanceof OcspUnauthorizedError) return { answer: failure('unauthorized') };
+      return { answer: failed(error, 'lookup') };
+    }
+    if (!issuer) return { answer: failure('unauthorized') };
+    const found = issuer;
+    let looked: Awaited<ReturnType<typeof certState>>[];
+    try {
+      looked = await withTimeout(
+        Promise.all(parsed.certIds.map((c) => certState(found, c.serial))),
+        timeoutMs,
+      );
+    } catch (error) {
+      return { answer: failed(error, 'status', found.id) };
+    }
+    const states = looked.map((entry) => entry.state);
+    if (states.some((state) => state.name === 'unissued')) return { answer: failure('unauthorized') };
+    const answer = await sign(
+      found,
+      parsed.certIds,
+      states as Exclude<CertState, { name: 'unissued' }>[],
+      parsed.nonce,
+    );
+    return { answer, ...(looked.length === 1 && looked[0]!.basis ? { basis: looked[0]!.basis } : {}) };
+  }
+
+  function signOne(certIdDer: Uint8Array) {
+    return signNow({ certIds: [parseCertId(certIdDer)], nonce: undefined });
+  }
+
+  async function answer(request: Uint8Array, context: OcspRequestContext = {}): Promise<OcspAnswer> {
+    // The same bytes as an earlier request without a nonce: answered from memory, unparsed.
+    const requestKey = hex(request);
+    const hit = presigned.peek(requestKey);
+    if (hit) return hit;
+    let parsed: ParsedRequest;
+    try {
+      parsed = parseOcspRequest(request, { maxCertIds, maxRequestBytes });
+    } catch {
+      return failure('malformedRequest');
+    }
+    const single = parsed.certIds.length === 1 ? parsed.certIds[0]! : undefined;
+    if (parsed.nonce === undefined && single) return presignedAnswer(single, requestKey);
+    if (!signingBudget || signingBudget.take(context.client ?? 'unknown'))
+      return (await signNow(parsed)).answer;
+    // Over the budget: the shared response without the nonce (RFC 9654 §2.1), or tryLater.
+    return single ? presignedAnswer(single, undefined) : failure('tryLater');
+  }
+
+  async function presignedAnswer(certId: ParsedCertId, requestKey: string | undefined): Promise<OcspAnswer> {
+    // A CertID no issuer can match, or a serial no certificate can have: unauthorized, unsigned.
+    if (!certId.lookup || certId.serial === undefined) return failure('unauthorized');
+    return presigned.get(certId.der, certId.serial, requestKey);
+  }
+
+  async function findIssuer(certIds: ParsedCertId[]): Promise<OcspIssuer | undefined> {
     let found: OcspIssuer | undefined;
-    for (const certId of parsed.certIds) {
+    for (const certId of certIds) {
       if (!certId.lookup) throw new OcspUnauthorizedError();
       const issuer = await directory.find(certId.lookup);
       if (!issuer) throw new OcspUnauthorizedError();
@@ -529,9 +434,9 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
     return found;
   }
 
-  async function safeAnswer(request: Uint8Array): Promise<OcspAnswer> {
+  async function safeAnswer(request: Uint8Array, context?: OcspRequestContext): Promise<OcspAnswer> {
     try {
-      return await answer(request);
+      return await answer(request, context);
     } catch (error) {
       onError?.(error, { stage: 'sign' });
       return failure('internalError');
@@ -540,24 +445,31 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
 
   return {
     answer: safeAnswer,
-    async respond(request) {
-      return (await safeAnswer(request)).der;
+    async respond(request, context) {
+      return (await safeAnswer(request, context)).der;
     },
-    async answerGetPath(path) {
+    async answerGetPath(path, context) {
       let request: Uint8Array;
       try {
         request = decodeOcspGetPath(path);
       } catch {
         return failure('malformedRequest');
       }
-      return safeAnswer(request);
+      return safeAnswer(request, context);
     },
     invalidate(serial) {
-      const canonical = parseRevocationSerial(serial);
-      for (const [key, entry] of cache) if (entry.serials.includes(canonical)) cache.delete(key);
+      presigned.invalidate(parseRevocationSerial(serial));
     },
     clearCache() {
-      cache.clear();
+      presigned.clear();
     },
+    resign: (serial) => presigned.resign(parseRevocationSerial(serial)),
+    async prepare(certIdDer) {
+      const certId = parseCertId(certIdDer);
+      if (certId.serial !== undefined) await presigned.prepare(certId.der, certId.serial);
+    },
+    cacheSize: () => presigned.size(),
   };
 }
+
+type CertStateBasis = { status: string; statusChangedAt: Date | undefined };

@@ -27,6 +27,8 @@ export const OID = {
   tlsFeature: '1.3.6.1.5.5.7.1.24',
   // RFC 5280 §4.2.2.1
   ocsp: '1.3.6.1.5.5.7.48.1',
+  // RFC 6960 §4.2.2.2.1: id-pkix-ocsp-nocheck
+  ocspNoCheck: '1.3.6.1.5.5.7.48.1.5',
   caIssuers: '1.3.6.1.5.5.7.48.2',
   anyPolicy: '2.5.29.32.0',
   anyExtendedKeyUsage: '2.5.29.37.0',

@@ -1,4 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
+import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -6,6 +7,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMtlsResolver } from '../../src/api/auth/mtls.ts';
 import { type RunningServer, startServer } from '../../src/api/server.ts';
+import { createCertificatesRepository } from '../../src/db/certificates.repository.ts';
+import { createIssuersRepository } from '../../src/db/issuers.repository.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { hasTool } from '../helpers/tools.ts';
 import { scriptedCa } from './helpers/fakes.ts';
@@ -205,6 +208,40 @@ describe.skipIf(!haveTools)('mutual TLS', () => {
     expect(
       (await curl('/v1/audit', undefined, ['-H', `authorization: Bearer ${h.keys.auditor}`])).status,
     ).toBe(200);
+  });
+
+  it('refuses a client certificate this CA issued once it is revoked, at once, from the database every node shares', async () => {
+    // The deployer's certificate as if this CA had issued it: stored with its DER and serial.
+    const x509 = new X509Certificate(readFileSync(file('deployer.pem')));
+    const der = new Uint8Array(x509.raw);
+    await createIssuersRepository({ db: database.db }).upsert({
+      id: 'client-issuer',
+      name: 'Client Issuer',
+      certificateDer: new Uint8Array(new X509Certificate(readFileSync(file('client-ca.pem'))).raw),
+      keyUri: 'hsm:partition=issuing;label=client-issuer',
+    });
+    const certificates = createCertificatesRepository({ db: database.db });
+    const serial = x509.serialNumber.toLowerCase();
+    await certificates.reservePending({
+      serial,
+      issuerId: 'client-issuer',
+      policy: 'client-mtls',
+      requester: 'k_test',
+      subject: 'CN=deployer',
+      sans: [{ type: 'uri', value: 'spiffe://example.org/deploy' }],
+      notBefore: new Date(x509.validFrom),
+      notAfter: new Date(x509.validTo),
+      tbsSha256: new Uint8Array(createHash('sha256').update(der).digest()),
+    });
+    await certificates.markIssued(serial, der);
+    expect((await curl('/v1/certificates?limit=1', 'deployer')).status).toBe(200);
+    // Revoked by another node (straight into the shared database): the very next request fails.
+    await certificates.revoke(serial, { reason: 'keyCompromise', revokedAt: new Date() });
+    const refused = await curl('/v1/certificates?limit=1', 'deployer');
+    expect(refused.status).toBe(401);
+    expect(JSON.parse(refused.body)).toMatchObject({ code: 'auth.credential_invalid' });
+    // Another client certificate is unaffected.
+    expect((await curl('/v1/audit', 'auditor')).status).toBe(200);
   });
 
   it('refuses a mapping that names neither a subject nor a SAN when the app is built', () => {

@@ -1,8 +1,10 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { AsnConvert } from '@peculiar/asn1-schema';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { signDevRootCrl } from '../helpers/dev-root-crl.ts';
+import { decodeOcspResponse } from '../revocation/helpers/ocsp.ts';
 import { crlPem } from '../revocation/helpers/pki.ts';
 import {
   call,
@@ -14,6 +16,7 @@ import {
   itClosesCleanly,
   keys,
   makeCsr,
+  openssl,
   rootPem,
   secrets,
   serving,
@@ -66,7 +69,10 @@ describe.skipIf(!haveTools)('the API on the real service: revocation, CRLs and O
     };
 
     it('answers openssl ocsp (POST) good, then revoked after a revoker revokes, and revoking again changes nothing', async () => {
-      expect(await ocspStatus()).toContain(`${leafFile}: good`);
+      // Signed by the delegated responder; openssl has only the root as anchor (-CAfile).
+      const answered = await ocspStatus();
+      expect(answered).toContain('Response verify OK');
+      expect(answered).toContain(`${leafFile}: good`);
       const first = await call('POST', `/v1/certificates/${serial}/revoke`, {
         key: keys.revoker,
         body: { reason: 'superseded' },
@@ -162,6 +168,73 @@ describe.skipIf(!haveTools)('the API on the real service: revocation, CRLs and O
         // OCSPResponse { responseStatus malformedRequest (1) }: 30 03 0a 01 01
         expect(answer.body.toString('hex'), name).toBe('30030a0101');
       }
+    });
+
+    it('answers 1,000 identical requests without a nonce with zero partition signatures once the response exists, GET with ETag and 304', async () => {
+      const csr = makeCsr('presigned', ['presigned.example.com']);
+      const issued = await call('POST', '/v1/certificates', {
+        key: keys.issuer,
+        body: { csr: csr.pem, policy: 'web-server' },
+      });
+      const certFile = path.join(dir, 'presigned.pem');
+      writeFileSync(certFile, issued.body.certificate);
+      const reqFile = path.join(dir, 'presigned-req.der');
+      await execFileAsync('openssl', [
+        'ocsp',
+        '-issuer',
+        intermediateFile(),
+        '-cert',
+        certFile,
+        '-no_nonce',
+        '-reqout',
+        reqFile,
+      ]);
+      const request = readFileSync(reqFile);
+      const auditFile = path.join(dataDir, 'hsm/issuing/audit.log');
+      const ocspSignatures = () =>
+        readFileSync(auditFile, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => JSON.parse(line) as { op: string; purpose?: string; result: string })
+          .filter((record) => record.op === 'sign' && record.purpose === 'ocsp').length;
+      const post = () =>
+        fetch(`${serving.server.url}/ocsp`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/ocsp-request' },
+          body: request,
+        }).then(async (response) => Buffer.from(await response.arrayBuffer()));
+      const before = ocspSignatures();
+      const first = await post();
+      expect(ocspSignatures()).toBe(before + 1);
+      // Signed by dev-intermediate's delegated responder (signet init made it): its certificate,
+      // EKU id-kp-OCSPSigning and id-pkix-ocsp-nocheck, is in `certs`.
+      const { basic } = decodeOcspResponse(new Uint8Array(first));
+      expect(basic!.certs).toHaveLength(1);
+      const responder = new X509Certificate(Buffer.from(AsnConvert.serialize(basic!.certs![0]!)));
+      expect(responder.subject).toContain('dev-intermediate OCSP responder');
+      expect(responder.checkIssued(new X509Certificate(readFileSync(intermediateFile())))).toBe(true);
+      const responderFile = path.join(dir, 'responder.pem');
+      writeFileSync(responderFile, responder.toString());
+      const text = openssl(['x509', '-noout', '-text', '-in', responderFile]);
+      expect(text).toContain('OCSP Signing');
+      expect(text).toContain('OCSP No Check');
+      const answers: Buffer[] = [];
+      for (let round = 0; round < 20; round++)
+        answers.push(...(await Promise.all(Array.from({ length: 50 }, post))));
+      expect(answers).toHaveLength(1000);
+      expect(answers.every((answer) => answer.equals(first))).toBe(true);
+      expect(ocspSignatures()).toBe(before + 1);
+
+      const url = `${serving.server.url}/ocsp/${encodeURIComponent(request.toString('base64'))}`;
+      const get = await curl([url]);
+      expect(get.body.equals(first)).toBe(true);
+      const etag = /^etag: (.+)$/im.exec(get.headers)![1]!.trim();
+      const lastModified = /^last-modified: (.+)$/im.exec(get.headers)![1]!.trim();
+      expect(get.headers).toMatch(/^expires: /im);
+      expect((await curl(['-H', `if-none-match: ${etag}`, url])).status).toBe(304);
+      expect((await curl(['-H', `if-modified-since: ${lastModified}`, url])).status).toBe(304);
+      expect((await curl(['-H', 'if-none-match: "other"', url])).status).toBe(200);
+      expect(ocspSignatures()).toBe(before + 1);
     });
 
     it('publishes a CRL that openssl verifies, listing the revoked serial, with ETag, Last-Modified and 304', async () => {

@@ -182,6 +182,7 @@ const USAGE_MISTAKES = (): Row[] => [
     ['issuer', 'add', '--id', 'X Y', '--certificate', 'x.pem', '--key', 'k'],
   ],
   ['issuer with an unknown subcommand', ['issuer', 'remove']],
+  ['ocsp-responder rotate without --issuer', ['ocsp-responder', 'rotate']],
   ['crl import without FILE', ['crl', 'import', '--issuer', 'dev-root']],
   ['crl without a subcommand', ['crl']],
   ['policy lint with two folders', ['policy', 'lint', 'a', 'b']],
@@ -305,6 +306,7 @@ const FAILURES = (): Row[] => [
     ],
   ],
   ['issuer list without a data folder', ['issuer', 'list', '--data', at('missing')]],
+  ['ocsp-responder list without a data folder', ['ocsp-responder', 'list', '--data', at('missing')]],
   [
     'crl import when the server holding the folder cannot be reached',
     [
@@ -453,6 +455,7 @@ describe('a usage mistake prints the usage line and a hint to --help, and exits 
       acme: ['eab', 'create'],
       certificate: ['list'],
       issuer: ['list'],
+      'ocsp-responder': ['list'],
       crl: ['import'],
       policy: ['lint'],
       audit: ['reconcile'],

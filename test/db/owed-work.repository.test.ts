@@ -108,7 +108,7 @@ describeEachDatabase('the owed work outbox', (getDatabase) => {
   });
 
   test('refuses an unknown kind and an empty key', async () => {
-    await expect(owed.owe([{ kind: 'ocsp' as never, key: '01' }])).rejects.toThrow(/kind/);
+    await expect(owed.owe([{ kind: 'acme-order' as never, key: '01' }])).rejects.toThrow(/kind/);
     await expect(owed.owe([{ kind: 'crl', key: '' }])).rejects.toThrow(/empty/);
   });
 });

@@ -5,6 +5,7 @@ import { Extension } from '@peculiar/asn1-x509';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fixedClock } from '../../src/lib/clock.ts';
 import { readIssuerFacts } from '../../src/revocation/issuer.ts';
+import { createSigningBudget } from '../../src/revocation/ocsp-rate-limit.ts';
 import {
   createOcspResponder,
   decodeOcspGetPath,
@@ -83,26 +84,55 @@ function responder(overrides: Partial<OcspResponderOptions> = {}, issuer: Partia
 }
 
 describe('the OCSP responder', () => {
-  test('answers good, revoked and unknown for several CertIDs in one request', async () => {
+  test('answers good and revoked for several CertIDs in one request', async () => {
     const answer = await responder().answer(
       buildOcspRequest({
         certIds: [
           { issuer: ca, serial: good.serial },
           { issuer: ca, serial: revoked.serial, hash: 'sha256' },
-          { issuer: ca, serial: neverStored.serial },
         ],
       }),
     );
     expect(answer.status).toBe('successful');
-    expect(answer.certStatuses).toEqual(['good', 'revoked', 'unknown']);
+    expect(answer.certStatuses).toEqual(['good', 'revoked']);
     const { basic } = decodeOcspResponse(answer.der);
-    const [a, b, c] = basic!.tbsResponseData.responses;
+    const [a, b] = basic!.tbsResponseData.responses;
     expect(a!.certStatus.good).toBeDefined();
     expect(b!.certStatus.revoked!.revocationTime).toEqual(new Date('2026-02-28T10:00:00Z'));
     expect(b!.certStatus.revoked!.revocationReason!.reason).toBe(1);
     expect(b!.certID.hashAlgorithm.algorithm).toBe('2.16.840.1.101.3.4.2.1');
-    expect(c!.certStatus.unknown).toBeDefined();
   });
+
+  test.each([
+    { name: 'alone', withGood: false, nonce: undefined },
+    { name: 'alone, with a nonce', withGood: false, nonce: Uint8Array.of(7) },
+    { name: 'beside an issued one', withGood: true, nonce: undefined },
+  ])(
+    'answers a serial this CA never issued with the unsigned unauthorized (RFC 5019 §2.2.3), $name',
+    async ({ withGood, nonce }) => {
+      let signatures = 0;
+      const counting = {
+        key: ca.signer.key,
+        crypto: {
+          subtle: {
+            sign: (...args: Parameters<typeof ca.signer.crypto.subtle.sign>) => {
+              signatures += 1;
+              return ca.signer.crypto.subtle.sign(...args);
+            },
+          },
+        },
+      };
+      const instance = responder({}, { signer: counting });
+      const certIds = [
+        ...(withGood ? [{ issuer: ca, serial: good.serial }] : []),
+        { issuer: ca, serial: neverStored.serial },
+      ];
+      const answer = await instance.answer(buildOcspRequest({ certIds, ...(nonce ? { nonce } : {}) }));
+      expect(answer.status).toBe('unauthorized');
+      expect(Buffer.from(answer.der).equals(Buffer.from(errorResponse('unauthorized')))).toBe(true);
+      expect(signatures).toBe(0);
+    },
+  );
 
   test('writes whole-second times, nextUpdate after the configured validity, byKey and no certificates', async () => {
     const answer = await responder({ validityMs: 2 * HOUR }).answer(
@@ -263,7 +293,7 @@ describe('the OCSP responder', () => {
     expect(answer.status).toBe('unauthorized');
   });
 
-  test('answers unknown for a serial stored under another issuer', async () => {
+  test('answers unauthorized for a serial stored under another issuer', async () => {
     const both = responder({
       issuers: [
         { id: 'dev-intermediate', certificate: ca.der, signer: ca.signer },
@@ -274,27 +304,27 @@ describe('the OCSP responder', () => {
     const answer = await both.answer(
       buildOcspRequest({ certIds: [{ issuer: stranger, serial: good.serial }] }),
     );
-    expect(answer.certStatuses).toEqual(['unknown']);
+    expect(answer.status).toBe('unauthorized');
   });
 
   test.each([
     { name: 'a pending reservation', status: 'pending' as const },
     { name: 'a failed reservation', status: 'failed' as const },
-  ])('answers unknown for $name', async ({ status }) => {
+  ])('answers unauthorized for $name: no certificate of it was ever returned', async ({ status }) => {
     const serial = '7a7a7a7a7a7a7a7a';
     const local = memoryCertificates();
     local.add({ serial, issuerId: 'dev-intermediate', notAfter: NOW, status });
     const answer = await responder({ status: local }).answer(
       buildOcspRequest({ certIds: [{ issuer: ca, serial }] }),
     );
-    expect(answer.certStatuses).toEqual(['unknown']);
+    expect(answer.status).toBe('unauthorized');
   });
 
   test.each([
     { name: 'a zero serial', serial: '00' },
     { name: 'a negative serial', serial: 'ff01' },
     { name: 'a serial over 20 octets', serial: '01'.repeat(21) },
-  ])('answers unknown for $name without asking the database', async ({ serial }) => {
+  ])('answers unauthorized for $name without asking the database', async ({ serial }) => {
     let asked = 0;
     const answer = await responder({
       status: {
@@ -304,7 +334,7 @@ describe('the OCSP responder', () => {
         },
       },
     }).answer(buildOcspRequest({ certIds: [{ issuer: ca, serial }] }));
-    expect(answer.certStatuses).toEqual(['unknown']);
+    expect(answer.status).toBe('unauthorized');
     expect(asked).toBe(0);
   });
 
@@ -366,7 +396,7 @@ describe('the OCSP responder', () => {
   });
 });
 
-describe('the OCSP response cache', () => {
+describe('pre-signed responses', () => {
   function counted(options: Partial<OcspResponderOptions> = {}) {
     const calls = { status: 0, sign: 0 };
     const clock = fixedClock(NOW);
@@ -406,13 +436,13 @@ describe('the OCSP response cache', () => {
         },
       },
       clock,
-      cache: { maxEntries: 2, maxAgeMs: HOUR },
+      cacheEntries: 2,
       ...options,
     });
     return { instance, calls, clock, local };
   }
-  const ask = (serial: string, nonce?: Uint8Array) =>
-    buildOcspRequest({ certIds: [{ issuer: ca, serial }], ...(nonce ? { nonce } : {}) });
+  const ask = (serial: string, nonce?: Uint8Array, hash: 'sha1' | 'sha256' = 'sha1') =>
+    buildOcspRequest({ certIds: [{ issuer: ca, serial, hash }], ...(nonce ? { nonce } : {}) });
 
   test('answers a repeated request without a nonce from memory, same bytes', async () => {
     const { instance, calls } = counted();
@@ -437,38 +467,76 @@ describe('the OCSP response cache', () => {
     expect((await instance.answer(ask(good.serial))).certStatuses).toEqual(['revoked']);
   });
 
-  test('makes a new response once the cached one is older than maxAgeMs', async () => {
+  test('serves the same response until 40% of its validity, then signs a new one while serving the old', async () => {
     const { instance, calls, clock } = counted();
-    await instance.respond(ask(good.serial));
-    clock.advance(HOUR - 1000);
+    const first = await instance.respond(ask(good.serial));
+    clock.advance(0.4 * 4 * HOUR - 1000);
     await instance.respond(ask(good.serial));
     expect(calls.sign).toBe(1);
     clock.advance(1000);
-    const later = decodeOcspResponse(await instance.respond(ask(good.serial)));
+    // Past the refresh point: still the old bytes, and one new signature in the background.
+    const during = await instance.respond(ask(good.serial));
+    expect(Buffer.from(during).equals(Buffer.from(first))).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 50));
     expect(calls.sign).toBe(2);
-    expect(later.basic!.tbsResponseData.producedAt).toEqual(new Date('2026-03-01T13:00:00Z'));
+    const later = decodeOcspResponse(await instance.respond(ask(good.serial)));
+    expect(later.basic!.tbsResponseData.producedAt).toEqual(new Date('2026-03-01T13:36:00Z'));
+    expect(calls.sign).toBe(2);
   });
 
-  test('keeps at most maxEntries responses, dropping the least recently used', async () => {
+  test('shares one signature among concurrent requests for one serial (single-flight)', async () => {
+    const { instance, calls } = counted();
+    const answers = await Promise.all(Array.from({ length: 50 }, () => instance.respond(ask(good.serial))));
+    expect(calls.sign).toBe(1);
+    expect(new Set(answers.map((der) => Buffer.from(der).toString('hex'))).size).toBe(1);
+  });
+
+  test('keeps at most cacheEntries responses, dropping the least recently used', async () => {
     const { instance, calls } = counted();
     await instance.respond(ask(good.serial));
     await instance.respond(ask(revoked.serial));
     await instance.respond(ask(good.serial));
-    await instance.respond(ask(neverStored.serial));
+    await instance.respond(ask(good.serial, undefined, 'sha256'));
     expect(calls.sign).toBe(3);
+    expect(instance.cacheSize()).toBe(2);
     await instance.respond(ask(good.serial));
     expect(calls.sign).toBe(3);
     await instance.respond(ask(revoked.serial));
     expect(calls.sign).toBe(4);
   });
 
+  test('over the signing budget, a request with a nonce gets the pre-signed response without it', async () => {
+    const clock = fixedClock(NOW);
+    const { instance, calls } = counted({ signingBudget: createSigningBudget({ perMinute: 2, clock }) });
+    const nonced = (n: number) => ask(good.serial, Uint8Array.of(n));
+    expect((await instance.answer(nonced(1), { client: '192.0.2.1' })).nonce).toBe(true);
+    expect((await instance.answer(nonced(2), { client: '192.0.2.1' })).nonce).toBe(true);
+    const over = await instance.answer(nonced(3), { client: '192.0.2.1' });
+    expect(over.status).toBe('successful');
+    expect(over.nonce).toBe(false);
+    expect(decodeOcspResponse(over.der).basic!.tbsResponseData.responseExtensions).toBeUndefined();
+    // Another address has its own budget; several CertIDs over the budget get tryLater.
+    expect((await instance.answer(nonced(4), { client: '192.0.2.2' })).nonce).toBe(true);
+    const several = buildOcspRequest({
+      certIds: [
+        { issuer: ca, serial: good.serial },
+        { issuer: ca, serial: revoked.serial },
+      ],
+      nonce: Uint8Array.of(5),
+    });
+    expect((await instance.answer(several, { client: '192.0.2.1' })).status).toBe('tryLater');
+    expect(calls.sign).toBe(4);
+    clock.advance(60_000);
+    expect((await instance.answer(several, { client: '192.0.2.1' })).status).toBe('successful');
+  });
+
   test('does not keep failures', async () => {
     let fail = true;
     const { instance } = counted({
       status: {
-        findStatus: async () => {
+        findStatus: async (serial) => {
           if (fail) throw Object.assign(new Error('down'), { code: 'ECONNREFUSED' });
-          return null;
+          return certificates.findStatus(serial);
         },
       },
     });
@@ -559,10 +627,9 @@ describe.runIf(hasTool('openssl', ['version']))('openssl ocsp as the client', ()
     expect(result.code).toBe(0);
   });
 
-  test('reports unknown for a certificate the database does not hold', async () => {
+  test('answers unauthorized for a certificate the database does not hold', async () => {
     const result = await ask(['-cert', files.unknown!]);
-    expect(result.output).toContain('Response verify OK');
-    expect(result.stdout).toContain(`${files.unknown}: unknown`);
+    expect(result.output).toContain('Responder Error: unauthorized (6)');
   });
 
   test('answers SHA-256 CertIDs', async () => {

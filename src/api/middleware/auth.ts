@@ -61,7 +61,7 @@ export function createAuthorizer({
 
   async function authenticate(c: Context<ApiEnv>): Promise<Principal> {
     for (const resolve of resolvers) {
-      const principal = resolve(c);
+      const principal = await resolve(c);
       if (principal) return principal;
     }
     const token = bearerToken(c.req.header('authorization'));

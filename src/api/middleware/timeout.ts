@@ -9,10 +9,21 @@ import { apiErrors } from '../errors.ts';
  * handler waits on a stuck dependency). The node server's own requestTimeout and headersTimeout
  * bound clients that never finish their request before the app sees it.
  */
-export function requestTimeout({ ms = 30_000 }: { ms?: number } = {}): MiddlewareHandler<ApiEnv> {
+export function requestTimeout({
+  ms = 30_000,
+  unwatchedBodies = () => false,
+}: {
+  ms?: number;
+  /**
+   * Requests whose body the route reads from Node's stream itself, bounded by the node server's
+   * requestTimeout (POST /ocsp, which answers in OCSP statuses, never a 408 problem): wrapping
+   * their body in a watched WHATWG stream costs more than answering them (bench/ocsp).
+   */
+  unwatchedBodies?: (c: Context<ApiEnv>) => boolean;
+} = {}): MiddlewareHandler<ApiEnv> {
   if (!Number.isFinite(ms) || ms <= 0) throw new Error(`requestTimeout: ms must be positive, got ${ms}`);
   return async function requestTimeoutMiddleware(c, next) {
-    const body = watchBody(c);
+    const body = unwatchedBodies(c) ? undefined : watchBody(c);
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {

@@ -5,6 +5,7 @@ import { normalizeSerial } from '../../lib/serial.ts';
 import type { Db } from '../database.ts';
 import { CertificateNotFoundError } from '../errors.ts';
 import { type DatabaseObserver, timed } from '../observe.ts';
+import { staleOcspResponsesWithin } from '../ocsp-responses.repository.ts';
 import { crlWorkKey, oweWithin } from '../owed-work.repository.ts';
 import { certificates, REVOCATION_REASONS } from '../schema/index.ts';
 import { checkDate, checkOneOf } from './shared.ts';
@@ -13,7 +14,8 @@ import type { Revocation, RevokeRequest, RevokeResult } from './types.ts';
 export interface CertificateRevocationRepository {
   /**
    * Applies the revoke rule (src/revocation/revoke.usecase.ts) under a row lock. A change also owes
-   * a CRL for the certificate's issuer shard (owed_work, same transaction); `unchanged` owes none.
+   * a CRL for the certificate's issuer shard and its OCSP responses (owed_work, same transaction);
+   * `unchanged` owes none.
    */
   revoke(serial: string, request: RevokeRequest): Promise<RevokeResult>;
 }
@@ -57,7 +59,19 @@ export function createCertificateRevocationRepository({
       const now = clock.now();
       // Every change below owes a CRL, recorded in this transaction (issue #17): if the process
       // dies once this commits, the next one (or another node) still publishes it.
-      const oweCrl = () => oweWithin(tx, [{ kind: 'crl', key: crlWorkKey(row.issuerId, row.crlShard) }], now);
+      // It also owes the serial's pre-signed OCSP responses, signed again (issue #27): marked stale
+      // here, every node told at commit, and re-signed by whichever node drains the `ocsp` row.
+      const oweCrl = async () => {
+        await oweWithin(
+          tx,
+          [
+            { kind: 'crl', key: crlWorkKey(row.issuerId, row.crlShard) },
+            { kind: 'ocsp', key: canonical },
+          ],
+          now,
+        );
+        await staleOcspResponsesWithin(tx, canonical);
+      };
       if (row.status === 'revoked') {
         const existing: Revocation = {
           serial: canonical,

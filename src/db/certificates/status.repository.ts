@@ -30,6 +30,7 @@ export function createCertificateStatusRepository({
             revokedAt: certificates.revokedAt,
             revocationReason: certificates.revocationReason,
             invalidityDate: certificates.invalidityDate,
+            statusChangedAt: certificates.statusChangedAt,
           })
           .from(certificates)
           .where(eq(certificates.serial, normalizeSerial(serial))),

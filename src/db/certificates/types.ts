@@ -29,6 +29,8 @@ export interface CertificateStatusInfo {
   revokedAt: Date | null;
   revocationReason: RevocationReason | null;
   invalidityDate: Date | null;
+  /** Last change of status: what a pre-signed OCSP response was signed from. */
+  statusChangedAt: Date;
 }
 
 export interface CertificateListFilter {

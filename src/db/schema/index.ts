@@ -7,5 +7,6 @@ export * from './crls.table.ts';
 export * from './idempotency.table.ts';
 export * from './issuers.table.ts';
 export * from './ocsp-responders.table.ts';
+export * from './ocsp-responses.table.ts';
 export * from './owed-work.table.ts';
 export * from './replay-guard.table.ts';

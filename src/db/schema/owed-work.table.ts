@@ -5,11 +5,12 @@ import { timestamptz } from './columns.ts';
 /**
  * Kinds of work owed after a commit (DESIGN.md "Storage": recorded in the same transaction,
  * drained by whichever node holds the lock). `crl`: a CRL must be published for an issuer shard
- * (key `<issuerId>/<shard>`). Later kinds (a pre-signed OCSP response to replace, keyed by serial)
- * are new values here, checked by src/db/owed-work.repository.ts: the table does not change, so a
- * node that does not know a kind yet leaves its rows alone.
+ * (key `<issuerId>/<shard>`). `ocsp`: a revoked certificate's pre-signed OCSP responses must be
+ * signed again (key: the canonical serial; issue #27). New kinds are new values here, checked by
+ * src/db/owed-work.repository.ts: the table does not change, so a node that does not know a kind
+ * yet leaves its rows alone.
  */
-export const OWED_WORK_KINDS = ['crl'] as const;
+export const OWED_WORK_KINDS = ['crl', 'ocsp'] as const;
 export type OwedWorkKind = (typeof OWED_WORK_KINDS)[number];
 
 /**

@@ -1,7 +1,7 @@
 import { OID } from '../../x509/oids.ts';
 import { decodeBasicConstraints } from '../extensions.ts';
 import type { LintRule } from '../types.ts';
-import { LEAF_ONLY } from '../types.ts';
+import { END_ENTITIES } from '../types.ts';
 
 /**
  * RFC 5280 §4.2.1.9, BR §7.1.2.7.8: a subscriber certificate is not a CA (cA FALSE, no
@@ -12,7 +12,7 @@ export const rule: LintRule = {
   id: 'basic-constraints-leaf',
   citation: 'RFC 5280 §4.2.1.9; CA/B Forum BR §7.1.2.7.8',
   severity: 'error',
-  profiles: LEAF_ONLY,
+  profiles: END_ENTITIES,
   check(certificate) {
     const extension = certificate.extension(OID.basicConstraints);
     if (!extension) return 'basicConstraints is missing';

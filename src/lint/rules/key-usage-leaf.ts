@@ -1,7 +1,7 @@
 import { OID } from '../../x509/oids.ts';
 import { decodeKeyUsage, type KeyUsageBit } from '../extensions.ts';
 import type { LintRule } from '../types.ts';
-import { LEAF_ONLY } from '../types.ts';
+import { END_ENTITIES } from '../types.ts';
 
 /** What each key type can do (RFC 4055 §1.2, RFC 5480 §3, RFC 8410 §5). */
 const ALLOWED: Record<string, ReadonlySet<KeyUsageBit>> = {
@@ -24,7 +24,7 @@ export const rule: LintRule = {
   id: 'key-usage-leaf',
   citation: 'RFC 5280 §4.2.1.3; RFC 5480 §3; RFC 8410 §5; CA/B Forum BR §7.1.2.7.11',
   severity: 'error',
-  profiles: LEAF_ONLY,
+  profiles: END_ENTITIES,
   check(certificate) {
     const extension = certificate.extension(OID.keyUsage);
     if (!extension) return 'keyUsage is missing';
