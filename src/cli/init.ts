@@ -441,7 +441,7 @@ issuance:
 
 crl:
   validity: P1D
-  debounce: PT5S
+  debounce: PT0.1S
 
 ocsp:
   validity: PT4H

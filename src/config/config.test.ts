@@ -12,7 +12,7 @@ describe('the service configuration', () => {
     const config = parseConfig(minimal);
     expect(config.server).toMatchObject({ host: '127.0.0.1', port: 8080, bodyLimit: 65536 });
     expect(config.partitions.issuing?.user).toBe('ca');
-    expect(config.crl.debounce).toBe('PT5S');
+    expect(config.crl.debounce).toBe('PT0.1S');
     expect(config.crl.importedExpiryWarning).toBe('P30D');
     expect(config.policies.dir).toBe('policies');
     expect(config.partitions.issuing?.p11Socket).toBeUndefined();

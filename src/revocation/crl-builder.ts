@@ -31,6 +31,10 @@ export interface BuildCrlInput {
   nextUpdate: Date;
   entries?: CrlEntrySource;
   issuingDistributionPoint?: IssuingDistributionPointOptions;
+  /** A delta CRL (RFC 5280 §5.2.4): the number of the complete CRL it updates. */
+  baseCrlNumber?: bigint;
+  /** A complete CRL whose deltas are published: where (RFC 5280 §5.2.6). */
+  freshestCrlUris?: string[];
   /** Piece size for a streaming signer. */
   chunkBytes?: number;
 }
@@ -64,6 +68,8 @@ export async function buildCrl(input: BuildCrlInput): Promise<BuiltCrl> {
     nextUpdate: input.nextUpdate,
     ...(input.entries === undefined ? {} : { entries: input.entries }),
     ...(input.issuingDistributionPoint ? { issuingDistributionPoint: input.issuingDistributionPoint } : {}),
+    ...(input.baseCrlNumber === undefined ? {} : { baseCrlNumber: input.baseCrlNumber }),
+    ...(input.freshestCrlUris?.length ? { freshestCrlUris: input.freshestCrlUris } : {}),
   });
   // Lint before sign, as for certificates: a CRL the rules refuse is never signed.
   const errors = lintCrl(tbs, { issuer }).filter((finding) => finding.severity === 'error');

@@ -9,6 +9,7 @@
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import {
   AuthorityKeyIdentifier,
+  DistributionPoint,
   DistributionPointName,
   Extension,
   GeneralName,
@@ -65,6 +66,13 @@ export interface CrlTbsInput {
   nextUpdate: Date;
   entries?: CrlEntrySource;
   issuingDistributionPoint?: IssuingDistributionPointOptions;
+  /**
+   * Makes this a delta CRL (RFC 5280 §5.2.4): the critical Delta CRL Indicator names the number
+   * of the complete CRL it updates (its BaseCRLNumber).
+   */
+  baseCrlNumber?: bigint;
+  /** RFC 5280 §5.2.6 Freshest CRL: where the delta CRLs of this complete CRL are. */
+  freshestCrlUris?: string[];
 }
 
 export interface CrlTbs {
@@ -78,6 +86,9 @@ export interface CrlTbs {
 const OID_CRL_REASON = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x15);
 const OID_INVALIDITY_DATE = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x18);
 const OID_CRL_NUMBER = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x14);
+const OID_DELTA_CRL_INDICATOR = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x1b);
+const OID_FRESHEST_CRL = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x2e);
+const CRITICAL = Uint8Array.of(TAG.BOOLEAN, 0x01, 0xff);
 /** version v2 (RFC 5280 §5.1.2.1: required when extensions are present). */
 const VERSION_V2 = Uint8Array.of(TAG.INTEGER, 0x01, 0x01);
 
@@ -224,11 +235,25 @@ export function encodeCrlEntry(entry: CrlEntry, canonicalSerial = normalizeSeria
   return new Uint8Array(Buffer.concat(writer.finish()));
 }
 
-function crlExtensions(
-  keyIdentifier: Uint8Array,
-  number: bigint,
-  idp?: IssuingDistributionPointOptions,
-): Uint8Array {
+/** CRLDistributionPoints ::= SEQUENCE OF DistributionPoint, one point with these fullName URIs. */
+function distributionPoints(uris: string[]): Uint8Array {
+  const value = new DistributionPoint({
+    distributionPoint: new DistributionPointName({
+      fullName: uris.map((uri) => new GeneralName({ uniformResourceIdentifier: uri })),
+    }),
+  });
+  return tlv(TAG.SEQUENCE, new Uint8Array(AsnConvert.serialize(value)));
+}
+
+interface ExtensionInput {
+  number: bigint;
+  idp?: IssuingDistributionPointOptions | undefined;
+  baseCrlNumber?: bigint | undefined;
+  freshestCrlUris?: string[] | undefined;
+}
+
+function crlExtensions(keyIdentifier: Uint8Array, input: ExtensionInput): Uint8Array {
+  const { number, idp } = input;
   const aki = new Extension({
     extnID: id_ce_authorityKeyIdentifier,
     critical: false,
@@ -264,6 +289,28 @@ function crlExtensions(
     });
     parts.push(new Uint8Array(AsnConvert.serialize(extension)));
   }
+  if (input.baseCrlNumber !== undefined) {
+    if (input.baseCrlNumber < 0n || input.baseCrlNumber >= number) {
+      throw new RangeError('a delta CRL updates a complete CRL with a lower number (RFC 5280 §5.2.4)');
+    }
+    if (input.freshestCrlUris?.length)
+      throw new Error('a delta CRL carries no Freshest CRL (RFC 5280 §5.2.6)');
+    // RFC 5280 §5.2.4: "This extension MUST be marked critical"; BaseCRLNumber ::= CRLNumber.
+    parts.push(
+      tlv(
+        TAG.SEQUENCE,
+        OID_DELTA_CRL_INDICATOR,
+        CRITICAL,
+        tlv(TAG.OCTET_STRING, integerFromBigInt(input.baseCrlNumber)),
+      ),
+    );
+  }
+  if (input.freshestCrlUris?.length) {
+    // RFC 5280 §5.2.6: "MUST be marked as non-critical by conforming CRL issuers".
+    parts.push(
+      tlv(TAG.SEQUENCE, OID_FRESHEST_CRL, tlv(TAG.OCTET_STRING, distributionPoints(input.freshestCrlUris))),
+    );
+  }
   // crlExtensions [0] EXPLICIT Extensions.
   return tlv(contextTag(0, true), tlv(TAG.SEQUENCE, ...parts));
 }
@@ -296,11 +343,12 @@ export async function encodeCrlTbs(input: CrlTbsInput): Promise<CrlTbs> {
   ];
   // RFC 5280 §5.1.2.6: with no revoked certificates the list MUST be absent, not empty.
   const revoked = writer.count > 0 ? [header(TAG.SEQUENCE, writer.length), ...entryChunks] : [];
-  const extensions = crlExtensions(
-    input.issuer.subjectKeyIdentifier,
-    input.number,
-    input.issuingDistributionPoint,
-  );
+  const extensions = crlExtensions(input.issuer.subjectKeyIdentifier, {
+    number: input.number,
+    idp: input.issuingDistributionPoint,
+    baseCrlNumber: input.baseCrlNumber,
+    freshestCrlUris: input.freshestCrlUris,
+  });
   const body = [...before, ...revoked, extensions];
   let bodyLength = 0;
   for (const part of body) bodyLength += part.byteLength;

@@ -189,6 +189,7 @@ describeEachDatabase('the certificates repository', (getDatabase) => {
       revocation: {
         serial: r.serial,
         issuerId: 'dev-intermediate',
+        crlShard: 0,
         revokedAt: firstTime,
         reason: 'superseded',
         invalidityDate: null,

@@ -62,6 +62,7 @@ export function createCertificateRevocationRepository({
         const existing: Revocation = {
           serial: canonical,
           issuerId: row.issuerId,
+          crlShard: row.crlShard,
           revokedAt: row.revokedAt!,
           reason: row.revocationReason!,
           invalidityDate: row.invalidityDate,
@@ -101,6 +102,7 @@ export function createCertificateRevocationRepository({
         revocation: {
           serial: canonical,
           issuerId: row.issuerId,
+          crlShard: row.crlShard,
           revokedAt: request.revokedAt,
           reason: request.reason,
           invalidityDate,

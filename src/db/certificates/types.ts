@@ -71,6 +71,8 @@ export type RevokeOutcome = 'revoked' | 'unchanged' | 'reason_updated';
 export interface Revocation {
   serial: string;
   issuerId: string;
+  /** The CRL shard that lists it. */
+  crlShard?: number;
   revokedAt: Date;
   reason: RevocationReason;
   invalidityDate: Date | null;
