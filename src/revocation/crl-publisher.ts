@@ -9,6 +9,7 @@
 import { wholeSeconds } from '../lib/clock.ts';
 import { deltaCrlUrl, shardIdpUris } from '../x509/crl-urls.ts';
 import { type BuiltCrl, buildCrl, type IssuingDistributionPointOptions } from './crl-builder.ts';
+import { type CachedEntries, cacheEntries, type SplicedEntries, spliceEntries } from './crl-entry-cache.ts';
 import { timeDerivedCrlNumber } from './crl-number.ts';
 import type {
   CrlInfo,
@@ -31,6 +32,11 @@ export interface ScopeCrlRequest {
   current: CrlInfo | undefined;
   /** Delta CRLs are published (their URL goes into the complete CRL). */
   deltas: boolean;
+  /**
+   * A revocation, not the half-life, calls for this complete CRL: the entries of the current one,
+   * if this node made it, are reused with the changes spliced in (crl-entry-cache.ts).
+   */
+  incremental?: boolean;
 }
 
 export interface ScopeCrlSettings {
@@ -42,6 +48,8 @@ export interface ScopeCrlSettings {
   pageSize: number;
   nodeId: string | undefined;
   now: () => Date;
+  /** The encoded entries of the last complete CRL made here, per issuer shard. */
+  cache?: Map<string, CachedEntries>;
 }
 
 /** The issuer's shards: shard 0 alone unless it was given its list (cli/revocation.ts). */
@@ -104,6 +112,8 @@ export async function makeScopeCrl(
 ): Promise<PublishedCrl> {
   const { store, entries } = settings;
   const { issuer, shard, kind, current } = request;
+  // Before any entry is read: changes after this are the next incremental CRL's.
+  const readAt = settings.now();
   const thisUpdate = wholeSeconds(request.thisUpdate);
   const crlNumber = await store.allocateNumber(issuer.id, shard, {
     atLeast: timeDerivedCrlNumber(thisUpdate),
@@ -138,20 +148,30 @@ export async function makeScopeCrl(
       : undefined;
     const freshest =
       request.deltas && issuer.crlUrl ? [deltaCrlUrl(issuer.crlUrl, shard, isSharded(issuer) ? 2 : 1)] : [];
+    const spliced = request.incremental ? await splicedFromCache(settings, request) : undefined;
     built = await buildCrl({
       issuer: request.facts,
       signer: issuer.signer,
       number: crlNumber,
       thisUpdate,
       nextUpdate: new Date(thisUpdate.getTime() + settings.validityMs),
-      entries: entries.streamRevokedForCrl(issuer.id, {
-        shard,
-        pageSize: settings.pageSize,
-        ...(expiredBefore ? { expiredBefore } : {}),
-      }),
+      ...(spliced
+        ? { spliced }
+        : {
+            entries: entries.streamRevokedForCrl(issuer.id, {
+              shard,
+              pageSize: settings.pageSize,
+              ...(expiredBefore ? { expiredBefore } : {}),
+            }),
+          }),
       ...(idp ? { issuingDistributionPoint: idp } : {}),
       ...(freshest.length > 0 ? { freshestCrlUris: freshest } : {}),
     });
+    // Kept whether or not the store takes it: a CRL saved by another node has another number,
+    // and the next run then reads the database.
+    const cached = cacheEntries({ crlNumber, certificate: issuer.certificate, readAt, der: built.der });
+    if (cached) settings.cache?.set(cacheKey(issuer.id, shard), cached);
+    else settings.cache?.delete(cacheKey(issuer.id, shard));
   }
   return {
     issuerId: issuer.id,
@@ -166,4 +186,32 @@ export async function makeScopeCrl(
     generatedAt: settings.now(),
     generatedBy: settings.nodeId ?? null,
   };
+}
+
+const cacheKey = (issuerId: string, shard: number) => `${issuerId}/${shard}`;
+
+/**
+ * The current CRL's entries with the revocations since it spliced in, if this node made the
+ * current CRL (same number, same issuer certificate); undefined otherwise (read the database).
+ */
+async function splicedFromCache(
+  settings: ScopeCrlSettings,
+  request: ScopeCrlRequest,
+): Promise<SplicedEntries | undefined> {
+  const { issuer, shard, current } = request;
+  const cached = settings.cache?.get(cacheKey(issuer.id, shard));
+  const changesSince = settings.entries.streamRevocationChangesSince;
+  if (!cached || !current || cached.crlNumber !== current.crlNumber || !changesSince) return undefined;
+  if (!Buffer.from(cached.certificate).equals(issuer.certificate)) return undefined;
+  // The same margin as for deltas: revocations committed late or on a node with a slower clock.
+  // One millisecond more: a change at the very instant of the read may or may not be listed.
+  const since = new Date(cached.readAt.getTime() - settings.removalMarginMs - 1);
+  const changes = [];
+  for await (const entry of changesSince.call(settings.entries, issuer.id, since, {
+    shard,
+    pageSize: settings.pageSize,
+  })) {
+    changes.push(entry);
+  }
+  return spliceEntries(cached, changes);
 }

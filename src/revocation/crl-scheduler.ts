@@ -182,6 +182,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     pageSize,
     nodeId,
     now: () => clock.now(),
+    cache: new Map(),
   };
 
   const states = new Map<string, IssuerState>();
@@ -395,7 +396,9 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     const deltaDue = deltas && (fullDue || revoked || !current || now() >= nextDue(current, delta));
     let published: CrlInfo | undefined;
     if (fullDue) {
-      const saved = await makeAndSave(state, issuer, 'full', current);
+      // A revocation before the half-life: the current CRL's entries with the new ones spliced in.
+      const incremental = !force && revoked && current !== undefined && now() < halfLife(current);
+      const saved = await makeAndSave(state, issuer, 'full', current, incremental);
       if (saved) state.lastPublished = saved;
       current = saved ?? (await store.getLatestInfo(issuer.id, shard, 'full')) ?? undefined;
       published = current;
@@ -428,6 +431,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     issuer: CrlIssuer,
     kind: 'full' | 'delta',
     current: CrlInfo | undefined,
+    incremental = false,
   ): Promise<PublishedCrl | undefined> {
     state.facts ??= readIssuerFacts(issuer.certificate);
     const crl = await makeScopeCrl(settings, {
@@ -438,6 +442,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
       thisUpdate: clock.now(),
       current,
       deltas,
+      incremental,
     });
     if ((await store.save(crl)) !== 'saved') return undefined;
     onPublished?.(crl);

@@ -65,6 +65,11 @@ export interface CrlTbsInput {
   thisUpdate: Date;
   nextUpdate: Date;
   entries?: CrlEntrySource;
+  /**
+   * Instead of `entries`: revokedCertificates elements already encoded (by this encoder, for an
+   * earlier CRL: src/revocation/crl-entry-cache.ts), in pieces whose concatenation is the list.
+   */
+  encodedEntries?: { parts: Uint8Array[]; length: number; count: number };
   issuingDistributionPoint?: IssuingDistributionPointOptions;
   /**
    * Makes this a delta CRL (RFC 5280 §5.2.4): the critical Delta CRL Indicator names the number
@@ -327,13 +332,39 @@ async function* pagesOf(entries: CrlEntrySource | undefined): AsyncIterable<read
  * and CRL Number, and optionally a critical issuing distribution point.
  */
 export async function encodeCrlTbs(input: CrlTbsInput): Promise<CrlTbs> {
+  const { parts, ...rest } = await encodeCrlTbsParts(input);
+  return { tbs: concat(parts), ...rest };
+}
+
+export interface CrlTbsParts extends Omit<CrlTbs, 'tbs'> {
+  /** The TBSCertList's DER in pieces (the entries as written, not copied): concatenated, the TBS. */
+  parts: Uint8Array[];
+  /** Their total length. */
+  length: number;
+}
+
+/**
+ * The TBSCertList as pieces, so that a large CRL is copied once, into the buffer that will hold
+ * the signed CRL (crl-builder.ts), rather than concatenated and then wrapped again.
+ */
+export async function encodeCrlTbsParts(input: CrlTbsInput): Promise<CrlTbsParts> {
   const thisUpdate = wholeSeconds(input.thisUpdate);
   const nextUpdate = wholeSeconds(input.nextUpdate);
   if (!(nextUpdate.getTime() > thisUpdate.getTime()))
     throw new Error('nextUpdate must be later than thisUpdate');
   if (input.number < 0n || input.number > CRL_NUMBER_MAX) throw new RangeError('CRL number out of range');
-  const writer = await writeEntries(input.entries);
-  const entryChunks = writer.finish();
+  let entryChunks: Uint8Array[];
+  let entriesLength: number;
+  let entryCount: number;
+  if (input.encodedEntries) {
+    if (input.entries !== undefined) throw new Error('entries or encodedEntries, not both');
+    ({ parts: entryChunks, length: entriesLength, count: entryCount } = input.encodedEntries);
+  } else {
+    const writer = await writeEntries(input.entries);
+    entryChunks = writer.finish();
+    entriesLength = writer.length;
+    entryCount = writer.count;
+  }
   const before = [
     VERSION_V2,
     input.signatureAlgorithm,
@@ -342,7 +373,7 @@ export async function encodeCrlTbs(input: CrlTbsInput): Promise<CrlTbs> {
     time(nextUpdate),
   ];
   // RFC 5280 §5.1.2.6: with no revoked certificates the list MUST be absent, not empty.
-  const revoked = writer.count > 0 ? [header(TAG.SEQUENCE, writer.length), ...entryChunks] : [];
+  const revoked = entryCount > 0 ? [header(TAG.SEQUENCE, entriesLength), ...entryChunks] : [];
   const extensions = crlExtensions(input.issuer.subjectKeyIdentifier, {
     number: input.number,
     idp: input.issuingDistributionPoint,
@@ -352,8 +383,14 @@ export async function encodeCrlTbs(input: CrlTbsInput): Promise<CrlTbs> {
   const body = [...before, ...revoked, extensions];
   let bodyLength = 0;
   for (const part of body) bodyLength += part.byteLength;
-  const tbs = concat([header(TAG.SEQUENCE, bodyLength), ...body]);
-  return { tbs, thisUpdate, nextUpdate, entryCount: writer.count };
+  const head = header(TAG.SEQUENCE, bodyLength);
+  return {
+    parts: [head, ...body],
+    length: head.byteLength + bodyLength,
+    thisUpdate,
+    nextUpdate,
+    entryCount,
+  };
 }
 
 async function writeEntries(entries: CrlEntrySource | undefined): Promise<EntryWriter> {

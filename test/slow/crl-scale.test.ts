@@ -169,7 +169,7 @@ describe.skipIf(!haveTools)('sharded and delta CRLs on the running service', () 
     for (const leaf of leaves) expect(textOf(leaf.file)).toMatch(/\/crl\/dev-intermediate\/\d+\/delta\.crl/);
     const target = leaves[0]!;
     const shard = shards[0]!;
-    const sibling = leaves.find((leaf, i) => i > 0 && shards[i] === shard);
+    const sibling = leaves.find((_leaf, i) => i > 0 && shards[i] === shard);
     await serving.runtime.revocation!.scheduler.idle();
     const baseBefore = await fetchCrl(`/crl/dev-intermediate/${shard}.crl`, 'base-before.crl');
 
