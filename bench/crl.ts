@@ -14,12 +14,14 @@ import 'reflect-metadata';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { generateKeyPairSync, webcrypto } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as x509 from '@peculiar/x509';
 import { sql } from 'drizzle-orm';
 import pg from 'pg';
+import { latestCrlReader } from '../src/cli/revocation.ts';
 import { createCertificatesRepository } from '../src/db/certificates.repository.ts';
 import { createCrlsRepository } from '../src/db/crls.repository.ts';
 import { openDatabase } from '../src/db/database.ts';
@@ -34,6 +36,8 @@ const { values } = parseArgs({
     'no-latency': { type: 'boolean', default: false },
     /** Leave the database for profiling (its URL is printed). */
     keep: { type: 'boolean', default: false },
+    /** CPU profile of the one-more-revocation step (top functions by self time). */
+    profile: { type: 'boolean', default: false },
     deltas: { type: 'boolean', default: false },
   },
 });
@@ -182,6 +186,35 @@ authorityKeyIdentifier = keyid:always
 
 let oneMore = 1;
 
+/** Starts the V8 CPU profiler; the function it answers stops it and lists the top self times. */
+async function startProfile(): Promise<() => Promise<string>> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    session.disconnect();
+    const interval = (profile.endTime - profile.startTime) / Math.max(1, profile.samples?.length ?? 1);
+    const self = new Map<string, number>();
+    for (const node of profile.nodes) {
+      const frame = node.callFrame;
+      const where = `${frame.functionName || '(anonymous)'} ${frame.url.replace(/^.*\/(src|node_modules)\//, '$1/')}:${frame.lineNumber + 1}`;
+      self.set(where, (self.get(where) ?? 0) + (node.hitCount ?? 0) * interval);
+    }
+    const total = [...self.values()].reduce((a, b) => a + b, 0);
+    return [...self.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 15)
+      .map(
+        ([where, us]) =>
+          `    ${(us / 1000).toFixed(0).padStart(6)} ms ${((100 * us) / total).toFixed(1).padStart(5)}%  ${where}`,
+      )
+      .join('\n');
+  };
+}
+
 /** One more revocation until the CRL route's source (crls.getLatest) serves the CRL listing it. */
 async function revocationLatency(url: string, certificateDer: Uint8Array, dir: string, deltas: boolean) {
   const database = await openDatabase({ url }, { migrate: false });
@@ -221,16 +254,20 @@ async function revocationLatency(url: string, certificateDer: Uint8Array, dir: s
     not_after, status, crl_shard, tbs_sha256, der, created_at, status_changed_at)
     values (${serial}, ${ISSUER}, 'bench', 'bench', 'CN=bench', now() - interval '1 day', now() + interval '90 days',
       'good', 0, sha256(${serial}::bytea), '\\x00'::bytea, now(), now())`);
+  const profiler = values.profile ? await startProfile() : undefined;
   started = performance.now();
   await certificates.revoke(serial, { reason: 'keyCompromise', revokedAt: new Date() });
   scheduler.notifyRevocation(ISSUER, 0);
+  // What the CRL route calls (src/cli/revocation.ts): the number and hash, then the DER once.
+  const read = latestCrlReader(crls);
   let served: Awaited<ReturnType<typeof crls.getLatest>>;
   for (;;) {
-    served = await crls.getLatest(ISSUER, 0, kind);
+    served = await read(ISSUER, 0, kind);
     if (served && served.crlNumber !== before.crlNumber) break;
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
   const latency = performance.now() - started;
+  if (profiler) console.log(await profiler());
   await scheduler.stop();
   await database.close();
   return { first, latency, bytes: served.der.byteLength };

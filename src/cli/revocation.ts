@@ -139,7 +139,7 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     allocateNumber: (issuerId, shard, opts) => crls.allocateNumber(issuerId, shard, opts),
     save: (crl) => crls.save(crl),
     getLatestInfo: (issuerId, shard, kind) => crls.getLatestInfo(issuerId, shard, kind),
-    getLatest: (issuerId, shard, kind) => crls.getLatest(issuerId, shard, kind),
+    getLatest: latestCrlReader(crls),
     listLatestInfo: () => crls.listLatestInfo(),
   };
   const crlImport = createImportFor({ config, clock, issuers: options.issuerRecords, crls });
@@ -214,6 +214,27 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     ocsp,
     scheduler,
     stop: () => scheduler.stop(),
+  };
+}
+
+/**
+ * What the CRL route reads: the latest CRL, its DER fetched from the database once per new CRL and
+ * then served from memory (a CRL of a million entries is about 50 MiB; asking whether it changed
+ * reads its number and hash only).
+ */
+export function latestCrlReader(
+  crls: Pick<CrlsRepository, 'getLatest' | 'getLatestInfo'>,
+): CrlsRepository['getLatest'] {
+  const cache = new Map<string, NonNullable<Awaited<ReturnType<CrlsRepository['getLatest']>>>>();
+  return async (issuerId, shard, kind) => {
+    const info = await crls.getLatestInfo(issuerId, shard, kind);
+    const key = `${issuerId}/${shard}/${kind}`;
+    const hit = cache.get(key);
+    if (!info) return null;
+    if (hit && hit.crlNumber === info.crlNumber && Buffer.from(hit.sha256).equals(info.sha256)) return hit;
+    const latest = await crls.getLatest(issuerId, shard, kind);
+    if (latest) cache.set(key, latest);
+    return latest;
   };
 }
 

@@ -48,12 +48,14 @@ export function revokedRegion(der: Uint8Array): Uint8Array {
 }
 
 /** The offsets of the entries of a region (each a short-form SEQUENCE, as the encoder writes). */
-function offsetsOf(region: Uint8Array): Int32Array {
+function offsetsOf(region: Uint8Array): Int32Array | undefined {
   const offsets: number[] = [];
   for (let offset = 0; offset < region.byteLength; ) {
-    const entry = readTlvAt(region, offset);
+    // The encoder writes every entry with a one-octet length (at most 80 octets): anything else
+    // was not written by it and is not cached.
+    if (region[offset] !== TAG.SEQUENCE || region[offset + 1]! >= 0x80) return undefined;
     offsets.push(offset);
-    offset = entry.end;
+    offset += 2 + region[offset + 1]!;
   }
   return Int32Array.from(offsets);
 }
@@ -89,7 +91,7 @@ export function cacheEntries(crl: {
 }): CachedEntries | undefined {
   const region = revokedRegion(crl.der);
   const offsets = offsetsOf(region);
-  if (!sortedBySerial(region, offsets)) return undefined;
+  if (!offsets || !sortedBySerial(region, offsets)) return undefined;
   return {
     crlNumber: crl.crlNumber,
     certificate: crl.certificate,

@@ -160,7 +160,7 @@ export interface CrlSchedulerOptions {
   owed?: OwedCrls;
   /**
    * How often owed CRLs are looked for (owed on other nodes, or by a process that died).
-   * Default: the debounce, kept between 1 s and 60 s.
+   * Default: the debounce, kept between 100 ms and 60 s.
    */
   owedPollMs?: number;
   /**

@@ -153,7 +153,9 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     onPublished,
     onError,
   } = options;
-  const owedPollMs = options.owedPollMs ?? Math.min(60_000, Math.max(1_000, debounceMs));
+  // As often as the debounce (at least every 100 ms): a revocation committed on a node that does not
+  // hold the CRL writer lock is found by the one that does within the same bound (issue #28).
+  const owedPollMs = options.owedPollMs ?? Math.min(60_000, Math.max(100, debounceMs));
   const deltaIntervalMs = options.deltaIntervalMs;
   const deltas = deltaIntervalMs !== undefined;
   // Configuration mistakes fail here, not at the first tick (STYLE.md).

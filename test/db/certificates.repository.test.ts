@@ -226,6 +226,21 @@ describeEachDatabase('the certificates repository', (getDatabase) => {
     });
   });
 
+  test('listCrlShards names each shard with certificates and its latest notAfter, leaving out failed ones', async () => {
+    expect(await certificates.listCrlShards('dev-intermediate')).toEqual([]);
+    await issued({ crlShard: 0, notAfter: new Date('2026-05-01T00:00:00.000Z') });
+    await issued({ crlShard: 0, notAfter: new Date('2026-07-01T00:00:00.000Z') });
+    await issued({ crlShard: 3, notAfter: new Date('2026-06-01T00:00:00.000Z') });
+    const failed = reservation({ crlShard: 5, notAfter: new Date('2027-01-01T00:00:00.000Z') });
+    await certificates.reservePending(failed);
+    await certificates.markFailed(failed.serial, 'refused');
+    await issued({ issuerId: 'other-intermediate', crlShard: 1 });
+    expect(await certificates.listCrlShards('dev-intermediate')).toEqual([
+      { shard: 0, lastCertificateExpiry: new Date('2026-07-01T00:00:00.000Z') },
+      { shard: 3, lastCertificateExpiry: new Date('2026-06-01T00:00:00.000Z') },
+    ]);
+  });
+
   test('a pending reservation can be revoked, since it may already have been signed', async () => {
     const r = reservation();
     await certificates.reservePending(r);
