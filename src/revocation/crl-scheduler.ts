@@ -17,10 +17,11 @@ import { type IssuerFacts, readIssuerFacts } from './issuer.ts';
  *
  * - a new CRL at the half-life of the current one (thisUpdate + (nextUpdate - thisUpdate) / 2),
  *   so relying parties that fetch near nextUpdate always find a newer CRL, with room for retries;
- * - a new CRL within `debounceMs` (default 5 s) of a revocation: revocations arriving while one is
- *   pending share it, and a stream of revocations never postpones it past that first deadline;
- * - an issuer that no longer issues keeps publishing until a CRL with thisUpdate after its last
- *   certificate's expiry has been published (that CRL is the "one regularly scheduled CRL issued
+ * - a new CRL within `debounceMs` (default 100 ms) of a revocation: revocations arriving while one
+ *   is pending share it, and a stream of revocations never postpones it past that first deadline;
+ *   it reuses the entries of the CRL before it (crl-entry-cache.ts) instead of re-encoding them;
+ * - a shard that takes no new certificates (its issuer stopped, or the shard count shrank) keeps
+ *   publishing until a CRL with thisUpdate after its last certificate's expiry has been published (that CRL is the "one regularly scheduled CRL issued
  *   beyond the revoked certificate's validity period" of RFC 5280 §3.3), then stops;
  * - an entry leaves once a CRL past its certificate's expiry has listed it: each CRL asks for the
  *   entries whose certificate expired no earlier than the previous CRL's thisUpdate (less a margin
