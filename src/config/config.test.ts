@@ -20,6 +20,19 @@ describe('the service configuration', () => {
     expect(config.audit.failedAuthInterval).toBe('PT1M');
   });
 
+  it('reads CRL shards per issuer, a delta interval and a debounce with a fraction of a second', () => {
+    const { crl } = parseConfig(
+      `${minimal}\ncrl: { debounce: PT0.25S, shards: { dev-intermediate: 8 }, deltaInterval: PT1H }\n`,
+    );
+    expect(crl).toMatchObject({
+      debounce: 'PT0.25S',
+      shards: { 'dev-intermediate': 8 },
+      deltaInterval: 'PT1H',
+    });
+    expect(parseConfig(minimal).crl.shards).toEqual({});
+    expect(parseConfig(minimal).crl.deltaInterval).toBeUndefined();
+  });
+
   it('has no ACME directory by default, and validation defaults that suit a CA on a network', () => {
     const { acme } = parseConfig(minimal);
     expect(acme.directories).toEqual([]);
@@ -138,6 +151,16 @@ trustedRoots: [r]
       'a malformed duration',
       `${minimal}\ncrl: { debounce: 5s }\n`,
       /crl\.debounce: must be an ISO 8601 duration/,
+    ],
+    [
+      'a delta interval over half of the CRL validity',
+      `${minimal}\ncrl: { validity: P1D, deltaInterval: PT13H }\n`,
+      /crl\.deltaInterval: must be at least PT1S and at most half of crl\.validity/,
+    ],
+    [
+      'a shard count of zero',
+      `${minimal}\ncrl: { shards: { dev-intermediate: 0 } }\n`,
+      /crl\.shards\.dev-intermediate/,
     ],
     [
       'a failed-authentication limit of zero',

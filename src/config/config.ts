@@ -362,6 +362,19 @@ export const configSchema = z.strictObject({
         })
         .default('P30D'),
     })
+    .superRefine((crl, context) => {
+      if (crl.deltaInterval === undefined) return;
+      const delta = parseDuration(crl.deltaInterval);
+      const validity = parseDuration(crl.validity);
+      // A delta CRL is valid for twice the interval and must not outlive its base's usefulness.
+      if (delta.ok && validity.ok && (delta.seconds < 1 || 2 * delta.seconds > validity.seconds)) {
+        context.addIssue({
+          code: 'custom',
+          path: ['deltaInterval'],
+          message: 'must be at least PT1S and at most half of crl.validity',
+        });
+      }
+    })
     .prefault({}),
   ocsp: z
     .strictObject({
