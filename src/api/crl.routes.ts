@@ -28,9 +28,15 @@ export function crlRoutes({ deps, guard }: RouteContext): Hono<ApiEnv> {
     if (!deps.revocation) throw revocationUnavailable();
     const shard = Number(shardText);
     const issuer = await deps.issuers.get(issuerId);
-    if (!issuer || shard >= issuer.crlShards)
-      throw apiErrors.notFound(`No CRL ${issuerId}/${shard}.`, 'crl.not_found');
+    if (!issuer) throw apiErrors.notFound(`No CRL ${issuerId}/${shard}.`, 'crl.not_found');
     const crl = await deps.revocation.crls.getLatest(issuerId, shard, kind);
+    // A shard beyond the current count is served while it has a CRL (its certificates were issued
+    // under an earlier, larger count); a delta exists only where delta CRLs are published.
+    if (!crl && (shard >= issuer.crlShards || kind === 'delta'))
+      throw apiErrors.notFound(
+        `No ${kind === 'delta' ? 'delta ' : ''}CRL ${issuerId}/${shard}.`,
+        'crl.not_found',
+      );
     if (!crl) {
       throw new AppError(
         'crl.unavailable',

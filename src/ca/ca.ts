@@ -228,6 +228,7 @@ export function createCertificateAuthority(options: CertificateAuthorityOptions)
         sans: template.sans,
         notBefore: built.notBefore,
         notAfter: built.notAfter,
+        crlShard: built.crlShard,
         tbsSha256: sha256(built.der),
         csrSha256: Buffer.from(csr.sha256, 'hex'),
         spkiSha256: sha256(template.publicKey),

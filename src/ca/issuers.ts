@@ -51,6 +51,8 @@ export interface LoadIssuersOptions {
   /** DER certificates of the roots listed in signet.yaml. */
   trustedRoots: Uint8Array[];
   clock: Clock;
+  /** Delta CRLs are published (signet.yaml `crl.deltaInterval`): leaves carry a Freshest CRL. */
+  deltaCrls?: boolean;
 }
 
 export interface VerifiedIssuerChain {
@@ -138,6 +140,29 @@ export async function loadIssuers(options: LoadIssuersOptions): Promise<IssuerSe
   };
 }
 
+/**
+ * Issuers that no longer issue (disabled, retired) but whose keys this server's partitions hold:
+ * their CRLs are still signed until their last certificate expires (issue #28). An issuer that
+ * cannot be loaded (its key elsewhere, its chain no longer valid) is reported and left out.
+ */
+export async function loadStoppedIssuers(
+  options: LoadIssuersOptions,
+  onSkipped: (id: string, error: unknown) => void,
+): Promise<LoadedIssuer[]> {
+  const records = (await options.issuers.list()).filter(
+    (record) => record.status !== 'active' && !isSelfIssued(record.certificateDer),
+  );
+  const loaded: LoadedIssuer[] = [];
+  for (const record of records) {
+    try {
+      loaded.push(await loadIssuer(record, options));
+    } catch (error) {
+      onSkipped(record.id, error);
+    }
+  }
+  return loaded;
+}
+
 export async function loadIssuer(
   record: IssuerRecord,
   options: LoadIssuersOptions & { tokens?: ReadonlyMap<string, string> },
@@ -164,6 +189,8 @@ export async function loadIssuer(
     ...(record.crlUrls[0] ? { crlUrl: record.crlUrls[0] } : {}),
     ...(record.ocspUrls[0] ? { ocspUrl: record.ocspUrls[0] } : {}),
     ...(record.caIssuersUrls[0] ? { caIssuersUrl: record.caIssuersUrls[0] } : {}),
+    crlShards: record.crlShards,
+    ...(options.deltaCrls ? { deltaCrls: true } : {}),
   });
   const keyInfo = await keyManager.findKey({ uri: record.keyUri });
   if (!keyInfo) throw new IssuerLoadError(`issuer ${record.id}: no key ${record.keyUri} in the partition`);

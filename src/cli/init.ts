@@ -482,7 +482,9 @@ issuance:
 
 crl:
   validity: P1D
-  debounce: PT5S
+  debounce: PT0.1S
+  # shards: { dev-intermediate: 4 }   # CRL shards for new certificates (/crl/{id}/{shard}.crl)
+  # deltaInterval: PT1H               # delta CRLs (/crl/{id}/delta.crl), at least this often
 
 ocsp:
   validity: PT4H

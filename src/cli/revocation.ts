@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { IssuerSet } from '../ca/issuers.ts';
+import type { IssuerSet, LoadedIssuer } from '../ca/issuers.ts';
 import type { SignetConfig } from '../config/config.ts';
 import type { CertificatesRepository } from '../db/certificates.repository.ts';
 import type { CrlsRepository } from '../db/crls.repository.ts';
@@ -12,7 +12,9 @@ import type { ReplayGuardRepository } from '../db/replay-guard.repository.ts';
 import type { Clock } from '../lib/clock.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { type CrlImport, createCrlImport, crlsSignedOnline } from '../revocation/crl-import.ts';
+import { crlShardsFor, lastExpiryOf } from '../revocation/crl-publisher.ts';
 import {
+  type CrlIssuer,
   type CrlScheduler,
   type CrlStore,
   createCrlScheduler,
@@ -63,6 +65,8 @@ export interface RevocationRuntimeOptions {
   logger: Logger;
   database: Pick<Database, 'withAdvisoryLock' | 'listen'>;
   issuers: IssuerSet;
+  /** Issuers that no longer issue (disabled, retired): their CRLs go on until their certificates expire. */
+  stoppedIssuers?: LoadedIssuer[];
   /** Every issuer record, including those served read-only (offline roots). */
   issuerRecords: Pick<IssuersRepository, 'get'>;
   certificates: CertificatesRepository;
@@ -124,9 +128,54 @@ export function presignedStore(responses: OcspResponsesRepository): PresignedSto
 }
 
 function durationMs(text: string): number {
-  const result = parseDuration(text);
+  const result = parseDuration(text, { fractionalSeconds: true });
   if (!result.ok) throw new Error(`invalid duration ${text}: ${result.reason}`);
-  return result.seconds * 1000;
+  return Math.round(result.seconds * 1000);
+}
+
+/**
+ * Records signet.yaml's `crl.shards` on the issuers (default 1 for those it leaves out), so that
+ * new certificates are spread over that many shards; certificates issued before keep their shard,
+ * whose CRL is published for as long as they need it. An id that names no issuer fails the start.
+ */
+export async function applyCrlShards(
+  issuers: Pick<IssuersRepository, 'list' | 'setCrlShards'>,
+  shards: Readonly<Record<string, number>>,
+): Promise<void> {
+  const records = await issuers.list();
+  const known = new Set(records.map((record) => record.id));
+  const unknown = Object.keys(shards).filter((id) => !known.has(id));
+  if (unknown.length > 0) {
+    throw new Error(`signet.yaml crl.shards names issuers that do not exist: ${unknown.join(', ')}`);
+  }
+  for (const record of records) {
+    if (isSelfIssued(record.certificateDer)) continue;
+    const wanted = shards[record.id] ?? 1;
+    if (record.crlShards !== wanted) await issuers.setCrlShards(record.id, wanted);
+  }
+}
+
+/**
+ * An issuer as the CRL scheduler sees it: its shards, each with how long it must be published
+ * (the latest notAfter of the certificates it covers, not the issuer's own: issue #28), also once
+ * the issuer stopped issuing.
+ */
+async function crlIssuer(
+  issuer: LoadedIssuer,
+  issuing: boolean,
+  certificates: Pick<CertificatesRepository, 'listCrlShards'>,
+): Promise<CrlIssuer> {
+  const known = await certificates.listCrlShards(issuer.id);
+  const shards = crlShardsFor(issuer.context.crlShards ?? 1, known, issuing);
+  return {
+    id: issuer.id,
+    certificate: issuer.certificateDer,
+    signer: partitionSigner(issuer.crypto, issuer.keys.crl, 'crl'),
+    issuing,
+    lastCertificateExpiry: lastExpiryOf(shards),
+    shards,
+    ...(issuer.context.crlUrl ? { crlUrl: issuer.context.crlUrl } : {}),
+  };
 }
 
 export async function startRevocation(options: RevocationRuntimeOptions): Promise<RevocationRuntime> {
@@ -135,7 +184,7 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     allocateNumber: (issuerId, shard, opts) => crls.allocateNumber(issuerId, shard, opts),
     save: (crl) => crls.save(crl),
     getLatestInfo: (issuerId, shard, kind) => crls.getLatestInfo(issuerId, shard, kind),
-    getLatest: (issuerId, shard, kind) => crls.getLatest(issuerId, shard, kind),
+    getLatest: latestCrlReader(crls),
     listLatestInfo: () => crls.listLatestInfo(),
   };
   const crlImport = createImportFor({ config, clock, issuers: options.issuerRecords, crls });
@@ -143,17 +192,15 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
   const notRoots = <T extends { certificateDer: Uint8Array }>(list: T[]) =>
     list.filter((issuer) => !isSelfIssued(issuer.certificateDer));
 
+  const stopped = options.stoppedIssuers ?? [];
   const scheduler = createCrlScheduler({
     issuers: {
-      listCrlIssuers: async () =>
-        notRoots(issuers.list()).map((issuer) => ({
-          id: issuer.id,
-          certificate: issuer.certificateDer,
-          signer: partitionSigner(issuer.crypto, issuer.keys.crl, 'crl'),
-          issuing: true,
-          // No certificate outlives its issuer: the issuer's notAfter bounds how long CRLs are owed.
-          lastCertificateExpiry: issuer.context.notAfter,
-        })),
+      listCrlIssuers: async () => [
+        ...(await Promise.all(
+          notRoots(issuers.list()).map((issuer) => crlIssuer(issuer, true, certificates)),
+        )),
+        ...(await Promise.all(stopped.map((issuer) => crlIssuer(issuer, false, certificates)))),
+      ],
     },
     entries: certificates,
     store,
@@ -161,10 +208,13 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     lock: (name, fn) => options.database.withAdvisoryLock(name, fn),
     owed: owedCrls(options.owedWork),
     // The partition answers and is unsealed: after an outage, owed CRLs follow at once (issue #17).
-    signerReady: async (issuerId) => (await issuers.get(issuerId)?.keyManager.status())?.state === 'unsealed',
+    signerReady: async (issuerId) =>
+      (await (issuers.get(issuerId) ?? stopped.find((i) => i.id === issuerId))?.keyManager.status())
+        ?.state === 'unsealed',
     nodeId: options.nodeId,
     validityMs: durationMs(config.crl.validity),
     debounceMs: durationMs(config.crl.debounce),
+    ...(config.crl.deltaInterval ? { deltaIntervalMs: durationMs(config.crl.deltaInterval) } : {}),
     onPublished: (crl) =>
       logger.info(
         { issuer: crl.issuerId, crlNumber: crl.crlNumber.toString(), entries: undefined },
@@ -179,7 +229,7 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     certificates,
     clock,
     listeners: [
-      (result) => scheduler.notifyRevocation(result.revocation.issuerId),
+      (result) => scheduler.notifyRevocation(result.revocation.issuerId, result.revocation.crlShard ?? 0),
       // This node at once; the others through the NOTIFY sent at commit (src/db).
       (result) => {
         ocsp.invalidate(result.revocation.serial);
@@ -277,6 +327,27 @@ async function startOcsp(options: RevocationRuntimeOptions) {
       await ocspMaintenance.stop();
       await unlisten();
     },
+  };
+}
+
+/**
+ * What the CRL route reads: the latest CRL, its DER fetched from the database once per new CRL and
+ * then served from memory (a CRL of a million entries is about 50 MiB; asking whether it changed
+ * reads its number and hash only).
+ */
+export function latestCrlReader(
+  crls: Pick<CrlsRepository, 'getLatest' | 'getLatestInfo'>,
+): CrlsRepository['getLatest'] {
+  const cache = new Map<string, NonNullable<Awaited<ReturnType<CrlsRepository['getLatest']>>>>();
+  return async (issuerId, shard, kind) => {
+    const info = await crls.getLatestInfo(issuerId, shard, kind);
+    const key = `${issuerId}/${shard}/${kind}`;
+    const hit = cache.get(key);
+    if (!info) return null;
+    if (hit && hit.crlNumber === info.crlNumber && Buffer.from(hit.sha256).equals(info.sha256)) return hit;
+    const latest = await crls.getLatest(issuerId, shard, kind);
+    if (latest) cache.set(key, latest);
+    return latest;
   };
 }
 

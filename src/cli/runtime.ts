@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { createCertificateAuthority } from '../ca/ca.ts';
-import { type IssuerSet, loadIssuers } from '../ca/issuers.ts';
+import { type IssuerSet, loadIssuers, loadStoppedIssuers } from '../ca/issuers.ts';
 import { createRenewal, type Renewal } from '../ca/renew.usecase.ts';
 import type { CertificateAuthority } from '../ca/types.ts';
 import { loadConfig, resolveIn, type SignetConfig } from '../config/config.ts';
@@ -28,7 +28,7 @@ import { parseDuration } from '../lib/duration.ts';
 import { createPolicyRegistry, type PolicyRegistry } from '../policy/registry.ts';
 import { createKeyBlocklist } from '../x509/blocklist.ts';
 import { decodePemBlocks } from '../x509/pem.ts';
-import { type RevocationRuntime, startRevocation } from './revocation.ts';
+import { applyCrlShards, type RevocationRuntime, startRevocation } from './revocation.ts';
 
 /**
  * The composition root: everything `signet serve` (and the local CLI commands) run on, opened in
@@ -242,11 +242,13 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         .filter((block) => block.label === 'CERTIFICATE')
         .map((block) => block.der),
     );
+    await applyCrlShards(repositories.issuers, config.crl.shards);
     const issuers = await loadIssuers({
       issuers: repositories.issuers,
       partitions: partitions as ReadonlyMap<string, KeyManager>,
       trustedRoots,
       clock,
+      ...(config.crl.deltaInterval ? { deltaCrls: true } : {}),
     });
     logger.info({ issuers: issuers.list().map((i) => i.id) }, 'issuers loaded');
     // A member is used only while it holds every key this node signs with (a clone may predate one).
@@ -291,12 +293,23 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
 
     let revocation: RevocationRuntime | undefined;
     if (options.revocation) {
+      const stoppedIssuers = await loadStoppedIssuers(
+        {
+          issuers: repositories.issuers,
+          partitions: partitions as ReadonlyMap<string, KeyManager>,
+          trustedRoots,
+          clock,
+        },
+        (id, error) =>
+          logger.warn({ issuer: id, err: error }, 'issuer that stopped issuing: no CRLs signed here'),
+      );
       revocation = await startRevocation({
         config,
         clock,
         logger,
         database,
         issuers,
+        stoppedIssuers,
         issuerRecords: repositories.issuers,
         certificates: repositories.certificates,
         crls: repositories.crls,

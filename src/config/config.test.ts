@@ -12,12 +12,25 @@ describe('the service configuration', () => {
     const config = parseConfig(minimal);
     expect(config.server).toMatchObject({ host: '127.0.0.1', port: 8080, bodyLimit: 65536 });
     expect(config.partitions.issuing?.user).toBe('ca');
-    expect(config.crl.debounce).toBe('PT5S');
+    expect(config.crl.debounce).toBe('PT0.1S');
     expect(config.crl.importedExpiryWarning).toBe('P30D');
     expect(config.policies.dir).toBe('policies');
     expect(config.partitions.issuing?.p11Socket).toBeUndefined();
     expect(config.rateLimit.failedAuthPerMinute).toBe(60);
     expect(config.audit.failedAuthInterval).toBe('PT1M');
+  });
+
+  it('reads CRL shards per issuer, a delta interval and a debounce with a fraction of a second', () => {
+    const { crl } = parseConfig(
+      `${minimal}\ncrl: { debounce: PT0.25S, shards: { dev-intermediate: 8 }, deltaInterval: PT1H }\n`,
+    );
+    expect(crl).toMatchObject({
+      debounce: 'PT0.25S',
+      shards: { 'dev-intermediate': 8 },
+      deltaInterval: 'PT1H',
+    });
+    expect(parseConfig(minimal).crl.shards).toEqual({});
+    expect(parseConfig(minimal).crl.deltaInterval).toBeUndefined();
   });
 
   it('has no ACME directory by default, and validation defaults that suit a CA on a network', () => {
@@ -151,6 +164,16 @@ trustedRoots: [r]
       'a malformed duration',
       `${minimal}\ncrl: { debounce: 5s }\n`,
       /crl\.debounce: must be an ISO 8601 duration/,
+    ],
+    [
+      'a delta interval over half of the CRL validity',
+      `${minimal}\ncrl: { validity: P1D, deltaInterval: PT13H }\n`,
+      /crl\.deltaInterval: must be at least PT1S and at most half of crl\.validity/,
+    ],
+    [
+      'a shard count of zero',
+      `${minimal}\ncrl: { shards: { dev-intermediate: 0 } }\n`,
+      /crl\.shards\.dev-intermediate/,
     ],
     [
       'a failed-authentication limit of zero',

@@ -158,6 +158,11 @@ const fixedDuration = duration.refine((text) => parseDuration(text).ok, {
   message: 'must be a duration of days, weeks, hours, minutes or seconds such as P7D or PT10S',
 });
 
+/** A short timer: seconds may have a fraction down to milliseconds (PT0.1S). */
+const shortDuration = z.string().refine((text) => parseDuration(text, { fractionalSeconds: true }).ok, {
+  message: 'must be an ISO 8601 duration such as PT0.1S, PT5S or PT1M (fractions of a second to ms)',
+});
+
 /** RFC 8555 challenge types a directory may offer (tls-alpn-01 is RFC 8737). */
 export const ACME_CHALLENGE_TYPES = ['http-01', 'dns-01', 'tls-alpn-01'] as const;
 
@@ -337,7 +342,26 @@ export const configSchema = z.strictObject({
   crl: z
     .strictObject({
       validity: duration.default('P1D'),
-      debounce: duration.default('PT5S'),
+      /**
+       * Longest wait between a revocation and the CRL that lists it: revocations inside the window
+       * share one CRL. Holds after a crash and on every node (the owed_work outbox, issue #17).
+       */
+      debounce: shortDuration.default('PT0.1S'),
+      /**
+       * CRL shards per issuer id (default 1: one complete CRL at /crl/{id}.crl). A certificate's
+       * shard is fixed when it is issued; changing a count affects new certificates only.
+       */
+      shards: z
+        .record(
+          z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/, { message: 'must be an issuer id' }),
+          z.number().int().min(1).max(65_536),
+        )
+        .default({}),
+      /**
+       * With it, delta CRLs (RFC 5280 §5.2.4) are published at this interval and on revocation,
+       * and certificates and full CRLs point at them (Freshest CRL).
+       */
+      deltaInterval: fixedDuration.optional(),
       /**
        * /readyz warns when an imported CRL (a root's, from the offline ceremony) is this close to
        * its nextUpdate: time to run the crl ceremony and import its output.
@@ -347,6 +371,19 @@ export const configSchema = z.strictObject({
           message: 'must be a duration of days, weeks, hours, minutes or seconds such as P30D',
         })
         .default('P30D'),
+    })
+    .superRefine((crl, context) => {
+      if (crl.deltaInterval === undefined) return;
+      const delta = parseDuration(crl.deltaInterval);
+      const validity = parseDuration(crl.validity);
+      // A delta CRL is valid for twice the interval and must not outlive its base's usefulness.
+      if (delta.ok && validity.ok && (delta.seconds < 1 || 2 * delta.seconds > validity.seconds)) {
+        context.addIssue({
+          code: 'custom',
+          path: ['deltaInterval'],
+          message: 'must be at least PT1S and at most half of crl.validity',
+        });
+      }
     })
     .prefault({}),
   ocsp: z

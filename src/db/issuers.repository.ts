@@ -30,6 +30,11 @@ export interface IssuersRepository {
   list(): Promise<IssuerRecord[]>;
   /** IssuerNotFoundError if there is no such issuer. */
   setStatus(id: string, status: IssuerStatus): Promise<IssuerRecord>;
+  /**
+   * Sets how many CRL shards the issuer's new certificates are spread over (signet.yaml
+   * `crl.shards`); certificates already issued keep theirs. IssuerNotFoundError if unknown.
+   */
+  setCrlShards(id: string, shards: number): Promise<IssuerRecord>;
   /** The issuer and its parents up to the root, issuer first; IssuerNotFoundError if unknown. */
   chain(id: string): Promise<IssuerRecord[]>;
 }
@@ -40,32 +45,32 @@ export function isIssuerId(value: string): boolean {
   return typeof value === 'string' && SLUG.test(value);
 }
 
-export function createIssuersRepository({ db, clock = systemClock }: { db: Db; clock?: Clock }) {
-  function values(input: IssuerInput) {
-    if (!isIssuerId(input.id)) {
-      throw new TypeError(`issuer id ${JSON.stringify(input.id)} must be a slug (a-z, 0-9, -; at most 64)`);
-    }
-    if (input.status !== undefined && !ISSUER_STATUSES.includes(input.status)) {
-      throw new TypeError(`unknown issuer status ${JSON.stringify(input.status)}`);
-    }
-    const shards = input.crlShards ?? 1;
-    if (!Number.isInteger(shards) || shards < 1 || shards > 65536) {
-      throw new TypeError('crlShards must be an integer from 1 to 65536');
-    }
-    return {
-      id: input.id,
-      name: input.name,
-      parentId: input.parentId ?? null,
-      certificateDer: input.certificateDer,
-      keyUri: input.keyUri,
-      status: input.status ?? 'active',
-      crlUrls: input.crlUrls ?? [],
-      ocspUrls: input.ocspUrls ?? [],
-      caIssuersUrls: input.caIssuersUrls ?? [],
-      crlShards: shards,
-    };
+function values(input: IssuerInput) {
+  if (!isIssuerId(input.id)) {
+    throw new TypeError(`issuer id ${JSON.stringify(input.id)} must be a slug (a-z, 0-9, -; at most 64)`);
   }
+  if (input.status !== undefined && !ISSUER_STATUSES.includes(input.status)) {
+    throw new TypeError(`unknown issuer status ${JSON.stringify(input.status)}`);
+  }
+  const shards = input.crlShards ?? 1;
+  if (!Number.isInteger(shards) || shards < 1 || shards > 65536) {
+    throw new TypeError('crlShards must be an integer from 1 to 65536');
+  }
+  return {
+    id: input.id,
+    name: input.name,
+    parentId: input.parentId ?? null,
+    certificateDer: input.certificateDer,
+    keyUri: input.keyUri,
+    status: input.status ?? 'active',
+    crlUrls: input.crlUrls ?? [],
+    ocspUrls: input.ocspUrls ?? [],
+    caIssuersUrls: input.caIssuersUrls ?? [],
+    crlShards: shards,
+  };
+}
 
+export function createIssuersRepository({ db, clock = systemClock }: { db: Db; clock?: Clock }) {
   const repository: IssuersRepository = {
     async create(input) {
       const now = clock.now();
@@ -112,6 +117,21 @@ export function createIssuersRepository({ db, clock = systemClock }: { db: Db; c
         .returning();
       if (!row) throw new IssuerNotFoundError(id);
       return row;
+    },
+
+    async setCrlShards(id, shards) {
+      if (!Number.isInteger(shards) || shards < 1 || shards > 65536) {
+        throw new TypeError('crlShards must be an integer from 1 to 65536');
+      }
+      const current = await repository.get(id);
+      if (!current) throw new IssuerNotFoundError(id);
+      if (current.crlShards === shards) return current;
+      const [row] = await db
+        .update(issuers)
+        .set({ crlShards: shards, updatedAt: clock.now() })
+        .where(eq(issuers.id, id))
+        .returning();
+      return row!;
     },
 
     async chain(id) {

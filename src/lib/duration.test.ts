@@ -1,6 +1,28 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { formatDuration, MAX_DURATION_SECONDS, parseDuration } from './duration.ts';
+import { formatDuration, MAX_DURATION_SECONDS, parseDuration, parseDurationMs } from './duration.ts';
+
+describe('fractional seconds', () => {
+  test.each([
+    ['PT0.1S', 100],
+    ['PT0,25S', 250],
+    ['PT1.5S', 1_500],
+    ['PT2S', 2_000],
+    ['PT1M0.001S', 60_001],
+  ])('with fractionalSeconds, reads %s as %i ms', (text, ms) => {
+    expect(parseDurationMs(text)).toMatchObject({ ok: true, ms });
+  });
+
+  test.each([
+    ['a fraction of a second by default', 'PT0.1S', 'fraction', false],
+    ['a fraction of an hour even when seconds may have one', 'PT1.5H', 'fraction', true],
+    ['a fraction finer than milliseconds', 'PT0.0001S', 'milliseconds', true],
+  ])('refuses %s', (_name, text, reason, fractionalSeconds) => {
+    const result = parseDuration(text, { fractionalSeconds });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.reason).toContain(reason);
+  });
+});
 
 describe('parseDuration', () => {
   test.each([

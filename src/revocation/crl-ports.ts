@@ -3,6 +3,8 @@
  * writer lock, the revoked entries, the issuers, the owed CRLs of the owed_work outbox, and timers.
  * src/cli/revocation.ts wires them to src/db; tests give in-memory ones.
  */
+
+import type { Clock } from '../lib/clock.ts';
 import type { CrlEntry, IssuingDistributionPointOptions } from './crl-builder.ts';
 import type { RevocationSigner } from './signing.ts';
 
@@ -13,13 +15,17 @@ export interface CrlInfo {
   nextUpdate: Date;
   /** Signed elsewhere and imported (crl-import.ts): served as it is, never re-signed here. */
   imported?: boolean;
+  /** A delta CRL's BaseCRLNumber (RFC 5280 §5.2.4); null or absent for a full CRL. */
+  baseCrlNumber?: bigint | null;
 }
 
-/** A full CRL as saved and served: every node serves these same bytes. */
+export type CrlKind = 'full' | 'delta';
+
+/** A full or delta CRL as saved and served: every node serves these same bytes. */
 export interface PublishedCrl extends CrlInfo {
   issuerId: string;
   shard: number;
-  kind: 'full';
+  kind: CrlKind;
   der: Uint8Array;
   /** SHA-256 of `der`: the ETag. */
   sha256: Uint8Array;
@@ -43,7 +49,7 @@ export interface CrlStore {
    * allocated later published first): then 'stale', and nothing changes.
    */
   save(crl: PublishedCrl): Promise<'saved' | 'stale'>;
-  getLatestInfo(issuerId: string, shard: number, kind: 'full'): Promise<CrlInfo | null>;
+  getLatestInfo(issuerId: string, shard: number, kind: CrlKind): Promise<CrlInfo | null>;
 }
 
 /**
@@ -65,6 +71,21 @@ export interface RevokedEntrySource {
     issuerId: string,
     options?: { shard?: number; expiredBefore?: Date; pageSize?: number },
   ): AsyncIterable<CrlEntry>;
+  /** Revocations made or changed after `since`: a delta CRL's entries (RFC 5280 §5.2.4). */
+  streamRevocationChangesSince?(
+    issuerId: string,
+    since: Date,
+    options?: { shard?: number; expiredBefore?: Date; pageSize?: number },
+  ): AsyncIterable<CrlEntry>;
+}
+
+/** One CRL shard of an issuer (src/x509/crl-urls.ts): its certificates name its URL. */
+export interface CrlShard {
+  shard: number;
+  /** New certificates may still land in it (the issuer issues and the shard count covers it). */
+  issuing: boolean;
+  /** The latest notAfter of its certificates; null when it has none. */
+  lastCertificateExpiry: Date | null;
 }
 
 /** An issuer as the scheduler needs it. */
@@ -79,6 +100,13 @@ export interface CrlIssuer {
   /** The latest notAfter of the certificates it issued; null when it issued none. */
   lastCertificateExpiry: Date | null;
   issuingDistributionPoint?: IssuingDistributionPointOptions;
+  /** The issuer's CRL URL (`.../crl/{id}.crl`): shard CRLs name theirs in their IDP. */
+  crlUrl?: string;
+  /**
+   * Its shards; absent: one, shard 0, with `issuing` and `lastCertificateExpiry` above. Several
+   * (or one other than 0): each is a partitioned CRL with a critical IDP (RFC 5280 §5.2.5).
+   */
+  shards?: CrlShard[];
 }
 
 export interface CrlIssuerSource {
@@ -120,3 +148,50 @@ export const realTimers: Timers = {
   },
   clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
+
+export interface CrlSchedulerOptions {
+  issuers: CrlIssuerSource;
+  entries: RevokedEntrySource;
+  store: CrlStore;
+  clock: Clock;
+  /** Without it, nodes may both sign a CRL now and then; the store keeps the newer. */
+  lock?: CrlWriterLock;
+  /** CRLs owed by committed revocations; without it, only notifyRevocation says one is owed. */
+  owed?: OwedCrls;
+  /**
+   * How often owed CRLs are looked for (owed on other nodes, or by a process that died).
+   * Default: the debounce, kept between 100 ms and 60 s.
+   */
+  owedPollMs?: number;
+  /**
+   * Whether the issuer's key can sign now (its partition answers, unsealed). After a failed run it
+   * is asked every `probeMs`, and the CRL is made as soon as it answers true, instead of waiting
+   * out the retry delay.
+   */
+  signerReady?: (issuerId: string) => Promise<boolean>;
+  /** Default 1 s. */
+  probeMs?: number;
+  /** Recorded as generatedBy. */
+  nodeId?: string;
+  timers?: Timers;
+  /** nextUpdate - thisUpdate. Default 24 h (signet.yaml crl.validity). */
+  validityMs?: number;
+  /** Longest wait between a revocation and the CRL that lists it. Default 100 ms (crl.debounce). */
+  debounceMs?: number;
+  /**
+   * With it, delta CRLs (signet.yaml crl.deltaInterval): one at least this often (valid for twice
+   * as long) and one for each revocation, which no longer remakes the complete CRL.
+   */
+  deltaIntervalMs?: number;
+  /** How often the issuer list is read again (new issuers, issuers that stopped). Default 60 s. */
+  rescanMs?: number;
+  /** First retry delay after a failure, doubled up to `maxRetryMs`. Defaults 5 s and 5 min. */
+  retryMs?: number;
+  maxRetryMs?: number;
+  /** How long entries stay past the point RFC 5280 §3.3 allows removing them. Default 1 h. */
+  removalMarginMs?: number;
+  pageSize?: number;
+  onPublished?: (crl: PublishedCrl) => void;
+  /** Failures are retried; this hook logs them (never with key material: there is none here). */
+  onError?: (error: unknown, issuerId: string) => void;
+}

@@ -1,31 +1,27 @@
 import { partitionUnavailable } from '../hsm/unavailable.ts';
-import type { Clock } from '../lib/clock.ts';
-import { wholeSeconds } from '../lib/clock.ts';
-import { type BuiltCrl, buildCrl } from './crl-builder.ts';
-import { timeDerivedCrlNumber } from './crl-number.ts';
 import {
   type CrlInfo,
   type CrlIssuer,
-  type CrlIssuerSource,
-  type CrlStore,
-  type CrlWriterLock,
-  type OwedCrls,
+  type CrlSchedulerOptions,
+  type CrlShard,
   type PublishedCrl,
-  type RevokedEntrySource,
   realTimers,
-  type Timers,
 } from './crl-ports.ts';
+import { makeScopeCrl, type ScopeCrlSettings, shardsOf } from './crl-publisher.ts';
 import { type IssuerFacts, readIssuerFacts } from './issuer.ts';
 
 /**
- * Keeps every issuer's full CRL fresh (RFC 5280 §5; issue #11):
+ * Keeps every issuer shard's CRLs fresh (RFC 5280 §5; issues #11, #28). Each shard of an issuer
+ * (crl-publisher.ts) is scheduled on its own, as below; with `deltaIntervalMs`, a revocation is
+ * published in a delta CRL (RFC 5280 §5.2.4) and the complete CRL only at its half-life:
  *
  * - a new CRL at the half-life of the current one (thisUpdate + (nextUpdate - thisUpdate) / 2),
  *   so relying parties that fetch near nextUpdate always find a newer CRL, with room for retries;
- * - a new CRL within `debounceMs` (default 5 s) of a revocation: revocations arriving while one is
- *   pending share it, and a stream of revocations never postpones it past that first deadline;
- * - an issuer that no longer issues keeps publishing until a CRL with thisUpdate after its last
- *   certificate's expiry has been published (that CRL is the "one regularly scheduled CRL issued
+ * - a new CRL within `debounceMs` (default 100 ms) of a revocation: revocations arriving while one
+ *   is pending share it, and a stream of revocations never postpones it past that first deadline;
+ *   it reuses the entries of the CRL before it (crl-entry-cache.ts) instead of re-encoding them;
+ * - a shard that takes no new certificates (its issuer stopped, or the shard count shrank) keeps
+ *   publishing until a CRL with thisUpdate after its last certificate's expiry has been published (that CRL is the "one regularly scheduled CRL issued
  *   beyond the revoked certificate's validity period" of RFC 5280 §3.3), then stops;
  * - an entry leaves once a CRL past its certificate's expiry has listed it: each CRL asks for the
  *   entries whose certificate expired no earlier than the previous CRL's thisUpdate (less a margin
@@ -47,6 +43,8 @@ export type {
   CrlInfo,
   CrlIssuer,
   CrlIssuerSource,
+  CrlSchedulerOptions,
+  CrlShard,
   CrlStore,
   CrlWriterLock,
   OwedCrlClaim,
@@ -56,50 +54,9 @@ export type {
   Timers,
 } from './crl-ports.ts';
 
-export interface CrlSchedulerOptions {
-  issuers: CrlIssuerSource;
-  entries: RevokedEntrySource;
-  store: CrlStore;
-  clock: Clock;
-  /** Without it, nodes may both sign a CRL now and then; the store keeps the newer. */
-  lock?: CrlWriterLock;
-  /** CRLs owed by committed revocations; without it, only notifyRevocation says one is owed. */
-  owed?: OwedCrls;
-  /**
-   * How often owed CRLs are looked for (owed on other nodes, or by a process that died).
-   * Default: the debounce, kept between 1 s and 60 s.
-   */
-  owedPollMs?: number;
-  /**
-   * Whether the issuer's key can sign now (its partition answers, unsealed). After a failed run it
-   * is asked every `probeMs`, and the CRL is made as soon as it answers true, instead of waiting
-   * out the retry delay.
-   */
-  signerReady?: (issuerId: string) => Promise<boolean>;
-  /** Default 1 s. */
-  probeMs?: number;
-  /** Recorded as generatedBy. */
-  nodeId?: string;
-  timers?: Timers;
-  /** nextUpdate - thisUpdate. Default 24 h (signet.yaml crl.validity). */
-  validityMs?: number;
-  /** Longest wait between a revocation and the CRL that lists it. Default 5 s (crl.debounce). */
-  debounceMs?: number;
-  /** How often the issuer list is read again (new issuers, issuers that stopped). Default 60 s. */
-  rescanMs?: number;
-  /** First retry delay after a failure, doubled up to `maxRetryMs`. Defaults 5 s and 5 min. */
-  retryMs?: number;
-  maxRetryMs?: number;
-  /** How long entries stay past the point RFC 5280 §3.3 allows removing them. Default 1 h. */
-  removalMarginMs?: number;
-  pageSize?: number;
-  onPublished?: (crl: PublishedCrl) => void;
-  /** Failures are retried; this hook logs them (never with key material: there is none here). */
-  onError?: (error: unknown, issuerId: string) => void;
-}
-
 export interface IssuerScheduleStatus {
   issuerId: string;
+  shard: number;
   nextRunAt: Date | null;
   pendingRevocation: boolean;
   /** A run failed and the issuer's key cannot sign: waiting for `signerReady`. */
@@ -113,10 +70,16 @@ export interface CrlScheduler {
   start(): Promise<void>;
   /** Cancels every timer and waits for CRLs being made. */
   stop(): Promise<void>;
-  /** A certificate of this issuer was revoked (or its reason changed): a CRL within the debounce delay. */
-  notifyRevocation(issuerId: string): void;
-  /** Makes and saves a CRL now, whatever the schedule; undefined if the issuer needs none or is unknown. */
-  publishNow(issuerId: string): Promise<CrlInfo | undefined>;
+  /**
+   * A certificate of this issuer shard was revoked (or its reason changed): a CRL within the
+   * debounce delay.
+   */
+  notifyRevocation(issuerId: string, shard?: number): void;
+  /**
+   * Makes and saves a complete CRL of the shard now, whatever the schedule; undefined if it needs
+   * none or the issuer is unknown.
+   */
+  publishNow(issuerId: string, shard?: number): Promise<CrlInfo | undefined>;
   /** Reads the issuer list again. */
   refresh(): Promise<void>;
   /** Resolves once every CRL run started or queued so far has finished. */
@@ -125,7 +88,10 @@ export interface CrlScheduler {
 }
 
 interface IssuerState {
+  /** The issuer's id. */
   id: string;
+  shard: number;
+  scope: CrlShard | undefined;
   issuer: CrlIssuer | undefined;
   facts: IssuerFacts | undefined;
   timer: unknown;
@@ -157,7 +123,7 @@ export function halfLife(crl: Pick<CrlInfo, 'thisUpdate' | 'nextUpdate'>): numbe
  * after its last certificate's expiry exists (RFC 5280 §3.3 asks each entry to appear on one).
  */
 export function needsCrl(
-  issuer: Pick<CrlIssuer, 'issuing' | 'lastCertificateExpiry'>,
+  issuer: Pick<CrlShard, 'issuing' | 'lastCertificateExpiry'>,
   current: Pick<CrlInfo, 'thisUpdate'> | null | undefined,
 ): boolean {
   if (issuer.issuing) return true;
@@ -178,7 +144,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     nodeId,
     timers = realTimers,
     validityMs = 24 * HOUR,
-    debounceMs = 5_000,
+    debounceMs = 100,
     rescanMs = 60_000,
     retryMs = 5_000,
     maxRetryMs = 5 * 60_000,
@@ -188,7 +154,11 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     onPublished,
     onError,
   } = options;
-  const owedPollMs = options.owedPollMs ?? Math.min(60_000, Math.max(1_000, debounceMs));
+  // As often as the debounce (at least every 100 ms): a revocation committed on a node that does not
+  // hold the CRL writer lock is found by the one that does within the same bound (issue #28).
+  const owedPollMs = options.owedPollMs ?? Math.min(60_000, Math.max(100, debounceMs));
+  const deltaIntervalMs = options.deltaIntervalMs;
+  const deltas = deltaIntervalMs !== undefined;
   // Configuration mistakes fail here, not at the first tick (STYLE.md).
   for (const [name, value] of Object.entries({
     validityMs,
@@ -203,6 +173,20 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a non-negative number`);
   }
   if (validityMs < 2_000) throw new RangeError('validityMs must be at least 2 seconds');
+  if (deltas && !(deltaIntervalMs >= 1_000 && 2 * deltaIntervalMs <= validityMs)) {
+    throw new RangeError('deltaIntervalMs must be at least 1 second and at most half of validityMs');
+  }
+  const settings: ScopeCrlSettings = {
+    store,
+    entries,
+    validityMs,
+    deltaValidityMs: 2 * (deltaIntervalMs ?? 0),
+    removalMarginMs,
+    pageSize,
+    nodeId,
+    now: () => clock.now(),
+    cache: new Map(),
+  };
 
   const states = new Map<string, IssuerState>();
   let started = false;
@@ -212,14 +196,16 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
   let pollTimer: unknown;
   let polling: Promise<void> = Promise.resolve();
 
-  const SHARD = 0;
   const now = () => clock.now().getTime();
+  const keyOf = (id: string, shard: number) => `${id}/${shard}`;
 
-  function stateOf(id: string): IssuerState {
-    let state = states.get(id);
+  function stateOf(id: string, shard: number): IssuerState {
+    let state = states.get(keyOf(id, shard));
     if (!state) {
       state = {
         id,
+        shard,
+        scope: undefined,
         issuer: undefined,
         facts: undefined,
         timer: undefined,
@@ -234,7 +220,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
         failures: 0,
         lastPublished: undefined,
       };
-      states.set(id, state);
+      states.set(keyOf(id, shard), state);
     }
     return state;
   }
@@ -299,6 +285,22 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     }
   }
 
+  /** When the shard's CRLs are next due: the complete CRL's half-life, or its delta's. */
+  function nextDue(full: CrlInfo, delta: CrlInfo | undefined): number {
+    const fullDue = halfLife(full);
+    if (!deltas) return fullDue;
+    return Math.min(fullDue, deltaIsCurrent(delta, full) ? halfLife(delta!) : now());
+  }
+
+  /** A delta CRL updates the latest complete CRL only if its number is above the base's. */
+  function deltaIsCurrent(delta: CrlInfo | undefined, full: CrlInfo): boolean {
+    return delta !== undefined && delta.crlNumber > full.crlNumber && delta.baseCrlNumber === full.crlNumber;
+  }
+
+  async function latestDelta(issuerId: string, shard: number): Promise<CrlInfo | undefined> {
+    return deltas ? ((await store.getLatestInfo(issuerId, shard, 'delta')) ?? undefined) : undefined;
+  }
+
   async function runOnce(state: IssuerState, force: boolean): Promise<CrlInfo | undefined> {
     if (stopped) return undefined;
     // Revocations notified before this point were committed before it, so the entries read below
@@ -311,29 +313,26 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     let published: CrlInfo | undefined;
     try {
       if (!state.issuer) await refresh();
-      const issuer = state.issuer;
-      if (!issuer) return undefined;
-      const current = (await store.getLatestInfo(issuer.id, SHARD, 'full')) ?? undefined;
+      const { issuer, scope } = state;
+      if (!issuer || !scope) return undefined;
+      const current = (await store.getLatestInfo(issuer.id, state.shard, 'full')) ?? undefined;
       // Issue #18: an imported CRL is the offline CA's; signing over it would replace a CRL
       // made under ceremony with one this node made on its own.
-      if (current?.imported) {
-        next = undefined;
-        return undefined;
-      }
-      if (!needsCrl(issuer, current)) {
+      if (current?.imported) return undefined;
+      if (!needsCrl(scope, current)) {
         // Its last CRL is past every certificate's expiry (RFC 5280 §3.3): owing one is moot.
-        await (await owed?.claim(issuer.id, SHARD))?.settle(clock.now());
-        next = undefined;
+        await (await owed?.claim(issuer.id, state.shard))?.settle(clock.now());
         return undefined;
       }
-      if (!force && !wasDirty && current && now() < halfLife(current)) {
+      const delta = await latestDelta(issuer.id, state.shard);
+      if (!force && !wasDirty && current && now() < nextDue(current, delta)) {
         // Fresh: made by another node, or this timer was early (a restart).
-        next = halfLife(current);
+        next = nextDue(current, delta);
         return undefined;
       }
       const outcome = lock
-        ? await lock(`crl-writer:${issuer.id}`, () => publish(state, issuer, force))
-        : { acquired: true as const, value: await publish(state, issuer, force) };
+        ? await lock(`crl-writer:${issuer.id}:${state.shard}`, () => publish(state, issuer, force, wasDirty))
+        : { acquired: true as const, value: await publish(state, issuer, force, wasDirty) };
       if (!outcome.acquired) {
         // Another node is making this CRL now. Its entries may predate a revocation notified
         // here, so a pending revocation keeps its claim; look again shortly.
@@ -344,21 +343,10 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
       state.failures = 0;
       state.awaitingSigner = false;
       published = outcome.value.published;
-      next = halfLife(outcome.value.latest);
+      next = nextDue(outcome.value.latest, outcome.value.latestDelta);
       return published;
     } catch (error) {
-      // Still owed, but on the retry schedule: a deadline already passed must not spin.
-      state.dirty ||= wasDirty;
-      state.failures += 1;
-      next = now() + Math.min(maxRetryMs, retryMs * 2 ** Math.min(state.failures - 1, 20));
-      onError?.(error, state.id);
-      await owed?.recordFailure(state.id, SHARD, error).catch((failure) => onError?.(failure, state.id));
-      // A key that cannot sign (partition down or sealed) is watched, so that the CRL follows as
-      // soon as it can sign again rather than after the retry delay (issue #17).
-      if (signerReady && (partitionUnavailable(error) || !(await isSignerReady(state.id)))) {
-        state.awaitingSigner = true;
-        next = now() + probeMs;
-      }
+      next = await failed(state, wasDirty, error);
       if (force) throw error;
       return undefined;
     } finally {
@@ -371,31 +359,57 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     }
   }
 
+  /** Records a failed run; answers when to try again. */
+  async function failed(state: IssuerState, wasDirty: boolean, error: unknown): Promise<number> {
+    // Still owed, but on the retry schedule: a deadline already passed must not spin.
+    state.dirty ||= wasDirty;
+    state.failures += 1;
+    let next = now() + Math.min(maxRetryMs, retryMs * 2 ** Math.min(state.failures - 1, 20));
+    onError?.(error, state.id);
+    await owed?.recordFailure(state.id, state.shard, error).catch((failure) => onError?.(failure, state.id));
+    // A key that cannot sign (partition down or sealed) is watched, so that the CRL follows as
+    // soon as it can sign again rather than after the retry delay (issue #17).
+    if (signerReady && (partitionUnavailable(error) || !(await isSignerReady(state.id)))) {
+      state.awaitingSigner = true;
+      next = now() + probeMs;
+    }
+    return next;
+  }
+
   /**
    * Runs under the CRL writer lock. Claims the owed CRL (if any) before reading the entries, makes
-   * and saves the CRL, then settles the claim. `published` is undefined when no CRL was needed:
-   * what was owed is already covered by a CRL saved since (by another node, or an earlier run).
+   * and saves the CRLs due (a complete CRL; with deltas, a delta CRL updating it), then settles
+   * the claim. `published` is undefined when no CRL was needed: what was owed is already covered
+   * by a CRL saved since (by another node, or an earlier run).
    */
   async function publish(
     state: IssuerState,
     issuer: CrlIssuer,
     force: boolean,
-  ): Promise<{ published: CrlInfo | undefined; latest: CrlInfo }> {
+    wasDirty: boolean,
+  ): Promise<{ published: CrlInfo | undefined; latest: CrlInfo; latestDelta: CrlInfo | undefined }> {
+    const { shard } = state;
     const claimedAt = clock.now();
-    const claim = owed ? await owed.claim(issuer.id, SHARD) : null;
+    const claim = owed ? await owed.claim(issuer.id, shard) : null;
     // Read again under the lock: another node may have published since the look before it.
-    const current = (await store.getLatestInfo(issuer.id, SHARD, 'full')) ?? undefined;
-    if (owed && !claim && !force && current && now() < halfLife(current)) {
-      return { published: undefined, latest: current };
+    let current = (await store.getLatestInfo(issuer.id, shard, 'full')) ?? undefined;
+    let delta = await latestDelta(issuer.id, shard);
+    const revoked = claim !== null || (!owed && wasDirty);
+    const fullDue = force || !current || now() >= halfLife(current) || (!deltas && revoked);
+    const deltaDue = deltas && (fullDue || revoked || !current || now() >= nextDue(current, delta));
+    let published: CrlInfo | undefined;
+    if (fullDue) {
+      // A revocation before the half-life: the current CRL's entries with the new ones spliced in.
+      const incremental = !force && revoked && current !== undefined && now() < halfLife(current);
+      const saved = await makeAndSave(state, issuer, 'full', current, incremental);
+      if (saved) state.lastPublished = saved;
+      current = saved ?? (await store.getLatestInfo(issuer.id, shard, 'full')) ?? undefined;
+      published = current;
     }
-    const crl = await makeCrl(state, issuer, current);
-    // 'stale' means a CRL with a greater number was saved meanwhile: its number was allocated
-    // after ours, so its entries were read after the claim and every revocation that led to this
-    // run. It stands, and it covers the claim.
-    const saved = (await store.save(crl)) === 'saved';
-    if (saved) {
-      state.lastPublished = crl;
-      onPublished?.(crl);
+    if (deltaDue && current) {
+      const saved = await makeAndSave(state, issuer, 'delta', current);
+      delta = saved ?? (await latestDelta(issuer.id, shard));
+      published ??= delta;
     }
     if (claim && (await claim.settle(claimedAt)) === 'remaining') {
       // Owed again during this run, by a revocation this CRL may not list: another CRL is due,
@@ -406,53 +420,35 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
         claimedAt.getTime() + debounceMs,
       );
     }
-    const latest = saved ? crl : ((await store.getLatestInfo(issuer.id, SHARD, 'full')) ?? crl);
-    return { published: latest, latest };
+    if (!current) throw new Error(`no complete CRL for ${issuer.id} shard ${shard} after publishing`);
+    return { published, latest: current, latestDelta: delta };
   }
 
-  async function makeCrl(
+  /**
+   * Makes one CRL and saves it; undefined when a CRL with a greater number was saved meanwhile
+   * ('stale'): its number was allocated after ours, so its entries were read after the claim and
+   * every revocation that led to this run. It stands, and it covers the claim.
+   */
+  async function makeAndSave(
     state: IssuerState,
     issuer: CrlIssuer,
+    kind: 'full' | 'delta',
     current: CrlInfo | undefined,
-  ): Promise<PublishedCrl> {
+    incremental = false,
+  ): Promise<PublishedCrl | undefined> {
     state.facts ??= readIssuerFacts(issuer.certificate);
-    const thisUpdate = wholeSeconds(clock.now());
-    const crlNumber = await store.allocateNumber(issuer.id, SHARD, {
-      atLeast: timeDerivedCrlNumber(thisUpdate),
+    const crl = await makeScopeCrl(settings, {
+      issuer,
+      facts: state.facts,
+      shard: state.shard,
+      kind,
+      thisUpdate: clock.now(),
+      current,
+      deltas,
+      incremental,
     });
-    if (current && crlNumber <= current.crlNumber) {
-      throw new Error(
-        `the CRL number store answered ${crlNumber}, not above the current CRL's ${current.crlNumber}`,
-      );
-    }
-    const expiredBefore = current ? new Date(current.thisUpdate.getTime() - removalMarginMs) : undefined;
-    const built: BuiltCrl = await buildCrl({
-      issuer: state.facts,
-      signer: issuer.signer,
-      number: crlNumber,
-      thisUpdate,
-      nextUpdate: new Date(thisUpdate.getTime() + validityMs),
-      entries: entries.streamRevokedForCrl(issuer.id, {
-        shard: SHARD,
-        pageSize,
-        ...(expiredBefore ? { expiredBefore } : {}),
-      }),
-      ...(issuer.issuingDistributionPoint
-        ? { issuingDistributionPoint: issuer.issuingDistributionPoint }
-        : {}),
-    });
-    const crl: PublishedCrl = {
-      issuerId: issuer.id,
-      shard: SHARD,
-      kind: 'full',
-      crlNumber: built.number,
-      thisUpdate: built.thisUpdate,
-      nextUpdate: built.nextUpdate,
-      der: built.der,
-      sha256: built.sha256,
-      generatedAt: clock.now(),
-      generatedBy: nodeId ?? null,
-    };
+    if ((await store.save(crl)) !== 'saved') return undefined;
+    onPublished?.(crl);
     return crl;
   }
 
@@ -460,16 +456,19 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     const list = await issuers.listCrlIssuers();
     const seen = new Set<string>();
     for (const issuer of list) {
-      seen.add(issuer.id);
-      const state = stateOf(issuer.id);
-      if (state.issuer?.certificate !== issuer.certificate) state.facts = undefined;
-      state.issuer = issuer;
-      // A first look (or a look after a failure) happens now: runOnce decides whether a CRL is due.
-      if (started && state.dueAt === undefined && !state.queued) schedule(state, now());
-      // Timers count elapsed time, deadlines are wall-clock: after a suspended machine resumes or
-      // the clock steps forward, a timer fires late while the CRL it was for expires. Catch up.
-      else if (started && state.dueAt !== undefined && state.dueAt < now() && !state.queued) {
-        schedule(state, now(), { force: true });
+      for (const scope of shardsOf(issuer)) {
+        seen.add(keyOf(issuer.id, scope.shard));
+        const state = stateOf(issuer.id, scope.shard);
+        if (state.issuer?.certificate !== issuer.certificate) state.facts = undefined;
+        state.issuer = issuer;
+        state.scope = scope;
+        // A first look (or a look after a failure) happens now: runOnce decides whether a CRL is due.
+        if (started && state.dueAt === undefined && !state.queued) schedule(state, now());
+        // Timers count elapsed time, deadlines are wall-clock: after a suspended machine resumes or
+        // the clock steps forward, a timer fires late while the CRL it was for expires. Catch up.
+        else if (started && state.dueAt !== undefined && state.dueAt < now() && !state.queued) {
+          schedule(state, now(), { force: true });
+        }
       }
     }
     for (const [id, state] of states) {
@@ -488,9 +487,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
   async function pollOwed(): Promise<void> {
     if (!owed || stopped) return;
     for (const item of await owed.list()) {
-      // TODO(#28): only shard 0 is published until sharded CRLs are made; others stay owed.
-      if (item.shard !== SHARD) continue;
-      const state = states.get(item.issuerId);
+      const state = states.get(keyOf(item.issuerId, item.shard));
       if (!state?.issuer || state.running || state.queued) continue;
       state.dirty = true;
       state.revocationDeadline = Math.min(
@@ -540,17 +537,17 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
       await Promise.all([...states.values()].flatMap((state) => [state.chain, state.probing]));
     },
 
-    notifyRevocation(issuerId) {
+    notifyRevocation(issuerId, shard = 0) {
       if (stopped) return;
-      const state = stateOf(issuerId);
+      const state = stateOf(issuerId, shard);
       state.dirty = true;
       // Debounced from the first notification: later ones share its CRL and never postpone it.
       state.revocationDeadline ??= now() + debounceMs;
       schedule(state, state.revocationDeadline);
     },
 
-    async publishNow(issuerId) {
-      const state = stateOf(issuerId);
+    async publishNow(issuerId, shard = 0) {
+      const state = stateOf(issuerId, shard);
       state.dirty = true;
       return trigger(state, true);
     },
@@ -572,6 +569,7 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     status() {
       return [...states.values()].map((state) => ({
         issuerId: state.id,
+        shard: state.shard,
         nextRunAt: state.dueAt === undefined ? null : new Date(state.dueAt),
         pendingRevocation: state.dirty,
         awaitingSigner: state.awaitingSigner,

@@ -24,6 +24,8 @@ export interface RevocationRecord {
   /** Canonical serial. */
   serial: string;
   issuerId: string;
+  /** The CRL shard that lists it (0 when unsharded or unknown). */
+  crlShard?: number;
   revokedAt: Date;
   reason: RevocationReason;
   invalidityDate: Date | null;

@@ -23,6 +23,7 @@ import {
 } from '@peculiar/asn1-x509';
 import type { Clock } from '../lib/clock.ts';
 import { AppError } from '../lib/errors.ts';
+import { crlShardOf, deltaCrlUrl, shardCrlUrl } from './crl-urls.ts';
 import {
   bitString,
   contextTag,
@@ -216,12 +217,15 @@ export interface BuiltTbs {
   serialNumber: string;
   notBefore: Date;
   notAfter: Date;
+  /** The CRL shard whose distribution point the certificate names (0 when unsharded). */
+  crlShard: number;
 }
 
 /** Per-issuer DER pieces, computed on first use. */
 interface IssuerPieces {
   authorityKeyIdentifier: Uint8Array;
-  crlDistributionPoints?: Uint8Array;
+  /** Per CRL shard: the cRLDistributionPoints and freshestCRL extensions. */
+  crlPointers: Map<number, Uint8Array[]>;
   authorityInfoAccess?: Uint8Array;
 }
 
@@ -236,14 +240,8 @@ function piecesFor(issuer: IssuerContext): IssuerPieces {
         false,
         encodeAuthorityKeyIdentifier(issuer.subjectKeyIdentifier),
       ),
+      crlPointers: new Map(),
     };
-    if (issuer.crlUrl) {
-      pieces.crlDistributionPoints = encodeExtension(
-        OID.crlDistributionPoints,
-        false,
-        encodeCrlDistributionPoints(issuer.crlUrl),
-      );
-    }
     if (issuer.ocspUrl || issuer.caIssuersUrl) {
       // RFC 5280 §4.2.2.1: this extension MUST be non-critical.
       pieces.authorityInfoAccess = encodeExtension(
@@ -255,6 +253,38 @@ function piecesFor(issuer: IssuerContext): IssuerPieces {
     issuerPieces.set(issuer, pieces);
   }
   return pieces;
+}
+
+/**
+ * The CRL pointers of a certificate of `shard`: its shard's distribution point (RFC 5280
+ * §4.2.1.13) and, with delta CRLs, the Freshest CRL (§4.2.1.15; non-critical, "MUST be marked as
+ * non-critical by conforming CAs"). Cached per shard.
+ */
+function crlPointers(issuer: IssuerContext, pieces: IssuerPieces, shard: number): Uint8Array[] {
+  const crlUrl = issuer.crlUrl;
+  if (!crlUrl) return [];
+  let list = pieces.crlPointers.get(shard);
+  if (!list) {
+    const shards = issuer.crlShards ?? 1;
+    list = [
+      encodeExtension(
+        OID.crlDistributionPoints,
+        false,
+        encodeCrlDistributionPoints(shardCrlUrl(crlUrl, shard, shards)),
+      ),
+    ];
+    if (issuer.deltaCrls) {
+      list.push(
+        encodeExtension(
+          OID.freshestCrl,
+          false,
+          encodeCrlDistributionPoints(deltaCrlUrl(crlUrl, shard, shards)),
+        ),
+      );
+    }
+    pieces.crlPointers.set(shard, list);
+  }
+  return list;
 }
 
 /** Small memo for pieces that depend only on a policy's settings (few distinct values). */
@@ -344,6 +374,7 @@ const CA_SET_EXTENSIONS = new Set<string>([
   OID.subjectAltName,
   OID.certificatePolicies,
   OID.crlDistributionPoints,
+  OID.freshestCrl,
   OID.authorityInfoAccess,
   OID.tlsFeature,
   OID.nameConstraints,
@@ -417,7 +448,8 @@ export function buildTbsCertificate(
     );
   }
   if (template.policyOids.length > 0) extensions.push(policiesExtension(template.policyOids.join(',')));
-  if (pieces.crlDistributionPoints) extensions.push(pieces.crlDistributionPoints);
+  const crlShard = issuer.crlUrl ? crlShardOf(options.serial, issuer.crlShards ?? 1) : 0;
+  extensions.push(...crlPointers(issuer, pieces, crlShard));
   if (pieces.authorityInfoAccess) extensions.push(pieces.authorityInfoAccess);
   if (template.ocspMustStaple) extensions.push(MUST_STAPLE_EXTENSION);
   extensions.push(...passthrough(template.passthroughExtensions));
@@ -432,7 +464,7 @@ export function buildTbsCertificate(
     publicKey: template.publicKey,
     extensions,
   });
-  return { der, serialNumber: serialToHex(options.serial), notBefore, notAfter };
+  return { der, serialNumber: serialToHex(options.serial), notBefore, notAfter, crlShard };
 }
 
 function passthrough(extensions: readonly RawExtension[]): Uint8Array[] {

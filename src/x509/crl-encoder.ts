@@ -9,6 +9,7 @@
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import {
   AuthorityKeyIdentifier,
+  DistributionPoint,
   DistributionPointName,
   Extension,
   GeneralName,
@@ -64,7 +65,19 @@ export interface CrlTbsInput {
   thisUpdate: Date;
   nextUpdate: Date;
   entries?: CrlEntrySource;
+  /**
+   * Instead of `entries`: revokedCertificates elements already encoded (by this encoder, for an
+   * earlier CRL: src/revocation/crl-entry-cache.ts), in pieces whose concatenation is the list.
+   */
+  encodedEntries?: { parts: Uint8Array[]; length: number; count: number };
   issuingDistributionPoint?: IssuingDistributionPointOptions;
+  /**
+   * Makes this a delta CRL (RFC 5280 §5.2.4): the critical Delta CRL Indicator names the number
+   * of the complete CRL it updates (its BaseCRLNumber).
+   */
+  baseCrlNumber?: bigint;
+  /** RFC 5280 §5.2.6 Freshest CRL: where the delta CRLs of this complete CRL are. */
+  freshestCrlUris?: string[];
 }
 
 export interface CrlTbs {
@@ -78,6 +91,9 @@ export interface CrlTbs {
 const OID_CRL_REASON = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x15);
 const OID_INVALIDITY_DATE = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x18);
 const OID_CRL_NUMBER = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x14);
+const OID_DELTA_CRL_INDICATOR = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x1b);
+const OID_FRESHEST_CRL = Uint8Array.of(0x06, 0x03, 0x55, 0x1d, 0x2e);
+const CRITICAL = Uint8Array.of(TAG.BOOLEAN, 0x01, 0xff);
 /** version v2 (RFC 5280 §5.1.2.1: required when extensions are present). */
 const VERSION_V2 = Uint8Array.of(TAG.INTEGER, 0x01, 0x01);
 
@@ -224,11 +240,25 @@ export function encodeCrlEntry(entry: CrlEntry, canonicalSerial = normalizeSeria
   return new Uint8Array(Buffer.concat(writer.finish()));
 }
 
-function crlExtensions(
-  keyIdentifier: Uint8Array,
-  number: bigint,
-  idp?: IssuingDistributionPointOptions,
-): Uint8Array {
+/** CRLDistributionPoints ::= SEQUENCE OF DistributionPoint, one point with these fullName URIs. */
+function distributionPoints(uris: string[]): Uint8Array {
+  const value = new DistributionPoint({
+    distributionPoint: new DistributionPointName({
+      fullName: uris.map((uri) => new GeneralName({ uniformResourceIdentifier: uri })),
+    }),
+  });
+  return tlv(TAG.SEQUENCE, new Uint8Array(AsnConvert.serialize(value)));
+}
+
+interface ExtensionInput {
+  number: bigint;
+  idp?: IssuingDistributionPointOptions | undefined;
+  baseCrlNumber?: bigint | undefined;
+  freshestCrlUris?: string[] | undefined;
+}
+
+function crlExtensions(keyIdentifier: Uint8Array, input: ExtensionInput): Uint8Array {
+  const { number, idp } = input;
   const aki = new Extension({
     extnID: id_ce_authorityKeyIdentifier,
     critical: false,
@@ -264,6 +294,28 @@ function crlExtensions(
     });
     parts.push(new Uint8Array(AsnConvert.serialize(extension)));
   }
+  if (input.baseCrlNumber !== undefined) {
+    if (input.baseCrlNumber < 0n || input.baseCrlNumber >= number) {
+      throw new RangeError('a delta CRL updates a complete CRL with a lower number (RFC 5280 §5.2.4)');
+    }
+    if (input.freshestCrlUris?.length)
+      throw new Error('a delta CRL carries no Freshest CRL (RFC 5280 §5.2.6)');
+    // RFC 5280 §5.2.4: "This extension MUST be marked critical"; BaseCRLNumber ::= CRLNumber.
+    parts.push(
+      tlv(
+        TAG.SEQUENCE,
+        OID_DELTA_CRL_INDICATOR,
+        CRITICAL,
+        tlv(TAG.OCTET_STRING, integerFromBigInt(input.baseCrlNumber)),
+      ),
+    );
+  }
+  if (input.freshestCrlUris?.length) {
+    // RFC 5280 §5.2.6: "MUST be marked as non-critical by conforming CRL issuers".
+    parts.push(
+      tlv(TAG.SEQUENCE, OID_FRESHEST_CRL, tlv(TAG.OCTET_STRING, distributionPoints(input.freshestCrlUris))),
+    );
+  }
   // crlExtensions [0] EXPLICIT Extensions.
   return tlv(contextTag(0, true), tlv(TAG.SEQUENCE, ...parts));
 }
@@ -280,13 +332,39 @@ async function* pagesOf(entries: CrlEntrySource | undefined): AsyncIterable<read
  * and CRL Number, and optionally a critical issuing distribution point.
  */
 export async function encodeCrlTbs(input: CrlTbsInput): Promise<CrlTbs> {
+  const { parts, ...rest } = await encodeCrlTbsParts(input);
+  return { tbs: concat(parts), ...rest };
+}
+
+export interface CrlTbsParts extends Omit<CrlTbs, 'tbs'> {
+  /** The TBSCertList's DER in pieces (the entries as written, not copied): concatenated, the TBS. */
+  parts: Uint8Array[];
+  /** Their total length. */
+  length: number;
+}
+
+/**
+ * The TBSCertList as pieces, so that a large CRL is copied once, into the buffer that will hold
+ * the signed CRL (crl-builder.ts), rather than concatenated and then wrapped again.
+ */
+export async function encodeCrlTbsParts(input: CrlTbsInput): Promise<CrlTbsParts> {
   const thisUpdate = wholeSeconds(input.thisUpdate);
   const nextUpdate = wholeSeconds(input.nextUpdate);
   if (!(nextUpdate.getTime() > thisUpdate.getTime()))
     throw new Error('nextUpdate must be later than thisUpdate');
   if (input.number < 0n || input.number > CRL_NUMBER_MAX) throw new RangeError('CRL number out of range');
-  const writer = await writeEntries(input.entries);
-  const entryChunks = writer.finish();
+  let entryChunks: Uint8Array[];
+  let entriesLength: number;
+  let entryCount: number;
+  if (input.encodedEntries) {
+    if (input.entries !== undefined) throw new Error('entries or encodedEntries, not both');
+    ({ parts: entryChunks, length: entriesLength, count: entryCount } = input.encodedEntries);
+  } else {
+    const writer = await writeEntries(input.entries);
+    entryChunks = writer.finish();
+    entriesLength = writer.length;
+    entryCount = writer.count;
+  }
   const before = [
     VERSION_V2,
     input.signatureAlgorithm,
@@ -295,17 +373,24 @@ export async function encodeCrlTbs(input: CrlTbsInput): Promise<CrlTbs> {
     time(nextUpdate),
   ];
   // RFC 5280 §5.1.2.6: with no revoked certificates the list MUST be absent, not empty.
-  const revoked = writer.count > 0 ? [header(TAG.SEQUENCE, writer.length), ...entryChunks] : [];
-  const extensions = crlExtensions(
-    input.issuer.subjectKeyIdentifier,
-    input.number,
-    input.issuingDistributionPoint,
-  );
+  const revoked = entryCount > 0 ? [header(TAG.SEQUENCE, entriesLength), ...entryChunks] : [];
+  const extensions = crlExtensions(input.issuer.subjectKeyIdentifier, {
+    number: input.number,
+    idp: input.issuingDistributionPoint,
+    baseCrlNumber: input.baseCrlNumber,
+    freshestCrlUris: input.freshestCrlUris,
+  });
   const body = [...before, ...revoked, extensions];
   let bodyLength = 0;
   for (const part of body) bodyLength += part.byteLength;
-  const tbs = concat([header(TAG.SEQUENCE, bodyLength), ...body]);
-  return { tbs, thisUpdate, nextUpdate, entryCount: writer.count };
+  const head = header(TAG.SEQUENCE, bodyLength);
+  return {
+    parts: [head, ...body],
+    length: head.byteLength + bodyLength,
+    thisUpdate,
+    nextUpdate,
+    entryCount,
+  };
 }
 
 async function writeEntries(entries: CrlEntrySource | undefined): Promise<EntryWriter> {

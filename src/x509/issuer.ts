@@ -33,6 +33,13 @@ export interface IssuerUrls {
   ocspUrl?: string;
   /** RFC 5280 §4.2.2.1 id-ad-caIssuers: where the issuer's certificate is (DER). */
   caIssuersUrl?: string;
+  /**
+   * How many CRL shards new certificates are spread over (signet.yaml `crl.shards`, default 1): a
+   * certificate names its shard's CRL (src/x509/crl-urls.ts). Only with `crlUrl`.
+   */
+  crlShards?: number;
+  /** Delta CRLs are published (`crl.deltaInterval`): certificates carry a Freshest CRL pointer. */
+  deltaCrls?: boolean;
 }
 
 /**
@@ -271,5 +278,12 @@ function urls(options: IssuerUrls): IssuerUrls {
     }
     out[name] = url;
   }
+  if (options.crlShards !== undefined) {
+    if (!Number.isInteger(options.crlShards) || options.crlShards < 1 || options.crlShards > 65_536) {
+      throw new Error(`crlShards must be an integer from 1 to 65536: ${options.crlShards}`);
+    }
+    out.crlShards = options.crlShards;
+  }
+  if (options.deltaCrls) out.deltaCrls = true;
   return out;
 }

@@ -11,6 +11,7 @@ export const OID = {
   basicConstraints: '2.5.29.19',
   nameConstraints: '2.5.29.30',
   crlDistributionPoints: '2.5.29.31',
+  freshestCrl: '2.5.29.46',
   certificatePolicies: '2.5.29.32',
   policyConstraints: '2.5.29.36',
   authorityKeyIdentifier: '2.5.29.35',

@@ -226,7 +226,7 @@ describe.runIf(ready)('the service with its keys on SoftHSM2 tokens', () => {
     expect(after).toContain('Response verify OK');
     expect(after).toMatch(/: revoked[\s\S]*Reason: keyCompromise/);
 
-    // The CRL writer publishes after its debounce (crl.debounce PT5S in signet.yaml).
+    // The CRL writer publishes after its debounce (crl.debounce PT0.1S in signet.yaml).
     const crlFile = path.join(dir, 'intermediate.crl');
     let text = '';
     for (let i = 0; i < 40 && !text.toUpperCase().includes(issued.serialNumber.toUpperCase()); i++) {

@@ -280,6 +280,12 @@ describe.skipIf(!haveTools)('the API on the real service: revocation, CRLs and O
       expect((await curl([`${serving.server.url}/crl/nobody.crl`])).status).toBe(404);
       const viaApp = await call('GET', '/crl/dev-intermediate.crl');
       expect(viaApp.response.status).toBe(200);
+      // No crl.deltaInterval in init's signet.yaml: no delta CRLs (test/slow/crl-scale.test.ts has them).
+      for (const route of ['/crl/dev-intermediate/delta.crl', '/crl/dev-intermediate/0/delta.crl']) {
+        const delta = await call('GET', route);
+        expect(delta.response.status).toBe(404);
+        expect(delta.body.code).toBe('crl.not_found');
+      }
     });
 
     it("serves the dev root's CRL from init, then a newer one an admin posts or `signet crl import` sends through the running server", async () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { IssuerLoadError, loadIssuers } from '../../src/ca/issuers.ts';
+import { IssuerLoadError, loadIssuers, loadStoppedIssuers } from '../../src/ca/issuers.ts';
 import { createIssuersRepository } from '../../src/db/issuers.repository.ts';
 import type { PartitionSession } from '../../src/hsm/partition.ts';
 import { lintCertificate } from '../../src/issuance/token.ts';
@@ -87,6 +87,35 @@ const load = (root: Node, clock = systemClock) =>
     trustedRoots: [root.der],
     clock,
   });
+
+describe('issuers that stopped issuing (issue #28)', () => {
+  it('are not loaded to issue, but are loaded to sign their CRLs; one whose key is elsewhere is reported', async () => {
+    const { root } = await record('ecdsa-p256', {});
+    await repository().setStatus('issuing', 'disabled');
+    expect((await load(root)).get('issuing')).toBeUndefined();
+    const skipped: string[] = [];
+    const options = {
+      issuers: repository(),
+      partitions: new Map([['test', session]]),
+      trustedRoots: [root.der],
+      clock: systemClock,
+    };
+    const stopped = await loadStoppedIssuers(options, (id) => skipped.push(id));
+    expect(stopped.map((issuer) => issuer.id)).toEqual(['issuing']);
+    expect(stopped[0]!.keys.crl).toBeDefined();
+    // The root and the upper CA are offline ('upper' is active; only stopped ones are looked at).
+    expect(skipped).toEqual([]);
+    await repository().setStatus('upper', 'retired');
+    await loadStoppedIssuers(options, (id) => skipped.push(id));
+    expect(skipped).toEqual(['upper']);
+  });
+
+  it('carry the CRL shard count recorded on the issuer into the issuing context', async () => {
+    const { root } = await record('ecdsa-p256', {});
+    await repository().setCrlShards('issuing', 4);
+    expect((await load(root)).get('issuing')!.context.crlShards).toBe(4);
+  });
+});
 
 describe('loading issuers at start-up', () => {
   for (const algorithm of ['ecdsa-p256', 'ed25519'] as const) {

@@ -189,6 +189,7 @@ describeEachDatabase('the certificates repository', (getDatabase) => {
       revocation: {
         serial: r.serial,
         issuerId: 'dev-intermediate',
+        crlShard: 0,
         revokedAt: firstTime,
         reason: 'superseded',
         invalidityDate: null,
@@ -223,6 +224,21 @@ describeEachDatabase('the certificates repository', (getDatabase) => {
       revocationReason: 'keyCompromise',
       invalidityDate: compromisedAt,
     });
+  });
+
+  test('listCrlShards names each shard with certificates and its latest notAfter, leaving out failed ones', async () => {
+    expect(await certificates.listCrlShards('dev-intermediate')).toEqual([]);
+    await issued({ crlShard: 0, notAfter: new Date('2026-05-01T00:00:00.000Z') });
+    await issued({ crlShard: 0, notAfter: new Date('2026-07-01T00:00:00.000Z') });
+    await issued({ crlShard: 3, notAfter: new Date('2026-06-01T00:00:00.000Z') });
+    const failed = reservation({ crlShard: 5, notAfter: new Date('2027-01-01T00:00:00.000Z') });
+    await certificates.reservePending(failed);
+    await certificates.markFailed(failed.serial, 'refused');
+    await issued({ issuerId: 'other-intermediate', crlShard: 1 });
+    expect(await certificates.listCrlShards('dev-intermediate')).toEqual([
+      { shard: 0, lastCertificateExpiry: new Date('2026-07-01T00:00:00.000Z') },
+      { shard: 3, lastCertificateExpiry: new Date('2026-06-01T00:00:00.000Z') },
+    ]);
   });
 
   test('a pending reservation can be revoked, since it may already have been signed', async () => {

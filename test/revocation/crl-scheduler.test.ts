@@ -131,8 +131,21 @@ describe('the CRL scheduler', () => {
     ]);
   });
 
-  test('lists a revocation in a CRL made within the debounce delay, not earlier', async () => {
+  test('lists a revocation in a CRL made within the default 100 ms window, not earlier', async () => {
     const { scheduler, store, advance, revoke, serialsIn } = setup();
+    await scheduler.start();
+    await advance(0);
+    await advance(HOUR);
+    revoke('0a11');
+    await advance(99);
+    expect(store.saved).toHaveLength(1);
+    await advance(1);
+    expect(store.saved).toHaveLength(2);
+    expect(serialsIn(store.saved[1]!.der)).toEqual(['0a11']);
+  });
+
+  test('lists a revocation in a CRL made within the debounce delay, not earlier', async () => {
+    const { scheduler, store, advance, revoke, serialsIn } = setup({ debounceMs: 5 * SECOND });
     await scheduler.start();
     await advance(0);
     await advance(HOUR);
@@ -145,7 +158,7 @@ describe('the CRL scheduler', () => {
   });
 
   test('gathers revocations within the delay into one CRL and never postpones it', async () => {
-    const { scheduler, store, advance, revoke, serialsIn } = setup();
+    const { scheduler, store, advance, revoke, serialsIn } = setup({ debounceMs: 5 * SECOND });
     await scheduler.start();
     await advance(0);
     revoke('01');

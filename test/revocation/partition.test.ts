@@ -34,6 +34,7 @@ describe.runIf(hasTool('openssl', ['version']))('signing through a partition pro
   let ca: TestCa;
   let partitionCrypto: ReturnType<typeof createPartitionCrypto>;
   let keysByPurpose: Record<'crl' | 'ocsp' | 'certificate', Awaited<ReturnType<typeof getCryptoKey>>>;
+  let edCa: { der: Uint8Array; pem: string; signer: ReturnType<typeof partitionSigner> };
 
   beforeAll(async () => {
     const socket = await temporarySocketPath();
@@ -50,6 +51,7 @@ describe.runIf(hasTool('openssl', ['version']))('signing through a partition pro
       });
     const officer = await connect(USERS[0]!);
     const info = await officer.createKey({ label: 'revocation-ca', algorithm: 'ecdsa-p256' });
+    const edInfo = await officer.createKey({ label: 'revocation-ca-ed25519', algorithm: 'ed25519' });
     await officer.close();
     user = await connect(USERS[1]!);
 
@@ -95,6 +97,39 @@ describe.runIf(hasTool('openssl', ['version']))('signing through a partition pro
       algorithm: 'ecdsa-p256',
       signer: partitionSigner(partitionCrypto, keysByPurpose.crl, 'crl'),
     };
+    // Issue #28: an Ed25519 issuer in the partition (pure EdDSA has no multi-part form: the partition
+    // gathers the pieces and signs the whole body).
+    const edCertificate = await x509.X509CertificateGenerator.create(
+      {
+        serialNumber: '0123456789abcdee',
+        subject: 'CN=Partition Ed25519 Intermediate,O=Example',
+        issuer: root.certificate.subject,
+        notBefore: new Date(Date.now() - 3_600_000),
+        notAfter: new Date(Date.now() + 30 * DAY),
+        publicKey: new x509.PublicKey(edInfo.publicKey),
+        signingKey: root.keys.privateKey,
+        signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+        extensions: [
+          new x509.BasicConstraintsExtension(true, 0, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+          await x509.SubjectKeyIdentifierExtension.create(
+            new x509.PublicKey(edInfo.publicKey),
+            false,
+            webcrypto,
+          ),
+        ],
+      },
+      webcrypto,
+    );
+    edCa = {
+      der: new Uint8Array(edCertificate.rawData),
+      pem: edCertificate.toString('pem'),
+      signer: partitionSigner(
+        partitionCrypto,
+        await getCryptoKey(user, { label: 'revocation-ca-ed25519' }, { purpose: 'crl' }),
+        'crl',
+      ),
+    };
   }, 120_000);
 
   afterAll(async () => {
@@ -138,6 +173,50 @@ describe.runIf(hasTool('openssl', ['version']))('signing through a partition pro
       dir.write('partition.crl', crl.der),
       '-CAfile',
       dir.write('partition-ca.pem', ca.pem),
+      '-noout',
+      '-verify',
+    ]);
+    expect(result.output).toContain('verify OK');
+  });
+
+  test('an Ed25519 CRL larger than one partition frame is sent in pieces and openssl accepts it', async () => {
+    let pieces = 0;
+    const signer = {
+      ...edCa.signer,
+      signStream: async (chunks: AsyncIterable<Uint8Array>) => {
+        async function* counted() {
+          for await (const chunk of chunks) {
+            pieces += 1;
+            yield chunk;
+          }
+        }
+        return edCa.signer.signStream!(counted());
+      },
+    };
+    const entries = Array.from({ length: 25_000 }, (_, i) => ({
+      serial: (0x50000000 + i).toString(16).padStart(32, '6'),
+      revokedAt: new Date(),
+      reason: 'keyCompromise' as const,
+    }));
+    const now = new Date();
+    const crl = await buildCrl({
+      issuer: edCa.der,
+      signer,
+      number: 6n,
+      thisUpdate: now,
+      nextUpdate: new Date(now.getTime() + DAY),
+      entries: [entries],
+    });
+    expect(crl.der.byteLength).toBeGreaterThan(1024 * 1024);
+    expect(pieces).toBeGreaterThan(4);
+    const result = await openssl([
+      'crl',
+      '-inform',
+      'DER',
+      '-in',
+      dir.write('partition-ed25519.crl', crl.der),
+      '-CAfile',
+      dir.write('partition-ed25519-ca.pem', edCa.pem),
       '-noout',
       '-verify',
     ]);

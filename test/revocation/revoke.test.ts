@@ -245,6 +245,7 @@ describe.runIf(hasTool('openssl', ['version']))('a revocation reaches the CRL', 
       store,
       clock,
       timers,
+      debounceMs: 5_000,
     });
     const useCase = createRevokeUseCase({
       certificates,

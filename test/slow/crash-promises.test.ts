@@ -11,7 +11,7 @@ import { initDataDir } from '../../src/cli/init.ts';
 /**
  * Issue #17: promises a crash must not break, on a real server killed with SIGKILL.
  *
- * - A revocation answered 200 is on the served CRL within crl.debounce (5 s) of the restart being
+ * - A revocation answered 200 is on the served CRL within crl.debounce (init's PT0.1S) of the restart being
  *   ready, though the server died within 100 ms of answering.
  * - A revocation accepted while the partition is down is on the CRL within the debounce of the
  *   partition coming back, not after the CRL scheduler's retry delay.
@@ -22,7 +22,9 @@ import { initDataDir } from '../../src/cli/init.ts';
  * back, and the CA can be killed without waiting for its partition child to notice.
  */
 const SIGNET = path.resolve('bin/signet.js');
-const DEBOUNCE_MS = 5_000;
+const DEBOUNCE_MS = 100;
+/** How often the CRL writer asks whether the partition can sign again (the scheduler's probeMs). */
+const PROBE_MS = 1_000;
 
 let dir: string;
 let dataDir: string;
@@ -203,7 +205,8 @@ describe('promises that survive a crash', () => {
 
     server = serve();
     await waitReady();
-    const ms = await msUntilListed(serial, 3 * DEBOUNCE_MS);
+    const ms = await msUntilListed(serial, 10_000);
+    // The debounce, plus making, signing and saving the CRL on a busy machine.
     expect(ms).toBeLessThanOrEqual(DEBOUNCE_MS + 1_000);
   });
 
@@ -216,8 +219,8 @@ describe('promises that survive a crash', () => {
     await new Promise((r) => setTimeout(r, 22_000));
     expect(await crlSerials()).not.toContain(serial);
     partition = await startPartition();
-    const ms = await msUntilListed(serial, 4 * DEBOUNCE_MS);
-    expect(ms).toBeLessThanOrEqual(DEBOUNCE_MS);
+    const ms = await msUntilListed(serial, 10_000);
+    expect(ms).toBeLessThanOrEqual(PROBE_MS + DEBOUNCE_MS + 1_000);
   }, 120_000);
 
   it('answers every idempotent retry after a kill -9 with the certificate stored for its key, never two', async () => {

@@ -4,6 +4,7 @@ import * as x509 from '@peculiar/x509';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { lintCertificate, signCertificate } from '../../src/issuance/token.ts';
 import { fixedClock } from '../../src/lib/clock.ts';
+import { decodeCrlDistributionPointUris } from '../../src/lint/extensions.ts';
 import {
   buildTbsCertificate,
   generateSerial,
@@ -11,6 +12,7 @@ import {
   leafKeyUsage,
   serialToHex,
 } from '../../src/x509/certificate.ts';
+import { crlShardOf } from '../../src/x509/crl-urls.ts';
 import { readCertificateFields } from '../../src/x509/issuer.ts';
 import { OID } from '../../src/x509/oids.ts';
 import type { CertificateTemplate } from '../../src/x509/types.ts';
@@ -141,6 +143,48 @@ describe('buildTbsCertificate', () => {
     expect(certificate.getExtension(OID.crlDistributionPoints)).toBeDefined();
     expect(certificate.getExtension(OID.tlsFeature)).toBeNull();
     expect(certificate.getExtension(OID.certificatePolicies)).toBeNull();
+  });
+
+  test('a sharded issuer names the shard of the serial in the CRL DP, and a Freshest CRL with deltas, and lints', () => {
+    const sharded = { ...chain.issuer, crlShards: 8, deltaCrls: true };
+    const seen = new Set<number>();
+    for (let i = 0; i < 40; i++) {
+      const serial = generateSerial();
+      const built = buildTbsCertificate(leafTemplate(p256), sharded, { serial, clock });
+      expect(built.crlShard).toBe(crlShardOf(serial, 8));
+      seen.add(built.crlShard);
+      const fields = readCertificateFields(built.der, true);
+      const dp = decodeCrlDistributionPointUris(fields.extensions.get(OID.crlDistributionPoints)!.value);
+      expect(dp).toEqual([`http://ca.example.com/crl/test-intermediate/${built.crlShard}.crl`]);
+      const freshest = fields.extensions.get(OID.freshestCrl)!;
+      expect(freshest.critical).toBe(false);
+      expect(decodeCrlDistributionPointUris(freshest.value)).toEqual([
+        `http://ca.example.com/crl/test-intermediate/${built.crlShard}/delta.crl`,
+      ]);
+      const lint = lintCertificate(built.der, { issuer: sharded, profile: 'leaf' });
+      expect(lint.findings.filter((finding) => finding.severity === 'error')).toEqual([]);
+    }
+    expect(seen.size).toBeGreaterThan(4);
+    // One shard: the issuer's own URL, and the lint refuses a DP naming a shard it does not have.
+    const one = buildTbsCertificate(
+      leafTemplate(p256),
+      { ...chain.issuer, crlShards: 1 },
+      { serial: generateSerial(), clock },
+    );
+    expect(one.crlShard).toBe(0);
+    let serial = generateSerial();
+    while (crlShardOf(serial, 8) === 0) serial = generateSerial();
+    const eight = buildTbsCertificate(leafTemplate(p256), sharded, { serial, clock });
+    const refused = lintCertificate(eight.der, {
+      issuer: { ...chain.issuer, crlShards: 1 },
+      profile: 'leaf',
+    });
+    expect(refused.ok).toBe(false);
+    const noFreshest = lintCertificate(one.der, {
+      issuer: { ...chain.issuer, deltaCrls: true },
+      profile: 'leaf',
+    });
+    expect(noFreshest.ok).toBe(false);
   });
 
   test('a CN that is not among the SANs is left out, one that is (in any case, or as an IP) stays', async () => {

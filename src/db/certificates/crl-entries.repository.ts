@@ -1,6 +1,7 @@
 /** What the CRL writer reads: an issuer shard's revoked entries, page by page or changed since. */
-import { and, asc, eq, gt, gte, or, type SQL } from 'drizzle-orm';
+import { and, asc, eq, gt, gte, or, type SQL, sql } from 'drizzle-orm';
 import type { Db } from '../database.ts';
+import { rowsOf } from '../rows.ts';
 import { certificates } from '../schema/index.ts';
 import { checkDate, clampLimit, crlEntryColumns } from './shared.ts';
 import type { CrlEntry, CrlListOptions } from './types.ts';
@@ -16,8 +17,13 @@ export interface CrlEntriesRepository {
     issuerId: string,
     options?: CrlListOptions & { pageSize?: number },
   ): AsyncGenerator<CrlEntry>;
+  /**
+   * The CRL shards an issuer's certificates fall in, each with the latest notAfter of its
+   * certificates (signed or maybe signed): how long the shard's CRL must be published (RFC 5280
+   * §3.3). A skip scan over certificates_crl_shard_expiry_idx: one index probe per shard.
+   */
+  listCrlShards(issuerId: string): Promise<{ shard: number; lastCertificateExpiry: Date }[]>;
   /** Revocations made or changed after `since` (a delta CRL's content), oldest change first. */
-  // TODO(#28): built and tested, not yet called: delta CRLs (CRLs at scale) read it.
   streamRevocationChangesSince(
     issuerId: string,
     since: Date,
@@ -56,6 +62,25 @@ export function createCrlEntriesRepository({ db }: { db: Db }): CrlEntriesReposi
         if (page.length < pageSize) return;
         afterSerial = page.at(-1)!.serial;
       }
+    },
+
+    async listCrlShards(issuerId) {
+      const result = await db.execute(sql`
+        with recursive shards(shard) as (
+          select min(crl_shard) from certificates where issuer_id = ${issuerId} and status <> 'failed'
+          union all
+          select (select min(c.crl_shard) from certificates c
+                   where c.issuer_id = ${issuerId} and c.status <> 'failed' and c.crl_shard > s.shard)
+            from shards s where s.shard is not null
+        )
+        select s.shard,
+               (select max(c.not_after) from certificates c
+                 where c.issuer_id = ${issuerId} and c.status <> 'failed' and c.crl_shard = s.shard) as last
+          from shards s where s.shard is not null order by s.shard`);
+      return rowsOf<{ shard: number; last: Date | string }>(result).map((row) => ({
+        shard: Number(row.shard),
+        lastCertificateExpiry: new Date(row.last),
+      }));
     },
 
     async *streamRevocationChangesSince(issuerId, since, options = {}) {

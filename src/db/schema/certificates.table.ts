@@ -94,6 +94,10 @@ export const certificates = pgTable(
     index('certificates_revoked_crl_idx')
       .on(t.issuerId, t.crlShard, t.serial)
       .where(sql`${t.status} = 'revoked'`),
+    // Which CRL shards an issuer has, and until when each must be published (issue #28).
+    index('certificates_crl_shard_expiry_idx')
+      .on(t.issuerId, t.crlShard, t.notAfter)
+      .where(sql`${t.status} <> 'failed'`),
     index('certificates_revoked_changed_idx')
       .on(t.issuerId, t.crlShard, t.statusChangedAt)
       .where(sql`${t.status} = 'revoked'`),

@@ -11,12 +11,13 @@ const REQUIRED: [oid: string, name: string, critical: boolean, section: string][
   [OID.inhibitAnyPolicy, 'inhibitAnyPolicy', true, '§4.2.1.14'],
   [OID.authorityInfoAccess, 'authorityInfoAccess', false, '§4.2.2.1'],
   [OID.crlDistributionPoints, 'cRLDistributionPoints', false, '§4.2.1.13 (SHOULD)'],
+  [OID.freshestCrl, 'freshestCRL', false, '§4.2.1.15'],
 ];
 
-/** RFC 5280 §4.2.1.1, §4.2.1.2, §4.2.1.10, §4.2.1.11, §4.2.1.13, §4.2.1.14, §4.2.2.1. */
+/** RFC 5280 §4.2.1.1, §4.2.1.2, §4.2.1.10, §4.2.1.11, §4.2.1.13, §4.2.1.14, §4.2.1.15, §4.2.2.1. */
 export const rule: LintRule = {
   id: 'extension-criticality',
-  citation: 'RFC 5280 §4.2.1.1, §4.2.1.2, §4.2.1.10, §4.2.1.11, §4.2.1.13, §4.2.1.14, §4.2.2.1',
+  citation: 'RFC 5280 §4.2.1.1, §4.2.1.2, §4.2.1.10, §4.2.1.11, §4.2.1.13, §4.2.1.14, §4.2.1.15, §4.2.2.1',
   severity: 'error',
   profiles: ALL_PROFILES,
   check(certificate) {

@@ -1,3 +1,4 @@
+import { isIssuerCrlUrl } from '../../x509/crl-urls.ts';
 import { OID } from '../../x509/oids.ts';
 import { decodeAuthorityInfoAccess, decodeCrlDistributionPointUris } from '../extensions.ts';
 import type { LintRule } from '../types.ts';
@@ -14,11 +15,16 @@ export const rule: LintRule = {
   profiles: ['leaf', 'intermediate'],
   check(certificate, { issuer }) {
     const problems: string[] = [];
-    if (issuer.crlUrl) {
+    const crlUrl = issuer.crlUrl;
+    if (crlUrl) {
+      // A sharded issuer's certificates each name one shard's CRL (src/x509/crl-urls.ts).
       const extension = certificate.extension(OID.crlDistributionPoints);
       const urls = extension ? certificate.decode(extension, decodeCrlDistributionPointUris) : [];
-      if (!urls.includes(issuer.crlUrl))
-        problems.push(`cRLDistributionPoints does not point at ${issuer.crlUrl}`);
+      if (!urls.some((url) => isIssuerCrlUrl(crlUrl, url, issuer.crlShards ?? 1)))
+        problems.push(`cRLDistributionPoints does not point at ${crlUrl} or one of its shards`);
+      // RFC 5280 §4.2.1.15: with delta CRLs, the certificate says where the freshest one is.
+      if (issuer.deltaCrls && !certificate.extension(OID.freshestCrl))
+        problems.push('the issuer publishes delta CRLs but the certificate has no freshestCRL');
     }
     const aia = certificate.extension(OID.authorityInfoAccess);
     const access = aia ? certificate.decode(aia, decodeAuthorityInfoAccess) : [];

@@ -196,6 +196,8 @@ export const STACK_OPERATIONS: Record<string, string[]> = {
   revocation: [
     'GET /crl/{issuerId}.crl',
     'GET /crl/{issuerId}/{shard}.crl',
+    'GET /crl/{issuerId}/delta.crl',
+    'GET /crl/{issuerId}/{shard}/delta.crl',
     'GET /ocsp/{request}',
     'GET /openapi.yaml',
     'GET /v1/certificates/{serial}',

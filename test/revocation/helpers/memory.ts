@@ -57,32 +57,33 @@ export function memoryCrlStore() {
   let latest = new Map<string, PublishedCrl>();
   let lastNumbers = new Map<string, bigint>();
   const saved: PublishedCrl[] = [];
-  const key = (issuerId: string, shard: number) => `${issuerId}/${shard}`;
+  const key = (issuerId: string, shard: number, kind = 'full') => `${issuerId}/${shard}/${kind}`;
+  const numberKey = (issuerId: string, shard: number) => `${issuerId}/${shard}`;
   const store: CrlStore & {
     saved: PublishedCrl[];
-    getLatest(issuerId: string, shard: number, kind: 'full'): Promise<PublishedCrl | null>;
+    getLatest(issuerId: string, shard: number, kind?: 'full' | 'delta'): Promise<PublishedCrl | null>;
     snapshot(): () => void;
   } = {
     saved,
     /** max(last + 1, atLeast), as src/db does in one upsert. */
     async allocateNumber(issuerId, shard, { atLeast = 1n } = {}) {
-      const last = lastNumbers.get(key(issuerId, shard));
+      const last = lastNumbers.get(numberKey(issuerId, shard));
       const next = last === undefined || atLeast > last ? atLeast : last + 1n;
-      lastNumbers.set(key(issuerId, shard), next);
+      lastNumbers.set(numberKey(issuerId, shard), next);
       return next;
     },
     async save(crl) {
-      const existing = latest.get(key(crl.issuerId, crl.shard));
+      const existing = latest.get(key(crl.issuerId, crl.shard, crl.kind));
       if (existing && existing.crlNumber >= crl.crlNumber) return 'stale';
-      latest.set(key(crl.issuerId, crl.shard), crl);
+      latest.set(key(crl.issuerId, crl.shard, crl.kind), crl);
       saved.push(crl);
       return 'saved';
     },
-    async getLatest(issuerId, shard) {
-      return latest.get(key(issuerId, shard)) ?? null;
+    async getLatest(issuerId, shard, kind = 'full') {
+      return latest.get(key(issuerId, shard, kind)) ?? null;
     },
-    async getLatestInfo(issuerId, shard) {
-      return latest.get(key(issuerId, shard)) ?? null;
+    async getLatestInfo(issuerId, shard, kind = 'full') {
+      return latest.get(key(issuerId, shard, kind)) ?? null;
     },
     /** Returns a function that puts the tables back as they are now. */
     snapshot() {
@@ -105,6 +106,8 @@ export interface MemoryCertificate {
   revokedAt: Date | null;
   revocationReason: RevocationReason | null;
   invalidityDate: Date | null;
+  /** Default 0. */
+  crlShard?: number;
 }
 
 /** The certificates repository's revocation surface in memory (same rules as src/db). */
@@ -181,9 +184,25 @@ export function memoryCertificates(initial: MemoryCertificate[] = []) {
         },
       };
     },
+    async *streamRevocationChangesSince(issuerId, since, options = {}) {
+      const selected = [...rows.values()]
+        .filter((row) => row.issuerId === issuerId && row.status === 'revoked')
+        .filter((row) => (row.crlShard ?? 0) === (options.shard ?? 0))
+        .filter((row) => row.revokedAt!.getTime() > since.getTime())
+        .sort((a, b) => a.revokedAt!.getTime() - b.revokedAt!.getTime());
+      for (const row of selected) {
+        yield {
+          serial: row.serial,
+          revokedAt: row.revokedAt!,
+          reason: row.revocationReason!,
+          invalidityDate: row.invalidityDate,
+        };
+      }
+    },
     async *streamRevokedForCrl(issuerId, options = {}) {
       const selected = [...rows.values()]
         .filter((row) => row.issuerId === issuerId && row.status === 'revoked')
+        .filter((row) => (row.crlShard ?? 0) === (options.shard ?? 0))
         .filter((row) => !options.expiredBefore || row.notAfter.getTime() >= options.expiredBefore.getTime())
         .sort((a, b) => (a.serial < b.serial ? -1 : 1));
       for (const row of selected) {

@@ -1,0 +1,1 @@
+CREATE INDEX "certificates_crl_shard_expiry_idx" ON "certificates" USING btree ("issuer_id","crl_shard","not_after") WHERE "certificates"."status" <> 'failed';
