@@ -6,6 +6,7 @@ import { type IssuerSet, loadIssuers } from '../ca/issuers.ts';
 import { createRenewal, type Renewal } from '../ca/renew.usecase.ts';
 import type { CertificateAuthority } from '../ca/types.ts';
 import { loadConfig, resolveIn, type SignetConfig } from '../config/config.ts';
+import { type CachedApiKeys, createCachedApiKeysRepository } from '../db/api-keys.cache.ts';
 import { createApiKeysRepository } from '../db/api-keys.repository.ts';
 import { createAuditRepository } from '../db/audit.repository.ts';
 import { createCertificatesRepository } from '../db/certificates.repository.ts';
@@ -42,7 +43,8 @@ export interface Runtime {
     certificates: ReturnType<typeof createCertificatesRepository>;
     issuers: ReturnType<typeof createIssuersRepository>;
     audit: ReturnType<typeof createAuditRepository>;
-    apiKeys: ReturnType<typeof createApiKeysRepository>;
+    /** Held in memory, dropped on revocation on every node (db/api-keys.cache.ts). */
+    apiKeys: CachedApiKeys;
     idempotency: ReturnType<typeof createIdempotencyRepository>;
     crls: ReturnType<typeof createCrlsRepository>;
     owedWork: ReturnType<typeof createOwedWorkRepository>;
@@ -113,12 +115,18 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       }),
       issuers: createIssuersRepository({ db: database.db, clock }),
       audit: createAuditRepository({ db: database.db, clock, nodeId: nodeId() }),
-      apiKeys: createApiKeysRepository({ db: database.db, clock }),
+      apiKeys: await createCachedApiKeysRepository({
+        repository: createApiKeysRepository({ db: database.db, clock }),
+        database,
+        clock,
+      }),
       idempotency: createIdempotencyRepository({ db: database.db, instances: database.instances, clock }),
       crls: createCrlsRepository({ db: database.db }),
       owedWork: createOwedWorkRepository({ db: database.db, clock }),
       replayGuard: createReplayGuardRepository({ db: database.db, clock }),
     };
+
+    closers.push(() => repositories.apiKeys.close());
 
     const partitions = new Map<string, PartitionCluster>();
     for (const [name, partition] of Object.entries(config.partitions)) {

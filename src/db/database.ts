@@ -68,17 +68,25 @@ export interface Database {
    * surrounding transaction commits. For cache invalidation (e.g. an OCSP response after a
    * revocation). Payloads are at most 7999 bytes.
    */
-  // TODO(#29): built and tested, not yet called: several CA nodes will invalidate each other's
-  // caches through it (with listen below).
   notify(channel: string, payload: string): Promise<void>;
   /**
    * Calls `handler(payload)` for each notification on `channel`. After the listening connection
    * was lost and re-established, `handler(null)` says that notifications may have been missed:
-   * drop whatever they would have invalidated. Returns a function that stops listening.
+   * drop whatever they would have invalidated. `onLost` is called as soon as the listening
+   * connection is lost (a cache stops trusting itself until `handler(null)`). Returns a function
+   * that stops listening.
    */
-  // TODO(#29): see notify.
-  listen(channel: string, handler: (payload: string | null) => void): Promise<() => Promise<void>>;
+  listen(
+    channel: string,
+    handler: (payload: string | null) => void,
+    options?: ListenOptions,
+  ): Promise<() => Promise<void>>;
   close(): Promise<void>;
+}
+
+export interface ListenOptions {
+  /** The listening connection was lost: notifications may be missed until `handler(null)`. */
+  onLost?: () => void;
 }
 
 /** Channel names are SQL identifiers: keep them plain so they never need quoting. */
@@ -267,9 +275,9 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
       checkPayload(payload);
       await pool.query('select pg_notify($1, $2)', [channel, payload]);
     },
-    async listen(channel, handler) {
+    async listen(channel, handler, listenOptions) {
       checkChannel(channel);
-      return listener.add(channel, handler);
+      return listener.add(channel, handler, listenOptions?.onLost);
     },
     async close() {
       if (closed) return;
@@ -288,6 +296,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
  */
 function createPostgresListener(url: string, onError: ((error: Error) => void) | undefined) {
   const handlers = new Map<string, Set<(payload: string | null) => void>>();
+  const onLost = new Set<() => void>();
   let client: pg.Client | undefined;
   let connecting: Promise<pg.Client> | undefined;
   let closed = false;
@@ -328,6 +337,7 @@ function createPostgresListener(url: string, onError: ((error: Error) => void) |
     if (client !== which || closed) return;
     client = undefined;
     which.end().catch(() => {});
+    for (const notice of onLost) notice();
     const reconnect = () => {
       retryTimer = undefined;
       if (closed || handlers.size === 0) return;
@@ -348,8 +358,13 @@ function createPostgresListener(url: string, onError: ((error: Error) => void) |
   }
 
   return {
-    async add(channel: string, handler: (payload: string | null) => void): Promise<() => Promise<void>> {
+    async add(
+      channel: string,
+      handler: (payload: string | null) => void,
+      lostNotice?: () => void,
+    ): Promise<() => Promise<void>> {
       if (closed) throw new Error('the database is closed');
+      if (lostNotice) onLost.add(lostNotice);
       const isNew = !handlers.has(channel);
       const set = handlers.get(channel) ?? new Set();
       set.add(handler);
@@ -357,6 +372,7 @@ function createPostgresListener(url: string, onError: ((error: Error) => void) |
       const current = client ?? (await connect());
       if (isNew && current === client) await current.query(`listen ${channel}`);
       return async () => {
+        if (lostNotice) onLost.delete(lostNotice);
         set.delete(handler);
         if (set.size === 0 && handlers.get(channel) === set) {
           handlers.delete(channel);
