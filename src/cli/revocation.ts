@@ -54,6 +54,12 @@ export interface RevocationRuntimeOptions {
   owedWork: OwedWorkRepository;
   replayGuard: ReplayGuardRepository;
   nodeId: string;
+  /**
+   * Start the CRL scheduler (default true). An HTTP worker that leaves background work to another
+   * worker of its node does not: its revocations owe their CRLs durably (owed_work, same
+   * transaction), which that worker's scheduler picks up at its next poll.
+   */
+  background?: boolean;
 }
 
 /** The owed_work outbox, kind `crl`, as the CRL scheduler reads it. */
@@ -132,7 +138,10 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
   const revoke = createRevokeUseCase({
     certificates,
     clock,
-    listeners: [(result) => scheduler.notifyRevocation(result.revocation.issuerId)],
+    listeners:
+      options.background === false
+        ? []
+        : [(result) => scheduler.notifyRevocation(result.revocation.issuerId)],
     onListenerError: (error) => logger.error({ err: error }, 'revocation listener failed'),
   });
   const revokeByKey = createRevokeByKey({
@@ -153,7 +162,7 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     onError: (error, context) => logger.warn({ err: error, ...context }, 'OCSP request failed'),
   });
 
-  await scheduler.start();
+  if (options.background !== false) await scheduler.start();
   return {
     revoke,
     revokeByKey,

@@ -20,13 +20,13 @@ import { createReplayGuardRepository } from '../db/replay-guard.repository.ts';
 import type { RemotePartition, TlsEndpoint } from '../hsm/client.ts';
 import { type ClusterMemberOptions, type MemberStateEvent, PartitionCluster } from '../hsm/cluster.ts';
 import { parseLinkUrl } from '../hsm/link.ts';
-import { PartitionSupervisor } from '../hsm/supervisor.ts';
 import { isHsmError, type KeyManager } from '../hsm/types.ts';
 import { type Clock, systemClock } from '../lib/clock.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { createPolicyRegistry, type PolicyRegistry } from '../policy/registry.ts';
 import { createKeyBlocklist } from '../x509/blocklist.ts';
 import { decodePemBlocks } from '../x509/pem.ts';
+import { startSpawnedMember } from './partition-members.ts';
 import { type RevocationRuntime, startRevocation } from './revocation.ts';
 
 /**
@@ -71,8 +71,18 @@ export interface OpenRuntimeOptions {
   databaseUrl?: string;
   /** Start the CRL scheduler and OCSP responder (the server); local CLI commands do not. */
   revocation?: boolean;
+  /**
+   * Run the periodic background work (CRL scheduler's rescans and outbox polls); default true.
+   * Of a node's HTTP workers only one does, the others leave owed work to it (cli/workers.ts).
+   */
+  background?: boolean;
   /** Latency observers (the server's Prometheus histograms). */
   observe?: RuntimeObservers;
+  /**
+   * Start the partition members signet.yaml marks `spawn: true` (default). An HTTP worker of
+   * `serve --workers N` does not: the node's primary process started them (cli/workers.ts).
+   */
+  spawnPartitions?: boolean;
   /**
    * A spawned partition that is sealed, with no unsealSecretFile, is waited for until custodians
    * unseal it (signet serve); without this the runtime fails at once with hsm.sealed (commands).
@@ -150,50 +160,19 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       const spawned = partition.members.findIndex((m) => m.spawn);
       const spawnedSocket =
         spawned >= 0 ? resolveIn(dataDir, partition.members[spawned]!.socket!) : undefined;
-      if (spawned >= 0) {
-        const member = partition.members[spawned]!;
-        const memberName = members[spawned]!.name!;
-        const supervisor = await PartitionSupervisor.start({
-          dir: resolveIn(dataDir, member.dir!),
-          socketPath: spawnedSocket!,
+      if (spawned >= 0 && options.spawnPartitions !== false) {
+        const supervisor = await startSpawnedMember({
+          dataDir,
           name,
-          args: [
-            ...p11Arguments(dataDir, partition),
-            ...listenArguments(dataDir, member),
-            ...(partition.tokenPinFile !== undefined
-              ? ['--token-pin-file', resolveIn(dataDir, partition.tokenPinFile)]
-              : []),
-          ],
-          onLog: (line) => logger.info({ partition: name }, line),
-          events: {
-            died: ({ how, pid, uptimeMs, restartInMs }) => {
-              cluster?.memberDown(memberName, `process died (${how})`);
-              logger.error(
-                { partition: name, member: memberName, pid, exit: how, uptimeMs, restartInMs },
-                `partition process died (${how}); restarting it in ${restartInMs} ms`,
-              );
-            },
-            restarted: ({ pid, attempt }) => {
-              logger.warn(
-                { partition: name, member: memberName, pid, restarts: attempt },
-                secret
-                  ? 'partition process restarted; the node unseals it (unsealSecretFile)'
-                  : 'partition process restarted sealed: it waits for custodians (signet hsm unseal)',
-              );
-              void cluster?.checkAll();
-            },
-            startFailed: ({ error, attempt, retryInMs }) =>
-              logger.error(
-                { partition: name, member: memberName, attempt, retryInMs, err: error },
-                'partition process did not start; trying again',
-              ),
-          },
+          partition,
+          index: spawned,
+          memberName: members[spawned]!.name!,
+          logger,
+          ...(secret ? { selfUnseals: true } : {}),
+          onDied: (memberName, how) => cluster?.memberDown(memberName, `process died (${how})`),
+          onRestarted: () => void cluster?.checkAll(),
         });
         closers.push(() => supervisor.stop());
-        logger.info(
-          { partition: name, member: memberName, socket: spawnedSocket, pid: supervisor.pid },
-          'partition process started',
-        );
       }
       const clusterOptions = {
         name,
@@ -301,6 +280,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         owedWork: repositories.owedWork,
         replayGuard: repositories.replayGuard,
         nodeId: nodeId(),
+        background: options.background !== false,
       });
       closers.push(() => revocation!.stop());
     }
@@ -347,33 +327,4 @@ function memberEndpoint(
   }
   const socketPath = resolveIn(dataDir, member.socket!);
   return { name: socketPath, socketPath };
-}
-
-/** `signet hsm serve --listen` arguments for the spawned member that also serves mutual TLS. */
-function listenArguments(
-  dataDir: string,
-  member: SignetConfig['partitions'][string]['members'][number],
-): string[] {
-  if (!member.listen || member.url === undefined) return [];
-  return [
-    '--listen',
-    member.url,
-    '--tls-cert',
-    resolveIn(dataDir, member.listen.cert),
-    '--tls-key',
-    resolveIn(dataDir, member.listen.key),
-    '--client-ca',
-    resolveIn(dataDir, member.listen.clientCa),
-  ];
-}
-
-/** `signet hsm serve` arguments for a partition's PKCS#11 socket (partitions.<name>.p11Socket). */
-function p11Arguments(dataDir: string, partition: SignetConfig['partitions'][string]): string[] {
-  if (partition.p11Socket === undefined) return [];
-  return [
-    '--p11-socket',
-    resolveIn(dataDir, partition.p11Socket),
-    ...(partition.p11SocketGroup !== undefined ? ['--p11-socket-group', partition.p11SocketGroup] : []),
-    ...(partition.p11User !== undefined ? ['--p11-user', partition.p11User] : []),
-  ];
 }
