@@ -4,7 +4,7 @@ import { RateLimiter } from '../api/middleware/rate-limit.ts';
 import { createLeasedLimiter, type TokenLease } from '../api/middleware/rate-limit-leased.ts';
 import { loadConfig } from '../config/config.ts';
 import { startSpawnedMembers } from './partition-members.ts';
-import { type ServeOptions, type Serving, serveDataDir } from './serve.ts';
+import type { ServeOptions, Serving } from './serve.ts';
 
 /**
  * `signet serve --workers N` (issue #24): N HTTP workers (node:cluster) share the listening
@@ -55,6 +55,8 @@ export async function serveAsWorker(options: Omit<ServeOptions, 'worker'>): Prom
         send({ type: 'signet.lease', seq: mine, id, want });
       }),
   });
+  // Imported here: the primary, which imports this file too, never loads the server's code.
+  const { serveDataDir } = await import('./serve.ts');
   const serving = await serveDataDir({ ...options, worker: { index, limiter } });
   send({ type: 'signet.listening', url: serving.server.url });
   return serving;

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { loadConfig, resolveDataDir } from '../../config/config.ts';
 import { EXIT, parseCommandArgs, UsageError } from '../args.ts';
-import { type Serving, serveDataDir } from '../serve.ts';
+import type { Serving } from '../serve.ts';
 import { parsePort } from '../server-access.ts';
 import { isWorkerProcess, primaryGone, runPrimary, serveAsWorker } from '../workers.ts';
 
@@ -71,6 +71,8 @@ export async function serveUntilStopped(
     onServing?.(primary.url);
     stopServing = () => primary.stop();
   } else {
+    // Loaded here, not at the top: the primary of --workers N never needs the server's code.
+    const { serveDataDir } = await import('../serve.ts');
     const serving: Serving = await serveDataDir(options);
     console.log(`signet: serving ${serving.server.url} (data ${dataDir})`);
     onServing?.(serving.server.url);
