@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 interface ProfileNode {
   id: number;
+  children?: number[];
   callFrame: { functionName: string; url: string; lineNumber: number };
 }
 
@@ -30,7 +31,7 @@ function moduleOf(url: string, functionName: string): string {
  * Only samples inside [fromUs, toUs] count (the measured load, not start-up or shut-down): V8's
  * profile timestamps and process.hrtime are both CLOCK_MONOTONIC on Linux.
  */
-export function summariseProfile(file: string, fromUs: number, toUs: number): string[] {
+export function summariseProfile(file: string, fromUs: number, toUs: number, requests?: number): string[] {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as {
     nodes: ProfileNode[];
     samples: number[];
@@ -74,5 +75,41 @@ export function summariseProfile(file: string, fromUs: number, toUs: number): st
   lines.push('self time by function (top 15):');
   for (const [name, us] of top(functions, 15))
     lines.push(`  ${((us / busy) * 100).toFixed(1).padStart(5)}%  ${name}`);
+  lines.push(
+    `steps of an issuance, time on the stack (synchronous parts, callees included)${requests ? ', µs per certificate' : ''}:`,
+  );
+  for (const [label, us] of phaseTimes(profile.nodes, selfUs)) {
+    const perRequest = requests ? `  ${(us / requests).toFixed(0).padStart(5)} µs` : '';
+    lines.push(`  ${((us / busy) * 100).toFixed(1).padStart(5)}%${perRequest}  ${label}`);
+  }
   return lines;
+}
+
+/** Functions of the request path, by name: a sample counts for each one on its stack. */
+const PHASES: [string, string][] = [
+  ['API key check', 'verifyApiKey'],
+  ['CSR parse and signature check', 'parseCsr'],
+  ['policy', 'evaluate'],
+  ['TBS build', 'buildTbsCertificate'],
+  ['lint (issuance token)', 'lintCertificate'],
+  ['sign request and post-sign check', 'signCertificate'],
+  ['certificate to PEM', 'certificateToPem'],
+  ['request log line', 'requestLoggingMiddleware'],
+  ['JSON response', 'json'],
+];
+
+function phaseTimes(nodes: ProfileNode[], selfUs: Map<number, number>): [string, number][] {
+  const parent = new Map<number, number>();
+  for (const node of nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const byId = new Map(nodes.map((node) => [node.id, node]));
+  const totals = new Map<string, number>(PHASES.map(([label]) => [label, 0]));
+  for (const [id, us] of selfUs) {
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const name = byId.get(at)?.callFrame.functionName;
+      for (const [label, fn] of PHASES) if (name === fn) seen.add(label);
+    }
+    for (const label of seen) totals.set(label, (totals.get(label) ?? 0) + us);
+  }
+  return [...totals];
 }

@@ -37,6 +37,8 @@ const { values } = parseArgs({
     'rss-seconds': { type: 'string', default: '60' },
     /** HTTP workers of the second PostgreSQL server (default: the number of cores). */
     workers: { type: 'string', default: String(availableParallelism()) },
+    /** Which servers run: any of pglite, postgres-w1, postgres-wn, cfssl. */
+    only: { type: 'string', default: 'pglite,postgres-w1,postgres-wn,cfssl' },
     /** Which signet server is profiled under the highest concurrency. */
     profile: { type: 'string', default: 'signet-postgres-w1' },
     load: { type: 'string' },
@@ -426,7 +428,9 @@ async function profileTarget(
   // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread.
   const main = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile') && f.split('.')[4] === '0');
   if (!main) console.log('no profile written');
-  else for (const line of summariseProfile(path.join(profileDir, main), fromUs, toUs)) console.log(line);
+  else
+    for (const line of summariseProfile(path.join(profileDir, main), fromUs, toUs, row.answered))
+      console.log(line);
 }
 
 async function main(): Promise<void> {
@@ -447,8 +451,9 @@ async function main(): Promise<void> {
   const database = await throwawayPostgres();
   const databasePid = database?.pid?.();
   try {
-    targets.push(await startSignet('signet-pglite', csrDer, undefined, 1));
-    if (database) {
+    const only = new Set(values.only.split(','));
+    if (only.has('pglite')) targets.push(await startSignet('signet-pglite', csrDer, undefined, 1));
+    if (database && (only.has('postgres-w1') || only.has('postgres-wn'))) {
       console.log(`PostgreSQL: ${database.dataDir ? 'a private cluster, fsync on' : '$DATABASE_URL'}`);
       const w1 = await startSignet(
         'signet-postgres-w1',
@@ -467,7 +472,7 @@ async function main(): Promise<void> {
         targets.push({ ...wn, ...(databasePid ? { databasePid } : {}) });
       }
     } else console.log('[postgres] skipped: no DATABASE_URL and no PostgreSQL 15 binaries');
-    targets.push(await startCfssl(work, csrPem));
+    if (only.has('cfssl')) targets.push(await startCfssl(work, csrPem));
 
     // Idle memory: started, nothing asked yet but readiness, a few seconds to settle.
     await new Promise((resolve) => setTimeout(resolve, 3000));

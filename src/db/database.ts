@@ -133,7 +133,11 @@ async function openPglite(dataDir: string, options: OpenDatabaseOptions): Promis
     // folder, whatever the files inside are created with (issue #17).
     await mkdir(dbDir, { recursive: true, mode: 0o700 });
     await chmod(dbDir, 0o700);
-    client = await PGlite.create(dbDir);
+    // PGlite touches all of shared_buffers when it opens: PostgreSQL's default 128 MB was about
+    // 110 MB of the server's resident memory before a single query (issue #24). The embedded
+    // default serves a team's few thousand certificates, which fit in 16 MB; beyond that pages
+    // come from the operating system's file cache.
+    client = await PGlite.create(dbDir, { postgresqlconf: ['shared_buffers=16MB'] });
     const db = drizzlePglite({ client, schema }) as unknown as Db;
     if (options.migrate !== false) {
       await withPgliteAdvisoryLock(db, MIGRATION_LOCK, () =>

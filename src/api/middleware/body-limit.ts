@@ -22,6 +22,15 @@ export function bodyLimit({ maxBytes = 64 * 1024 }: BodyLimitOptions = {}): Midd
     },
   });
   return async function bodyLimitMiddleware(c, next) {
+    // Decided from the headers when they say the size (hono's middleware would first build the
+    // request's body stream, which the handler's own read then does not need: issue #24).
+    const method = c.req.method;
+    if (method === 'GET' || method === 'HEAD') return next();
+    const length = c.req.header('content-length');
+    if (length !== undefined && c.req.header('transfer-encoding') === undefined && /^\d+$/.test(length)) {
+      if (Number(length) > maxBytes) throw apiErrors.bodyTooLarge(maxBytes);
+      return next();
+    }
     return limit(c, next);
   };
 }
