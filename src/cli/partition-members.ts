@@ -5,6 +5,13 @@ import { PartitionSupervisor } from '../hsm/supervisor.ts';
 type PartitionConfig = SignetConfig['partitions'][string];
 type MemberConfig = PartitionConfig['members'][number];
 
+/** A supervised member; `events` may be set once the node's client of it exists. */
+export interface SpawnedMember {
+  readonly pid: number | undefined;
+  events: { onDied?(memberName: string, how: string): void; onRestarted?(): void };
+  stop(): Promise<void>;
+}
+
 /**
  * Starts and supervises the partition member a node spawns (`spawn: true`): by the runtime of a
  * single-process `signet serve`, or by the primary process of `serve --workers N`, whose HTTP
@@ -20,10 +27,15 @@ export async function startSpawnedMember(options: {
   logger: Logger;
   /** The node unseals it after a restart (unsealSecretFile); else custodians must. */
   selfUnseals?: boolean;
-  onDied?(memberName: string, how: string): void;
-  onRestarted?(): void;
-}): Promise<PartitionSupervisor> {
+}): Promise<SpawnedMember> {
   const { dataDir, name, partition, memberName, logger } = options;
+  const handle: SpawnedMember & { supervisor?: PartitionSupervisor } = {
+    get pid() {
+      return handle.supervisor?.pid;
+    },
+    events: {},
+    stop: async () => handle.supervisor?.stop(),
+  };
   const member = partition.members[options.index]!;
   const socketPath = resolveIn(dataDir, member.socket!);
   const supervisor = await PartitionSupervisor.start({
@@ -40,7 +52,7 @@ export async function startSpawnedMember(options: {
     onLog: (line) => logger.info({ partition: name }, line),
     events: {
       died: ({ how, pid, uptimeMs, restartInMs }) => {
-        options.onDied?.(memberName, how);
+        handle.events.onDied?.(memberName, how);
         logger.error(
           { partition: name, member: memberName, pid, exit: how, uptimeMs, restartInMs },
           `partition process died (${how}); restarting it in ${restartInMs} ms`,
@@ -53,7 +65,7 @@ export async function startSpawnedMember(options: {
             ? 'partition process restarted; the node unseals it (unsealSecretFile)'
             : 'partition process restarted sealed: it waits for custodians (signet hsm unseal)',
         );
-        options.onRestarted?.();
+        handle.events.onRestarted?.();
       },
       startFailed: ({ error, attempt, retryInMs }) =>
         logger.error(
@@ -66,7 +78,8 @@ export async function startSpawnedMember(options: {
     { partition: name, member: memberName, socket: socketPath, pid: supervisor.pid },
     'partition process started',
   );
-  return supervisor;
+  handle.supervisor = supervisor;
+  return handle;
 }
 
 /** Every member signet.yaml marks `spawn: true`, started; for the primary of `serve --workers N`. */
@@ -74,8 +87,8 @@ export async function startSpawnedMembers(
   dataDir: string,
   config: SignetConfig,
   logger: Logger,
-): Promise<PartitionSupervisor[]> {
-  const started: PartitionSupervisor[] = [];
+): Promise<SpawnedMember[]> {
+  const started: SpawnedMember[] = [];
   try {
     for (const [name, partition] of Object.entries(config.partitions)) {
       const index = partition.members.findIndex((m) => m.spawn);

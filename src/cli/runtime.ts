@@ -26,7 +26,7 @@ import { parseDuration } from '../lib/duration.ts';
 import { createPolicyRegistry, type PolicyRegistry } from '../policy/registry.ts';
 import { createKeyBlocklist } from '../x509/blocklist.ts';
 import { decodePemBlocks } from '../x509/pem.ts';
-import { startSpawnedMember } from './partition-members.ts';
+import { type SpawnedMember, startSpawnedMember } from './partition-members.ts';
 import { type RevocationRuntime, startRevocation } from './revocation.ts';
 
 /**
@@ -112,6 +112,27 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
   };
 
   try {
+    // The partition members this node spawns start while the database opens (each takes about
+    // half of a restart: a Node process unsealing its folder; PGlite instantiating and recovering).
+    const spawning = new Map<string, Promise<SpawnedMember>>();
+    if (options.spawnPartitions !== false) {
+      for (const [name, partition] of Object.entries(config.partitions)) {
+        const index = partition.members.findIndex((m) => m.spawn);
+        if (index < 0) continue;
+        const member = partition.members[index]!;
+        const starting = startSpawnedMember({
+          dataDir,
+          name,
+          partition,
+          index,
+          memberName: memberEndpoint(dataDir, member).name!,
+          logger,
+          ...(partition.unsealSecretFile ? { selfUnseals: true } : {}),
+        });
+        spawning.set(name, starting);
+        closers.push(async () => (await starting.catch(() => undefined))?.stop());
+      }
+    }
     const url = options.databaseUrl ?? config.database.url;
     const database = await openDatabase(url ? { url } : { dataDir });
     closers.push(() => database.close());
@@ -161,19 +182,13 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       const spawned = partition.members.findIndex((m) => m.spawn);
       const spawnedSocket =
         spawned >= 0 ? resolveIn(dataDir, partition.members[spawned]!.socket!) : undefined;
-      if (spawned >= 0 && options.spawnPartitions !== false) {
-        const supervisor = await startSpawnedMember({
-          dataDir,
-          name,
-          partition,
-          index: spawned,
-          memberName: members[spawned]!.name!,
-          logger,
-          ...(secret ? { selfUnseals: true } : {}),
+      const starting = spawning.get(name);
+      if (starting) {
+        const supervisor = await starting;
+        supervisor.events = {
           onDied: (memberName, how) => cluster?.memberDown(memberName, `process died (${how})`),
           onRestarted: () => void cluster?.checkAll(),
-        });
-        closers.push(() => supervisor.stop());
+        };
       }
       const clusterOptions = {
         name,
