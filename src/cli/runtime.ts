@@ -76,6 +76,8 @@ export interface OpenRuntimeOptions {
    * Of a node's HTTP workers only one does, the others leave owed work to it (cli/workers.ts).
    */
   background?: boolean;
+  /** Tells the node's other HTTP workers of a revoked API key (db/api-keys.cache.ts `announce`). */
+  announceApiKeyRevocation?: (id: string) => Promise<void>;
   /** Latency observers (the server's Prometheus histograms). */
   observe?: RuntimeObservers;
   /**
@@ -151,6 +153,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         repository: createApiKeysRepository({ db: database.db, clock }),
         database,
         clock,
+        ...(options.announceApiKeyRevocation ? { announce: options.announceApiKeyRevocation } : {}),
       }),
       idempotency: createIdempotencyRepository({ db: database.db, instances: database.instances, clock }),
       crls: createCrlsRepository({ db: database.db }),
@@ -175,7 +178,15 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       // Sessions do not survive a reconnect: unseal if the member restarted sealed, then log in.
       const onConnect = async (p: RemotePartition) => {
         const status = await p.status();
-        if (status.state === 'sealed' && secret) await p.unseal({ secret: new Uint8Array(secret) });
+        if (status.state === 'sealed' && secret) {
+          try {
+            await p.unseal({ secret: new Uint8Array(secret) });
+          } catch (error) {
+            // Another client of the member (an HTTP worker of this node) unsealed it first.
+            const raced = isHsmError(error) && error.rv === 'CKR_OPERATION_NOT_PERMITTED';
+            if (!raced || (await p.status()).state !== 'unsealed') throw error;
+          }
+        }
         await p.login({ user: partition.user, pin });
       };
       let cluster: PartitionCluster | undefined;

@@ -27,7 +27,7 @@ export interface ServeOptions {
    * spawned the partition members; worker 0 alone runs the background work; rate limits are
    * leased from the primary.
    */
-  worker?: { index: number; limiter: CredentialLimiter };
+  worker?: { index: number; limiter: CredentialLimiter; announceApiKeyRevocation(id: string): Promise<void> };
 }
 
 export interface Serving {
@@ -50,7 +50,13 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
     ...(options.clock ? { clock: options.clock } : {}),
     revocation: true,
     waitForCustodians: true,
-    ...(options.worker ? { spawnPartitions: false, background: options.worker.index === 0 } : {}),
+    ...(options.worker
+      ? {
+          spawnPartitions: false,
+          background: options.worker.index === 0,
+          announceApiKeyRevocation: options.worker.announceApiKeyRevocation,
+        }
+      : {}),
     observe: {
       partitionSign: (purpose, seconds) => metrics.partitionSignSeconds.observe({ purpose }, seconds),
       database: (operation, seconds) => metrics.databaseSeconds.observe({ operation }, seconds),

@@ -23,8 +23,17 @@ const ENV_INDEX = 'SIGNET_WORKER_INDEX';
 
 type ToPrimary =
   | { type: 'signet.listening'; url: string }
-  | { type: 'signet.lease'; seq: number; id: string; want: number };
-type ToWorker = { type: 'signet.leased'; seq: number; lease: TokenLease } | { type: 'signet.stop' };
+  | { type: 'signet.lease'; seq: number; id: string; want: number }
+  | { type: 'signet.keyRevoked'; seq: number; id: string }
+  | { type: 'signet.keyDropped'; seq: number };
+type ToWorker =
+  | { type: 'signet.leased'; seq: number; lease: TokenLease }
+  | { type: 'signet.keyAnnounced'; seq: number }
+  | { type: 'signet.dropKey'; seq: number; id: string }
+  | { type: 'signet.stop' };
+
+/** How long a revocation waits for the other workers to drop the key before answering anyway. */
+const ANNOUNCE_TIMEOUT_MS = 2000;
 
 export const isWorkerProcess = (): boolean => cluster.isWorker && process.env[ENV_INDEX] !== undefined;
 
@@ -33,31 +42,48 @@ export async function serveAsWorker(options: Omit<ServeOptions, 'worker'>): Prom
   const index = Number(process.env[ENV_INDEX]);
   const config = loadConfig(options.dataDir);
   let seq = 0;
-  const waiting = new Map<number, (lease: TokenLease) => void>();
+  const waiting = new Map<number, (answer: ToWorker) => void>();
+  let dropKey: ((id: string) => void) | undefined;
   process.on('message', (message: ToWorker) => {
-    if (message?.type !== 'signet.leased') return;
-    waiting.get(message.seq)?.(message.lease);
+    if (message?.type === 'signet.dropKey') {
+      dropKey?.(message.id);
+      send({ type: 'signet.keyDropped', seq: message.seq });
+      return;
+    }
+    if (message?.type !== 'signet.leased' && message?.type !== 'signet.keyAnnounced') return;
+    waiting.get(message.seq)?.(message);
     waiting.delete(message.seq);
   });
+  /** One request to the primary and its answer, or an error after `ms`. */
+  const ask = (message: (seq: number) => ToPrimary, ms: number) =>
+    new Promise<ToWorker>((resolve, reject) => {
+      const mine = ++seq;
+      const timer = setTimeout(() => {
+        waiting.delete(mine);
+        reject(new Error('the primary process did not answer'));
+      }, ms);
+      waiting.set(mine, (answer) => {
+        clearTimeout(timer);
+        resolve(answer);
+      });
+      send(message(mine));
+    });
   const limiter = createLeasedLimiter({
     perMinute: config.rateLimit.perMinute,
-    lease: (id, want) =>
-      new Promise<TokenLease>((resolve, reject) => {
-        const mine = ++seq;
-        const timer = setTimeout(() => {
-          waiting.delete(mine);
-          reject(new Error('the primary process did not answer a rate-limit lease'));
-        }, 2000);
-        waiting.set(mine, (lease) => {
-          clearTimeout(timer);
-          resolve(lease);
-        });
-        send({ type: 'signet.lease', seq: mine, id, want });
-      }),
+    lease: async (id, want) => {
+      const answer = await ask((s) => ({ type: 'signet.lease', seq: s, id, want }), 2000);
+      return (answer as Extract<ToWorker, { type: 'signet.leased' }>).lease;
+    },
   });
+  // A key revoked here is answered once every other worker of the node has dropped it (the
+  // database notification reaches them too, but not necessarily before the client's next request).
+  const announceApiKeyRevocation = async (id: string) => {
+    await ask((s) => ({ type: 'signet.keyRevoked', seq: s, id }), ANNOUNCE_TIMEOUT_MS + 500).catch(() => {});
+  };
   // Imported here: the primary, which imports this file too, never loads the server's code.
   const { serveDataDir } = await import('./serve.ts');
-  const serving = await serveDataDir({ ...options, worker: { index, limiter } });
+  const serving = await serveDataDir({ ...options, worker: { index, limiter, announceApiKeyRevocation } });
+  dropKey = (id) => serving.runtime.repositories.apiKeys.drop(id);
   send({ type: 'signet.listening', url: serving.server.url });
   return serving;
 }
@@ -89,6 +115,7 @@ export async function runPrimary(dataDir: string, workers: number): Promise<Prim
   const listening = new Set<number>();
   let everyoneListened = false;
 
+  const announcer = createKeyAnnouncer(running);
   const fork = (index: number) => {
     const worker = cluster.fork({ [ENV_INDEX]: String(index) });
     running.set(index, worker);
@@ -97,6 +124,13 @@ export async function runPrimary(dataDir: string, workers: number): Promise<Prim
         const lease = buckets.takeUpTo(message.id, Math.max(1, Math.min(64, message.want)));
         const reply: ToWorker = { type: 'signet.leased', seq: message.seq, lease };
         worker.send(reply);
+      } else if (message?.type === 'signet.keyRevoked') {
+        void announcer.announce(index, message.id).then(() => {
+          const reply: ToWorker = { type: 'signet.keyAnnounced', seq: message.seq };
+          if (!worker.isDead()) worker.send(reply);
+        });
+      } else if (message?.type === 'signet.keyDropped') {
+        announcer.dropped(message.seq);
       } else if (message?.type === 'signet.listening') {
         listening.add(index);
         if (listening.size === workers && !everyoneListened) {
@@ -149,6 +183,39 @@ export async function runPrimary(dataDir: string, workers: number): Promise<Prim
     await stop();
     throw error;
   }
+}
+
+/**
+ * In the primary: a revoked API key is dropped by every worker but the one that revoked it;
+ * `announce` resolves when all have acknowledged (or exited), or after a timeout.
+ */
+function createKeyAnnouncer(running: Map<number, Worker>) {
+  let seq = 0;
+  const waiting = new Map<number, () => void>();
+  const dropBy = (worker: Worker, id: string) =>
+    new Promise<void>((resolve) => {
+      const mine = ++seq;
+      const done = () => {
+        waiting.delete(mine);
+        clearTimeout(timer);
+        worker.off('exit', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ANNOUNCE_TIMEOUT_MS);
+      waiting.set(mine, done);
+      worker.once('exit', done);
+      const message: ToWorker = { type: 'signet.dropKey', seq: mine, id };
+      worker.send(message);
+    });
+  return {
+    async announce(from: number, id: string): Promise<void> {
+      const others = [...running].filter(([index, worker]) => index !== from && !worker.isDead());
+      await Promise.all(others.map(([, worker]) => dropBy(worker, id)));
+    },
+    dropped(ackSeq: number): void {
+      waiting.get(ackSeq)?.();
+    },
+  };
 }
 
 /** In a worker: resolves when the primary asks it to stop, or is gone (its channel closed). */

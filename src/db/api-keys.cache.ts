@@ -27,6 +27,8 @@ export const API_KEY_CHANNEL = 'signet_api_keys';
 export interface CachedApiKeys extends ApiKeysRepository {
   /** Whether records are served from memory now (false until listening, and while the link is down). */
   readonly caching: boolean;
+  /** Forgets one key (another process of this node revoked it). */
+  drop(id: string): void;
   close(): Promise<void>;
 }
 
@@ -34,10 +36,17 @@ export async function createCachedApiKeysRepository({
   repository,
   database,
   clock,
+  announce,
   maxEntries = 10_000,
 }: {
   repository: ApiKeysRepository;
   clock: Clock;
+  /**
+   * Tells the other processes of this node (HTTP workers) and resolves once they have dropped the
+   * key, so a revocation is answered only when no worker of the node still accepts the key. Other
+   * nodes learn it from the notification.
+   */
+  announce?: (id: string) => Promise<void>;
   database: Pick<Database, 'notify' | 'listen'>;
   maxEntries?: number;
 }): Promise<CachedApiKeys> {
@@ -89,9 +98,13 @@ export async function createCachedApiKeysRepository({
       forget(id);
       const revoked = await repository.revoke(id);
       forget(id);
-      if (revoked) await database.notify(API_KEY_CHANNEL, id);
+      if (revoked) {
+        await database.notify(API_KEY_CHANNEL, id);
+        await announce?.(id);
+      }
       return revoked;
     },
+    drop: (id) => forget(id),
     async verify(id, secretSha256) {
       return verifyRecord(await lookup(id), secretSha256, clock.now());
     },

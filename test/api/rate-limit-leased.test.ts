@@ -50,6 +50,14 @@ describe('rate limits leased from the primary by HTTP workers', () => {
     expect((await limiters[1]!.take('apikey:b')).allowed).toBe(true);
   });
 
+  test('concurrent requests of a new credential all get tokens while the budget lasts', async () => {
+    const { limiters } = node(40, 1);
+    const verdicts = await Promise.all(Array.from({ length: 8 }, () => limiters[0]!.take('apikey:new')));
+    expect(verdicts.every((v) => v.allowed)).toBe(true);
+    const more = await Promise.all(Array.from({ length: 40 }, () => limiters[0]!.take('apikey:new')));
+    expect(more.filter((v) => v.allowed)).toHaveLength(32);
+  });
+
   test('unspent leased tokens lapse, so budget does not pile up in an idle worker', async () => {
     const { limiters, clock, leases } = node(6000, 2);
     expect((await limiters[0]!.take('apikey:a')).allowed).toBe(true);

@@ -121,7 +121,7 @@ describe.skipIf(!postgresAvailable())('serve --workers 2 on PostgreSQL', () => {
     const before = await Promise.all(
       Array.from({ length: 8 }, () => get(`http://127.0.0.1:${port}/v1/policies`, key)),
     );
-    expect(before.every((s) => s === 200)).toBe(true);
+    expect(before).toEqual(Array(8).fill(200));
     const revoked = await fetch(`http://127.0.0.1:${port}/v1/apikeys/${id}`, {
       method: 'DELETE',
       headers: { authorization: `Bearer ${apiKey}`, connection: 'close' },

@@ -28,6 +28,8 @@ export interface LeasedLimiterOptions {
 }
 
 interface Held {
+  /** Requests waiting for a token of this credential: the next lease asks for at least as many. */
+  waiters: number;
   tokens: number;
   expiresMs: number;
   pending?: Promise<void>;
@@ -56,7 +58,7 @@ export function createLeasedLimiter({
   };
 
   function renew(id: string, entry: Held): Promise<void> {
-    entry.pending ??= lease(id, want)
+    entry.pending ??= lease(id, Math.min(64, Math.max(want, entry.waiters)))
       .then(
         (granted) => {
           const nowMs = clock.now().getTime();
@@ -83,16 +85,21 @@ export function createLeasedLimiter({
   }
 
   async function slow(id: string, entry: Held): Promise<RateVerdict> {
-    // Concurrent requests share one lease; each then spends from it or asks again.
-    for (let attempt = 0; attempt < 3; attempt++) {
-      await (entry.pending ?? renew(id, entry));
-      const nowMs = clock.now().getTime();
-      if (spend(entry, nowMs)) return { allowed: true };
-      if (entry.refusal && entry.refusal.untilMs > nowMs) {
-        return { allowed: false, retryAfterSeconds: entry.refusal.retryAfterSeconds };
+    // Concurrent requests share a lease; each then spends from it or asks again. Every lease
+    // either grants a token someone spends or is a refusal, so this ends.
+    entry.waiters += 1;
+    try {
+      for (;;) {
+        await (entry.pending ?? renew(id, entry));
+        const nowMs = clock.now().getTime();
+        if (spend(entry, nowMs)) return { allowed: true };
+        if (entry.refusal && entry.refusal.untilMs > nowMs) {
+          return { allowed: false, retryAfterSeconds: entry.refusal.retryAfterSeconds };
+        }
       }
+    } finally {
+      entry.waiters -= 1;
     }
-    return { allowed: false, retryAfterSeconds: 1 };
   }
 
   return {
@@ -100,7 +107,7 @@ export function createLeasedLimiter({
       const nowMs = clock.now().getTime();
       let entry = held.get(id);
       if (!entry) {
-        entry = { tokens: 0, expiresMs: 0 };
+        entry = { waiters: 0, tokens: 0, expiresMs: 0 };
         held.set(id, entry);
         if (held.size > maxTracked) held.delete(held.keys().next().value as string);
       }
