@@ -123,11 +123,11 @@ export async function runPrimary(dataDir: string, workers: number): Promise<Prim
       if (message?.type === 'signet.lease') {
         const lease = buckets.takeUpTo(message.id, Math.max(1, Math.min(64, message.want)));
         const reply: ToWorker = { type: 'signet.leased', seq: message.seq, lease };
-        worker.send(reply);
+        if (worker.isConnected()) worker.send(reply);
       } else if (message?.type === 'signet.keyRevoked') {
         void announcer.announce(index, message.id).then(() => {
           const reply: ToWorker = { type: 'signet.keyAnnounced', seq: message.seq };
-          if (!worker.isDead()) worker.send(reply);
+          if (worker.isConnected()) worker.send(reply);
         });
       } else if (message?.type === 'signet.keyDropped') {
         announcer.dropped(message.seq);
@@ -205,11 +205,12 @@ function createKeyAnnouncer(running: Map<number, Worker>) {
       waiting.set(mine, done);
       worker.once('exit', done);
       const message: ToWorker = { type: 'signet.dropKey', seq: mine, id };
-      worker.send(message);
+      if (worker.isConnected()) worker.send(message);
+      else done();
     });
   return {
     async announce(from: number, id: string): Promise<void> {
-      const others = [...running].filter(([index, worker]) => index !== from && !worker.isDead());
+      const others = [...running].filter(([index, worker]) => index !== from && worker.isConnected());
       await Promise.all(others.map(([, worker]) => dropBy(worker, id)));
     },
     dropped(ackSeq: number): void {
