@@ -1,25 +1,31 @@
 /**
- * bench/http-issue (issue #10): certificates per second and p50/p99 latency over HTTP, through
- * `signet serve` (POST /v1/certificates?policy=web-server, every certificate stored) on the
- * embedded PGlite and on PostgreSQL, against cfssl's `cfssl serve` (/api/v1/cfssl/sign, nothing
- * stored) in the same run, at concurrency 1, 8 and 32. P-256 issuer, P-256 leaf, the same CSR.
- * Then a CPU profile of the PGlite server under c=32, summarised by module.
+ * bench/http-issue (issues #10, #24): certificates per second and p50/p99 latency over HTTP,
+ * through `signet serve` (POST /v1/certificates?policy=web-server, every certificate stored) on
+ * the embedded PGlite, on PostgreSQL with --workers 1 and with --workers N (default: the cores),
+ * against cfssl's `cfssl serve` (/api/v1/cfssl/sign, nothing stored), interleaved in the same
+ * run at concurrency 1, 8 and 32. P-256 issuer, P-256 leaf, the same CSR. Per run: CPU per
+ * certificate of the server, its workers, its partition and PostgreSQL (from /proc), the ratio
+ * to cfssl, and at c=1 the disk's fdatasync latency measured just before. Then RSS idle and after
+ * --rss-seconds at c=32, and a CPU profile of one signet server (--profile) at the highest c.
  *
- *   node --import tsx bench/http-issue.ts [--seconds 5] [--concurrency 1,8,32] [--no-profile]
+ *   node --import tsx bench/http-issue.ts [--seconds 5] [--concurrency 1,8,32] [--rss-seconds 60]
+ *       [--workers N] [--profile signet-postgres-w1|signet-pglite] [--no-profile]
  *
  * Needs `cfssl` (Debian: apt-get install golang-cfssl) and openssl. PostgreSQL: $DATABASE_URL if
- * set, else a throwaway PostgreSQL 15 cluster from /usr/lib/postgresql/15/bin, else skipped.
- * The load generator runs in its own process (this file with --load), so the server under test
- * has the event loop of its process to itself; runs are interleaved by concurrency.
+ * set, else a private PostgreSQL 15 cluster (fsync on) from /usr/lib/postgresql/15/bin, else
+ * skipped. The load generator runs in its own process (this file with --load).
  */
 import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
+import pg from 'pg';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { summariseProfile } from './cpu-profile.ts';
+import { type LoadResult, type LoadSpec, runLoad } from './http-load.ts';
+import { cpuByRole, cpuSeconds, fdatasyncLatencyMs, rssByRole } from './proc.ts';
 import { freePort, throwawayPostgres as startPostgres } from './support.ts';
 
 const { values } = parseArgs({
@@ -27,104 +33,17 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '5' },
     concurrency: { type: 'string', default: '1,8,32' },
     'no-profile': { type: 'boolean', default: false },
+    /** Load at c=32 for this long before reading each server's RSS after load. */
+    'rss-seconds': { type: 'string', default: '60' },
+    /** HTTP workers of the second PostgreSQL server (default: the number of cores). */
+    workers: { type: 'string', default: String(availableParallelism()) },
+    /** Which servers run: any of pglite, postgres-w1, postgres-wn, cfssl. */
+    only: { type: 'string', default: 'pglite,postgres-w1,postgres-wn,cfssl' },
+    /** Which signet server is profiled under the highest concurrency. */
+    profile: { type: 'string', default: 'signet-postgres-w1' },
     load: { type: 'string' },
   },
 });
-
-// ---------------------------------------------------------------------------------------------
-// Load generator mode: `--load <json>`; prints one JSON line with the result.
-
-interface LoadSpec {
-  url: string;
-  headers: Record<string, string>;
-  bodyFile: string;
-  expectStatus: number;
-  concurrency: number;
-  seconds: number;
-  warmupSeconds: number;
-}
-
-interface LoadResult {
-  done: number;
-  /** Requests answered during the warm-up, not timed. */
-  warmedUp: number;
-  /** The load generator's own CPU per timed request: near 1 ms means the client is the limit. */
-  clientCpuMs: number;
-  errors: number;
-  firstError?: string;
-  elapsedMs: number;
-  latenciesMs: { p50: number; p99: number; max: number };
-}
-
-async function runLoad(spec: LoadSpec): Promise<LoadResult> {
-  const body = readFileSync(spec.bodyFile);
-  const agent = new Agent({ keepAlive: true, maxSockets: spec.concurrency });
-  const url = new URL(spec.url);
-  const once = () =>
-    new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = request(
-        {
-          agent,
-          host: url.hostname,
-          port: url.port,
-          path: url.pathname + url.search,
-          method: 'POST',
-          headers: { ...spec.headers, 'content-length': String(body.length) },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () =>
-            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
-          );
-          res.on('error', reject);
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    });
-  let errors = 0;
-  let firstError: string | undefined;
-  const latencies: number[] = [];
-  let warmedUp = 0;
-  const loop = async (until: number, record: boolean) => {
-    while (performance.now() < until) {
-      const started = performance.now();
-      try {
-        const { status, text } = await once();
-        if (status !== spec.expectStatus) throw new Error(`HTTP ${status}: ${text.slice(0, 200)}`);
-        if (record) latencies.push(performance.now() - started);
-        else warmedUp += 1;
-      } catch (error) {
-        errors += 1;
-        firstError ??= String(error);
-        if (errors > 100) throw new Error(`too many errors, first: ${firstError}`);
-      }
-    }
-  };
-  const workers = (until: number, record: boolean) =>
-    Promise.all(Array.from({ length: spec.concurrency }, () => loop(until, record)));
-  await workers(performance.now() + spec.warmupSeconds * 1000, false);
-  errors = 0;
-  const started = performance.now();
-  const cpuBefore = process.cpuUsage();
-  await workers(started + spec.seconds * 1000, true);
-  const cpu = process.cpuUsage(cpuBefore);
-  const elapsedMs = performance.now() - started;
-  agent.destroy();
-  latencies.sort((a, b) => a - b);
-  const at = (q: number) =>
-    latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-  return {
-    done: latencies.length,
-    warmedUp,
-    clientCpuMs: (cpu.user + cpu.system) / 1000 / Math.max(1, latencies.length),
-    errors,
-    ...(firstError ? { firstError } : {}),
-    elapsedMs,
-    latenciesMs: { p50: at(0.5), p99: at(0.99), max: latencies.at(-1) ?? NaN },
-  };
-}
 
 if (values.load !== undefined) {
   const result = await runLoad(JSON.parse(values.load) as LoadSpec);
@@ -211,28 +130,7 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGINT')
   clearTimeout(timer);
 }
 
-/** CPU seconds (user + system) of a process and all its descendants, from /proc. */
-function cpuSeconds(pid: number): number {
-  const ticks = 100; // USER_HZ on Linux
-  let total = 0;
-  const visit = (p: number) => {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      total += (Number(fields[11]) + Number(fields[12])) / ticks;
-      for (const task of readdirSync(`/proc/${p}/task`)) {
-        const kids = readFileSync(`/proc/${p}/task/${task}/children`, 'utf8').trim();
-        for (const kid of kids ? kids.split(' ') : []) visit(Number(kid));
-      }
-    } catch {
-      // The process ended between reads.
-    }
-  };
-  visit(pid);
-  return total;
-}
-
-async function throwawayPostgres(): Promise<{ url: string; stop(): void } | undefined> {
+async function throwawayPostgres() {
   const pg = await startPostgres();
   if (!pg) return undefined;
   // Registered so an interrupted run still stops the cluster.
@@ -241,7 +139,21 @@ async function throwawayPostgres(): Promise<{ url: string; stop(): void } | unde
     pg.stop();
   };
   stops.add(stop);
-  return { url: pg.url, stop };
+  return { ...pg, stop };
+}
+
+/** A database of its own for each signet server on the cluster. */
+async function createDatabase(url: string, name: string): Promise<string> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(`create database ${name}`);
+  } finally {
+    await client.end();
+  }
+  const database = new URL(url);
+  database.pathname = `/${name}`;
+  return database.toString();
 }
 
 interface Target {
@@ -251,6 +163,8 @@ interface Target {
   bodyFile: string;
   expectStatus: number;
   pid(): number;
+  /** The PostgreSQL postmaster this target's database runs in (its CPU is counted apart). */
+  databasePid?: number;
   stop(): Promise<void>;
 }
 
@@ -267,9 +181,10 @@ async function startSignet(
   name: string,
   csrDer: string,
   databaseUrl: string | undefined,
+  workers: number,
   nodeFlags: string[] = [],
   dataDir?: string,
-): Promise<Target & { dataDir: string }> {
+): Promise<Target & { dataDir: string; databaseUrl: string | undefined; workers: number }> {
   const env: NodeJS.ProcessEnv = { ...process.env, SIGNET_LOG_LEVEL: 'info' };
   delete env.DATABASE_URL;
   if (databaseUrl) env.DATABASE_URL = databaseUrl;
@@ -288,7 +203,17 @@ async function startSignet(
   const child = track(
     spawn(
       process.execPath,
-      [...nodeFlags, path.join(REPO, 'bin/signet.js'), 'serve', '--data', dir, '--port', String(port)],
+      [
+        ...nodeFlags,
+        path.join(REPO, 'bin/signet.js'),
+        'serve',
+        '--data',
+        dir,
+        '--port',
+        String(port),
+        '--workers',
+        String(workers),
+      ],
       { cwd: REPO, env, stdio: ['ignore', log.fd, log.fd] },
     ),
     name,
@@ -300,6 +225,8 @@ async function startSignet(
   return {
     name,
     dataDir: dir,
+    databaseUrl,
+    workers,
     url: `${base}/v1/certificates?policy=web-server`,
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/pkcs10' },
     bodyFile: csrDer,
@@ -359,13 +286,15 @@ async function load(target: Target, concurrency: number, seconds: number): Promi
     seconds,
     warmupSeconds: Math.min(2, Math.max(0.5, seconds / 4)),
   };
-  const cpuBefore = cpuSeconds(target.pid());
+  const cpuBefore = cpuByRole(target.pid());
+  const databaseBefore = target.databasePid ? cpuSeconds(target.databasePid) : 0;
   const { stdout: out } = await promisify(execFile)(
     process.execPath,
     ['--import', 'tsx', SELF, '--load', JSON.stringify(spec)],
     { cwd: REPO, encoding: 'utf8', timeout: (seconds + 60) * 1000 },
   );
-  const cpu = cpuSeconds(target.pid()) - cpuBefore;
+  const cpuAfter = cpuByRole(target.pid());
+  const databaseCpu = target.databasePid ? cpuSeconds(target.databasePid) - databaseBefore : Number.NaN;
   const result = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as LoadResult;
   if (result.errors)
     console.error(`${target.name} c=${concurrency}: ${result.errors} errors, first: ${result.firstError}`);
@@ -378,7 +307,12 @@ async function load(target: Target, concurrency: number, seconds: number): Promi
     p99: result.latenciesMs.p99,
     errors: result.errors,
     // Read around the whole load process, so it counts the warm-up requests too.
-    cpuMsPerRequest: (cpu * 1000) / (result.done + result.warmedUp),
+    cpuMs: {
+      server: ((cpuAfter.server - cpuBefore.server) * 1000) / (result.done + result.warmedUp),
+      workers: ((cpuAfter.workers - cpuBefore.workers) * 1000) / (result.done + result.warmedUp),
+      partition: ((cpuAfter.partition - cpuBefore.partition) * 1000) / (result.done + result.warmedUp),
+      database: (databaseCpu * 1000) / (result.done + result.warmedUp),
+    },
     clientCpuMs: result.clientCpuMs,
     answered: result.done + result.warmedUp,
   };
@@ -391,8 +325,11 @@ interface Row {
   p50: number;
   p99: number;
   errors: number;
-  cpuMsPerRequest: number;
+  /** CPU ms per certificate: the server process, its HTTP workers, its partition, PostgreSQL. */
+  cpuMs: { server: number; workers: number; partition: number; database: number };
   clientCpuMs: number;
+  /** At c=1: the disk's fdatasync latency measured just before (ms). */
+  fdatasync?: { p50: number; p99: number };
   /** 201 (or 200) answers, warm-up included. */
   answered: number;
 }
@@ -416,89 +353,10 @@ async function countStored(target: Target): Promise<number> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// CPU profile summary: self time by module and by function.
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-}
-
-function moduleOf(url: string, functionName: string): string {
-  if (!url) return functionName.startsWith('(') ? functionName : '(native)';
-  const file = url.replace(/^file:\/\//, '');
-  const nm = file.lastIndexOf('/node_modules/');
-  if (nm >= 0) {
-    const parts = file.slice(nm + '/node_modules/'.length).split('/');
-    return parts[0]?.startsWith('@') ? `${parts[0]}/${parts[1]}` : (parts[0] ?? file);
-  }
-  if (file.startsWith('node:')) return file.split('/').slice(0, 2).join('/');
-  const relative = path.relative(REPO, file);
-  if (!relative.startsWith('..')) return path.dirname(relative);
-  return file;
-}
-
-/**
- * Only samples inside [fromUs, toUs] count (the measured load, not start-up or shut-down): V8's
- * profile timestamps and process.hrtime are both CLOCK_MONOTONIC on Linux.
- */
-function summariseProfile(file: string, fromUs: number, toUs: number): string[] {
-  const profile = JSON.parse(readFileSync(file, 'utf8')) as {
-    nodes: ProfileNode[];
-    samples: number[];
-    timeDeltas: number[];
-    startTime: number;
-  };
-  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
-  const selfUs = new Map<number, number>();
-  let at = profile.startTime;
-  profile.samples.forEach((id, i) => {
-    const delta = profile.timeDeltas[i] ?? 0;
-    at += delta;
-    if (at < fromUs || at > toUs) return;
-    selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
-  });
-  let total = 0;
-  let idle = 0;
-  const modules = new Map<string, number>();
-  const functions = new Map<string, number>();
-  for (const [id, us] of selfUs) {
-    const frame = byId.get(id)?.callFrame;
-    if (!frame) continue;
-    total += us;
-    if (frame.functionName === '(idle)') {
-      idle += us;
-      continue;
-    }
-    const module = moduleOf(frame.url, frame.functionName);
-    modules.set(module, (modules.get(module) ?? 0) + us);
-    const fn = `${frame.functionName || '(anonymous)'} ${module}${frame.url ? `/${path.basename(frame.url)}:${frame.lineNumber + 1}` : ''}`;
-    functions.set(fn, (functions.get(fn) ?? 0) + us);
-  }
-  const busy = total - idle;
-  const lines = [
-    `profile: ${(total / 1e6).toFixed(1)}s of load (warm-up included) sampled on the server's main thread, ${((idle / total) * 100).toFixed(0)}% idle; shares below are of the busy ${(busy / 1e6).toFixed(1)}s`,
-    'self time by module:',
-  ];
-  const top = (map: Map<string, number>, n: number) => [...map].sort((a, b) => b[1] - a[1]).slice(0, n);
-  for (const [name, us] of top(modules, 18))
-    lines.push(`  ${((us / busy) * 100).toFixed(1).padStart(5)}%  ${name}`);
-  lines.push('self time by function (top 15):');
-  for (const [name, us] of top(functions, 15))
-    lines.push(`  ${((us / busy) * 100).toFixed(1).padStart(5)}%  ${name}`);
-  return lines;
-}
-
-// ---------------------------------------------------------------------------------------------
 
 const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 
-async function main(): Promise<void> {
-  if (spawnSync('cfssl', ['version']).status !== 0) {
-    console.error('bench/http-issue needs cfssl: apt-get install golang-cfssl');
-    process.exitCode = 1;
-    return;
-  }
-  const work = tempDir('signet-bench-http-work-');
+async function makeCsr(work: string): Promise<{ csrDer: string; csrPem: string }> {
   const csrDer = path.join(work, 'leaf.csr.der');
   const csrPem = path.join(work, 'leaf.csr.pem');
   execFileSync(
@@ -523,51 +381,116 @@ async function main(): Promise<void> {
     { stdio: 'ignore' },
   );
   execFileSync('openssl', ['req', '-in', csrPem, '-outform', 'DER', '-out', csrDer]);
+  return { csrDer, csrPem };
+}
 
+const rssText = (r: ReturnType<typeof rssByRole>) =>
+  `server ${fmt(r.server)} MB, workers ${fmt(r.workers)} MB, partition ${fmt(r.partition)} MB, total ${fmt(r.server + r.workers + r.partition)} MB`;
+
+function printTables(rows: Row[]): void {
+  console.log('');
+  // CPU per certificate from /proc (user + system), warm-up included: steadier than the rates on
+  // a busy machine. PostgreSQL's own CPU (its backends) is apart; it is not in "excl. database".
   console.log(
-    `bench/http-issue: ${SECONDS}s per run after warm-up, concurrency ${CONCURRENCIES.join(',')}, P-256 issuer and leaf, one CSR`,
+    '| server | c | certificates/s | × cfssl | p50 ms | p99 ms | fdatasync p50/p99 ms | CPU ms/cert: server | workers | partition | excl. database | PostgreSQL | client CPU ms/req | errors |',
+  );
+  console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+  for (const row of rows) {
+    const cfssl = rows.find((r) => r.target === 'cfssl' && r.concurrency === row.concurrency)?.rate ?? NaN;
+    const c = row.cpuMs;
+    console.log(
+      `| ${row.target} | ${row.concurrency} | ${fmt(row.rate)} | ${fmt(row.rate / cfssl, 2)} | ${fmt(row.p50, 2)} | ${fmt(row.p99, 2)} | ${row.fdatasync ? `${fmt(row.fdatasync.p50, 2)} / ${fmt(row.fdatasync.p99, 2)}` : ''} | ${fmt(c.server, 2)} | ${fmt(c.workers, 2)} | ${fmt(c.partition, 2)} | ${fmt(c.server + c.workers + c.partition, 2)} | ${fmt(c.database, 2)} | ${fmt(row.clientCpuMs, 2)} | ${row.errors} |`,
+    );
+  }
+}
+
+async function profileTarget(
+  target: Target & { dataDir: string; databaseUrl: string | undefined; workers: number },
+  csrDer: string,
+  concurrency: number,
+): Promise<void> {
+  await target.stop();
+  const profileDir = tempDir('signet-bench-prof-');
+  const profiled = await startSignet(
+    `${target.name} (profiled)`,
+    csrDer,
+    target.databaseUrl,
+    1,
+    ['--cpu-prof', '--cpu-prof-dir', profileDir],
+    target.dataDir,
+  );
+  const fromUs = Number(process.hrtime.bigint() / 1000n);
+  const row = await load(profiled, concurrency, SECONDS);
+  const toUs = Number(process.hrtime.bigint() / 1000n);
+  await profiled.stop();
+  console.log('');
+  console.log(`CPU profile of ${target.name} under c=${concurrency}: ${fmt(row.rate)} /s while profiling`);
+  // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread.
+  const main = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile') && f.split('.')[4] === '0');
+  if (!main) console.log('no profile written');
+  else
+    for (const line of summariseProfile(path.join(profileDir, main), fromUs, toUs, row.answered))
+      console.log(line);
+}
+
+async function main(): Promise<void> {
+  if (spawnSync('cfssl', ['version']).status !== 0) {
+    console.error('bench/http-issue needs cfssl: apt-get install golang-cfssl');
+    process.exitCode = 1;
+    return;
+  }
+  const work = tempDir('signet-bench-http-work-');
+  const { csrDer, csrPem } = await makeCsr(work);
+  const workers = Number(values.workers);
+  console.log(
+    `bench/http-issue: ${SECONDS}s per run after warm-up, concurrency ${CONCURRENCIES.join(',')}, P-256 issuer and leaf, one CSR; ${availableParallelism()} cores`,
   );
   console.log(`machine: ${execFileSync('uptime', { encoding: 'utf8' }).trim()}`);
-  const targets: Target[] = [];
-  const pg = await throwawayPostgres();
+  const targets: (Target & Partial<{ dataDir: string; databaseUrl: string | undefined; workers: number }>)[] =
+    [];
+  const database = await throwawayPostgres();
+  const databasePid = database?.pid?.();
   try {
-    targets.push(await startSignet('signet-pglite', csrDer, undefined));
-    if (pg) targets.push(await startSignet('signet-postgres', csrDer, pg.url));
-    else console.log('[postgres] skipped: no DATABASE_URL and no PostgreSQL 15 binaries');
-    targets.push(await startCfssl(work, csrPem));
+    const only = new Set(values.only.split(','));
+    if (only.has('pglite')) targets.push(await startSignet('signet-pglite', csrDer, undefined, 1));
+    if (database && (only.has('postgres-w1') || only.has('postgres-wn'))) {
+      console.log(`PostgreSQL: ${database.dataDir ? 'a private cluster, fsync on' : '$DATABASE_URL'}`);
+      const w1 = await startSignet(
+        'signet-postgres-w1',
+        csrDer,
+        await createDatabase(database.url, 'bench_w1'),
+        1,
+      );
+      targets.push({ ...w1, ...(databasePid ? { databasePid } : {}) });
+      if (workers > 1) {
+        const wn = await startSignet(
+          `signet-postgres-w${workers}`,
+          csrDer,
+          await createDatabase(database.url, 'bench_wn'),
+          workers,
+        );
+        targets.push({ ...wn, ...(databasePid ? { databasePid } : {}) });
+      }
+    } else console.log('[postgres] skipped: no DATABASE_URL and no PostgreSQL 15 binaries');
+    if (only.has('cfssl')) targets.push(await startCfssl(work, csrPem));
+
+    // Idle memory: started, nothing asked yet but readiness, a few seconds to settle.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const idle = new Map(targets.map((t) => [t.name, rssByRole(t.pid())]));
 
     const rows: Row[] = [];
+    const syncDir = database?.dataDir ?? work;
     for (const concurrency of CONCURRENCIES) {
       for (const target of targets) {
-        const row = await load(target, concurrency, SECONDS);
+        const fdatasync = concurrency === 1 ? fdatasyncLatencyMs(syncDir) : undefined;
+        const row = { ...(await load(target, concurrency, SECONDS)), ...(fdatasync ? { fdatasync } : {}) };
         rows.push(row);
         console.log(
-          `  ${row.target.padEnd(16)} c=${String(concurrency).padEnd(3)} ${fmt(row.rate).padStart(6)} /s  p50 ${fmt(row.p50, 2)} ms  p99 ${fmt(row.p99, 2)} ms`,
+          `  ${row.target.padEnd(20)} c=${String(concurrency).padEnd(3)} ${fmt(row.rate).padStart(6)} /s  p50 ${fmt(row.p50, 2)} ms  p99 ${fmt(row.p99, 2)} ms${fdatasync ? `  (fdatasync p50 ${fmt(fdatasync.p50, 2)} ms)` : ''}`,
         );
       }
     }
-
-    console.log('');
-    // CPU per certificate is the server process and its children (signet's partition process),
-    // user + system, from /proc: less sensitive than the rates to a machine busy with other work.
-    console.log(
-      '| server | c | certificates/s | p50 ms | p99 ms | server CPU ms per certificate | client CPU ms per request | errors |',
-    );
-    console.log('|--------|---|----------------|--------|--------|-----|-----|--------|');
-    for (const row of rows) {
-      console.log(
-        `| ${row.target} | ${row.concurrency} | ${fmt(row.rate)} | ${fmt(row.p50, 2)} | ${fmt(row.p99, 2)} | ${fmt(row.cpuMsPerRequest, 2)} | ${fmt(row.clientCpuMs, 2)} | ${row.errors} |`,
-      );
-    }
-    console.log('');
-    console.log('| c | signet-pglite / cfssl | signet-postgres / cfssl |');
-    console.log('|---|------|------|');
-    for (const concurrency of CONCURRENCIES) {
-      const of = (name: string) => rows.find((r) => r.target === name && r.concurrency === concurrency)?.rate;
-      const cfssl = of('cfssl') ?? NaN;
-      const ratio = (name: string) => fmt((of(name) ?? NaN) / cfssl, 2);
-      console.log(`| ${concurrency} | ${ratio('signet-pglite')} | ${ratio('signet-postgres')} |`);
-    }
+    printTables(rows);
 
     // Every 201 should be a stored certificate: count them back through the API.
     for (const target of targets.filter((t) => t.name.startsWith('signet'))) {
@@ -577,39 +500,30 @@ async function main(): Promise<void> {
       );
     }
 
-    if (!values['no-profile']) {
-      const pglite = targets[0] as Target & { dataDir?: string };
-      await pglite.stop();
-      targets.shift();
-      const profileDir = tempDir('signet-bench-prof-');
-      const profiled = await startSignet(
-        'signet-pglite (profiled)',
-        csrDer,
-        undefined,
-        ['--cpu-prof', '--cpu-prof-dir', profileDir],
-        (pglite as { dataDir: string }).dataDir,
-      );
-      targets.unshift(profiled);
-      const maxC = Math.max(...CONCURRENCIES);
-      const fromUs = Number(process.hrtime.bigint() / 1000n);
-      const row = await load(profiled, maxC, SECONDS);
-      const toUs = Number(process.hrtime.bigint() / 1000n);
-      await profiled.stop();
-      targets.shift();
-      console.log('');
+    const rssSeconds = Number(values['rss-seconds']);
+    console.log('');
+    console.log(`RSS idle, then after ${rssSeconds} s at c=32:`);
+    for (const target of targets) {
+      const loaded = await load(target, 32, rssSeconds);
+      console.log(`  ${target.name.padEnd(20)} idle:  ${rssText(idle.get(target.name)!)}`);
       console.log(
-        `CPU profile of signet serve (PGlite) under c=${maxC}: ${fmt(row.rate)} /s while profiling`,
+        `  ${''.padEnd(20)} after: ${rssText(rssByRole(target.pid()))} (${fmt(loaded.rate)} /s during it)`,
       );
-      // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread (tsx's
-      // module loader runs in a worker thread and writes its own, idle, profile).
-      const main = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile') && f.split('.')[4] === '0');
-      if (!main) console.log('no profile written');
-      else for (const line of summariseProfile(path.join(profileDir, main), fromUs, toUs)) console.log(line);
+    }
+
+    const profiled = targets.find((t) => t.name === values.profile);
+    if (!values['no-profile'] && profiled?.dataDir) {
+      targets.splice(targets.indexOf(profiled), 1);
+      await profileTarget(
+        profiled as Target & { dataDir: string; databaseUrl: string | undefined; workers: number },
+        csrDer,
+        Math.max(...CONCURRENCIES),
+      );
     }
     console.log(`machine after: ${execFileSync('uptime', { encoding: 'utf8' }).trim()}`);
   } finally {
     for (const target of targets) await target.stop();
-    pg?.stop();
+    database?.stop();
   }
 }
 

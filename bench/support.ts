@@ -5,7 +5,7 @@
  * has them.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -20,8 +20,13 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Undefined when there is neither $DATABASE_URL nor a PostgreSQL 15 installation. */
-export async function throwawayPostgres(): Promise<{ url: string; stop(): void } | undefined> {
+/**
+ * Undefined when there is neither $DATABASE_URL nor a PostgreSQL 15 installation. `pid` is the
+ * postmaster's (its backends are its children), for CPU read from /proc; unknown for $DATABASE_URL.
+ */
+export async function throwawayPostgres(): Promise<
+  { url: string; stop(): void; pid?: () => number | undefined; dataDir?: string } | undefined
+> {
   if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, stop() {} };
   const bin = '/usr/lib/postgresql/15/bin';
   if (spawnSync(`${bin}/initdb`, ['--version']).status !== 0) return undefined;
@@ -51,6 +56,14 @@ export async function throwawayPostgres(): Promise<{ url: string; stop(): void }
   let stopped = false;
   return {
     url: `postgres://signet@127.0.0.1:${port}/postgres`,
+    dataDir: `${dir}/data`,
+    pid: () => {
+      try {
+        return Number(readFileSync(`${dir}/data/postmaster.pid`, 'utf8').split('\n')[0]);
+      } catch {
+        return undefined;
+      }
+    },
     stop() {
       if (stopped) return;
       stopped = true;

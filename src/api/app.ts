@@ -40,7 +40,7 @@ export interface CreateAppExtras {
  */
 export function createApp(deps: AppDeps, extras: CreateAppExtras = {}): Hono<ApiEnv> {
   const { clock, logger, options = {} } = deps;
-  const limiter = new RateLimiter({ perMinute: options.rateLimitPerMinute ?? 6000, clock });
+  const limiter = deps.limiter ?? new RateLimiter({ perMinute: options.rateLimitPerMinute ?? 6000, clock });
   const attempts =
     deps.attempts ?? createMemoryAttemptLimiter({ perMinute: options.failedAuthPerMinute ?? 60, clock });
   const failedAuth =

@@ -17,7 +17,7 @@ import type { RevokeByKey } from '../revocation/revoke-by-key.ts';
 import type { ClientCertificateMapping } from './auth/mtls.ts';
 import type { FailedAuthAudit } from './failed-auth.ts';
 import type { Metrics } from './metrics.ts';
-import type { AttemptLimiter } from './middleware/rate-limit.ts';
+import type { AttemptLimiter, CredentialLimiter } from './middleware/rate-limit.ts';
 
 /**
  * What the HTTP edge needs from the rest of Signet: the real repositories (src/db), the policy
@@ -95,6 +95,8 @@ export interface AppDeps {
   revocation?: RevocationDeps;
   /** The ACME server (RFC 8555) behind /acme/*; absent: no ACME directories are served. */
   acme?: AcmeServer;
+  /** Requests per credential; absent: counted in this process (options.rateLimitPerMinute). */
+  limiter?: CredentialLimiter;
   /** Failed attempts per client address; absent: counted in this process (options.failedAuthPerMinute). */
   attempts?: AttemptLimiter;
   /** Aggregated audit of failed authentication; absent: one is made (options.failedAuthIntervalMs). Pass one to flush it at shutdown. */

@@ -31,7 +31,7 @@ import { createSigningBudget } from '../revocation/ocsp-rate-limit.ts';
 import { certIdFor } from '../revocation/ocsp-request.ts';
 import { createOcspResponder, type OcspResponder } from '../revocation/ocsp-responder.ts';
 import { partitionSigner } from '../revocation/partition-signer.ts';
-import { createRevokeUseCase, type RevokeUseCase } from '../revocation/revoke.usecase.ts';
+import { createRevokeUseCase, type RevokeResult, type RevokeUseCase } from '../revocation/revoke.usecase.ts';
 import { createRevokeByKey, type RevokeByKey } from '../revocation/revoke-by-key.ts';
 import { isSelfIssued } from '../x509/crl.ts';
 import { createResponderDirectory, type ResponderDirectory } from './ocsp-responders.ts';
@@ -78,6 +78,12 @@ export interface RevocationRuntimeOptions {
   /** Delegated OCSP responders. */
   ocspResponders: OcspRespondersRepository;
   nodeId: string;
+  /**
+   * Start the CRL scheduler (default true). An HTTP worker that leaves background work to another
+   * worker of its node does not: its revocations owe their CRLs durably (owed_work, same
+   * transaction), which that worker's scheduler picks up at its next poll.
+   */
+  background?: boolean;
 }
 
 /** The owed_work outbox, kind `crl`, as the CRL scheduler reads it. */
@@ -229,7 +235,12 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     certificates,
     clock,
     listeners: [
-      (result) => scheduler.notifyRevocation(result.revocation.issuerId, result.revocation.crlShard ?? 0),
+      ...(options.background === false
+        ? []
+        : [
+            (result: RevokeResult) =>
+              scheduler.notifyRevocation(result.revocation.issuerId, result.revocation.crlShard ?? 0),
+          ]),
       // This node at once; the others through the NOTIFY sent at commit (src/db).
       (result) => {
         ocsp.invalidate(result.revocation.serial);
@@ -244,7 +255,8 @@ export async function startRevocation(options: RevocationRuntimeOptions): Promis
     revocations: revoke,
     clock,
   });
-  await scheduler.start();
+  // A worker without background jobs leaves CRLs to the node's first worker (owed work, issue #24).
+  if (options.background !== false) await scheduler.start();
   return {
     revoke,
     revokeByKey,

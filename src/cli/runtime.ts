@@ -6,6 +6,7 @@ import { type IssuerSet, loadIssuers, loadStoppedIssuers } from '../ca/issuers.t
 import { createRenewal, type Renewal } from '../ca/renew.usecase.ts';
 import type { CertificateAuthority } from '../ca/types.ts';
 import { loadConfig, resolveIn, type SignetConfig } from '../config/config.ts';
+import { type CachedApiKeys, createCachedApiKeysRepository } from '../db/api-keys.cache.ts';
 import { createApiKeysRepository } from '../db/api-keys.repository.ts';
 import { createAuditRepository } from '../db/audit.repository.ts';
 import { createCertificatesRepository } from '../db/certificates.repository.ts';
@@ -21,13 +22,13 @@ import { createReplayGuardRepository } from '../db/replay-guard.repository.ts';
 import type { RemotePartition, TlsEndpoint } from '../hsm/client.ts';
 import { type ClusterMemberOptions, type MemberStateEvent, PartitionCluster } from '../hsm/cluster.ts';
 import { parseLinkUrl } from '../hsm/link.ts';
-import { PartitionSupervisor } from '../hsm/supervisor.ts';
 import { isHsmError, type KeyManager } from '../hsm/types.ts';
 import { type Clock, systemClock } from '../lib/clock.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { createPolicyRegistry, type PolicyRegistry } from '../policy/registry.ts';
 import { createKeyBlocklist } from '../x509/blocklist.ts';
 import { decodePemBlocks } from '../x509/pem.ts';
+import { type SpawnedMember, startSpawnedMember } from './partition-members.ts';
 import { applyCrlShards, type RevocationRuntime, startRevocation } from './revocation.ts';
 
 /**
@@ -44,7 +45,8 @@ export interface Runtime {
     certificates: ReturnType<typeof createCertificatesRepository>;
     issuers: ReturnType<typeof createIssuersRepository>;
     audit: ReturnType<typeof createAuditRepository>;
-    apiKeys: ReturnType<typeof createApiKeysRepository>;
+    /** Held in memory, dropped on revocation on every node (db/api-keys.cache.ts). */
+    apiKeys: CachedApiKeys;
     idempotency: ReturnType<typeof createIdempotencyRepository>;
     crls: ReturnType<typeof createCrlsRepository>;
     owedWork: ReturnType<typeof createOwedWorkRepository>;
@@ -73,8 +75,20 @@ export interface OpenRuntimeOptions {
   databaseUrl?: string;
   /** Start the CRL scheduler and OCSP responder (the server); local CLI commands do not. */
   revocation?: boolean;
+  /**
+   * Run the periodic background work (CRL scheduler's rescans and outbox polls); default true.
+   * Of a node's HTTP workers only one does, the others leave owed work to it (cli/workers.ts).
+   */
+  background?: boolean;
+  /** Tells the node's other HTTP workers of a revoked API key (db/api-keys.cache.ts `announce`). */
+  announceApiKeyRevocation?: (id: string) => Promise<void>;
   /** Latency observers (the server's Prometheus histograms). */
   observe?: RuntimeObservers;
+  /**
+   * Start the partition members signet.yaml marks `spawn: true` (default). An HTTP worker of
+   * `serve --workers N` does not: the node's primary process started them (cli/workers.ts).
+   */
+  spawnPartitions?: boolean;
   /**
    * A spawned partition that is sealed, with no unsealSecretFile, is waited for until custodians
    * unseal it (signet serve); without this the runtime fails at once with hsm.sealed (commands).
@@ -104,6 +118,27 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
   };
 
   try {
+    // The partition members this node spawns start while the database opens (each takes about
+    // half of a restart: a Node process unsealing its folder; PGlite instantiating and recovering).
+    const spawning = new Map<string, Promise<SpawnedMember>>();
+    if (options.spawnPartitions !== false) {
+      for (const [name, partition] of Object.entries(config.partitions)) {
+        const index = partition.members.findIndex((m) => m.spawn);
+        if (index < 0) continue;
+        const member = partition.members[index]!;
+        const starting = startSpawnedMember({
+          dataDir,
+          name,
+          partition,
+          index,
+          memberName: memberEndpoint(dataDir, member).name!,
+          logger,
+          ...(partition.unsealSecretFile ? { selfUnseals: true } : {}),
+        });
+        spawning.set(name, starting);
+        closers.push(async () => (await starting.catch(() => undefined))?.stop());
+      }
+    }
     const url = options.databaseUrl ?? config.database.url;
     const database = await openDatabase(url ? { url } : { dataDir });
     closers.push(() => database.close());
@@ -113,11 +148,17 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       certificates: createCertificatesRepository({
         db: database.db,
         clock,
+        asyncReservations: database.dialect === 'postgres',
         ...(options.observe?.database ? { observe: options.observe.database } : {}),
       }),
       issuers: createIssuersRepository({ db: database.db, clock }),
       audit: createAuditRepository({ db: database.db, clock, nodeId: nodeId() }),
-      apiKeys: createApiKeysRepository({ db: database.db, clock }),
+      apiKeys: await createCachedApiKeysRepository({
+        repository: createApiKeysRepository({ db: database.db, clock }),
+        database,
+        clock,
+        ...(options.announceApiKeyRevocation ? { announce: options.announceApiKeyRevocation } : {}),
+      }),
       idempotency: createIdempotencyRepository({ db: database.db, instances: database.instances, clock }),
       crls: createCrlsRepository({ db: database.db }),
       owedWork: createOwedWorkRepository({ db: database.db, clock }),
@@ -125,6 +166,8 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       ocspResponses: createOcspResponsesRepository({ db: database.db }),
       ocspResponders: createOcspRespondersRepository({ db: database.db, clock }),
     };
+
+    closers.push(() => repositories.apiKeys.close());
 
     const partitions = new Map<string, PartitionCluster>();
     for (const [name, partition] of Object.entries(config.partitions)) {
@@ -141,61 +184,28 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       // Sessions do not survive a reconnect: unseal if the member restarted sealed, then log in.
       const onConnect = async (p: RemotePartition) => {
         const status = await p.status();
-        if (status.state === 'sealed' && secret) await p.unseal({ secret: new Uint8Array(secret) });
+        if (status.state === 'sealed' && secret) {
+          try {
+            await p.unseal({ secret: new Uint8Array(secret) });
+          } catch (error) {
+            // Another client of the member (an HTTP worker of this node) unsealed it first.
+            const raced = isHsmError(error) && error.rv === 'CKR_OPERATION_NOT_PERMITTED';
+            if (!raced || (await p.status()).state !== 'unsealed') throw error;
+          }
+        }
         await p.login({ user: partition.user, pin });
       };
       let cluster: PartitionCluster | undefined;
       const spawned = partition.members.findIndex((m) => m.spawn);
       const spawnedSocket =
         spawned >= 0 ? resolveIn(dataDir, partition.members[spawned]!.socket!) : undefined;
-      if (spawned >= 0) {
-        const member = partition.members[spawned]!;
-        const memberName = members[spawned]!.name!;
-        const supervisor = await PartitionSupervisor.start({
-          dir: resolveIn(dataDir, member.dir!),
-          socketPath: spawnedSocket!,
-          name,
-          args: [
-            ...p11Arguments(dataDir, partition),
-            ...listenArguments(dataDir, member),
-            // A cluster member acknowledges a key once this many members hold it (issue #23).
-            ...(partition.quorum !== undefined && member.listen
-              ? ['--quorum', String(partition.quorum)]
-              : []),
-            ...(partition.tokenPinFile !== undefined
-              ? ['--token-pin-file', resolveIn(dataDir, partition.tokenPinFile)]
-              : []),
-          ],
-          onLog: (line) => logger.info({ partition: name }, line),
-          events: {
-            died: ({ how, pid, uptimeMs, restartInMs }) => {
-              cluster?.memberDown(memberName, `process died (${how})`);
-              logger.error(
-                { partition: name, member: memberName, pid, exit: how, uptimeMs, restartInMs },
-                `partition process died (${how}); restarting it in ${restartInMs} ms`,
-              );
-            },
-            restarted: ({ pid, attempt }) => {
-              logger.warn(
-                { partition: name, member: memberName, pid, restarts: attempt },
-                secret
-                  ? 'partition process restarted; the node unseals it (unsealSecretFile)'
-                  : 'partition process restarted sealed: it waits for custodians (signet hsm unseal)',
-              );
-              void cluster?.checkAll();
-            },
-            startFailed: ({ error, attempt, retryInMs }) =>
-              logger.error(
-                { partition: name, member: memberName, attempt, retryInMs, err: error },
-                'partition process did not start; trying again',
-              ),
-          },
-        });
-        closers.push(() => supervisor.stop());
-        logger.info(
-          { partition: name, member: memberName, socket: spawnedSocket, pid: supervisor.pid },
-          'partition process started',
-        );
+      const starting = spawning.get(name);
+      if (starting) {
+        const supervisor = await starting;
+        supervisor.events = {
+          onDied: (memberName, how) => cluster?.memberDown(memberName, `process died (${how})`),
+          onRestarted: () => void cluster?.checkAll(),
+        };
       }
       const clusterOptions = {
         name,
@@ -318,6 +328,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         ocspResponseStore: repositories.ocspResponses,
         ocspResponders: repositories.ocspResponders,
         nodeId: nodeId(),
+        background: options.background !== false,
       });
       closers.push(() => revocation!.stop());
     }
@@ -364,33 +375,4 @@ function memberEndpoint(
   }
   const socketPath = resolveIn(dataDir, member.socket!);
   return { name: socketPath, socketPath };
-}
-
-/** `signet hsm serve --listen` arguments for the spawned member that also serves mutual TLS. */
-function listenArguments(
-  dataDir: string,
-  member: SignetConfig['partitions'][string]['members'][number],
-): string[] {
-  if (!member.listen || member.url === undefined) return [];
-  return [
-    '--listen',
-    member.url,
-    '--tls-cert',
-    resolveIn(dataDir, member.listen.cert),
-    '--tls-key',
-    resolveIn(dataDir, member.listen.key),
-    '--client-ca',
-    resolveIn(dataDir, member.listen.clientCa),
-  ];
-}
-
-/** `signet hsm serve` arguments for a partition's PKCS#11 socket (partitions.<name>.p11Socket). */
-function p11Arguments(dataDir: string, partition: SignetConfig['partitions'][string]): string[] {
-  if (partition.p11Socket === undefined) return [];
-  return [
-    '--p11-socket',
-    resolveIn(dataDir, partition.p11Socket),
-    ...(partition.p11SocketGroup !== undefined ? ['--p11-socket-group', partition.p11SocketGroup] : []),
-    ...(partition.p11User !== undefined ? ['--p11-user', partition.p11User] : []),
-  ];
 }

@@ -5,7 +5,7 @@ import { createFailedAuthAudit } from '../api/failed-auth.ts';
 import { createLogger } from '../api/logger.ts';
 import { createMetricsApp } from '../api/metrics.routes.ts';
 import { createMetrics } from '../api/metrics.ts';
-import { createMemoryAttemptLimiter } from '../api/middleware/rate-limit.ts';
+import { type CredentialLimiter, createMemoryAttemptLimiter } from '../api/middleware/rate-limit.ts';
 import { type RunningServer, startServer } from '../api/server.ts';
 import { loadConfig, resolveIn } from '../config/config.ts';
 import type { Clock } from '../lib/clock.ts';
@@ -22,6 +22,12 @@ export interface ServeOptions {
   clock?: Clock;
   /** PostgreSQL instead of the data folder's database; DATABASE_URL otherwise. */
   databaseUrl?: string;
+  /**
+   * This process is HTTP worker `index` of `serve --workers N` (cli/workers.ts): the primary
+   * spawned the partition members; worker 0 alone runs the background work; rate limits are
+   * leased from the primary.
+   */
+  worker?: { index: number; limiter: CredentialLimiter; announceApiKeyRevocation(id: string): Promise<void> };
 }
 
 export interface Serving {
@@ -44,6 +50,13 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
     ...(options.clock ? { clock: options.clock } : {}),
     revocation: true,
     waitForCustodians: true,
+    ...(options.worker
+      ? {
+          spawnPartitions: false,
+          background: options.worker.index === 0,
+          announceApiKeyRevocation: options.worker.announceApiKeyRevocation,
+        }
+      : {}),
     observe: {
       partitionSign: (purpose, seconds) => metrics.partitionSignSeconds.observe({ purpose }, seconds),
       database: (operation, seconds) => metrics.databaseSeconds.observe({ operation }, seconds),
@@ -89,6 +102,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
     acme = createAcmeFromConfig({ runtime, logger, failedAuth: attempts });
     const app = createApp({
       metrics,
+      ...(options.worker ? { limiter: options.worker.limiter } : {}),
       failedAuth,
       attempts,
       ...(acme ? { acme } : {}),
@@ -159,7 +173,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
       );
     };
     process.on('SIGHUP', onHangup);
-    acme?.start();
+    if (!options.worker || options.worker.index === 0) acme?.start();
     return {
       runtime,
       server,

@@ -304,6 +304,8 @@ export const configSchema = z.strictObject({
         .optional(),
       /** A separate listener for GET /metrics (e.g. for Prometheus on an internal port). */
       metricsPort: z.number().int().min(0).max(65535).optional(),
+      /** HTTP worker processes (PostgreSQL only above 1); default: the number of cores, 1 on PGlite. */
+      workers: z.number().int().min(1).max(256).optional(),
     })
     .prefault({}),
   database: z

@@ -110,21 +110,32 @@ export function createApiKeysRepository({ db, clock = systemClock }: { db: Db; c
     },
 
     async verify(id, secretSha256) {
-      const record = await repository.findById(id);
-      const presented =
-        secretSha256 instanceof Uint8Array && secretSha256.length === 32 ? secretSha256 : DUMMY_HASH;
-      const matches = timingSafeEqual(record?.secretSha256 ?? DUMMY_HASH, presented);
-      if (!record) return { ok: false, reason: 'unknown' };
-      if (!matches || presented === DUMMY_HASH) return { ok: false, reason: 'mismatch' };
-      const now = clock.now();
-      if (record.revokedAt !== null) return { ok: false, reason: 'revoked' };
-      if (record.expiresAt !== null && record.expiresAt.getTime() <= now.getTime()) {
-        return { ok: false, reason: 'expired' };
-      }
-      return { ok: true, key: withoutSecret(record) };
+      return verifyRecord(await repository.findById(id), secretSha256, clock.now());
     },
   };
   return repository;
+}
+
+/**
+ * The verdict on a presented key given its stored record (null: unknown id): SHA-256(secret)
+ * compared in constant time, then revoked and expired keys refused. Shared by the repository and
+ * its in-memory cache (api-keys.cache.ts), so both decide alike.
+ */
+export function verifyRecord(
+  record: ApiKeyRecord | null,
+  secretSha256: Uint8Array,
+  now: Date,
+): ApiKeyVerification {
+  const presented =
+    secretSha256 instanceof Uint8Array && secretSha256.length === 32 ? secretSha256 : DUMMY_HASH;
+  const matches = timingSafeEqual(record?.secretSha256 ?? DUMMY_HASH, presented);
+  if (!record) return { ok: false, reason: 'unknown' };
+  if (!matches || presented === DUMMY_HASH) return { ok: false, reason: 'mismatch' };
+  if (record.revokedAt !== null) return { ok: false, reason: 'revoked' };
+  if (record.expiresAt !== null && record.expiresAt.getTime() <= now.getTime()) {
+    return { ok: false, reason: 'expired' };
+  }
+  return { ok: true, key: withoutSecret(record) };
 }
 
 function withoutSecret(record: ApiKeyRecord): ApiKeyInfo {

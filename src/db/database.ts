@@ -72,12 +72,23 @@ export interface Database {
   /**
    * Calls `handler(payload)` for each notification on `channel`. After the listening connection
    * was lost and re-established, `handler(null)` says that notifications may have been missed:
-   * drop whatever they would have invalidated. Returns a function that stops listening.
+   * drop whatever they would have invalidated. `onLost` is called as soon as the listening
+   * connection is lost (a cache stops trusting itself until `handler(null)`). Returns a function
+   * that stops listening.
    */
   // OCSP (issue #27) listens on OCSP_INVALIDATION_CHANNEL (src/db/ocsp-responses.repository.ts),
   // whose revocations notify inside their own transaction (pg_notify, delivered at commit).
-  listen(channel: string, handler: (payload: string | null) => void): Promise<() => Promise<void>>;
+  listen(
+    channel: string,
+    handler: (payload: string | null) => void,
+    options?: ListenOptions,
+  ): Promise<() => Promise<void>>;
   close(): Promise<void>;
+}
+
+export interface ListenOptions {
+  /** The listening connection was lost: notifications may be missed until `handler(null)`. */
+  onLost?: () => void;
 }
 
 /** Channel names are SQL identifiers: keep them plain so they never need quoting. */
@@ -124,7 +135,11 @@ async function openPglite(dataDir: string, options: OpenDatabaseOptions): Promis
     // folder, whatever the files inside are created with (issue #17).
     await mkdir(dbDir, { recursive: true, mode: 0o700 });
     await chmod(dbDir, 0o700);
-    client = await PGlite.create(dbDir);
+    // PGlite touches all of shared_buffers when it opens: PostgreSQL's default 128 MB was about
+    // 110 MB of the server's resident memory before a single query (issue #24). The embedded
+    // default serves a team's few thousand certificates, which fit in 16 MB; beyond that pages
+    // come from the operating system's file cache.
+    client = await PGlite.create(dbDir, { postgresqlconf: ['shared_buffers=16MB'] });
     const db = drizzlePglite({ client, schema }) as unknown as Db;
     if (options.migrate !== false) {
       await withPgliteAdvisoryLock(db, MIGRATION_LOCK, () =>
@@ -266,9 +281,9 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
       checkPayload(payload);
       await pool.query('select pg_notify($1, $2)', [channel, payload]);
     },
-    async listen(channel, handler) {
+    async listen(channel, handler, listenOptions) {
       checkChannel(channel);
-      return listener.add(channel, handler);
+      return listener.add(channel, handler, listenOptions?.onLost);
     },
     async close() {
       if (closed) return;
@@ -287,6 +302,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
  */
 function createPostgresListener(url: string, onError: ((error: Error) => void) | undefined) {
   const handlers = new Map<string, Set<(payload: string | null) => void>>();
+  const onLost = new Set<() => void>();
   let client: pg.Client | undefined;
   let connecting: Promise<pg.Client> | undefined;
   let closed = false;
@@ -327,6 +343,7 @@ function createPostgresListener(url: string, onError: ((error: Error) => void) |
     if (client !== which || closed) return;
     client = undefined;
     which.end().catch(() => {});
+    for (const notice of onLost) notice();
     const reconnect = () => {
       retryTimer = undefined;
       if (closed || handlers.size === 0) return;
@@ -347,8 +364,13 @@ function createPostgresListener(url: string, onError: ((error: Error) => void) |
   }
 
   return {
-    async add(channel: string, handler: (payload: string | null) => void): Promise<() => Promise<void>> {
+    async add(
+      channel: string,
+      handler: (payload: string | null) => void,
+      lostNotice?: () => void,
+    ): Promise<() => Promise<void>> {
       if (closed) throw new Error('the database is closed');
+      if (lostNotice) onLost.add(lostNotice);
       const isNew = !handlers.has(channel);
       const set = handlers.get(channel) ?? new Set();
       set.add(handler);
@@ -356,6 +378,7 @@ function createPostgresListener(url: string, onError: ((error: Error) => void) |
       const current = client ?? (await connect());
       if (isNew && current === client) await current.query(`listen ${channel}`);
       return async () => {
+        if (lostNotice) onLost.delete(lostNotice);
         set.delete(handler);
         if (set.size === 0 && handlers.get(channel) === set) {
           handlers.delete(channel);

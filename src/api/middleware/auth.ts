@@ -9,7 +9,7 @@ import type { AppDeps } from '../deps.ts';
 import type { ApiEnv, Principal, PrincipalResolver, Role } from '../env.ts';
 import { apiErrors } from '../errors.ts';
 import type { FailedAuthAudit } from '../failed-auth.ts';
-import type { AttemptLimiter, RateLimiter } from './rate-limit.ts';
+import type { AttemptLimiter, CredentialLimiter } from './rate-limit.ts';
 
 export type { PrincipalResolver } from '../env.ts';
 
@@ -17,7 +17,7 @@ export interface AuthorizerOptions {
   apiKeys: AppDeps['apiKeys'];
   audit: AppDeps['audit'];
   clock: Clock;
-  limiter: RateLimiter;
+  limiter: CredentialLimiter;
   /** Failed authentication per client address (rateLimit.failedAuthPerMinute). */
   attempts: AttemptLimiter;
   /** Where failed authentication is audited, one row per client address and interval. */
@@ -88,7 +88,7 @@ export function createAuthorizer({
         throw error;
       }
       c.set('principal', principal);
-      const verdict = limiter.take(principal.id);
+      const verdict = await limiter.take(principal.id);
       if (!verdict.allowed) {
         throw new AppError(
           'request.rate_limited',

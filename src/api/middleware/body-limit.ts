@@ -24,7 +24,9 @@ export function bodyLimit({ maxBytes = 64 * 1024 }: BodyLimitOptions = {}): Midd
   return async function bodyLimitMiddleware(c, next) {
     // With a Content-Length, the header decides (Node's parser holds the body to it) and the
     // body stays untouched: hono's check reads `c.req.raw.body`, which makes @hono/node-server
-    // build a whole WHATWG Request (a third of a pre-signed OCSP POST's cost, bench/ocsp).
+    // build a whole WHATWG Request (a third of a pre-signed OCSP POST's cost, bench/ocsp; issue #24).
+    const method = c.req.method;
+    if (method === 'GET' || method === 'HEAD') return next();
     const declared = c.req.header('content-length');
     if (
       declared !== undefined &&

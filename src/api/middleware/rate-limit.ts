@@ -11,6 +11,14 @@ export interface RateLimiterOptions {
 
 export type RateVerdict = { allowed: true } | { allowed: false; retryAfterSeconds: number };
 
+/**
+ * Requests per credential: `RateLimiter` in one process, or tokens leased from the node's primary
+ * process when several HTTP workers share the budget (rate-limit-leased.ts).
+ */
+export interface CredentialLimiter {
+  take(id: string): RateVerdict | Promise<RateVerdict>;
+}
+
 interface Bucket {
   tokens: number;
   updatedMs: number;
@@ -20,7 +28,7 @@ interface Bucket {
  * A token bucket per credential: `perMinute` tokens, refilled continuously. Only authenticated
  * callers get a bucket, so the number of buckets is bounded by the number of valid credentials.
  */
-export class RateLimiter {
+export class RateLimiter implements CredentialLimiter {
   readonly perMinute: number;
   readonly #clock: Clock;
   readonly #maxTracked: number;
@@ -53,6 +61,19 @@ export class RateLimiter {
       return { allowed: true };
     }
     return this.#refused(bucket);
+  }
+
+  /**
+   * Takes up to `want` whole tokens for `id` at once (a worker's lease, rate-limit-leased.ts);
+   * when none is left, says how long to wait for one.
+   */
+  takeUpTo(id: string, want: number): { granted: number; retryAfterSeconds: number } {
+    const first = this.take(id);
+    if (!first.allowed) return { granted: 0, retryAfterSeconds: first.retryAfterSeconds };
+    const bucket = this.#buckets.get(id)!;
+    const more = Math.max(0, Math.min(want - 1, Math.floor(bucket.tokens)));
+    bucket.tokens -= more;
+    return { granted: 1 + more, retryAfterSeconds: 0 };
   }
 
   /** Whether `id` has a token left, without taking it (and without tracking an unknown id). */

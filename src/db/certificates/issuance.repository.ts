@@ -47,10 +47,18 @@ export function createCertificateIssuanceRepository({
   db,
   clock = systemClock,
   observe,
+  asyncReservations = false,
 }: {
   db: Db;
   clock?: Clock;
   observe?: DatabaseObserver;
+  /**
+   * Commit reservations without waiting for the WAL flush (README, "Storage": the durable writes
+   * of an issuance). Only on PostgreSQL, whose WAL writer flushes such commits within
+   * wal_writer_delay whatever becomes of the client; PGlite has no WAL writer, so an unflushed
+   * commit dies with the process that holds it.
+   */
+  asyncReservations?: boolean;
 }): CertificateIssuanceRepository {
   /**
    * One INSERT for many rows, with one array parameter per column (unnest): the statement and its
@@ -97,6 +105,11 @@ export function createCertificateIssuanceRepository({
     // order, so two batches that share serials wait for each other instead of deadlocking.
     const ordered = [...reservations].sort(bySerial);
     await db.transaction(async (tx) => {
+      // Committed, visible and unique at once, but not waited on to reach the disk. The store
+      // that follows a signature commits synchronously, and the WAL is flushed in order, so a
+      // stored certificate's reservation is durable with it; a signature whose reservation was
+      // lost to a crash of the database server is still in the partition's audit log.
+      if (asyncReservations) await tx.execute(sql`set local synchronous_commit = off`);
       for (let i = 0; i < ordered.length; i += BATCH_CHUNK) {
         for (const serial of await insertReservations(tx, ordered.slice(i, i + BATCH_CHUNK))) {
           inserted.add(serial);
