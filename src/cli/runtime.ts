@@ -119,9 +119,12 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
 
   try {
     // The partition members this node spawns start while the database opens (each takes about
-    // half of a restart: a Node process unsealing its folder; PGlite instantiating and recovering).
+    // half of a restart: a Node process unsealing its folder; PGlite instantiating and recovering),
+    // but only once the database's lock file is held: a second `signet start` on the same folder
+    // is refused before it touches the partition.
     const spawning = new Map<string, Promise<SpawnedMember>>();
-    if (options.spawnPartitions !== false) {
+    const spawnMembers = () => {
+      if (options.spawnPartitions === false) return;
       for (const [name, partition] of Object.entries(config.partitions)) {
         const index = partition.members.findIndex((m) => m.spawn);
         if (index < 0) continue;
@@ -138,9 +141,9 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         spawning.set(name, starting);
         closers.push(async () => (await starting.catch(() => undefined))?.stop());
       }
-    }
+    };
     const url = options.databaseUrl ?? config.database.url;
-    const database = await openDatabase(url ? { url } : { dataDir });
+    const database = await openDatabase(url ? { url } : { dataDir }, { whileOpening: spawnMembers });
     closers.push(() => database.close());
     logger.info({ database: database.description }, 'database open');
 

@@ -39,6 +39,12 @@ export interface OpenDatabaseOptions {
   onPoolError?: (error: Error) => void;
   /** Where the migrations are (default: the repository's migrations/). */
   migrationsFolder?: string;
+  /**
+   * Called once this process may use the database, before the slow part of opening it: at once
+   * for PostgreSQL, once the lock file is held for the embedded database. Work that must not run
+   * beside another process on the same data folder (spawning its partition) starts here.
+   */
+  whileOpening?: () => void;
 }
 
 export interface Database {
@@ -121,7 +127,10 @@ export async function openDatabase(
   target: DatabaseTarget,
   options: OpenDatabaseOptions = {},
 ): Promise<Database> {
-  if ('url' in target) return openPostgres(target.url, options);
+  if ('url' in target) {
+    options.whileOpening?.();
+    return openPostgres(target.url, options);
+  }
   return openPglite(target.dataDir, options);
 }
 
@@ -131,6 +140,7 @@ async function openPglite(dataDir: string, options: OpenDatabaseOptions): Promis
   const lock: LockFile = await acquireLockFile(lockPath);
   let client: PGlite | undefined;
   try {
+    options.whileOpening?.();
     // The database holds API key hashes and every certificate: only its owner may enter the
     // folder, whatever the files inside are created with (issue #17).
     await mkdir(dbDir, { recursive: true, mode: 0o700 });
