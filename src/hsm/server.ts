@@ -1,4 +1,4 @@
-import { chmod, lstat, unlink } from 'node:fs/promises';
+import { lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { z } from 'zod';
 import type { EmulatedPartition, PartitionSession } from './partition.ts';
@@ -30,6 +30,7 @@ import {
   SIGN_PURPOSES,
   type SignRequest,
 } from './types.ts';
+import { listenPrivately } from './unix-socket.ts';
 
 /**
  * The partition's socket server: one PartitionSession per connection, requests answered as they
@@ -80,7 +81,8 @@ export interface PartitionServer {
 }
 
 const base64 = z.base64().transform((s) => Buffer.from(s, 'base64'));
-const keyRef = z
+/** A key as a request names it (URI, label or id); also the argument of extension operations. */
+export const keyRef = z
   .strictObject({
     uri: z.string().max(256).optional(),
     label: z.string().max(64).optional(),
@@ -206,37 +208,18 @@ export async function startPartitionServer(options: PartitionServerOptions): Pro
   const server: Server = createServer({ allowHalfOpen: true }, attach);
   server.maxConnections = maxConnections;
   server.on('error', (error) => options.log?.(`server error: ${error.message}`));
-  // The socket is created with mode 0600 (umask), not chmod-ed afterwards, so no other user can
-  // connect in between (issue #2 item 1).
-  const previous = process.umask(0o177);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(socketPath, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  } finally {
-    process.umask(previous);
-  }
-  await chmod(socketPath, 0o600);
-  let closing: Promise<void> | undefined;
+  const listening = await listenPrivately(server, socketPath, connections);
+  let closing = false;
   return {
-    socketPath,
-    connectionCount: () => connections.size,
+    ...listening,
+    // Connections accepted elsewhere (a member's mutual-TLS listener) are served here too.
     attach(socket, peer) {
       if (closing || connections.size >= maxConnections) socket.destroy();
       else attach(socket, peer);
     },
     close() {
-      closing ??= (async () => {
-        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-        for (const connection of connections) connection.destroy();
-        await stopped;
-        await unlink(socketPath).catch(() => {});
-      })();
-      return closing;
+      closing = true;
+      return listening.close();
     },
   };
 }

@@ -505,6 +505,26 @@ describe('pre-signed responses', () => {
     expect(calls.sign).toBe(4);
   });
 
+  test('stays within cacheEntries under 2,000 distinct serials, and a dropped one is signed again', async () => {
+    const { instance, calls, local } = counted({ cacheEntries: 100 });
+    const serials = Array.from({ length: 2000 }, (_, i) => `7f${(i + 1).toString(16).padStart(6, '0')}`);
+    for (const serial of serials) {
+      local.add({ serial, issuerId: 'dev-intermediate', notAfter: new Date(NOW.getTime() + HOUR) });
+    }
+    let largest = 0;
+    for (const serial of serials) {
+      expect((await instance.answer(ask(serial))).certStatuses).toEqual(['good']);
+      largest = Math.max(largest, instance.cacheSize());
+    }
+    expect(largest).toBe(100);
+    expect(calls.sign).toBe(2000);
+    // The last 100 are still in memory; the first was dropped long ago and costs a signature again.
+    await instance.respond(ask(serials.at(-1)!));
+    expect(calls.sign).toBe(2000);
+    await instance.respond(ask(serials[0]!));
+    expect(calls.sign).toBe(2001);
+  });
+
   test('over the signing budget, a request with a nonce gets the pre-signed response without it', async () => {
     const clock = fixedClock(NOW);
     const { instance, calls } = counted({ signingBudget: createSigningBudget({ perMinute: 2, clock }) });

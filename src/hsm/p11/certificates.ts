@@ -2,7 +2,7 @@ import { createPublicKey, X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { KEY_LABEL } from '../key-uri.ts';
 import type { EmulatedPartition } from '../partition.ts';
-import { definePartitionOp, type PartitionOp } from '../server.ts';
+import { definePartitionOp, keyRef, type PartitionOp } from '../server.ts';
 import type { AuditEvent, StoredCertificate } from '../store.ts';
 import { HsmError, type KeyRef } from '../types.ts';
 import { readCertificateFields, tlv } from './cert-fields.ts';
@@ -80,14 +80,6 @@ export async function listCertificates(partition: EmulatedPartition): Promise<St
   const store = partition.requireStore();
   return store.listCertificates ? store.listCertificates() : [];
 }
-
-const keyRef = z
-  .strictObject({
-    uri: z.string().max(256).optional(),
-    label: z.string().max(64).optional(),
-    id: z.string().max(64).optional(),
-  })
-  .transform((r) => r as KeyRef);
 
 const wire = (c: StoredCertificate, partition: EmulatedPartition) => {
   const key = partition.lookup({ id: c.keyId });
