@@ -120,6 +120,18 @@ describe('PGlite on its own thread', () => {
     expect(await keys()).toEqual(sent);
   });
 
+  test('fails only the statement whose parameter cannot cross the thread, not those sent with it', async () => {
+    const [before, bad, after] = await Promise.allSettled([
+      client.query('insert into t (k) values ($1)', ['before']),
+      client.query('insert into t (k) values ($1)', [() => 'a function']),
+      client.query('insert into t (k) values ($1)', ['after']),
+    ]);
+    expect(before.status).toBe('fulfilled');
+    expect(bad).toMatchObject({ status: 'rejected', reason: { name: 'DataCloneError' } });
+    expect(after.status).toBe('fulfilled');
+    expect(await keys()).toEqual(['before', 'after']);
+  });
+
   test("keeps PostgreSQL's error fields, and the statement as PGlite does", async () => {
     await client.query('insert into t (k) values ($1)', ['dup']);
     const error = await client.query('insert into t (k) values ($1)', ['dup']).catch((e: unknown) => e);
