@@ -6,7 +6,7 @@
 import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
 import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
 import { migrate as migrateNodePg } from 'drizzle-orm/node-postgres/migrator';
@@ -16,6 +16,7 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
 import { createEmbeddedInstances, createPostgresInstances, type InstanceRegistry } from './instances.ts';
 import { acquireLockFile, type LockFile } from './lock-file.ts';
+import { PgliteThreadClient } from './pglite-client.ts';
 import * as schema from './schema/index.ts';
 
 export type Schema = typeof schema;
@@ -45,6 +46,18 @@ export interface OpenDatabaseOptions {
    * beside another process on the same data folder (spawning its partition) starts here.
    */
   whileOpening?: () => void;
+  /**
+   * Embedded database only: its thread died (src/db/pglite-client.ts). Every statement in flight
+   * and every later one fails with `error`. By default the error is thrown out of the event loop:
+   * the process ends, loudly, rather than serving on without its database.
+   */
+  onFatal?: (error: Error) => void;
+}
+
+function failLoudly(error: Error): void {
+  process.nextTick(() => {
+    throw error;
+  });
 }
 
 export interface Database {
@@ -138,7 +151,7 @@ async function openPglite(dataDir: string, options: OpenDatabaseOptions): Promis
   const { dbDir, lockPath } = embeddedPaths(dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const lock: LockFile = await acquireLockFile(lockPath);
-  let client: PGlite | undefined;
+  let client: PgliteThreadClient | undefined;
   try {
     options.whileOpening?.();
     // The database holds API key hashes and every certificate: only its owner may enter the
@@ -149,8 +162,13 @@ async function openPglite(dataDir: string, options: OpenDatabaseOptions): Promis
     // 110 MB of the server's resident memory before a single query (issue #24). The embedded
     // default serves a team's few thousand certificates, which fit in 16 MB; beyond that pages
     // come from the operating system's file cache.
-    client = await PGlite.create(dbDir, { postgresqlconf: ['shared_buffers=16MB'] });
-    const db = drizzlePglite({ client, schema }) as unknown as Db;
+    // PGlite runs on a thread of its own (issue #24), so the event loop never waits for it.
+    client = await PgliteThreadClient.start(dbDir, {
+      postgresqlconf: ['shared_buffers=16MB'],
+      onFatal: options.onFatal ?? failLoudly,
+    });
+    // The thread's client has the part of PGlite's interface that drizzle's session calls.
+    const db = drizzlePglite({ client: client as unknown as PGlite, schema }) as unknown as Db;
     if (options.migrate !== false) {
       await withPgliteAdvisoryLock(db, MIGRATION_LOCK, () =>
         migratePglite(db as never, {
