@@ -1,6 +1,12 @@
 import { beforeEach, expect, test } from 'vitest';
-import { createSharedAttemptLimiter, createSharedCredentialLimiter } from '../../src/api/middleware/rate-limit-shared.ts';
-import { createRateLimitsRepository, type RateLimitsRepository } from '../../src/db/rate-limits.repository.ts';
+import {
+  createSharedAttemptLimiter,
+  createSharedCredentialLimiter,
+} from '../../src/api/middleware/rate-limit-shared.ts';
+import {
+  createRateLimitsRepository,
+  type RateLimitsRepository,
+} from '../../src/db/rate-limits.repository.ts';
 import { describeEachDatabase } from '../helpers/database.ts';
 
 describeEachDatabase('rate-limit buckets shared by every node (issue #29)', (getDatabase) => {
@@ -31,14 +37,18 @@ describeEachDatabase('rate-limit buckets shared by every node (issue #29)', (get
 
   test('concurrent takers never share a token: exactly the bucket is granted', async () => {
     const takes = await Promise.all(
-      Array.from({ length: 40 }, () => buckets.take({ scope: 'credential', key: 'race', want: 3, perMinute: 50 })),
+      Array.from({ length: 40 }, () =>
+        buckets.take({ scope: 'credential', key: 'race', want: 3, perMinute: 50 }),
+      ),
     );
     expect(takes.reduce((sum, t) => sum + t.granted, 0)).toBe(50);
   });
 
   test('a credential limiter leasing from the table lets exactly its budget through, over several processes', async () => {
     // Three limiters stand for three HTTP workers (on one or several nodes) sharing one database.
-    const limiters = Array.from({ length: 3 }, () => createSharedCredentialLimiter({ buckets, perMinute: 30 }));
+    const limiters = Array.from({ length: 3 }, () =>
+      createSharedCredentialLimiter({ buckets, perMinute: 30 }),
+    );
     let allowed = 0;
     for (let i = 0; i < 90; i++) if ((await limiters[i % 3]!.take('apikey:a')).allowed) allowed += 1;
     // Never more than the bucket (plus the refill of the test's own second or so).

@@ -117,7 +117,7 @@ export async function createNodes({
     config.server = { ...config.server, port, workers };
     config.rateLimit = { ...config.rateLimit, ...rateLimit };
     const issuing = (config.partitions as Record<string, { members: Record<string, unknown>[] }>).issuing!;
-    const own = { ...issuing.members[0]!, url: memberUrls[index] };
+    const own: Record<string, unknown> = { ...issuing.members[0]!, url: memberUrls[index] };
     const link = { cert: own.cert, key: own.key, ca: own.ca };
     issuing.members = [
       own,
