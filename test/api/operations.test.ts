@@ -3,6 +3,7 @@ import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createMetricsApp } from '../../src/api/metrics.routes.ts';
 import { createMetrics } from '../../src/api/metrics.ts';
+import { createSharedCredentialLimiter } from '../../src/api/middleware/rate-limit-shared.ts';
 import { type RunningServer, startServer } from '../../src/api/server.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { readyProbe, scriptedCa } from './helpers/fakes.ts';
@@ -154,6 +155,28 @@ describe('GET /metrics', () => {
     expect(refused.response.status).toBe(503);
     const text = ((await h.call('GET', '/metrics', { key: h.keys.admin })).body as Buffer).toString('utf8');
     expect(text).toContain('signet_error_responses_total{status="503",code="db.unavailable"} 1');
+  });
+
+  it('answers 503 db.unavailable, not a 500 nor a free pass, when the shared rate-limit buckets cannot be reached', async () => {
+    h = await buildHarness({
+      database,
+      ca: scriptedCa(),
+      overrides: {
+        metrics: createMetrics(),
+        limiter: createSharedCredentialLimiter({
+          perMinute: 600,
+          buckets: {
+            take: async () => {
+              throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+            },
+          },
+        }),
+      },
+    });
+    const refused = await h.call('GET', '/v1/policies', { key: h.keys.admin });
+    expect(refused.response.status).toBe(503);
+    expect(refused.body).toMatchObject({ code: 'db.unavailable' });
+    expect(refused.response.headers.get('retry-after')).toBe('5');
   });
 
   it('serves the same metrics without a credential on the separate metrics listener, and nothing else there', async () => {
