@@ -73,13 +73,16 @@ export async function newAccount(ctx: AcmeContext, call: AcmeCall): Promise<Acme
       `directory ${call.directory.name} requires an external account binding (RFC 8555 §7.3.4); ask its administrator for an EAB key`,
     );
   }
-  const budget = await limits.newAccounts.check(call.request.client);
+  // Checked, then counted: the count refuses too when another node spent the budget (issue #29).
+  const checked = await limits.newAccounts.check(call.request.client);
+  const budget = checked.allowed
+    ? ((await limits.newAccounts.fail(call.request.client)) ?? checked)
+    : checked;
   if (!budget.allowed) {
     throw acmeError('rateLimited', 'too many new accounts from this address; retry later', {
       retryAfter: budget.retryAfterSeconds,
     });
   }
-  await limits.newAccounts.fail(call.request.client);
   let stored: Awaited<ReturnType<typeof repository.createAccount>>;
   try {
     stored = await repository.createAccount({

@@ -5,7 +5,13 @@ import { acmeError } from './errors.ts';
 import { type AcmeProtectedHeader, checkPublicJwk, parseJws, readPayload, verifyJws } from './jws.ts';
 import type { NonceService } from './nonces.ts';
 import type { AcmeUrls } from './objects.ts';
-import type { AcmeDirectoryConfig, AcmeRequest, AcmeResponse, AcmeServerOptions } from './types.ts';
+import type {
+  AcmeDirectoryConfig,
+  AcmeRequest,
+  AcmeResponse,
+  AcmeServerOptions,
+  EventLimiter,
+} from './types.ts';
 import type { ValidationQueue } from './validation/queue.ts';
 
 /** What every handler of the ACME server shares. */
@@ -94,7 +100,7 @@ export async function authenticate(ctx: AcmeContext, call: AcmeCall, mode: KeyMo
     const id = urls.accountIdOf(header.kid);
     const found = id ? await ctx.options.repository.findAccount(id) : null;
     if (!found || found.directory !== call.directory.name) {
-      await failedAuth.fail(request.client);
+      await countFailure(failedAuth, request.client);
       throw acmeError(
         'accountDoesNotExist',
         `there is no account ${header.kid.slice(0, 256)} in this directory`,
@@ -109,7 +115,7 @@ export async function authenticate(ctx: AcmeContext, call: AcmeCall, mode: KeyMo
   try {
     payloadBytes = await verifyJws(parsed, key);
   } catch (error) {
-    await failedAuth.fail(request.client);
+    await countFailure(failedAuth, request.client);
     throw error;
   }
   if (!(await ctx.nonces.consume(header.nonce))) {
@@ -131,6 +137,19 @@ export async function authenticate(ctx: AcmeContext, call: AcmeCall, mode: KeyMo
 }
 
 /** The account of an authenticated kid request (authenticate with mode `kid` guarantees it). */
+/**
+ * Counts a failed authentication; when the address's budget was already spent (on another node,
+ * issue #29), refuses with rateLimited instead of the failure's own error.
+ */
+export async function countFailure(failedAuth: EventLimiter, client: string): Promise<void> {
+  const counted = await failedAuth.fail(client);
+  if (counted && !counted.allowed) {
+    throw acmeError('rateLimited', 'too many failed requests from this address; retry later', {
+      retryAfter: counted.retryAfterSeconds,
+    });
+  }
+}
+
 export function accountOf(auth: Authenticated): AcmeAccountRecord {
   if (!auth.account) throw new Error('an account request without an account');
   return auth.account;

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { base64url, type FlattenedJWSInput, flattenedVerify, type JWK } from 'jose';
 import { AppError } from '../lib/errors.ts';
-import { type AcmeCall, type AcmeContext, thumbprintOf } from './context.ts';
+import { type AcmeCall, type AcmeContext, countFailure, thumbprintOf } from './context.ts';
 import { acmeError } from './errors.ts';
 import type { AcmeDirectoryConfig, EabSealer } from './types.ts';
 
@@ -217,7 +217,7 @@ export async function checkExternalAccountBinding(
   const kid = header.kid;
   const failedAuth = ctx.options.limits.failedAuth;
   const refuse = async (detail: string) => {
-    await failedAuth.fail(call.request.client);
+    await countFailure(failedAuth, call.request.client);
     return acmeError('unauthorized', detail);
   };
   const record = /^[A-Za-z0-9_-]{1,64}$/.test(kid) ? await ctx.options.repository.findEabKey(kid) : null;

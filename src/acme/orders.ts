@@ -108,13 +108,14 @@ export async function newOrder(ctx: AcmeContext, call: AcmeCall): Promise<AcmeRe
   }
 
   const limiter = ctx.options.limits.newOrders;
-  const budget = await limiter.check(account.id);
+  // Checked, then counted: the count refuses too when another node spent the budget (issue #29).
+  const checked = await limiter.check(account.id);
+  const budget = checked.allowed ? ((await limiter.fail(account.id)) ?? checked) : checked;
   if (!budget.allowed) {
     throw acmeError('rateLimited', 'too many new orders for this account; retry later', {
       retryAfter: budget.retryAfterSeconds,
     });
   }
-  await limiter.fail(account.id);
 
   let order: AcmeOrderRecord;
   try {

@@ -41,9 +41,12 @@ export interface AcmeDirectoryConfig {
  * `fail(key)` counts one event of `key`.
  */
 export interface EventLimiter {
-  check(key: string): Promise<{ allowed: true } | { allowed: false; retryAfterSeconds: number }>;
-  fail(key: string): Promise<void>;
+  check(key: string): Promise<LimitVerdict>;
+  /** Counts one event; refused (when the limiter says) if the budget was spent already, e.g. on another node. */
+  fail(key: string): Promise<LimitVerdict | undefined>;
 }
+
+export type LimitVerdict = { allowed: true } | { allowed: false; retryAfterSeconds: number };
 
 export interface AcmeLimits {
   /** New accounts per client address (acme.rateLimit.newAccountsPerMinute). */

@@ -58,8 +58,29 @@ async function check(run: () => Promise<CheckResult>, timeoutMs: number): Promis
   }
 }
 
+/**
+ * Partition members as /readyz reports them: those neither usable nor lacking keys
+ * (`members`: down, sealed) and those lacking the issuers' keys (`keys`), each `partition member
+ * state`; `ok` when there are none. Absent without members to report (no partition client).
+ */
+export function memberChecks(members: { partition: string; member: string; state: string }[]): {
+  members?: string;
+  keys?: string;
+} {
+  if (members.length === 0) return {};
+  const list = (wanted: (state: string) => boolean) =>
+    members
+      .filter((m) => wanted(m.state))
+      .map((m) => `${m.partition} ${m.member} ${m.state}`)
+      .join('; ') || 'ok';
+  return {
+    members: list((state) => state !== 'up' && state !== 'missing-keys'),
+    keys: list((state) => state === 'missing-keys'),
+  };
+}
+
 export function healthRoutes(
-  { deps }: RouteContext,
+  { deps, metrics }: RouteContext,
   { checkTimeoutMs = 2000 }: { checkTimeoutMs?: number } = {},
 ): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
@@ -92,8 +113,11 @@ export function healthRoutes(
   });
 
   /**
-   * Readiness: the database answers and the issuing partition is reachable and unsealed. Ready
-   * answers also list `warnings` (an imported CRL near its nextUpdate) without becoming unready.
+   * Readiness: the database answers and the issuing partition is reachable and unsealed. The body
+   * says what is missing besides (issue #29): partition members that are not usable
+   * (`checks.members`) and members that lack the issuers' keys (`checks.keys`); with another
+   * member usable the node stays ready. Ready answers also list `warnings` (an imported CRL near
+   * its nextUpdate).
    */
   app.get('/readyz', async (c) => {
     const [database, partition] = await Promise.all([
@@ -106,10 +130,16 @@ export function healthRoutes(
         return state === 'unsealed' ? 'ok' : state;
       }, checkTimeoutMs),
     ]);
-    const checks = { database, partition };
+    const checks = { database, partition, ...memberChecks(deps.readiness.members?.() ?? []) };
     c.header('cache-control', 'no-store');
     if (database === 'ok' && partition === 'ok')
       return c.json({ status: 'ready', checks, warnings: await warnings() });
+    for (const [name, value] of [
+      ['database', database],
+      ['partition', partition],
+    ] as const) {
+      if (value !== 'ok') metrics.readinessFailures.inc({ check: name });
+    }
     return problemResponse(c, {
       code: 'service.not_ready',
       status: 503,

@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import { AppError } from '../lib/errors.ts';
 import type { ReadinessProbe } from './deps.ts';
 import type { ApiEnv } from './env.ts';
 import { type Metrics, probeCrls, probeReadiness } from './metrics.ts';
@@ -8,7 +9,22 @@ type CrlLister = Parameters<typeof probeCrls>[1];
 
 async function exposition(metrics: Metrics, readiness: ReadinessProbe, crls: CrlLister): Promise<Response> {
   await Promise.all([probeReadiness(metrics, readiness), probeCrls(metrics, crls)]);
-  return new Response(await metrics.registry.metrics(), {
+  let counted: string;
+  try {
+    counted = await metrics.gather();
+  } catch (error) {
+    // A worker did not answer (it is restarting): a partial sum would look like counters that
+    // went backwards, so the scrape fails instead (Prometheus records it as down).
+    throw new AppError(
+      'metrics.unavailable',
+      'unavailable',
+      "The node's metrics could not be gathered from every HTTP worker; retry later.",
+      undefined,
+      { cause: error },
+    );
+  }
+  const probed = await metrics.probes.metrics();
+  return new Response(`${counted}${counted === '' || counted.endsWith('\n') ? '' : '\n'}${probed}`, {
     status: 200,
     headers: { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' },
   });
@@ -29,7 +45,16 @@ export function metricsRoutes({ deps, guard, metrics }: RouteContext): Hono<ApiE
  */
 export function createMetricsApp(metrics: Metrics, readiness: ReadinessProbe, crls?: CrlLister): Hono {
   const app = new Hono();
-  app.get('/metrics', () => exposition(metrics, readiness, crls));
+  app.get('/metrics', async () => {
+    try {
+      return await exposition(metrics, readiness, crls);
+    } catch {
+      return new Response('metrics unavailable: retry later\n', {
+        status: 503,
+        headers: { 'retry-after': '5' },
+      });
+    }
+  });
   app.notFound((c) => c.text('not found\n', 404));
   return app;
 }

@@ -4,13 +4,21 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ApiEnv } from './env.ts';
 
 /**
- * Prometheus metrics (issue #10), in a registry of their own so several apps (tests) never
+ * Prometheus metrics (issue #10), in registries of their own so several apps (tests) never
  * collide. `partitionSignSeconds` and `databaseSeconds` are for the service wiring to observe
  * around partition signatures and database calls; the edge records requests and issuances, and
  * probes readiness (with its latencies) on every scrape.
+ *
+ * Two registries (issue #29): `registry` holds what every process of a node counts (counters and
+ * histograms), which a scrape gathers from all the node's HTTP workers and sums (`gather`);
+ * `probes` holds the gauges the process answering the scrape sets from what it sees then
+ * (readiness, CRLs, partition members), which summing would falsify.
  */
 export interface Metrics {
   registry: Registry;
+  probes: Registry;
+  /** The node's counters and histograms as exposition text (`registry` alone, or summed over the workers). */
+  gather(): Promise<string>;
   httpRequestSeconds: Histogram<'method' | 'route' | 'status'>;
   issuances: Counter<'policy' | 'outcome'>;
   partitionSignSeconds: Histogram<'purpose'>;
@@ -22,14 +30,30 @@ export interface Metrics {
   partitionMemberState: Gauge<'partition' | 'member' | 'state'>;
   partitionMemberInFlight: Gauge<'partition' | 'member'>;
   partitionMemberFailovers: Gauge<'partition' | 'member'>;
+  /** Answers of status 500 and above, by status and problem code (db.unavailable, hsm.unavailable, internal, ...). */
+  errorResponses: Counter<'status' | 'code'>;
+  /** A partition member that was up and became down, sealed or missing-keys, as this process's client saw it. */
+  partitionMemberFailures: Counter<'partition' | 'member' | 'state'>;
+  /** /readyz answers that were not ready, by the check that failed. */
+  readinessFailures: Counter<'check'>;
 }
 
 const MEMBER_STATES = ['up', 'down', 'sealed', 'missing-keys'];
 
-export function createMetrics({ prefix = 'signet_' }: { prefix?: string } = {}): Metrics {
+export function createMetrics({
+  prefix = 'signet_',
+  gather,
+}: {
+  prefix?: string;
+  /** Gathers `registry` from every HTTP worker of the node (cli/workers.ts); this process's alone otherwise. */
+  gather?: () => Promise<string>;
+} = {}): Metrics {
   const registry = new Registry();
+  const probes = new Registry();
   return {
     registry,
+    probes,
+    gather: gather ?? (() => registry.metrics()),
     httpRequestSeconds: new Histogram({
       name: `${prefix}http_request_duration_seconds`,
       help: 'HTTP request latency by matched route, method and status',
@@ -61,31 +85,49 @@ export function createMetrics({ prefix = 'signet_' }: { prefix?: string } = {}):
       name: `${prefix}ready`,
       help: '1 when the dependency answers (database) or is unsealed (partition), else 0',
       labelNames: ['check'],
-      registers: [registry],
+      registers: [probes],
     }),
     crlNextUpdate: new Gauge({
       name: `${prefix}crl_next_update_timestamp_seconds`,
       help: 'nextUpdate of each served CRL (Unix time); source is online (signed here) or imported (signed offline)',
       labelNames: ['issuer', 'shard', 'kind', 'source'],
-      registers: [registry],
+      registers: [probes],
     }),
     partitionMemberState: new Gauge({
       name: `${prefix}partition_member_state`,
       help: 'Each partition member: 1 for its current state (up, down, sealed, missing-keys)',
       labelNames: ['partition', 'member', 'state'],
-      registers: [registry],
+      registers: [probes],
     }),
     partitionMemberInFlight: new Gauge({
       name: `${prefix}partition_member_in_flight`,
       help: 'Requests sent to each partition member and not yet answered',
       labelNames: ['partition', 'member'],
-      registers: [registry],
+      registers: [probes],
     }),
     // A gauge read from the client's own count at each scrape (monotonic while the node runs).
     partitionMemberFailovers: new Gauge({
       name: `${prefix}partition_member_failovers`,
       help: 'Requests a partition member failed that were retried on another member, since the node started',
       labelNames: ['partition', 'member'],
+      registers: [probes],
+    }),
+    errorResponses: new Counter({
+      name: `${prefix}error_responses_total`,
+      help: 'Answers with status 500 or above, by status and problem code (db.unavailable, hsm.unavailable, service.not_ready, internal)',
+      labelNames: ['status', 'code'],
+      registers: [registry],
+    }),
+    partitionMemberFailures: new Counter({
+      name: `${prefix}partition_member_failures_total`,
+      help: 'A partition member that was up became down, sealed or missing-keys (counted by each HTTP worker that saw it)',
+      labelNames: ['partition', 'member', 'state'],
+      registers: [registry],
+    }),
+    readinessFailures: new Counter({
+      name: `${prefix}readiness_failures_total`,
+      help: 'Not-ready answers of /readyz, by failed check (database, partition)',
+      labelNames: ['check'],
       registers: [registry],
     }),
   };
@@ -99,12 +141,25 @@ export function requestMetrics(metrics: Metrics): MiddlewareHandler<ApiEnv> {
     const end = metrics.httpRequestSeconds.startTimer();
     await next();
     const route = routePath(c, -1);
+    const status = c.res.status;
     end({
       method: c.req.method,
       route: route === '/*' || route === '*' ? 'unmatched' : route,
-      status: String(c.res.status),
+      status: String(status),
     });
+    if (status >= 500) metrics.errorResponses.inc({ status: String(status), code: await problemCode(c.res) });
   };
+}
+
+/** The `code` of a problem document (RFC 9457, src/api/problem.ts), read from a copy of the answer. */
+async function problemCode(response: Response): Promise<string> {
+  if (!response.headers.get('content-type')?.startsWith('application/problem+json')) return 'none';
+  try {
+    const body = (await response.clone().json()) as { code?: unknown };
+    return typeof body.code === 'string' && /^[a-z0-9_.]{1,64}$/.test(body.code) ? body.code : 'none';
+  } catch {
+    return 'none';
+  }
 }
 
 /** Probes readiness for a scrape, recording the database ping latency. */

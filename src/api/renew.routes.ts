@@ -81,11 +81,12 @@ export function renewRoutes({ deps, attempts, failedAuth }: RouteContext): Hono<
         error instanceof AppError &&
         /^renew\.(jws_invalid|key_mismatch|client_certificate_invalid|credential_missing)$/.test(error.code)
       ) {
-        await failedAttempt(
+        const instead = await failedAttempt(
           c,
           { attempts, failedAuth },
           { client, action: 'certificate.renew', code: error.code },
         );
+        if (instead) throw instead;
       }
       throw error;
     }

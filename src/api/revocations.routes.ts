@@ -85,11 +85,12 @@ export function revocationsRoutes({
       return c.json(revocationJson(result));
     } catch (error) {
       if (error instanceof AppError && error.category !== 'internal' && error.category !== 'unavailable') {
-        await failedAttempt(
+        const instead = await failedAttempt(
           c,
           { attempts, failedAuth },
           { client, action: 'certificate.revoke_by_key', code: error.code },
         );
+        if (instead) throw instead;
       }
       throw error;
     }

@@ -6,11 +6,11 @@ import { type AcmeServer, createAcmeServer } from '../acme/server.ts';
 import type { EventLimiter } from '../acme/types.ts';
 import { createValidationNetwork } from '../acme/validation/network.ts';
 import { createChallengeValidator } from '../acme/validation/validator.ts';
-import { createMemoryAttemptLimiter } from '../api/middleware/rate-limit.ts';
 import { resolveIn } from '../config/config.ts';
 import { createAcmeRepository } from '../db/acme.repository.ts';
 import { parseKeyUri } from '../hsm/key-uri.ts';
 import { parseDuration } from '../lib/duration.ts';
+import type { NodeRateLimits } from './rate-limits.ts';
 import type { Runtime } from './runtime.ts';
 
 /**
@@ -22,10 +22,13 @@ export function createAcmeFromConfig({
   runtime,
   logger,
   failedAuth,
+  limits,
 }: {
   runtime: Runtime;
   logger: Logger;
   failedAuth: EventLimiter;
+  /** Where the ACME budgets are kept (in PostgreSQL across nodes, issue #29). */
+  limits: Pick<NodeRateLimits, 'attempts'>;
 }): AcmeServer | undefined {
   const { config, clock } = runtime;
   const acme = config.acme;
@@ -59,8 +62,8 @@ export function createAcmeFromConfig({
       caaIdentities: acme.caaIdentities,
     }),
     limits: {
-      newAccounts: createMemoryAttemptLimiter({ perMinute: acme.rateLimit.newAccountsPerMinute, clock }),
-      newOrders: createMemoryAttemptLimiter({ perMinute: acme.rateLimit.newOrdersPerMinute, clock }),
+      newAccounts: limits.attempts('acme.new-account', acme.rateLimit.newAccountsPerMinute),
+      newOrders: limits.attempts('acme.new-order', acme.rateLimit.newOrdersPerMinute),
       failedAuth,
     },
     alternateChains: acme.alternateChains.map((file) =>

@@ -99,6 +99,8 @@ export interface OpenRuntimeOptions {
 export interface RuntimeObservers {
   partitionSign?(purpose: string, seconds: number): void;
   database?(operation: string, seconds: number): void;
+  /** A partition member changed state (the server counts members that stop being usable). */
+  memberState?(event: MemberStateEvent & { partition: string }): void;
 }
 
 // biome-ignore lint/complexity/noExcessiveLinesPerFunction: the wiring: open each part in dependency order, registering its closer
@@ -216,6 +218,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         onConnect,
         onMemberState: ({ member, state, previous, reason }: MemberStateEvent) => {
           const fields = { partition: name, member, state, previous, ...(reason ? { reason } : {}) };
+          options.observe?.memberState?.({ partition: name, member, state, previous });
           if (state === 'up') logger.info(fields, 'partition member usable');
           else logger.warn(fields, `partition member ${state}`);
         },

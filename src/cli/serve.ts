@@ -1,16 +1,17 @@
 import { readFileSync } from 'node:fs';
+import type { Registry } from 'prom-client';
 import type { AcmeServer } from '../acme/server.ts';
 import { createApp } from '../api/app.ts';
 import { createFailedAuthAudit } from '../api/failed-auth.ts';
 import { createLogger } from '../api/logger.ts';
 import { createMetricsApp } from '../api/metrics.routes.ts';
 import { createMetrics } from '../api/metrics.ts';
-import { type CredentialLimiter, createMemoryAttemptLimiter } from '../api/middleware/rate-limit.ts';
 import { type RunningServer, startServer } from '../api/server.ts';
 import { loadConfig, resolveIn } from '../config/config.ts';
 import type { Clock } from '../lib/clock.ts';
 import { parseDuration } from '../lib/duration.ts';
 import { createAcmeFromConfig } from './acme.ts';
+import { createNodeRateLimits } from './rate-limits.ts';
 import { openRuntime, type Runtime } from './runtime.ts';
 
 export interface ServeOptions {
@@ -24,10 +25,17 @@ export interface ServeOptions {
   databaseUrl?: string;
   /**
    * This process is HTTP worker `index` of `serve --workers N` (cli/workers.ts): the primary
-   * spawned the partition members; worker 0 alone runs the background work; rate limits are
-   * leased from the primary.
+   * spawned the partition members; worker 0 alone runs the background work.
    */
-  worker?: { index: number; limiter: CredentialLimiter; announceApiKeyRevocation(id: string): Promise<void> };
+  worker?: {
+    index: number;
+    announceApiKeyRevocation(id: string): Promise<void>;
+    /**
+     * The node's counters: `share` offers this worker's registry to the primary, `gather` asks
+     * the primary for every worker's, summed (cli/workers.ts).
+     */
+    metrics: { share(registry: Registry): void; gather(): Promise<string> };
+  };
 }
 
 export interface Serving {
@@ -43,7 +51,8 @@ export interface Serving {
 export async function serveDataDir(options: ServeOptions): Promise<Serving> {
   const level = (process.env.SIGNET_LOG_LEVEL ?? loadConfig(options.dataDir).log.level) as 'info';
   const logger = createLogger({ level });
-  const metrics = createMetrics();
+  const metrics = createMetrics(options.worker ? { gather: options.worker.metrics.gather } : {});
+  options.worker?.metrics.share(metrics.registry);
   const runtime = await openRuntime({
     dataDir: options.dataDir,
     logger,
@@ -60,6 +69,9 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
     observe: {
       partitionSign: (purpose, seconds) => metrics.partitionSignSeconds.observe({ purpose }, seconds),
       database: (operation, seconds) => metrics.databaseSeconds.observe({ operation }, seconds),
+      memberState: ({ partition, member, state, previous }) => {
+        if (previous === 'up') metrics.partitionMemberFailures.inc({ partition, member, state });
+      },
     },
     ...(options.databaseUrl
       ? { databaseUrl: options.databaseUrl }
@@ -68,6 +80,7 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
         : {}),
   });
   let acme: ReturnType<typeof createAcmeFromConfig>;
+  let limits: ReturnType<typeof createNodeRateLimits> | undefined;
   try {
     const { config } = runtime;
     const clusters = [...runtime.partitions.values()];
@@ -94,15 +107,13 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
       logger,
       intervalMs: durationMs(config.audit.failedAuthInterval),
     });
+    limits = createNodeRateLimits(runtime, logger, { background: (options.worker?.index ?? 0) === 0 });
     // One budget of failed authentication per address, for the REST API and ACME alike.
-    const attempts = createMemoryAttemptLimiter({
-      perMinute: config.rateLimit.failedAuthPerMinute,
-      clock: runtime.clock,
-    });
-    acme = createAcmeFromConfig({ runtime, logger, failedAuth: attempts });
+    const attempts = limits.attempts('failed-auth', config.rateLimit.failedAuthPerMinute);
+    acme = createAcmeFromConfig({ runtime, logger, failedAuth: attempts, limits });
     const app = createApp({
       metrics,
-      ...(options.worker ? { limiter: options.worker.limiter } : {}),
+      limiter: limits.credential,
       failedAuth,
       attempts,
       ...(acme ? { acme } : {}),
@@ -184,11 +195,13 @@ export async function serveDataDir(options: ServeOptions): Promise<Serving> {
         await metricsServer?.close(1000);
         await acme?.close();
         await failedAuth.flush();
+        limits?.close();
         await runtime.close();
       },
     };
   } catch (error) {
     await acme?.close();
+    limits?.close();
     await runtime.close();
     throw error;
   }

@@ -1,7 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
 import { createLogger } from '../api/logger.ts';
-import { RateLimiter } from '../api/middleware/rate-limit.ts';
-import { createLeasedLimiter, type TokenLease } from '../api/middleware/rate-limit-leased.ts';
 import { loadConfig } from '../config/config.ts';
 import { startSpawnedMembers } from './partition-members.ts';
 import type { ServeOptions, Serving } from './serve.ts';
@@ -12,8 +11,9 @@ import type { ServeOptions, Serving } from './serve.ts';
  *
  * - The primary process serves no HTTP and opens no database: it starts the partition members
  *   the node spawns (so there is one of each, as in a single-process node), forks the workers,
- *   restarts a worker that dies, holds the per-credential token buckets the workers lease from,
- *   and forwards SIGHUP (policy reload) to every worker.
+ *   restarts a worker that dies, gathers the workers' metrics for a scrape (prom-client's
+ *   AggregatorRegistry, issue #29) and forwards SIGHUP (policy reload) to every worker.
+ * - Rate limits are kept in PostgreSQL, shared with the other nodes (cli/rate-limits.ts).
  * - Worker 0 runs the node's background work (CRL scheduler, ACME sweeps) under the same
  *   database locks as with several nodes; the others only answer requests.
  * - Every worker is a full client of the database and the partition: issuance, its audit and its
@@ -23,24 +23,25 @@ const ENV_INDEX = 'SIGNET_WORKER_INDEX';
 
 type ToPrimary =
   | { type: 'signet.listening'; url: string }
-  | { type: 'signet.lease'; seq: number; id: string; want: number }
+  | { type: 'signet.metrics'; seq: number }
   | { type: 'signet.keyRevoked'; seq: number; id: string }
   | { type: 'signet.keyDropped'; seq: number };
 type ToWorker =
-  | { type: 'signet.leased'; seq: number; lease: TokenLease }
+  | { type: 'signet.metricsGathered'; seq: number; text?: string; error?: string }
   | { type: 'signet.keyAnnounced'; seq: number }
   | { type: 'signet.dropKey'; seq: number; id: string }
   | { type: 'signet.stop' };
 
 /** How long a revocation waits for the other workers to drop the key before answering anyway. */
 const ANNOUNCE_TIMEOUT_MS = 2000;
+/** prom-client's primary waits 5 s for every worker's metrics; the asking worker a little longer. */
+const GATHER_TIMEOUT_MS = 6000;
 
 export const isWorkerProcess = (): boolean => cluster.isWorker && process.env[ENV_INDEX] !== undefined;
 
-/** In a worker: serves as HTTP worker `index`, leasing rate-limit tokens from the primary. */
+/** In a worker: serves as HTTP worker `index`. */
 export async function serveAsWorker(options: Omit<ServeOptions, 'worker'>): Promise<Serving> {
   const index = Number(process.env[ENV_INDEX]);
-  const config = loadConfig(options.dataDir);
   let seq = 0;
   const waiting = new Map<number, (answer: ToWorker) => void>();
   let dropKey: ((id: string) => void) | undefined;
@@ -50,7 +51,7 @@ export async function serveAsWorker(options: Omit<ServeOptions, 'worker'>): Prom
       send({ type: 'signet.keyDropped', seq: message.seq });
       return;
     }
-    if (message?.type !== 'signet.leased' && message?.type !== 'signet.keyAnnounced') return;
+    if (message?.type !== 'signet.metricsGathered' && message?.type !== 'signet.keyAnnounced') return;
     waiting.get(message.seq)?.(message);
     waiting.delete(message.seq);
   });
@@ -68,13 +69,22 @@ export async function serveAsWorker(options: Omit<ServeOptions, 'worker'>): Prom
       });
       send(message(mine));
     });
-  const limiter = createLeasedLimiter({
-    perMinute: config.rateLimit.perMinute,
-    lease: async (id, want) => {
-      const answer = await ask((s) => ({ type: 'signet.lease', seq: s, id, want }), 2000);
-      return (answer as Extract<ToWorker, { type: 'signet.leased' }>).lease;
+  // The primary's AggregatorRegistry asks every worker for its registry (prom-client's listener,
+  // installed by constructing one here); a scrape asks the primary for the sum.
+  new AggregatorRegistry();
+  const metrics = {
+    share: (registry: Parameters<typeof AggregatorRegistry.setRegistries>[0]) =>
+      AggregatorRegistry.setRegistries(registry),
+    gather: async () => {
+      const answer = (await ask((s) => ({ type: 'signet.metrics', seq: s }), GATHER_TIMEOUT_MS)) as Extract<
+        ToWorker,
+        { type: 'signet.metricsGathered' }
+      >;
+      if (answer.text === undefined)
+        throw new Error(`the workers' metrics were not gathered: ${answer.error}`);
+      return answer.text;
     },
-  });
+  };
   // A key revoked here is answered once every other worker of the node has dropped it (the
   // database notification reaches them too, but not necessarily before the client's next request).
   const announceApiKeyRevocation = async (id: string) => {
@@ -82,7 +92,7 @@ export async function serveAsWorker(options: Omit<ServeOptions, 'worker'>): Prom
   };
   // Imported here: the primary, which imports this file too, never loads the server's code.
   const { serveDataDir } = await import('./serve.ts');
-  const serving = await serveDataDir({ ...options, worker: { index, limiter, announceApiKeyRevocation } });
+  const serving = await serveDataDir({ ...options, worker: { index, announceApiKeyRevocation, metrics } });
   dropKey = (id) => serving.runtime.repositories.apiKeys.drop(id);
   send({ type: 'signet.listening', url: serving.server.url });
   return serving;
@@ -90,6 +100,10 @@ export async function serveAsWorker(options: Omit<ServeOptions, 'worker'>): Prom
 
 function send(message: ToPrimary): void {
   process.send?.(message);
+}
+
+function reply(worker: Worker, message: ToWorker): void {
+  if (worker.isConnected()) worker.send(message);
 }
 
 export interface Primary {
@@ -103,7 +117,7 @@ export async function runPrimary(dataDir: string, workers: number): Promise<Prim
   const level = (process.env.SIGNET_LOG_LEVEL ?? config.log.level) as 'info';
   const logger = createLogger({ level }).child({ process: 'primary' });
   const members = await startSpawnedMembers(dataDir, config, logger);
-  const buckets = new RateLimiter({ perMinute: config.rateLimit.perMinute });
+  const aggregator = new AggregatorRegistry();
   const running = new Map<number, Worker>();
   let stopping = false;
   let resolveStarted!: (url: string) => void;
@@ -120,10 +134,12 @@ export async function runPrimary(dataDir: string, workers: number): Promise<Prim
     const worker = cluster.fork({ [ENV_INDEX]: String(index) });
     running.set(index, worker);
     worker.on('message', (message: ToPrimary) => {
-      if (message?.type === 'signet.lease') {
-        const lease = buckets.takeUpTo(message.id, Math.max(1, Math.min(64, message.want)));
-        const reply: ToWorker = { type: 'signet.leased', seq: message.seq, lease };
-        if (worker.isConnected()) worker.send(reply);
+      if (message?.type === 'signet.metrics') {
+        aggregator.clusterMetrics().then(
+          (text) => reply(worker, { type: 'signet.metricsGathered', seq: message.seq, text }),
+          (error: Error) =>
+            reply(worker, { type: 'signet.metricsGathered', seq: message.seq, error: error.message }),
+        );
       } else if (message?.type === 'signet.keyRevoked') {
         void announcer.announce(index, message.id).then(() => {
           const reply: ToWorker = { type: 'signet.keyAnnounced', seq: message.seq };

@@ -3,6 +3,7 @@ import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createMetricsApp } from '../../src/api/metrics.routes.ts';
 import { createMetrics } from '../../src/api/metrics.ts';
+import { createSharedCredentialLimiter } from '../../src/api/middleware/rate-limit-shared.ts';
 import { type RunningServer, startServer } from '../../src/api/server.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { readyProbe, scriptedCa } from './helpers/fakes.ts';
@@ -79,6 +80,103 @@ describe('GET /metrics', () => {
       checks: { database: 'ok', partition: 'sealed' },
     });
     expect(ready.response.headers.get('retry-after')).toBe('5');
+  });
+
+  it('names unusable members and members lacking keys in /readyz, ready while one member is usable', async () => {
+    const members = [
+      { partition: 'issuing', member: 'tls://192.0.2.11:7001', state: 'up', inFlight: 0, failovers: 0 },
+      { partition: 'issuing', member: 'tls://192.0.2.12:7001', state: 'down', inFlight: 0, failovers: 2 },
+      {
+        partition: 'issuing',
+        member: 'tls://192.0.2.13:7001',
+        state: 'missing-keys',
+        inFlight: 0,
+        failovers: 0,
+      },
+    ];
+    h = await buildHarness({
+      database,
+      ca: scriptedCa(),
+      overrides: { metrics: createMetrics(), readiness: { ...readyProbe, members: () => members } },
+    });
+    const ready = await h.call('GET', '/readyz');
+    expect(ready.response.status).toBe(200);
+    expect(ready.body).toMatchObject({
+      status: 'ready',
+      checks: {
+        database: 'ok',
+        partition: 'ok',
+        members: 'issuing tls://192.0.2.12:7001 down',
+        keys: 'issuing tls://192.0.2.13:7001 missing-keys',
+      },
+    });
+    members[0]!.state = 'up';
+    members.splice(1, 2);
+    expect((await h.call('GET', '/readyz')).body).toMatchObject({ checks: { members: 'ok', keys: 'ok' } });
+  });
+
+  it('counts faults: 5xx answers by problem code and not-ready answers by failed check', async () => {
+    h = await buildHarness({
+      database,
+      ca: scriptedCa(),
+      overrides: {
+        metrics: createMetrics(),
+        readiness: {
+          ...readyProbe,
+          database: async () => {
+            throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+          },
+        },
+      },
+    });
+    expect((await h.call('GET', '/readyz')).response.status).toBe(503);
+    expect((await h.call('GET', '/readyz')).response.status).toBe(503);
+    const text = ((await h.call('GET', '/metrics', { key: h.keys.admin })).body as Buffer).toString('utf8');
+    expect(text).toContain('signet_readiness_failures_total{check="database"} 2');
+    expect(text).not.toContain('signet_readiness_failures_total{check="partition"}');
+    expect(text).toContain('signet_error_responses_total{status="503",code="service.not_ready"} 2');
+  });
+
+  it('counts answers of a database that went away as db.unavailable', async () => {
+    h = await buildHarness({
+      database,
+      ca: scriptedCa(),
+      overrides: {
+        metrics: createMetrics(),
+        policies: {
+          ...h.deps.policies,
+          list: () => {
+            throw Object.assign(new Error('terminating connection'), { code: '57P01' });
+          },
+        },
+      },
+    });
+    const refused = await h.call('GET', '/v1/policies', { key: h.keys.admin });
+    expect(refused.response.status).toBe(503);
+    const text = ((await h.call('GET', '/metrics', { key: h.keys.admin })).body as Buffer).toString('utf8');
+    expect(text).toContain('signet_error_responses_total{status="503",code="db.unavailable"} 1');
+  });
+
+  it('answers 503 db.unavailable, not a 500 nor a free pass, when the shared rate-limit buckets cannot be reached', async () => {
+    h = await buildHarness({
+      database,
+      ca: scriptedCa(),
+      overrides: {
+        metrics: createMetrics(),
+        limiter: createSharedCredentialLimiter({
+          perMinute: 600,
+          buckets: {
+            take: async () => {
+              throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+            },
+          },
+        }),
+      },
+    });
+    const refused = await h.call('GET', '/v1/policies', { key: h.keys.admin });
+    expect(refused.response.status).toBe(503);
+    expect(refused.body).toMatchObject({ code: 'db.unavailable' });
+    expect(refused.response.headers.get('retry-after')).toBe('5');
   });
 
   it('serves the same metrics without a credential on the separate metrics listener, and nothing else there', async () => {

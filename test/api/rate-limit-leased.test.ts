@@ -20,7 +20,7 @@ function node(perMinute: number, workers: number, clock = manualClock()) {
   return { limiters, clock, leases: () => leases };
 }
 
-describe('rate limits leased from the primary by HTTP workers', () => {
+describe('rate limits leased from shared buckets by several processes', () => {
   test.each([
     { name: 'one worker', workers: 1 },
     { name: 'two workers', workers: 2 },
@@ -69,13 +69,17 @@ describe('rate limits leased from the primary by HTTP workers', () => {
     expect(leases()).toBe(2);
   });
 
-  test('when the primary does not answer, requests are refused (fail closed)', async () => {
+  test('when the buckets cannot be reached, requests fail with the cause (fail closed)', async () => {
+    let down = true;
     const limiter = createLeasedLimiter({
       perMinute: 6000,
       lease: async () => {
-        throw new Error('channel closed');
+        if (down) throw new Error('connection refused');
+        return { granted: 10, retryAfterSeconds: 0 };
       },
     });
-    expect(await limiter.take('apikey:a')).toEqual({ allowed: false, retryAfterSeconds: 1 });
+    await expect(limiter.take('apikey:a')).rejects.toThrow('connection refused');
+    down = false;
+    expect(await limiter.take('apikey:a')).toEqual({ allowed: true });
   });
 });

@@ -9,7 +9,7 @@ import type { AppDeps } from '../deps.ts';
 import type { ApiEnv, Principal, PrincipalResolver, Role } from '../env.ts';
 import { apiErrors } from '../errors.ts';
 import type { FailedAuthAudit } from '../failed-auth.ts';
-import type { AttemptLimiter, CredentialLimiter } from './rate-limit.ts';
+import type { AttemptLimiter, CredentialLimiter, RateVerdict } from './rate-limit.ts';
 
 export type { PrincipalResolver } from '../env.ts';
 
@@ -83,7 +83,9 @@ export function createAuthorizer({
       } catch (error) {
         // A missing, invalid or expired credential: counted per address, audited in aggregate.
         if (isAppError(error) && (error.category === 'unauthenticated' || error.category === 'forbidden')) {
-          await failedAttempt(c, { attempts, failedAuth }, { client, action, code: error.code });
+          throw (
+            (await failedAttempt(c, { attempts, failedAuth }, { client, action, code: error.code })) ?? error
+          );
         }
         throw error;
       }
@@ -118,29 +120,33 @@ export type Guard = ReturnType<typeof createAuthorizer>;
 /** 429 with Retry-After when `client` spent its failed attempts (issue #19). */
 export async function checkAttempts(attempts: AttemptLimiter, client: string): Promise<void> {
   const verdict = await attempts.check(client);
-  if (!verdict.allowed) {
-    throw new AppError(
-      'request.rate_limited',
-      'rate_limited',
-      'Too many failed attempts from this address; retry later.',
-      { retryAfter: verdict.retryAfterSeconds },
-    );
-  }
+  if (!verdict.allowed) throw tooManyFailures(verdict.retryAfterSeconds);
 }
 
+const tooManyFailures = (retryAfter: number) =>
+  new AppError(
+    'request.rate_limited',
+    'rate_limited',
+    'Too many failed attempts from this address; retry later.',
+    { retryAfter },
+  );
+
 /**
- * Counts a failed attempt of `client` against its budget and in the aggregated audit log. A
- * failure to count is logged; the refusal stands either way.
+ * Counts a failed attempt of `client` against its budget and in the aggregated audit log. Answers
+ * the 429 to throw instead of the refusal when the budget was already spent (another node spent
+ * it: issue #29). A failure to count is logged; the refusal stands either way.
  */
 export async function failedAttempt(
   c: Context<ApiEnv>,
   { attempts, failedAuth }: { attempts: AttemptLimiter; failedAuth: FailedAuthAudit },
   failure: { client: string; action: string; code: string },
-): Promise<void> {
+): Promise<AppError | undefined> {
+  let verdict: RateVerdict = { allowed: true };
   try {
-    await attempts.fail(failure.client);
+    verdict = await attempts.fail(failure.client);
     await failedAuth.record({ ...failure, requestId: c.get('requestId') });
   } catch (error) {
     c.get('logger')?.error({ err: error }, 'could not count a failed attempt');
   }
+  return verdict.allowed ? undefined : tooManyFailures(verdict.retryAfterSeconds);
 }

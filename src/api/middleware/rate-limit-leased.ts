@@ -3,12 +3,13 @@ import { systemClock } from '../../lib/clock.ts';
 import type { CredentialLimiter, RateVerdict } from './rate-limit.ts';
 
 /**
- * One credential's budget shared by the HTTP workers of a node (issue #24): the node's primary
- * process holds the token buckets (RateLimiter), and each worker leases a few tokens at a time
- * for a credential and spends them locally, so a request asks the primary only once per lease.
- * Whatever the workers do, they never spend more than the primary granted: the limit stays per
- * credential, not per worker. Unspent tokens lapse after `leaseMs` (they count as spent), so a
- * lease never moves budget from one second to a much later one.
+ * One credential's budget shared by processes (issues #24, #29): the token buckets live in one
+ * place (PostgreSQL, rate-limit-shared.ts), and each process leases a few tokens at a time for a
+ * credential and spends them locally, so a request makes a round trip only once per lease.
+ * Whatever the processes do, they never spend more than was granted: the limit stays per
+ * credential, with no overshoot. Unspent tokens lapse after `leaseMs` (they count as spent), so a
+ * lease never moves budget from one second to a much later one; the price is an undershoot of at
+ * most one lease per other process holding one, for at most `leaseMs`.
  */
 export interface TokenLease {
   granted: number;
@@ -17,7 +18,7 @@ export interface TokenLease {
 }
 
 export interface LeasedLimiterOptions {
-  /** Asks the primary for up to `want` tokens of `id`. */
+  /** Asks the shared buckets for up to `want` tokens of `id`. */
   lease(id: string, want: number): Promise<TokenLease>;
   /** Requests per credential per minute (rateLimit.perMinute): sizes the leases. */
   perMinute: number;
@@ -34,6 +35,8 @@ interface Held {
   expiresMs: number;
   pending?: Promise<void>;
   refusal?: { untilMs: number; retryAfterSeconds: number };
+  /** The last lease failed (the database is unreachable): the requests waiting for it fail with it. */
+  failure?: unknown;
 }
 
 /** A tenth of a second's refill per lease, at least one token and at most 64. */
@@ -64,6 +67,7 @@ export function createLeasedLimiter({
           const nowMs = clock.now().getTime();
           entry.tokens = granted.granted;
           entry.expiresMs = nowMs + leaseMs;
+          entry.failure = undefined;
           entry.refusal =
             granted.granted > 0
               ? undefined
@@ -72,10 +76,11 @@ export function createLeasedLimiter({
                   retryAfterSeconds: granted.retryAfterSeconds,
                 };
         },
-        () => {
-          // The primary did not answer: refuse for now (fail closed) rather than let the limit lapse.
+        (error: unknown) => {
+          // No lease: the request fails with the cause (fail closed; a database that is down
+          // answers 503 with Retry-After at the edge) rather than let the limit lapse.
           entry.tokens = 0;
-          entry.refusal = { untilMs: clock.now().getTime() + 1000, retryAfterSeconds: 1 };
+          entry.failure = error;
         },
       )
       .finally(() => {
@@ -93,6 +98,7 @@ export function createLeasedLimiter({
         await (entry.pending ?? renew(id, entry));
         const nowMs = clock.now().getTime();
         if (spend(entry, nowMs)) return { allowed: true };
+        if (entry.failure !== undefined) throw entry.failure;
         if (entry.refusal && entry.refusal.untilMs > nowMs) {
           return { allowed: false, retryAfterSeconds: entry.refusal.retryAfterSeconds };
         }

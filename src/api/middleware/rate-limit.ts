@@ -12,8 +12,8 @@ export interface RateLimiterOptions {
 export type RateVerdict = { allowed: true } | { allowed: false; retryAfterSeconds: number };
 
 /**
- * Requests per credential: `RateLimiter` in one process, or tokens leased from the node's primary
- * process when several HTTP workers share the budget (rate-limit-leased.ts).
+ * Requests per credential: `RateLimiter` in one process, or tokens leased from buckets in
+ * PostgreSQL when several HTTP workers and nodes share the budget (rate-limit-shared.ts).
  */
 export interface CredentialLimiter {
   take(id: string): RateVerdict | Promise<RateVerdict>;
@@ -101,17 +101,19 @@ export class RateLimiter implements CredentialLimiter {
 
 /**
  * Failed attempts per client address (issue #19): failed authentication, and refusals of the
- * public endpoints that do work for anyone. An interface so that several nodes can share the
- * counts (a PostgreSQL-backed implementation); the in-memory one counts per node, which bounds a
- * flood by the number of nodes.
+ * public endpoints that do work for anyone. In memory for one process (the embedded database);
+ * in PostgreSQL for several workers and nodes (rate-limit-shared.ts, issue #29).
  */
 export interface AttemptLimiter {
   /** Failed attempts allowed per address per minute (config rateLimit.failedAuthPerMinute). */
   readonly perMinute: number;
   /** Whether `key` may make another attempt now; spends nothing. */
   check(key: string): Promise<RateVerdict>;
-  /** Counts one failed attempt of `key`. */
-  fail(key: string): Promise<void>;
+  /**
+   * Counts one failed attempt of `key`; refused when the budget was already spent, so a caller
+   * that checked on a stale view (another node spent it) can still refuse this attempt.
+   */
+  fail(key: string): Promise<RateVerdict>;
 }
 
 /** A token bucket per key in this process (RateLimiter), at most `maxTracked` keys. */
@@ -123,7 +125,7 @@ export function createMemoryAttemptLimiter(options: RateLimiterOptions = {}): At
       return buckets.peek(key);
     },
     async fail(key) {
-      buckets.take(key);
+      return buckets.take(key);
     },
   };
 }

@@ -9,4 +9,5 @@ export * from './issuers.table.ts';
 export * from './ocsp-responders.table.ts';
 export * from './ocsp-responses.table.ts';
 export * from './owed-work.table.ts';
+export * from './rate-limits.table.ts';
 export * from './replay-guard.table.ts';
