@@ -9,6 +9,7 @@ import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import * as x509 from '@peculiar/x509';
 import pg from 'pg';
 
 export const SIGNET = path.resolve('bin/signet.js');
@@ -307,4 +308,16 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The CRL number (RFC 5280 §5.2.3) and thisUpdate of a CRL. */
+export function crlFacts(der: Uint8Array): { number: bigint; thisUpdate: Date } {
+  const crl = new x509.X509Crl(der);
+  const extension = crl.getExtension('2.5.29.20');
+  if (!extension) throw new Error('the CRL has no CRL number');
+  // The extension's value is a DER INTEGER: tag, one length octet (at most 20 octets), content.
+  const value = new Uint8Array(extension.value);
+  if (value[0] !== 0x02 || value[1]! > 21) throw new Error('the CRL number is not a short INTEGER');
+  const number = BigInt(`0x${Buffer.from(value.subarray(2, 2 + value[1]!)).toString('hex')}`);
+  return { number, thisUpdate: crl.thisUpdate };
 }
