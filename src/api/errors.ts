@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { StorageError } from '../db/errors.ts';
 import { HsmError } from '../hsm/types.ts';
 import { partitionUnavailable } from '../hsm/unavailable.ts';
-import { AppError, type ErrorCategory, isAppError, isConnectionFailure } from '../lib/errors.ts';
+import { AppError, type ErrorCategory, isAppError, isConnectionFailure, isDiskFull } from '../lib/errors.ts';
 import { REQUESTER_NOT_BOUND } from '../policy/binding.ts';
 import type { ApiEnv } from './env.ts';
 import { problemResponse, STATUS_BY_CATEGORY, TITLE_BY_CATEGORY } from './problem.ts';
@@ -179,6 +179,17 @@ export function translateError(error: unknown): AppError | undefined {
       return unavailable('hsm', 'The signing partition is unavailable; retry later.', error);
     }
     return undefined;
+  }
+  // SQLSTATE 53100 (disk_full), or ENOSPC from a file the node writes itself (issue #29): the
+  // statement's transaction rolled back; it works again once space is freed, so 503.
+  if (isDiskFull(error)) {
+    return new AppError(
+      'db.disk_full',
+      'unavailable',
+      "The data folder's disk is full; retry once space has been freed.",
+      undefined,
+      { cause: error },
+    );
   }
   if (isConnectionFailure(error)) {
     return unavailable('db', 'The database is unavailable; retry later.', error);

@@ -69,3 +69,14 @@ const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIME
 /** node-postgres (pg 8) raises these as plain Errors: lib/client.js and pg-pool's index.js. */
 const PG_CONNECTION_MESSAGES =
   /^(Connection terminated( unexpectedly| due to connection timeout)?|Client has encountered a connection error and is not queryable|timeout exceeded when trying to connect|Client was closed and is not queryable)$/;
+
+/** Whether `error` or a cause is a full disk: SQLSTATE 53100 (disk_full) or ENOSPC. */
+export function isDiskFull(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 8 && current instanceof Error; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (code === '53100' || code === 'ENOSPC') return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}

@@ -321,3 +321,69 @@ export function crlFacts(der: Uint8Array): { number: bigint; thisUpdate: Date } 
   const number = BigInt(`0x${Buffer.from(value.subarray(2, 2 + value[1]!)).toString('hex')}`);
   return { number, thisUpdate: crl.thisUpdate };
 }
+
+// --- A small tmpfs in a private mount namespace ---------------------------------------------
+
+export interface PrivateTmpfs {
+  /** The mount point, as processes in the namespace see it. */
+  readonly mountPoint: string;
+  /** A path inside the tmpfs as this process reaches it (through /proc/PID/root). */
+  outside(inside: string): string;
+  /** Runs a command inside the namespace (a wrapper for startNode, or for spawnSync). */
+  readonly wrapper: string[];
+  destroy(): void;
+}
+
+/** Why a private tmpfs cannot be made here (it needs root, unshare and nsenter), or undefined. */
+export function privateTmpfsProblem(): string | undefined {
+  if (process.getuid?.() !== 0) return 'mounting a tmpfs in a private mount namespace needs root';
+  for (const tool of ['unshare', 'nsenter'])
+    if (spawnSync(tool, ['--version']).error) return `${tool} (util-linux) is not installed`;
+  return undefined;
+}
+
+/**
+ * A tmpfs of `sizeMb` on `mountPoint` (an existing empty folder) in a mount namespace of its own,
+ * held by a sleeping process, with `seed`'s contents copied in. Nothing outside sees the mount.
+ */
+export async function startPrivateTmpfs(
+  mountPoint: string,
+  sizeMb: number,
+  seed: string,
+): Promise<PrivateTmpfs> {
+  const holder = spawn(
+    'unshare',
+    [
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      'mount -t tmpfs -o size="$1"m signet-fault "$2" && cp -a "$3/." "$2/" && echo mounted && exec sleep 100000',
+      'sh',
+      String(sizeMb),
+      mountPoint,
+      seed,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  holder.stdout!.setEncoding('utf8').on('data', (c: string) => {
+    out += c;
+  });
+  holder.stderr!.setEncoding('utf8').on('data', (c: string) => {
+    out += c;
+  });
+  for (let i = 0; i < 300 && !out.includes('mounted'); i++) {
+    if (holder.exitCode !== null) break;
+    await sleep(50);
+  }
+  if (!out.includes('mounted')) throw new Error(`the private tmpfs was not mounted: ${out}`);
+  const pid = holder.pid!;
+  return {
+    mountPoint,
+    outside: (inside) => path.join(`/proc/${pid}/root`, inside),
+    wrapper: ['nsenter', `--mount=/proc/${pid}/ns/mnt`, '--'],
+    destroy: () => holder.kill('SIGKILL'),
+  };
+}
