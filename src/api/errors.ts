@@ -2,10 +2,10 @@ import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
-import { StorageError, sqlState } from '../db/errors.ts';
+import { StorageError } from '../db/errors.ts';
 import { HsmError } from '../hsm/types.ts';
 import { partitionUnavailable } from '../hsm/unavailable.ts';
-import { AppError, type ErrorCategory, isAppError } from '../lib/errors.ts';
+import { AppError, type ErrorCategory, isAppError, isConnectionFailure, isDiskFull } from '../lib/errors.ts';
 import { REQUESTER_NOT_BOUND } from '../policy/binding.ts';
 import type { ApiEnv } from './env.ts';
 import { problemResponse, STATUS_BY_CATEGORY, TITLE_BY_CATEGORY } from './problem.ts';
@@ -155,7 +155,7 @@ const unavailable = (area: 'db' | 'hsm', message: string, cause: unknown) =>
 
 /**
  * Errors of the layers below that are not AppError: storage errors with a client-facing code,
- * database connection failures (SQLSTATE class 08, 57P0x, 53300, ECONNREFUSED) and partition
+ * database connection failures (src/lib/errors.ts isConnectionFailure) and partition
  * unavailability become their AppError; undefined for everything else (a 500).
  */
 export function translateError(error: unknown): AppError | undefined {
@@ -180,11 +180,18 @@ export function translateError(error: unknown): AppError | undefined {
     }
     return undefined;
   }
-  const state = sqlState(error);
-  const errno =
-    (error as { code?: unknown; cause?: { code?: unknown } } | undefined)?.cause?.code ??
-    (error as { code?: unknown })?.code;
-  if ((state && /^(08|57P0|53300)/.test(state)) || errno === 'ECONNREFUSED' || errno === 'ECONNRESET') {
+  // SQLSTATE 53100 (disk_full), or ENOSPC from a file the node writes itself (issue #29): the
+  // statement's transaction rolled back; it works again once space is freed, so 503.
+  if (isDiskFull(error)) {
+    return new AppError(
+      'db.disk_full',
+      'unavailable',
+      "The data folder's disk is full; retry once space has been freed.",
+      undefined,
+      { cause: error },
+    );
+  }
+  if (isConnectionFailure(error)) {
     return unavailable('db', 'The database is unavailable; retry later.', error);
   }
   return undefined;

@@ -7,13 +7,14 @@ import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PGlite } from '@electric-sql/pglite';
-import { sql } from 'drizzle-orm';
-import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres';
+import { type SQL, sql } from 'drizzle-orm';
+import { drizzle as drizzleNodePg, NodePgSession, NodePgTransaction } from 'drizzle-orm/node-postgres';
 import { migrate as migrateNodePg } from 'drizzle-orm/node-postgres/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
+import { isConnectionFailure } from '../lib/errors.ts';
 import { createEmbeddedInstances, createPostgresInstances, type InstanceRegistry } from './instances.ts';
 import { acquireLockFile, type LockFile } from './lock-file.ts';
 import { PgliteThreadClient } from './pglite-client.ts';
@@ -263,7 +264,14 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
   });
   // Without a listener, an idle connection dropped by the server would crash the process.
   pool.on('error', (error) => options.onPoolError?.(error));
+  // The pool listens for errors only on idle connections. A connection that is checked out but
+  // between queries (a transaction awaiting the partition, the CRL writer's advisory lock held
+  // while the CRL is made) emits 'error' with no listener when the server goes away, which
+  // killed the process on a PostgreSQL restart (issue #29). Its queries fail on their own, and
+  // a connection released dead is dropped by the pool; the event is only reported.
+  pool.on('connect', (client) => client.on('error', (error) => options.onPoolError?.(error)));
   const db = drizzleNodePg({ client: pool, schema }) as unknown as Db;
+  releaseOnFailedBegin(db, pool);
   try {
     if (options.migrate !== false) {
       await withPostgresAdvisoryLock(
@@ -320,6 +328,52 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
       await listener.close();
       await pool.end();
     },
+  };
+}
+
+/**
+ * drizzle-orm 0.45's node-postgres transaction sends `begin` before its try/finally: when
+ * `begin` fails (the server restarted, the connection died in the pool) the pooled connection is
+ * never released, and `pool.end()` then waits for it forever, so the node could not stop after a
+ * PostgreSQL restart (issue #29). The same transaction, with the connection released on every
+ * path; and a failed rollback no longer hides the error that caused it.
+ */
+function releaseOnFailedBegin(db: Db, pool: pg.Pool): void {
+  type Session = { dialect: unknown; schema: unknown; options: unknown; transaction: unknown };
+  const session = (db as unknown as { session: Session }).session;
+  const Tx = NodePgTransaction as unknown as new (
+    dialect: unknown,
+    session: unknown,
+    schema: unknown,
+  ) => { execute(query: SQL): Promise<unknown>; getTransactionConfigSQL(config: unknown): SQL };
+  const Session = NodePgSession as unknown as new (...args: unknown[]) => unknown;
+  session.transaction = async (transaction: (tx: unknown) => Promise<unknown>, config?: unknown) => {
+    const client = await pool.connect();
+    let failure: Error | undefined;
+    try {
+      const tx = new Tx(
+        session.dialect,
+        new Session(client, session.dialect, session.schema, session.options),
+        session.schema,
+      );
+      await tx.execute(sql`begin${config ? sql` ${tx.getTransactionConfigSQL(config)}` : undefined}`);
+      try {
+        const result = await transaction(tx);
+        await tx.execute(sql`commit`);
+        return result;
+      } catch (error) {
+        await tx.execute(sql`rollback`).catch((rollback: Error) => {
+          failure = rollback;
+        });
+        throw error;
+      }
+    } catch (error) {
+      failure ??= error as Error;
+      throw error;
+    } finally {
+      // A connection whose statement failed for want of a server is dropped, not pooled again.
+      client.release(failure && isConnectionFailure(failure) ? failure : undefined);
+    }
   };
 }
 

@@ -45,3 +45,38 @@ export function refusal(area: string) {
       cause === undefined ? undefined : { cause },
     );
 }
+
+/**
+ * Whether `error` (or one of its causes) says the database could not be reached or went away:
+ * SQLSTATE class 08 (connection exception), 57P01-57P03 (shutdown, crash shutdown, cannot
+ * connect now: a restart or a failover), 53300 (too many connections), a socket errno, or the
+ * node-postgres driver's own messages, which carry no code (a connection lost between queries or
+ * mid-query, a pool that could not connect in time). These are "retry later", never a bug.
+ */
+export function isConnectionFailure(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 8 && current instanceof Error; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && (/^(08|57P0[123]|53300)/.test(code) || CONNECTION_ERRNOS.has(code)))
+      return true;
+    if (PG_CONNECTION_MESSAGES.test(current.message)) return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH']);
+/** node-postgres (pg 8) raises these as plain Errors: lib/client.js and pg-pool's index.js. */
+const PG_CONNECTION_MESSAGES =
+  /^(Connection terminated( unexpectedly| due to connection timeout)?|Client has encountered a connection error and is not queryable|timeout exceeded when trying to connect|Client was closed and is not queryable)$/;
+
+/** Whether `error` or a cause is a full disk: SQLSTATE 53100 (disk_full) or ENOSPC. */
+export function isDiskFull(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 8 && current instanceof Error; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (code === '53100' || code === 'ENOSPC') return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}

@@ -131,7 +131,12 @@ export async function makeScopeCrl(
     // Every revocation committed after the base read its entries is listed: a margin before the
     // base's thisUpdate covers clock skew between nodes and transactions committing late. Entries
     // also on the base are harmless (RFC 5280 §5.2.4 lets a delta repeat them).
-    const since = new Date(current.thisUpdate.getTime() - settings.removalMarginMs);
+    // A clock stepped back since the base (issue #29) stamps new revocations before it: then
+    // every change of the scope is listed, as the margin cannot say how far back to look.
+    const since =
+      readAt.getTime() < current.thisUpdate.getTime()
+        ? new Date(0)
+        : new Date(current.thisUpdate.getTime() - settings.removalMarginMs);
     built = await buildCrl({
       issuer: request.facts,
       signer: issuer.signer,
@@ -203,6 +208,9 @@ async function splicedFromCache(
   const changesSince = settings.entries.streamRevocationChangesSince;
   if (!cached || !current || cached.crlNumber !== current.crlNumber || !changesSince) return undefined;
   if (!Buffer.from(cached.certificate).equals(issuer.certificate)) return undefined;
+  // The clock stepped back since the cache was read (issue #29): revocations made since carry
+  // earlier times than the read and the changes below would miss them. Read the database.
+  if (settings.now().getTime() < cached.readAt.getTime()) return undefined;
   // The same margin as for deltas: revocations committed late or on a node with a slower clock.
   // One millisecond more: a change at the very instant of the read may or may not be listed.
   const since = new Date(cached.readAt.getTime() - settings.removalMarginMs - 1);

@@ -401,13 +401,13 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     if (fullDue) {
       // A revocation before the half-life: the current CRL's entries with the new ones spliced in.
       const incremental = !force && revoked && current !== undefined && now() < halfLife(current);
-      const saved = await makeAndSave(state, issuer, 'full', current, incremental);
+      const saved = await makeAndSave(state, issuer, 'full', current, incremental, delta);
       if (saved) state.lastPublished = saved;
       current = saved ?? (await store.getLatestInfo(issuer.id, shard, 'full')) ?? undefined;
       published = current;
     }
     if (deltaDue && current) {
-      const saved = await makeAndSave(state, issuer, 'delta', current);
+      const saved = await makeAndSave(state, issuer, 'delta', current, false, delta);
       delta = saved ?? (await latestDelta(issuer.id, shard));
       published ??= delta;
     }
@@ -435,14 +435,19 @@ export function createCrlScheduler(options: CrlSchedulerOptions): CrlScheduler {
     kind: 'full' | 'delta',
     current: CrlInfo | undefined,
     incremental = false,
+    latestDelta?: CrlInfo,
   ): Promise<PublishedCrl | undefined> {
     state.facts ??= readIssuerFacts(issuer.certificate);
+    // A clock stepped back (NTP, a node whose clock is behind the others'): thisUpdate stays at
+    // the scope's latest, never before it, or relying parties would take the newer CRL for the
+    // older (RFC 5280 §5.1.2.4; the number has its own guard, crl-number.ts). Issue #29.
+    const latest = Math.max(current?.thisUpdate.getTime() ?? 0, latestDelta?.thisUpdate.getTime() ?? 0);
     const crl = await makeScopeCrl(settings, {
       issuer,
       facts: state.facts,
       shard: state.shard,
       kind,
-      thisUpdate: clock.now(),
+      thisUpdate: new Date(Math.max(clock.now().getTime(), latest)),
       current,
       deltas,
       incremental,

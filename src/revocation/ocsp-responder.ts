@@ -1,6 +1,7 @@
 import { partitionUnavailable } from '../hsm/unavailable.ts';
 import type { Clock } from '../lib/clock.ts';
 import { wholeSeconds } from '../lib/clock.ts';
+import { isConnectionFailure } from '../lib/errors.ts';
 import {
   encodeResponseData,
   encodeSingleResponse,
@@ -202,7 +203,7 @@ const TRANSIENT_CODES = new Set([
  * an AppError of category unavailable, a driver's SQLSTATE class 08 / 57P0x / 53300, a socket errno).
  */
 export function isTransientFailure(error: unknown): boolean {
-  if (partitionUnavailable(error)) return true;
+  if (partitionUnavailable(error) || isConnectionFailure(error)) return true;
   let current: unknown = error;
   for (let depth = 0; depth < 6 && current && typeof current === 'object'; depth++) {
     const { code, category, cause } = current as { code?: unknown; category?: unknown; cause?: unknown };
