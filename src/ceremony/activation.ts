@@ -51,6 +51,20 @@ function parse(input: string | Uint8Array, what: string) {
   }
 }
 
+/** Runs `read` over a parsed certificate's extensions; a malformed one refuses the certificate. */
+function readable<T>(read: () => T, what: string): T {
+  try {
+    return read();
+  } catch (error) {
+    throw new CeremonyError(
+      'activation.certificate_invalid',
+      `${what} has a malformed extension: ${(error as Error).message}`,
+      {},
+      { cause: error },
+    );
+  }
+}
+
 /** RFC 5280 §4.2.1.9 and §4.2.1.3: a certificate that may issue certificates. */
 function caProblem(fields: ReturnType<typeof readCertificateFields>): string | undefined {
   const basic = fields.extensions.get(OID.basicConstraints);
@@ -72,7 +86,7 @@ const ACTIVATION_CODE: Partial<Record<PathValidationError['reason'], string>> = 
 
 export async function verifyIntermediateForActivation(input: ActivationInput): Promise<ActivationResult> {
   const leaf = parse(input.certificate, 'the certificate');
-  const problem = caProblem(leaf.fields);
+  const problem = readable(() => caProblem(leaf.fields), 'the certificate');
   if (problem) throw refuse('activation.not_ca', `the certificate ${problem}`);
   if (!equalBytes(encoding(leaf.fields.spki), Uint8Array.from(input.keyPublicKey))) {
     throw refuse(

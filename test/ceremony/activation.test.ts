@@ -211,3 +211,18 @@ describe.skipIf(!haveOpenssl)('verifyIntermediateForActivation', () => {
     );
   });
 });
+
+test('a certificate whose extension does not parse is refused as activation.certificate_invalid, not thrown raw', async () => {
+  // Found by the parser fuzzer (issue #34): one flipped byte inside the intermediate's basic
+  // constraints made the reader throw a bare error from the extension parser.
+  const fixture = readFileSync(
+    join(import.meta.dirname, '../slow/fuzz/fixtures/parser-certificate/c4e446267d02f019.bin'),
+  );
+  await expect(
+    verifyIntermediateForActivation({
+      certificate: new Uint8Array(fixture),
+      keyPublicKey: new Uint8Array(91),
+      roots: [],
+    }),
+  ).rejects.toMatchObject({ code: 'activation.certificate_invalid' });
+});
