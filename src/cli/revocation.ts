@@ -27,7 +27,11 @@ import {
   type OwedOcsp,
 } from '../revocation/ocsp-maintenance.ts';
 import type { PresignedStore } from '../revocation/ocsp-presigned.ts';
-import { createSigningBudget } from '../revocation/ocsp-rate-limit.ts';
+import {
+  createSharedSigningBudget,
+  createSigningBudget,
+  type TakeToken,
+} from '../revocation/ocsp-rate-limit.ts';
 import { certIdFor } from '../revocation/ocsp-request.ts';
 import { createOcspResponder, type OcspResponder } from '../revocation/ocsp-responder.ts';
 import { partitionSigner } from '../revocation/partition-signer.ts';
@@ -77,6 +81,11 @@ export interface RevocationRuntimeOptions {
   ocspResponseStore: OcspResponsesRepository;
   /** Delegated OCSP responders. */
   ocspResponders: OcspRespondersRepository;
+  /**
+   * On PostgreSQL: a token from the rate-limit buckets every worker and node share, so that
+   * ocsp.nonceRateLimit holds per client address across them (issue #29); absent, in memory.
+   */
+  takeToken?: TakeToken;
   nodeId: string;
   /**
    * Start the CRL scheduler (default true). An HTTP worker that leaves background work to another
@@ -299,7 +308,15 @@ async function startOcsp(options: RevocationRuntimeOptions) {
     validityMs,
     store: presignedStore(options.ocspResponseStore),
     cacheEntries: config.ocsp.cacheEntries,
-    signingBudget: createSigningBudget({ perMinute: config.ocsp.nonceRateLimit.perMinute, clock }),
+    signingBudget: options.takeToken
+      ? createSharedSigningBudget({
+          perMinute: config.ocsp.nonceRateLimit.perMinute,
+          clock,
+          takeToken: options.takeToken,
+          onError: (error) =>
+            logger.warn({ err: error }, 'OCSP signing budget unavailable: nothing signed on the spot'),
+        })
+      : createSigningBudget({ perMinute: config.ocsp.nonceRateLimit.perMinute, clock }),
     onError: (error, context) => logger.warn({ err: error, ...context }, 'OCSP request failed'),
   });
   const unlisten = await options.database.listen(OCSP_INVALIDATION_CHANNEL, (serial) => {

@@ -18,6 +18,7 @@ import { createIssuersRepository } from '../db/issuers.repository.ts';
 import { createOcspRespondersRepository } from '../db/ocsp-responders.repository.ts';
 import { createOcspResponsesRepository } from '../db/ocsp-responses.repository.ts';
 import { createOwedWorkRepository } from '../db/owed-work.repository.ts';
+import { createRateLimitsRepository } from '../db/rate-limits.repository.ts';
 import { createReplayGuardRepository } from '../db/replay-guard.repository.ts';
 import type { RemotePartition, TlsEndpoint } from '../hsm/client.ts';
 import { type ClusterMemberOptions, type MemberStateEvent, PartitionCluster } from '../hsm/cluster.ts';
@@ -333,6 +334,7 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
         replayGuard: repositories.replayGuard,
         ocspResponseStore: repositories.ocspResponses,
         ocspResponders: repositories.ocspResponders,
+        ...(database.dialect === 'postgres' ? { takeToken: sharedOcspToken(database) } : {}),
         nodeId: nodeId(),
         background: options.background !== false,
       });
@@ -381,4 +383,11 @@ function memberEndpoint(
   }
   const socketPath = resolveIn(dataDir, member.socket!);
   return { name: socketPath, socketPath };
+}
+
+/** ocsp.nonceRateLimit's bucket per client address in PostgreSQL, shared by workers and nodes. */
+function sharedOcspToken(database: Database) {
+  const buckets = createRateLimitsRepository({ db: database.db });
+  return (client: string, perMinute: number) =>
+    buckets.take({ scope: 'ocsp-nonce', key: client, want: 1, perMinute });
 }

@@ -411,7 +411,7 @@ export function createOcspResponder(options: OcspResponderOptions): OcspResponde
     }
     const single = parsed.certIds.length === 1 ? parsed.certIds[0]! : undefined;
     if (parsed.nonce === undefined && single) return presignedAnswer(single, requestKey);
-    if (!signingBudget || signingBudget.take(context.client ?? 'unknown'))
+    if (!signingBudget || (await signingBudget.take(context.client ?? 'unknown')))
       return (await signNow(parsed)).answer;
     // Over the budget: the shared response without the nonce (RFC 9654 §2.1), or tryLater.
     return single ? presignedAnswer(single, undefined) : failure('tryLater');

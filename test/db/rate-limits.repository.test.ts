@@ -7,6 +7,8 @@ import {
   createRateLimitsRepository,
   type RateLimitsRepository,
 } from '../../src/db/rate-limits.repository.ts';
+import { fixedClock } from '../../src/lib/clock.ts';
+import { createSharedSigningBudget } from '../../src/revocation/ocsp-rate-limit.ts';
 import { describeEachDatabase } from '../helpers/database.ts';
 
 describeEachDatabase('rate-limit buckets shared by every node (issue #29)', (getDatabase) => {
@@ -42,6 +44,36 @@ describeEachDatabase('rate-limit buckets shared by every node (issue #29)', (get
       ),
     );
     expect(takes.reduce((sum, t) => sum + t.granted, 0)).toBe(50);
+  });
+
+  test('the OCSP nonce budget of an address holds over several processes, and fails closed', async () => {
+    const clock = fixedClock(new Date());
+    let calls = 0;
+    let down = false;
+    const takeToken = (client: string, perMinute: number) => {
+      calls += 1;
+      if (down)
+        return Promise.reject(Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' }));
+      return buckets.take({ scope: 'ocsp-nonce', key: client, want: 1, perMinute });
+    };
+    const errors: unknown[] = [];
+    // Three budgets stand for three HTTP workers on one or several nodes.
+    const budgets = Array.from({ length: 3 }, () =>
+      createSharedSigningBudget({ perMinute: 5, clock, takeToken, onError: (e) => errors.push(e) }),
+    );
+    const granted: boolean[] = [];
+    for (let i = 0; i < 12; i++) granted.push(await budgets[i % 3]!.take('192.0.2.1'));
+    expect(granted.filter(Boolean)).toHaveLength(5);
+    expect(granted.slice(0, 5)).toEqual(Array(5).fill(true));
+    // Each process remembers its refusal: no round trip for the rest of the window.
+    const before = calls;
+    expect(await budgets[0]!.take('192.0.2.1')).toBe(false);
+    expect(calls).toBe(before);
+    // Another address has its own bucket; with the database gone, nothing is signed on the spot.
+    expect(await budgets[1]!.take('192.0.2.2')).toBe(true);
+    down = true;
+    expect(await budgets[1]!.take('192.0.2.3')).toBe(false);
+    expect(errors).toHaveLength(1);
   });
 
   test('a credential limiter leasing from the table lets exactly its budget through, over several processes', async () => {

@@ -14,12 +14,13 @@ import { createNodes, type Nodes } from './helpers/nodes.ts';
  * issuance on both; a revocation on one node in the other's OCSP within 1 s and in its CRL within
  * the documented bound; CRL numbers that only increase, one CRL per number; an API key revoked on
  * one node refused by both within 1 s; rate limits per credential and per address across nodes;
- * /metrics summed over a node's workers; /readyz naming a member it cannot use.
+ * OCSP signatures on the spot (nonces) per address across nodes; /metrics summed over a node's workers; /readyz naming a member it cannot use.
  */
 const CI = process.env.CI === 'true';
 const haveOpenssl = hasTool('openssl', ['version']);
 const PER_MINUTE = 120;
 const FAILED_AUTH_PER_MINUTE = 30;
+const OCSP_NONCE_PER_MINUTE = 20;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -45,6 +46,10 @@ describe.skipIf(!postgresAvailable() || (!haveOpenssl && !CI))(
     beforeAll(async () => {
       cluster = await createNodes({
         rateLimit: { perMinute: PER_MINUTE, failedAuthPerMinute: FAILED_AUTH_PER_MINUTE },
+        configure: (config) => {
+          const ocsp = (config.ocsp ?? {}) as Record<string, unknown>;
+          config.ocsp = { ...ocsp, nonceRateLimit: { perMinute: OCSP_NONCE_PER_MINUTE } };
+        },
       });
       [a, b] = cluster.nodes as [typeof a, typeof b];
       await a.start();
@@ -275,6 +280,41 @@ describe.skipIf(!postgresAvailable() || (!haveOpenssl && !CI))(
       expect(allowed.length).toBeGreaterThanOrEqual(PER_MINUTE - 4);
       expect(allowed.filter((r) => r.node === 'a').length).toBeGreaterThan(0);
       expect(allowed.filter((r) => r.node === 'b').length).toBeGreaterThan(0);
+    });
+
+    it('holds the OCSP nonce budget of an address across both nodes', async () => {
+      // Each request carries a fresh nonce (openssl's default): signed on the spot while the
+      // address has budget, then answered with the pre-signed response without the nonce.
+      const serial = serials[1]!;
+      const started = Date.now();
+      let echoed = 0;
+      for (let i = 0; i < 3 * OCSP_NONCE_PER_MINUTE; i++) {
+        const node = [a, b][i % 2]!;
+        const out = spawnSync(
+          'openssl',
+          [
+            'ocsp',
+            '-issuer',
+            path.join(cluster.dir, 'issuer.pem'),
+            '-serial',
+            `0x${serial}`,
+            '-url',
+            `${node.url}/ocsp`,
+            '-noverify',
+          ],
+          { encoding: 'utf8' },
+        );
+        expect(out.stdout, out.stderr).toMatch(/: good/);
+        if (!/no nonce in response/i.test(`${out.stdout}${out.stderr}`)) echoed += 1;
+      }
+      const seconds = (Date.now() - started) / 1000;
+      console.log(
+        `OCSP nonce budget ${OCSP_NONCE_PER_MINUTE}/min over 2 nodes x 2 workers: ${echoed} of ${3 * OCSP_NONCE_PER_MINUTE} signed with the nonce in ${seconds.toFixed(1)} s`,
+      );
+      expect(echoed).toBeGreaterThanOrEqual(OCSP_NONCE_PER_MINUTE);
+      expect(echoed).toBeLessThanOrEqual(
+        OCSP_NONCE_PER_MINUTE + Math.ceil((seconds * OCSP_NONCE_PER_MINUTE) / 60),
+      );
     });
 
     it("sums a node's counters over its workers in one scrape", async () => {
