@@ -215,6 +215,26 @@ describe('what is checked along the path', () => {
   });
 });
 
+test('an ECDSA signature value that is not DER is refused, as openssl refuses it (found by the parser fuzzer)', async () => {
+  const root = await makeCertificate({ subject: 'CN=Example Root,O=Example', algorithm: 'ecdsa-p384' });
+  const inter = await makeCertificate({ issuer: root, algorithm: 'ecdsa-p256' });
+  const validate = (der: Uint8Array) =>
+    validateCertificatePath({ certificate: der, trustAnchors: [root.der], time: now(), targetIsCa: true });
+  await expect(validate(inter.der)).resolves.toBeDefined();
+  // The signature BIT STRING ends the certificate: 03 len 00 | 30 L 02 ... 02 ...; L less two
+  // leaves the value's own SEQUENCE length wrong while r and s stay whole.
+  const changed = Uint8Array.from(inter.der);
+  let value = -1;
+  for (let i = changed.length - 4; i > 0 && value < 0; i--) {
+    const bitString = changed[i] === 0x03 && changed[i + 1] === changed.length - i - 2;
+    if (bitString && changed[i + 2] === 0x00 && changed[i + 3] === 0x30) value = i + 3;
+  }
+  expect(value).toBeGreaterThan(0);
+  changed[value + 1] = (changed[value + 1] as number) - 2;
+  const refused = await refusal(validate(changed));
+  expect(refused.reason).toBe('signature_invalid');
+});
+
 describe('name constraints along the whole chain (RFC 5280 §6.1.3 (b), (c), §6.1.4 (g))', () => {
   const haveOpenssl = hasTool('openssl', ['version']);
   let dir: string;
