@@ -121,8 +121,8 @@ export async function createEabKey(
       'EAB keys cannot be made: the partition key acme.eabKey is not available',
     );
   }
-  const kid = randomBytes(12).toString('base64url');
-  const key = randomBytes(EAB_KEY_BYTES);
+  const kid = optionSafe(12).toString('base64url');
+  const key = optionSafe(EAB_KEY_BYTES);
   let sealed: Uint8Array;
   try {
     sealed = await sealer.seal(kid, key);
@@ -246,4 +246,17 @@ export async function checkExternalAccountBinding(
     throw await refuse('the external account binding MAC does not verify with that key');
   }
   return { kid, policies: record.policies };
+}
+
+/**
+ * Random octets whose base64url text does not start with '-': operators pass the key id and the
+ * HMAC key to ACME clients on their command line (certbot --eab-kid, lego --kid), where a value
+ * starting with '-' reads as an option. Drawing again costs one bit in 64 of the first character.
+ */
+export function optionSafe(length: number): Buffer {
+  for (;;) {
+    const bytes = randomBytes(length);
+    // base64url's first character is '-' (62) exactly when the first six bits are 111110.
+    if (bytes[0]! >> 2 !== 62) return bytes;
+  }
 }
