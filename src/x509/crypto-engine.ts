@@ -94,6 +94,8 @@ export class SignetCryptoEngine extends pkijs.CryptoEngine {
     signatureAlgorithm: pkijs.AlgorithmIdentifier,
     shaAlgorithm?: string,
   ): Promise<boolean> {
+    const ecdsaHash = ECDSA_HASHES[signatureAlgorithm.algorithmId];
+    if (ecdsaHash) return verifyEcdsaDer(ecdsaHash, data, signature, publicKeyInfo);
     if (signatureAlgorithm.algorithmId !== OID.ed25519) {
       return super.verifyWithPublicKey(data, signature, publicKeyInfo, signatureAlgorithm, shaAlgorithm);
     }
@@ -114,5 +116,39 @@ export class SignetCryptoEngine extends pkijs.CryptoEngine {
     } catch {
       return false;
     }
+  }
+}
+
+/** RFC 5758 §3.2: ecdsa-with-SHA256/384/512 (parameters absent). */
+const ECDSA_HASHES: Record<string, string> = {
+  '1.2.840.10045.4.3.2': 'sha256',
+  '1.2.840.10045.4.3.3': 'sha384',
+  '1.2.840.10045.4.3.4': 'sha512',
+};
+
+/**
+ * ECDSA through node:crypto (OpenSSL), which takes the signature value only in DER (RFC 5480
+ * §2.2.3). pkijs decodes it with asn1js, which tolerates a wrong length inside it, so a changed
+ * certificate, CSR or CMS signature could verify (found by the parser fuzzer, issue #34).
+ */
+function verifyEcdsaDer(
+  hash: string,
+  data: BufferSource,
+  signature: asn1js.BitString | asn1js.OctetString,
+  publicKeyInfo: pkijs.PublicKeyInfo,
+): boolean {
+  try {
+    if ('unusedBits' in signature.valueBlock && signature.valueBlock.unusedBits !== 0) return false;
+    const key = createPublicKey({
+      key: Buffer.from(publicKeyInfo.toSchema().toBER(false)),
+      format: 'der',
+      type: 'spki',
+    });
+    const bytes = ArrayBuffer.isView(data)
+      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+      : new Uint8Array(data);
+    return verify(hash, bytes, { key, dsaEncoding: 'der' }, signature.valueBlock.valueHexView);
+  } catch {
+    return false;
   }
 }

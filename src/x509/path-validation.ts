@@ -19,9 +19,7 @@
  * Pure: no clock (the caller passes the time), no file, no database.
  */
 
-import { createPublicKey } from 'node:crypto';
 import * as pkijs from 'pkijs';
-import { parseSignatureAlgorithm, verifySignature } from './algorithms.ts';
 import { SignetCryptoEngine } from './crypto-engine.ts';
 import { bitStringBytes, content, contextTag, encoding, equalBytes, readDer } from './der.ts';
 import { type CertificateFields, readBasicConstraints, readCertificateFields } from './issuer.ts';
@@ -197,39 +195,6 @@ function checkSignatureFields(path: Parsed[]): void {
   }
 }
 
-/**
- * Every signature of the path once more, through node:crypto (OpenSSL), which takes only the DER
- * of an ECDSA signature value (RFC 5280 §4.1.1.3, RFC 5480 §2.2.3). pkijs reads the value with
- * asn1js, which tolerates a wrong SEQUENCE length inside it: the parser fuzzer (issue #34) had an
- * intermediate with such a changed signature accepted at activation, one openssl refuses.
- */
-function checkSignaturesStrictly(path: Parsed[]): void {
-  for (let j = 0; j + 1 < path.length; j++) {
-    const c = path[j]!;
-    const [tbs, algorithm, value] = readDer(c.der, { maxDepth: 16 }).children;
-    let valid = false;
-    try {
-      const issuerKey = createPublicKey({
-        key: Buffer.from(encoding(path[j + 1]!.fields.spki)),
-        format: 'der',
-        type: 'spki',
-      });
-      const signature = bitStringBytes(value!);
-      valid =
-        signature.unusedBits === 0 &&
-        verifySignature(parseSignatureAlgorithm(algorithm!), issuerKey, encoding(tbs!), signature.bytes);
-    } catch {
-      valid = false;
-    }
-    if (!valid) {
-      throw new PathValidationError(
-        'signature_invalid',
-        `${c.label}: its signature does not verify with the key of ${path[j + 1]!.label} as DER requires`,
-      );
-    }
-  }
-}
-
 /** RFC 5280 §4.2.1.9 and §4.2.1.3: a certificate that may issue certificates. */
 function checkIssuing(c: Parsed): void {
   const basic = c.fields.extensions.get(OID.basicConstraints);
@@ -388,7 +353,6 @@ export async function validateCertificatePath(input: PathValidationInput): Promi
     path = await buildAndVerify(target, candidates, anchors, input.time);
   }
   checkSignatureFields(path);
-  checkSignaturesStrictly(path);
   checkPathLengths(path, input.targetIsCa === true);
   checkNameConstraints(path);
 
