@@ -86,9 +86,12 @@ export async function startNode(options: NodeOptions): Promise<Node> {
   const [command, argv] = options.wrapper
     ? [options.wrapper[0]!, [...options.wrapper.slice(1), process.execPath, ...args]]
     : [process.execPath, args];
+  // A process group of its own: a wrapper such as faketime forks the node instead of becoming it,
+  // and a SIGTERM to the wrapper alone left the node running after the test.
   const child = spawn(command, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { SIGNET_LOG_LEVEL: 'warn', ...(options.env ?? process.env) },
+    detached: true,
   });
   let log = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
@@ -104,10 +107,19 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     url,
     log: () => log,
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
+      const group = -(child.pid as number);
+      const alive = () => {
+        try {
+          process.kill(group, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      if (!alive()) return;
+      process.kill(group, 'SIGTERM');
+      for (let waited = 0; alive() && waited < 15_000; waited += 100) await sleep(100);
+      if (alive()) process.kill(group, 'SIGKILL');
     },
   };
   const deadline = Date.now() + 90_000;
