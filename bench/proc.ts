@@ -1,7 +1,7 @@
 /**
- * What the benchmarks read from Linux's /proc: CPU time and resident memory of a process tree,
- * split by role (a signet node's primary, its HTTP workers, its partition processes), and the
- * disk's own fdatasync latency.
+ * What the benchmarks read from Linux's /proc: CPU time, resident memory and open file
+ * descriptors of a process tree, split by role (a signet node's primary, its HTTP workers, its
+ * partition processes), and the disk's own fdatasync latency.
  */
 import { closeSync, fdatasyncSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
@@ -86,8 +86,20 @@ function splitByRole(root: number, measure: (pid: number) => number): ByRole {
   return result;
 }
 
+function openFds(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
+}
+
 export const cpuByRole = (root: number): ByRole => splitByRole(root, ownCpuSeconds);
 export const rssByRole = (root: number): ByRole => splitByRole(root, rssMb);
+/** Open file descriptors (entries of /proc/PID/fd), by role. */
+export const fdsByRole = (root: number): ByRole => splitByRole(root, openFds);
+/** How many processes a tree holds (a PostgreSQL postmaster and its backends). */
+export const processCount = (root: number): number => descendants(root).length;
 
 /**
  * The disk's own durable-write floor: `count` 8 KiB writes each followed by fdatasync, in a file
