@@ -27,7 +27,7 @@ export interface AcmeServer {
    * An error raised on the way to `handle` (a body over the limit, a timeout) as an ACME problem,
    * with a nonce like every other answer.
    */
-  errorResponse(error: unknown, directory: string | undefined): Promise<AcmeResponse>;
+  errorResponse(error: unknown, directory: string | undefined, client: string): Promise<AcmeResponse>;
   /** A new single-use EAB key (RFC 8555 §7.3.4) for `POST /v1/acme/eab-keys`. */
   createEabKey(input: {
     directory: string;
@@ -136,7 +136,12 @@ export function createAcmeServer(options: AcmeServerOptions): AcmeServer {
       return events.map(() => undefined);
     },
   });
-  const nonces = createNonceService({ repository, clock, lifetimeMs: options.nonceLifetimeMs });
+  const nonces = createNonceService({
+    repository,
+    clock,
+    lifetimeMs: options.nonceLifetimeMs,
+    maxPerClient: options.maxNoncesPerClient ?? 1000,
+  });
   const ctx: AcmeContext = {
     options,
     now: () => clock.now(),
@@ -154,10 +159,14 @@ export function createAcmeServer(options: AcmeServerOptions): AcmeServer {
   let timer: NodeJS.Timeout | undefined;
 
   /** Every answer carries a new nonce and the index link (RFC 8555 §6.5, §7.1). */
-  async function finish(response: AcmeResponse, directoryName: string | undefined): Promise<AcmeResponse> {
+  async function finish(
+    response: AcmeResponse,
+    directoryName: string | undefined,
+    client: string,
+  ): Promise<AcmeResponse> {
     const headers = { ...response.headers };
     try {
-      headers['replay-nonce'] = await nonces.issue();
+      headers['replay-nonce'] = await nonces.issue(client);
     } catch (error) {
       logger?.error({ err: error }, 'could not store an ACME nonce');
     }
@@ -234,11 +243,11 @@ export function createAcmeServer(options: AcmeServerOptions): AcmeServer {
       } catch (error) {
         response = problemResponse(problemOf(error));
       }
-      return finish(response, request.directory);
+      return finish(response, request.directory, request.client);
     },
 
-    async errorResponse(error, directoryName) {
-      return finish(problemResponse(problemOf(error)), directoryName);
+    async errorResponse(error, directoryName, client) {
+      return finish(problemResponse(problemOf(error)), directoryName, client);
     },
 
     createEabKey: (input) => createEabKey(ctx, input),

@@ -97,6 +97,8 @@ export interface AcmeServerOptions {
   eabSealer?: EabSealer;
   limits: AcmeLimits;
   nonceLifetimeMs: number;
+  /** Unused nonces kept per client address (acme.maxNoncesPerAddress; default 1000). */
+  maxNoncesPerClient?: number;
   orderLifetimeMs: number;
   authorizationLifetimeMs: number;
   validationConcurrency: number;

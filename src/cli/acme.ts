@@ -73,6 +73,7 @@ export function createAcmeFromConfig({
       ),
     ),
     nonceLifetimeMs: ms(acme.nonceLifetime),
+    maxNoncesPerClient: acme.maxNoncesPerAddress,
     orderLifetimeMs: ms(acme.orderLifetime),
     authorizationLifetimeMs: ms(acme.authorizationLifetime),
     validationConcurrency: acme.validation.concurrency,

@@ -249,6 +249,11 @@ const acmeSchema = z
     alternateChains: z.array(z.string().min(1)).default([]),
     /** How long a nonce from newNonce or Replay-Nonce stays usable (once). */
     nonceLifetime: fixedDuration.default('PT10M'),
+    /**
+     * Unused nonces kept per client address (IPv6: per /64); beyond, the oldest are forgotten, so
+     * a flood of ACME requests cannot fill the nonce table (issue #34).
+     */
+    maxNoncesPerAddress: z.number().int().min(1).max(1_000_000).default(1000),
     /** How long a new order (and its pending authorisations) may take to become valid. */
     orderLifetime: fixedDuration.default('P7D'),
     /** How long a valid authorisation is reused for the same account and identifier. */

@@ -83,8 +83,14 @@ export type OrderOutcome =
   | { status: 'pending' };
 
 export interface AcmeRepository {
-  /** Stores issued nonces. */
-  addNonces(nonces: { nonce: string; expiresAt: Date }[]): Promise<void>;
+  /** Stores issued nonces, each with the addressKey() of the client it was issued to. */
+  addNonces(nonces: { nonce: string; expiresAt: Date; client: string }[]): Promise<void>;
+  /**
+   * Keeps only the `keep` newest unused nonces of each client listed and deletes the others;
+   * answers how many it deleted. Rows another statement holds (being taken or trimmed) are
+   * neither waited for nor counted, so concurrent trims never wait on each other.
+   */
+  trimNonces(clients: string[], keep: number): Promise<number>;
   /** Deletes each listed nonce that exists and has not expired; answers the ones it deleted. */
   takeNonces(nonces: string[]): Promise<Set<string>>;
 
@@ -204,6 +210,26 @@ export function createAcmeRepository({ db, clock = systemClock }: { db: Db; cloc
     async addNonces(nonces) {
       if (nonces.length === 0) return;
       await db.insert(acmeNonces).values(nonces);
+    },
+
+    async trimNonces(clients, keep) {
+      if (!Number.isInteger(keep) || keep < 0) throw new Error(`trimNonces: keep must be >= 0, got ${keep}`);
+      let deleted = 0;
+      for (const client of new Set(clients)) {
+        const beyond = db
+          .select({ nonce: acmeNonces.nonce })
+          .from(acmeNonces)
+          .where(eq(acmeNonces.client, client))
+          .orderBy(desc(acmeNonces.expiresAt), desc(acmeNonces.nonce))
+          .offset(keep)
+          .for('update', { skipLocked: true });
+        const rows = await db
+          .delete(acmeNonces)
+          .where(inArray(acmeNonces.nonce, beyond))
+          .returning({ nonce: acmeNonces.nonce });
+        deleted += rows.length;
+      }
+      return deleted;
     },
 
     async takeNonces(nonces) {

@@ -6,6 +6,7 @@ import {
   EabKeyUnavailableError,
 } from '../../src/db/acme.repository.ts';
 import { openDatabase } from '../../src/db/database.ts';
+import { acmeNonces } from '../../src/db/schema/index.ts';
 import { describeEachDatabase } from '../helpers/database.ts';
 import { manualClock } from './builders.ts';
 
@@ -52,8 +53,8 @@ describeEachDatabase('the ACME repository', (getDatabase) => {
   }
 
   test('a nonce is taken once, by whichever node, and not after it expires', async () => {
-    const nonces = createNonceService({ repository, clock, lifetimeMs: 60_000 });
-    const nonce = await nonces.issue();
+    const nonces = createNonceService({ repository, clock, lifetimeMs: 60_000, maxPerClient: 10 });
+    const nonce = await nonces.issue('192.0.2.1');
     // On PostgreSQL the other node has its own connections; PGlite has one process, one handle.
     const { kind, target } = getDatabase();
     const second = kind === 'postgres' ? await openDatabase(target, { migrate: false }) : undefined;
@@ -61,21 +62,58 @@ describeEachDatabase('the ACME repository', (getDatabase) => {
       repository: createAcmeRepository({ db: second?.db ?? getDatabase().db, clock }),
       clock,
       lifetimeMs: 60_000,
+      maxPerClient: 10,
     });
     expect(await other.consume(nonce)).toBe(true);
     expect(await nonces.consume(nonce)).toBe(false);
     await second?.close();
-    const late = await nonces.issue();
+    const late = await nonces.issue('192.0.2.1');
     clock.advance(60_000);
     expect(await nonces.consume(late)).toBe(false);
     expect(await nonces.consume('not-a-nonce')).toBe(false);
   });
 
   test('concurrent uses of one nonce succeed exactly once', async () => {
-    const nonces = createNonceService({ repository, clock, lifetimeMs: 60_000 });
-    const nonce = await nonces.issue();
+    const nonces = createNonceService({ repository, clock, lifetimeMs: 60_000, maxPerClient: 10 });
+    const nonce = await nonces.issue('192.0.2.1');
     const results = await Promise.all(Array.from({ length: 20 }, () => nonces.consume(nonce)));
     expect(results.filter(Boolean)).toHaveLength(1);
+  });
+
+  test('an address keeps at most maxPerClient unused nonces, its oldest forgotten first', async () => {
+    const nonces = createNonceService({ repository, clock, lifetimeMs: 60_000, maxPerClient: 3 });
+    const flooder: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      flooder.push(await nonces.issue('192.0.2.1'));
+      clock.advance(1);
+    }
+    // Issued together, in one batch: still only three kept.
+    const batch = await Promise.all(Array.from({ length: 5 }, () => nonces.issue('192.0.2.1')));
+    clock.advance(1);
+    const bystander = await nonces.issue('2001:db8:0:1::/64');
+    const rows = await getDatabase().db.select().from(acmeNonces);
+    expect(rows.filter((row) => row.client === '192.0.2.1')).toHaveLength(3);
+    expect(rows.filter((row) => row.client === '2001:db8:0:1::/64')).toHaveLength(1);
+    // The flooder's earlier nonces are gone; another address's nonce is untouched.
+    expect(await Promise.all(flooder.map((n) => nonces.consume(n)))).toEqual(flooder.map(() => false));
+    expect((await Promise.all(batch.map((n) => nonces.consume(n)))).filter(Boolean)).toHaveLength(3);
+    expect(await nonces.consume(bystander)).toBe(true);
+  });
+
+  test('trimNonces keeps the newest of each listed client and answers how many it deleted', async () => {
+    const at = (ms: number) => new Date(clock.now().getTime() + ms);
+    await repository.addNonces([
+      { nonce: 'a1', expiresAt: at(1000), client: 'a' },
+      { nonce: 'a2', expiresAt: at(2000), client: 'a' },
+      { nonce: 'a3', expiresAt: at(3000), client: 'a' },
+      { nonce: 'b1', expiresAt: at(1000), client: 'b' },
+    ]);
+    expect(await repository.trimNonces(['a', 'b', 'a'], 1)).toBe(2);
+    expect((await getDatabase().db.select().from(acmeNonces)).map((row) => row.nonce).sort()).toEqual([
+      'a3',
+      'b1',
+    ]);
+    expect(await repository.trimNonces(['a'], 1)).toBe(0);
   });
 
   test('one account per key and directory: a second create finds the first', async () => {
@@ -163,7 +201,9 @@ describeEachDatabase('the ACME repository', (getDatabase) => {
 
   test('expire writes what time decided and drops used-up nonces', async () => {
     await order('order-1', 1000);
-    await repository.addNonces([{ nonce: 'n1', expiresAt: new Date(clock.now().getTime() + 500) }]);
+    await repository.addNonces([
+      { nonce: 'n1', expiresAt: new Date(clock.now().getTime() + 500), client: '192.0.2.1' },
+    ]);
     clock.advance(1000);
     expect(await repository.expire()).toEqual({ orders: 1, authorizations: 1, nonces: 1 });
     expect((await repository.findOrder('order-1'))?.status).toBe('invalid');

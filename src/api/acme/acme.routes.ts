@@ -40,7 +40,9 @@ export function acmeErrors(acme: AcmeServer): MiddlewareHandler<ApiEnv> {
   return async function acmeErrorsMiddleware(c, next) {
     await next();
     if (!c.error) return;
-    const answer = toResponse(await acme.errorResponse(c.error, directoryOf(c.req.path)));
+    const answer = toResponse(
+      await acme.errorResponse(c.error, directoryOf(c.req.path), addressKey(clientAddress(c))),
+    );
     // Replace rather than merge: the Signet problem's headers must not leak into the ACME one.
     c.res = undefined;
     c.res = answer;

@@ -167,15 +167,22 @@ export const acmeChallenges = pgTable(
 
 /**
  * Nonces issued and not yet used (RFC 8555 §6.5). A request's nonce is deleted as it is
- * accepted, so it is accepted once, by whichever node receives it.
+ * accepted, so it is accepted once, by whichever node receives it. Each remembers the client
+ * address it was issued to, so that an address keeps at most acme.maxNoncesPerAddress of them
+ * (issue #34): every ACME answer issues one, and a flood would otherwise fill the table.
  */
 export const acmeNonces = pgTable(
   'acme_nonces',
   {
     nonce: text('nonce').primaryKey(),
     expiresAt: timestamptz('expires_at').notNull(),
+    /** addressKey() of the client it was issued to (src/api/client-address.ts). */
+    client: text('client').notNull().default('unknown'),
   },
-  (t) => [index('acme_nonces_expires_idx').on(t.expiresAt)],
+  (t) => [
+    index('acme_nonces_expires_idx').on(t.expiresAt),
+    index('acme_nonces_client_idx').on(t.client, t.expiresAt),
+  ],
 );
 
 /**
