@@ -131,10 +131,9 @@ function harness(target: () => Target) {
         '-m',
         'ops@example.com',
         '--no-eff-email',
-        '--eab-kid',
-        kid,
-        '--eab-hmac-key',
-        hmacKey,
+        // The joined form: a value starting with '-' (pebble's, or an older Signet's) is no option.
+        `--eab-kid=${kid}`,
+        `--eab-hmac-key=${hmacKey}`,
         '--non-interactive',
         '--config-dir',
         path.join(work(t), 'certbot', 'config'),
