@@ -154,7 +154,6 @@ export async function openRuntime(options: OpenRuntimeOptions): Promise<Runtime>
       certificates: createCertificatesRepository({
         db: database.db,
         clock,
-        asyncReservations: database.dialect === 'postgres',
         ...(options.observe?.database ? { observe: options.observe.database } : {}),
       }),
       issuers: createIssuersRepository({ db: database.db, clock }),

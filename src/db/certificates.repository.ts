@@ -61,8 +61,6 @@ export function createCertificatesRepository(deps: {
   clock?: Clock;
   /** Told how long the watched operations take (the server's database histogram). */
   observe?: DatabaseObserver;
-  /** Reservations commit without waiting for the disk (PostgreSQL only: see issuance.repository.ts). */
-  asyncReservations?: boolean;
 }): CertificatesRepository {
   return {
     ...createCertificateIssuanceRepository(deps),

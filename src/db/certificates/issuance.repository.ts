@@ -47,18 +47,10 @@ export function createCertificateIssuanceRepository({
   db,
   clock = systemClock,
   observe,
-  asyncReservations = false,
 }: {
   db: Db;
   clock?: Clock;
   observe?: DatabaseObserver;
-  /**
-   * Commit reservations without waiting for the WAL flush (README, "Storage": the durable writes
-   * of an issuance). Only on PostgreSQL, whose WAL writer flushes such commits within
-   * wal_writer_delay whatever becomes of the client; PGlite has no WAL writer, so an unflushed
-   * commit dies with the process that holds it.
-   */
-  asyncReservations?: boolean;
 }): CertificateIssuanceRepository {
   /**
    * One INSERT for many rows, with one array parameter per column (unnest): the statement and its
@@ -104,12 +96,9 @@ export function createCertificateIssuanceRepository({
     // Inserting in serial order makes every writer take the unique-index entries in the same
     // order, so two batches that share serials wait for each other instead of deadlocking.
     const ordered = [...reservations].sort(bySerial);
+    // The reservation commits durably before anything is signed: a signature whose row a crash of
+    // the database server could take away would be a signature nobody can account for or revoke.
     await db.transaction(async (tx) => {
-      // Committed, visible and unique at once, but not waited on to reach the disk. The store
-      // that follows a signature commits synchronously, and the WAL is flushed in order, so a
-      // stored certificate's reservation is durable with it; a signature whose reservation was
-      // lost to a crash of the database server is still in the partition's audit log.
-      if (asyncReservations) await tx.execute(sql`set local synchronous_commit = off`);
       for (let i = 0; i < ordered.length; i += BATCH_CHUNK) {
         for (const serial of await insertReservations(tx, ordered.slice(i, i + BATCH_CHUNK))) {
           inserted.add(serial);
