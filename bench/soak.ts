@@ -64,6 +64,8 @@ const { values } = parseArgs({
     'sample-seconds': { type: 'string', default: '10' },
     /** Multiplies every target rate of the mix (not the loops in flight). */
     scale: { type: 'string', default: '1' },
+    /** signet.yaml ocsp.cacheEntries of every node (default: the server's, 100,000 per worker). */
+    'ocsp-cache-entries': { type: 'string' },
   },
 });
 
@@ -72,6 +74,8 @@ const NODE_COUNTS = values.nodes.split(',').map(Number);
 const WORKERS = Number(values.workers);
 const SAMPLE_SECONDS = Number(values['sample-seconds']);
 const SCALE = Number(values.scale);
+const OCSP_CACHE_ENTRIES =
+  values['ocsp-cache-entries'] === undefined ? undefined : Number(values['ocsp-cache-entries']);
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const SIGNET = path.join(REPO, 'bin/signet.js');
 /** A revoked certificate must be answered `revoked` by every node this long after its revocation. */
@@ -256,7 +260,11 @@ function configure(
   const config = parseYaml(readFileSync(file, 'utf8')) as Config;
   config.server = { ...config.server, port: ports[index * 2], workers: WORKERS };
   config.rateLimit = { ...config.rateLimit, perMinute: 100_000_000 };
-  config.ocsp = { ...config.ocsp, nonceRateLimit: { perMinute: 100_000_000 } };
+  config.ocsp = {
+    ...config.ocsp,
+    nonceRateLimit: { perMinute: 100_000_000 },
+    ...(OCSP_CACHE_ENTRIES === undefined ? {} : { cacheEntries: OCSP_CACHE_ENTRIES }),
+  };
   config.acme = {
     ...config.acme,
     validation: { httpPort: acmePorts.http, dnsResolver: `127.0.0.1:${acmePorts.dns}` },
@@ -981,7 +989,9 @@ async function soak(
   const databaseUrl = await createDatabase(postgres.url, `soak_${count}_${Date.now()}`);
   const cluster = await startCluster(count, databaseUrl, { http: responder.port, dns: dnsPort });
   const loadStart = loadavg()[0]!;
-  console.log(`\n## ${count} node${count > 1 ? 's' : ''}, ${WORKERS} HTTP workers each; ${uptime()}`);
+  console.log(
+    `\n## ${count} node${count > 1 ? 's' : ''}, ${WORKERS} HTTP workers each${OCSP_CACHE_ENTRIES === undefined ? '' : `, ocsp.cacheEntries ${OCSP_CACHE_ENTRIES}`}; ${uptime()}`,
+  );
   try {
     const material = await makeMaterial(cluster, csrs);
     const traffic = new Traffic(cluster, material, responder);

@@ -1,11 +1,12 @@
 /**
- * The ACME server's storage (src/acme, RFC 8555): accounts, orders, authorisations, challenges and
- * nonces. State changes that race between requests or nodes (a nonce used twice, two finalize
- * calls, a challenge answered twice) are single conditional statements, so the database decides
- * which one wins.
+ * The ACME server's storage (src/acme, RFC 8555): accounts, orders, authorisations, challenges, EAB
+ * keys, and the nonces (acme-nonces.repository.ts). State changes that race between requests or
+ * nodes (a nonce used twice, two finalize calls, a challenge answered twice) are single
+ * conditional statements, so the database decides which one wins.
  */
 import { and, asc, desc, eq, gt, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
 import { type Clock, systemClock } from '../lib/clock.ts';
+import { type AcmeNoncesRepository, createAcmeNoncesRepository } from './acme-nonces.repository.ts';
 import type { Db } from './database.ts';
 import {
   type AcmeAccountStatus,
@@ -82,18 +83,8 @@ export type OrderOutcome =
   /** Back to pending (derived ready): the issuance failed for a reason that may pass. */
   | { status: 'pending' };
 
-export interface AcmeRepository {
-  /** Stores issued nonces, each with the addressKey() of the client it was issued to. */
-  addNonces(nonces: { nonce: string; expiresAt: Date; client: string }[]): Promise<void>;
-  /**
-   * Keeps only the `keep` newest unused nonces of each client listed and deletes the others;
-   * answers how many it deleted. Rows another statement holds (being taken or trimmed) are
-   * neither waited for nor counted, so concurrent trims never wait on each other.
-   */
-  trimNonces(clients: string[], keep: number): Promise<number>;
-  /** Deletes each listed nonce that exists and has not expired; answers the ones it deleted. */
-  takeNonces(nonces: string[]): Promise<Set<string>>;
-
+/** The nonces' part lives in acme-nonces.repository.ts; the rest are accounts, orders and EAB keys. */
+export interface AcmeRepository extends AcmeNoncesRepository {
   createEabKey(input: {
     id: string;
     directory: string;
@@ -207,41 +198,7 @@ export function createAcmeRepository({ db, clock = systemClock }: { db: Db; cloc
   }
 
   const repository: AcmeRepository = {
-    async addNonces(nonces) {
-      if (nonces.length === 0) return;
-      await db.insert(acmeNonces).values(nonces);
-    },
-
-    async trimNonces(clients, keep) {
-      if (!Number.isInteger(keep) || keep < 0) throw new Error(`trimNonces: keep must be >= 0, got ${keep}`);
-      let deleted = 0;
-      for (const client of new Set(clients)) {
-        const beyond = db
-          .select({ nonce: acmeNonces.nonce })
-          .from(acmeNonces)
-          .where(eq(acmeNonces.client, client))
-          .orderBy(desc(acmeNonces.expiresAt), desc(acmeNonces.nonce))
-          .offset(keep)
-          .for('update', { skipLocked: true });
-        const rows = await db
-          .delete(acmeNonces)
-          .where(inArray(acmeNonces.nonce, beyond))
-          .returning({ nonce: acmeNonces.nonce });
-        deleted += rows.length;
-      }
-      return deleted;
-    },
-
-    async takeNonces(nonces) {
-      const valid = nonces.filter((n) => typeof n === 'string' && n.length > 0 && n.length <= MAX_ID);
-      if (valid.length === 0) return new Set();
-      const rows = await db
-        .delete(acmeNonces)
-        .where(and(inArray(acmeNonces.nonce, valid), gt(acmeNonces.expiresAt, clock.now())))
-        .returning({ nonce: acmeNonces.nonce });
-      return new Set(rows.map((row) => row.nonce));
-    },
-
+    ...createAcmeNoncesRepository({ db, clock, maxLength: MAX_ID }),
     async createEabKey(input) {
       checkId('id', input.id);
       const [row] = await db
