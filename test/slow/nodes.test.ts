@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { X509Crl } from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postgresAvailable } from '../helpers/database.ts';
+import { newKeyAndCsr } from '../helpers/openssl-csr.ts';
 import { hasTool } from '../helpers/tools.ts';
 import { createNodes, type Nodes } from './helpers/nodes.ts';
 
@@ -58,27 +59,11 @@ describe.skipIf(!postgresAvailable() || (!haveOpenssl && !CI))(
       expect(readyA.checks).toMatchObject({ database: 'ok', partition: 'ok', keys: 'ok' });
       expect(readyA.checks.members).toContain(`${b.memberUrl} down`);
       await b.start();
-      const made = spawnSync('openssl', [
-        'req',
-        '-new',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        path.join(cluster.dir, 'k.pem'),
-        '-subj',
-        '/CN=nodes.example.com',
-        '-addext',
-        'subjectAltName=DNS:nodes.example.com',
-        '-outform',
-        'DER',
-        '-out',
-        path.join(cluster.dir, 'c.der'),
-      ]);
-      expect(made.status).toBe(0);
-      csr = readFileSync(path.join(cluster.dir, 'c.der'));
+      csr = newKeyAndCsr({
+        keyFile: path.join(cluster.dir, 'k.pem'),
+        subject: '/CN=nodes.example.com',
+        sans: ['DNS:nodes.example.com'],
+      });
       const der = Buffer.from(
         await (await fetch(`${a.url}/v1/issuers/dev-intermediate/certificate`)).arrayBuffer(),
       );

@@ -10,6 +10,7 @@ import type { AppDeps } from '../../../src/api/deps.ts';
 import type { Role } from '../../../src/api/env.ts';
 import { initDataDir } from '../../../src/cli/init.ts';
 import { type Serving, serveDataDir } from '../../../src/cli/serve.ts';
+import { newKeyAndCsr } from '../../helpers/openssl-csr.ts';
 import { hasTool } from '../../helpers/tools.ts';
 import { caller, contract, logSink } from './harness.ts';
 
@@ -96,27 +97,15 @@ export function makeCsr(
   subject = `/CN=${names[0]}`,
 ): { pem: string; der: Buffer; keyFile: string } {
   const keyFile = path.join(dir, `${name}.key`);
-  const pemFile = path.join(dir, `${name}.csr`);
-  openssl([
-    'req',
-    '-new',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
+  const pem = newKeyAndCsr({
     keyFile,
-    '-subj',
     subject,
-    '-addext',
-    `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`,
-    '-out',
-    pemFile,
-  ]);
-  const der = execFileSync('openssl', ['req', '-in', pemFile, '-outform', 'DER']);
-  secrets.push(readFileSync(keyFile, 'utf8').split('\n')[1]!, readFileSync(pemFile, 'utf8').split('\n')[1]!);
-  return { pem: readFileSync(pemFile, 'utf8'), der, keyFile };
+    sans: names.map((n) => `DNS:${n}`),
+    format: 'PEM',
+  }).toString();
+  const der = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+  secrets.push(readFileSync(keyFile, 'utf8').split('\n')[1]!, pem.split('\n')[1]!);
+  return { pem, der, keyFile };
 }
 
 /** openssl verify of a leaf against the root, with the given intermediates. */

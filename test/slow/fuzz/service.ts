@@ -3,13 +3,14 @@
  * process (so a crash is a dead process and a hang is a request without an answer), with the
  * per-credential and per-address limits raised so that inputs reach the parsers instead of a 429.
  */
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { initDataDir } from '../../../src/cli/init.ts';
+import { newKeyAndCsr } from '../../helpers/openssl-csr.ts';
 
 const SIGNET = path.resolve('bin/signet.js');
 
@@ -103,26 +104,14 @@ async function waitReady(url: string, child: ChildProcess, stderr: () => string)
 export function opensslCsr(
   dir: string,
   name: string,
-  algorithm: string[] = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'],
+  algorithm?: string[],
 ): { der: Buffer; keyFile: string } {
   const keyFile = path.join(dir, `${name}.key`);
-  const der = execFileSync(
-    'openssl',
-    [
-      'req',
-      '-new',
-      ...algorithm,
-      '-nodes',
-      '-keyout',
-      keyFile,
-      '-subj',
-      `/CN=${name}.example.com`,
-      '-addext',
-      `subjectAltName=DNS:${name}.example.com`,
-      '-outform',
-      'DER',
-    ],
-    { stdio: ['ignore', 'pipe', 'ignore'] },
-  );
+  const der = newKeyAndCsr({
+    keyFile,
+    subject: `/CN=${name}.example.com`,
+    sans: [`DNS:${name}.example.com`],
+    ...(algorithm ? { algorithm } : {}),
+  });
   return { der, keyFile };
 }

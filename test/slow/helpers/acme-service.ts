@@ -1,9 +1,3 @@
-/**
- * Signet as ACME clients meet it: `signet init`, then HTTPS with a TLS certificate Signet issued
- * itself (policy `signet-tls`, IP 127.0.0.1, from the dev hierarchy), then `signet serve` with
- * the ACME validation ports and resolver pointed where the test's clients and mock DNS are.
- */
-import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
@@ -11,6 +5,7 @@ import { createLogger } from '../../../src/api/logger.ts';
 import { initDataDir } from '../../../src/cli/init.ts';
 import { openRuntime, type Runtime } from '../../../src/cli/runtime.ts';
 import { type Serving, serveDataDir } from '../../../src/cli/serve.ts';
+import { newKeyAndCsr } from '../../helpers/openssl-csr.ts';
 
 const TLS_POLICY = `# The CA's own TLS certificate for the ACME client tests: 127.0.0.1 only.
 description: Signet's own HTTPS certificate in the ACME client tests.
@@ -62,21 +57,7 @@ export async function startAcmeService(options: AcmeServiceOptions): Promise<Sta
   if (https) {
     writeFileSync(path.join(dataDir, 'policies', 'signet-tls.yaml'), TLS_POLICY);
     const keyFile = path.join(dataDir, 'secrets', 'tls.key');
-    const csr = execFileSync(
-      'openssl',
-      [
-        'req',
-        '-new',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        keyFile,
-      ].concat(['-subj', '/', '-addext', 'subjectAltName=IP:127.0.0.1']),
-      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
-    );
+    const csr = newKeyAndCsr({ keyFile, subject: '/', sans: ['IP:127.0.0.1'], format: 'PEM' }).toString();
     const runtime = await openRuntime({ dataDir, logger: createLogger({ level: 'silent' }) });
     try {
       const issued = await runtime.ca.issue({

@@ -5,12 +5,13 @@
  * test/slow/helpers/nodes.ts's (the other half of #29).
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as x509 from '@peculiar/x509';
 import pg from 'pg';
+import { newKeyAndCsr } from '../../helpers/openssl-csr.ts';
 
 export const SIGNET = path.resolve('bin/signet.js');
 const PG_BIN = '/usr/lib/postgresql/15/bin';
@@ -27,29 +28,13 @@ export async function freePort(): Promise<number> {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A P-256 CSR (DER) for `name`, made by OpenSSL in `dir`. */
+/** A P-256 CSR (DER) for `name`, made by OpenSSL; its key is left in `dir`. */
 export function makeCsrDer(dir: string, name: string): Buffer {
-  const out = path.join(dir, `${name}.csr`);
-  execFileSync('openssl', [
-    'req',
-    '-new',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    path.join(dir, `${name}.key`),
-    '-subj',
-    `/CN=${name}`,
-    '-addext',
-    `subjectAltName=DNS:${name}`,
-    '-outform',
-    'DER',
-    '-out',
-    out,
-  ]);
-  return readFileSync(out);
+  return newKeyAndCsr({
+    keyFile: path.join(dir, `${name}.key`),
+    subject: `/CN=${name}`,
+    sans: [`DNS:${name}`],
+  });
 }
 
 export interface Node {
