@@ -16,8 +16,8 @@
  * skipped. The load generator runs in its own process (this file with --load).
  */
 import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
@@ -26,7 +26,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { summariseProfile } from './cpu-profile.ts';
 import { type LoadResult, type LoadSpec, runLoad } from './http-load.ts';
 import { cpuByRole, cpuSeconds, fdatasyncLatencyMs, rssByRole } from './proc.ts';
-import { freePort, throwawayPostgres as startPostgres } from './support.ts';
+import { freePort, scratch, throwawayPostgres as startPostgres } from './support.ts';
 
 const { values } = parseArgs({
   options: {
@@ -58,36 +58,8 @@ const SECONDS = Number(values.seconds);
 const CONCURRENCIES = values.concurrency.split(',').map(Number);
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
-const children = new Set<ChildProcess>();
-const temporary: string[] = [];
-/** Stops for what is not a child of this process (a daemonised PostgreSQL cluster). */
-const stops = new Set<() => void>();
-
-function cleanup(): void {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
-  for (const stop of stops) {
-    try {
-      stop();
-    } catch {
-      // Already stopped.
-    }
-  }
-  stops.clear();
-  for (const dir of temporary) rmSync(dir, { recursive: true, force: true });
-}
-process.on('exit', cleanup);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    cleanup();
-    process.exit(130);
-  });
-}
-
-function tempDir(prefix: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), prefix));
-  temporary.push(dir);
-  return dir;
-}
+const { children, stops, tempDir } = scratch;
+const cleanup = scratch.cleanup;
 
 async function waitForHttp(url: string, child: ChildProcess, seconds = 60): Promise<void> {
   const deadline = Date.now() + seconds * 1000;

@@ -94,6 +94,22 @@ function openFds(pid: number): number {
   }
 }
 
+/** The role of each process of a server: its own pid, its workers' and its partitions'. */
+export function rolesOf(root: number): Map<number, keyof ByRole> {
+  const roles = new Map<number, keyof ByRole>([[root, 'server']]);
+  splitByRole(root, (pid) => {
+    if (!roles.has(pid)) {
+      const line = cmdline(pid);
+      roles.set(
+        pid,
+        line.includes(' hsm serve') ? 'partition' : line.includes(' serve ') ? 'workers' : 'server',
+      );
+    }
+    return 0;
+  });
+  return roles;
+}
+
 export const cpuByRole = (root: number): ByRole => splitByRole(root, ownCpuSeconds);
 export const rssByRole = (root: number): ByRole => splitByRole(root, rssMb);
 /** Open file descriptors (entries of /proc/PID/fd), by role. */

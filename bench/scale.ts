@@ -28,7 +28,7 @@
  */
 import 'reflect-metadata';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createHash, generateKeyPairSync, randomBytes, webcrypto } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, webcrypto } from 'node:crypto';
 import {
   chmodSync,
   chownSync,
@@ -45,16 +45,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import {
-  CertID,
-  id_pkix_ocsp_nonce,
-  OCSPRequest,
-  OCSPResponse,
-  Request,
-  TBSRequest,
-} from '@peculiar/asn1-ocsp';
-import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
-import { AlgorithmIdentifier, Certificate, Extension } from '@peculiar/asn1-x509';
+import { OCSPResponse } from '@peculiar/asn1-ocsp';
+import { AsnConvert } from '@peculiar/asn1-schema';
 import * as x509 from '@peculiar/x509';
 import pg from 'pg';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
@@ -63,7 +55,7 @@ import { openDatabase } from '../src/db/database.ts';
 import { buildCrl } from '../src/revocation/crl-builder.ts';
 import { runLoad } from './http-load.ts';
 import { cpuByRole, cpuSeconds } from './proc.ts';
-import { freePort } from './support.ts';
+import { freePort, ocspIssuerHashes, ocspRequestDer } from './support.ts';
 
 const { values } = parseArgs({
   options: {
@@ -465,42 +457,12 @@ async function issuerForOcsp(url: string): Promise<IssuerForOcsp> {
     );
     return rows[0]!.der;
   });
-  const certificate = AsnConvert.parse(der, Certificate);
-  const sha1 = (bytes: Uint8Array) => createHash('sha1').update(bytes).digest();
-  return {
-    nameHash: sha1(new Uint8Array(AsnConvert.serialize(certificate.tbsCertificate.subject))),
-    keyHash: sha1(new Uint8Array(certificate.tbsCertificate.subjectPublicKeyInfo.subjectPublicKey)),
-  };
+  return ocspIssuerHashes(der);
 }
 
-/** An OCSPRequest for one SHA-1 CertID, as `openssl ocsp` sends it; with a nonce (RFC 8954) or not. */
-function ocspRequest(issuer: IssuerForOcsp, serial: string, nonce: boolean): Buffer {
-  const requestExtensions = nonce
-    ? [
-        new Extension({
-          extnID: id_pkix_ocsp_nonce,
-          critical: false,
-          extnValue: new OctetString(AsnConvert.serialize(new OctetString(randomBytes(16)))),
-        }),
-      ]
-    : undefined;
-  const request = new OCSPRequest({
-    tbsRequest: new TBSRequest({
-      requestList: [
-        new Request({
-          reqCert: new CertID({
-            hashAlgorithm: new AlgorithmIdentifier({ algorithm: '1.3.14.3.2.26', parameters: null }),
-            issuerNameHash: new OctetString(issuer.nameHash),
-            issuerKeyHash: new OctetString(issuer.keyHash),
-            serialNumber: Uint8Array.from(Buffer.from(serial, 'hex')).buffer,
-          }),
-        }),
-      ],
-      ...(requestExtensions ? { requestExtensions } : {}),
-    }),
-  });
-  return Buffer.from(AsnConvert.serialize(request));
-}
+/** An OCSPRequest for one SHA-1 CertID, as `openssl ocsp` sends it; with a fresh nonce or none. */
+const ocspRequest = (issuer: IssuerForOcsp, serial: string, nonce: boolean): Buffer =>
+  ocspRequestDer(issuer, serial, nonce ? randomBytes(16) : undefined);
 
 interface Rate {
   perSecond: number;

@@ -27,33 +27,31 @@
  * PostgreSQL 15 binaries (or $DATABASE_URL). Run `npm run build` after changing src/.
  */
 import 'reflect-metadata';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { cpSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { cpSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { loadavg, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import {
-  BasicOCSPResponse,
-  CertID,
-  id_pkix_ocsp_nonce,
-  OCSPRequest,
-  OCSPResponse,
-  Request,
-  TBSRequest,
-} from '@peculiar/asn1-ocsp';
+import { BasicOCSPResponse, id_pkix_ocsp_nonce, OCSPResponse } from '@peculiar/asn1-ocsp';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
-import { AlgorithmIdentifier, Extension, SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
 import { X509Certificate } from '@peculiar/x509';
 import pg from 'pg';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { AcmeClient } from '../test/helpers/acme-client.ts';
 import { type Http01Responder, startHttp01Responder } from '../test/helpers/acme-responders.ts';
 import { generateTestKey, handCsr, sanExtension } from '../test/x509/fixtures.ts';
-import { type ByRole, cpuByRole, cpuSeconds, fdsByRole, processCount, rssByRole } from './proc.ts';
-import { freePort, throwawayPostgres } from './support.ts';
+import { type ByRole, cpuByRole, cpuSeconds, fdsByRole, processCount, rolesOf, rssByRole } from './proc.ts';
+import {
+  freePort,
+  type OcspIssuerHashes,
+  ocspIssuerHashes,
+  ocspRequestDer,
+  scratch,
+  throwawayPostgres,
+} from './support.ts';
 
 const { values } = parseArgs({
   options: {
@@ -66,6 +64,11 @@ const { values } = parseArgs({
     scale: { type: 'string', default: '1' },
     /** signet.yaml ocsp.cacheEntries of every node (default: the server's, 100,000 per worker). */
     'ocsp-cache-entries': { type: 'string' },
+    /**
+     * Runs the nodes with node's --trace-gc and reports each process's JS heap after every full
+     * (mark-compact) collection: the live heap, which RSS only hints at.
+     */
+    'trace-gc': { type: 'boolean', default: false },
   },
 });
 
@@ -74,6 +77,7 @@ const NODE_COUNTS = values.nodes.split(',').map(Number);
 const WORKERS = Number(values.workers);
 const SAMPLE_SECONDS = Number(values['sample-seconds']);
 const SCALE = Number(values.scale);
+const TRACE_GC = values['trace-gc'];
 const OCSP_CACHE_ENTRIES =
   values['ocsp-cache-entries'] === undefined ? undefined : Number(values['ocsp-cache-entries']);
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -132,36 +136,8 @@ const MIX: Lane[] = [
 
 // ---- processes and folders this run owns -------------------------------------------------------
 
-const children = new Set<ChildProcess>();
-const stops = new Set<() => void>();
-const temporary: string[] = [];
-
-function cleanup(): void {
-  for (const child of children)
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  for (const stop of stops) {
-    try {
-      stop();
-    } catch {
-      // Already stopped.
-    }
-  }
-  stops.clear();
-  for (const dir of temporary) rmSync(dir, { recursive: true, force: true });
-}
-process.on('exit', cleanup);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    cleanup();
-    process.exit(130);
-  });
-}
-
-function tempDir(prefix: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), prefix));
-  temporary.push(dir);
-  return dir;
-}
+const { children, stops, tempDir } = scratch;
+const cleanup = scratch.cleanup;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
@@ -187,6 +163,10 @@ interface SoakNode {
   agent: Agent;
   log: string;
   pid(): number;
+  /** Date.now() when it was spawned: V8's --trace-gc times count from about then. */
+  spawnedAt: number;
+  /** Its processes by role, read while it runs (for --trace-gc lines, which name a pid). */
+  roles?: Map<number, keyof ByRole>;
   /** SIGTERM; the exit code and how long the shutdown took. */
   stop(): Promise<{ code: number | null; ms: number }>;
 }
@@ -288,11 +268,18 @@ async function startNode(
 ): Promise<SoakNode> {
   const log = path.join(dataDir, '..', `${name}.log`);
   const fd = openSync(log, 'w');
-  const child = spawn(process.execPath, [SIGNET, 'serve', '--data', dataDir], {
-    cwd: REPO,
-    env,
-    stdio: ['ignore', fd, fd],
-  });
+  const spawnedAt = Date.now();
+  // node refuses --trace-gc in NODE_OPTIONS; given on the command line, the HTTP workers inherit it
+  // (node:cluster forks them with the primary's execArgv).
+  const child = spawn(
+    process.execPath,
+    [...(TRACE_GC ? ['--trace-gc'] : []), SIGNET, 'serve', '--data', dataDir],
+    {
+      cwd: REPO,
+      env,
+      stdio: ['ignore', fd, fd],
+    },
+  );
   children.add(child);
   child.on('exit', () => children.delete(child));
   const base = new URL(`http://127.0.0.1:${port}`);
@@ -307,9 +294,13 @@ async function startNode(
   return {
     name,
     base,
-    agent: new Agent({ keepAlive: true, maxSockets: 32 }),
+    // An idle connection is closed by this side after 4 s, before the server's keep-alive timeout
+    // (5 s, announced as Keep-Alive: timeout=5): reusing one the server is closing that moment is
+    // a connection reset. node's Agent heeds the server's hint only when given a timeout of its own.
+    agent: new Agent({ keepAlive: true, maxSockets: 32, timeout: 4_000 }),
     log,
     pid: () => child.pid ?? 0,
+    spawnedAt,
     async stop() {
       const started = performance.now();
       if (child.exitCode !== null || child.signalCode !== null) return { code: child.exitCode, ms: 0 };
@@ -401,45 +392,11 @@ function expectStatus(answer: Answer, status: number, what: string): void {
 }
 
 /** What a CertID needs of the issuer (RFC 6960 §4.1.1), SHA-1 as openssl sends by default. */
-interface IssuerHashes {
-  nameHash: Buffer;
-  keyHash: Buffer;
-}
+type IssuerHashes = OcspIssuerHashes;
 
-function issuerHashes(pem: string): IssuerHashes {
-  const issuer = new X509Certificate(pem);
-  const spki = AsnConvert.parse(issuer.publicKey.rawData, SubjectPublicKeyInfo);
-  return {
-    nameHash: createHash('sha1').update(new Uint8Array(issuer.subjectName.toArrayBuffer())).digest(),
-    keyHash: createHash('sha1').update(new Uint8Array(spki.subjectPublicKey)).digest(),
-  };
-}
-
-const nonceExtension = (nonce: Buffer) =>
-  new Extension({
-    extnID: id_pkix_ocsp_nonce,
-    critical: false,
-    extnValue: new OctetString(AsnConvert.serialize(new OctetString(nonce))),
-  });
-
-function buildOcspRequest(issuer: IssuerHashes, serialHex: string, nonce?: Buffer): Buffer {
-  const request = new OCSPRequest({
-    tbsRequest: new TBSRequest({
-      requestList: [
-        new Request({
-          reqCert: new CertID({
-            hashAlgorithm: new AlgorithmIdentifier({ algorithm: '1.3.14.3.2.26', parameters: null }),
-            issuerNameHash: new OctetString(issuer.nameHash),
-            issuerKeyHash: new OctetString(issuer.keyHash),
-            serialNumber: Uint8Array.from(Buffer.from(serialHex, 'hex')).buffer,
-          }),
-        }),
-      ],
-      ...(nonce ? { requestExtensions: [nonceExtension(nonce)] } : {}),
-    }),
-  });
-  return Buffer.from(AsnConvert.serialize(request));
-}
+const issuerHashes = (pem: string): IssuerHashes =>
+  ocspIssuerHashes(new Uint8Array(new X509Certificate(pem).rawData));
+const buildOcspRequest = ocspRequestDer;
 
 /** The certificate status of a successful OCSP response, and its nonce extension's value if any. */
 function readOcspResponse(der: Buffer): { status: 'good' | 'revoked' | 'unknown'; nonceValue?: Buffer } {
@@ -633,7 +590,8 @@ class Traffic {
     const read = readOcspResponse(answer.body);
     if (expect && read.status !== expect)
       throw new Error(`ocsp: answered ${read.status}, expected ${expect}`);
-    if (nonce && !read.nonceValue?.equals(Buffer.from(nonceExtension(nonce).extnValue.buffer)))
+    // The nonce extension carries the nonce as the DER of an OCTET STRING (RFC 8954).
+    if (nonce && !read.nonceValue?.equals(Buffer.from(AsnConvert.serialize(new OctetString(nonce)))))
       throw new Error('ocsp: the nonce was not echoed');
   }
 
@@ -959,6 +917,60 @@ async function printDatabase(url: string, traffic: Traffic): Promise<void> {
   }
 }
 
+/**
+ * `--trace-gc`: V8 prints a line per collection to the process's stdout (the node's log), such as
+ * `[4242:0x55d0c8a0]   61234 ms: Mark-Compact 41.2 (45.0) -> 35.9 (44.7) MB, ...`. The size after
+ * a mark-compact is the live JS heap; its slope from 60 s of traffic on, per process, says whether
+ * what the program keeps grows, apart from what the allocator and V8's spare pages do to RSS.
+ */
+function printHeapAfterGc(cluster: Cluster, trafficWallStart: number): void {
+  const line =
+    /^\[(\d+):0x[0-9a-f]+\]\s+(\d+) ms: Mark-Compact(?: \(reduce\))? [\d.]+ \([\d.]+\) -> ([\d.]+) \(/;
+  console.log(
+    'JS heap after each full collection (V8 --trace-gc, mark-compact), MB, from 60 s of traffic on:',
+  );
+  console.log(
+    '| node | process | role | collections | first | last | min / max | slope MB/min | most given cause |',
+  );
+  console.log('|---|--:|---|--:|--:|--:|--:|---|---|');
+  for (const node of cluster.nodes) {
+    const byPid = new Map<number, { t: number; mb: number }[]>();
+    const reasons = new Map<number, Map<string, number>>();
+    for (const text of readFileSync(node.log, 'utf8').split('\n')) {
+      const match = line.exec(text);
+      if (!match) continue;
+      const t = (node.spawnedAt + Number(match[2]) - trafficWallStart) / 1000;
+      if (t < 60) continue;
+      const pid = Number(match[1]);
+      byPid.set(pid, [...(byPid.get(pid) ?? []), { t, mb: Number(match[3]) }]);
+      // What V8 gave as the cause: the text after the last parenthesis ("allocation failure", ...).
+      const reason = text.slice(text.lastIndexOf(')') + 1).trim() || '?';
+      const counts = reasons.get(pid) ?? new Map<string, number>();
+      counts.set(reason, (counts.get(reason) ?? 0) + 1);
+      reasons.set(pid, counts);
+    }
+    for (const [pid, points] of byPid) {
+      const { slope, se } = fitLine(
+        points.map((p) => p.t / 60),
+        points.map((p) => p.mb),
+      );
+      const sizes = points.map((p) => p.mb);
+      const verdict = !Number.isFinite(slope)
+        ? 'too few'
+        : Math.abs(slope) <= FLAT_MB_PER_MINUTE
+          ? 'flat'
+          : Math.abs(slope) <= 2 * se
+            ? 'not distinguishable from noise'
+            : slope > 0
+              ? 'GROWING'
+              : 'shrinking';
+      console.log(
+        `| ${node.name} | ${pid} | ${node.roles?.get(pid) ?? '?'} | ${points.length} | ${fmt(sizes[0]!, 1)} | ${fmt(sizes.at(-1)!, 1)} | ${fmt(Math.min(...sizes), 1)} / ${fmt(Math.max(...sizes), 1)} | ${fmt(slope, 2)} ± ${fmt(2 * se, 2)} (${verdict}) | ${[...(reasons.get(pid) ?? [])].sort((a, b) => b[1] - a[1])[0]?.join(' x') ?? ''} |`,
+      );
+    }
+  }
+}
+
 /** Warnings and errors in a node's log (pino JSON lines: level 40 and 50+). */
 function logFindings(log: string): string {
   const lines = readFileSync(log, 'utf8').split('\n').filter(Boolean);
@@ -1003,14 +1015,17 @@ async function soak(
     const timer = setInterval(() => {
       if (traffic.t0) samples.push(sample(cluster, (performance.now() - traffic.t0) / 1000, postgresPid));
     }, SAMPLE_SECONDS * 1000);
+    const trafficWallStart = Date.now();
     const elapsed = await traffic.run(MINUTES * 60);
     clearInterval(timer);
+    for (const node of cluster.nodes) node.roles = rolesOf(node.pid());
     samples.push(sample(cluster, elapsed, postgresPid));
     const loadEnd = loadavg()[0]!;
     console.log(`traffic ran ${fmt(elapsed, 1)} s; ${uptime()}`);
     const rows = printOps(traffic, elapsed);
     const memory = printMemory(cluster, samples);
     await printDatabase(databaseUrl, traffic);
+    if (TRACE_GC) printHeapAfterGc(cluster, trafficWallStart);
     for (const node of cluster.nodes) {
       const { code, ms } = await node.stop();
       node.agent.destroy();
