@@ -769,16 +769,15 @@ function slopeOf(samples: Sample[], fromSeconds: number, pick: (s: Sample) => nu
     used.map((s) => s.t / 60),
     used.map(pick),
   );
-  const verdict = !Number.isFinite(slope)
-    ? 'too few samples'
-    : Math.abs(slope) <= FLAT_MB_PER_MINUTE
-      ? 'flat'
-      : Math.abs(slope) <= 2 * se
-        ? 'not distinguishable from noise'
-        : slope > 0
-          ? 'GROWING'
-          : 'shrinking';
-  return { slope, se, verdict };
+  return { slope, se, verdict: verdictOf(slope, se) };
+}
+
+/** Flat within FLAT_MB_PER_MINUTE, else growing or shrinking when beyond 2 standard errors. */
+function verdictOf(slope: number, se: number): string {
+  if (!Number.isFinite(slope)) return 'too few samples';
+  if (Math.abs(slope) <= FLAT_MB_PER_MINUTE) return 'flat';
+  if (Math.abs(slope) <= 2 * se) return 'not distinguishable from noise';
+  return slope > 0 ? 'GROWING' : 'shrinking';
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -955,15 +954,7 @@ function printHeapAfterGc(cluster: Cluster, trafficWallStart: number): void {
         points.map((p) => p.mb),
       );
       const sizes = points.map((p) => p.mb);
-      const verdict = !Number.isFinite(slope)
-        ? 'too few'
-        : Math.abs(slope) <= FLAT_MB_PER_MINUTE
-          ? 'flat'
-          : Math.abs(slope) <= 2 * se
-            ? 'not distinguishable from noise'
-            : slope > 0
-              ? 'GROWING'
-              : 'shrinking';
+      const verdict = verdictOf(slope, se);
       console.log(
         `| ${node.name} | ${pid} | ${node.roles?.get(pid) ?? '?'} | ${points.length} | ${fmt(sizes[0]!, 1)} | ${fmt(sizes.at(-1)!, 1)} | ${fmt(Math.min(...sizes), 1)} / ${fmt(Math.max(...sizes), 1)} | ${fmt(slope, 2)} ± ${fmt(2 * se, 2)} (${verdict}) | ${[...(reasons.get(pid) ?? [])].sort((a, b) => b[1] - a[1])[0]?.join(' x') ?? ''} |`,
       );
