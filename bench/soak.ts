@@ -924,16 +924,16 @@ async function printDatabase(url: string, traffic: Traffic): Promise<void> {
  */
 function printHeapAfterGc(cluster: Cluster, trafficWallStart: number): void {
   const line =
-    /^\[(\d+):0x[0-9a-f]+\]\s+(\d+) ms: Mark-Compact(?: \(reduce\))? [\d.]+ \([\d.]+\) -> ([\d.]+) \(/;
+    /^\[(\d+):0x[0-9a-f]+\]\s+(\d+) ms: Mark-Compact(?: \(reduce\))? [\d.]+ \([\d.]+\) -> ([\d.]+) \(([\d.]+)\)/;
   console.log(
     'JS heap after each full collection (V8 --trace-gc, mark-compact), MB, from 60 s of traffic on:',
   );
   console.log(
-    '| node | process | role | collections | first | last | min / max | slope MB/min | most given cause |',
+    '| node | process | role | collections | first | last | min / max | slope MB/min | heap V8 holds (committed): first -> last, slope | most given cause |',
   );
-  console.log('|---|--:|---|--:|--:|--:|--:|---|---|');
+  console.log('|---|--:|---|--:|--:|--:|--:|---|---|---|');
   for (const node of cluster.nodes) {
-    const byPid = new Map<number, { t: number; mb: number }[]>();
+    const byPid = new Map<number, { t: number; mb: number; committed: number }[]>();
     const reasons = new Map<number, Map<string, number>>();
     for (const text of readFileSync(node.log, 'utf8').split('\n')) {
       const match = line.exec(text);
@@ -941,7 +941,7 @@ function printHeapAfterGc(cluster: Cluster, trafficWallStart: number): void {
       const t = (node.spawnedAt + Number(match[2]) - trafficWallStart) / 1000;
       if (t < 60) continue;
       const pid = Number(match[1]);
-      byPid.set(pid, [...(byPid.get(pid) ?? []), { t, mb: Number(match[3]) }]);
+      byPid.set(pid, [...(byPid.get(pid) ?? []), { t, mb: Number(match[3]), committed: Number(match[4]) }]);
       // What V8 gave as the cause: the text after the last parenthesis ("allocation failure", ...).
       const reason = text.slice(text.lastIndexOf(')') + 1).trim() || '?';
       const counts = reasons.get(pid) ?? new Map<string, number>();
@@ -955,8 +955,13 @@ function printHeapAfterGc(cluster: Cluster, trafficWallStart: number): void {
       );
       const sizes = points.map((p) => p.mb);
       const verdict = verdictOf(slope, se);
+      const held = fitLine(
+        points.map((p) => p.t / 60),
+        points.map((p) => p.committed),
+      );
+      const heldText = `${fmt(points[0]!.committed, 1)} -> ${fmt(points.at(-1)!.committed, 1)}, ${fmt(held.slope, 2)} ± ${fmt(2 * held.se, 2)}`;
       console.log(
-        `| ${node.name} | ${pid} | ${node.roles?.get(pid) ?? '?'} | ${points.length} | ${fmt(sizes[0]!, 1)} | ${fmt(sizes.at(-1)!, 1)} | ${fmt(Math.min(...sizes), 1)} / ${fmt(Math.max(...sizes), 1)} | ${fmt(slope, 2)} ± ${fmt(2 * se, 2)} (${verdict}) | ${[...(reasons.get(pid) ?? [])].sort((a, b) => b[1] - a[1])[0]?.join(' x') ?? ''} |`,
+        `| ${node.name} | ${pid} | ${node.roles?.get(pid) ?? '?'} | ${points.length} | ${fmt(sizes[0]!, 1)} | ${fmt(sizes.at(-1)!, 1)} | ${fmt(Math.min(...sizes), 1)} / ${fmt(Math.max(...sizes), 1)} | ${fmt(slope, 2)} ± ${fmt(2 * se, 2)} (${verdict}) | ${heldText} | ${[...(reasons.get(pid) ?? [])].sort((a, b) => b[1] - a[1])[0]?.join(' x') ?? ''} |`,
       );
     }
   }
