@@ -55,7 +55,7 @@ import { openDatabase } from '../src/db/database.ts';
 import { buildCrl } from '../src/revocation/crl-builder.ts';
 import { runLoad } from './http-load.ts';
 import { cpuByRole, cpuSeconds } from './proc.ts';
-import { freePort, ocspIssuerHashes, ocspRequestDer } from './support.ts';
+import { freePort, type OcspIssuerHashes, ocspIssuerHashes, ocspRequestDer } from './support.ts';
 
 const { values } = parseArgs({
   options: {
@@ -199,7 +199,7 @@ async function startSignet(dataDir: string, databaseUrl: string): Promise<Server
     { cwd: REPO, env, stdio: ['ignore', log, log] },
   );
   children.add(child);
-  child.on('exit', () => children.delete(child));
+  child.once('exit', () => children.delete(child));
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
     if (child.exitCode !== null)
@@ -444,12 +444,7 @@ async function prepare(cluster: Awaited<ReturnType<typeof startCluster>>, size: 
 
 // ---- OCSP ----------------------------------------------------------------------------------------
 
-interface IssuerForOcsp {
-  nameHash: Buffer;
-  keyHash: Buffer;
-}
-
-async function issuerForOcsp(url: string): Promise<IssuerForOcsp> {
+async function issuerForOcsp(url: string): Promise<OcspIssuerHashes> {
   const der = await withClient(url, async (client) => {
     const { rows } = await client.query<{ der: Buffer }>(
       'select certificate_der as der from issuers where id = $1',
@@ -461,7 +456,7 @@ async function issuerForOcsp(url: string): Promise<IssuerForOcsp> {
 }
 
 /** An OCSPRequest for one SHA-1 CertID, as `openssl ocsp` sends it; with a fresh nonce or none. */
-const ocspRequest = (issuer: IssuerForOcsp, serial: string, nonce: boolean): Buffer =>
+const ocspRequest = (issuer: OcspIssuerHashes, serial: string, nonce: boolean): Buffer =>
   ocspRequestDer(issuer, serial, nonce ? randomBytes(16) : undefined);
 
 interface Rate {

@@ -136,7 +136,7 @@ const MIX: Lane[] = [
 
 // ---- processes and folders this run owns -------------------------------------------------------
 
-const { children, stops, tempDir } = scratch;
+const { stops, tempDir } = scratch;
 const cleanup = scratch.cleanup;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -280,8 +280,7 @@ async function startNode(
       stdio: ['ignore', fd, fd],
     },
   );
-  children.add(child);
-  child.on('exit', () => children.delete(child));
+  scratch.track(child);
   const base = new URL(`http://127.0.0.1:${port}`);
   const deadline = Date.now() + 120_000;
   for (;;) {
@@ -392,11 +391,9 @@ function expectStatus(answer: Answer, status: number, what: string): void {
 }
 
 /** What a CertID needs of the issuer (RFC 6960 §4.1.1), SHA-1 as openssl sends by default. */
-type IssuerHashes = OcspIssuerHashes;
 
-const issuerHashes = (pem: string): IssuerHashes =>
+const issuerHashes = (pem: string): OcspIssuerHashes =>
   ocspIssuerHashes(new Uint8Array(new X509Certificate(pem).rawData));
-const buildOcspRequest = ocspRequestDer;
 
 /** The certificate status of a successful OCSP response, and its nonce extension's value if any. */
 function readOcspResponse(der: Buffer): { status: 'good' | 'revoked' | 'unknown'; nonceValue?: Buffer } {
@@ -420,7 +417,7 @@ interface Material {
   opensslPlain: Buffer;
   opensslNonce: Buffer;
   fixedSerial: string;
-  issuer: IssuerHashes;
+  issuer: OcspIssuerHashes;
 }
 
 function makeCsrs(work: string, count: number): Buffer[] {
@@ -602,7 +599,7 @@ class Traffic {
   async ocsp(): Promise<void> {
     const cert = this.ocspTurn++ % 2 ? this.randomCert() : undefined;
     if (!cert) return this.ocspPost(this.material.opensslPlain, 'good');
-    return this.ocspPost(buildOcspRequest(this.material.issuer, cert.serial), this.expected(cert));
+    return this.ocspPost(ocspRequestDer(this.material.issuer, cert.serial), this.expected(cert));
   }
 
   async ocspNonce(): Promise<void> {
@@ -610,7 +607,7 @@ class Traffic {
     if (!cert) return this.ocspPost(this.material.opensslNonce, 'good');
     const nonce = randomBytes(32);
     return this.ocspPost(
-      buildOcspRequest(this.material.issuer, cert.serial, nonce),
+      ocspRequestDer(this.material.issuer, cert.serial, nonce),
       this.expected(cert),
       nonce,
     );
@@ -1055,7 +1052,7 @@ async function main(): Promise<void> {
     ].concat(['-http01', '', '-https01', '', '-tlsalpn01', '']),
     { stdio: 'ignore' },
   );
-  children.add(dns);
+  scratch.track(dns);
   const csrs = makeCsrs(tempDir('signet-bench-soak-csr-'), 16);
   console.log(
     `bench/soak: ${MINUTES} min per run, nodes ${NODE_COUNTS.join(' then ')}, ${WORKERS} HTTP workers per node, PostgreSQL ${postgres.dataDir ? '15 (a private cluster, fsync on)' : 'at $DATABASE_URL'}; P-256 dev-intermediate; memory sampled every ${SAMPLE_SECONDS} s`,

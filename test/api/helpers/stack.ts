@@ -10,6 +10,7 @@ import type { AppDeps } from '../../../src/api/deps.ts';
 import type { Role } from '../../../src/api/env.ts';
 import { initDataDir } from '../../../src/cli/init.ts';
 import { type Serving, serveDataDir } from '../../../src/cli/serve.ts';
+import { decodePem } from '../../../src/x509/pem.ts';
 import { newKeyAndCsr } from '../../helpers/openssl-csr.ts';
 import { hasTool } from '../../helpers/tools.ts';
 import { caller, contract, logSink } from './harness.ts';
@@ -103,7 +104,7 @@ export function makeCsr(
     sans: names.map((n) => `DNS:${n}`),
     format: 'PEM',
   }).toString();
-  const der = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+  const der = Buffer.from(decodePem(pem, 'CERTIFICATE REQUEST').der);
   secrets.push(readFileSync(keyFile, 'utf8').split('\n')[1]!, pem.split('\n')[1]!);
   return { pem, der, keyFile };
 }
